@@ -1,0 +1,43 @@
+import { resolve } from 'node:path';
+import vue from '@vitejs/plugin-vue';
+import { defineConfig, type Plugin } from 'electron-vite';
+import { RENDERER_CSP } from './src/shared/csp';
+
+/** One Content-Security-Policy for the Electron page (meta tag) and the web server (header). */
+function rendererCsp(): Plugin {
+  // frame-ancestors is ignored (with a warning) in a meta tag; the web server sends it as a header.
+  const metaPolicy = RENDERER_CSP.split('; ')
+    .filter((directive) => !directive.startsWith('frame-ancestors'))
+    .join('; ');
+  return {
+    name: 'mimir-renderer-csp',
+    transformIndexHtml: (html) => html.replace('__RENDERER_CSP__', metaPolicy),
+  };
+}
+
+export default defineConfig({
+  main: {
+    build: {
+      externalizeDeps: true,
+      rollupOptions: {
+        input: {
+          index: resolve('src/main/index.ts'),
+          'engine-process': resolve('src/jobs/engine-process.ts'),
+          cli: resolve('src/cli/index.ts'),
+        },
+      },
+    },
+  },
+  preload: {
+    build: {
+      externalizeDeps: true,
+      rollupOptions: {
+        // A sandboxed preload cannot be an ES module.
+        output: { format: 'cjs', entryFileNames: '[name].cjs' },
+      },
+    },
+  },
+  renderer: {
+    plugins: [vue(), rendererCsp()],
+  },
+});

@@ -1,0 +1,25 @@
+import type { SystemReport } from '../shared/system';
+
+/** The human form of `mimir doctor`. */
+export function formatDoctorReport(report: SystemReport): string {
+  const chosen = report.candidates.find((c) => c.backend === report.chosen && c.module === report.chosenModule);
+  const forced = report.forcedBy ? ` (forced by ${report.forcedBy === 'flag' ? '--backend' : 'MIMIR_BACKEND'})` : '';
+  const width = Math.max(...report.candidates.map((c) => c.module.length));
+  const lines = [
+    `Backend: ${report.chosen}${forced}, from ${report.chosenModule}: ${chosen?.reason ?? ''}`,
+    '',
+    'Candidates, in order of preference:',
+    ...report.candidates.map(
+      (c) => `  ${c.available ? 'yes' : 'no '}  ${c.backend.padEnd(10)} ${c.module.padEnd(width)}  ${c.reason}`,
+    ),
+    '',
+    `GPU: ${report.gpu.summary}`,
+    ...(report.gpu.nvidiaDriver ? [`  NVIDIA driver ${report.gpu.nvidiaDriver}`] : []),
+    ...report.gpu.devices.map((d) => `  ${d.name}${d.memoryMiB === null ? '' : `, ${d.memoryMiB} MiB`}`),
+    ...report.gpu.cudaLibraries.map((lib) => `  ${lib.name}: ${lib.path ?? 'not found'}`),
+    '',
+    `Node ${report.node}${report.electron ? `, Electron ${report.electron}` : ''} on ${report.platform} ${report.arch}; ` +
+      `${report.cpus} CPUs, ${report.memoryGiB} GiB; TensorFlow.js ${report.tfjsVersion}`,
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+/** The TensorFlow.js compute backends, fastest first (docs/architecture.md, "Compute backends"). */
+export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
+export const BackendName = z.enum(BACKEND_NAMES);
+export type BackendName = z.infer<typeof BackendName>;
+
+/** One module that could provide a backend, and why it was or was not usable. */
+export const BackendCandidate = z.object({
+  backend: BackendName,
+  module: z.string(),
+  available: z.boolean(),
+  /** Why it is unavailable, or what it offers when available. Always filled. */
+  reason: z.string(),
+});
+export type BackendCandidate = z.infer<typeof BackendCandidate>;
+
+export const GpuDevice = z.object({
+  name: z.string(),
+  memoryMiB: z.number().nullable(),
+});
+
+export const CudaLibrary = z.object({
+  name: z.string(),
+  path: z.string().nullable(),
+});
+
+export const GpuReport = z.object({
+  /** NVIDIA kernel driver version from /proc/driver/nvidia/version or nvidia-smi, if any. */
+  nvidiaDriver: z.string().nullable(),
+  devices: z.array(GpuDevice),
+  /** The CUDA 11.x / cuDNN 8 libraries that @tensorflow/tfjs-node-gpu 4.22 links against. */
+  cudaLibraries: z.array(CudaLibrary),
+  summary: z.string(),
+});
+export type GpuReport = z.infer<typeof GpuReport>;
+
+export const SystemReport = z.object({
+  chosen: BackendName,
+  /** The module that provides the chosen backend, e.g. @tensorflow/tfjs-backend-wasm. */
+  chosenModule: z.string(),
+  forcedBy: z.enum(['flag', 'env']).nullable(),
+  candidates: z.array(BackendCandidate),
+  tfjsVersion: z.string(),
+  node: z.string(),
+  electron: z.string().nullable(),
+  platform: z.string(),
+  arch: z.string(),
+  cpus: z.number().int(),
+  memoryGiB: z.number(),
+  gpu: GpuReport,
+  /** Process that made the report: the CLI itself, or an engine process (utilityProcess / fork). */
+  processKind: z.enum(['cli', 'engine-process']),
+  pid: z.number().int(),
+});
+export type SystemReport = z.infer<typeof SystemReport>;
+
+/** Environment variable that forces a backend, like the CLI's --backend flag. */
+export const BACKEND_ENV = 'MIMIR_BACKEND';
+
+export const ForcedBackend = z.object({ backend: BackendName, forcedBy: z.enum(['flag', 'env']) });
+export type ForcedBackend = z.infer<typeof ForcedBackend>;
+
+/**
+ * The backend a user forced with --backend (wins) or MIMIR_BACKEND, or null for "the best available".
+ * An unknown name is an error, never ignored.
+ */
+export function readForcedBackend(flag: string | null | undefined, envValue: string | undefined): ForcedBackend | null {
+  const [value, forcedBy] = flag ? [flag, 'flag' as const] : [envValue ?? '', 'env' as const];
+  if (value === '') return null;
+  const parsed = BackendName.safeParse(value);
+  if (!parsed.success) {
+    const source = forcedBy === 'flag' ? '--backend' : BACKEND_ENV;
+    throw new Error(`Unknown backend "${value}" in ${source}; choose one of: ${BACKEND_NAMES.join(', ')}.`);
+  }
+  return { backend: parsed.data, forcedBy };
+}
