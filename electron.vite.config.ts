@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import vue from '@vitejs/plugin-vue';
-import { defineConfig, type Plugin } from 'electron-vite';
+import { defineConfig } from 'electron-vite';
+import type { Plugin } from 'vite';
 import { RENDERER_CSP } from './src/shared/csp';
 
 /** One Content-Security-Policy for the Electron page (meta tag) and the web server (header). */

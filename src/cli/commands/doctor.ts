@@ -1,4 +1,6 @@
-import type { SystemReport } from '../shared/system';
+import type { Command } from 'commander';
+import { BACKEND_ENV, readForcedBackend, type SystemReport } from '../../shared/system';
+import { backendOption, fail } from '../output';
 
 /** The human form of `mimir doctor`. */
 export function formatDoctorReport(report: SystemReport): string {
@@ -22,4 +24,22 @@ export function formatDoctorReport(report: SystemReport): string {
       `${report.cpus} CPUs, ${report.memoryGiB} GiB; TensorFlow.js ${report.tfjsVersion}`,
   ];
   return lines.join('\n');
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('show the compute backend this machine gets, every candidate and why it was passed over, and the GPU found')
+    .option('--json', 'print one JSON object')
+    .addOption(backendOption())
+    .action(async (options: { json?: boolean; backend?: string }) => {
+      const json = options.json === true;
+      try {
+        const { selectBackend } = await import('../../engine/backend');
+        const report = await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
+      } catch (error) {
+        fail(error, json);
+      }
+    });
 }

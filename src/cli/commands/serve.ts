@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { backendOption, fail } from '../output';
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('web mode: serve the workbench UI and API on 127.0.0.1 with a random token in the printed URL')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', '0')
+    .addOption(backendOption())
+    .action(async (options: { port: string; backend?: string }) => {
+      try {
+        const port = Number(options.port);
+        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, not "${options.port}".`);
+        const [{ createAppService }, { forkLauncher }, { startWebServer }, { builtFile }] = await Promise.all([
+          import('../../service/app-service'),
+          import('../../jobs/channel'),
+          import('../../server/web-server'),
+          import('../../jobs/build-output'),
+        ]);
+        const forced = readForcedBackend(options.backend, process.env[BACKEND_ENV]);
+        const service = createAppService({ launch: forkLauncher, forced });
+        const server = await startWebServer({ service, rendererDir: builtFile('renderer'), port });
+        process.stdout.write(`MIMIR Workbench is serving on 127.0.0.1 only. Open:\n  ${server.url}\n`);
+        const stop = (): void => void server.close().then(() => process.exit(0));
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      } catch (error) {
+        fail(error, false);
+      }
+    });
+}

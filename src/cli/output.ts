@@ -1,0 +1,17 @@
+import { Option } from 'commander';
+import { BACKEND_NAMES } from '../shared/system';
+
+/** The --backend option every command that runs tensor work takes. */
+export const backendOption = (): Option =>
+  new Option('--backend <name>', 'force a TensorFlow.js backend (or set MIMIR_BACKEND)').choices(BACKEND_NAMES);
+
+/**
+ * Report a failure the way the command's output mode expects and exit non-zero: with --json, one
+ * `{"type":"failed","message":...}` line on stdout; otherwise `mimir: message` on stderr.
+ */
+export function fail(error: unknown, json: boolean): never {
+  const message = error instanceof Error ? error.message : String(error);
+  if (json) process.stdout.write(`${JSON.stringify({ type: 'failed', message })}\n`);
+  else process.stderr.write(`mimir: ${message}\n`);
+  process.exit(1);
+}
