@@ -8,5 +8,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Two cores: TensorFlow.js suites compete for them, so files run in at most two workers.
     maxWorkers: 2,
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

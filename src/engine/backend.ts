@@ -4,7 +4,13 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { BACKEND_ENV, type BackendCandidate, type ForcedBackend, type GpuReport, type SystemReport } from '../shared/system';
+import {
+  BACKEND_ENV,
+  type BackendCandidate,
+  type ForcedBackend,
+  type GpuReport,
+  type SystemReport,
+} from '../shared/system';
 import { probeGpu } from './gpu';
 
 const requireModule = createRequire(import.meta.url);
@@ -63,13 +69,19 @@ function probeTensorflow(gpu: GpuReport): BackendCandidate[] {
   }
 
   if (loaded) {
-    candidates.push({ backend: 'tensorflow', module: cpuModule, available: false, reason: `not needed: ${gpuModule} loaded` });
+    candidates.push({
+      backend: 'tensorflow',
+      module: cpuModule,
+      available: false,
+      reason: `not needed: ${gpuModule} loaded`,
+    });
   } else if (!isInstalled(cpuModule)) {
     candidates.push({
       backend: 'tensorflow',
       module: cpuModule,
       available: false,
-      reason: 'not installed (optional; `npm install @tensorflow/tfjs-node` gives the fast CPU path where it can download)',
+      reason:
+        'not installed (optional; `npm install @tensorflow/tfjs-node` gives the fast CPU path where it can download)',
     });
   } else {
     candidates.push(loadNative(cpuModule, 'libtensorflow on the CPU'));
@@ -81,7 +93,12 @@ function loadNative(moduleName: string, description: string): BackendCandidate {
   try {
     requireModule(moduleName);
   } catch (error) {
-    return { backend: 'tensorflow', module: moduleName, available: false, reason: `failed to load: ${firstLine(error)}` };
+    return {
+      backend: 'tensorflow',
+      module: moduleName,
+      available: false,
+      reason: `failed to load: ${firstLine(error)}`,
+    };
   }
   if (!tf.findBackend('tensorflow')) {
     return { backend: 'tensorflow', module: moduleName, available: false, reason: 'loaded but registered no backend' };
@@ -113,8 +130,14 @@ async function probeWasm(): Promise<BackendCandidate> {
 async function probeCpu(): Promise<BackendCandidate> {
   const moduleName = '@tensorflow/tfjs-backend-cpu';
   try {
-    if (!(await tf.setBackend('cpu'))) return { backend: 'cpu', module: moduleName, available: false, reason: 'failed to initialise' };
-    return { backend: 'cpu', module: moduleName, available: true, reason: 'plain JavaScript: the slowest, the reference for numerics' };
+    if (!(await tf.setBackend('cpu')))
+      return { backend: 'cpu', module: moduleName, available: false, reason: 'failed to initialise' };
+    return {
+      backend: 'cpu',
+      module: moduleName,
+      available: true,
+      reason: 'plain JavaScript: the slowest, the reference for numerics',
+    };
   } catch (error) {
     return { backend: 'cpu', module: moduleName, available: false, reason: `failed to load: ${firstLine(error)}` };
   }
@@ -149,7 +172,10 @@ export async function selectBackend(
     if (!choice) throw new BackendUnavailableError('No TensorFlow.js backend could be loaded.', candidates);
   }
   if (!(await tf.setBackend(choice.backend))) {
-    throw new BackendUnavailableError(`Backend "${choice.backend}" initialised once but not a second time.`, candidates);
+    throw new BackendUnavailableError(
+      `Backend "${choice.backend}" initialised once but not a second time.`,
+      candidates,
+    );
   }
   await tf.ready();
 

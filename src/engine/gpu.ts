@@ -38,7 +38,11 @@ function ldconfigLibraries(): Map<string, string> {
   const found = new Map<string, string>();
   for (const ldconfig of ['/sbin/ldconfig', '/usr/sbin/ldconfig', 'ldconfig']) {
     try {
-      const out = execFileSync(ldconfig, ['-p'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
+      const out = execFileSync(ldconfig, ['-p'], {
+        encoding: 'utf8',
+        timeout: 5000,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
       for (const line of out.split('\n')) {
         const match = /^\s*(\S+)\s.*=>\s*(\S+)/.exec(line);
         if (match?.[1] && match[2] && !found.has(match[1])) found.set(match[1], match[2]);

@@ -42,7 +42,11 @@ export function probeEngineProcess(
     });
     channel.onExit((code) =>
       finish(() =>
-        reject(new Error(`The engine process exited (code ${code ?? 'signal'}) before reporting.${stderr ? `\n${stderr}` : ''}`)),
+        reject(
+          new Error(
+            `The engine process exited (code ${code ?? 'signal'}) before reporting.${stderr ? `\n${stderr}` : ''}`,
+          ),
+        ),
       ),
     );
     channel.send({ type: 'probe', forced } satisfies ParentMessage);

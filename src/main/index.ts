@@ -8,6 +8,7 @@ import { createAppService } from '../service/app-service';
 import { readForcedBackend } from '../shared/system';
 import { API_CHANNEL } from '../shared/ipc';
 import { utilityLauncher } from './utility-launcher';
+import { secureWebPreferences } from './web-preferences';
 
 const forced = readForcedBackend(null, process.env.MIMIR_BACKEND);
 const service = createAppService({ launch: utilityLauncher, forced });
@@ -18,12 +19,7 @@ function createWindow(): BrowserWindow {
     height: 820,
     title: 'MIMIR Workbench',
     show: false,
-    webPreferences: {
-      preload: path.join(import.meta.dirname, '../preload/index.cjs'),
-      contextIsolation: true,
-      sandbox: true,
-      nodeIntegration: false,
-    },
+    webPreferences: secureWebPreferences(import.meta.dirname),
   });
   window.once('ready-to-show', () => window.show());
   // The app is one page; it neither opens windows nor navigates away.

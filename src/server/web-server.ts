@@ -78,7 +78,12 @@ function readBody(request: IncomingMessage): Promise<string> {
   });
 }
 
-export async function startWebServer({ service, rendererDir, port, token: given }: WebServerOptions): Promise<WebServer> {
+export async function startWebServer({
+  service,
+  rendererDir,
+  port,
+  token: given,
+}: WebServerOptions): Promise<WebServer> {
   if (!existsSync(path.join(rendererDir, 'index.html'))) {
     throw new Error(`The renderer is not built (no ${path.join(rendererDir, 'index.html')}); run \`npm run build\`.`);
   }
@@ -111,7 +116,11 @@ export async function startWebServer({ service, rendererDir, port, token: given 
       try {
         body = JSON.parse(await readBody(request));
       } catch (error) {
-        return send(response, 400, `Request body is not JSON: ${error instanceof Error ? error.message : String(error)}`);
+        return send(
+          response,
+          400,
+          `Request body is not JSON: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
       return send(response, 200, JSON.stringify(await service.handle(body)), 'application/json');
     }
@@ -136,7 +145,15 @@ export async function startWebServer({ service, rendererDir, port, token: given 
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new Error(
+              `Port ${port} on 127.0.0.1 is in use (another workbench?); pass --port with another number, or 0 for any free one.`,
+            )
+          : error,
+      ),
+    );
     server.listen(port, '127.0.0.1', () => resolve());
   });
   const actualPort = (server.address() as AddressInfo).port;

@@ -1,5 +1,12 @@
 import type { z } from 'zod';
-import { ApiRequest, apiMethods, type ApiMethod, type ApiMethods, type ApiOutput, type ApiResponse } from '../shared/api';
+import {
+  ApiRequest,
+  apiMethods,
+  type ApiMethod,
+  type ApiMethods,
+  type ApiOutput,
+  type ApiResponse,
+} from '../shared/api';
 import type { ForcedBackend, SystemReport } from '../shared/system';
 import type { ProcessLauncher } from '../jobs/channel';
 import { probeEngineProcess } from '../jobs/engine-host';
@@ -41,7 +48,10 @@ export function createAppService({ launch, forced }: AppServiceOptions): AppServ
     const { method } = request.data;
     const input = apiMethods[method].input.safeParse(request.data.input);
     if (!input.success) {
-      return { ok: false, error: { code: 'invalid-input', message: `Invalid input to ${method}: ${input.error.message}` } };
+      return {
+        ok: false,
+        error: { code: 'invalid-input', message: `Invalid input to ${method}: ${input.error.message}` },
+      };
     }
     try {
       const value = await handlers[method](input.data);

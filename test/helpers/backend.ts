@@ -10,7 +10,9 @@ let wasmPathsSet = false;
 /** Activate a TensorFlow.js backend for a test file; fails the test if it cannot be activated. */
 export async function useBackend(name: 'cpu' | 'wasm'): Promise<void> {
   if (name === 'wasm' && !wasmPathsSet) {
-    setWasmPaths(path.join(path.dirname(requireModule.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep);
+    setWasmPaths(
+      path.join(path.dirname(requireModule.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep,
+    );
     wasmPathsSet = true;
   }
   if (!(await tf.setBackend(name))) throw new Error(`Could not activate the ${name} backend.`);

@@ -29,7 +29,9 @@ export function formatDoctorReport(report: SystemReport): string {
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
-    .description('show the compute backend this machine gets, every candidate and why it was passed over, and the GPU found')
+    .description(
+      'show the compute backend this machine gets, every candidate and why it was passed over, and the GPU found',
+    )
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
     .action(async (options: { json?: boolean; backend?: string }) => {

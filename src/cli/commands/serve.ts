@@ -2,16 +2,20 @@ import type { Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import { backendOption, fail } from '../output';
 
+/** A fixed default, so an SSH port forward (ssh -L 8420:127.0.0.1:8420 gpu-box) keeps working across restarts. */
+const DEFAULT_PORT = 8420;
+
 export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('web mode: serve the workbench UI and API on 127.0.0.1 with a random token in the printed URL')
-    .option('--port <port>', 'port to listen on (0 picks a free one)', '0')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', String(DEFAULT_PORT))
     .addOption(backendOption())
     .action(async (options: { port: string; backend?: string }) => {
       try {
         const port = Number(options.port);
-        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, not "${options.port}".`);
+        if (!Number.isInteger(port) || port < 0 || port > 65535)
+          throw new Error(`--port must be 0..65535, not "${options.port}".`);
         const [{ createAppService }, { forkLauncher }, { startWebServer }, { builtFile }] = await Promise.all([
           import('../../service/app-service'),
           import('../../jobs/channel'),

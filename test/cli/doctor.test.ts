@@ -1,0 +1,71 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SystemReport } from '../../src/shared/system';
+import { ROOT } from '../helpers/build';
+import { runMimir } from '../helpers/cli';
+// @ts-expect-error: a plain .mjs script without types
+import { nodeVersionProblem } from '../../scripts/check-node.mjs';
+
+describe('mimir doctor', () => {
+  it('--json prints a valid report naming the chosen backend and why others were passed over', () => {
+    const result = runMimir(['doctor', '--json'], { MIMIR_BACKEND: '' });
+    expect(result.status, result.stderr).toBe(0);
+    const report = SystemReport.parse(JSON.parse(result.stdout));
+    expect(report.processKind).toBe('cli');
+    expect(report.chosen).toBe(report.candidates.find((c) => c.available)?.backend);
+    const tensorflow = report.candidates.filter((c) => c.backend === 'tensorflow');
+    expect(tensorflow).toHaveLength(2);
+    if (report.chosen !== 'tensorflow') for (const c of tensorflow) expect(c.available).toBe(false);
+  });
+
+  it('prints a human report with every candidate', () => {
+    const result = runMimir(['doctor'], { MIMIR_BACKEND: '' });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^Backend: (tensorflow|wasm|cpu)/);
+    for (const module of ['tfjs-node-gpu', 'tfjs-node ', 'tfjs-backend-wasm', 'tfjs-backend-cpu']) {
+      expect(result.stdout).toContain(module);
+    }
+    expect(result.stdout).toMatch(/^GPU: /m);
+  });
+
+  it('honours --backend and MIMIR_BACKEND, and fails clearly on a bad name', () => {
+    const flag = runMimir(['doctor', '--json', '--backend', 'cpu']);
+    expect(SystemReport.parse(JSON.parse(flag.stdout))).toMatchObject({ chosen: 'cpu', forcedBy: 'flag' });
+    const env = runMimir(['doctor', '--json'], { MIMIR_BACKEND: 'cpu' });
+    expect(SystemReport.parse(JSON.parse(env.stdout))).toMatchObject({ chosen: 'cpu', forcedBy: 'env' });
+    const bad = runMimir(['doctor', '--json'], { MIMIR_BACKEND: 'gpu' });
+    expect(bad.status).toBe(1);
+    expect(JSON.parse(bad.stdout)).toEqual({
+      type: 'failed',
+      message: 'Unknown backend "gpu" in MIMIR_BACKEND; choose one of: tensorflow, wasm, cpu.',
+    });
+  });
+});
+
+describe('the Node version check', () => {
+  it('accepts 22.12+ and explains what to do on older Node', () => {
+    expect(nodeVersionProblem('22.12.0', '/x/node')).toBeNull();
+    expect(nodeVersionProblem('24.21.0', '/x/node')).toBeNull();
+    expect(nodeVersionProblem('22.11.0', '/x/node')).toMatch(/needs Node.js 22.12 or newer; this is Node 22.11.0/);
+    expect(nodeVersionProblem('20.20.2', '/usr/bin/node')).toMatch(/npm install/);
+  });
+
+  // Runs where the machine's own Node is too old (this project's dev machines and CI have Node 20).
+  const systemNode = ['/usr/bin/node', '/usr/local/bin/node'].find((file) => existsSync(file));
+  const version = systemNode ? execFileSync(systemNode, ['--version'], { encoding: 'utf8' }).trim().slice(1) : '';
+  const oldSystemNode = systemNode !== undefined && nodeVersionProblem(version, systemNode) !== null;
+  it.runIf(oldSystemNode)('stops `mimir` with that message, not a crash, on an old system Node', () => {
+    if (!systemNode) throw new Error('unreachable: no system node');
+    try {
+      execFileSync(systemNode, [path.join(ROOT, 'bin/mimir.mjs'), 'doctor'], { encoding: 'utf8', stdio: 'pipe' });
+      expect.unreachable('mimir ran on an old Node');
+    } catch (error) {
+      const failure = error as { status: number; stderr: string };
+      expect(failure.status).toBe(1);
+      expect(failure.stderr).toContain(`this is Node ${version}`);
+      expect(failure.stderr).not.toMatch(/Segmentation|SyntaxError|TypeError/);
+    }
+  });
+});
