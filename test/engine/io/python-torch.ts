@@ -2,10 +2,14 @@ import { spawnSync } from 'node:child_process';
 
 export interface PythonWithTorch {
   executable: string;
-  /** "safetensors" when the safetensors package is importable, "torch+spec" when only PyTorch is. */
-  implementation: string;
   torch: string;
+  /** Whether the safetensors package is importable (else the interop script reads/writes the format by hand). */
+  safetensors: boolean;
 }
+
+const PROBE =
+  'import json, importlib.util, torch; ' +
+  'print(json.dumps({"torch": torch.__version__, "safetensors": importlib.util.find_spec("safetensors") is not None}))';
 
 let cached: { python: PythonWithTorch | null; reason: string } | null = null;
 
@@ -13,18 +17,15 @@ let cached: { python: PythonWithTorch | null; reason: string } | null = null;
  * A python3 that can import torch: $MIMIR_PYTHON, then Debian's /usr/bin/python3 (where
  * `apt-get install python3-torch` puts PyTorch), then python3 on PATH. `reason` says why none was found.
  */
-export function findPythonWithTorch(probeScript: string): { python: PythonWithTorch | null; reason: string } {
+export function findPythonWithTorch(): { python: PythonWithTorch | null; reason: string } {
   if (cached) return cached;
   const candidates = [process.env.MIMIR_PYTHON, '/usr/bin/python3', 'python3'].filter((c): c is string => Boolean(c));
   const failures: string[] = [];
   for (const executable of candidates) {
-    const run = spawnSync(executable, [probeScript, 'probe'], { encoding: 'utf8', timeout: 60_000 });
+    const run = spawnSync(executable, ['-c', PROBE], { encoding: 'utf8', timeout: 60_000 });
     if (run.status === 0) {
-      const report = JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as {
-        implementation: string;
-        torch: string;
-      };
-      cached = { python: { executable, implementation: report.implementation, torch: report.torch }, reason: '' };
+      const report = JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as { torch: string; safetensors: boolean };
+      cached = { python: { executable, torch: report.torch, safetensors: report.safetensors }, reason: '' };
       return cached;
     }
     const why = run.error ? run.error.message : (run.stderr.trim().split('\n').pop() ?? `exit ${run.status}`);
@@ -34,8 +35,9 @@ export function findPythonWithTorch(probeScript: string): { python: PythonWithTo
   return cached;
 }
 
-export function runPython(python: PythonWithTorch, args: string[]): { ok: boolean; [key: string]: unknown } {
-  const run = spawnSync(python.executable, args, { encoding: 'utf8', timeout: 120_000 });
+/** Run a Python script and parse the JSON object on the last line of its output. */
+export function runPython<T = { ok: boolean; [key: string]: unknown }>(python: PythonWithTorch, args: string[]): T {
+  const run = spawnSync(python.executable, args, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 2 ** 20 });
   if (run.status !== 0) throw new Error(`python ${args.join(' ')} failed (exit ${run.status}): ${run.stderr}`);
-  return JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as { ok: boolean };
+  return JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as T;
 }
