@@ -120,7 +120,14 @@ export class BatchIterator {
     while (this.pending.length < this.prefetchDepth + 1) this.pending.push(this.startLoad());
     const promise = this.pending.shift();
     if (!promise) throw new Error('unreachable: no pending batch');
-    const batch = await promise;
+    let batch: ArrayBatch;
+    try {
+      batch = await promise;
+    } catch (error) {
+      // Drop the loads queued behind the failed one: a retry starts again at the failed batch.
+      this.close();
+      throw error;
+    }
     this.advance();
     // Start the next load now, so it runs while the caller trains on this batch.
     while (this.pending.length < this.prefetchDepth) this.pending.push(this.startLoad());
@@ -141,9 +148,10 @@ export class BatchIterator {
     };
   }
 
-  /** Forgets loads in flight (their results are dropped). */
+  /** Forgets loads in flight (their results are dropped); the next call loads from the cursor again. */
   close(): void {
     this.pending.length = 0;
+    this.loadCursor = { ...this.cursor };
   }
 
   private advance(): void {

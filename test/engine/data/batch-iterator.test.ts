@@ -130,6 +130,12 @@ describe('BatchIterator', () => {
     ds.failAt = 7;
     await expect(iterator.nextArrays()).resolves.toBeDefined();
     await expect(iterator.nextArrays()).rejects.toThrow('cannot read image 7');
+    // Once the cause is gone, the iterator carries on with the batch that failed.
+    ds.failAt = null;
+    expect(iterator.state()).toMatchObject({ epoch: 0, batch: 1 });
+    const retried = await iterator.nextArrays();
+    expect(Array.from(retried.indices)).toEqual([5, 6, 7, 8, 9]);
+    expect(Array.from((await iterator.nextArrays()).indices)).toEqual([10, 11, 12, 13, 14]);
   });
 
   it('yields one float32 [n, s, s, 3] tensor and one int32 label tensor per batch, and leaks none', async () => {
