@@ -1,0 +1,386 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ThreatBall, steepestDirection } from './geometry';
+import { logitLoss, minClassesFor, type LogitLossName } from './losses';
+import { QueryCounter, cleanCheck, exampleMask, finishAttack, lossAndGradient, oneHot, predictions } from './oracle';
+import { apgdStart } from './start';
+import { exampleStreams } from './streams';
+import { pick, replaceRows, replaceWhere, takeRows } from './tracking';
+import {
+  checkImages,
+  idsOrDefault,
+  labelsToArray,
+  throwIfAborted,
+  type AttackResult,
+  type Classifier,
+  type CommonAttackOptions,
+  type Labels,
+  type ThreatModel,
+} from './types';
+
+/**
+ * Auto-PGD (Croce & Hein, ICML 2020), following AutoAttack's reference implementation
+ * (autopgd_base.py): step 2 eps, momentum 0.75, checkpoints at 0.22 N then intervals shrinking by
+ * 0.03 N down to 0.06 N; at a checkpoint the step is halved and the search restarts from the best
+ * point when the loss rose in at most rho of the steps since the last checkpoint, or when the step
+ * was not halved last time and the best loss has not improved.
+ */
+
+export interface ApgdOptions extends CommonAttackOptions {
+  threat: ThreatModel;
+  eps: number;
+  /** Default 100. */
+  iterations?: number;
+  /** Default 1; later restarts attack only examples still robust. */
+  restarts?: number;
+  /** Default 0.75. */
+  rho?: number;
+  /** 'ce' (APGD-CE, default), 'dlr' (APGD-DLR) or 'margin' (the CW loss). */
+  loss?: 'ce' | 'dlr' | 'margin';
+}
+
+export interface ApgdTargetedOptions extends CommonAttackOptions {
+  threat: ThreatModel;
+  eps: number;
+  iterations?: number;
+  /** Target classes: the 2nd..(targets+1)-th highest clean logits, capped at classes - 1. Default 9. */
+  targets?: number;
+  /** Restarts per target class. Default 1. */
+  restarts?: number;
+  rho?: number;
+}
+
+export interface ApgdTargetedResult extends AttackResult {
+  /** Targets actually run (the requested number capped at classes - 1). */
+  targetsUsed: number;
+}
+
+export interface ApgdCheckpoint {
+  /** 0-based iteration after which the step size is checked. */
+  at: number;
+  /** Iterations since the previous checkpoint (the window of the oscillation count). */
+  interval: number;
+}
+
+/**
+ * The checkpoint schedule of the reference: first after max(floor(0.22 N), 1) iterations, then
+ * intervals shrinking by max(floor(0.03 N), 1) down to max(floor(0.06 N), 1). For N = 100 the
+ * checks fall after iterations 22, 41, 57, 70, 80, 87, 93 and 99.
+ */
+export function apgdCheckpoints(iterations: number): ApgdCheckpoint[] {
+  const min = Math.max(Math.floor(0.06 * iterations), 1);
+  const decrease = Math.max(Math.floor(0.03 * iterations), 1);
+  const points: ApgdCheckpoint[] = [];
+  let interval = Math.max(Math.floor(0.22 * iterations), 1);
+  let at = interval - 1;
+  while (at < iterations) {
+    points.push({ at, interval });
+    interval = Math.max(interval - decrease, min);
+    at += interval;
+  }
+  return points;
+}
+
+interface RunSettings {
+  threat: ThreatModel;
+  eps: number;
+  iterations: number;
+  rho: number;
+  signal?: AbortSignal;
+  report?: (done: number) => void;
+}
+
+interface RunResult {
+  /** Highest-loss point per example. */
+  xBest: tf.Tensor4D;
+  /** Latest misclassified point per example (the start where none was found). */
+  xBestAdv: tf.Tensor4D;
+  /** Still correctly classified at every iterate. */
+  robust: boolean[];
+  lossBest: Float32Array;
+}
+
+/** One APGD run from `start` (a perturbation) on a batch; mirrors attack_single_run for l_inf and l_2. */
+async function apgdRun(
+  model: Classifier,
+  x: tf.Tensor4D,
+  y: Int32Array,
+  loss: (logits: tf.Tensor2D) => tf.Tensor1D,
+  start: tf.Tensor4D,
+  s: RunSettings,
+  counter: QueryCounter,
+): Promise<RunResult> {
+  const n = y.length;
+  const nIter = s.iterations;
+  const checkpoints = new Map(apgdCheckpoints(nIter).map((c) => [c.at, c.interval]));
+  const ball = new ThreatBall(x, s.eps, s.threat);
+  const lossFn = (z: tf.Tensor2D) => loss(z);
+
+  let xAdv = tf.tidy(() => tf.clipByValue(tf.add(x, start), 0, 1) as tf.Tensor4D);
+  let xBest = tf.clone(xAdv);
+  let xBestAdv = tf.clone(xAdv);
+  const first = lossAndGradient(model, xAdv, lossFn, counter);
+  let grad = first.grad;
+  let gradBest = tf.clone(grad);
+  const firstPred = await predictions(first.logits);
+  const robust = Array.from(y, (label, i) => firstPred[i] === label);
+  const lossBest = Float32Array.from(await first.loss.data());
+  tf.dispose([first.logits, first.loss]);
+
+  const stepSize = new Float32Array(n).fill(2 * s.eps);
+  let stepTensor = tf.tensor4d(stepSize, [n, 1, 1, 1]);
+  let xAdvOld = tf.clone(xAdv);
+  // Losses of every iteration; AutoAttack compares the first step with row -1 of this zero-initialised
+  // buffer (Python indexing), so the comparison wraps around the same way here.
+  const lossSteps = Array.from({ length: nIter }, () => new Float32Array(n));
+  let lossBestLastCheck = Float32Array.from(lossBest);
+  let reducedLastCheck = new Array<boolean>(n).fill(true);
+
+  try {
+    for (let i = 0; i < nIter; i++) {
+      throwIfAborted(s.signal);
+      const a = i > 0 ? 0.75 : 1.0;
+      const next = tf.tidy(() => {
+        const momentum = tf.sub(xAdv, xAdvOld);
+        const z = ball.project(tf.add(xAdv, tf.mul(stepTensor, steepestDirection(grad, s.threat))));
+        return ball.project(tf.add(tf.add(xAdv, tf.mul(tf.sub(z, xAdv), a)), tf.mul(momentum, 1 - a)));
+      });
+      xAdvOld.dispose();
+      xAdvOld = xAdv;
+      xAdv = next;
+
+      const g = lossAndGradient(model, xAdv, lossFn, counter);
+      grad.dispose();
+      grad = g.grad;
+      const [pred, values] = await Promise.all([predictions(g.logits), g.loss.data()]);
+      tf.dispose([g.logits, g.loss]);
+      const wrong = Array.from(y, (label, j) => pred[j] !== label);
+      wrong.forEach((w, j) => {
+        if (w) robust[j] = false;
+      });
+      if (wrong.some(Boolean)) xBestAdv = replaceWhere(xBestAdv, wrong, xAdv);
+
+      const row = lossSteps[i] ?? new Float32Array(n);
+      row.set(values);
+      const improved = Array.from(row, (v, j) => v > lossBest[j]);
+      if (improved.some(Boolean)) {
+        xBest = replaceWhere(xBest, improved, xAdv);
+        gradBest = replaceWhere(gradBest, improved, grad);
+        improved.forEach((up, j) => {
+          if (up) lossBest[j] = row[j];
+        });
+      }
+
+      const k = checkpoints.get(i);
+      if (k !== undefined) {
+        const reduce = new Array<boolean>(n);
+        for (let j = 0; j < n; j++) {
+          let increases = 0;
+          for (let c = 0; c < k; c++) {
+            const now = lossSteps[i - c]?.[j] ?? 0;
+            const before = lossSteps[(i - c - 1 + nIter) % nIter]?.[j] ?? 0;
+            if (now > before) increases++;
+          }
+          const oscillation = increases <= k * s.rho;
+          const noImprovement = !reducedLastCheck[j] && lossBestLastCheck[j] >= lossBest[j];
+          reduce[j] = oscillation || noImprovement;
+        }
+        reducedLastCheck = reduce;
+        lossBestLastCheck = Float32Array.from(lossBest);
+        if (reduce.some(Boolean)) {
+          reduce.forEach((r, j) => {
+            if (r) stepSize[j] /= 2;
+          });
+          stepTensor.dispose();
+          stepTensor = tf.tensor4d(stepSize, [n, 1, 1, 1]);
+          const mask = exampleMask(reduce);
+          const restartFrom = tf.where(mask, xBest, xAdv);
+          const restartGrad = tf.where(mask, gradBest, grad);
+          mask.dispose();
+          tf.dispose([xAdv, grad]);
+          xAdv = restartFrom;
+          grad = restartGrad;
+        }
+      }
+      s.report?.(i + 1);
+    }
+    return { xBest, xBestAdv, robust, lossBest };
+  } catch (error) {
+    tf.dispose([xBest, xBestAdv]);
+    throw error;
+  } finally {
+    tf.dispose([xAdv, xAdvOld, grad, gradBest, stepTensor]);
+    ball.dispose();
+  }
+}
+
+interface Merged {
+  xAdv: tf.Tensor4D;
+  robust: boolean[];
+  /** Best loss of the kept robust point, per example. */
+  keptLoss: Float32Array;
+}
+
+/** Fold one run on `rows` into the overall result: broken examples take x_best_adv, robust ones the higher-loss x_best. */
+function mergeRun(merged: Merged, rows: number[], run: RunResult): void {
+  const broken = run.robust.map((r) => !r);
+  const betterLoss = rows.map((r, j) => run.robust[j] === true && (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity));
+  merged.xAdv = replaceRows(merged.xAdv, rows, run.xBestAdv, broken);
+  merged.xAdv = replaceRows(merged.xAdv, rows, run.xBest, betterLoss);
+  rows.forEach((r, j) => {
+    if (broken[j]) merged.robust[r] = false;
+    if (betterLoss[j]) merged.keptLoss[r] = run.lossBest[j] ?? Number.NaN;
+  });
+  tf.dispose([run.xBest, run.xBestAdv]);
+}
+
+function checkClasses(loss: LogitLossName, classes: number): void {
+  const needed = minClassesFor(loss);
+  if (classes < needed) throw new Error(`the ${loss} loss needs at least ${needed} classes; the model has ${classes}`);
+}
+
+/**
+ * APGD with the CE, DLR or margin loss (APGD-CE / APGD-DLR). Examples misclassified clean are not
+ * attacked (their xAdv is x); each restart attacks only examples still robust.
+ */
+export async function apgd(model: Classifier, x: tf.Tensor4D, labels: Labels, options: ApgdOptions): Promise<AttackResult> {
+  const y = labelsToArray(labels);
+  checkImages(x, y.length);
+  const ids = idsOrDefault(options.ids, y.length);
+  const lossName = options.loss ?? 'ce';
+  const iterations = options.iterations ?? 100;
+  const restarts = options.restarts ?? 1;
+  const counter = new QueryCounter();
+  const clean = await cleanCheck(model, x, y, counter);
+  clean.logits.dispose();
+  checkClasses(lossName, clean.classes);
+
+  const merged: Merged = { xAdv: tf.clone(x), robust: [...clean.correct], keptLoss: new Float32Array(y.length).fill(-Infinity) };
+  for (let round = 0; round < restarts; round++) {
+    const rows = Array.from(y.keys()).filter((i) => merged.robust[i]);
+    if (rows.length === 0) break;
+    const xs = takeRows(x, rows);
+    const ys = pick(y, rows);
+    const yOneHot = oneHot(ys, clean.classes);
+    const start = apgdStart(exampleStreams(options.seed ?? 0, pick(ids, rows), `apgd-${lossName}`, round), xs.shape, options.threat, options.eps);
+    try {
+      const run = await apgdRun(
+        model,
+        xs,
+        ys,
+        (z) => logitLoss(lossName, z, { y: yOneHot }),
+        start,
+        {
+          threat: options.threat,
+          eps: options.eps,
+          iterations,
+          rho: options.rho ?? 0.75,
+          signal: options.signal,
+          report: (done) => options.onProgress?.({ attack: `apgd-${lossName}`, done: round * iterations + done, total: restarts * iterations, active: rows.length }),
+        },
+        counter,
+      );
+      mergeRun(merged, rows, run);
+    } finally {
+      tf.dispose([xs, yOneHot, start]);
+    }
+  }
+  const yAll = oneHot(y, clean.classes);
+  try {
+    return await finishAttack({
+      model,
+      x,
+      xAdv: merged.xAdv,
+      labels: y,
+      cleanCorrect: clean.correct,
+      threat: options.threat,
+      counter,
+      lossAt: (_xa, z) => logitLoss(lossName, z, { y: yAll }),
+    });
+  } finally {
+    yAll.dispose();
+  }
+}
+
+/**
+ * APGD-T: APGD on the targeted DLR loss against each of the `targets` classes with the highest clean
+ * logits after the top one, in order, each only on examples still robust.
+ */
+export async function apgdTargeted(
+  model: Classifier,
+  x: tf.Tensor4D,
+  labels: Labels,
+  options: ApgdTargetedOptions,
+): Promise<ApgdTargetedResult> {
+  const y = labelsToArray(labels);
+  checkImages(x, y.length);
+  const ids = idsOrDefault(options.ids, y.length);
+  const iterations = options.iterations ?? 100;
+  const restarts = options.restarts ?? 1;
+  const counter = new QueryCounter();
+  const clean = await cleanCheck(model, x, y, counter);
+  checkClasses('dlr-targeted', clean.classes);
+  const targetsUsed = Math.min(options.targets ?? 9, clean.classes - 1);
+  const ranking = tf.topk(clean.logits, targetsUsed + 1);
+  const ranked = (await ranking.indices.data()) as Int32Array;
+  tf.dispose([ranking.values, ranking.indices, clean.logits]);
+  const targetOf = (row: number, rank: number) => ranked[row * (targetsUsed + 1) + rank - 1] ?? 0;
+  // The target whose run produced each example's xAdv, for reporting the loss there.
+  const lastTarget = Int32Array.from(y.keys(), (i) => targetOf(i, 2));
+
+  const merged: Merged = { xAdv: tf.clone(x), robust: [...clean.correct], keptLoss: new Float32Array(y.length).fill(-Infinity) };
+  const total = targetsUsed * restarts * iterations;
+  for (let rank = 2; rank <= targetsUsed + 1; rank++) {
+    for (let restart = 0; restart < restarts; restart++) {
+      const rows = Array.from(y.keys()).filter((i) => merged.robust[i]);
+      if (rows.length === 0) break;
+      const round = (rank - 2) * restarts + restart;
+      const xs = takeRows(x, rows);
+      const ys = pick(y, rows);
+      const targets = Int32Array.from(rows, (r) => targetOf(r, rank));
+      const yOneHot = oneHot(ys, clean.classes);
+      const targetOneHot = oneHot(targets, clean.classes);
+      const start = apgdStart(exampleStreams(options.seed ?? 0, pick(ids, rows), 'apgd-t', round), xs.shape, options.threat, options.eps);
+      try {
+        const run = await apgdRun(
+          model,
+          xs,
+          ys,
+          (z) => logitLoss('dlr-targeted', z, { y: yOneHot, target: targetOneHot }),
+          start,
+          {
+            threat: options.threat,
+            eps: options.eps,
+            iterations,
+            rho: options.rho ?? 0.75,
+            signal: options.signal,
+            report: (done) => options.onProgress?.({ attack: 'apgd-t', done: round * iterations + done, total, active: rows.length }),
+          },
+          counter,
+        );
+        rows.forEach((r, j) => {
+          if (!run.robust[j] || (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity)) lastTarget[r] = targets[j] ?? 0;
+        });
+        mergeRun(merged, rows, run);
+      } finally {
+        tf.dispose([xs, yOneHot, targetOneHot, start]);
+      }
+    }
+  }
+  const yAll = oneHot(y, clean.classes);
+  const targetAll = oneHot(lastTarget, clean.classes);
+  try {
+    const result = await finishAttack({
+      model,
+      x,
+      xAdv: merged.xAdv,
+      labels: y,
+      cleanCorrect: clean.correct,
+      threat: options.threat,
+      counter,
+      lossAt: (_xa, z) => logitLoss('dlr-targeted', z, { y: yAll, target: targetAll }),
+    });
+    return { ...result, targetsUsed };
+  } finally {
+    tf.dispose([yAll, targetAll]);
+  }
+}
