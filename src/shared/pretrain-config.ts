@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION } from './dataset-config';
+import { MiConfig } from './mi-config';
+import { ModelConfig, ModelPreset } from './model-config';
+
+/**
+ * A pre-training run (spec section 3, paper Algorithm 1 and Table XV). Epsilons and step sizes are
+ * in 1/255 units, as the UI and CLI speak (`eps: 8` means 8/255).
+ */
+
+export const PRETRAIN_MODES = ['mae', 'adv-mae', 'mimir'] as const;
+/** mae: no attack, no MI penalty. adv-mae: attack, lambda 0. mimir: attack + MI penalty. */
+export const PretrainMode = z.enum(PRETRAIN_MODES, { error: "mode must be 'mae', 'adv-mae' or 'mimir'" });
+export type PretrainMode = z.infer<typeof PretrainMode>;
+
+export const PretrainAttack = z.object({
+  /** Signed-gradient ascent steps on the reconstruction loss (Table IX compares 1 and 10). */
+  steps: z.number().int('attack steps must be a whole number').min(1, 'attack steps must be >= 1').max(100).default(1),
+  eps: z.number().positive('eps must be > 0').max(255, 'eps is in 1/255 units: at most 255').default(8),
+  alpha: z.number().positive('alpha must be > 0').max(255, 'alpha is in 1/255 units: at most 255').default(10),
+  /** visible: only the encoder's visible patches are perturbed (the paper); image: the whole image (the authors' code). */
+  perturb: z.enum(['visible', 'image'], { error: "perturb must be 'visible' or 'image'" }).default('visible'),
+  /** shared: one mask for the attack and the training pass (the paper); fresh: a new mask per forward pass (the code). */
+  attackMask: z.enum(['shared', 'fresh'], { error: "attackMask must be 'shared' or 'fresh'" }).default('shared'),
+});
+export type PretrainAttack = z.infer<typeof PretrainAttack>;
+
+export const PretrainMi = MiConfig.extend({
+  /** Weight of MI(x + delta, z) in the loss; used by mode mimir only (the estimate is recorded for every mode). */
+  lambda: z.number().min(0, 'lambda must be >= 0').default(1e-5),
+  /** Order of z's visible tokens when flattened for MI: spatial (the paper) or shuffled (the code). */
+  tokenOrder: z.enum(['spatial', 'shuffled']).default('spatial'),
+});
+export type PretrainMi = z.infer<typeof PretrainMi>;
+
+export const PretrainOptimizer = z.object({
+  /** Base learning rate; the run uses baseLr * batchSize / 256. */
+  baseLr: z.number().positive('baseLr must be > 0').default(1.5e-4),
+  minLr: z.number().min(0).default(0),
+  weightDecay: z.number().min(0).default(0.05),
+  beta1: z.number().min(0).lt(1).default(0.9),
+  beta2: z.number().min(0).lt(1).default(0.95),
+  warmupEpochs: z.number().min(0).default(40),
+  /** Clip the global gradient norm to this value; null: no clipping. */
+  clipGrad: z.number().positive().nullable().default(null),
+});
+export type PretrainOptimizer = z.infer<typeof PretrainOptimizer>;
+
+export const PretrainConfig = z
+  .object({
+    mode: PretrainMode.default('mimir'),
+    /** A preset name (sized for the dataset's images) or a full model configuration. */
+    model: z.union([ModelPreset, ModelConfig]).default('vit-s'),
+    dataset: DatasetSource.prefault({ kind: 'builtin' }),
+    augmentation: AugmentationConfig.default(PRETRAIN_AUGMENTATION),
+    epochs: z.number().int().min(1, 'epochs must be >= 1').default(800),
+    batchSize: z.number().int().min(2, 'batchSize must be >= 2 (MI needs pairs of samples)').default(512),
+    maskRatio: z.number().gt(0).lt(1, 'maskRatio must be in (0, 1)').default(0.75),
+    normPixLoss: z.boolean().default(true),
+    attack: PretrainAttack.prefault({}),
+    mi: PretrainMi.prefault({}),
+    optimizer: PretrainOptimizer.prefault({}),
+    seed: z.number().int().min(0).max(0xffffffff).default(0),
+    /** Save a checkpoint every this many epochs (and always at the end). */
+    checkpointEvery: z.number().int().min(1).default(20),
+    /** Keep this many recent checkpoints (older ones are deleted, the final one is always kept). */
+    keepCheckpoints: z.number().int().min(1).default(3),
+    /** Write preview images of the fixed preview batch every this many steps (0: at epoch ends only). */
+    previewEvery: z.number().int().min(0).default(0),
+    previewCount: z.number().int().min(1).max(16).default(8),
+    /** Emit a metrics event every this many steps. */
+    logEvery: z.number().int().min(1).default(1),
+  })
+  .superRefine((c, ctx) => {
+    if (c.attack.alpha > 4 * c.attack.eps && c.mode !== 'mae') {
+      ctx.addIssue({ code: 'custom', path: ['attack', 'alpha'], message: `alpha ${c.attack.alpha} is over 4x eps ${c.attack.eps}: a typo?` });
+    }
+  });
+export type PretrainConfig = z.infer<typeof PretrainConfig>;
+export type PretrainConfigInput = z.input<typeof PretrainConfig>;

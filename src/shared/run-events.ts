@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { BackendName } from './system';
+
+/**
+ * What a training or evaluation run reports while it works. The engine emits these; the CLI prints
+ * them (one JSON object per line with --json), the job runner stores them and forwards them to the UI.
+ */
+export const RunKind = z.enum(['pretrain', 'finetune', 'evaluate']);
+export type RunKind = z.infer<typeof RunKind>;
+
+/** The images of one preview snapshot, one PNG strip per kind (the fixed preview batch, left to right). */
+export const PreviewKind = z.enum(['clean', 'masked', 'adversarial', 'perturbation', 'reconstruction']);
+export type PreviewKind = z.infer<typeof PreviewKind>;
+
+export const StartedEvent = z.object({
+  type: z.literal('started'),
+  runKind: RunKind,
+  backend: BackendName,
+  outDir: z.string(),
+  /** Where the run starts: 0 for a new run, the checkpoint's step for a resumed one. */
+  step: z.number().int().nonnegative(),
+  epoch: z.number().int().nonnegative(),
+  totalSteps: z.number().int().positive(),
+  stepsPerEpoch: z.number().int().positive(),
+  resumedFrom: z.string().nullable(),
+});
+
+export const ProgressEvent = z.object({
+  type: z.literal('progress'),
+  /** 1-based epoch being trained, of `epochs`. */
+  epoch: z.number().int().positive(),
+  epochs: z.number().int().positive(),
+  /** Global optimiser steps done, of `totalSteps`. */
+  step: z.number().int().nonnegative(),
+  totalSteps: z.number().int().positive(),
+  imagesPerSecond: z.number().nonnegative(),
+  etaSeconds: z.number().nonnegative(),
+});
+
+export const MetricsEvent = z.object({
+  type: z.literal('metrics'),
+  step: z.number().int().nonnegative(),
+  epoch: z.number().nonnegative(),
+  /** e.g. loss, recon_loss, mi, lr, images_per_s; finite numbers only. */
+  values: z.record(z.string(), z.number()),
+});
+
+export const PreviewEvent = z.object({
+  type: z.literal('preview'),
+  step: z.number().int().nonnegative(),
+  epoch: z.number().nonnegative(),
+  dir: z.string(),
+  files: z.partialRecord(PreviewKind, z.string()),
+  count: z.number().int().positive(),
+  imageSize: z.number().int().positive(),
+  /** The perturbation strip shows 0.5 + scale * delta, clipped: the amplification applied. */
+  perturbationScale: z.number().positive(),
+});
+
+export const CheckpointEvent = z.object({
+  type: z.literal('checkpoint'),
+  step: z.number().int().nonnegative(),
+  epoch: z.number().int().nonnegative(),
+  path: z.string(),
+});
+
+export const LogEvent = z.object({
+  type: z.literal('log'),
+  level: z.enum(['info', 'warn', 'error']),
+  message: z.string(),
+});
+
+export const DoneEvent = z.object({
+  type: z.literal('done'),
+  step: z.number().int().nonnegative(),
+  epoch: z.number().int().nonnegative(),
+  checkpoint: z.string(),
+  seconds: z.number().nonnegative(),
+  summary: z.record(z.string(), z.number()),
+});
+
+export const FailedEvent = z.object({
+  type: z.literal('failed'),
+  /** What went wrong, where, and what to do. */
+  message: z.string(),
+  step: z.number().int().nonnegative().nullable(),
+  /** The last good checkpoint, kept; a resumed run continues from it. */
+  lastCheckpoint: z.string().nullable(),
+});
+
+export const RunEvent = z.discriminatedUnion('type', [
+  StartedEvent,
+  ProgressEvent,
+  MetricsEvent,
+  PreviewEvent,
+  CheckpointEvent,
+  LogEvent,
+  DoneEvent,
+  FailedEvent,
+]);
+export type RunEvent = z.infer<typeof RunEvent>;
+export type RunEventSink = (event: RunEvent) => void;
