@@ -1,0 +1,31 @@
+/**
+ * ViT masked autoencoder and fine-tuning classifier (spec section 2), in TensorFlow.js.
+ *
+ * Parameters (params.ts): a ParamMap = Map<timm/MAE name, tf.Variable>, linear weights [in, out].
+ *   initMaeParams(config, rng) / initClassifierParams(config, numClasses, rng, {headInitStd})
+ *   classifierParamsFromEncoder(maeParams, config, numClasses, rng) copies the backbone, fresh fc_norm + head.
+ *   maeParamSpecs / classifierParamSpecs (names, shapes, roles for weight decay), checkParams, disposeParams.
+ * Fixed position embeddings: sincosPosEmbed(width, grid) -> Float32Array [(1 + grid^2) * width], cls row zero.
+ * Patches: patchify(images, p) [N,H,W,C] -> [N,L,p*p*C]; unpatchify; gatherPatches(patches, ids)
+ *   (differentiable on every backend); normalizePatches(config, patches).
+ * Masking: randomMasking(rng, N, L, ratio = 0.75) -> PatchMask {visibleIds, maskedIds (int32), mask, dispose}.
+ * MAE: visiblePatches(config, images, mask); encodeVisible(params, config, visPatches, visibleIds, opts)
+ *   -> latent [N, 1+Lv, D]; decode(params, config, latent, mask, opts) -> [N, L, K] (visible then masked);
+ *   orderedTargets(config, images, mask); reconstructionLoss(pred, target, numVisible, {normPixLoss});
+ *   maeForward(...) for the whole pass (optional visible-patch delta); toSpatialOrder for display.
+ * Classifier: classifierForward(params, config, images, opts) -> {logits, features};
+ *   makeClassifier(params, config, opts) -> (x: Tensor4D) => logits Tensor2D.
+ * ForwardOptions: {attention: 'auto'|'sliced'|'batched', trainParams (false = constants, for attacks),
+ *   dropPath: {rate, rng}}.
+ * Every forward is a pure function of (params, inputs), differentiable w.r.t. params and pixels on
+ * cpu, wasm and tensorflow backends (no gather or conv2d-filter gradient needed).
+ */
+export * from './attention';
+export * from './classifier';
+export * from './layers';
+export * from './mae';
+export * from './masking';
+export * from './params';
+export * from './patches';
+export * from './pos-embed';
+export * from './transformer';

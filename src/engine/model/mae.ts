@@ -1,0 +1,210 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { gridSize, patchDim, type ModelConfig } from '../../shared/model-config';
+import type { PatchMask } from './masking';
+import { getParam, type ParamMap } from './params';
+import { batchGather, gatherPatches, normalizePatches, patchify } from './patches';
+import { sincosPosEmbed } from './pos-embed';
+import { linearLayer, normLayer, prependCls, transformerStack, type ForwardOptions } from './transformer';
+
+/**
+ * The masked autoencoder, in composable pieces so a trainer can place an attack's perturbation
+ * either on the visible patches or on the whole image:
+ *
+ *   const vis = visiblePatches(config, images, mask);          // [N, Lv, K], gathers an input only
+ *   const latent = encodeVisible(params, config, vis.add(delta), mask.visibleIds);   // (a)
+ *   // or: visiblePatches(config, images.add(deltaImage), mask) (b), differentiable too
+ *   const pred = decode(params, config, latent, mask);          // [N, L, K], visible then masked
+ *   const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible);
+ *
+ * Ordering: the decoder sees cls, the visible tokens, then one mask token per masked patch, each
+ * with the position embedding of its patch; since attention is order-free this equals MAE's
+ * un-shuffle, and predictions come out in that order. Nothing gathers a tensor that needs a
+ * gradient except through gatherPatches, whose gradient works on every backend.
+ */
+
+/** The pixel patches of `images` at the mask's visible ids: [N, Lv, p*p*C]. */
+export function visiblePatches(config: ModelConfig, images: tf.Tensor4D, mask: Pick<PatchMask, 'visibleIds'>): tf.Tensor3D {
+  return tf.tidy(() => gatherPatches(patchify(images, config.patchSize), mask.visibleIds));
+}
+
+/** Fixed position embeddings of the patches (no cls row): [L, width]. */
+function patchPosEmbed(width: number, config: ModelConfig): tf.Tensor2D {
+  const grid = gridSize(config);
+  return tf.tensor2d(sincosPosEmbed(width, grid).subarray(width), [grid * grid, width]);
+}
+
+/** Embed pixel patches [N, M, K] (normalising them first if configured) and add position embeddings [N|1, M, D]. */
+export function embedPatches(
+  params: ParamMap,
+  config: ModelConfig,
+  patches: tf.Tensor3D,
+  pos: tf.Tensor,
+  options: ForwardOptions,
+): tf.Tensor3D {
+  const [n, m, k] = patches.shape;
+  if (k !== patchDim(config)) throw new Error(`patches have ${k} values, the model expects ${patchDim(config)}`);
+  const flat = tf.reshape(normalizePatches(config, patches), [n * m, k]) as tf.Tensor2D;
+  const embedded = tf.reshape(linearLayer(params, 'patch_embed.proj', flat, options), [n, m, config.width]);
+  return tf.add(embedded, pos) as tf.Tensor3D;
+}
+
+/**
+ * Encoder on already-gathered visible pixel patches [N, Lv, p*p*C] with their patch ids [N, Lv]
+ * (int32): embed, add position embeddings, prepend cls, blocks, final LayerNorm.
+ * Returns the latent [N, 1 + Lv, width] (cls first, tokens in the order of `visibleIds`).
+ */
+export function encodeVisible(
+  params: ParamMap,
+  config: ModelConfig,
+  patches: tf.Tensor3D,
+  visibleIds: tf.Tensor2D,
+  options: ForwardOptions = {},
+): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [n, lv] = patches.shape;
+    if (visibleIds.shape[0] !== n || visibleIds.shape[1] !== lv) {
+      throw new Error(`visibleIds [${visibleIds.shape}] do not match patches [${patches.shape}]`);
+    }
+    const pos = tf.gather(patchPosEmbed(config.width, config), visibleIds);
+    const tokens = prependCls(params, 'cls_token', embedPatches(params, config, patches, pos, options));
+    const shape = { batch: n, tokens: lv + 1, heads: config.heads };
+    const flat = tf.reshape(tokens, [n * (lv + 1), config.width]) as tf.Tensor2D;
+    const out = normLayer(params, 'norm', transformerStack(params, 'blocks', config.depth, flat, shape, options), options);
+    return tf.reshape(out, [n, lv + 1, config.width]);
+  });
+}
+
+/**
+ * Decoder: latent [N, 1 + Lv, width] -> predictions [N, L, p*p*C] for the patches in the order
+ * visible ids then masked ids (of `mask`). Drop path is not used in the decoder (MAE has none).
+ */
+export function decode(
+  params: ParamMap,
+  config: ModelConfig,
+  latent: tf.Tensor3D,
+  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds'>,
+  options: ForwardOptions = {},
+): tf.Tensor3D {
+  return tf.tidy((): tf.Tensor3D => {
+    const [n, t, d] = latent.shape;
+    const lv = t - 1;
+    const lm = mask.maskedIds.shape[1];
+    const l = lv + lm;
+    const dd = config.decoderWidth;
+    if (mask.visibleIds.shape[1] !== lv || mask.maskedIds.shape[0] !== n) {
+      throw new Error(`latent [${latent.shape}] does not match the mask (${mask.visibleIds.shape[1]} visible)`);
+    }
+    const embedded = tf.reshape(linearLayer(params, 'decoder_embed', tf.reshape(latent, [n * t, d]), options), [n, t, dd]);
+    const maskTokens = tf.add(tf.zeros([n, lm, dd]), getParam(params, 'mask_token'));
+    const order = tf.concat([tf.zeros([n, 1], 'int32'), tf.add(mask.visibleIds, 1), tf.add(mask.maskedIds, 1)], 1);
+    const posTable = tf.tensor2d(sincosPosEmbed(dd, gridSize(config)), [l + 1, dd]);
+    const tokens = tf.add(tf.concat([embedded, maskTokens], 1), tf.gather(posTable, order));
+    const shape = { batch: n, tokens: l + 1, heads: config.decoderHeads };
+    const decoderOptions = { ...options, dropPath: undefined };
+    const flat = tf.reshape(tokens, [n * (l + 1), dd]) as tf.Tensor2D;
+    const blocks = transformerStack(params, 'decoder_blocks', config.decoderDepth, flat, shape, decoderOptions);
+    const pred = linearLayer(params, 'decoder_pred', normLayer(params, 'decoder_norm', blocks, options), options);
+    const k = patchDim(config);
+    return tf.slice(tf.reshape(pred, [n, l + 1, k]) as tf.Tensor3D, [0, 1, 0], [n, l, k]);
+  });
+}
+
+/**
+ * Reconstruction targets aligned with decode's output: the clean image's patches (normalised like
+ * the model's input when normalisation is configured) in the order visible ids then masked ids.
+ * Gathers a constant, so no gradient is involved.
+ */
+export function orderedTargets(
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds'>,
+): tf.Tensor3D {
+  return tf.tidy(() => {
+    const patches = normalizePatches(config, patchify(images, config.patchSize));
+    return batchGather(patches, tf.concat([mask.visibleIds, mask.maskedIds], 1));
+  });
+}
+
+export interface ReconstructionLossOptions {
+  /** Per-patch normalised targets, (t - mean) / sqrt(var + 1e-6) over the patch's values (MAE's norm_pix_loss). Default true. */
+  normPixLoss?: boolean;
+}
+
+export const NORM_PIX_EPS = 1e-6;
+
+/**
+ * MSE on the masked patches only: `pred` and `target` are [N, L, K] in the order visible then masked
+ * (decode / orderedTargets); positions numVisible.. are the masked ones. MAE: mean over each
+ * patch's values, then over the masked patches. norm_pix uses the unbiased variance (torch's var()).
+ */
+export function reconstructionLoss(
+  pred: tf.Tensor3D,
+  target: tf.Tensor3D,
+  numVisible: number,
+  options: ReconstructionLossOptions = {},
+): tf.Scalar {
+  return tf.tidy(() => {
+    const [n, l, k] = pred.shape;
+    if (!tf.util.arraysEqual(pred.shape, target.shape)) {
+      throw new Error(`prediction [${pred.shape}] and target [${target.shape}] differ in shape`);
+    }
+    const predMasked = tf.slice(pred, [0, numVisible, 0], [n, l - numVisible, k]);
+    let targetMasked: tf.Tensor = tf.slice(target, [0, numVisible, 0], [n, l - numVisible, k]);
+    if (options.normPixLoss ?? true) targetMasked = normPixTargets(targetMasked);
+    return tf.mean(tf.squaredDifference(predMasked, targetMasked));
+  });
+}
+
+/** (t - mean) / sqrt(var + 1e-6) over the last axis, var unbiased as torch's Tensor.var(). */
+export function normPixTargets<T extends tf.Tensor>(target: T): T {
+  return tf.tidy(() => {
+    const k = target.shape[target.rank - 1] ?? 1;
+    const mean = tf.mean(target, -1, true);
+    const centred = tf.sub(target, mean);
+    const variance = tf.div(tf.sum(tf.square(centred), -1, true), k - 1);
+    return tf.div(centred, tf.sqrt(tf.add(variance, NORM_PIX_EPS))) as T;
+  });
+}
+
+export interface MaeForwardOptions extends ForwardOptions, ReconstructionLossOptions {
+  /** Perturbation added to the visible pixel patches [N, Lv, K] before encoding (an attack's delta). */
+  delta?: tf.Tensor3D;
+}
+
+export type MaeOutput = {
+  latent: tf.Tensor3D;
+  pred: tf.Tensor3D;
+  loss: tf.Scalar;
+};
+
+/** The whole masked-autoencoder pass on clean images (plus an optional visible-patch perturbation). */
+export function maeForward(
+  params: ParamMap,
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds' | 'numVisible'>,
+  options: MaeForwardOptions = {},
+): MaeOutput {
+  return tf.tidy(() => {
+    const vis = visiblePatches(config, images, mask);
+    const input = options.delta ? (tf.add(vis, options.delta) as tf.Tensor3D) : vis;
+    const latent = encodeVisible(params, config, input, mask.visibleIds, options);
+    const pred = decode(params, config, latent, mask, options);
+    const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible, options);
+    return { latent, pred, loss };
+  });
+}
+
+/** Put per-patch values given in the order visible then masked back into spatial order [N, L, K]. */
+export function toSpatialOrder(values: tf.Tensor3D, mask: Pick<PatchMask, 'visible' | 'masked'>): tf.Tensor3D {
+  return tf.tidy(() => {
+    const n = mask.visible.length;
+    const l = values.shape[1];
+    const restore = new Int32Array(n * l);
+    for (let s = 0; s < n; s++) {
+      const order = [...(mask.visible[s] ?? []), ...(mask.masked[s] ?? [])];
+      order.forEach((patch, position) => (restore[s * l + patch] = position));
+    }
+    return batchGather(values, tf.tensor2d(restore, [n, l], 'int32'));
+  });
+}

@@ -1,0 +1,207 @@
+import { z } from 'zod';
+
+/**
+ * The shape of a ViT masked autoencoder and of the classifier fine-tuned from its encoder
+ * (spec section 2, paper Table XIV). Pure data: the engine builds parameters and forward passes
+ * from it, checkpoints store it, the UI edits it.
+ */
+
+/** Per-channel mean/std applied inside the forward pass: (x - mean) / std, x in [0, 1] pixels. */
+export const PixelNormalization = z.object({
+  mean: z.array(z.number()).min(1),
+  std: z.array(z.number().positive('normalize.std values must be > 0')).min(1),
+});
+export type PixelNormalization = z.infer<typeof PixelNormalization>;
+
+const positiveInt = (what: string) => z.number().int(`${what} must be an integer`).positive(`${what} must be > 0`);
+
+const ModelConfigShape = z.object({
+  imageSize: positiveInt('imageSize'),
+  patchSize: positiveInt('patchSize'),
+  channels: positiveInt('channels').default(3),
+  width: positiveInt('width'),
+  depth: positiveInt('depth'),
+  heads: positiveInt('heads'),
+  mlpRatio: z.number().positive('mlpRatio must be > 0').default(4),
+  decoderWidth: positiveInt('decoderWidth'),
+  decoderDepth: positiveInt('decoderDepth'),
+  decoderHeads: positiveInt('decoderHeads'),
+  /** Off (undefined) by default: the model sees [0, 1] pixels. */
+  normalize: PixelNormalization.optional(),
+});
+
+export const ModelConfig = ModelConfigShape.superRefine((c, ctx) => {
+  const fail = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (c.imageSize % c.patchSize !== 0) {
+    fail('patchSize', `imageSize ${c.imageSize} is not divisible by patchSize ${c.patchSize}`);
+  }
+  if (c.patchSize * c.patchSize * c.channels < 2) {
+    fail('patchSize', 'a patch must hold at least 2 values (per-patch normalised targets need a variance)');
+  }
+  if (c.width % c.heads !== 0) fail('heads', `width ${c.width} is not divisible by heads ${c.heads}`);
+  if (c.decoderWidth % c.decoderHeads !== 0) {
+    fail('decoderHeads', `decoderWidth ${c.decoderWidth} is not divisible by decoderHeads ${c.decoderHeads}`);
+  }
+  // 2-D sin-cos position embeddings split the width in four (sin/cos for each grid axis).
+  if (c.width % 4 !== 0) fail('width', `width ${c.width} must be divisible by 4 (2-D sin-cos position embedding)`);
+  if (c.decoderWidth % 4 !== 0) {
+    fail('decoderWidth', `decoderWidth ${c.decoderWidth} must be divisible by 4 (2-D sin-cos position embedding)`);
+  }
+  if (!Number.isInteger(c.width * c.mlpRatio)) {
+    fail('mlpRatio', `width * mlpRatio (${c.width} * ${c.mlpRatio}) must be an integer (the MLP hidden width)`);
+  }
+  if (!Number.isInteger(c.decoderWidth * c.mlpRatio)) {
+    fail('mlpRatio', `decoderWidth * mlpRatio (${c.decoderWidth} * ${c.mlpRatio}) must be an integer`);
+  }
+  if (c.normalize) {
+    if (c.normalize.mean.length !== c.channels) {
+      fail('normalize', `normalize.mean has ${c.normalize.mean.length} values for ${c.channels} channels`);
+    }
+    if (c.normalize.std.length !== c.channels) {
+      fail('normalize', `normalize.std has ${c.normalize.std.length} values for ${c.channels} channels`);
+    }
+  }
+});
+export type ModelConfig = z.infer<typeof ModelConfig>;
+export type ModelConfigInput = z.input<typeof ModelConfig>;
+
+export const MODEL_PRESETS = ['micro', 'small-cpu', 'vit-t', 'vit-s', 'vit-b'] as const;
+export const ModelPreset = z.enum(MODEL_PRESETS);
+export type ModelPreset = z.infer<typeof ModelPreset>;
+
+interface PresetSpec {
+  description: string;
+  width: number;
+  depth: number;
+  heads: number;
+  decoderWidth: number;
+  decoderDepth: number;
+  decoderHeads: number;
+  defaultImageSize: number;
+  patchSizeFor(imageSize: number): number;
+}
+
+/** Paper Appendix B: patch 2 for 32 px (CIFAR-10), 4 for 64 px (Tiny-ImageNet), 16 for 224 px (ImageNet). */
+function paperPatchSize(imageSize: number): number {
+  const known: Record<number, number> = { 32: 2, 64: 4, 224: 16 };
+  const patch = known[imageSize];
+  if (patch !== undefined) return patch;
+  if (imageSize % 16 === 0) return imageSize / 16; // a 16 x 16 grid, like CIFAR-10 and Tiny-ImageNet
+  throw new Error(`No default patch size for ${imageSize} px images: give patchSize explicitly`);
+}
+
+/** A fixed grid of `grid` x `grid` patches, whatever the image size. */
+function gridPatchSize(grid: number): (imageSize: number) => number {
+  return (imageSize) => {
+    if (imageSize % grid !== 0) {
+      throw new Error(`${imageSize} px images do not split into a ${grid} x ${grid} grid: give patchSize explicitly`);
+    }
+    return imageSize / grid;
+  };
+}
+
+const PAPER_DECODER = { decoderWidth: 128, decoderDepth: 2, decoderHeads: 16 };
+
+const PRESETS: Record<ModelPreset, PresetSpec> = {
+  micro: {
+    description: 'tests and demos: width 32, depth 2, 2 heads, decoder 32 x 1 x 2, a 4 x 4 patch grid',
+    width: 32,
+    depth: 2,
+    heads: 2,
+    decoderWidth: 32,
+    decoderDepth: 1,
+    decoderHeads: 2,
+    defaultImageSize: 16,
+    patchSizeFor: gridPatchSize(4),
+  },
+  'small-cpu': {
+    description: 'a quick demo on a laptop CPU: width 64, depth 4, 4 heads, decoder 64 x 1 x 4, an 8 x 8 patch grid',
+    width: 64,
+    depth: 4,
+    heads: 4,
+    decoderWidth: 64,
+    decoderDepth: 1,
+    decoderHeads: 4,
+    defaultImageSize: 32,
+    patchSizeFor: gridPatchSize(8),
+  },
+  'vit-t': {
+    description: 'ViT-Tiny: width 192, depth 12, 3 heads (paper Table XIV)',
+    width: 192,
+    depth: 12,
+    heads: 3,
+    ...PAPER_DECODER,
+    defaultImageSize: 32,
+    patchSizeFor: paperPatchSize,
+  },
+  'vit-s': {
+    description: 'ViT-Small: width 384, depth 12, 6 heads (paper Table XIV)',
+    width: 384,
+    depth: 12,
+    heads: 6,
+    ...PAPER_DECODER,
+    defaultImageSize: 32,
+    patchSizeFor: paperPatchSize,
+  },
+  'vit-b': {
+    description: 'ViT-Base: width 768, depth 12, 12 heads (paper Table XIV)',
+    width: 768,
+    depth: 12,
+    heads: 12,
+    ...PAPER_DECODER,
+    defaultImageSize: 224,
+    patchSizeFor: paperPatchSize,
+  },
+};
+
+export function describePreset(preset: ModelPreset): string {
+  return PRESETS[preset].description;
+}
+
+/**
+ * A validated config from a preset name and an image size (the preset's own size by default);
+ * `overrides` replace any field (e.g. an explicit patchSize or a normalisation) before validation.
+ * Throws a ZodError or an Error whose message names the problem.
+ */
+export function modelConfigFromPreset(
+  preset: ModelPreset,
+  imageSize?: number,
+  overrides: Partial<ModelConfigInput> = {},
+): ModelConfig {
+  const spec = PRESETS[ModelPreset.parse(preset)];
+  const size = imageSize ?? spec.defaultImageSize;
+  const patchSize = overrides.patchSize ?? spec.patchSizeFor(size);
+  return ModelConfig.parse({
+    imageSize: size,
+    patchSize,
+    channels: 3,
+    width: spec.width,
+    depth: spec.depth,
+    heads: spec.heads,
+    mlpRatio: 4,
+    decoderWidth: spec.decoderWidth,
+    decoderDepth: spec.decoderDepth,
+    decoderHeads: spec.decoderHeads,
+    ...overrides,
+  });
+}
+
+/** Patches per side of the grid. */
+export function gridSize(config: ModelConfig): number {
+  return config.imageSize / config.patchSize;
+}
+
+/** Patches per image (L). */
+export function numPatches(config: ModelConfig): number {
+  return gridSize(config) ** 2;
+}
+
+/** Values per patch (p * p * C): the patch-embedding input and the decoder's output per patch. */
+export function patchDim(config: ModelConfig): number {
+  return config.patchSize * config.patchSize * config.channels;
+}
+
+/** Number of visible patches for a mask ratio, as MAE computes it: int(L * (1 - ratio)). */
+export function numVisiblePatches(config: ModelConfig, maskRatio: number): number {
+  return Math.floor(numPatches(config) * (1 - maskRatio));
+}

@@ -1,0 +1,274 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  classifierForward,
+  decode,
+  disposeParams,
+  encodeVisible,
+  initClassifierParams,
+  initMaeParams,
+  maeForward,
+  orderedTargets,
+  randomMasking,
+  reconstructionLoss,
+  visiblePatches,
+  type AttentionStrategy,
+  type ParamMap,
+  type PatchMask,
+} from '../../../src/engine/model';
+import { useBackend } from '../../helpers/backend';
+import { microConfig, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
+import * as ref from './reference';
+
+const H = 1e-5;
+
+/** Central difference of a float64 function of one perturbed value. */
+function centralDiff(f: (shift: number) => number): number {
+  return (f(H) - f(-H)) / (2 * H);
+}
+
+/** The analytic (float32, tfjs) gradient must match float64 finite differences. */
+function expectClose(analytic: number[], numeric: number[], label: string): void {
+  const norm = Math.sqrt(numeric.reduce((a, v) => a + v * v, 0));
+  const err = Math.sqrt(analytic.reduce((a, v, i) => a + (v - (numeric[i] ?? 0)) ** 2, 0));
+  console.info(`${label}: ${numeric.length} coordinates, |fd| ${norm.toExponential(2)}, relative error ${(err / norm).toExponential(2)}`);
+  expect(norm).toBeGreaterThan(1e-3); // the sampled coordinates carry real gradient
+  expect(err / norm).toBeLessThan(2e-3);
+  analytic.forEach((g, i) => expect(Math.abs(g - (numeric[i] ?? 0))).toBeLessThan(1e-4 + 1e-2 * Math.abs(numeric[i] ?? 0)));
+}
+
+function withShift(params: ref.RefParams, name: string, index: number, shift: number): ref.RefParams {
+  const copy = new Map(params);
+  const values = Float64Array.from(params.get(name) ?? []);
+  values[index] = (values[index] ?? 0) + shift;
+  copy.set(name, values);
+  return copy;
+}
+
+/** A few coordinates of each kind of parameter. */
+const PROBES: [string, number[]][] = [
+  ['cls_token', [3]],
+  ['patch_embed.proj.weight', [5, 700]],
+  ['patch_embed.proj.bias', [2]],
+  ['blocks.0.norm1.weight', [7]],
+  ['blocks.0.attn.qkv.weight', [10, 3022, 1030]], // a q, a k and a v column
+  ['blocks.1.attn.qkv.bias', [40, 70]],
+  ['blocks.1.attn.proj.weight', [33]],
+  ['blocks.1.mlp.fc1.weight', [123]],
+  ['blocks.0.mlp.fc2.bias', [4]],
+  ['norm.bias', [9]],
+  ['mask_token', [1]],
+  ['decoder_embed.weight', [77]],
+  ['decoder_blocks.0.attn.qkv.weight', [300, 2000]],
+  ['decoder_blocks.0.norm2.bias', [12]],
+  ['decoder_norm.weight', [3]],
+  ['decoder_pred.weight', [500]],
+  ['decoder_pred.bias', [6]],
+];
+
+describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
+  const config = microConfig();
+  const n = 2;
+  let params: ParamMap;
+  let refParams: ref.RefParams;
+  let images: ReturnType<typeof randomImages>;
+  let mask: PatchMask;
+  let visible: number[][];
+
+  beforeAll(async () => {
+    await useBackend(backend);
+    const rng = new Rng(21);
+    params = initMaeParams(config, rng);
+    randomizeParams(params, rng);
+    refParams = toRefParams(params);
+    images = randomImages(rng, n, config);
+    mask = randomMasking(rng, n, 16, 0.75);
+    visible = mask.visible.map((v) => Array.from(v));
+  });
+
+  afterAll(() => {
+    disposeParams(params);
+    images.tensor.dispose();
+    mask.dispose();
+  });
+
+  it.each(['sliced', 'batched'] as AttentionStrategy[])(
+    'MAE loss: every parameter gets a gradient, matching finite differences (%s attention)',
+    (attention) => {
+      const { value, grads } = tf.variableGrads(() => maeForward(params, config, images.tensor, mask, { attention }).loss);
+      expect(Object.keys(grads).length).toBe(params.size);
+      const byName = new Map<string, Float32Array>();
+      for (const [name, v] of params) {
+        const g = grads[v.name];
+        expect(g, name).toBeDefined();
+        if (!g) continue;
+        expect(g.shape).toEqual(v.shape);
+        const data = g.dataSync() as Float32Array;
+        expect(data.every(Number.isFinite), name).toBe(true);
+        expect(Math.max(...Array.from(data, Math.abs)), `${name} has a zero gradient`).toBeGreaterThan(0);
+        byName.set(name, data);
+      }
+      const analytic: number[] = [];
+      const numeric: number[] = [];
+      for (const [name, indices] of PROBES) {
+        for (const index of indices) {
+          analytic.push(byName.get(name)?.[index] ?? NaN);
+          numeric.push(centralDiff((s) => ref.maeLoss(withShift(refParams, name, index, s), config, images.arrays, visible)));
+        }
+      }
+      expectClose(analytic, numeric, `${backend} MAE params (${attention})`);
+      tf.dispose([value, grads]);
+    },
+  );
+
+  it.each([true, false])(
+    'gradient w.r.t. a visible-patch perturbation matches finite differences (trainParams %s)',
+    (trainParams) => {
+      const rng = new Rng(3);
+      const k = 48;
+      const deltaValues = Array.from({ length: n * mask.numVisible * k }, () => (rng.uniform() * 2 - 1) * (8 / 255));
+      const delta = tf.tensor3d(deltaValues, [n, mask.numVisible, k]);
+      const clean = visiblePatches(config, images.tensor, mask);
+      const targets = orderedTargets(config, images.tensor, mask);
+      const lossOf = (d: tf.Tensor3D) => {
+        const latent = encodeVisible(params, config, tf.add(clean, d), mask.visibleIds, { trainParams });
+        return reconstructionLoss(decode(params, config, latent, mask, { trainParams }), targets, mask.numVisible);
+      };
+      const grad = tf.grad((d) => lossOf(d as tf.Tensor3D))(delta);
+      expect(grad.shape).toEqual([n, mask.numVisible, k]);
+      const g = grad.dataSync();
+      const refDelta = (shiftAt: number, s: number) =>
+        Array.from({ length: n }, (_, si) =>
+          Array.from({ length: mask.numVisible }, (_, t) =>
+            Float64Array.from({ length: k }, (_, j) => {
+              const flatIndex = (si * mask.numVisible + t) * k + j;
+              return (deltaValues[flatIndex] ?? 0) + (flatIndex === shiftAt ? s : 0);
+            }),
+          ),
+        );
+      const coords = [0, 17, 47, 100, 4 * 48 + 5, n * mask.numVisible * k - 1];
+      const numeric = coords.map((c) =>
+        centralDiff((s) => ref.maeLoss(refParams, config, images.arrays, visible, { delta: refDelta(c, s) })),
+      );
+      expectClose(
+        coords.map((c) => g[c] ?? NaN),
+        numeric,
+        `${backend} visible-patch delta (trainParams ${trainParams})`,
+      );
+      tf.dispose([delta, clean, targets, grad]);
+    },
+  );
+
+  it('gradient w.r.t. a whole-image perturbation flows through the patch gather (zero on masked patches)', () => {
+    const size = config.imageSize;
+    const delta = tf.randomUniform([n, size, size, 3], -8 / 255, 8 / 255, 'float32', 4) as tf.Tensor4D;
+    const deltaValues = Array.from(delta.dataSync());
+    const targets = orderedTargets(config, images.tensor, mask);
+    const grad = tf.grad((d) => {
+      const perturbed = tf.add(images.tensor, d) as tf.Tensor4D;
+      const latent = encodeVisible(params, config, visiblePatches(config, perturbed, mask), mask.visibleIds);
+      return reconstructionLoss(decode(params, config, latent, mask), targets, mask.numVisible);
+    })(delta);
+    const g = grad.dataSync();
+    const pixelIndex = (s: number, patch: number, a: number, b: number, c: number) => {
+      const grid = size / config.patchSize;
+      const row = Math.floor(patch / grid) * config.patchSize + a;
+      const col = (patch % grid) * config.patchSize + b;
+      return ((s * size + row) * size + col) * 3 + c;
+    };
+    for (let s = 0; s < n; s++) {
+      for (const patch of mask.masked[s] ?? []) expect(g[pixelIndex(s, patch, 1, 2, 0)]).toBe(0);
+    }
+    const coords = [pixelIndex(0, visible[0]?.[0] ?? 0, 0, 0, 0), pixelIndex(1, visible[1]?.[2] ?? 0, 3, 1, 2)];
+    const imageSize = size * size * 3;
+    const numeric = coords.map((c) =>
+      centralDiff((shift) => {
+        const perturbed = images.arrays.map((a, s) =>
+          a.map((v, i) => v + (deltaValues[s * imageSize + i] ?? 0) + (s * imageSize + i === c ? shift : 0)),
+        );
+        return ref.maeLoss(refParams, config, perturbed, visible, { cleanImages: images.arrays });
+      }),
+    );
+    expectClose(
+      coords.map((c) => g[c] ?? NaN),
+      numeric,
+      `${backend} whole-image delta`,
+    );
+    tf.dispose([delta, targets, grad]);
+  });
+
+  it('classifier: gradients w.r.t. pixels and parameters match finite differences', () => {
+    const rng = new Rng(8);
+    const cls = initClassifierParams(config, 5, rng);
+    randomizeParams(cls, rng);
+    const refCls = toRefParams(cls);
+    const weights = Array.from({ length: n * 5 }, () => rng.normal());
+    const w = tf.tensor2d(weights, [n, 5]);
+    const objective = (logits: ArrayLike<number>[]) =>
+      logits.reduce((acc, row, s) => acc + Array.from(row).reduce((a, v, j) => a + v * (weights[s * 5 + j] ?? 0), 0), 0);
+
+    const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(classifierForward(cls, config, images.tensor).logits, w)));
+    const names: [string, number][] = [
+      ['head.weight', 7],
+      ['head.bias', 2],
+      ['fc_norm.weight', 5],
+      ['blocks.1.attn.qkv.weight', 999],
+      ['patch_embed.proj.weight', 1234],
+      ['cls_token', 0],
+    ];
+    const analytic = names.map(([name, i]) => {
+      const v = cls.get(name);
+      return v ? (grads[v.name]?.dataSync()[i] ?? NaN) : NaN;
+    });
+    const numeric = names.map(([name, i]) =>
+      centralDiff((s) => objective(ref.classifierLogits(withShift(refCls, name, i, s), config, images.arrays))),
+    );
+    expectClose(analytic, numeric, `${backend} classifier params`);
+    expect(Object.keys(grads).length).toBe(cls.size);
+
+    const f = (x: tf.Tensor) =>
+      tf.sum(tf.mul(classifierForward(cls, config, x as tf.Tensor4D, { trainParams: false }).logits, w));
+    const gx = tf.grad(f)(images.tensor).dataSync();
+    const coords = [0, 100, 767, 1500];
+    const imageSize = config.imageSize ** 2 * 3;
+    const numericX = coords.map((c) =>
+      centralDiff((s) =>
+        objective(
+          ref.classifierLogits(
+            refCls,
+            config,
+            images.arrays.map((a, si) => a.map((v, i) => v + (si * imageSize + i === c ? s : 0))),
+          ),
+        ),
+      ),
+    );
+    expectClose(
+      coords.map((c) => gx[c] ?? NaN),
+      numericX,
+      `${backend} classifier pixels`,
+    );
+    tf.dispose([value, grads, w]);
+    disposeParams(cls);
+  });
+
+  it('a forward + backward step leaks no tensor', () => {
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => maeForward(params, config, images.tensor, mask).loss);
+      tf.dispose([value, grads]);
+      const delta = tf.zeros([n, mask.numVisible, 48]) as tf.Tensor3D;
+      const lossOf = (d: tf.Tensor) =>
+        maeForward(params, config, images.tensor, mask, { delta: d as tf.Tensor3D, trainParams: false }).loss;
+      const g = tf.grad(lossOf)(delta);
+      tf.dispose([delta, g]);
+      const out = maeForward(params, config, images.tensor, mask);
+      tf.dispose(out);
+    };
+    step();
+    const before = tf.memory().numTensors;
+    const bytesBefore = tf.memory().numBytes;
+    step();
+    step();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(tf.memory().numBytes).toBe(bytesBefore);
+  });
+});
