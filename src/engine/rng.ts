@@ -34,6 +34,11 @@ export class Rng {
     return [...this.s];
   }
 
+  /** Continue from a saved state (Rng.state()), in place. */
+  restore(state: RngState): void {
+    this.s = [...state];
+  }
+
   /** A uniform 32-bit unsigned integer. */
   nextUint32(): number {
     const s = this.s;

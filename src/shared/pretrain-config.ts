@@ -72,8 +72,20 @@ export const PretrainConfig = z
     logEvery: z.number().int().min(1).default(1),
   })
   .superRefine((c, ctx) => {
+    if (c.attack.perturb === 'visible' && c.attack.attackMask === 'fresh') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['attack', 'attackMask'],
+        message:
+          "attackMask 'fresh' needs perturb 'image': a visible-patch perturbation belongs to the mask it was made on",
+      });
+    }
     if (c.attack.alpha > 4 * c.attack.eps && c.mode !== 'mae') {
-      ctx.addIssue({ code: 'custom', path: ['attack', 'alpha'], message: `alpha ${c.attack.alpha} is over 4x eps ${c.attack.eps}: a typo?` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['attack', 'alpha'],
+        message: `alpha ${c.attack.alpha} is over 4x eps ${c.attack.eps}: a typo?`,
+      });
     }
   });
 export type PretrainConfig = z.infer<typeof PretrainConfig>;

@@ -24,6 +24,7 @@ export const StartedEvent = z.object({
   stepsPerEpoch: z.number().int().positive(),
   resumedFrom: z.string().nullable(),
 });
+export type StartedEvent = z.infer<typeof StartedEvent>;
 
 export const ProgressEvent = z.object({
   type: z.literal('progress'),
@@ -36,6 +37,7 @@ export const ProgressEvent = z.object({
   imagesPerSecond: z.number().nonnegative(),
   etaSeconds: z.number().nonnegative(),
 });
+export type ProgressEvent = z.infer<typeof ProgressEvent>;
 
 export const MetricsEvent = z.object({
   type: z.literal('metrics'),
@@ -44,6 +46,7 @@ export const MetricsEvent = z.object({
   /** e.g. loss, recon_loss, mi, lr, images_per_s; finite numbers only. */
   values: z.record(z.string(), z.number()),
 });
+export type MetricsEvent = z.infer<typeof MetricsEvent>;
 
 export const PreviewEvent = z.object({
   type: z.literal('preview'),
@@ -56,6 +59,7 @@ export const PreviewEvent = z.object({
   /** The perturbation strip shows 0.5 + scale * delta, clipped: the amplification applied. */
   perturbationScale: z.number().positive(),
 });
+export type PreviewEvent = z.infer<typeof PreviewEvent>;
 
 export const CheckpointEvent = z.object({
   type: z.literal('checkpoint'),
@@ -63,12 +67,14 @@ export const CheckpointEvent = z.object({
   epoch: z.number().int().nonnegative(),
   path: z.string(),
 });
+export type CheckpointEvent = z.infer<typeof CheckpointEvent>;
 
 export const LogEvent = z.object({
   type: z.literal('log'),
   level: z.enum(['info', 'warn', 'error']),
   message: z.string(),
 });
+export type LogEvent = z.infer<typeof LogEvent>;
 
 export const DoneEvent = z.object({
   type: z.literal('done'),
@@ -78,6 +84,7 @@ export const DoneEvent = z.object({
   seconds: z.number().nonnegative(),
   summary: z.record(z.string(), z.number()),
 });
+export type DoneEvent = z.infer<typeof DoneEvent>;
 
 export const FailedEvent = z.object({
   type: z.literal('failed'),
@@ -87,6 +94,7 @@ export const FailedEvent = z.object({
   /** The last good checkpoint, kept; a resumed run continues from it. */
   lastCheckpoint: z.string().nullable(),
 });
+export type FailedEvent = z.infer<typeof FailedEvent>;
 
 export const RunEvent = z.discriminatedUnion('type', [
   StartedEvent,

@@ -1,0 +1,225 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { numPatches, type ModelConfig } from '../../shared/model-config';
+import type { PretrainConfig } from '../../shared/pretrain-config';
+import { mutualInformation } from '../mi/mutual-information';
+import {
+  decode,
+  encodeVisible,
+  orderedTargets,
+  patchify,
+  randomMasking,
+  reconstructionLoss,
+  toSpatialOrder,
+  visiblePatches,
+  type ParamMap,
+  type PatchMask,
+} from '../model';
+import type { Rng } from '../rng';
+
+/**
+ * One MIMIR pre-training step (paper Algorithm 1, spec section 3), as pure tensor work:
+ *   1. delta ~ U[-eps, eps]; `steps` signed-gradient ascent steps of size alpha on the reconstruction
+ *      loss (no labels; the target is the clean image, detached), projected to the eps-ball and [0, 1];
+ *   2. z = encoder(x + delta); loss = recon(decoder(z), clean x on masked patches) + lambda * MI(x + delta, z);
+ *   3. gradients of the loss w.r.t. every parameter (the caller applies them).
+ * `perturb: visible` puts delta on the encoder's visible patches only (the paper); `image` on the whole
+ * image (the authors' code). `attackMask: fresh` draws a new mask for every forward pass (the code).
+ * MI(x + delta, z) is computed in every mode and enters the loss only in mode mimir.
+ */
+
+export interface PretrainStepResult {
+  grads: Map<string, tf.Tensor>;
+  /** The training objective (recon + lambda * MI for mimir, recon otherwise). */
+  loss: tf.Scalar;
+  recon: tf.Scalar;
+  /** MI(x + delta, z), the estimate the paper's Fig. 4 plots. */
+  mi: tf.Scalar;
+  /** The reconstruction loss the attack reached on its mask (equal to recon for mae). */
+  attackLoss: tf.Scalar;
+  dispose(): void;
+}
+
+/** What an adversarial example is, for the training pass and for previews. */
+export interface Perturbation {
+  /** The attacked images [N, H, W, C] in [0, 1] (the clean images for mae). */
+  adversarial: tf.Tensor4D;
+  /** adversarial - clean, [N, H, W, C]. */
+  delta: tf.Tensor4D;
+  /** The attack's final reconstruction loss. */
+  loss: tf.Scalar;
+}
+
+type AttackSettings = PretrainConfig['attack'];
+
+const eps255 = (value: number): number => value / 255;
+
+/** x + delta projected to the eps-ball around x and to [0, 1]; returns the projected delta. */
+function project(x: tf.Tensor, delta: tf.Tensor, eps: number): tf.Tensor {
+  return tf.sub(tf.clipByValue(tf.add(x, tf.clipByValue(delta, -eps, eps)), 0, 1), x);
+}
+
+function reconOf(
+  params: ParamMap,
+  config: ModelConfig,
+  input: tf.Tensor3D,
+  targets: tf.Tensor3D,
+  mask: PatchMask,
+  normPixLoss: boolean,
+  trainParams: boolean,
+): tf.Scalar {
+  const latent = encodeVisible(params, config, input, mask.visibleIds, { trainParams });
+  const pred = decode(params, config, latent, mask, { trainParams });
+  return reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss });
+}
+
+/** Scatter per-visible-patch values [N, Lv, K] into an image [N, H, W, C] with zeros at masked patches. */
+function visibleToImage(config: ModelConfig, values: tf.Tensor3D, mask: PatchMask): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, , k] = values.shape;
+    const full = tf.concat([values, tf.zeros([n, mask.numMasked, k])], 1) as tf.Tensor3D;
+    const spatial = toSpatialOrder(full, mask);
+    const g = config.imageSize / config.patchSize;
+    const p = config.patchSize;
+    const grid = tf.reshape(spatial, [n * g, g, p, p * config.channels]);
+    return tf.reshape(tf.transpose(grid, [0, 2, 1, 3]), [n, config.imageSize, config.imageSize, config.channels]);
+  });
+}
+
+/**
+ * The attack of step 1. With perturb 'visible', `mask` is the mask it attacks (the training mask);
+ * with 'image' and attackMask 'fresh', each ascent step draws its own mask from `rng`.
+ */
+export function attackReconstruction(
+  params: ParamMap,
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  mask: PatchMask,
+  attack: AttackSettings,
+  options: { maskRatio: number; normPixLoss: boolean; rng: Rng },
+): Perturbation {
+  const eps = eps255(attack.eps);
+  const alpha = eps255(attack.alpha);
+  const seed = options.rng.seed();
+
+  if (attack.perturb === 'visible') {
+    return tf.tidy(() => {
+      const vis = visiblePatches(config, images, mask);
+      const targets = orderedTargets(config, images, mask);
+      let delta = project(vis, tf.randomUniform(vis.shape, -eps, eps, 'float32', seed), eps);
+      let loss: tf.Scalar | null = null;
+      for (let s = 0; s < attack.steps; s++) {
+        const { value, grad } = tf.valueAndGrad((d: tf.Tensor) =>
+          reconOf(params, config, tf.add(vis, d) as tf.Tensor3D, targets, mask, options.normPixLoss, false),
+        )(delta);
+        loss = value;
+        delta = project(vis, tf.add(delta, tf.mul(tf.sign(grad), alpha)), eps);
+      }
+      const deltaImage = visibleToImage(config, delta as tf.Tensor3D, mask);
+      return {
+        adversarial: tf.add(images, deltaImage) as tf.Tensor4D,
+        delta: deltaImage,
+        loss: loss ?? tf.scalar(0),
+      };
+    });
+  }
+
+  return tf.tidy(() => {
+    let delta = project(images, tf.randomUniform(images.shape, -eps, eps, 'float32', seed), eps);
+    let loss: tf.Scalar | null = null;
+    for (let s = 0; s < attack.steps; s++) {
+      const stepMask =
+        attack.attackMask === 'fresh'
+          ? randomMasking(options.rng, images.shape[0], numPatches(config), options.maskRatio)
+          : mask;
+      const targets = orderedTargets(config, images, stepMask);
+      const { value, grad } = tf.valueAndGrad((d: tf.Tensor) =>
+        reconOf(
+          params,
+          config,
+          visiblePatches(config, tf.add(images, d) as tf.Tensor4D, stepMask),
+          targets,
+          stepMask,
+          options.normPixLoss,
+          false,
+        ),
+      )(delta);
+      if (stepMask !== mask) stepMask.dispose();
+      loss = value;
+      delta = project(images, tf.add(delta, tf.mul(tf.sign(grad), alpha)), eps);
+    }
+    return {
+      adversarial: tf.add(images, delta) as tf.Tensor4D,
+      delta: delta as tf.Tensor4D,
+      loss: loss ?? tf.scalar(0),
+    };
+  });
+}
+
+export interface PretrainStepOptions {
+  params: ParamMap;
+  config: ModelConfig;
+  run: Pick<PretrainConfig, 'mode' | 'attack' | 'mi' | 'maskRatio' | 'normPixLoss'>;
+  images: tf.Tensor4D;
+  rng: Rng;
+}
+
+/** Steps 1-3 for one batch; the caller owns (and disposes) the result. */
+export function pretrainStep({ params, config, run, images, rng }: PretrainStepOptions): PretrainStepResult {
+  const n = images.shape[0];
+  const order = run.mi.tokenOrder === 'shuffled' ? 'shuffled' : 'spatial';
+  const mask = randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
+  try {
+    const attacked =
+      run.mode === 'mae'
+        ? null
+        : attackReconstruction(params, config, images, mask, run.attack, {
+            maskRatio: run.maskRatio,
+            normPixLoss: run.normPixLoss,
+            rng,
+          });
+    const trainMask =
+      run.attack.attackMask === 'fresh' && run.mode !== 'mae'
+        ? randomMasking(rng, n, numPatches(config), run.maskRatio, { order })
+        : mask;
+    try {
+      const adversarial = attacked?.adversarial ?? images;
+      const kept: tf.Scalar[] = [];
+      const { value: loss, grads } = tf.variableGrads(() => {
+        const input = visiblePatches(config, adversarial, trainMask);
+        const latent = encodeVisible(params, config, input, trainMask.visibleIds);
+        const pred = decode(params, config, latent, trainMask);
+        const recon = reconstructionLoss(pred, orderedTargets(config, images, trainMask), trainMask.numVisible, {
+          normPixLoss: run.normPixLoss,
+        });
+        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), latent, run.mi);
+        kept.push(tf.keep(recon), tf.keep(mi));
+        return run.mode === 'mimir' && run.mi.lambda > 0 ? tf.add(recon, tf.mul(mi, run.mi.lambda)) : tf.clone(recon);
+      }, [...params.values()]);
+      const [recon, mi] = kept as [tf.Scalar, tf.Scalar];
+      const named = new Map<string, tf.Tensor>();
+      const byVariableName = new Map([...params].map(([name, variable]) => [variable.name, name]));
+      for (const [variableName, grad] of Object.entries(grads)) {
+        const name = byVariableName.get(variableName);
+        if (name === undefined) throw new Error(`internal: a gradient for unknown variable ${variableName}`);
+        named.set(name, grad);
+      }
+      const attackLoss = attacked ? attacked.loss : tf.clone(recon);
+      attacked?.adversarial.dispose();
+      attacked?.delta.dispose();
+      return {
+        grads: named,
+        loss,
+        recon,
+        mi,
+        attackLoss,
+        dispose: () => {
+          for (const t of [loss, recon, mi, attackLoss, ...named.values()]) t.dispose();
+        },
+      };
+    } finally {
+      if (trainMask !== mask) trainMask.dispose();
+    }
+  } finally {
+    mask.dispose();
+  }
+}

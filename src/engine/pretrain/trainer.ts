@@ -1,0 +1,322 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { modelConfigFromPreset, type ModelConfig } from '../../shared/model-config';
+import { PretrainConfig } from '../../shared/pretrain-config';
+import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
+import { findLatestCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
+import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
+import { disposeParams, initMaeParams, type ParamMap } from '../model';
+import { Rng } from '../rng';
+import { AdamW } from '../train/optimizer';
+import { learningRateAtIteration, scaledLearningRate } from '../train/schedule';
+import { writePreviewSnapshot } from './previews';
+import { pretrainStep } from './step';
+
+/**
+ * The pre-training loop: data, MIMIR steps, AdamW with warm-up + cosine per iteration, metrics,
+ * previews, checkpoints, resume. Everything it has to say goes out as run events; a failure is a
+ * `failed` event (then the error is rethrown) that names the last good checkpoint, which is kept.
+ */
+export interface PretrainRunOptions {
+  outDir: string;
+  /** Continue from the newest good checkpoint in outDir (its stored config wins; `epochs` may be raised). */
+  resume?: boolean;
+  epochsOverride?: number;
+  emit: RunEventSink;
+  /** Stops the run at the next step boundary (no checkpoint is written; the last one stays). */
+  signal?: AbortSignal;
+}
+
+export class RunFailedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunFailedError';
+  }
+}
+
+export class RunCancelledError extends Error {
+  constructor() {
+    super('The run was cancelled.');
+    this.name = 'RunCancelledError';
+  }
+}
+
+export const CHECKPOINTS_DIR = 'checkpoints';
+export const PREVIEWS_DIR = 'previews';
+export const CONFIG_FILE = 'config.json';
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`).join('; ');
+}
+
+export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
+  const config = typeof model === 'string' ? modelConfigFromPreset(model, dataset.imageSize) : model;
+  if (config.imageSize !== dataset.imageSize) {
+    throw new RunFailedError(
+      `The model expects ${config.imageSize} px images but the dataset has ${dataset.imageSize} px ones; set model.imageSize or the dataset's imageSize.`,
+    );
+  }
+  return config;
+}
+
+export async function runPretraining(configInput: unknown, options: PretrainRunOptions): Promise<DoneEvent> {
+  const { emit, outDir } = options;
+  const checkpointsDir = path.join(outDir, CHECKPOINTS_DIR);
+  let lastCheckpoint: string | null = null;
+  let step = 0;
+  const fail = (message: string): never => {
+    emit({ type: 'failed', message, step, lastCheckpoint });
+    throw new RunFailedError(message);
+  };
+
+  let resumeFrom: string | null = null;
+  let stored: Awaited<ReturnType<typeof findLatestCheckpoint>> | null = null;
+  if (options.resume) {
+    stored = await findLatestCheckpoint(checkpointsDir);
+    if (stored.status === 'none') fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+    if (stored.status === 'corrupt') fail(describeLatest(stored));
+    if (stored.status === 'ok') {
+      resumeFrom = stored.path;
+      lastCheckpoint = stored.path;
+    }
+  }
+  const resumedManifest = stored?.status === 'ok' ? stored.manifest : null;
+
+  const parsed = PretrainConfig.safeParse(resumedManifest ? resumedManifest.runConfig : configInput);
+  if (!parsed.success) return fail(`Invalid pre-training config: ${describeIssues(parsed.error)}`);
+  const config = parsed.data;
+  if (options.epochsOverride !== undefined) {
+    if (options.epochsOverride < (resumedManifest?.epoch ?? 0)) {
+      fail(
+        `--epochs ${options.epochsOverride} is below the ${resumedManifest?.epoch} epochs the checkpoint has already done.`,
+      );
+    }
+    config.epochs = options.epochsOverride;
+  }
+
+  let dataset: Dataset;
+  try {
+    dataset = await openDataset(config.dataset);
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+  let modelConfig: ModelConfig;
+  try {
+    modelConfig = resolveModelConfig(config.model, dataset);
+  } catch (error) {
+    return fail(error instanceof Error ? error.message : String(error));
+  }
+
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, CONFIG_FILE), `${JSON.stringify({ ...config, model: modelConfig }, null, 2)}\n`);
+
+  const rng = new Rng(config.seed);
+  const params: ParamMap = initMaeParams(modelConfig, rng.fork());
+  const optimizer = new AdamW(params, {
+    betas: [config.optimizer.beta1, config.optimizer.beta2],
+    weightDecay: config.optimizer.weightDecay,
+    maxGradNorm: config.optimizer.clipGrad,
+  });
+  let iteratorState: BatchIteratorState | undefined;
+  let epoch = 0;
+  if (resumeFrom && resumedManifest) {
+    await restoreCheckpoint(resumeFrom, params, optimizer, { kind: 'pretrain' });
+    rng.restore(resumedManifest.rng.state);
+    iteratorState = BatchIteratorState.parse(resumedManifest.rng.dataIterator);
+    epoch = resumedManifest.epoch;
+    step = resumedManifest.step;
+  }
+
+  const iterator = new BatchIterator(dataset, {
+    batchSize: config.batchSize,
+    seed: config.seed ^ 0x9e3779b9,
+    augmentation: config.augmentation,
+    prefetch: 1,
+    ...(iteratorState ? { state: iteratorState } : {}),
+  });
+  const stepsPerEpoch = iterator.batchesPerEpoch;
+  const totalSteps = stepsPerEpoch * config.epochs;
+  const lrConfig = {
+    lr: scaledLearningRate(config.optimizer.baseLr, config.batchSize),
+    minLr: config.optimizer.minLr,
+    warmupEpochs: config.optimizer.warmupEpochs,
+    epochs: config.epochs,
+  };
+  const previewIndices = Array.from({ length: Math.min(config.previewCount, dataset.length) }, (_, i) => i);
+  const previewImages = await dataset.get(previewIndices);
+  const previewBatch = tf.tensor4d(previewImages.images, [
+    previewIndices.length,
+    dataset.imageSize,
+    dataset.imageSize,
+    3,
+  ]);
+
+  emit({
+    type: 'started',
+    runKind: 'pretrain',
+    backend: tf.getBackend() as 'tensorflow' | 'wasm' | 'cpu',
+    outDir,
+    step,
+    epoch,
+    totalSteps,
+    stepsPerEpoch,
+    resumedFrom: resumeFrom,
+  });
+  emit({
+    type: 'log',
+    level: 'info',
+    message: `${config.mode} pre-training on ${dataset.description.summary}; model ${modelConfig.width}x${modelConfig.depth}, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images.`,
+  });
+
+  const started = performance.now();
+  let lastLr = 0;
+  const summary: Record<string, number> = {};
+  const throughput = { images: 0, seconds: 0 };
+
+  const preview = async (): Promise<void> => {
+    const dir = path.join(outDir, PREVIEWS_DIR, `step-${String(step).padStart(7, '0')}`);
+    const snapshot = await writePreviewSnapshot(params, modelConfig, config, previewBatch, dir);
+    emit({ type: 'preview', step, epoch, imageSize: modelConfig.imageSize, ...snapshot });
+  };
+
+  try {
+    if (step === 0) await preview();
+    while (epoch < config.epochs) {
+      const sums = { loss: 0, recon: 0, mi: 0, count: 0 };
+      for (let b = 0; b < stepsPerEpoch; b++) {
+        if (options.signal?.aborted) throw new RunCancelledError();
+        const stepStart = performance.now();
+        const batch = await iterator.next();
+        const lr = learningRateAtIteration(lrConfig, epoch, b, stepsPerEpoch);
+        const result = pretrainStep({ params, config: modelConfig, run: config, images: batch.images, rng });
+        const { gradNorm } = optimizer.applyGradients(result.grads, lr);
+        const [loss, recon, mi, attackLoss, norm] = await Promise.all([
+          result.loss.data(),
+          result.recon.data(),
+          result.mi.data(),
+          result.attackLoss.data(),
+          gradNorm ? gradNorm.data() : Promise.resolve(null),
+        ]);
+        result.dispose();
+        gradNorm?.dispose();
+        batch.images.dispose();
+        batch.labels.dispose();
+        step += 1;
+        lastLr = lr;
+        const values = {
+          loss: loss[0] ?? NaN,
+          recon_loss: recon[0] ?? NaN,
+          mi: mi[0] ?? NaN,
+          attack_loss: attackLoss[0] ?? NaN,
+        };
+        const bad = Object.entries(values).find(([, value]) => !Number.isFinite(value));
+        if (bad) {
+          fail(
+            `${bad[0]} became ${bad[1]} at step ${step} (epoch ${epoch + 1}); training stopped. ` +
+              `Lower the learning rate (optimizer.baseLr) or set optimizer.clipGrad, then resume from the last good checkpoint` +
+              `${lastCheckpoint ? ` (${lastCheckpoint})` : ' (none was written yet: start again)'}.`,
+          );
+        }
+        const seconds = (performance.now() - stepStart) / 1000;
+        if (step > 1 || epoch > 0) {
+          throughput.images += config.batchSize;
+          throughput.seconds += seconds;
+        }
+        const imagesPerSecond =
+          throughput.seconds > 0 ? throughput.images / throughput.seconds : config.batchSize / seconds;
+        sums.loss += values.loss;
+        sums.recon += values.recon_loss;
+        sums.mi += values.mi;
+        sums.count += 1;
+        if (step % config.logEvery === 0 || b === stepsPerEpoch - 1) {
+          emit({
+            type: 'metrics',
+            step,
+            epoch: epoch + (b + 1) / stepsPerEpoch,
+            values: { ...values, lr, images_per_s: imagesPerSecond, ...(norm ? { grad_norm: norm[0] ?? 0 } : {}) },
+          });
+        }
+        emit({
+          type: 'progress',
+          epoch: epoch + 1,
+          epochs: config.epochs,
+          step,
+          totalSteps,
+          imagesPerSecond,
+          etaSeconds: ((totalSteps - step) * config.batchSize) / Math.max(imagesPerSecond, 1e-9),
+        });
+        if (config.previewEvery > 0 && step % config.previewEvery === 0) await preview();
+      }
+      epoch += 1;
+      Object.assign(summary, {
+        loss: sums.loss / sums.count,
+        recon_loss: sums.recon / sums.count,
+        mi: sums.mi / sums.count,
+      });
+      emit({
+        type: 'metrics',
+        step,
+        epoch,
+        values: {
+          epoch_loss: summary.loss ?? NaN,
+          epoch_recon_loss: summary.recon_loss ?? NaN,
+          epoch_mi: summary.mi ?? NaN,
+        },
+      });
+      if (config.previewEvery === 0) await preview();
+      if (epoch % config.checkpointEvery === 0 || epoch === config.epochs) {
+        const saved = await saveCheckpoint(
+          checkpointsDir,
+          {
+            kind: 'pretrain',
+            epoch,
+            step,
+            runConfig: JSON.parse(JSON.stringify(config)),
+            modelConfig: JSON.parse(JSON.stringify(modelConfig)),
+            params,
+            optimizer: { adamw: optimizer, lr: lastLr },
+            rng: { state: rng.state(), dataIterator: iterator.state() },
+            metrics: summary,
+          },
+          { keepLast: config.keepCheckpoints },
+        );
+        lastCheckpoint = saved.path;
+        emit({ type: 'checkpoint', step, epoch, path: saved.path });
+      }
+    }
+    const done: DoneEvent = {
+      type: 'done',
+      step,
+      epoch,
+      checkpoint: lastCheckpoint ?? '',
+      seconds: (performance.now() - started) / 1000,
+      summary: { ...summary, images_per_s: throughput.seconds > 0 ? throughput.images / throughput.seconds : 0 },
+    };
+    emit(done);
+    return done;
+  } catch (error) {
+    if (error instanceof RunFailedError) throw error;
+    if (error instanceof RunCancelledError) {
+      emit({
+        type: 'log',
+        level: 'warn',
+        message: `Cancelled at step ${step}; the last checkpoint (${lastCheckpoint ?? 'none'}) is kept.`,
+      });
+      throw error;
+    }
+    return fail(`Pre-training stopped at step ${step}: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    iterator.close();
+    previewBatch.dispose();
+    optimizer.dispose();
+    disposeParams(params);
+  }
+}
+
+/** A sink that keeps events, for tests and callers that want them afterwards. */
+export function collectEvents(): { events: RunEvent[]; emit: RunEventSink } {
+  const events: RunEvent[] = [];
+  return { events, emit: (event) => events.push(event) };
+}
