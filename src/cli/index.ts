@@ -5,6 +5,8 @@
  */
 import { Command } from 'commander';
 import { registerDoctor } from './commands/doctor';
+import { registerMi } from './commands/mi';
+import { registerPretrain } from './commands/pretrain';
 import { registerServe } from './commands/serve';
 
 const program = new Command()
@@ -13,6 +15,8 @@ const program = new Command()
   .showHelpAfterError();
 
 registerDoctor(program);
+registerMi(program);
+registerPretrain(program);
 registerServe(program);
 
 await program.parseAsync(process.argv);

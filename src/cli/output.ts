@@ -1,4 +1,4 @@
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { BACKEND_NAMES } from '../shared/system';
 
 /** The --backend option every command that runs tensor work takes. */
@@ -14,4 +14,11 @@ export function fail(error: unknown, json: boolean): never {
   if (json) process.stdout.write(`${JSON.stringify({ type: 'failed', message })}\n`);
   else process.stderr.write(`mimir: ${message}\n`);
   process.exit(1);
+}
+
+/** commander parser for a whole number >= 0 (`--epochs 3`). */
+export function positiveInt(value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return number;
 }

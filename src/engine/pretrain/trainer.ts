@@ -167,7 +167,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   emit({
     type: 'log',
     level: 'info',
-    message: `${config.mode} pre-training on ${dataset.description.summary}; model ${modelConfig.width}x${modelConfig.depth}, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images.`,
+    message: `${config.mode} pre-training on ${dataset.description.summary} Model ${modelConfig.width}x${modelConfig.depth}, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images.`,
   });
 
   const started = performance.now();
