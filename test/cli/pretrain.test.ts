@@ -1,0 +1,144 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RunEvent } from '../../src/shared/run-events';
+import { ROOT } from '../helpers/build';
+import { runMimir } from '../helpers/cli';
+
+const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'mimir-cli-pretrain-'));
+const configFile = (dir: string, config: object): string => {
+  const file = path.join(dir, 'config.input.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+};
+const MICRO = ['--model', 'micro', '--image-size', '16', '--dataset-size', '128', '--batch', '32'];
+const SETTINGS = { checkpointEvery: 1, keepCheckpoints: 5, optimizer: { warmupEpochs: 1, baseLr: 2e-3 } };
+
+function events(stdout: string): RunEvent[] {
+  return stdout
+    .trim()
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => RunEvent.parse(JSON.parse(line)));
+}
+
+/** Start `mimir pretrain --json` and SIGKILL it as soon as it reports the checkpoint of `epoch`. */
+function runAndKillAfterCheckpoint(args: string[], epoch: number): Promise<RunEvent[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mimir.mjs'), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffer = '';
+    const seen: RunEvent[] = [];
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop() ?? '';
+      for (const line of lines) {
+        const event = RunEvent.parse(JSON.parse(line));
+        seen.push(event);
+        if (event.type === 'checkpoint' && event.epoch === epoch) child.kill('SIGKILL');
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (signal !== 'SIGKILL') reject(new Error(`the run ended by itself (code ${code}) before it could be killed`));
+      else resolve(seen);
+    });
+  });
+}
+
+describe('mimir pretrain', () => {
+  it('resumes a killed run from its checkpoint and ends exactly where an uninterrupted run ends', async () => {
+    const whole = tmp();
+    const a = runMimir([
+      'pretrain',
+      ...MICRO,
+      '--epochs',
+      '3',
+      '--config',
+      configFile(whole, SETTINGS),
+      '--out',
+      whole,
+      '--json',
+    ]);
+    expect(a.status, a.stderr).toBe(0);
+    const aDone = events(a.stdout).at(-1);
+    expect(aDone).toMatchObject({ type: 'done', epoch: 3, step: 12 });
+
+    const killed = tmp();
+    const before = await runAndKillAfterCheckpoint(
+      ['pretrain', ...MICRO, '--epochs', '3', '--config', configFile(killed, SETTINGS), '--out', killed, '--json'],
+      2,
+    );
+    expect(before.some((e) => e.type === 'done')).toBe(false);
+
+    const resumed = runMimir(['pretrain', '--resume', killed, '--json']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    const after = events(resumed.stdout);
+    expect(after[0]).toMatchObject({
+      type: 'started',
+      step: 8,
+      epoch: 2,
+      resumedFrom: path.join(killed, 'checkpoints', 'epoch-0002'),
+    });
+    expect(after.at(-1)).toMatchObject({ type: 'done', epoch: 3, step: 12 });
+
+    // Same backend, same seed: the resumed run's last steps and final weights equal the uninterrupted run's.
+    const lastSteps = (list: RunEvent[]) =>
+      list.flatMap((e) => {
+        if (e.type !== 'metrics' || e.step <= 8 || e.values.loss === undefined) return [];
+        const { images_per_s: _timing, ...values } = e.values;
+        return [{ step: e.step, values }];
+      });
+    expect(lastSteps(after)).toEqual(lastSteps(events(a.stdout)));
+    const weights = (dir: string) => readFileSync(path.join(dir, 'checkpoints', 'epoch-0003', 'model.safetensors'));
+    expect(weights(killed).equals(weights(whole))).toBe(true);
+  });
+
+  it('stops on a diverging loss with a message, keeping the last good checkpoint', () => {
+    const dir = tmp();
+    const result = runMimir([
+      'pretrain',
+      ...MICRO,
+      '--epochs',
+      '6',
+      '--config',
+      configFile(dir, { ...SETTINGS, optimizer: { warmupEpochs: 0, baseLr: 1e9 } }),
+      '--out',
+      dir,
+      '--json',
+    ]);
+    expect(result.status).toBe(1);
+    const failed = events(result.stdout).at(-1);
+    if (failed?.type !== 'failed') throw new Error(`expected a failed event, got ${JSON.stringify(failed)}`);
+    expect(failed.message).toMatch(
+      /became (NaN|Infinity|-Infinity) at step \d+ \(epoch \d+\); training stopped\. Lower the learning rate/,
+    );
+    if (failed.lastCheckpoint !== null)
+      expect(existsSync(path.join(failed.lastCheckpoint, 'model.safetensors'))).toBe(true);
+  });
+
+  it('refuses an invalid config, saying which field', () => {
+    const dir = tmp();
+    const result = runMimir([
+      'pretrain',
+      ...MICRO,
+      '--config',
+      configFile(dir, { maskRatio: 1.5 }),
+      '--out',
+      dir,
+      '--json',
+    ]);
+    expect(result.status).toBe(1);
+    expect(events(result.stdout).at(-1)).toMatchObject({
+      type: 'failed',
+      message: expect.stringContaining('maskRatio'),
+    });
+    const missing = runMimir(['pretrain', '--resume', path.join(dir, 'nothing-here')]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/Nothing to resume in .*nothing-here: it holds no checkpoint/);
+  });
+});
