@@ -19,7 +19,12 @@ function rendererCsp(): Plugin {
 export default defineConfig({
   main: {
     build: {
-      externalizeDeps: true,
+      // TensorFlow.js is bundled: tfjs-core's gradients are registered only by its ES-module build
+      // (dist/register_all_gradients.js, extensionless imports that Node cannot load), while Node
+      // would take the package's CommonJS main, which registers none.
+      externalizeDeps: {
+        exclude: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm'],
+      },
       rollupOptions: {
         input: {
           index: resolve('src/main/index.ts'),

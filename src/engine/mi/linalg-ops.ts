@@ -1,0 +1,134 @@
+/**
+ * Differentiable tensor ops built on the float64 JavaScript linear algebra of ./linalg: the
+ * forward pass reads the matrix, works in float64 and returns float32; the backward pass is written
+ * by hand (tf.customGrad) and runs as TensorFlow.js matMuls. Each reads its input synchronously, so
+ * it serves the cpu, wasm and tensorflow backends (not webgpu, whose dataSync fails under Node).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { invertInPlace, symmetricEigen, type SymmetricEigen } from './linalg';
+
+function squareMatrix(inputs: Array<tf.Tensor | tf.GradSaveFunc>, what: string): tf.Tensor2D {
+  const x = inputs[0];
+  if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[0] !== x.shape[1]) {
+    throw new Error(`${what}: expected one square matrix.`);
+  }
+  return x as tf.Tensor2D;
+}
+
+function readFinite(x: tf.Tensor, what: string): Float32Array | Int32Array | Uint8Array {
+  const data = x.dataSync();
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i] as number))
+      throw new Error(`${what}: the input is not finite (NaN or infinity in the features?).`);
+  }
+  return data;
+}
+
+/**
+ * R = K (K + c I)^-1 for a square K (not necessarily symmetric) and a ridge c > 0; nHSIC's
+ * "normalised" kernel. Forward: R = I - c M^-1 with M = K + c I, inverted in float64.
+ * Backward, from d(M^-1) = -M^-1 dM M^-1: dR = c M^-1 dK M^-1, so dL/dK = c M^-T G M^-T.
+ */
+export function regularisedProjection(k: tf.Tensor2D, c: number): tf.Tensor2D {
+  if (!(c > 0)) throw new Error(`regularisedProjection: the ridge must be positive, got ${c}.`);
+  const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = squareMatrix(inputs, 'regularisedProjection');
+    const n = x.shape[0];
+    const m = Float64Array.from(readFinite(x, 'regularisedProjection'));
+    for (let i = 0; i < n; i++) m[i * n + i] = (m[i * n + i] as number) + c;
+    invertInPlace(m, n);
+    const r = new Float32Array(n * n);
+    const root = Math.sqrt(c);
+    // The backward pass is Q G Q with Q = (sqrt(c) M^-1)^T, kept transposed here: matMul with a
+    // transposed operand is slow on wasm.
+    const q = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        const inv = m[i * n + j] as number;
+        r[i * n + j] = (i === j ? 1 : 0) - c * inv;
+        q[j * n + i] = root * inv;
+      }
+    }
+    return {
+      value: tf.tensor2d(r, [n, n]),
+      gradFunc: (dy: tf.Tensor) => {
+        const qt = tf.tensor2d(q, [n, n]);
+        return tf.matMul(tf.matMul(qt, dy), qt);
+      },
+    };
+  });
+  return op(k) as tf.Tensor2D;
+}
+
+/** Base-2 log of e, for the log2 of Eq. 25. */
+const LOG2E = Math.LOG2E;
+/** Eigenvalues below this fraction of the largest are float32 rounding noise of the kernel. */
+const NOISE_FLOOR = 2 ** -24;
+
+/**
+ * Matrix-based Renyi alpha-entropy (paper Eq. 25) of the positive semi-definite matrix
+ * K = shifted + 1 1^T, normalised by its trace: H = log2(sum_i lambda_i^alpha) / (1 - alpha).
+ * Taking K - 1 instead of K lets the caller hand over the Gaussian kernel as expm1 of its exponent,
+ * which keeps float32 digits when every entry is close to 1 (the spec's kernel scaling); the shift
+ * is added back in float64. The input is symmetrised, (K + K^T) / 2.
+ *
+ * Orders alpha > 1 only. Rounding can make eigenvalues slightly negative; they count as 0
+ * in the value (lambda^alpha is continuous there). In the gradient, alpha lambda^(alpha-1) is
+ * evaluated at max(lambda, 2^-24 lambda_max), so the whole numerically-null subspace, whose
+ * eigenvalues are rounding noise of either sign, gets one consistent weight.
+ *
+ * Gradient: with S = tr(Kn^alpha), Kn = K / t, t = tr K, dS/dKn = alpha V diag(lambda^(alpha-1)) V^T
+ * and dS/dK = (dS/dKn - alpha S I) / t, so dH/dK = V diag(u) V^T with
+ * u_i = (alpha lambda_i^(alpha-1) - alpha S) / ((1 - alpha) S t ln 2).
+ */
+export function renyiEntropyOfShiftedKernel(shifted: tf.Tensor2D, alpha: number): tf.Scalar {
+  if (!(alpha > 1)) throw new Error(`renyiEntropy: alpha must be above 1, got ${alpha}.`);
+  // Eigenvectors cost most of the time; they are only needed when a gradient will be taken.
+  const wantVectors = tf.engine().isTapeOn();
+  const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = squareMatrix(inputs, 'renyiEntropy');
+    const n = x.shape[0];
+    const data = readFinite(x, 'renyiEntropy');
+    const k = new Float64Array(n * n);
+    let trace = 0;
+    for (let i = 0; i < n; i++) {
+      trace += 1 + (data[i * n + i] as number);
+      for (let j = 0; j <= i; j++) {
+        const kij = 1 + 0.5 * ((data[i * n + j] as number) + (data[j * n + i] as number));
+        k[i * n + j] = kij;
+        k[j * n + i] = kij;
+      }
+    }
+    if (!(trace > 0)) throw new Error('renyiEntropy: the kernel matrix has a non-positive trace.');
+    for (let i = 0; i < k.length; i++) k[i] = (k[i] as number) / trace;
+
+    let eigen: SymmetricEigen = symmetricEigen(k, n, wantVectors);
+    const lambdas = eigen.values;
+    let sum = 0;
+    for (const lambda of lambdas) if (lambda > 0) sum += lambda ** alpha;
+    const entropy = (Math.log(sum) * LOG2E) / (1 - alpha);
+
+    return {
+      value: tf.scalar(entropy),
+      gradFunc: (dy: tf.Tensor) => {
+        if (!eigen.vectors) eigen = symmetricEigen(k, n, true);
+        const vectors = eigen.vectors;
+        if (!vectors) throw new Error('renyiEntropy: no eigenvectors.');
+        const floor = NOISE_FLOOR * Math.max(lambdas[n - 1] as number, 0);
+        const denominator = (1 - alpha) * sum * trace * Math.LN2;
+        const u = new Float32Array(n);
+        for (let i = 0; i < n; i++) {
+          const lambda = Math.max(lambdas[i] as number, floor);
+          u[i] = (alpha * lambda ** (alpha - 1) - alpha * sum) / denominator;
+        }
+        // dH/dK = V diag(u) V^T with the eigenvectors as columns of V; both layouts are uploaded
+        // because matMul with a transposed operand is slow on wasm.
+        const columns = new Float32Array(n * n);
+        for (let i = 0; i < n; i++) for (let k = 0; k < n; k++) columns[k * n + i] = vectors[i * n + k] as number;
+        const scaledColumns = tf.mul(tf.tensor2d(columns, [n, n]), tf.mul(tf.tensor2d(u, [1, n]), dy));
+        return tf.matMul(scaledColumns, tf.tensor2d(Float32Array.from(vectors), [n, n]));
+      },
+    };
+  });
+  return op(shifted) as tf.Scalar;
+}

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+/**
+ * Settings of the mutual-information estimators (spec section 4): which estimator, and how the
+ * Gaussian kernels and the estimator are parameterised. Run configs embed `MiConfig`.
+ */
+
+export const MI_ESTIMATORS = ['hsic', 'nhsic', 'renyi'] as const;
+export const MiEstimator = z.enum(MI_ESTIMATORS, { error: "MI estimator must be 'hsic', 'nhsic' or 'renyi'" });
+export type MiEstimator = z.infer<typeof MiEstimator>;
+
+export const KERNEL_BANDWIDTHS = ['fixed', 'median'] as const;
+
+export const MiOptions = z.object({
+  /**
+   * Kernel width for `bandwidth: fixed`: k(a, b) = exp(-||a - b||^2 / (2 sigma^2 d)), d the feature
+   * dimension (the authors' code's scaling).
+   */
+  sigma: z
+    .number({ error: 'sigma must be a number' })
+    .positive('sigma must be positive')
+    .finite('sigma must be finite')
+    .default(5),
+  /**
+   * `fixed`: the width above. `median`: the median heuristic, k(a, b) = exp(-||a - b||^2 / (2 m)) with
+   * m the median squared distance between distinct samples of the batch (sigma is then unused).
+   */
+  bandwidth: z.enum(KERNEL_BANDWIDTHS, { error: "bandwidth must be 'fixed' or 'median'" }).default('fixed'),
+  /**
+   * Order of the matrix-based Renyi entropy (`renyi`). Above 1: below it the gradient
+   * lambda^(alpha - 1) diverges at the numerically zero eigenvalues of a Gram matrix.
+   */
+  alpha: z
+    .number({ error: 'alpha must be a number' })
+    .gt(1, 'alpha must be above 1')
+    .finite('alpha must be finite')
+    .default(1.01),
+  /** Ridge of `nhsic`: R = Kc (Kc + epsR N I)^-1. */
+  epsR: z
+    .number({ error: 'epsR must be a number' })
+    .positive('epsR must be positive')
+    .finite('epsR must be finite')
+    .default(1e-5),
+});
+export type MiOptions = z.output<typeof MiOptions>;
+export type MiOptionsInput = z.input<typeof MiOptions>;
+
+export const MiConfig = MiOptions.extend({
+  /** The paper's choice (Table VIII: HSIC with lambda 1e-5). */
+  estimator: MiEstimator.default('hsic'),
+});
+export type MiConfig = z.output<typeof MiConfig>;
+export type MiConfigInput = z.input<typeof MiConfig>;
