@@ -39,9 +39,15 @@ export const ATTACK_VERSIONS = {
 export type AttackName = keyof typeof ATTACK_VERSIONS;
 
 const count = (what: string) =>
-  z.number({ error: `${what} must be a number` }).int(`${what} must be a whole number`).min(1, `${what} must be at least 1`);
+  z
+    .number({ error: `${what} must be a number` })
+    .int(`${what} must be a whole number`)
+    .min(1, `${what} must be at least 1`);
 const positive = (what: string) =>
-  z.number({ error: `${what} must be a number` }).positive(`${what} must be positive`).finite(`${what} must be finite`);
+  z
+    .number({ error: `${what} must be a number` })
+    .positive(`${what} must be positive`)
+    .finite(`${what} must be finite`);
 const eps = positive('eps').describe('radius of the threat model in [0, 1] pixel units (8/255 for eps 8)');
 const seed = z
   .number({ error: 'seed must be a number' })
@@ -50,7 +56,10 @@ const seed = z
   .max(0xffffffff, 'seed must fit in 32 bits')
   .default(0);
 const fraction = (what: string) =>
-  z.number({ error: `${what} must be a number` }).gt(0, `${what} must be above 0`).max(1, `${what} must be at most 1`);
+  z
+    .number({ error: `${what} must be a number` })
+    .gt(0, `${what} must be above 0`)
+    .max(1, `${what} must be at most 1`);
 
 export const FgsmSpec = z.object({
   attack: z.literal('fgsm'),
@@ -98,7 +107,9 @@ export const PgdFeaSpec = z.object({
 });
 export type PgdFeaSpec = z.infer<typeof PgdFeaSpec>;
 
-const rho = fraction('rho').default(0.75).describe('APGD: halve the step if the loss rose in at most this share of steps');
+const rho = fraction('rho')
+  .default(0.75)
+  .describe('APGD: halve the step if the loss rose in at most this share of steps');
 
 export const ApgdSpec = z.object({
   attack: z.enum(['apgd-ce', 'apgd-dlr']),
@@ -242,6 +253,9 @@ export const AttackSpec = z.union([
   AutoAttackSpec,
 ]);
 export type AttackSpec = z.infer<typeof AttackSpec>;
+/** A spec as written by a caller: fields with defaults may be left out. */
+export type AttackSpecInput = z.input<typeof AttackSpec>;
+export type AutoAttackSpecInput = z.input<typeof AutoAttackSpec>;
 
 /** A short human label: "PGD-20", "CW-linf", "AutoAttack (standard)". */
 export function attackLabel(spec: AttackSpec): string {
@@ -330,10 +344,20 @@ export type AutoAttackRecord = z.infer<typeof AutoAttackRecord>;
 /** Gradient-masking warnings shown next to robust accuracies (spec section 6). */
 export const GradientMaskingReport = z.object({
   zeroGradient: z
-    .object({ count: z.number().int().min(0), total: z.number().int().min(0), fraction: z.number(), flagged: z.boolean() })
+    .object({
+      count: z.number().int().min(0),
+      total: z.number().int().min(0),
+      fraction: z.number(),
+      flagged: z.boolean(),
+    })
     .optional(),
   randomness: z
-    .object({ repeats: z.number().int(), maxLogitDifference: z.number(), predictionsChanged: z.boolean(), flagged: z.boolean() })
+    .object({
+      repeats: z.number().int(),
+      maxLogitDifference: z.number(),
+      predictionsChanged: z.boolean(),
+      flagged: z.boolean(),
+    })
     .optional(),
   blackBoxBelowWhiteBox: z
     .object({ squareAccuracy: z.number(), bestWhiteBoxAccuracy: z.number(), flagged: z.boolean() })

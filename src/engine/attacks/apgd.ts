@@ -223,7 +223,9 @@ interface Merged {
 /** Fold one run on `rows` into the overall result: broken examples take x_best_adv, robust ones the higher-loss x_best. */
 function mergeRun(merged: Merged, rows: number[], run: RunResult): void {
   const broken = run.robust.map((r) => !r);
-  const betterLoss = rows.map((r, j) => run.robust[j] === true && (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity));
+  const betterLoss = rows.map(
+    (r, j) => run.robust[j] === true && (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity),
+  );
   merged.xAdv = replaceRows(merged.xAdv, rows, run.xBestAdv, broken);
   merged.xAdv = replaceRows(merged.xAdv, rows, run.xBest, betterLoss);
   rows.forEach((r, j) => {
@@ -242,7 +244,12 @@ function checkClasses(loss: LogitLossName, classes: number): void {
  * APGD with the CE, DLR or margin loss (APGD-CE / APGD-DLR). Examples misclassified clean are not
  * attacked (their xAdv is x); each restart attacks only examples still robust.
  */
-export async function apgd(model: Classifier, x: tf.Tensor4D, labels: Labels, options: ApgdOptions): Promise<AttackResult> {
+export async function apgd(
+  model: Classifier,
+  x: tf.Tensor4D,
+  labels: Labels,
+  options: ApgdOptions,
+): Promise<AttackResult> {
   const y = labelsToArray(labels);
   checkImages(x, y.length);
   const ids = idsOrDefault(options.ids, y.length);
@@ -254,14 +261,23 @@ export async function apgd(model: Classifier, x: tf.Tensor4D, labels: Labels, op
   clean.logits.dispose();
   checkClasses(lossName, clean.classes);
 
-  const merged: Merged = { xAdv: tf.clone(x), robust: [...clean.correct], keptLoss: new Float32Array(y.length).fill(-Infinity) };
+  const merged: Merged = {
+    xAdv: tf.clone(x),
+    robust: [...clean.correct],
+    keptLoss: new Float32Array(y.length).fill(-Infinity),
+  };
   for (let round = 0; round < restarts; round++) {
     const rows = Array.from(y.keys()).filter((i) => merged.robust[i]);
     if (rows.length === 0) break;
     const xs = takeRows(x, rows);
     const ys = pick(y, rows);
     const yOneHot = oneHot(ys, clean.classes);
-    const start = apgdStart(exampleStreams(options.seed ?? 0, pick(ids, rows), `apgd-${lossName}`, round), xs.shape, options.threat, options.eps);
+    const start = apgdStart(
+      exampleStreams(options.seed ?? 0, pick(ids, rows), `apgd-${lossName}`, round),
+      xs.shape,
+      options.threat,
+      options.eps,
+    );
     try {
       const run = await apgdRun(
         model,
@@ -275,7 +291,13 @@ export async function apgd(model: Classifier, x: tf.Tensor4D, labels: Labels, op
           iterations,
           rho: options.rho ?? 0.75,
           signal: options.signal,
-          report: (done) => options.onProgress?.({ attack: `apgd-${lossName}`, done: round * iterations + done, total: restarts * iterations, active: rows.length }),
+          report: (done) =>
+            options.onProgress?.({
+              attack: `apgd-${lossName}`,
+              done: round * iterations + done,
+              total: restarts * iterations,
+              active: rows.length,
+            }),
         },
         counter,
       );
@@ -327,7 +349,11 @@ export async function apgdTargeted(
   // The target whose run produced each example's xAdv, for reporting the loss there.
   const lastTarget = Int32Array.from(y.keys(), (i) => targetOf(i, 2));
 
-  const merged: Merged = { xAdv: tf.clone(x), robust: [...clean.correct], keptLoss: new Float32Array(y.length).fill(-Infinity) };
+  const merged: Merged = {
+    xAdv: tf.clone(x),
+    robust: [...clean.correct],
+    keptLoss: new Float32Array(y.length).fill(-Infinity),
+  };
   const total = targetsUsed * restarts * iterations;
   for (let rank = 2; rank <= targetsUsed + 1; rank++) {
     for (let restart = 0; restart < restarts; restart++) {
@@ -339,7 +365,12 @@ export async function apgdTargeted(
       const targets = Int32Array.from(rows, (r) => targetOf(r, rank));
       const yOneHot = oneHot(ys, clean.classes);
       const targetOneHot = oneHot(targets, clean.classes);
-      const start = apgdStart(exampleStreams(options.seed ?? 0, pick(ids, rows), 'apgd-t', round), xs.shape, options.threat, options.eps);
+      const start = apgdStart(
+        exampleStreams(options.seed ?? 0, pick(ids, rows), 'apgd-t', round),
+        xs.shape,
+        options.threat,
+        options.eps,
+      );
       try {
         const run = await apgdRun(
           model,
@@ -353,12 +384,14 @@ export async function apgdTargeted(
             iterations,
             rho: options.rho ?? 0.75,
             signal: options.signal,
-            report: (done) => options.onProgress?.({ attack: 'apgd-t', done: round * iterations + done, total, active: rows.length }),
+            report: (done) =>
+              options.onProgress?.({ attack: 'apgd-t', done: round * iterations + done, total, active: rows.length }),
           },
           counter,
         );
         rows.forEach((r, j) => {
-          if (!run.robust[j] || (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity)) lastTarget[r] = targets[j] ?? 0;
+          if (!run.robust[j] || (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity))
+            lastTarget[r] = targets[j] ?? 0;
         });
         mergeRun(merged, rows, run);
       } finally {

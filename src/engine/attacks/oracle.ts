@@ -67,7 +67,8 @@ export async function cleanCheck(
   const pred = await predictions(logits);
   const classes = logits.shape[1];
   for (const label of labels) {
-    if (!Number.isInteger(label) || label < 0 || label >= classes) throw new Error(`label ${label} is not one of ${classes} classes`);
+    if (!Number.isInteger(label) || label < 0 || label >= classes)
+      throw new Error(`label ${label} is not one of ${classes} classes`);
   }
   return { correct: Array.from(labels, (label, i) => pred[i] === label), logits, classes };
 }

@@ -1,7 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ThreatBall, steepestDirection } from './geometry';
 import { crossEntropyLoss, marginLoss } from './losses';
-import { QueryCounter, cleanCheck, finishAttack, forward, lossAndGradient, oneHot, predictions, readAndDispose } from './oracle';
+import {
+  QueryCounter,
+  cleanCheck,
+  finishAttack,
+  forward,
+  lossAndGradient,
+  oneHot,
+  predictions,
+  readAndDispose,
+} from './oracle';
 import { pgdStart } from './start';
 import { exampleStreams } from './streams';
 import { BestPoints, pick, replaceRows, takeRows } from './tracking';
@@ -28,7 +37,12 @@ export interface ObjectiveContext {
  * A differentiable per-example objective for PGD to maximise, e.g. CE + lambda * MI (PGD-MI) or a
  * feature distance (PGD-fea). PGD ascends the gradient of its sum over the batch.
  */
-export type AttackObjective = (xAdv: tf.Tensor4D, x: tf.Tensor4D, y: tf.Tensor1D, context: ObjectiveContext) => tf.Tensor1D;
+export type AttackObjective = (
+  xAdv: tf.Tensor4D,
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  context: ObjectiveContext,
+) => tf.Tensor1D;
 
 export interface PgdOptions extends CommonAttackOptions {
   threat: ThreatModel;
@@ -163,7 +177,12 @@ async function pgdRun(
  * Projected gradient ascent (Madry et al.) on CE, on the CW margin loss (`loss: 'margin'`: the CW
  * l_inf attack) or on a custom objective, for l_inf (signed steps) or l_2 (normalised steps).
  */
-export async function pgd(model: Classifier, x: tf.Tensor4D, labels: Labels, options: PgdOptions): Promise<AttackResult> {
+export async function pgd(
+  model: Classifier,
+  x: tf.Tensor4D,
+  labels: Labels,
+  options: PgdOptions,
+): Promise<AttackResult> {
   const y = labelsToArray(labels);
   checkImages(x, y.length);
   const ids = idsOrDefault(options.ids, y.length);
@@ -189,7 +208,16 @@ export async function pgd(model: Classifier, x: tf.Tensor4D, labels: Labels, opt
     });
     run.points.dispose();
   }
-  return finishAttack({ model, x, xAdv, labels: y, cleanCorrect: clean.correct, threat: options.threat, counter, loss });
+  return finishAttack({
+    model,
+    x,
+    xAdv,
+    labels: y,
+    cleanCorrect: clean.correct,
+    threat: options.threat,
+    counter,
+    loss,
+  });
 }
 
 /**
@@ -229,6 +257,9 @@ export async function pgdFeature(
  * (e.g. HSIC between x + delta and the encoder's features). Each example carries the full MI term,
  * so the gradient of the sum is N times that of mean CE + lambda * MI: the same ascent direction.
  */
-export function crossEntropyPlusMi(lambda: number, mi: (xAdv: tf.Tensor4D, logits: tf.Tensor2D) => tf.Scalar): AttackObjective {
+export function crossEntropyPlusMi(
+  lambda: number,
+  mi: (xAdv: tf.Tensor4D, logits: tf.Tensor2D) => tf.Scalar,
+): AttackObjective {
   return (xAdv, _x, _y, c) => tf.add(crossEntropyLoss(c.logits, c.yOneHot), tf.mul(mi(xAdv, c.logits), lambda));
 }

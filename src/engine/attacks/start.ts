@@ -8,7 +8,12 @@ import type { ThreatModel } from './types';
  */
 
 /** PGD's random start: uniform in the l_inf box, or a uniform direction with radius eps * U(0, 1) for l_2. */
-export function pgdStart(streams: Rng[], shape: [number, number, number, number], threat: ThreatModel, eps: number): tf.Tensor4D {
+export function pgdStart(
+  streams: Rng[],
+  shape: [number, number, number, number],
+  threat: ThreatModel,
+  eps: number,
+): tf.Tensor4D {
   const perRow = shape[1] * shape[2] * shape[3];
   if (threat === 'linf') {
     const u = signedUniformRows(streams, perRow);
@@ -16,7 +21,11 @@ export function pgdStart(streams: Rng[], shape: [number, number, number, number]
     return tf.tensor4d(u, shape);
   }
   const g = normalRows(streams, perRow);
-  scaleRowsToNorm(g, perRow, streams.map((rng) => eps * rng.uniform()));
+  scaleRowsToNorm(
+    g,
+    perRow,
+    streams.map((rng) => eps * rng.uniform()),
+  );
   return tf.tensor4d(g, shape);
 }
 
@@ -24,7 +33,12 @@ export function pgdStart(streams: Rng[], shape: [number, number, number, number]
  * AutoAttack's APGD start: t / max|t| * eps for t uniform in [-1, 1] (l_inf), t / ||t||_2 * eps for
  * t standard normal (l_2); the perturbation's norm is eps.
  */
-export function apgdStart(streams: Rng[], shape: [number, number, number, number], threat: ThreatModel, eps: number): tf.Tensor4D {
+export function apgdStart(
+  streams: Rng[],
+  shape: [number, number, number, number],
+  threat: ThreatModel,
+  eps: number,
+): tf.Tensor4D {
   const perRow = shape[1] * shape[2] * shape[3];
   if (threat === 'linf') {
     const t = signedUniformRows(streams, perRow);
@@ -37,7 +51,11 @@ export function apgdStart(streams: Rng[], shape: [number, number, number, number
     return tf.tensor4d(t, shape);
   }
   const g = normalRows(streams, perRow);
-  scaleRowsToNorm(g, perRow, streams.map(() => eps));
+  scaleRowsToNorm(
+    g,
+    perRow,
+    streams.map(() => eps),
+  );
   return tf.tensor4d(g, shape);
 }
 

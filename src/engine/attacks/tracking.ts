@@ -62,7 +62,12 @@ export function replaceWhere(current: tf.Tensor4D, which: ArrayLike<boolean>, ca
  * `full` with row rows[j] replaced by row j of `part` where take[j] is set; disposes `full`. One
  * concat and one gather, so it runs on every backend without scatter kernels.
  */
-export function replaceRows(full: tf.Tensor4D, rows: ArrayLike<number>, part: tf.Tensor4D, take: ArrayLike<boolean>): tf.Tensor4D {
+export function replaceRows(
+  full: tf.Tensor4D,
+  rows: ArrayLike<number>,
+  part: tf.Tensor4D,
+  take: ArrayLike<boolean>,
+): tf.Tensor4D {
   const n = full.shape[0];
   const index = Int32Array.from({ length: n }, (_, i) => i);
   let any = false;

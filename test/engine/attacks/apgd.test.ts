@@ -7,7 +7,16 @@ import { exampleStreams } from '../../../src/engine/attacks/streams';
 import type { Classifier } from '../../../src/engine/attacks/types';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
-import { linearModel, logitsOf, marginOf, mlp, perturbationStats, predictedLabels, randomImages, randomMatrix } from './models';
+import {
+  linearModel,
+  logitsOf,
+  marginOf,
+  mlp,
+  perturbationStats,
+  predictedLabels,
+  randomImages,
+  randomMatrix,
+} from './models';
 
 const H = 4;
 const W = 4;
@@ -33,7 +42,8 @@ function referenceApgd(
   const clamp01 = (v: number) => Math.min(Math.max(v, 0), 1);
   const norm2 = (v: number[]) => Math.sqrt(v.reduce((a, b) => a + b * b, 0));
   const project = (v: number[]) => {
-    if (threat === 'linf') return v.map((vi, i) => clamp01(Math.min(Math.max(vi, (x[i] ?? 0) - eps), (x[i] ?? 0) + eps)));
+    if (threat === 'linf')
+      return v.map((vi, i) => clamp01(Math.min(Math.max(vi, (x[i] ?? 0) - eps), (x[i] ?? 0) + eps)));
     const d = v.map((vi, i) => vi - (x[i] ?? 0));
     const n = norm2(d);
     return d.map((di, i) => clamp01((x[i] ?? 0) + (di / (n + 1e-12)) * Math.min(eps, n)));
@@ -41,7 +51,9 @@ function referenceApgd(
   const direction = (g: number[]) => (threat === 'linf' ? g.map(Math.sign) : g.map((gi) => gi / (norm2(g) + 1e-12)));
 
   let xAdv = x.map((xi, i) => clamp01(xi + (start[i] ?? 0)));
-  let { loss, grad } = lossGrad(xAdv);
+  const initial = lossGrad(xAdv);
+  let loss: number = initial.loss;
+  let grad: number[] = initial.grad;
   let xBest = xAdv;
   let gradBest = grad;
   let lossBest = loss;
@@ -74,7 +86,7 @@ function referenceApgd(
         const prev = (((i - c - 1) % nIter) + nIter) % nIter; // Python's x[-1]
         if ((lossSteps[i - c] ?? 0) > (lossSteps[prev] ?? 0)) t++;
       }
-      const reduce = t <= k * rho || (!reducedLast && lossBestLast >= lossBest);
+      const reduce: boolean = t <= k * rho || (!reducedLast && lossBestLast >= lossBest);
       reducedLast = reduce;
       lossBestLast = lossBest;
       if (reduce) {
@@ -91,12 +103,16 @@ function referenceApgd(
 }
 
 /** A 2-pixel binary model with a wavy score s(x) < 4 = z_0: never misclassified, many local maxima. */
-const wavy = (v: number[]) => Math.sin(7 * (v[0] ?? 0)) + Math.cos(9 * (v[1] ?? 0)) + 0.5 * Math.sin(5 * ((v[0] ?? 0) + (v[1] ?? 0)));
+const wavy = (v: number[]) =>
+  Math.sin(7 * (v[0] ?? 0)) + Math.cos(9 * (v[1] ?? 0)) + 0.5 * Math.sin(5 * ((v[0] ?? 0) + (v[1] ?? 0)));
 const wavyModel: Classifier = (x) =>
   tf.tidy(() => {
     const flat = tf.reshape(x, [x.shape[0], 2]);
     const [a, b] = tf.split(flat, 2, 1) as [tf.Tensor2D, tf.Tensor2D];
-    const s = tf.add(tf.add(tf.sin(tf.mul(a, 7)), tf.cos(tf.mul(b, 9))), tf.mul(tf.sin(tf.mul(tf.add(a, b), 5)), 0.5));
+    const s = tf.add(
+      tf.add(tf.sin(tf.mul(a, 7)), tf.cos(tf.mul(b, 9))),
+      tf.mul(tf.sin(tf.mul(tf.add(a, b), 5)), 0.5),
+    ) as tf.Tensor2D;
     return tf.concat([tf.fill(s.shape, 4), s], 1) as tf.Tensor2D;
   });
 function wavyLossGrad(v: number[]) {
@@ -106,7 +122,10 @@ function wavyLossGrad(v: number[]) {
   // CE for label 0 is softplus(s - 4).
   return {
     loss: Math.log1p(Math.exp(s - 4)),
-    grad: [sig * (7 * Math.cos(7 * a) + 2.5 * Math.cos(5 * (a + b))), sig * (-9 * Math.sin(9 * b) + 2.5 * Math.cos(5 * (a + b)))],
+    grad: [
+      sig * (7 * Math.cos(7 * a) + 2.5 * Math.cos(5 * (a + b))),
+      sig * (-9 * Math.sin(9 * b) + 2.5 * Math.cos(5 * (a + b))),
+    ],
   };
 }
 
@@ -131,7 +150,12 @@ describe.each(['cpu', 'wasm'] as const)('APGD on %s', (backend) => {
       const seed = 17;
       const result = await apgd(wavyModel, x, new Array<number>(n).fill(0), { threat, eps, iterations: 100, seed });
       expect(result.robust.every(Boolean)).toBe(true);
-      const starts = apgdStart(exampleStreams(seed, Array.from(images.keys()), 'apgd-ce', 0), [n, 1, 1, 2], threat, eps);
+      const starts = apgdStart(
+        exampleStreams(seed, Array.from(images.keys()), 'apgd-ce', 0),
+        [n, 1, 1, 2],
+        threat,
+        eps,
+      );
       const startValues = starts.arraySync().map((s) => s.flat(2));
       const adv = result.xAdv.arraySync().map((s) => s.flat(2));
       let differentFromStart = 0;
@@ -162,15 +186,24 @@ describe.each(['cpu', 'wasm'] as const)('APGD on %s', (backend) => {
           const z = logitsOf(m, image);
           const label = (z[0] ?? 0) >= (z[1] ?? 0) ? 0 : 1;
           const v = m.w.map((row) => (row[label] ?? 0) - (row[1 - label] ?? 0));
-          const dual = threat === 'linf' ? v.reduce((a, b) => a + Math.abs(b), 0) : Math.sqrt(v.reduce((a, b) => a + b * b, 0));
+          const dual =
+            threat === 'linf' ? v.reduce((a, b) => a + Math.abs(b), 0) : Math.sqrt(v.reduce((a, b) => a + b * b, 0));
           const optimum = marginOf(z, label) - eps * dual;
           if (optimum > 0.05 && kept.length < 6) kept.push({ image, label, optimum });
         }
         pool.x.dispose();
         expect(kept.length).toBe(6);
-        const x = tf.tensor4d(kept.flatMap((k) => k.image), [kept.length, H, W, C]);
+        const x = tf.tensor4d(
+          kept.flatMap((k) => k.image),
+          [kept.length, H, W, C],
+        );
         const before = tf.memory().numTensors;
-        const result = await apgd(m.model, x, kept.map((k) => k.label), { threat, eps, iterations: 100, seed: 5 });
+        const result = await apgd(
+          m.model,
+          x,
+          kept.map((k) => k.label),
+          { threat, eps, iterations: 100, seed: 5 },
+        );
         expect(tf.memory().numTensors).toBe(before + 1);
         kept.forEach((k, i) => expect(result.margin[i]).toBeCloseTo(k.optimum, 4));
         tf.dispose([x, result.xAdv]);
@@ -223,7 +256,9 @@ describe.each(['cpu', 'wasm'] as const)('APGD on %s', (backend) => {
             totalP += robustP;
             tf.dispose([a.xAdv, p.xAdv]);
           }
-          console.log(`${backend} ${threat} eps ${eps}, robust of 64 APGD/PGD per seed: ${line.join(', ')}; total ${totalA}/${totalP}`);
+          console.log(
+            `${backend} ${threat} eps ${eps}, robust of 64 APGD/PGD per seed: ${line.join(', ')}; total ${totalA}/${totalP}`,
+          );
           expect(totalA).toBeLessThanOrEqual(totalP);
         }
       }
@@ -264,8 +299,12 @@ describe.each(['cpu', 'wasm'] as const)('APGD on %s', (backend) => {
       small.dispose();
       const three = mlp(4, D, 8, 3);
       const y3 = predictedLabels(three.model, x);
-      await expect(apgdTargeted(three.model, x, y3, { threat: 'linf', eps: 0.01, iterations: 3 })).rejects.toThrow(/at least 4 classes/);
-      await expect(apgd(three.model, x, y3, { threat: 'linf', eps: 0.01, iterations: 3, loss: 'dlr' })).resolves.toBeDefined();
+      await expect(apgdTargeted(three.model, x, y3, { threat: 'linf', eps: 0.01, iterations: 3 })).rejects.toThrow(
+        /at least 4 classes/,
+      );
+      await expect(
+        apgd(three.model, x, y3, { threat: 'linf', eps: 0.01, iterations: 3, loss: 'dlr' }),
+      ).resolves.toBeDefined();
       three.dispose();
     });
   });

@@ -1,7 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { classificationMargin, crossEntropyLoss, dlrLoss, dlrTargetedLoss, marginLoss } from '../../../src/engine/attacks/losses';
+import {
+  classificationMargin,
+  crossEntropyLoss,
+  dlrLoss,
+  dlrTargetedLoss,
+  marginLoss,
+} from '../../../src/engine/attacks/losses';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
 
@@ -59,7 +65,9 @@ describe.each(['cpu', 'wasm'] as const)('attack losses on %s', (backend) => {
       const z = tf.tensor2d(logits);
       const values = tf.tidy(() => lossFn(z, y, t).arraySync());
       values.forEach((v, i) => expect(v).toBeCloseTo(reference(logits[i] ?? [], labels[i] ?? 0, i), 4));
-      const grad = tf.grad((zz: tf.Tensor) => tf.sum(lossFn(zz as tf.Tensor2D, y, t)))(z).arraySync() as number[][];
+      const grad = tf
+        .grad((zz: tf.Tensor) => tf.sum(lossFn(zz as tf.Tensor2D, y, t)))(z)
+        .arraySync() as number[][];
       const h = 1e-4;
       logits.forEach((row, i) => {
         row.forEach((_, k) => {

@@ -32,8 +32,18 @@ export function randomMatrix(rng: Rng, rows: number, cols: number, scale: number
 }
 
 /** Images with every pixel in [lo, hi], so small perturbations stay inside [0, 1]. */
-export function randomImages(rng: Rng, n: number, h: number, w: number, c: number, lo = 0, hi = 1): { x: tf.Tensor4D; values: number[][] } {
-  const values = Array.from({ length: n }, () => Array.from({ length: h * w * c }, () => lo + (hi - lo) * rng.uniform()));
+export function randomImages(
+  rng: Rng,
+  n: number,
+  h: number,
+  w: number,
+  c: number,
+  lo = 0,
+  hi = 1,
+): { x: tf.Tensor4D; values: number[][] } {
+  const values = Array.from({ length: n }, () =>
+    Array.from({ length: h * w * c }, () => lo + (hi - lo) * rng.uniform()),
+  );
   return { x: tf.tensor4d(values.flat(), [n, h, w, c]), values };
 }
 
@@ -47,7 +57,12 @@ export function marginOf(logits: number[], label: number): number {
 }
 
 /** A two-layer ReLU MLP on flattened pixels with seeded Gaussian weights. */
-export function mlp(seed: number, inputs: number, hidden: number, classes: number): { model: Classifier; dispose(): void } {
+export function mlp(
+  seed: number,
+  inputs: number,
+  hidden: number,
+  classes: number,
+): { model: Classifier; dispose(): void } {
   const rng = new Rng(seed);
   const w1 = tf.tensor2d(randomMatrix(rng, inputs, hidden, Math.sqrt(2 / inputs)));
   const b1 = tf.tensor1d(Array.from({ length: hidden }, () => rng.normal() * 0.1));
@@ -69,7 +84,10 @@ export function predictedLabels(model: Classifier, x: tf.Tensor4D): number[] {
 }
 
 /** Per-example max |x' - x| and ||x' - x||_2, and the range of x'. */
-export function perturbationStats(x: tf.Tensor4D, xAdv: tf.Tensor4D): { linf: number[]; l2: number[]; min: number; max: number } {
+export function perturbationStats(
+  x: tf.Tensor4D,
+  xAdv: tf.Tensor4D,
+): { linf: number[]; l2: number[]; min: number; max: number } {
   const n = x.shape[0];
   const a = x.dataSync();
   const b = xAdv.dataSync();

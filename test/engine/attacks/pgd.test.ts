@@ -3,7 +3,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fgsm, pgd, pgdFeature } from '../../../src/engine/attacks/pgd';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
-import { linearModel, logitsOf, marginOf, mlp, perturbationStats, predictedLabels, randomImages, randomMatrix, type LinearModel } from './models';
+import {
+  linearModel,
+  logitsOf,
+  marginOf,
+  mlp,
+  perturbationStats,
+  predictedLabels,
+  randomImages,
+  randomMatrix,
+  type LinearModel,
+} from './models';
 
 const H = 4;
 const W = 4;
@@ -60,7 +70,15 @@ describe.each(['cpu', 'wasm'] as const)('PGD and FGSM on %s', (backend) => {
           const { m, x, values, labels } = make(11);
           const eps = threat === 'linf' ? 0.05 : 0.3;
           const before = tf.memory().numTensors;
-          const result = await pgd(m.model, x, labels, { threat, eps, steps: 60, alpha: eps / 4, seed: 3, loss, keep: 'last' });
+          const result = await pgd(m.model, x, labels, {
+            threat,
+            eps,
+            steps: 60,
+            alpha: eps / 4,
+            seed: 3,
+            loss,
+            keep: 'last',
+          });
           expect(tf.memory().numTensors).toBe(before + 1);
           const stats = perturbationStats(x, result.xAdv);
           const adv = result.xAdv.arraySync().map((img) => img.flat(2));
@@ -128,7 +146,12 @@ describe.each(['cpu', 'wasm'] as const)('PGD and FGSM on %s', (backend) => {
       expect(Array.from(a.xAdv.dataSync())).toEqual(Array.from(b.xAdv.dataSync()));
       const rows = [3, 7, 11];
       const sub = tf.gather(x, rows);
-      const c = await pgd(net.model, sub, rows.map((r) => labels[r] ?? 0), { threat: 'linf', eps: 0.05, steps: 5, seed: 4, ids: rows });
+      const c = await pgd(
+        net.model,
+        sub,
+        rows.map((r) => labels[r] ?? 0),
+        { threat: 'linf', eps: 0.05, steps: 5, seed: 4, ids: rows },
+      );
       const fromFull = tf.gather(a.xAdv, rows);
       const diff = tf.max(tf.abs(tf.sub(fromFull, c.xAdv))).dataSync()[0];
       expect(diff).toBeLessThan(1e-6);
