@@ -12,9 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
  *   runs batched or transposed products on a naive kernel (1-2 GFLOP/s against about 20 for a plain
  *   2-D product through XNNPACK), and each (sample, head) slice of scores fits in cache. The heads
  *   are laid out once per call by two 4-D transposes (rank-5 transposes are slow on wasm) and read
- *   back, the slices are made from the host copy (tf.slice on wasm copies the whole input each time),
- *   and the backward pass recomputes the attention probabilities instead of keeping B*heads*T*T floats.
- *   The default on wasm.
+ *   back, and the slices are made from the host copy (tf.slice on wasm copies the whole input each
+ *   time). The backward pass reuses the forward's attention probabilities when they fit in
+ *   attentionSettings.savedProbabilitiesBudget floats, else recomputes them. The default on wasm.
  */
 export type AttentionStrategy = 'auto' | 'sliced' | 'batched';
 
@@ -54,6 +54,15 @@ function attentionBatched(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionS
   });
 }
 
+export const attentionSettings = {
+  /**
+   * The sliced strategy keeps the attention probabilities of the forward pass for the backward
+   * pass (instead of recomputing them) when a gradient is being recorded and they take at most
+   * this many floats per attention call (64 Mi floats = 256 MiB).
+   */
+  savedProbabilitiesBudget: 64 * 1024 * 1024,
+};
+
 function attentionSliced(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionShape): tf.Tensor2D {
   const width = qkv.shape[1] / 3;
   const d = headDimOf(width, heads);
@@ -62,81 +71,82 @@ function attentionSliced(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionSh
   const slot = (b: number, j: number) => (b * 3 * heads + j) * block;
   const scaleData = new Float32Array(3 * width).fill(1);
   scaleData.fill(1 / Math.sqrt(d), 0, width);
+  const recording = tf.engine().state.gradientDepth > 0;
+  const keepProbabilities = recording && batch * heads * T * T <= attentionSettings.savedProbabilitiesBudget;
 
-  const op = tf.customGrad((qkvIn: tf.Tensor | ((t: tf.Tensor[]) => void)) => {
-    const input = qkvIn as tf.Tensor2D;
-    const colScale = tf.tensor1d(scaleData);
-    // q is pre-scaled by 1/sqrt(d); rows of `rows` hold [T, d] blocks, rows of `cols` hold [d, T].
-    const scaled = tf.reshape(tf.mul(input, colScale), [batch, T, 3 * heads, d]);
-    const rows = tf.transpose(scaled, [0, 2, 1, 3]).dataSync() as Float32Array;
-    const cols = tf.transpose(scaled, [0, 2, 3, 1]).dataSync() as Float32Array;
-    const row = (off: number) => tf.tensor2d(rows.subarray(off, off + block), [T, d]);
-    const col = (off: number) => tf.tensor2d(cols.subarray(off, off + block), [d, T]);
+  // XNNPACK (tfjs-wasm's fast matMul) packs the second operand anew on every call, so every
+  // product below has the small [T, d] or [d, T] operand second and the [T, T] one first.
+  const op = tf.customGrad(
+    (qkvIn: tf.Tensor | ((t: tf.Tensor[]) => void), saveIn: tf.Tensor | ((t: tf.Tensor[]) => void)) => {
+      const input = qkvIn as tf.Tensor2D;
+      const save = saveIn as (t: tf.Tensor[]) => void;
+      // q is pre-scaled by 1/sqrt(d); `rows` holds [T, d] blocks (q, k, v per sample and head), `cols` their transposes.
+      const scaled = tf.reshape(tf.mul(input, tf.tensor1d(scaleData)), [batch, T, 3 * heads, d]);
+      const rows = tf.transpose(scaled, [0, 2, 1, 3]).dataSync() as Float32Array;
+      const cols = tf.transpose(scaled, [0, 2, 3, 1]).dataSync() as Float32Array;
+      const row = (off: number) => tf.tensor2d(rows.subarray(off, off + block), [T, d]);
+      const col = (off: number) => tf.tensor2d(cols.subarray(off, off + block), [d, T]);
+      const probabilities = (b: number, h: number) => tf.softmax(tf.matMul(row(slot(b, h)), col(slot(b, heads + h))));
 
-    const outs: tf.Tensor2D[] = [];
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        outs.push(
-          tf.tidy(() => {
-            const p = tf.softmax(tf.matMul(row(slot(b, h)), col(slot(b, heads + h))));
-            return tf.matMul(p, row(slot(b, 2 * heads + h)));
-          }),
-        );
-      }
-    }
-    const value = mergeHeads(tf.stack(outs) as tf.Tensor3D, batch, T, heads, d, false);
-
-    const gradFunc = (dy: tf.Tensor) => {
-      const dyHeads = tf.transpose(tf.reshape(dy, [batch, T, heads, d]), [0, 2, 1, 3]);
-      const dRows = dyHeads.dataSync() as Float32Array; // [B, heads, T, d]
-      const dCols = tf.transpose(dyHeads, [0, 1, 3, 2]).dataSync() as Float32Array; // [B, heads, d, T]
-      const dQ: tf.Tensor2D[] = [];
-      const dKT: tf.Tensor2D[] = [];
-      const dVT: tf.Tensor2D[] = [];
+      const outs: tf.Tensor2D[] = [];
+      const kept: tf.Tensor2D[] = [];
       for (let b = 0; b < batch; b++) {
         for (let h = 0; h < heads; h++) {
-          const o = (b * heads + h) * block;
-          const [gq, gk, gv] = tf.tidy(() => {
-            const p = tf.softmax(tf.matMul(row(slot(b, h)), col(slot(b, heads + h))));
-            const dOut = tf.tensor2d(dRows.subarray(o, o + block), [T, d]);
-            const dOutT = tf.tensor2d(dCols.subarray(o, o + block), [d, T]);
-            const gvT = tf.matMul(dOutT, p); // (P^T dO)^T
-            const dp = tf.matMul(dOut, col(slot(b, 2 * heads + h)));
-            const pdp = tf.mul(dp, p);
-            const ds = tf.sub(pdp, tf.mul(p, tf.sum(pdp, 1, true))); // softmax backward
-            const gqs = tf.matMul(ds, row(slot(b, heads + h))); // dS k
-            const gkT = tf.matMul(col(slot(b, h)), ds); // (dS^T q)^T
-            return [gqs, gkT, gvT];
+          const [o, p] = tf.tidy(() => {
+            const prob = probabilities(b, h);
+            return [tf.matMul(prob, row(slot(b, 2 * heads + h))), prob];
           });
-          dQ.push(gq as tf.Tensor2D);
-          dKT.push(gk as tf.Tensor2D);
-          dVT.push(gv as tf.Tensor2D);
+          outs.push(o as tf.Tensor2D);
+          if (keepProbabilities) kept.push(p as tf.Tensor2D);
+          else p.dispose();
         }
       }
-      const parts = [
-        mergeHeads(tf.stack(dQ) as tf.Tensor3D, batch, T, heads, d, false),
-        mergeHeads(tf.stack(dKT) as tf.Tensor3D, batch, T, heads, d, true),
-        mergeHeads(tf.stack(dVT) as tf.Tensor3D, batch, T, heads, d, true),
-      ].map((t) => tf.reshape(t, [batch, T, width]));
-      return tf.mul(tf.reshape(tf.concat(parts, 2), [batch * T, 3 * width]), tf.tensor1d(scaleData));
-    };
-    return { value, gradFunc };
-  });
+      const value = mergeHeads(tf.stack(outs) as tf.Tensor3D, batch, T, heads, d);
+      save([value, ...kept]);
+
+      const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const out = saved[0];
+        if (!out) throw new Error('attention: saved output missing');
+        // Softmax backward needs rowsum(dP * P) = rowsum(dO * O) per query (as in FlashAttention).
+        const dot = tf.sum(tf.reshape(tf.mul(dy, out), [batch, T, heads, d]), -1);
+        const rowDots = tf.transpose(dot, [0, 2, 1]).dataSync() as Float32Array; // [B, heads, T]
+        const dRows = tf.transpose(tf.reshape(dy, [batch, T, heads, d]), [0, 2, 1, 3]).dataSync() as Float32Array;
+        const dQ: tf.Tensor2D[] = [];
+        const dK: tf.Tensor2D[] = [];
+        const dV: tf.Tensor2D[] = [];
+        for (let b = 0; b < batch; b++) {
+          for (let h = 0; h < heads; h++) {
+            const i = b * heads + h;
+            const grads = tf.tidy(() => {
+              const p = saved[1 + i] ?? probabilities(b, h);
+              const dOut = tf.tensor2d(dRows.subarray(i * block, (i + 1) * block), [T, d]);
+              const gv = tf.matMul(tf.transpose(p), dOut); // P^T dO
+              const dp = tf.matMul(dOut, col(slot(b, 2 * heads + h))); // dO v^T
+              const ds = tf.mul(p, tf.sub(dp, tf.tensor2d(rowDots.subarray(i * T, (i + 1) * T), [T, 1])));
+              const gq = tf.matMul(ds, row(slot(b, heads + h))); // dS k  (for the scaled q)
+              const gk = tf.matMul(tf.transpose(ds), row(slot(b, h))); // dS^T q
+              return [gq, gk, gv];
+            });
+            dQ.push(grads[0] as tf.Tensor2D);
+            dK.push(grads[1] as tf.Tensor2D);
+            dV.push(grads[2] as tf.Tensor2D);
+          }
+        }
+        const parts = [dQ, dK, dV].map((g) =>
+          tf.reshape(mergeHeads(tf.stack(g) as tf.Tensor3D, batch, T, heads, d), [batch, T, width]),
+        );
+        return tf.mul(tf.reshape(tf.concat(parts, 2), [batch * T, 3 * width]), tf.tensor1d(scaleData));
+      };
+      return { value, gradFunc };
+    },
+  );
   return op(qkv) as tf.Tensor2D;
 }
 
-/** Per-(sample, head) blocks [B*heads, T, d] (or [B*heads, d, T] when `transposed`) to [B*T, heads*d]. */
-function mergeHeads(
-  stacked: tf.Tensor3D,
-  batch: number,
-  tokens: number,
-  heads: number,
-  d: number,
-  transposed: boolean,
-): tf.Tensor2D {
-  const perm = transposed ? [0, 3, 1, 2] : [0, 2, 1, 3];
-  const shape = transposed ? [batch, heads, d, tokens] : [batch, heads, tokens, d];
-  return tf.reshape(tf.transpose(tf.reshape(stacked, shape), perm), [batch * tokens, heads * d]);
+/** Per-(sample, head) blocks [B*heads, T, d] to [B*T, heads*d]. */
+function mergeHeads(stacked: tf.Tensor3D, batch: number, tokens: number, heads: number, d: number): tf.Tensor2D {
+  const perHead = tf.reshape(stacked, [batch, heads, tokens, d]);
+  return tf.reshape(tf.transpose(perHead, [0, 2, 1, 3]), [batch * tokens, heads * d]);
 }
 
 function headDimOf(width: number, heads: number): number {

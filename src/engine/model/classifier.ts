@@ -29,7 +29,11 @@ export function classifierForward(
     const l = grid * grid;
     const d = config.width;
     const pos = tf.tensor2d(sincosPosEmbed(d, grid).subarray(d), [l, d]);
-    const tokens = prependCls(params, 'cls_token', embedPatches(params, config, patchify(images, config.patchSize), pos, options));
+    const tokens = prependCls(
+      params,
+      'cls_token',
+      embedPatches(params, config, patchify(images, config.patchSize), pos, options),
+    );
     const shape = { batch: n, tokens: l + 1, heads: config.heads };
     const flat = tf.reshape(tokens, [n * (l + 1), d]) as tf.Tensor2D;
     const out = tf.reshape(transformerStack(params, 'blocks', config.depth, flat, shape, options), [n, l + 1, d]);

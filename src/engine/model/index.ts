@@ -7,7 +7,8 @@
  *   maeParamSpecs / classifierParamSpecs (names, shapes, roles for weight decay), checkParams, disposeParams.
  * Fixed position embeddings: sincosPosEmbed(width, grid) -> Float32Array [(1 + grid^2) * width], cls row zero.
  * Patches: patchify(images, p) [N,H,W,C] -> [N,L,p*p*C]; unpatchify; gatherPatches(patches, ids)
- *   (differentiable on every backend); normalizePatches(config, patches).
+ *   (differentiable on every backend); batchGather (constants only; avoids tfjs-wasm's broken
+ *   gather with batchDims); normalizePatches(config, patches).
  * Masking: randomMasking(rng, N, L, ratio = 0.75) -> PatchMask {visibleIds, maskedIds (int32), mask, dispose}.
  * MAE: visiblePatches(config, images, mask); encodeVisible(params, config, visPatches, visibleIds, opts)
  *   -> latent [N, 1+Lv, D]; decode(params, config, latent, mask, opts) -> [N, L, K] (visible then masked);
@@ -16,7 +17,9 @@
  * Classifier: classifierForward(params, config, images, opts) -> {logits, features};
  *   makeClassifier(params, config, opts) -> (x: Tensor4D) => logits Tensor2D.
  * ForwardOptions: {attention: 'auto'|'sliced'|'batched', trainParams (false = constants, for attacks),
- *   dropPath: {rate, rng}}.
+ *   dropPath: {rate, rng}}. attentionSettings.savedProbabilitiesBudget bounds the memory the sliced
+ *   (wasm) attention keeps for its backward pass.
+ * Layers with hand-written gradients (fast on wasm): linear, layerNorm, gelu, multiHeadAttention.
  * Every forward is a pure function of (params, inputs), differentiable w.r.t. params and pixels on
  * cpu, wasm and tensorflow backends (no gather or conv2d-filter gradient needed).
  */

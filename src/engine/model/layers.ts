@@ -59,7 +59,10 @@ const linearTrainable = tf.customGrad(
         const dy2 = dy as tf.Tensor2D;
         const xs = savedAt(saved, 0) as tf.Tensor2D;
         const ws = savedAt(saved, 1) as tf.Tensor2D;
-        return [tf.matMul(dy2, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy2), tf.sum(dy2, 0)];
+        // XNNPACK packs the second operand on every call: keep it the narrower of x [R, in] and dy [R, out].
+        const [inDim = 0, outDim = 0] = ws.shape;
+        const dw = outDim > inDim ? tf.transpose(tf.matMul(tf.transpose(dy2), xs)) : tf.matMul(tf.transpose(xs), dy2);
+        return [tf.matMul(dy2, tf.transpose(ws)), dw, tf.sum(dy2, 0)];
       },
     };
   },

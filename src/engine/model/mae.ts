@@ -23,7 +23,11 @@ import { linearLayer, normLayer, prependCls, transformerStack, type ForwardOptio
  */
 
 /** The pixel patches of `images` at the mask's visible ids: [N, Lv, p*p*C]. */
-export function visiblePatches(config: ModelConfig, images: tf.Tensor4D, mask: Pick<PatchMask, 'visibleIds'>): tf.Tensor3D {
+export function visiblePatches(
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  mask: Pick<PatchMask, 'visibleIds'>,
+): tf.Tensor3D {
   return tf.tidy(() => gatherPatches(patchify(images, config.patchSize), mask.visibleIds));
 }
 
@@ -69,7 +73,12 @@ export function encodeVisible(
     const tokens = prependCls(params, 'cls_token', embedPatches(params, config, patches, pos, options));
     const shape = { batch: n, tokens: lv + 1, heads: config.heads };
     const flat = tf.reshape(tokens, [n * (lv + 1), config.width]) as tf.Tensor2D;
-    const out = normLayer(params, 'norm', transformerStack(params, 'blocks', config.depth, flat, shape, options), options);
+    const out = normLayer(
+      params,
+      'norm',
+      transformerStack(params, 'blocks', config.depth, flat, shape, options),
+      options,
+    );
     return tf.reshape(out, [n, lv + 1, config.width]);
   });
 }
@@ -94,7 +103,11 @@ export function decode(
     if (mask.visibleIds.shape[1] !== lv || mask.maskedIds.shape[0] !== n) {
       throw new Error(`latent [${latent.shape}] does not match the mask (${mask.visibleIds.shape[1]} visible)`);
     }
-    const embedded = tf.reshape(linearLayer(params, 'decoder_embed', tf.reshape(latent, [n * t, d]), options), [n, t, dd]);
+    const embedded = tf.reshape(linearLayer(params, 'decoder_embed', tf.reshape(latent, [n * t, d]), options), [
+      n,
+      t,
+      dd,
+    ]);
     const maskTokens = tf.add(tf.zeros([n, lm, dd]), getParam(params, 'mask_token'));
     const order = tf.concat([tf.zeros([n, 1], 'int32'), tf.add(mask.visibleIds, 1), tf.add(mask.maskedIds, 1)], 1);
     const posTable = tf.tensor2d(sincosPosEmbed(dd, gridSize(config)), [l + 1, dd]);

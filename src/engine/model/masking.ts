@@ -38,7 +38,9 @@ export function randomMasking(
   if (!(maskRatio > 0 && maskRatio < 1)) throw new Error(`mask ratio must be in (0, 1), got ${maskRatio}`);
   const numVisible = Math.floor(numPatches * (1 - maskRatio));
   if (numVisible < 1 || numVisible >= numPatches) {
-    throw new Error(`mask ratio ${maskRatio} leaves ${numVisible} of ${numPatches} patches visible: need at least one of each`);
+    throw new Error(
+      `mask ratio ${maskRatio} leaves ${numVisible} of ${numPatches} patches visible: need at least one of each`,
+    );
   }
   const visible: Int32Array[] = [];
   const masked: Int32Array[] = [];
@@ -68,7 +70,8 @@ export function maskFromIds(visible: Int32Array[], masked: Int32Array[], numPatc
     }
     const seen = new Uint8Array(numPatches);
     for (const id of [...vis, ...msk]) {
-      if (id < 0 || id >= numPatches || seen[id]) throw new Error(`sample ${n}: ids are not a permutation of 0..${numPatches - 1}`);
+      if (id < 0 || id >= numPatches || seen[id])
+        throw new Error(`sample ${n}: ids are not a permutation of 0..${numPatches - 1}`);
       seen[id] = 1;
     }
     visFlat.set(vis, n * numVisible);

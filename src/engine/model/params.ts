@@ -30,7 +30,11 @@ export type ParamMap = Map<string, tf.Variable>;
 /** What a parameter is, for weight decay (decay only 'weight') and for layout conversion. */
 export type ParamRole = 'weight' | 'patch-weight' | 'bias' | 'norm' | 'token';
 
-type Init = { kind: 'xavier'; fanIn: number; fanOut: number } | { kind: 'zeros' } | { kind: 'ones' } | { kind: 'normal'; std: number };
+type Init =
+  | { kind: 'xavier'; fanIn: number; fanOut: number }
+  | { kind: 'zeros' }
+  | { kind: 'ones' }
+  | { kind: 'normal'; std: number };
 
 export interface ParamSpec {
   name: string;
@@ -108,7 +112,8 @@ export function classifierParamSpecs(
   numClasses: number,
   options: ClassifierInitOptions = {},
 ): ParamSpec[] {
-  if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`numClasses must be a positive integer, got ${numClasses}`);
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new Error(`numClasses must be a positive integer, got ${numClasses}`);
   const d = config.width;
   return [
     ...backboneSpecs(config),
@@ -187,7 +192,9 @@ export function classifierParamsFromEncoder(
     const from = fresh ? undefined : source.get(spec.name);
     if (!fresh && !from) throw new Error(`the pre-trained parameters have no "${spec.name}"`);
     if (from && !tf.util.arraysEqual(from.shape, spec.shape)) {
-      throw new Error(`"${spec.name}" has shape [${from.shape}] in the pre-trained parameters, expected [${spec.shape}]`);
+      throw new Error(
+        `"${spec.name}" has shape [${from.shape}] in the pre-trained parameters, expected [${spec.shape}]`,
+      );
     }
     const value = from ? tf.clone(from) : tf.tensor(initialValues(spec, rng), spec.shape, 'float32');
     params.set(spec.name, tf.variable(value, true));

@@ -22,7 +22,9 @@ export function unpatchify(patches: tf.Tensor3D, patchSize: number, channels: nu
   const [n, l, k] = patches.shape;
   const g = Math.round(Math.sqrt(l));
   if (g * g !== l || k !== patchSize * patchSize * channels) {
-    throw new Error(`patches [${patches.shape}] are not a square grid of ${patchSize} px patches of ${channels} channels`);
+    throw new Error(
+      `patches [${patches.shape}] are not a square grid of ${patchSize} px patches of ${channels} channels`,
+    );
   }
   return tf.tidy(() => {
     const grid = tf.reshape(patches, [n * g, g, patchSize, patchSize * channels]);

@@ -46,7 +46,13 @@ function dropPathColumn(rng: Rng, p: number, batch: number, tokens: number): tf.
   return tf.tensor2d(values, [batch * tokens, 1]);
 }
 
-function residual(x: tf.Tensor2D, branch: tf.Tensor2D, dropRate: number, rng: Rng | undefined, batch: number): tf.Tensor2D {
+function residual(
+  x: tf.Tensor2D,
+  branch: tf.Tensor2D,
+  dropRate: number,
+  rng: Rng | undefined,
+  batch: number,
+): tf.Tensor2D {
   if (dropRate > 0 && rng) {
     return tf.add(x, tf.mul(branch, dropPathColumn(rng, dropRate, batch, x.shape[0] / batch)));
   }
@@ -69,7 +75,9 @@ export function transformerBlock(
   const qkv = linearLayer(params, `${prefix}.attn.qkv`, normLayer(params, `${prefix}.norm1`, x, options), options);
   const attended = multiHeadAttention(qkv, shape, options.attention ?? 'auto');
   const x1 = residual(x, linearLayer(params, `${prefix}.attn.proj`, attended, options), dropRate, rng, shape.batch);
-  const hidden = gelu(linearLayer(params, `${prefix}.mlp.fc1`, normLayer(params, `${prefix}.norm2`, x1, options), options));
+  const hidden = gelu(
+    linearLayer(params, `${prefix}.mlp.fc1`, normLayer(params, `${prefix}.norm2`, x1, options), options),
+  );
   return residual(x1, linearLayer(params, `${prefix}.mlp.fc2`, hidden, options), dropRate, rng, shape.batch);
 }
 

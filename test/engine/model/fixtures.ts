@@ -31,7 +31,11 @@ export function toRefParams(params: ParamMap): RefParams {
 }
 
 /** Random NHWC images in [0, 1] as float64 arrays (one per sample) and as a float32 tensor. */
-export function randomImages(rng: Rng, n: number, config: ModelConfig): { arrays: Float64Array[]; tensor: tf.Tensor4D } {
+export function randomImages(
+  rng: Rng,
+  n: number,
+  config: ModelConfig,
+): { arrays: Float64Array[]; tensor: tf.Tensor4D } {
   const size = config.imageSize * config.imageSize * config.channels;
   const arrays = Array.from({ length: n }, () => {
     const a = new Float64Array(size);

@@ -76,7 +76,12 @@ describe.each(['cpu', 'wasm'] as const)('model forward on %s', (backend) => {
       images.arrays.forEach((image, s) => {
         const ids = Array.from(mask.visible[s] ?? []);
         const patches = ref.patchify(image, config);
-        const z = ref.encoder(refParams, config, ids.map((id) => patches[id] as Float64Array), ids);
+        const z = ref.encoder(
+          refParams,
+          config,
+          ids.map((id) => patches[id] as Float64Array),
+          ids,
+        );
         refLatent.push(...flat(z));
         refPred.push(...flat(ref.decoder(refParams, config, z, ids)));
       });
@@ -124,17 +129,20 @@ describe.each(['cpu', 'wasm'] as const)('model forward on %s', (backend) => {
     tf.dispose([out, plain]);
   });
 
-  it.each(['sliced', 'batched'] as AttentionStrategy[])('classifier logits match the float64 reference (%s)', (attention) => {
-    const rng = new Rng(5);
-    const cls = initClassifierParams(config, 7, rng);
-    randomizeParams(cls, rng);
-    const { logits, features } = classifierForward(cls, config, images.tensor, { attention });
-    const expected = ref.classifierLogits(toRefParams(cls), config, images.arrays);
-    expect(logits.shape).toEqual([n, 7]);
-    expect(features.shape).toEqual([n, config.width]);
-    expect(maxAbsDiff(logits.dataSync(), flat(expected))).toBeLessThan(TOL);
-    expect(Math.max(...flat(expected).map(Math.abs))).toBeGreaterThan(0.1);
-    tf.dispose([logits, features]);
-    disposeParams(cls);
-  });
+  it.each(['sliced', 'batched'] as AttentionStrategy[])(
+    'classifier logits match the float64 reference (%s)',
+    (attention) => {
+      const rng = new Rng(5);
+      const cls = initClassifierParams(config, 7, rng);
+      randomizeParams(cls, rng);
+      const { logits, features } = classifierForward(cls, config, images.tensor, { attention });
+      const expected = ref.classifierLogits(toRefParams(cls), config, images.arrays);
+      expect(logits.shape).toEqual([n, 7]);
+      expect(features.shape).toEqual([n, config.width]);
+      expect(maxAbsDiff(logits.dataSync(), flat(expected))).toBeLessThan(TOL);
+      expect(Math.max(...flat(expected).map(Math.abs))).toBeGreaterThan(0.1);
+      tf.dispose([logits, features]);
+      disposeParams(cls);
+    },
+  );
 });

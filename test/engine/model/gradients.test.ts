@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  attentionSettings,
   classifierForward,
   decode,
   disposeParams,
@@ -31,10 +32,14 @@ function centralDiff(f: (shift: number) => number): number {
 function expectClose(analytic: number[], numeric: number[], label: string): void {
   const norm = Math.sqrt(numeric.reduce((a, v) => a + v * v, 0));
   const err = Math.sqrt(analytic.reduce((a, v, i) => a + (v - (numeric[i] ?? 0)) ** 2, 0));
-  console.info(`${label}: ${numeric.length} coordinates, |fd| ${norm.toExponential(2)}, relative error ${(err / norm).toExponential(2)}`);
+  console.info(
+    `${label}: ${numeric.length} coordinates, |fd| ${norm.toExponential(2)}, relative error ${(err / norm).toExponential(2)}`,
+  );
   expect(norm).toBeGreaterThan(1e-3); // the sampled coordinates carry real gradient
   expect(err / norm).toBeLessThan(2e-3);
-  analytic.forEach((g, i) => expect(Math.abs(g - (numeric[i] ?? 0))).toBeLessThan(1e-4 + 1e-2 * Math.abs(numeric[i] ?? 0)));
+  analytic.forEach((g, i) =>
+    expect(Math.abs(g - (numeric[i] ?? 0))).toBeLessThan(1e-4 + 1e-2 * Math.abs(numeric[i] ?? 0)),
+  );
 }
 
 function withShift(params: ref.RefParams, name: string, index: number, shift: number): ref.RefParams {
@@ -92,10 +97,17 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
     mask.dispose();
   });
 
-  it.each(['sliced', 'batched'] as AttentionStrategy[])(
-    'MAE loss: every parameter gets a gradient, matching finite differences (%s attention)',
-    (attention) => {
-      const { value, grads } = tf.variableGrads(() => maeForward(params, config, images.tensor, mask, { attention }).loss);
+  it.each([
+    ['sliced', 'kept'],
+    ['sliced', 'recomputed'],
+    ['batched', ''],
+  ] as [AttentionStrategy, string][])(
+    'MAE loss: every parameter gets a gradient, matching finite differences (%s attention %s)',
+    (attention, probabilities) => {
+      attentionSettings.savedProbabilitiesBudget = probabilities === 'recomputed' ? 0 : 64 * 1024 * 1024;
+      const { value, grads } = tf.variableGrads(
+        () => maeForward(params, config, images.tensor, mask, { attention }).loss,
+      );
       expect(Object.keys(grads).length).toBe(params.size);
       const byName = new Map<string, Float32Array>();
       for (const [name, v] of params) {
@@ -113,10 +125,13 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
       for (const [name, indices] of PROBES) {
         for (const index of indices) {
           analytic.push(byName.get(name)?.[index] ?? NaN);
-          numeric.push(centralDiff((s) => ref.maeLoss(withShift(refParams, name, index, s), config, images.arrays, visible)));
+          numeric.push(
+            centralDiff((s) => ref.maeLoss(withShift(refParams, name, index, s), config, images.arrays, visible)),
+          );
         }
       }
-      expectClose(analytic, numeric, `${backend} MAE params (${attention})`);
+      expectClose(analytic, numeric, `${backend} MAE params (${attention} ${probabilities})`);
+      attentionSettings.savedProbabilitiesBudget = 64 * 1024 * 1024;
       tf.dispose([value, grads]);
     },
   );
@@ -205,9 +220,14 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
     const weights = Array.from({ length: n * 5 }, () => rng.normal());
     const w = tf.tensor2d(weights, [n, 5]);
     const objective = (logits: ArrayLike<number>[]) =>
-      logits.reduce((acc, row, s) => acc + Array.from(row).reduce((a, v, j) => a + v * (weights[s * 5 + j] ?? 0), 0), 0);
+      logits.reduce(
+        (acc, row, s) => acc + Array.from(row).reduce((a, v, j) => a + v * (weights[s * 5 + j] ?? 0), 0),
+        0,
+      );
 
-    const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(classifierForward(cls, config, images.tensor).logits, w)));
+    const { value, grads } = tf.variableGrads(() =>
+      tf.sum(tf.mul(classifierForward(cls, config, images.tensor).logits, w)),
+    );
     const names: [string, number][] = [
       ['head.weight', 7],
       ['head.bias', 2],

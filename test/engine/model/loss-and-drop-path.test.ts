@@ -30,22 +30,52 @@ describe('reconstruction loss', () => {
     expect(reconstructionLoss(perfect, targets, mask.numVisible).dataSync()[0]).toBeLessThan(1e-10);
     // Without norm_pix the raw patches are the perfect prediction, and the normalised ones are not.
     expect(reconstructionLoss(targets, targets, mask.numVisible, { normPixLoss: false }).dataSync()[0]).toBe(0);
-    expect(reconstructionLoss(perfect, targets, mask.numVisible, { normPixLoss: false }).dataSync()[0]).toBeGreaterThan(0.1);
+    expect(reconstructionLoss(perfect, targets, mask.numVisible, { normPixLoss: false }).dataSync()[0]).toBeGreaterThan(
+      0.1,
+    );
     tf.dispose([images.tensor, targets, perfect]);
     mask.dispose();
   });
 
   it('counts masked patches only, normalises with the unbiased variance and eps 1e-6', () => {
     // One sample, L = 4 patches of K = 3 values; the first 2 positions are visible.
-    const target = tf.tensor3d([[[1, 2, 3], [0, 0, 0], [1, 2, 6], [2, 2, 2]]]);
-    const pred = tf.tensor3d([[[9, 9, 9], [9, 9, 9], [0, 0, 0], [1, 1, 1]]]);
+    const target = tf.tensor3d([
+      [
+        [1, 2, 3],
+        [0, 0, 0],
+        [1, 2, 6],
+        [2, 2, 2],
+      ],
+    ]);
+    const pred = tf.tensor3d([
+      [
+        [9, 9, 9],
+        [9, 9, 9],
+        [0, 0, 0],
+        [1, 1, 1],
+      ],
+    ]);
     // Masked patch [1, 2, 6]: mean 3, unbiased var (4 + 1 + 9) / 2 = 7; patch [2, 2, 2]: var 0.
     const t1 = [1, 2, 6].map((v) => (v - 3) / Math.sqrt(7 + 1e-6));
     const expected = (t1.reduce((a, v) => a + v * v, 0) / 3 + 1) / 2;
     expect(reconstructionLoss(pred, target, 2).dataSync()[0]).toBeCloseTo(expected, 6);
-    const changedVisible = tf.tensor3d([[[-5, 0, 5], [100, 1, 2], [0, 0, 0], [1, 1, 1]]]);
+    const changedVisible = tf.tensor3d([
+      [
+        [-5, 0, 5],
+        [100, 1, 2],
+        [0, 0, 0],
+        [1, 1, 1],
+      ],
+    ]);
     expect(reconstructionLoss(changedVisible, target, 2).dataSync()[0]).toBeCloseTo(expected, 6);
-    const changedMasked = tf.tensor3d([[[9, 9, 9], [9, 9, 9], [0, 0, 0.5], [1, 1, 1]]]);
+    const changedMasked = tf.tensor3d([
+      [
+        [9, 9, 9],
+        [9, 9, 9],
+        [0, 0, 0.5],
+        [1, 1, 1],
+      ],
+    ]);
     expect(reconstructionLoss(changedMasked, target, 2).dataSync()[0]).not.toBeCloseTo(expected, 3);
     const raw = ((1 + 4 + 36) / 3 + 1) / 2;
     expect(reconstructionLoss(pred, target, 2, { normPixLoss: false }).dataSync()[0]).toBeCloseTo(raw, 5);
@@ -87,9 +117,17 @@ describe('drop path', () => {
       const mlp = branch();
       for (let s = 0; s < n; s++) (scales[s] as [number, number][])[block] = [attn[s] ?? 1, mlp[s] ?? 1];
     });
-    const dropped = scales.flat().flat().filter((v) => v === 0).length;
+    const dropped = scales
+      .flat()
+      .flat()
+      .filter((v) => v === 0).length;
     expect(dropped).toBeGreaterThan(0); // the check covers dropped and kept branches
-    expect(scales.flat().flat().filter((v) => v > 1).length).toBeGreaterThan(0);
+    expect(
+      scales
+        .flat()
+        .flat()
+        .filter((v) => v > 1).length,
+    ).toBeGreaterThan(0);
     const expected = ref.classifierLogits(toRefParams(params), config, images.arrays, scales);
     expect(maxAbsDiff(out.logits.dataSync(), flat(expected))).toBeLessThan(1e-4);
 

@@ -46,7 +46,9 @@ describe('ModelConfig', () => {
     expect(messages({ ...base, normalize: { mean: [0.5], std: [0.2, 0.2, 0.2] } })).toContain(
       'normalize.mean has 1 values for 3 channels',
     );
-    expect(messages({ ...base, normalize: { mean: [0, 0, 0], std: [1, 0, 1] } })).toContain('normalize.std values must be > 0');
+    expect(messages({ ...base, normalize: { mean: [0, 0, 0], std: [1, 0, 1] } })).toContain(
+      'normalize.std values must be > 0',
+    );
     expect(messages({ ...base, depth: 0 })).toContain('depth must be > 0');
     expect(messages({ ...base, width: 19.5 })).toContain('width must be an integer');
   });
@@ -72,7 +74,9 @@ describe('presets', () => {
     const small = modelConfigFromPreset('small-cpu');
     expect(small).toMatchObject({ imageSize: 32, patchSize: 4, width: 64, depth: 4 });
     expect(modelConfigFromPreset('vit-s', 32, { patchSize: 4 }).patchSize).toBe(4);
-    expect(modelConfigFromPreset('vit-s', 32, { normalize: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] } }).normalize).toEqual({
+    expect(
+      modelConfigFromPreset('vit-s', 32, { normalize: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] } }).normalize,
+    ).toEqual({
       mean: [0.5, 0.5, 0.5],
       std: [0.25, 0.25, 0.25],
     });

@@ -46,7 +46,12 @@ describe('parameters', () => {
     ]);
     expect(names).toContain('blocks.1.attn.qkv.weight');
     expect(names).toContain('blocks.1.mlp.fc2.bias');
-    expect(names.slice(-4)).toEqual(['decoder_norm.weight', 'decoder_norm.bias', 'decoder_pred.weight', 'decoder_pred.bias']);
+    expect(names.slice(-4)).toEqual([
+      'decoder_norm.weight',
+      'decoder_norm.bias',
+      'decoder_pred.weight',
+      'decoder_pred.bias',
+    ]);
     expect(names.some((n) => n.includes('pos_embed'))).toBe(false);
     expect(names.indexOf('norm.weight')).toBeLessThan(names.indexOf('mask_token'));
     const shapes = new Map(maeParamSpecs(c).map((s) => [s.name, s.shape]));

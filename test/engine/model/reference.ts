@@ -126,7 +126,10 @@ function block(params: RefParams, prefix: string, x: Vec[], heads: number, scale
   const hidden = linear(n2, p(params, `${prefix}.mlp.fc1.weight`), p(params, `${prefix}.mlp.fc1.bias`)).map((r) =>
     r.map(gelu),
   );
-  return add(x1, scaled(linear(hidden, p(params, `${prefix}.mlp.fc2.weight`), p(params, `${prefix}.mlp.fc2.bias`)), scales[1]));
+  return add(
+    x1,
+    scaled(linear(hidden, p(params, `${prefix}.mlp.fc2.weight`), p(params, `${prefix}.mlp.fc2.bias`)), scales[1]),
+  );
 }
 
 /** MAE's get_2d_sincos_pos_embed(dim, grid, cls_token=True), transcribed from the numpy code. */
@@ -198,7 +201,10 @@ export function decoder(params: RefParams, cfg: RefConfig, latent: Vec[], visibl
   const l = (cfg.imageSize / cfg.patchSize) ** 2;
   const x = linear(latent, p(params, 'decoder_embed.weight'), p(params, 'decoder_embed.bias'));
   const maskToken = p(params, 'mask_token');
-  const shuffled = [...x.slice(1), ...Array.from({ length: l - visibleIds.length }, () => Float64Array.from(maskToken))];
+  const shuffled = [
+    ...x.slice(1),
+    ...Array.from({ length: l - visibleIds.length }, () => Float64Array.from(maskToken)),
+  ];
   const masked = Array.from({ length: l }, (_, i) => i).filter((i) => !visibleIds.includes(i));
   const idsShuffle = [...visibleIds, ...masked];
   const spatial: Vec[] = new Array<Vec>(l);
@@ -211,7 +217,13 @@ export function decoder(params: RefParams, cfg: RefConfig, latent: Vec[], visibl
 }
 
 /** MAE's forward_loss for one sample: mean over masked patches of the per-patch MSE, norm_pix with unbiased var. */
-export function sampleLoss(cfg: RefConfig, image: Float64Array, pred: Vec[], visibleIds: number[], normPix: boolean): number {
+export function sampleLoss(
+  cfg: RefConfig,
+  image: Float64Array,
+  pred: Vec[],
+  visibleIds: number[],
+  normPix: boolean,
+): number {
   const target = patchify(image, cfg).map((v) => normalizePatch(v, cfg));
   let total = 0;
   let count = 0;
