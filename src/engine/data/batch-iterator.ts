@@ -84,8 +84,9 @@ export class BatchIterator {
     readonly dataset: Dataset,
     options: BatchIteratorOptions,
   ) {
-    if (!Number.isInteger(options.batchSize) || options.batchSize < 1)
+    if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
       throw new RangeError(`batchSize must be a positive whole number, got ${options.batchSize}.`);
+    }
     this.batchSize = options.batchSize;
     this.shuffle = options.shuffle ?? true;
     this.augmentation = options.augmentation ?? NO_AUGMENTATION;
@@ -100,10 +101,11 @@ export class BatchIterator {
       );
     }
     const state = options.state ?? { epoch: 0, batch: 0, epochRng: new Rng(options.seed).state() };
-    if (state.batch >= this.batchesPerEpoch)
+    if (state.batch >= this.batchesPerEpoch) {
       throw new RangeError(
         `Saved iterator state is at batch ${state.batch}, but an epoch has ${this.batchesPerEpoch} batches.`,
       );
+    }
     this.plans.set(state.epoch, this.planEpoch(state.epoch, state.epochRng));
     this.cursor = { epoch: state.epoch, batch: state.batch };
     this.loadCursor = { ...this.cursor };
@@ -225,8 +227,9 @@ export async function* evaluationBatches(
   batchSize: number,
   limit = dataset.length,
 ): AsyncGenerator<TensorBatch> {
-  if (!Number.isInteger(batchSize) || batchSize < 1)
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new RangeError(`batchSize must be a positive whole number, got ${batchSize}.`);
+  }
   const total = Math.min(limit, dataset.length);
   const size = dataset.imageSize;
   const load = (start: number) => {

@@ -128,12 +128,13 @@ export async function openCifar10(source: Cifar10Source, options: Cifar10Options
     for (const name of names) {
       const file = where(name);
       const info = await statOrNull(file);
-      if (!info)
+      if (!info) {
         throw new DatasetError(
           'missing',
           `CIFAR-10: ${name} is missing from ${location.dir} (the ${source.split} split needs ${names.join(', ')}).`,
           file,
         );
+      }
       if (info.size !== expectedBytes) throw sizeError(file, info.size, expectedBytes, recordsPerFile);
       try {
         contents.set(name, await readFile(file));

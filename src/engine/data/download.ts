@@ -203,10 +203,11 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     } finally {
       await file.close();
     }
-    if (total !== null && offset !== total)
+    if (total !== null && offset !== total) {
       throw new Interrupted(
         `the transfer ended after ${offset.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} bytes`,
       );
+    }
   }
 }
 

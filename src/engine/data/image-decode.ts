@@ -35,8 +35,9 @@ export async function decodeImageFile(file: string, size: number): Promise<Uint8
       .toBuffer({ resolveWithObject: true });
     data = result.data;
     channels = result.info.channels;
-    if (result.info.width !== size || result.info.height !== size)
+    if (result.info.width !== size || result.info.height !== size) {
       throw new Error(`decoded to ${result.info.width}x${result.info.height}`);
+    }
   } catch (error) {
     const missing =
       (error as NodeJS.ErrnoException).code === 'ENOENT' || errorText(error).startsWith('Input file is missing');

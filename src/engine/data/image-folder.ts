@@ -127,12 +127,13 @@ async function indexClassTree(dir: string, classNames: readonly string[], knownO
   for (const name of await classFolders(dir)) {
     const label = classNames.indexOf(name);
     if (label === -1) {
-      if (knownOnly)
+      if (knownOnly) {
         throw new DatasetError(
           'invalid',
           `${path.join(dir, name)} is not one of the classes of the train folder (${classNames.length} classes).`,
           path.join(dir, name),
         );
+      }
       continue;
     }
     for (const file of await listImages(path.join(dir, name))) records.push({ file, label });
@@ -171,12 +172,13 @@ export async function openImageFolder(source: FolderSource): Promise<ImageFileDa
     // Only a train/ folder: split it by hash like a plain class tree.
     const tree = trainDir ?? root;
     classNames = trainDir ? await classFolders(trainDir) : entries;
-    if (classNames.length === 0)
+    if (classNames.length === 0) {
       throw new DatasetError(
         'invalid',
         `Image folder ${tree} has no sub-folders: expected one sub-folder per class holding .jpg/.jpeg/.png images.`,
         tree,
       );
+    }
     const all = await indexClassTree(tree, classNames, false);
     const counts = new Array<number>(classNames.length).fill(0);
     for (const r of all) counts[r.label] = (counts[r.label] as number) + 1;
@@ -194,12 +196,13 @@ export async function openImageFolder(source: FolderSource): Promise<ImageFileDa
     records = all.filter((r) => inTest(r) === (source.split === 'test'));
     location = tree;
   }
-  if (records.length === 0)
+  if (records.length === 0) {
     throw new DatasetError(
       'invalid',
       `No .jpg/.jpeg/.png images for the ${source.split} split under ${location}.`,
       location,
     );
+  }
   const summary = `Image folder ${source.split} set: ${fmt(records.length)} images in ${classNames.length} classes, resized to ${source.imageSize}x${source.imageSize}, from ${location}.`;
   return new ImageFileDataset(
     records,

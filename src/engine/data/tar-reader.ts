@@ -143,8 +143,9 @@ export async function readTarFiles(
   } catch (error) {
     if (error instanceof DatasetError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT')
+    if (code === 'ENOENT') {
       throw new DatasetError('missing', `${archivePath} does not exist.`, archivePath, { cause: error });
+    }
     throw fail(errorText(error), error);
   } finally {
     stream.destroy();

@@ -47,12 +47,13 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
   const candidates = [given, path.join(given, 'tiny-imagenet-200')];
   let root: string | null = null;
   for (const dir of candidates) if (await exists(path.join(dir, 'wnids.txt'))) root = root ?? dir;
-  if (!root)
+  if (!root) {
     throw new DatasetError(
       'missing',
       `Tiny-ImageNet not found: no wnids.txt in ${candidates.join(' or ')} (${LAYOUT}).`,
       given,
     );
+  }
 
   const wnids = lines(await readText(path.join(root, 'wnids.txt'), 'the class list')).sort();
   const names = new Map<string, string>();
@@ -72,12 +73,13 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
     location = path.join(root, 'train');
     for (const [label, wnid] of wnids.entries()) {
       const dir = path.join(location, wnid, 'images');
-      if (!(await exists(dir)))
+      if (!(await exists(dir))) {
         throw new DatasetError(
           'missing',
           `Tiny-ImageNet: ${dir} is missing (class ${wnid} of wnids.txt; ${LAYOUT}).`,
           dir,
         );
+      }
       for (const file of await listImages(dir)) records.push({ file, label });
     }
   } else {
@@ -98,12 +100,13 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
       records.push({ file: path.join(location, 'images', file), label });
     });
   }
-  if (records.length === 0)
+  if (records.length === 0) {
     throw new DatasetError(
       'invalid',
       `Tiny-ImageNet: no images for the ${source.split} split under ${location}.`,
       location,
     );
+  }
   const summary = `Tiny-ImageNet ${source.split === 'train' ? 'train' : 'val (test)'} set: ${records.length.toLocaleString('en-US')} images in ${wnids.length} classes at ${source.imageSize}x${source.imageSize}, from ${location}.`;
   return new ImageFileDataset(
     records,
