@@ -1,3 +1,5 @@
+import os from 'node:os';
+import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import { BACKEND_NAMES } from '../shared/system';
 
@@ -19,6 +21,12 @@ export function fail(error: unknown, json: boolean): never {
 /** commander parser for a whole number >= 0 (`--epochs 3`). */
 export function positiveInt(value: string): number {
   const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  if (!Number.isInteger(number) || number < 0)
+    throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
   return number;
+}
+
+/** The workbench's own folder for the store and the runs: $MIMIR_HOME, or ~/.mimir. */
+export function defaultHome(): string {
+  return process.env.MIMIR_HOME ?? path.join(os.homedir(), '.mimir');
 }

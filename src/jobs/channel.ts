@@ -2,6 +2,8 @@ import { fork } from 'node:child_process';
 
 /** A parent's handle on an engine process, whatever started it (Electron utilityProcess or Node fork). */
 export interface ProcessChannel {
+  /** The process id, once started (undefined if it failed to start). */
+  readonly pid: number | undefined;
   send(message: unknown): void;
   onMessage(listener: (message: unknown) => void): void;
   /** Called once when the process ends; `code` is null when it was killed by a signal. */
@@ -17,6 +19,7 @@ export type ProcessLauncher = (entry: string, args: string[]) => ProcessChannel;
 export const forkLauncher: ProcessLauncher = (entry, args) => {
   const child = fork(entry, args, { stdio: ['ignore', 'inherit', 'pipe', 'ipc'], serialization: 'advanced' });
   return {
+    pid: child.pid,
     send: (message) => {
       if (child.connected) child.send(message as object);
     },

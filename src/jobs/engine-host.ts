@@ -38,7 +38,9 @@ export function probeEngineProcess(
       }
       const message = parsed.data;
       if (message.type === 'ready') finish(() => resolve(message.report));
-      else finish(() => reject(new Error(`The engine process failed: ${message.message}`)));
+      else if (message.type === 'failed')
+        finish(() => reject(new Error(`The engine process failed: ${message.message}`)));
+      else finish(() => reject(new Error(`The engine process answered a probe with "${message.type}".`)));
     });
     channel.onExit((code) =>
       finish(() =>

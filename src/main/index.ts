@@ -2,21 +2,20 @@
  * Electron main process: one window, the app API over IPC, engine work in utility processes.
  * It never runs tensor work itself: a blocked main process freezes every window.
  */
-import { app, BrowserWindow, ipcMain, session } from 'electron';
 import path from 'node:path';
+import { app, BrowserWindow, ipcMain, session } from 'electron';
 import { createAppService } from '../service/app-service';
+import { API_CHANNEL, PUSH_CHANNEL } from '../shared/ipc';
 import { readForcedBackend } from '../shared/system';
-import { API_CHANNEL } from '../shared/ipc';
 import { utilityLauncher } from './utility-launcher';
 import { secureWebPreferences } from './web-preferences';
 
 const forced = readForcedBackend(null, process.env.MIMIR_BACKEND);
-const service = createAppService({ launch: utilityLauncher, forced });
 
 function createWindow(): BrowserWindow {
   const window = new BrowserWindow({
-    width: 1280,
-    height: 820,
+    width: 1360,
+    height: 880,
     title: 'MIMIR Workbench',
     show: false,
     webPreferences: secureWebPreferences(import.meta.dirname),
@@ -33,8 +32,14 @@ function createWindow(): BrowserWindow {
 }
 
 void app.whenReady().then(() => {
+  const dataDir = process.env.MIMIR_HOME ?? path.join(app.getPath('userData'), 'workbench');
+  const service = createAppService({ launch: utilityLauncher, forced, dataDir });
   session.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
   ipcMain.handle(API_CHANNEL, (_event, request: unknown) => service.handle(request));
+  service.onPush((message) => {
+    for (const window of BrowserWindow.getAllWindows()) window.webContents.send(PUSH_CHANNEL, message);
+  });
+  app.on('will-quit', () => service.close());
   createWindow();
   app.on('activate', () => {
     if (BrowserWindow.getAllWindows().length === 0) createWindow();

@@ -11,6 +11,9 @@ export const utilityLauncher: ProcessLauncher = (entry, args) => {
     for (const message of pending.splice(0)) child.postMessage(message);
   });
   return {
+    get pid() {
+      return child.pid;
+    },
     send: (message) => (spawned ? child.postMessage(message) : pending.push(message)),
     onMessage: (listener) => child.on('message', listener),
     onExit: (listener) => child.once('exit', (code) => listener(code)),

@@ -3,6 +3,7 @@ import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { WebSocketServer } from 'ws';
 import { RENDERER_CSP } from '../shared/csp';
 import type { AppService } from '../service/app-service';
 
@@ -11,6 +12,7 @@ import type { AppService } from '../service/app-service';
  * (forward the port) and for browser-driven tests. Every request needs the token: in the URL the
  * server prints (?token=...), which sets a same-site cookie for the page's later requests, or as
  * `Authorization: Bearer <token>`. Requests from another origin or for another host are refused.
+ * Pushes (run events, run updates) go to every client connected to the WebSocket at /api/push.
  */
 export interface WebServerOptions {
   service: AppService;
@@ -29,6 +31,8 @@ export interface WebServer {
 }
 
 const COOKIE = 'mimir_token';
+/** The WebSocket the server pushes run events and run updates on. */
+export const PUSH_PATH = '/api/push';
 const MAX_BODY_BYTES = 1 << 20;
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -98,17 +102,23 @@ export async function startWebServer({
     });
   });
 
-  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    if (!hosts.includes(request.headers.host ?? '')) return send(response, 403, 'Unknown host.');
+  /** Why a request may not be served (status and text), or null when it may. */
+  function refusal(request: IncomingMessage, url: URL): [number, string] | null {
+    if (!hosts.includes(request.headers.host ?? '')) return [403, 'Unknown host.'];
     const origin = request.headers.origin;
-    if (origin !== undefined && !origins.includes(origin)) return send(response, 403, 'Cross-origin request refused.');
-
-    const url = new URL(request.url ?? '/', `http://${request.headers.host}`);
+    if (origin !== undefined && !origins.includes(origin)) return [403, 'Cross-origin request refused.'];
     const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? null;
     const presented = url.searchParams.get('token') ?? bearer ?? cookieToken(request);
     if (presented === null || !sameSecret(presented, token)) {
-      return send(response, 401, 'Missing or wrong token: open the URL that `mimir serve` printed.');
+      return [401, 'Missing or wrong token: open the URL that `mimir serve` printed.'];
     }
+    return null;
+  }
+
+  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', `http://${request.headers.host ?? 'unknown'}`);
+    const refused = refusal(request, url);
+    if (refused) return send(response, ...refused);
 
     if (url.pathname === '/api/call') {
       if (request.method !== 'POST') return send(response, 405, 'Use POST.');
@@ -144,6 +154,21 @@ export async function startWebServer({
     createReadStream(file).pipe(response);
   }
 
+  const sockets = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (request, socket, head) => {
+    const url = new URL(request.url ?? '/', `http://${request.headers.host ?? 'unknown'}`);
+    const refused = url.pathname === PUSH_PATH ? refusal(request, url) : [404, 'Not found.'];
+    if (refused) {
+      socket.end(`HTTP/1.1 ${refused[0]} Refused\r\nConnection: close\r\n\r\n${refused[1]}`);
+      return;
+    }
+    sockets.handleUpgrade(request, socket, head, (client) => sockets.emit('connection', client, request));
+  });
+  const stopPushing = service.onPush((message) => {
+    const text = JSON.stringify(message);
+    for (const client of sockets.clients) if (client.readyState === client.OPEN) client.send(text);
+  });
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(
@@ -166,6 +191,9 @@ export async function startWebServer({
     token,
     close: () =>
       new Promise<void>((resolve) => {
+        stopPushing();
+        for (const client of sockets.clients) client.terminate();
+        sockets.close();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

@@ -1,3 +1,5 @@
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
 import type { z } from 'zod';
 import {
   ApiRequest,
@@ -7,28 +9,70 @@ import {
   type ApiOutput,
   type ApiResponse,
 } from '../shared/api';
+import { PretrainConfig } from '../shared/pretrain-config';
+import { RUN_PRESETS } from '../shared/presets';
+import type { PushMessage } from '../shared/push';
 import type { ForcedBackend, SystemReport } from '../shared/system';
 import type { ProcessLauncher } from '../jobs/channel';
 import { probeEngineProcess } from '../jobs/engine-host';
+import { JobRunner } from '../jobs/job-runner';
+import { StoreError } from '../store/errors';
+import { newRunId, RunStore } from '../store/run-store';
 
 /**
  * The app API, transport-free: Electron's IPC handler (src/main) and web mode's HTTP server
- * (src/server) both hand every request to `handle`.
+ * (src/server) hand every request to `handle` and forward every push to the renderer.
  */
 export interface AppService {
   handle(request: unknown): Promise<ApiResponse>;
+  onPush(listener: (message: PushMessage) => void): () => void;
+  /** Stop the jobs (their runs become interrupted, resumable) and close the store. */
+  close(): void;
 }
 
 export interface AppServiceOptions {
   launch: ProcessLauncher;
   /** The backend engine processes must use (from --backend or MIMIR_BACKEND), or null for the best available. */
   forced: ForcedBackend | null;
+  /** Holds mimir.db (the experiment store) and runs/<run id>/ (each run's checkpoints and previews). */
+  dataDir: string;
 }
 
-type Handlers = { [M in ApiMethod]: (input: z.output<ApiMethods[M]['input']>) => Promise<ApiOutput<M>> };
+/** An error the renderer should show as is: it says what was wrong with the request. */
+class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'invalid-input' | 'not-found',
+  ) {
+    super(message);
+  }
+}
 
-export function createAppService({ launch, forced }: AppServiceOptions): AppService {
+const MIME: Record<string, string> = { '.png': 'image/png', '.json': 'application/json', '.txt': 'text/plain' };
+const MAX_FILE_BYTES = 16 << 20;
+
+function storeErrorCode(error: StoreError): 'not-found' | 'invalid-input' | 'internal' {
+  if (error.code === 'not-found') return 'not-found';
+  if (error.code === 'invalid-transition' || error.code === 'invalid-input' || error.code === 'conflict')
+    return 'invalid-input';
+  return 'internal';
+}
+
+type Handlers = { [M in ApiMethod]: (input: z.output<ApiMethods[M]['input']>) => Promise<ApiOutput<M>> | ApiOutput<M> };
+
+export function createAppService({ launch, forced, dataDir }: AppServiceOptions): AppService {
+  const runsDir = path.join(dataDir, 'runs');
+  mkdirSync(runsDir, { recursive: true });
+  const store = RunStore.open(path.join(dataDir, 'mimir.db'));
+  const runner = new JobRunner({ store, launch, forced });
+  runner.recover();
   let report: Promise<SystemReport> | null = null;
+
+  const getRun = (id: string) => {
+    const run = store.getRun(id);
+    if (!run) throw new RequestError(`No run with id ${id}.`, 'not-found');
+    return run;
+  };
 
   const handlers: Handlers = {
     'system.report': () => {
@@ -37,6 +81,79 @@ export function createAppService({ launch, forced }: AppServiceOptions): AppServ
         throw error;
       });
       return report;
+    },
+    'presets.list': () => RUN_PRESETS,
+    'experiments.list': () => store.listExperiments(),
+    'runs.list': (filter) => store.listRuns(filter),
+    'runs.get': ({ id }) => getRun(id),
+    'runs.create': ({ kind, name, config, experimentId, parentRunId }) => {
+      const parsed = PretrainConfig.safeParse(config);
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`);
+        throw new RequestError(`Invalid ${kind} config: ${issues.join('; ')}`, 'invalid-input');
+      }
+      const id = newRunId();
+      const run = store.createRun({
+        id,
+        name,
+        kind,
+        config: parsed.data as Record<string, unknown>,
+        parentRunId,
+        outDir: path.join(runsDir, id),
+        ...(experimentId !== undefined ? { experimentId } : {}),
+      });
+      runner.enqueue(run.id);
+      return store.getRun(run.id) ?? run;
+    },
+    'runs.cancel': ({ id }) => runner.cancel(getRun(id).id),
+    'runs.resume': ({ id }) => runner.resume(getRun(id).id),
+    'runs.delete': ({ id, deleteFiles }) => {
+      const run = getRun(id);
+      if (runner.isActive(run.id)) throw new RequestError('Cancel the run before deleting it.', 'invalid-input');
+      const { outDir } = store.deleteRun(run.id);
+      if (deleteFiles && outDir && path.resolve(outDir).startsWith(path.resolve(runsDir) + path.sep)) {
+        rmSync(outDir, { recursive: true, force: true });
+      }
+      return { deleted: run.id };
+    },
+    'runs.rename': ({ id, name }) => store.renameRun(getRun(id).id, name),
+    'runs.setNote': ({ id, text }) => store.setNote(getRun(id).id, text),
+    'runs.addTag': ({ id, tag }) => store.addTag(getRun(id).id, tag),
+    'runs.removeTag': ({ id, tag }) => store.removeTag(getRun(id).id, tag),
+    'runs.tags': () => store.listTags(),
+    'runs.metricKeys': ({ ids }) => [...new Set(ids.flatMap((id) => store.listMetricKeys(getRun(id).id)))].sort(),
+    'runs.metrics': ({ ids, keys, query }) =>
+      store.getMetricSeries(
+        ids.map((id) => getRun(id).id),
+        keys,
+        query,
+      ),
+    'runs.logs': ({ id, afterId, limit }) =>
+      store.listLogs(getRun(id).id, {
+        ...(afterId !== undefined ? { afterId } : {}),
+        ...(limit !== undefined ? { limit } : {}),
+      }),
+    'runs.artifacts': ({ id, kind }) => store.listArtifacts(getRun(id).id, kind),
+    'files.read': ({ runId, path: requested }) => {
+      const run = getRun(runId);
+      if (!run.outDir) throw new RequestError(`Run ${runId} has no output folder.`, 'not-found');
+      const root = path.resolve(run.outDir);
+      const file = path.resolve(root, requested);
+      if (!file.startsWith(root + path.sep))
+        throw new RequestError(`${requested} is outside run ${runId}'s folder.`, 'invalid-input');
+      let size: number;
+      try {
+        size = statSync(file).size;
+      } catch {
+        throw new RequestError(`Run ${runId} has no file ${requested}.`, 'not-found');
+      }
+      if (size > MAX_FILE_BYTES)
+        throw new RequestError(`${requested} is larger than ${MAX_FILE_BYTES} bytes.`, 'invalid-input');
+      return {
+        mime: MIME[path.extname(file)] ?? 'application/octet-stream',
+        base64: readFileSync(file).toString('base64'),
+        bytes: size,
+      };
     },
   };
 
@@ -54,13 +171,23 @@ export function createAppService({ launch, forced }: AppServiceOptions): AppServ
       };
     }
     try {
-      const value = await handlers[method](input.data);
+      const handler = handlers[method] as (input: unknown) => Promise<unknown> | unknown;
+      const value = await handler(input.data);
       return { ok: true, value: apiMethods[method].output.parse(value) };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      return { ok: false, error: { code: 'internal', message } };
+      const code =
+        error instanceof RequestError ? error.code : error instanceof StoreError ? storeErrorCode(error) : 'internal';
+      return { ok: false, error: { code, message } };
     }
   }
 
-  return { handle };
+  return {
+    handle,
+    onPush: (listener) => runner.onPush(listener),
+    close: () => {
+      runner.shutdown();
+      store.close();
+    },
+  };
 }

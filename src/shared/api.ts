@@ -1,5 +1,20 @@
 import { z } from 'zod';
+import { RunPreset } from './presets';
+import type { PushMessage } from './push';
+import {
+  Artifact,
+  ArtifactKind,
+  Experiment,
+  LogEntry,
+  MetricSeries,
+  MetricSeriesQuery,
+  Run,
+  RunFilter,
+  TagCount,
+} from './store-types';
 import { SystemReport } from './system';
+
+const RunId = z.object({ id: z.string().min(1) });
 
 /**
  * The app API: every method the renderer may call, with its input and output schema.
@@ -8,6 +23,55 @@ import { SystemReport } from './system';
  */
 export const apiMethods = {
   'system.report': { input: z.object({}), output: SystemReport },
+  'presets.list': { input: z.object({}), output: z.array(RunPreset) },
+  'experiments.list': { input: z.object({}), output: z.array(Experiment) },
+  'runs.list': { input: RunFilter, output: z.array(Run) },
+  'runs.get': { input: RunId, output: Run },
+  /** Create a run from a config (validated against the kind's schema) and queue it. */
+  'runs.create': {
+    input: z.object({
+      kind: z.enum(['pretrain']),
+      name: z.string().trim().min(1).max(200),
+      config: z.record(z.string(), z.unknown()),
+      experimentId: z.number().int().positive().optional(),
+      parentRunId: z.string().nullable().default(null),
+    }),
+    output: Run,
+  },
+  'runs.cancel': { input: RunId, output: Run },
+  /** Queue an interrupted, failed or cancelled run again; it continues from its last checkpoint. */
+  'runs.resume': { input: RunId, output: Run },
+  'runs.delete': {
+    input: RunId.extend({ deleteFiles: z.boolean().default(false) }),
+    output: z.object({ deleted: z.string() }),
+  },
+  'runs.rename': { input: RunId.extend({ name: z.string().trim().min(1).max(200) }), output: Run },
+  'runs.setNote': { input: RunId.extend({ text: z.string().max(100_000) }), output: Run },
+  'runs.addTag': { input: RunId.extend({ tag: z.string().trim().min(1).max(64) }), output: Run },
+  'runs.removeTag': { input: RunId.extend({ tag: z.string() }), output: Run },
+  'runs.tags': { input: z.object({}), output: z.array(TagCount) },
+  'runs.metricKeys': { input: z.object({ ids: z.array(z.string()).min(1) }), output: z.array(z.string()) },
+  'runs.metrics': {
+    input: z.object({
+      ids: z.array(z.string()).min(1),
+      keys: z.array(z.string()).min(1),
+      query: MetricSeriesQuery.prefault({}),
+    }),
+    output: z.array(MetricSeries),
+  },
+  'runs.logs': {
+    input: RunId.extend({
+      afterId: z.number().int().optional(),
+      limit: z.number().int().positive().max(5000).optional(),
+    }),
+    output: z.array(LogEntry),
+  },
+  'runs.artifacts': { input: RunId.extend({ kind: ArtifactKind.optional() }), output: z.array(Artifact) },
+  /** A file a run wrote (a preview PNG, ...), read from inside the run's folder only. */
+  'files.read': {
+    input: z.object({ runId: z.string(), path: z.string() }),
+    output: z.object({ mime: z.string(), base64: z.string(), bytes: z.number().int() }),
+  },
 } as const;
 
 export type ApiMethods = typeof apiMethods;
@@ -36,14 +100,17 @@ export const ApiResponse = z.discriminatedUnion('ok', [
 ]);
 export type ApiResponse = z.infer<typeof ApiResponse>;
 
-/** What the renderer sees: one typed call per method, whatever carries it. */
+/** What the renderer sees: one typed call per method, whatever carries it, and the app's pushes. */
 export interface AppApi {
   call<M extends ApiMethod>(method: M, input: ApiInput<M>): Promise<ApiOutput<M>>;
+  /** Listen to pushed messages (validated PushMessage); returns the function that stops listening. */
+  onPush(listener: (message: PushMessage) => void): () => void;
 }
 
 /** The raw transport the preload exposes on `window.mimir` (untyped on the wire, checked by the client). */
 export interface ApiTransport {
   call(request: ApiRequest): Promise<unknown>;
+  onPush(listener: (message: unknown) => void): () => void;
 }
 
 export class ApiCallError extends Error {

@@ -1,2 +1,3 @@
-/** The IPC channel the preload and the main process use for API calls (kept import-free for the preload bundle). */
+/** IPC channels between the preload and the main process (kept import-free for the preload bundle). */
 export const API_CHANNEL = 'mimir:api';
+export const PUSH_CHANNEL = 'mimir:push';

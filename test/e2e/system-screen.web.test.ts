@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forkLauncher } from '../../src/jobs/channel';
@@ -11,7 +14,11 @@ let browser: Browser;
 
 beforeAll(async () => {
   // The real app API: the same service Electron's main process serves, backed by a forked engine process.
-  const service = createAppService({ launch: forkLauncher, forced: null });
+  const service = createAppService({
+    launch: forkLauncher,
+    forced: null,
+    dataDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-data-')),
+  });
   server = await startWebServer({ service, rendererDir: requireBuilt('renderer'), port: 0 });
   browser = await launchChromium();
 });

@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forkLauncher } from '../../src/jobs/channel';
@@ -11,7 +14,11 @@ let server: WebServer;
 let base: string;
 
 beforeAll(async () => {
-  const service = createAppService({ launch: forkLauncher, forced: null });
+  const service = createAppService({
+    launch: forkLauncher,
+    forced: null,
+    dataDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-data-')),
+  });
   server = await startWebServer({ service, rendererDir: requireBuilt('renderer'), port: 0 });
   base = `http://127.0.0.1:${server.port}`;
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
-import { backendOption, fail } from '../output';
+import { backendOption, defaultHome, fail } from '../output';
 
 /** A fixed default, so an SSH port forward (ssh -L 8420:127.0.0.1:8420 gpu-box) keeps working across restarts. */
 const DEFAULT_PORT = 8420;
@@ -10,8 +10,9 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('web mode: serve the workbench UI and API on 127.0.0.1 with a random token in the printed URL')
     .option('--port <port>', 'port to listen on (0 picks a free one)', String(DEFAULT_PORT))
+    .option('--data-dir <dir>', 'where the experiment store and the runs live (default ~/.mimir, or $MIMIR_HOME)')
     .addOption(backendOption())
-    .action(async (options: { port: string; backend?: string }) => {
+    .action(async (options: { port: string; backend?: string; dataDir?: string }) => {
       try {
         const port = Number(options.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
@@ -23,10 +24,17 @@ export function registerServe(program: Command): void {
           import('../../jobs/build-output'),
         ]);
         const forced = readForcedBackend(options.backend, process.env[BACKEND_ENV]);
-        const service = createAppService({ launch: forkLauncher, forced });
+        const dataDir = options.dataDir ?? defaultHome();
+        const service = createAppService({ launch: forkLauncher, forced, dataDir });
         const server = await startWebServer({ service, rendererDir: builtFile('renderer'), port });
-        process.stdout.write(`MIMIR Workbench is serving on 127.0.0.1 only. Open:\n  ${server.url}\n`);
-        const stop = (): void => void server.close().then(() => process.exit(0));
+        process.stdout.write(
+          `MIMIR Workbench is serving on 127.0.0.1 only (data in ${dataDir}). Open:\n  ${server.url}\n`,
+        );
+        const stop = (): void =>
+          void server.close().then(() => {
+            service.close();
+            process.exit(0);
+          });
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       } catch (error) {

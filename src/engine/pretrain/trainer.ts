@@ -21,8 +21,12 @@ import { pretrainStep } from './step';
  */
 export interface PretrainRunOptions {
   outDir: string;
-  /** Continue from the newest good checkpoint in outDir (its stored config wins; `epochs` may be raised). */
-  resume?: boolean;
+  /**
+   * Continue from the newest good checkpoint in outDir (its stored config wins; `epochs` may be
+   * raised). true: there must be one; 'if-any': start afresh when there is none (the job runner's
+   * mode: the same call starts a run and resumes it).
+   */
+  resume?: boolean | 'if-any';
   epochsOverride?: number;
   emit: RunEventSink;
   /** Stops the run at the next step boundary (no checkpoint is written; the last one stays). */
@@ -75,7 +79,9 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   let stored: Awaited<ReturnType<typeof findLatestCheckpoint>> | null = null;
   if (options.resume) {
     stored = await findLatestCheckpoint(checkpointsDir);
-    if (stored.status === 'none') fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+    if (stored.status === 'none' && options.resume === true) {
+      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+    }
     if (stored.status === 'corrupt') fail(describeLatest(stored));
     if (stored.status === 'ok') {
       resumeFrom = stored.path;

@@ -1,0 +1,236 @@
+import { EngineMessage, type JobSpec, type ParentMessage } from '../shared/engine-protocol';
+import type { PushMessage } from '../shared/push';
+import type { Run } from '../shared/store-types';
+import type { ForcedBackend } from '../shared/system';
+import type { RunStore } from '../store/run-store';
+import { builtFile } from './build-output';
+import type { ProcessChannel, ProcessLauncher } from './channel';
+
+/**
+ * Runs queued runs, each in its own engine process, at most `maxConcurrent` at a time (one by
+ * default: one GPU). Every event a job sends is written to the store as it arrives and then pushed
+ * to listeners, so a crash of the job, the app or the machine loses nothing that was reported.
+ */
+export interface JobRunnerOptions {
+  store: RunStore;
+  launch: ProcessLauncher;
+  forced: ForcedBackend | null;
+  maxConcurrent?: number;
+  /** How long a cancelled job may take to stop at a step boundary before it is killed. */
+  cancelGraceMs?: number;
+}
+
+interface ActiveJob {
+  runId: string;
+  channel: ProcessChannel;
+  /** The run's own last word: done, failed or cancelled. */
+  outcome: 'done' | 'failed' | 'cancelled' | null;
+  cancelRequested: boolean;
+  killTimer: NodeJS.Timeout | null;
+}
+
+export class JobRunner {
+  private readonly queue: string[] = [];
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly listeners = new Set<(message: PushMessage) => void>();
+  private readonly maxConcurrent: number;
+  private readonly cancelGraceMs: number;
+  private closed = false;
+
+  constructor(private readonly options: JobRunnerOptions) {
+    this.maxConcurrent = options.maxConcurrent ?? 1;
+    this.cancelGraceMs = options.cancelGraceMs ?? 15_000;
+  }
+
+  onPush(listener: (message: PushMessage) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * At start-up: runs a previous app left running (it crashed or was killed) become interrupted,
+   * and queued ones are queued again. Returns the interrupted ones (they can be resumed).
+   */
+  recover(): Run[] {
+    const interrupted = this.options.store.markInterruptedRuns();
+    for (const run of interrupted) this.pushRun(run);
+    for (const run of this.options.store.listRuns({ status: 'queued', sort: 'createdAt', direction: 'asc' })) {
+      this.enqueue(run.id);
+    }
+    return interrupted;
+  }
+
+  /** Queue a run the store holds as queued. */
+  enqueue(runId: string): void {
+    if (this.closed) throw new Error('The job runner is shut down.');
+    if (!this.queue.includes(runId) && !this.active.has(runId)) this.queue.push(runId);
+    this.pump();
+  }
+
+  /** Queue an interrupted, failed or cancelled run again; it continues from its newest checkpoint. */
+  resume(runId: string): Run {
+    const run = this.options.store.updateRunStatus(runId, 'queued', { reason: 'resumed' });
+    this.pushRun(run);
+    this.enqueue(runId);
+    return this.options.store.getRun(runId) ?? run;
+  }
+
+  cancel(runId: string): Run {
+    const { store } = this.options;
+    const job = this.active.get(runId);
+    if (job) {
+      job.cancelRequested = true;
+      job.channel.send({ type: 'cancel' } satisfies ParentMessage);
+      job.killTimer ??= setTimeout(() => job.channel.kill(), this.cancelGraceMs);
+      return store.getRun(runId) ?? this.missing(runId);
+    }
+    const index = this.queue.indexOf(runId);
+    if (index >= 0) this.queue.splice(index, 1);
+    const run = store.updateRunStatus(runId, 'cancelled', { reason: 'cancelled before it started' });
+    this.pushRun(run);
+    return run;
+  }
+
+  isActive(runId: string): boolean {
+    return this.active.has(runId);
+  }
+
+  /** Stop every job (their runs become interrupted and can be resumed) and accept no more. */
+  shutdown(): void {
+    this.closed = true;
+    this.queue.length = 0;
+    for (const job of this.active.values()) {
+      if (job.killTimer) clearTimeout(job.killTimer);
+      if (this.options.store.getRun(job.runId)?.status === 'running') {
+        this.options.store.updateRunStatus(job.runId, 'interrupted', {
+          reason: 'the app was closed; resume continues from the last checkpoint',
+        });
+      }
+      job.channel.kill();
+    }
+    this.active.clear();
+  }
+
+  private missing(runId: string): never {
+    throw new Error(`No run ${runId}.`);
+  }
+
+  private pushRun(run: Run): void {
+    this.push({ type: 'run-updated', run });
+  }
+
+  private push(message: PushMessage): void {
+    for (const listener of this.listeners) listener(message);
+  }
+
+  private pump(): void {
+    while (!this.closed && this.active.size < this.maxConcurrent && this.queue.length > 0) {
+      const runId = this.queue.shift();
+      if (runId !== undefined) this.start(runId);
+    }
+  }
+
+  private start(runId: string): void {
+    const { store, launch, forced } = this.options;
+    const run = store.getRun(runId);
+    if (!run || run.status !== 'queued') return;
+    if (!run.outDir) {
+      this.pushRun(store.updateRunStatus(runId, 'failed', { error: 'The run has no output folder.' }));
+      return;
+    }
+    const job: JobSpec = {
+      kind: run.kind === 'pretrain' ? 'pretrain' : this.unsupported(run),
+      config: run.config,
+      outDir: run.outDir,
+    };
+    const channel = launch(builtFile('main/engine-process.js'), []);
+    const active: ActiveJob = { runId, channel, outcome: null, cancelRequested: false, killTimer: null };
+    this.active.set(runId, active);
+    this.pushRun(store.updateRunStatus(runId, 'running', { pid: channel.pid ?? 0 }));
+
+    let stderr = '';
+    channel.onStderr((text) => {
+      stderr = (stderr + text).slice(-4000);
+    });
+    channel.onMessage((raw) => this.receive(active, raw));
+    channel.onExit((code) => this.exited(active, code, stderr));
+    channel.send({ type: 'run', job, forced } satisfies ParentMessage);
+  }
+
+  private unsupported(run: Run): never {
+    throw new Error(`Runs of kind ${run.kind} cannot be run yet.`);
+  }
+
+  private receive(job: ActiveJob, raw: unknown): void {
+    if (this.closed) return;
+    const { store } = this.options;
+    const parsed = EngineMessage.safeParse(raw);
+    if (!parsed.success) {
+      store.recordEvent(job.runId, {
+        type: 'log',
+        level: 'error',
+        message: `Malformed message from the engine: ${parsed.error.message}`,
+      });
+      return;
+    }
+    const message = parsed.data;
+    switch (message.type) {
+      case 'event': {
+        try {
+          store.recordEvent(job.runId, message.event);
+        } catch (error) {
+          store.recordEvent(job.runId, {
+            type: 'log',
+            level: 'error',
+            message: `Could not store a ${message.event.type} event: ${String(error)}`,
+          });
+        }
+        this.push({ type: 'run-event', runId: job.runId, event: message.event });
+        if (['started', 'done', 'failed', 'checkpoint'].includes(message.event.type)) {
+          const run = store.getRun(job.runId);
+          if (run) this.pushRun(run);
+        }
+        break;
+      }
+      case 'ready':
+        store.recordEvent(job.runId, {
+          type: 'log',
+          level: 'info',
+          message: `Engine process ${message.report.pid} on ${message.report.chosen} (${message.report.chosenModule}).`,
+        });
+        break;
+      case 'finished':
+        job.outcome = message.outcome;
+        job.channel.kill();
+        break;
+      case 'failed':
+        store.recordEvent(job.runId, { type: 'failed', message: message.message, step: null, lastCheckpoint: null });
+        job.outcome = 'failed';
+        job.channel.kill();
+        break;
+    }
+  }
+
+  private exited(job: ActiveJob, code: number | null, stderr: string): void {
+    if (this.closed) return; // shutdown() already recorded the run as interrupted
+    const { store } = this.options;
+    if (job.killTimer) clearTimeout(job.killTimer);
+    this.active.delete(job.runId);
+    const run = store.getRun(job.runId);
+    if (run?.status === 'running') {
+      let next: Run;
+      if (job.cancelRequested)
+        next = store.updateRunStatus(job.runId, 'cancelled', { reason: 'cancelled by the user' });
+      else if (job.outcome === 'failed')
+        next = store.updateRunStatus(job.runId, 'failed', { error: 'The run failed.' });
+      else {
+        const detail = stderr.trim().split('\n').slice(-3).join(' | ');
+        next = store.updateRunStatus(job.runId, 'interrupted', {
+          error: `The engine process stopped unexpectedly (${code === null ? 'killed' : `exit code ${code}`})${detail ? `: ${detail}` : ''}. Resume continues from the last checkpoint.`,
+        });
+      }
+      this.pushRun(next);
+    }
+    this.pump();
+  }
+}
