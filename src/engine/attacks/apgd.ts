@@ -113,12 +113,11 @@ async function apgdRun(
   const nIter = s.iterations;
   const checkpoints = new Map(apgdCheckpoints(nIter).map((c) => [c.at, c.interval]));
   const ball = new ThreatBall(x, s.eps, s.threat);
-  const lossFn = (z: tf.Tensor2D) => loss(z);
 
   let xAdv = tf.tidy(() => tf.clipByValue(tf.add(x, start), 0, 1) as tf.Tensor4D);
   let xBest = tf.clone(xAdv);
   let xBestAdv = tf.clone(xAdv);
-  const first = lossAndGradient(model, xAdv, lossFn, counter);
+  const first = lossAndGradient(model, xAdv, loss, counter);
   let grad = first.grad;
   let gradBest = tf.clone(grad);
   const firstPred = await predictions(first.logits);
@@ -148,7 +147,7 @@ async function apgdRun(
       xAdvOld = xAdv;
       xAdv = next;
 
-      const g = lossAndGradient(model, xAdv, lossFn, counter);
+      const g = lossAndGradient(model, xAdv, loss, counter);
       grad.dispose();
       grad = g.grad;
       const [pred, values] = await Promise.all([predictions(g.logits), g.loss.data()]);

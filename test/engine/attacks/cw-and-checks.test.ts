@@ -197,6 +197,16 @@ describe.each(['cpu', 'wasm'] as const)('gradient-masking checks on %s', (backen
         mi: (xAdv) => tf.mean(tf.square(xAdv)) as tf.Scalar,
       });
       expect(tf.memory().numTensors).toBe(before + 1);
+      // Every attack stays in its threat model (CW-l2 is unbounded) and in the image box.
+      const stats = perturbationStats(x, result.xAdv);
+      if ('threat' in spec) {
+        expect(Math.max(...(spec.threat === 'linf' ? stats.linf : stats.l2))).toBeLessThanOrEqual(spec.eps + 1e-5);
+      }
+      expect(stats.min).toBeGreaterThanOrEqual(0);
+      expect(stats.max).toBeLessThanOrEqual(1);
+      Array.from(result.norm).forEach((v, i) =>
+        expect(v).toBeCloseTo(('threat' in spec && spec.threat === 'linf' ? stats.linf : stats.l2)[i] ?? 0, 5),
+      );
       const record = attackRunRecord(spec, result, { backend, ids, durationMs: 1 });
       expect(AttackRunRecord.parse(record)).toEqual(record);
       expect(record.examples).toEqual({ count: 8, ids });
