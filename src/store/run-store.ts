@@ -628,7 +628,7 @@ export class RunStore {
           `UPDATE runs SET status = ?, ended_at = ?, pid = NULL, eta_seconds = NULL, error = coalesce(?, error)
            WHERE id = ?`,
         )
-        .run(to, now, to === 'failed' ? (details.error ?? 'failed (no message)') : null, id);
+        .run(to, now, to === 'failed' ? (details.error ?? 'failed (no message)') : (details.error ?? null), id);
     }
     const why = details.error ?? details.reason;
     this.stmt.insertLog.run(
