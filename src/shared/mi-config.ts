@@ -23,7 +23,8 @@ export const MiOptions = z.object({
     .default(5),
   /**
    * `fixed`: the width above. `median`: the median heuristic, k(a, b) = exp(-||a - b||^2 / (2 m)) with
-   * m the median squared distance between distinct samples of the batch (sigma is then unused).
+   * m the median squared distance between distinct samples of the batch (sigma is then unused; m is
+   * a constant for the gradient, as in the authors' code).
    */
   bandwidth: z.enum(KERNEL_BANDWIDTHS, { error: "bandwidth must be 'fixed' or 'median'" }).default('fixed'),
   /**
