@@ -1,0 +1,386 @@
+import { z } from 'zod';
+import {
+  AttackRunRecord,
+  AutoAttackRecord,
+  EvaluatedExamples,
+  GradientMaskingReport,
+  ThreatModel,
+} from './attack-config';
+import { DatasetDescription, DatasetSource } from './dataset-config';
+import { MiEstimator } from './mi-config';
+import { ModelConfig } from './model-config';
+
+/**
+ * Robust evaluation (spec section 6): what to evaluate and how (the request), and what came out
+ * (the report). Epsilons and step sizes in a request are in 1/255 units (`eps 8` is 8/255), as the
+ * UI and CLI speak; the report records both units. Every number in a report carries its protocol.
+ */
+
+export const EVALUATION_FORMAT = 'mimir-evaluation';
+export const EVALUATION_VERSION = 1;
+export const EVALUATION_REPORT_FILE = 'report.json';
+/** Sub-folder of the report's folder holding the flipped examples' PNG strips. */
+export const FLIPPED_IMAGES_DIR = 'flipped';
+
+/** Implementation versions of the parts that are not attacks; bump when the numbers can change. */
+export const EVALUATION_VERSIONS = {
+  natural: 'natural/1',
+  corruptions: 'corruptions/1',
+  worstCase: 'worst-case/1',
+} as const;
+
+// ---- corruptions ---------------------------------------------------------------------------------
+
+export const CORRUPTION_TYPES = [
+  'gaussian-noise',
+  'shot-noise',
+  'impulse-noise',
+  'defocus-blur',
+  'gaussian-blur',
+  'contrast',
+  'brightness',
+  'jpeg',
+  'pixelate',
+] as const;
+export const CorruptionType = z.enum(CORRUPTION_TYPES, {
+  error: `corruption must be one of ${CORRUPTION_TYPES.join(', ')}`,
+});
+export type CorruptionType = z.infer<typeof CorruptionType>;
+
+/**
+ * Which severity tables (Hendrycks & Dietterich's generation scripts): CIFAR-10-C (32 px),
+ * Tiny-ImageNet-C (64 px) or ImageNet-C (224 px). 'auto' picks by image size: up to 32 px CIFAR-10-C,
+ * up to 64 px Tiny-ImageNet-C, larger ImageNet-C.
+ */
+export const CORRUPTION_TABLES = ['cifar10', 'tiny-imagenet', 'imagenet'] as const;
+export const CorruptionTable = z.enum(CORRUPTION_TABLES);
+export type CorruptionTable = z.infer<typeof CorruptionTable>;
+
+export const Severity = z
+  .number({ error: 'severity must be a number' })
+  .int('severity must be a whole number')
+  .min(1, 'severity must be 1 to 5')
+  .max(5, 'severity must be 1 to 5');
+
+// ---- the request -----------------------------------------------------------------------------------
+
+const count = (what: string) =>
+  z
+    .number({ error: `${what} must be a number` })
+    .int(`${what} must be a whole number`)
+    .min(1, `${what} must be at least 1`);
+const positive = (what: string) =>
+  z
+    .number({ error: `${what} must be a number` })
+    .positive(`${what} must be positive`)
+    .finite(`${what} must be finite`);
+
+/** The attacks and measurements an evaluation can run, by their request names. */
+export const EVALUATION_ATTACKS = [
+  'natural',
+  'pgd20',
+  'pgd',
+  'autoattack',
+  'apgd-ce',
+  'apgd-t',
+  'fab-t',
+  'square',
+  'cw',
+  'pgd-mi',
+  'pgd-fea',
+  'corruptions',
+] as const;
+export type EvaluationAttackName = (typeof EVALUATION_ATTACKS)[number];
+
+export const NaturalRequest = z.object({ attack: z.literal('natural') });
+/** PGD-20 as the paper: 20 steps of 2/255 (l_inf; eps / 4 for l_2), random start, 1 restart. */
+export const Pgd20Request = z.object({ attack: z.literal('pgd20') });
+export const PgdRequest = z.object({
+  attack: z.literal('pgd'),
+  steps: count('steps'),
+  /** Step size in 1/255 units; default 2 (l_inf) or eps / 4 (l_2). */
+  alpha: positive('alpha').optional(),
+  restarts: count('restarts').default(1),
+  randomStart: z.boolean().default(true),
+});
+/** AutoAttack 'standard' (APGD-CE, APGD-T, FAB-T, Square with the RobustBench budgets). */
+export const AutoAttackRequest = z.object({ attack: z.literal('autoattack') });
+export const ApgdCeRequest = z.object({
+  attack: z.literal('apgd-ce'),
+  iterations: count('iterations').default(100),
+  restarts: count('restarts').default(1),
+});
+export const ApgdTRequest = z.object({
+  attack: z.literal('apgd-t'),
+  iterations: count('iterations').default(100),
+  targets: count('targets').default(9),
+});
+export const FabTRequest = z.object({
+  attack: z.literal('fab-t'),
+  iterations: count('iterations').default(100),
+  targets: count('targets').default(9),
+});
+export const SquareRequest = z.object({
+  attack: z.literal('square'),
+  queries: count('queries').default(5000),
+  pInit: z.number().gt(0).max(1).default(0.8),
+});
+/**
+ * Carlini-Wagner. `norm: 'l2'`: CW-l2 with the constant c (Table V: c = 1), Adam `steps`; robust
+ * accuracy counts every example it fails to flip at any distance, and under an l_2 threat model also
+ * within eps. `norm: 'linf'`: PGD on the CW margin loss within the l_inf eps-ball (20 steps of 2/255).
+ * Without `norm`: l_2 and, under an l_inf threat model, also l_inf.
+ */
+export const CwRequest = z.object({
+  attack: z.literal('cw'),
+  norm: z.enum(['l2', 'linf']).optional(),
+  c: positive('c').default(1),
+  /** CW-l2: Adam steps (default 100); CW-linf: PGD steps (default 20). */
+  steps: count('steps').optional(),
+  learningRate: positive('learningRate').default(0.01),
+});
+/** PGD-MI (Table XI): maximise CE(x + delta, y) + lambda * MI(x + delta, features), 100 steps. */
+export const PgdMiRequest = z.object({
+  attack: z.literal('pgd-mi'),
+  steps: count('steps').default(100),
+  /** Default 1e-5, MIMIR's pre-training lambda (Table VIII), which the adversary is assumed to know. */
+  lambda: z.number().finite().default(1e-5),
+  estimator: MiEstimator.default('hsic'),
+  /** Step size in 1/255 units; default 2 (l_inf) or eps / 4 (l_2). */
+  alpha: positive('alpha').optional(),
+});
+/** PGD-fea (Table XI): maximise ||f(x) - f(x + delta)||^2 on the backbone's features, 100 steps. */
+export const PgdFeaRequest = z.object({
+  attack: z.literal('pgd-fea'),
+  steps: count('steps').default(100),
+  alpha: positive('alpha').optional(),
+});
+export const CorruptionsRequest = z.object({
+  attack: z.literal('corruptions'),
+  types: z
+    .array(CorruptionType)
+    .min(1)
+    .default([...CORRUPTION_TYPES]),
+  severities: z.array(Severity).min(1).default([1, 2, 3, 4, 5]),
+  table: z.union([CorruptionTable, z.literal('auto')]).default('auto'),
+});
+
+export const AttackRequest = z.discriminatedUnion(
+  'attack',
+  [
+    NaturalRequest,
+    Pgd20Request,
+    PgdRequest,
+    AutoAttackRequest,
+    ApgdCeRequest,
+    ApgdTRequest,
+    FabTRequest,
+    SquareRequest,
+    CwRequest,
+    PgdMiRequest,
+    PgdFeaRequest,
+    CorruptionsRequest,
+  ],
+  { error: `attack must be one of ${EVALUATION_ATTACKS.join(', ')}` },
+);
+export type AttackRequest = z.infer<typeof AttackRequest>;
+export type AttackRequestInput = z.input<typeof AttackRequest>;
+
+export const ExampleSelection = z.object({
+  /** How many examples of the split (capped at its size). */
+  count: count('n'),
+  /** 'first': indices 0..n-1; 'random': n distinct indices drawn with `seed`, in increasing order. */
+  pick: z.enum(['first', 'random']).default('first'),
+});
+export type ExampleSelection = z.infer<typeof ExampleSelection>;
+
+export const EvaluationRequest = z.object({
+  /** A fine-tuning checkpoint directory (or a run folder whose `latest` names one). */
+  checkpoint: z.string().min(1, 'checkpoint must name a checkpoint directory'),
+  dataset: DatasetSource,
+  examples: ExampleSelection,
+  attacks: z.array(AttackRequest).min(1, 'give at least one attack (e.g. natural)'),
+  threat: ThreatModel.default('linf'),
+  /** Radius in 1/255 units (8 = 8/255). */
+  eps: positive('eps').default(8),
+  seed: z.number().int().min(0).max(0xffffffff).default(0),
+  batchSize: count('batchSize').default(64),
+  /** Gradient-masking checks (zero gradients, randomness, black box below white box, unbounded radius). */
+  maskingChecks: z.boolean().default(true),
+  flipped: z
+    .object({
+      /** Flipped examples listed per attack. */
+      list: z.number().int().min(0).default(50),
+      /** Flipped examples written as PNG (clean, adversarial, perturbation) per attack. */
+      images: z.number().int().min(0).default(8),
+    })
+    .prefault({}),
+});
+export type EvaluationRequest = z.infer<typeof EvaluationRequest>;
+export type EvaluationRequestInput = z.input<typeof EvaluationRequest>;
+
+// ---- the report ------------------------------------------------------------------------------------
+
+/** What one number was measured with (spec section 6: every result records its protocol). */
+export const Protocol = z.object({
+  /** null for natural accuracy and corruptions, which have no threat model. */
+  threat: ThreatModel.nullable(),
+  /** Radius in [0, 1] pixel units and in 1/255 units; null where there is none (natural, CW-l2's unbounded count). */
+  eps: z.number().nullable(),
+  eps255: z.number().nullable(),
+  attack: z.string(),
+  /** Implementation version (ATTACK_VERSIONS / EVALUATION_VERSIONS). */
+  implementation: z.string(),
+  steps: z.number().int().nullable(),
+  restarts: z.number().int().nullable(),
+  seed: z.number().int(),
+  examples: EvaluatedExamples,
+  backend: z.string(),
+  /** Counted in the per-point worst case: within the requested threat model and radius. */
+  inWorstCase: z.boolean(),
+});
+export type Protocol = z.infer<typeof Protocol>;
+
+export const FlippedExample = z.object({
+  /** Index in the evaluated split. */
+  index: z.number().int().min(0),
+  label: z.number().int().min(0),
+  cleanPrediction: z.number().int().min(0),
+  adversarialPrediction: z.number().int().min(0),
+});
+export type FlippedExample = z.infer<typeof FlippedExample>;
+
+export const FlippedImages = z.object({
+  /** File names in the report's `flipped/` folder: one PNG strip each, the examples left to right. */
+  clean: z.string(),
+  adversarial: z.string(),
+  perturbation: z.string(),
+  /** Split indices of the examples in the strips, left to right. */
+  indices: z.array(z.number().int().min(0)),
+  imageSize: z.number().int().positive(),
+  /** The perturbation strip shows 0.5 + scale * delta, clipped to [0, 1]. */
+  perturbationScale: z.number().positive(),
+});
+export type FlippedImages = z.infer<typeof FlippedImages>;
+
+export const AttackOutcome = z.object({
+  /** Unique within the report, e.g. 'pgd20', 'autoattack', 'cw-l2', 'cw-linf'. */
+  key: z.string(),
+  /** Human label, e.g. 'PGD-20', 'AutoAttack (standard)'. */
+  label: z.string(),
+  cleanAccuracy: z.number().min(0).max(1),
+  robustAccuracy: z.number().min(0).max(1),
+  /** CW-l2 under an l_2 threat model: accuracy counting only adversarial examples within eps. */
+  robustAccuracyWithinEps: z.number().min(0).max(1).optional(),
+  protocol: Protocol,
+  /** The attack's full record (spec, per-example outcome, query counts); absent for natural accuracy. */
+  record: z.union([AttackRunRecord, AutoAttackRecord]).optional(),
+  warnings: z.array(z.string()),
+  flipped: z.object({
+    /** Examples the model got right that the attack turned wrong. */
+    count: z.number().int().min(0),
+    /** The first `flipped.list` of them, in evaluation order. */
+    listed: z.array(FlippedExample),
+    images: FlippedImages.nullable(),
+  }),
+  durationMs: z.number().min(0),
+});
+export type AttackOutcome = z.infer<typeof AttackOutcome>;
+
+export const WorstCase = z.object({
+  /** Share of examples that every counted attack left correctly classified. */
+  robustAccuracy: z.number().min(0).max(1),
+  /** Keys of the attacks counted (those within the threat model and radius). */
+  attacks: z.array(z.string()),
+  /** Per example (in `examples.ids` order): 'clean', the first counted attack that broke it, or null. */
+  brokenBy: z.array(z.string().nullable()),
+  implementation: z.string(),
+});
+export type WorstCase = z.infer<typeof WorstCase>;
+
+export const CorruptionCell = z.object({
+  type: CorruptionType,
+  severity: Severity,
+  accuracy: z.number().min(0).max(1),
+});
+export type CorruptionCell = z.infer<typeof CorruptionCell>;
+
+export const CorruptionReport = z.object({
+  table: CorruptionTable,
+  implementation: z.string(),
+  seed: z.number().int(),
+  examples: EvaluatedExamples,
+  backend: z.string(),
+  cells: z.array(CorruptionCell),
+  /** Mean accuracy over severities, per type. */
+  meanByType: z.record(z.string(), z.number()),
+  /** Mean over every cell. */
+  mean: z.number(),
+  durationMs: z.number().min(0),
+});
+export type CorruptionReport = z.infer<typeof CorruptionReport>;
+
+export const EvaluatedModel = z.object({
+  checkpoint: z.string(),
+  /** The fine-tuning method that produced it ('pgd-at', 'dbat', ...), when the checkpoint says. */
+  method: z.string().nullable(),
+  modelConfig: ModelConfig,
+  numClasses: z.number().int().positive(),
+  classNames: z.array(z.string()),
+});
+export type EvaluatedModel = z.infer<typeof EvaluatedModel>;
+
+export const EvaluationReport = z.object({
+  format: z.literal(EVALUATION_FORMAT),
+  version: z.literal(EVALUATION_VERSION),
+  createdAt: z.iso.datetime(),
+  backend: z.string(),
+  model: EvaluatedModel,
+  dataset: DatasetDescription,
+  request: EvaluationRequest,
+  threat: ThreatModel,
+  eps: z.number(),
+  eps255: z.number(),
+  examples: EvaluatedExamples.extend({ pick: z.enum(['first', 'random']), seed: z.number().int() }),
+  naturalAccuracy: z.number().min(0).max(1),
+  attacks: z.array(AttackOutcome),
+  worstCase: WorstCase.nullable(),
+  masking: GradientMaskingReport.nullable(),
+  corruptions: CorruptionReport.nullable(),
+  durationMs: z.number().min(0),
+});
+export type EvaluationReport = z.infer<typeof EvaluationReport>;
+
+/**
+ * The attack list a command line gives (`natural,pgd20,autoattack,cw,pgd-mi,pgd-fea,corruptions`):
+ * each word with its defaults; `pgd` takes steps as `pgd:50`; `cw-l2` and `cw-linf` pick one CW.
+ */
+export function attacksFromWords(words: string): AttackRequestInput[] {
+  const plain: Record<string, AttackRequestInput> = {
+    natural: { attack: 'natural' },
+    pgd20: { attack: 'pgd20' },
+    autoattack: { attack: 'autoattack' },
+    'apgd-ce': { attack: 'apgd-ce' },
+    'apgd-t': { attack: 'apgd-t' },
+    'fab-t': { attack: 'fab-t' },
+    square: { attack: 'square' },
+    cw: { attack: 'cw' },
+    'cw-l2': { attack: 'cw', norm: 'l2' },
+    'cw-linf': { attack: 'cw', norm: 'linf' },
+    'pgd-mi': { attack: 'pgd-mi' },
+    'pgd-fea': { attack: 'pgd-fea' },
+    corruptions: { attack: 'corruptions' },
+  };
+  const out: AttackRequestInput[] = [];
+  for (const raw of words.split(',')) {
+    const word = raw.trim();
+    if (word === '') continue;
+    const pgd = /^pgd(?::(\d+))?$/.exec(word);
+    const known = plain[word];
+    if (known) out.push(known);
+    else if (pgd) out.push({ attack: 'pgd', steps: Number(pgd[1] ?? '20') });
+    else throw new Error(`unknown attack "${word}": use ${[...Object.keys(plain), 'pgd:<steps>'].join(', ')}`);
+  }
+  if (out.length === 0) throw new Error('give at least one attack');
+  return out;
+}
