@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { registerDoctor } from './commands/doctor';
+import { registerLandscape } from './commands/landscape';
 import { registerMi } from './commands/mi';
 import { registerPretrain } from './commands/pretrain';
 import { registerServe } from './commands/serve';
@@ -15,6 +16,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerDoctor(program);
+registerLandscape(program);
 registerMi(program);
 registerPretrain(program);
 registerServe(program);
