@@ -25,6 +25,7 @@ describe.runIf(binary !== null && display !== null)('the system screen in Electr
       cwd: path.resolve(requireBuilt('main'), '../..'),
     });
     const window = await app.firstWindow();
+    await window.getByTestId('backend-badge-link').click();
     const chosen = window.getByTestId('chosen-backend');
     await chosen.waitFor({ timeout: 60_000 });
     expect(['tensorflow', 'wasm', 'cpu']).toContain(await chosen.textContent());

@@ -1,0 +1,74 @@
+import type { Run, RunStatus } from '../../shared/store-types';
+
+/** What the screens show about a run, read from its stored config (defensively: older runs may differ). */
+
+function field(config: Record<string, unknown>, key: string): unknown {
+  return config[key];
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** pretrain: mae / adv-mae / mimir; other kinds: the kind. */
+export function runMode(run: Run): string {
+  const mode = field(run.config, 'mode');
+  return typeof mode === 'string' ? mode : '';
+}
+
+export function runModel(run: Run): string {
+  return modelLabel(run.config);
+}
+
+export function modelLabel(config: Record<string, unknown>): string {
+  const model = field(config, 'model');
+  if (typeof model === 'string') return model;
+  if (isRecord(model)) {
+    const { width, depth, patchSize } = model;
+    return `custom ${String(width)}×${String(depth)}${typeof patchSize === 'number' ? ` p${patchSize}` : ''}`;
+  }
+  return '';
+}
+
+export function runDataset(run: Run): string {
+  return datasetLabel(run.config);
+}
+
+export function datasetLabel(config: Record<string, unknown>): string {
+  const dataset = field(config, 'dataset');
+  if (!isRecord(dataset)) return '';
+  const kind = typeof dataset.kind === 'string' ? dataset.kind : '?';
+  const parts = [kind];
+  if (typeof dataset.size === 'number') parts.push(`${dataset.size.toLocaleString('en-US')}`);
+  if (typeof dataset.imageSize === 'number') parts.push(`${dataset.imageSize}px`);
+  return parts.join(' · ');
+}
+
+export const ACTIVE_STATUSES: readonly RunStatus[] = ['queued', 'running'];
+export const RESUMABLE_STATUSES: readonly RunStatus[] = ['interrupted', 'failed', 'cancelled'];
+
+export function canCancel(run: Run): boolean {
+  return ACTIVE_STATUSES.includes(run.status);
+}
+
+export function canResume(run: Run): boolean {
+  return RESUMABLE_STATUSES.includes(run.status) && run.kind === 'pretrain';
+}
+
+export function canDelete(run: Run): boolean {
+  return !ACTIVE_STATUSES.includes(run.status);
+}
+
+/** Fraction of the steps done, 0-1, or null when the total is unknown. */
+export function runProgress(run: Run): number | null {
+  if (run.status === 'done') return 1;
+  if (!run.totalSteps || run.step === null) return null;
+  return Math.min(1, Math.max(0, run.step / run.totalSteps));
+}
+
+/** Seconds the run ran (to now while it runs). */
+export function runElapsed(run: Run, now: number): number | null {
+  if (run.startedAt === null) return null;
+  const end = run.endedAt ?? (run.status === 'running' ? now : run.lastEventAt);
+  return end === null ? null : (end - run.startedAt) / 1000;
+}
