@@ -56,6 +56,33 @@ export function filterNorms(shape: readonly number[], data: ArrayLike<number>): 
   });
 }
 
+/**
+ * Which filter each element belongs to, as (index, filters): rank 2 [in, out] -> column i % out;
+ * rank >= 3 -> block floor(i / (size / first)). Null for rank <= 1.
+ */
+function filterOf(shape: readonly number[], size: number): { filters: number; of: (i: number) => number } | null {
+  if (shape.length <= 1) return null;
+  if (shape.length === 2) {
+    const cols = shape[1] ?? 1;
+    return { filters: cols, of: (i) => i % cols };
+  }
+  const filters = shape[0] ?? 1;
+  const per = size / filters;
+  return { filters, of: (i) => Math.floor(i / per) };
+}
+
+/** Standard normal values from `rng` (Box-Muller, both outputs of each pair used). */
+function fillGaussian(rng: Rng, out: Float64Array): void {
+  for (let i = 0; i < out.length; i += 2) {
+    let u = 0;
+    while (u === 0) u = rng.uniform();
+    const radius = Math.sqrt(-2 * Math.log(u));
+    const angle = 2 * Math.PI * rng.uniform();
+    out[i] = radius * Math.cos(angle);
+    if (i + 1 < out.length) out[i + 1] = radius * Math.sin(angle);
+  }
+}
+
 /** One filter-normalised Gaussian direction, drawing from `rng` for every element of every parameter in map order. */
 export function filterNormalizedDirection(
   weights: ReadonlyMap<string, WeightValues>,
@@ -65,24 +92,24 @@ export function filterNormalizedDirection(
   const ignore = options.ignoreBiasNorm ?? true;
   const direction: Direction = new Map();
   for (const [name, weight] of weights) {
-    const draw = new Float64Array(weight.data.length);
-    for (let i = 0; i < draw.length; i++) draw[i] = rng.normal();
-    const filters = filterIndices(weight.shape);
-    if (!filters) {
+    const size = weight.data.length;
+    const draw = new Float64Array(size);
+    fillGaussian(rng, draw);
+    const split = filterOf(weight.shape, size);
+    if (!split) {
       direction.set(name, ignore ? null : Float32Array.from(weight.data));
       continue;
     }
-    const out = new Float32Array(draw.length);
-    for (const indices of filters) {
-      let dNorm = 0;
-      let wNorm = 0;
-      for (const i of indices) {
-        dNorm += (draw[i] ?? 0) ** 2;
-        wNorm += (weight.data[i] ?? 0) ** 2;
-      }
-      const scale = Math.sqrt(wNorm) / (Math.sqrt(dNorm) + NORM_EPS);
-      for (const i of indices) out[i] = (draw[i] ?? 0) * scale;
+    const dNorm = new Float64Array(split.filters);
+    const wNorm = new Float64Array(split.filters);
+    for (let i = 0; i < size; i++) {
+      const f = split.of(i);
+      dNorm[f] = (dNorm[f] ?? 0) + (draw[i] ?? 0) ** 2;
+      wNorm[f] = (wNorm[f] ?? 0) + (weight.data[i] ?? 0) ** 2;
     }
+    const scale = Float64Array.from(dNorm, (d, f) => Math.sqrt(wNorm[f] ?? 0) / (Math.sqrt(d) + NORM_EPS));
+    const out = new Float32Array(size);
+    for (let i = 0; i < size; i++) out[i] = (draw[i] ?? 0) * (scale[split.of(i)] ?? 0);
     direction.set(name, out);
   }
   return direction;
