@@ -345,7 +345,8 @@ export const EvaluationReport = z.object({
   naturalAccuracy: z.number().min(0).max(1),
   attacks: z.array(AttackOutcome),
   worstCase: WorstCase.nullable(),
-  masking: GradientMaskingReport.nullable(),
+  /** Gradient-masking checks, run on the first batch (`examples` says which). */
+  masking: GradientMaskingReport.extend({ examples: EvaluatedExamples }).nullable(),
   corruptions: CorruptionReport.nullable(),
   durationMs: z.number().min(0),
 });

@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { ModelConfig } from '../../shared/model-config';
+
+/**
+ * The JSON written beside an exported safetensors file. `model_args` are the keyword arguments of
+ * timm's VisionTransformer that rebuild the model (`VisionTransformer(**model_args)` then
+ * `load_state_dict`), `pretrained_cfg` carries the input normalisation timm's data config reads
+ * (mean 0 / std 1: the model takes [0, 1] pixels), `mimir` what the workbench needs to import it back.
+ */
+export const EXPORT_FORMAT = 'mimir-export';
+export const EXPORT_VERSION = 1;
+export const EXPORT_NAMINGS = ['timm', 'native'] as const;
+export type ExportNaming = (typeof EXPORT_NAMINGS)[number];
+
+export const TimmModelArgs = z.object({
+  img_size: z.number().int().positive(),
+  patch_size: z.number().int().positive(),
+  in_chans: z.number().int().positive(),
+  embed_dim: z.number().int().positive(),
+  depth: z.number().int().positive(),
+  num_heads: z.number().int().positive(),
+  mlp_ratio: z.number().positive(),
+  num_classes: z.number().int().min(0),
+  global_pool: z.enum(['avg', 'token', '']),
+  class_token: z.boolean(),
+  fc_norm: z.boolean(),
+  qkv_bias: z.boolean(),
+});
+export type TimmModelArgs = z.infer<typeof TimmModelArgs>;
+
+export const ExportConfig = z.object({
+  format: z.literal(EXPORT_FORMAT).optional(),
+  version: z.literal(EXPORT_VERSION).optional(),
+  architecture: z.string(),
+  naming: z.enum(EXPORT_NAMINGS).default('timm'),
+  num_classes: z.number().int().min(0),
+  global_pool: z.string(),
+  model_args: TimmModelArgs,
+  pretrained_cfg: z
+    .object({
+      input_size: z.tuple([z.number().int(), z.number().int(), z.number().int()]),
+      mean: z.array(z.number()),
+      std: z.array(z.number()),
+      num_classes: z.number().int().min(0),
+    })
+    .partial()
+    .optional(),
+  /** MAE's decoder (present when the file holds it). */
+  decoder: z
+    .object({
+      decoder_embed_dim: z.number().int(),
+      decoder_depth: z.number().int(),
+      decoder_num_heads: z.number().int(),
+    })
+    .nullable()
+    .optional(),
+  mimir: z
+    .object({
+      kind: z.enum(['finetune', 'pretrain']),
+      modelConfig: ModelConfig,
+      /** Outputs of the head (2 x classes for DBAT). */
+      headOutputs: z.number().int().min(0),
+      numClasses: z.number().int().min(0),
+      classNames: z.array(z.string()).default([]),
+      method: z.string().nullable().default(null),
+      /** The run configuration of the source checkpoint, kept for an exact re-import. */
+      runConfig: z.json().optional(),
+      source: z.object({ checkpoint: z.string(), epoch: z.number().int(), step: z.number().int() }).optional(),
+    })
+    .optional(),
+});
+export type ExportConfig = z.infer<typeof ExportConfig>;
+export type ExportConfigInput = z.input<typeof ExportConfig>;
