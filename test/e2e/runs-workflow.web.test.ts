@@ -179,7 +179,7 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await page.close();
   });
 
-  it('starts an MAE run and cancels it from the runs table', async () => {
+  it('starts an MAE run and cancels it from the runs table; a failing run shows why', async () => {
     await openPage('#/new?preset=quick-demo-mae');
     await expect.poll(() => page.getByTestId('field-mode').inputValue()).toBe('mae');
     await shrinkQuickDemo(200);
@@ -213,6 +213,28 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await page.getByTestId('runs-search').fill('');
     await expect.poll(() => page.getByTestId('run-row').count()).toBe(2);
     await page.screenshot({ path: screenshotPath('runs-list-cancelled'), fullPage: true });
+
+    // A run that fails (no CIFAR-10 where it looks) shows up failed, live, with its reason and Resume.
+    const failing = await callApi<Run>('runs.create', {
+      kind: 'pretrain',
+      name: 'e2e missing CIFAR-10',
+      config: {
+        mode: 'mae',
+        model: 'micro',
+        dataset: { kind: 'cifar10', root: path.join(dataDir, 'no-cifar') },
+        epochs: 1,
+        batchSize: 4,
+      },
+    });
+    const failedRow = page.locator(`[data-run-id="${failing.id}"]`);
+    await failedRow.getByTestId('run-status').and(page.locator('[data-status="failed"]')).waitFor({ timeout: 30_000 });
+    await failedRow.getByTestId('run-link').click();
+    const banner = page.getByTestId('run-error');
+    await banner.waitFor();
+    expect(await banner.textContent()).toContain('no-cifar');
+    expect(await page.getByTestId('error-resume').count()).toBe(1);
+    await page.getByTestId('no-metrics').waitFor();
+    await page.screenshot({ path: screenshotPath('runs-run-failed') });
     await page.close();
   });
 
@@ -220,7 +242,7 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await stop();
     await start();
     await openPage('#/runs');
-    await expect.poll(() => page.getByTestId('run-row').count()).toBe(2);
+    await expect.poll(() => page.getByTestId('run-row').count()).toBe(3);
     const mimirRow = page.locator(`[data-run-id="${mimirRunId}"]`);
     const maeRow = page.locator(`[data-run-id="${maeRunId}"]`);
     expect(await mimirRow.getByTestId('run-status').getAttribute('data-status')).toBe('done');
@@ -243,7 +265,7 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await page.screenshot({ path: screenshotPath('runs-delete-dialog') });
     await page.getByTestId('confirm-delete').click();
     await page.getByTestId('runs-view').waitFor();
-    await expect.poll(() => page.getByTestId('run-row').count()).toBe(1);
+    await expect.poll(() => page.getByTestId('run-row').count()).toBe(2);
     await expect(callApi('runs.get', { id: maeRunId })).rejects.toThrow(/No run/);
 
     // The backend badge opens the Compute page.

@@ -191,7 +191,8 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   }
 
   function applyMetrics(event: MetricsEvent): void {
-    if (!metricsLoaded.value) return; // the first load brings these
+    scheduleCatchUp();
+    if (!metricsLoaded.value) return; // the first load (or the catch-up after it) brings these
     let changed = false;
     let newKey = false;
     const next = { ...series.value };
@@ -213,7 +214,6 @@ export const useRunDetailsStore = defineStore('run-details', () => {
       metricKeys.value = [...new Set([...metricKeys.value, ...Object.keys(event.values)])].sort();
     }
     if (changed || newKey) revision.value++;
-    scheduleCatchUp();
   }
 
   // ---- log ---------------------------------------------------------------------------------------------
