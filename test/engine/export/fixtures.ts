@@ -32,7 +32,14 @@ export function finetuneRecord(classes: number, method: 'natural' | 'pgd-at' | '
  */
 export async function trainedClassifierCheckpoint(
   dir: string,
-  options: { classes?: number; steps?: number; seed?: number; method?: 'natural' | 'dbat'; headInitStd?: number; lr?: number } = {},
+  options: {
+    classes?: number;
+    steps?: number;
+    seed?: number;
+    method?: 'natural' | 'dbat';
+    headInitStd?: number;
+    lr?: number;
+  } = {},
 ): Promise<{ path: string; params: ParamMap; trainAccuracy: number }> {
   const classes = options.classes ?? 4;
   const method = options.method ?? 'natural';
@@ -93,4 +100,34 @@ export async function maeCheckpoint(dir: string): Promise<{ path: string; params
     rng: { state: new Rng(0).state(), dataIterator: null },
   });
   return { path: saved.path, params };
+}
+
+/**
+ * A trained micro classifier shared by test files: trained once per version of this file and these
+ * options, kept under the system's temporary folder, reused by later test files and runs.
+ */
+export async function cachedTrainedClassifier(
+  options: { classes?: number; steps?: number; seed?: number } = {},
+): Promise<{ runDir: string; checkpoint: string }> {
+  const { createHash } = await import('node:crypto');
+  const { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync } = await import('node:fs');
+  const os = await import('node:os');
+  const { fileURLToPath } = await import('node:url');
+  const source = readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  const key = createHash('sha256').update(source).update(JSON.stringify(options)).digest('hex').slice(0, 16);
+  const root = path.join(os.tmpdir(), 'mimir-test-fixtures');
+  const runDir = path.join(root, `classifier-${key}`);
+  if (!existsSync(path.join(runDir, 'checkpoints', 'latest'))) {
+    mkdirSync(root, { recursive: true });
+    const scratch = mkdtempSync(path.join(root, '.tmp-'));
+    const trained = await trainedClassifierCheckpoint(scratch, options);
+    trained.params.forEach((v) => v.dispose());
+    try {
+      renameSync(scratch, runDir);
+    } catch {
+      // Another test file trained it first: use theirs.
+    }
+  }
+  const latest = readFileSync(path.join(runDir, 'checkpoints', 'latest'), 'utf8').trim();
+  return { runDir, checkpoint: path.join(runDir, 'checkpoints', latest) };
 }

@@ -1,0 +1,728 @@
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  AttackRunRecord,
+  AutoAttackRecord,
+  epsTo255,
+  type EvaluatedExamples,
+  type GradientMaskingReport,
+} from '../../shared/attack-config';
+import {
+  EVALUATION_FORMAT,
+  EVALUATION_REPORT_FILE,
+  EVALUATION_VERSION,
+  EVALUATION_VERSIONS,
+  EvaluationReport,
+  EvaluationRequest,
+  FLIPPED_IMAGES_DIR,
+  type AttackOutcome,
+  type CorruptionCell,
+  type CorruptionReport,
+  type EvaluationRequestInput,
+  type FlippedImages,
+  type Protocol,
+  type WorstCase,
+} from '../../shared/evaluation';
+import { MiOptions } from '../../shared/mi-config';
+import type { RunEvent, RunEventSink } from '../../shared/run-events';
+import {
+  autoAttack,
+  blackBoxCheck,
+  maskingReport,
+  randomnessCheck,
+  runAttack,
+  unboundedEpsCheck,
+  zeroGradientCheck,
+  type BlackBoxCheck,
+  type RunAttackExtras,
+} from '../attacks';
+import { corruptImages } from '../corruptions';
+import { openDataset, type Dataset } from '../data';
+import { writePngStrip } from '../io/png';
+import { mutualInformation } from '../mi/mutual-information';
+import { Rng } from '../rng';
+import { EvaluatedClassifier } from './model';
+import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
+import { AttackTally } from './tally';
+
+/**
+ * Robust evaluation (spec section 6) of a fine-tuned classifier: natural accuracy, the requested
+ * attacks, the per-point worst case over the attacks within the threat model, gradient-masking
+ * checks, flipped examples (listed, and a few written as PNG strips) and common-corruption accuracy.
+ * Batches of examples go through every attack in turn, so memory stays at one batch whatever n is.
+ * Progress and logs go out as run events; the report is returned and written to outDir/report.json.
+ */
+export interface EvaluateOptions {
+  outDir: string;
+  emit?: RunEventSink;
+  signal?: AbortSignal;
+}
+
+export class EvaluationCancelledError extends Error {
+  constructor() {
+    super('The evaluation was cancelled.');
+    this.name = 'EvaluationCancelledError';
+  }
+}
+
+/** Indices of the evaluated examples: the first n, or n distinct ones drawn with the seed (increasing). */
+export function selectExamples(length: number, count: number, pick: 'first' | 'random', seed: number): number[] {
+  const n = Math.min(count, length);
+  if (pick === 'first') return Array.from({ length: n }, (_, i) => i);
+  const rng = new Rng(seed);
+  // Floyd's algorithm: n distinct draws without materialising the whole index range.
+  const chosen = new Set<number>();
+  for (let j = length - n; j < length; j++) {
+    const t = rng.int(j + 1);
+    chosen.add(chosen.has(t) ? j : t);
+  }
+  return [...chosen].sort((a, b) => a - b);
+}
+
+const fileKey = (key: string) => key.replace(/[^a-z0-9-]+/gi, '-');
+
+async function argmaxOf(logits: tf.Tensor2D): Promise<Int32Array> {
+  const a = tf.argMax(logits, 1);
+  const data = (await a.data()) as Int32Array;
+  a.dispose();
+  return data;
+}
+
+async function predictionsAt(model: EvaluatedClassifier, x: tf.Tensor4D): Promise<Int32Array> {
+  const logits = tf.tidy(() => model.classify(x));
+  const pred = await argmaxOf(logits);
+  logits.dispose();
+  return pred;
+}
+
+function isGradientAttack(planned: PlannedAttack): boolean {
+  if (planned.kind === 'natural') return false;
+  if (planned.kind === 'autoattack') return true;
+  return planned.spec.attack !== 'square';
+}
+
+export async function evaluate(input: EvaluationRequestInput, options: EvaluateOptions): Promise<EvaluationReport> {
+  const emit = options.emit ?? (() => undefined);
+  try {
+    return await runEvaluation(input, options, emit);
+  } catch (error) {
+    const cancelled = options.signal?.aborted === true;
+    if (cancelled) throw new EvaluationCancelledError();
+    emit({
+      type: 'failed',
+      message: error instanceof Error ? error.message : String(error),
+      step: null,
+      lastCheckpoint: null,
+    });
+    throw error;
+  }
+}
+
+async function runEvaluation(
+  input: EvaluationRequestInput,
+  options: EvaluateOptions,
+  emit: RunEventSink,
+): Promise<EvaluationReport> {
+  const started = performance.now();
+  const request = EvaluationRequest.parse(input);
+  const backend = tf.getBackend();
+  const model = await EvaluatedClassifier.load(request.checkpoint);
+  try {
+    const ckpt = model.checkpoint;
+    const dataset = await openDataset(request.dataset);
+    checkCompatible(dataset, ckpt.modelConfig.imageSize, ckpt.numClasses, ckpt.classNames, emit);
+    const ids = selectExamples(dataset.length, request.examples.count, request.examples.pick, request.seed);
+    const source = `${dataset.description.kind}/${dataset.description.split}`;
+    const examples: EvaluatedExamples = { count: ids.length, ids, source };
+    const plan = planEvaluation(request, dataset.imageSize);
+    const tallies = plan.attacks.map((planned) => new AttackTally(planned, request.flipped));
+    const batches = Math.ceil(ids.length / request.batchSize);
+    const unitsPerBatch = plan.attacks.length + (plan.corruptions ? 1 : 0) + 1;
+    const totalUnits = Math.max(1, batches * unitsPerBatch);
+    const progress = progressReporter(emit, totalUnits);
+
+    emit({
+      type: 'started',
+      runKind: 'evaluate',
+      backend: backend as 'tensorflow' | 'wasm' | 'cpu',
+      outDir: options.outDir,
+      step: 0,
+      epoch: 0,
+      totalSteps: totalUnits,
+      stepsPerEpoch: totalUnits,
+      resumedFrom: null,
+    });
+    emit({
+      type: 'log',
+      level: 'info',
+      message:
+        `Evaluating ${ckpt.path} (${ckpt.method}, ${ckpt.numClasses} classes) on ${ids.length} examples of ` +
+        `${dataset.description.summary} Threat ${plan.threat}, eps ${request.eps}/255; attacks: ` +
+        `${[...plan.attacks.map((a) => a.label), ...(plan.corruptions ? ['corruptions'] : [])].join(', ')}.`,
+    });
+
+    const cleanCorrect: boolean[] = [];
+    const corruptionCorrect = new Map<string, number>();
+    let masking: { report: GradientMaskingReport; examples: EvaluatedExamples } | null = null;
+    let corruptionMs = 0;
+    const batchSize = request.batchSize;
+
+    for (let b = 0; b < batches; b++) {
+      const batchIds = ids.slice(b * batchSize, (b + 1) * batchSize);
+      const data = await dataset.get(batchIds);
+      const n = batchIds.length;
+      const size = dataset.imageSize;
+      const x = tf.tensor4d(data.images, [n, size, size, 3], 'float32');
+      try {
+        throwIfCancelled(options.signal);
+        const cleanPred = await predictionsAt(model, x);
+        const correct = Array.from(data.labels, (label, i) => cleanPred[i] === label);
+        cleanCorrect.push(...correct);
+        progress.advance(n);
+
+        if (b === 0 && request.maskingChecks && plan.attacks.some(isGradientAttack)) {
+          masking = await maskingChecks(model, x, data.labels, plan, request.seed, { count: n, ids: batchIds, source });
+        }
+
+        for (const tally of tallies) {
+          throwIfCancelled(options.signal);
+          const t0 = performance.now();
+          await runPlanned(
+            tally,
+            model,
+            x,
+            data.labels,
+            batchIds,
+            cleanPred,
+            correct,
+            request.batchSize,
+            options.signal,
+          );
+          tally.durationMs += performance.now() - t0;
+          progress.advance(n);
+        }
+
+        if (plan.corruptions) {
+          const t0 = performance.now();
+          for (const type of plan.corruptions.types) {
+            for (const severity of plan.corruptions.severities) {
+              throwIfCancelled(options.signal);
+              const corrupted = await corruptImages(data.images, n, size, type, severity, {
+                table: plan.corruptions.table,
+                seed: request.seed,
+                ids: batchIds,
+              });
+              const xc = tf.tensor4d(corrupted, [n, size, size, 3], 'float32');
+              const pred = await predictionsAt(model, xc);
+              xc.dispose();
+              const key = `${type}/${severity}`;
+              const right = Array.from(data.labels).filter((label, i) => pred[i] === label).length;
+              corruptionCorrect.set(key, (corruptionCorrect.get(key) ?? 0) + right);
+            }
+          }
+          corruptionMs += performance.now() - t0;
+          progress.advance(n);
+        }
+      } finally {
+        x.dispose();
+      }
+    }
+
+    const naturalAccuracy = cleanCorrect.filter(Boolean).length / Math.max(cleanCorrect.length, 1);
+    const outcomes: AttackOutcome[] = [];
+    await mkdir(options.outDir, { recursive: true });
+    for (const tally of tallies) {
+      outcomes.push(await outcomeOf(tally, plan, request.seed, backend, examples, options.outDir, dataset.imageSize));
+    }
+    attachMaskingWarnings(outcomes, tallies, masking?.report ?? null);
+    const blackBox = blackBoxFromOutcomes(outcomes, tallies, examples.count);
+    if (masking && blackBox) {
+      const merged = maskingReport({
+        zeroGradient: masking.report.zeroGradient,
+        randomness: masking.report.randomness,
+        unboundedEps: masking.report.unboundedEps,
+        blackBox: blackBox.check,
+      });
+      masking = { report: merged, examples: masking.examples };
+      if (blackBox.check.flagged) {
+        const sentence = merged.warnings.find((w) => w.startsWith('Square'));
+        const target = outcomes.find((o) => o.key === blackBox.key);
+        if (sentence && target) target.warnings.push(sentence);
+      }
+    }
+
+    const worstCase = worstCaseOf(tallies, cleanCorrect);
+    const corruptions = plan.corruptions
+      ? corruptionReportOf(plan, corruptionCorrect, examples, request.seed, backend, corruptionMs)
+      : null;
+
+    const report = EvaluationReport.parse({
+      format: EVALUATION_FORMAT,
+      version: EVALUATION_VERSION,
+      createdAt: new Date().toISOString(),
+      backend,
+      model: {
+        checkpoint: ckpt.path,
+        method: ckpt.method,
+        modelConfig: ckpt.modelConfig,
+        numClasses: ckpt.numClasses,
+        classNames: ckpt.classNames,
+      },
+      dataset: dataset.description,
+      request,
+      threat: plan.threat,
+      eps: plan.eps,
+      eps255: request.eps,
+      examples: { ...examples, pick: request.examples.pick, seed: request.seed },
+      naturalAccuracy,
+      attacks: outcomes,
+      worstCase,
+      masking: masking ? { ...masking.report, examples: masking.examples } : null,
+      corruptions,
+      durationMs: performance.now() - started,
+    });
+    const file = path.join(options.outDir, EVALUATION_REPORT_FILE);
+    const temporary = `${file}.tmp-${process.pid}`;
+    await writeFile(temporary, `${JSON.stringify(report, null, 2)}\n`);
+    await rename(temporary, file);
+
+    const summary: Record<string, number> = { natural_accuracy: naturalAccuracy };
+    for (const o of outcomes) summary[`robust_accuracy/${o.key}`] = o.robustAccuracy;
+    if (worstCase) summary['robust_accuracy/worst_case'] = worstCase.robustAccuracy;
+    if (corruptions) summary['corruption_accuracy/mean'] = corruptions.mean;
+    for (const o of outcomes) {
+      emit({
+        type: 'log',
+        level: o.warnings.length > 0 ? 'warn' : 'info',
+        message: `${o.label}: ${(o.robustAccuracy * 100).toFixed(2)}%${o.warnings.length > 0 ? ` (${o.warnings.join(' ')})` : ''}`,
+      });
+    }
+    emit({ type: 'metrics', step: totalUnits, epoch: 1, values: summary });
+    emit({
+      type: 'done',
+      step: totalUnits,
+      epoch: 1,
+      checkpoint: file,
+      seconds: (performance.now() - started) / 1000,
+      summary,
+    });
+    return report;
+  } finally {
+    model.dispose();
+  }
+}
+
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new EvaluationCancelledError();
+}
+
+function checkCompatible(
+  dataset: Dataset,
+  imageSize: number,
+  numClasses: number,
+  classNames: string[],
+  emit: (event: RunEvent) => void,
+): void {
+  if (dataset.imageSize !== imageSize) {
+    throw new Error(`the model takes ${imageSize} px images; the dataset has ${dataset.imageSize} px images`);
+  }
+  if (dataset.numClasses !== numClasses) {
+    throw new Error(`the model has ${numClasses} classes; the dataset has ${dataset.numClasses}`);
+  }
+  const differ = dataset.classNames.some((name, i) => classNames[i] !== undefined && classNames[i] !== name);
+  if (differ) {
+    emit({
+      type: 'log',
+      level: 'warn',
+      message: `the model's class names (${classNames.slice(0, 4).join(', ')}, ...) differ from the dataset's (${dataset.classNames.slice(0, 4).join(', ')}, ...); labels are compared by index`,
+    });
+  }
+}
+
+function progressReporter(emit: RunEventSink, totalUnits: number): { advance(images: number): void } {
+  const t0 = performance.now();
+  let done = 0;
+  let images = 0;
+  return {
+    advance(count: number) {
+      done++;
+      images += count;
+      const seconds = Math.max((performance.now() - t0) / 1000, 1e-6);
+      emit({
+        type: 'progress',
+        epoch: 1,
+        epochs: 1,
+        step: done,
+        totalSteps: totalUnits,
+        imagesPerSecond: images / seconds,
+        etaSeconds: (seconds / done) * Math.max(totalUnits - done, 0),
+      });
+    },
+  };
+}
+
+/** Run one planned attack on a batch and add its outcome (and flipped examples' images) to the tally. */
+async function runPlanned(
+  tally: AttackTally,
+  model: EvaluatedClassifier,
+  x: tf.Tensor4D,
+  labels: Int32Array,
+  ids: number[],
+  cleanPred: Int32Array,
+  cleanCorrect: boolean[],
+  batchSize: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const planned = tally.planned;
+  if (planned.kind === 'natural') {
+    tally.addBatch({
+      ids,
+      labels,
+      cleanPred,
+      advPred: cleanPred,
+      cleanCorrect,
+      robust: cleanCorrect,
+      margin: new Float32Array(ids.length).fill(Number.NaN),
+      norm: new Float32Array(ids.length),
+    });
+    tally.forwardCalls += 1;
+    return;
+  }
+  let xAdv: tf.Tensor4D;
+  if (planned.kind === 'autoattack') {
+    const result = await autoAttack(model.classify, x, labels, planned.spec, { ids, batchSize, signal });
+    xAdv = result.xAdv;
+    tally.addStages(result.stages, ids.length);
+    tally.brokenBy.push(...result.brokenBy);
+    for (const d of result.deviations) tally.deviations.add(d);
+    tally.gradientCalls += result.gradientCalls;
+    tally.forwardCalls += result.forwardCalls;
+    await addOutcome(
+      tally,
+      model,
+      x,
+      xAdv,
+      labels,
+      ids,
+      cleanPred,
+      result.cleanCorrect,
+      result.robust,
+      undefined,
+      result,
+    );
+  } else {
+    const extras: RunAttackExtras = { ids, signal, features: model.features };
+    const estimator = planned.mi;
+    if (estimator) {
+      const miOptions = MiOptions.parse({});
+      // MI is a batch statistic: a lone example has none, and its objective is plain CE.
+      extras.mi = (xa) =>
+        xa.shape[0] < 2 ? tf.scalar(0) : mutualInformation(estimator, xa, model.features(xa), miOptions);
+    }
+    const result = await runAttack(model.classify, x, labels, planned.spec, extras);
+    xAdv = result.xAdv;
+    tally.gradientCalls += result.gradientCalls;
+    tally.forwardCalls += result.forwardCalls;
+    const within = planned.withinEps && 'robustWithinEps' in result ? result.robustWithinEps : undefined;
+    await addOutcome(tally, model, x, xAdv, labels, ids, cleanPred, result.cleanCorrect, result.robust, within, result);
+  }
+  xAdv.dispose();
+}
+
+async function addOutcome(
+  tally: AttackTally,
+  model: EvaluatedClassifier,
+  x: tf.Tensor4D,
+  xAdv: tf.Tensor4D,
+  labels: Int32Array,
+  ids: number[],
+  cleanPred: Int32Array,
+  cleanCorrect: boolean[],
+  robust: boolean[],
+  robustWithinEps: boolean[] | undefined,
+  result: { margin: Float32Array; norm: Float32Array },
+): Promise<void> {
+  const advPred = await predictionsAt(model, xAdv);
+  tally.forwardCalls += 1;
+  const wanted = tally.addBatch({
+    ids,
+    labels,
+    cleanPred,
+    advPred,
+    cleanCorrect,
+    robust,
+    robustWithinEps,
+    margin: result.margin,
+    norm: result.norm,
+  });
+  if (wanted.length === 0) return;
+  const rows = tf.tensor1d(Int32Array.from(wanted), 'int32');
+  const [clean, adversarial] = tf.tidy(() => [tf.gather(x, rows), tf.gather(xAdv, rows)]);
+  const [cleanData, advData] = await Promise.all([clean.data(), adversarial.data()]);
+  tf.dispose([rows, clean, adversarial]);
+  const pixels = x.shape[1] * x.shape[2] * x.shape[3];
+  wanted.forEach((row, j) => {
+    tally.samples.push({
+      index: ids[row] ?? 0,
+      clean: Float32Array.from(cleanData.subarray(j * pixels, (j + 1) * pixels)),
+      adversarial: Float32Array.from(advData.subarray(j * pixels, (j + 1) * pixels)),
+    });
+  });
+}
+
+async function maskingChecks(
+  model: EvaluatedClassifier,
+  x: tf.Tensor4D,
+  labels: Int32Array,
+  plan: EvaluationPlan,
+  seed: number,
+  examples: EvaluatedExamples,
+): Promise<{ report: GradientMaskingReport; examples: EvaluatedExamples }> {
+  const zeroGradient = await zeroGradientCheck(model.classify, x, labels);
+  const randomness = await randomnessCheck(model.classify, x);
+  const unboundedEps = await unboundedEpsCheck(model.classify, x, labels, { threat: plan.threat, seed });
+  return { report: maskingReport({ zeroGradient, randomness, unboundedEps }), examples };
+}
+
+/** Zero-gradient, randomness and unbounded-radius warnings belong next to every gradient-based number. */
+function attachMaskingWarnings(
+  outcomes: AttackOutcome[],
+  tallies: AttackTally[],
+  report: GradientMaskingReport | null,
+): void {
+  if (!report) return;
+  const sentences = report.warnings.filter((w) => !w.startsWith('Square'));
+  outcomes.forEach((o, i) => {
+    const planned = tallies[i]?.planned;
+    if (planned && isGradientAttack(planned)) o.warnings.push(...sentences);
+  });
+}
+
+/**
+ * The black-box check: Square must not beat the white-box attacks. From AutoAttack's stages when it
+ * ran, else from a separate Square run against the white-box attacks within the threat model.
+ */
+function blackBoxFromOutcomes(
+  outcomes: AttackOutcome[],
+  tallies: AttackTally[],
+  examples: number,
+): { check: BlackBoxCheck; key: string } | null {
+  const aaIndex = tallies.findIndex((t) => t.planned.kind === 'autoattack');
+  const aa = tallies[aaIndex];
+  if (aa) {
+    const check = blackBoxCheck(aa.stages(examples));
+    if (check) return { check, key: aa.planned.key };
+  }
+  const square = outcomes.find((_o, i) => {
+    const p = tallies[i]?.planned;
+    return p?.kind === 'single' && p.spec.attack === 'square';
+  });
+  if (!square) return null;
+  const whiteBox = outcomes
+    .filter((_o, i) => {
+      const p = tallies[i]?.planned;
+      return p?.kind === 'single' && p.spec.attack !== 'square' && p.inWorstCase;
+    })
+    .map((o) => o.robustAccuracy);
+  const check = blackBoxCheck({ square: square.robustAccuracy, whiteBox });
+  return check ? { check, key: square.key } : null;
+}
+
+function protocolOf(
+  planned: PlannedAttack,
+  plan: EvaluationPlan,
+  seed: number,
+  backend: string,
+  examples: EvaluatedExamples,
+): Protocol {
+  if (planned.kind === 'natural') {
+    return {
+      threat: null,
+      eps: null,
+      eps255: null,
+      attack: 'natural',
+      implementation: EVALUATION_VERSIONS.natural,
+      steps: null,
+      restarts: null,
+      seed,
+      examples,
+      backend,
+      inWorstCase: true,
+    };
+  }
+  const { steps, restarts } = stepsAndRestarts(planned.spec);
+  const isCwL2 = planned.kind === 'single' && planned.spec.attack === 'cw-l2';
+  const bounded = !isCwL2 || (planned.kind === 'single' && planned.withinEps);
+  return {
+    threat: isCwL2 ? 'l2' : plan.threat,
+    eps: bounded ? plan.eps : null,
+    eps255: bounded ? epsTo255(plan.eps) : null,
+    attack: planned.label,
+    implementation: implementationOf(planned.spec),
+    steps,
+    restarts,
+    seed,
+    examples,
+    backend,
+    inWorstCase: planned.kind === 'autoattack' || planned.inWorstCase,
+  };
+}
+
+async function writeFlippedImages(
+  tally: AttackTally,
+  outDir: string,
+  imageSize: number,
+  eps: number,
+): Promise<FlippedImages | null> {
+  const samples = tally.samples;
+  if (samples.length === 0) return null;
+  const dir = path.join(outDir, FLIPPED_IMAGES_DIR);
+  await mkdir(dir, { recursive: true });
+  const pixels = imageSize * imageSize * 3;
+  const clean = new Float32Array(samples.length * pixels);
+  const adversarial = new Float32Array(samples.length * pixels);
+  samples.forEach((s, i) => {
+    clean.set(s.clean, i * pixels);
+    adversarial.set(s.adversarial, i * pixels);
+  });
+  const planned = tally.planned;
+  const boundedLinf = planned.kind !== 'natural' && !(planned.kind === 'single' && planned.spec.attack === 'cw-l2');
+  const threatIsLinf = planned.kind !== 'natural' && 'threat' in planned.spec && planned.spec.threat === 'linf';
+  // l_inf: +-eps fills the range; otherwise the largest |delta| shown does.
+  let largest = 0;
+  for (let i = 0; i < clean.length; i++) largest = Math.max(largest, Math.abs((adversarial[i] ?? 0) - (clean[i] ?? 0)));
+  const scale = boundedLinf && threatIsLinf ? 0.5 / eps : 0.5 / Math.max(largest, 1e-6);
+  const perturbation = adversarial.map((v, i) => 0.5 + scale * (v - (clean[i] ?? 0)));
+  const base = fileKey(tally.planned.key);
+  const files = {
+    clean: `${base}-clean.png`,
+    adversarial: `${base}-adversarial.png`,
+    perturbation: `${base}-perturbation.png`,
+  };
+  await writePngStrip(path.join(dir, files.clean), clean, samples.length, imageSize);
+  await writePngStrip(path.join(dir, files.adversarial), adversarial, samples.length, imageSize);
+  await writePngStrip(path.join(dir, files.perturbation), perturbation, samples.length, imageSize);
+  return { ...files, indices: samples.map((s) => s.index), imageSize, perturbationScale: scale };
+}
+
+async function outcomeOf(
+  tally: AttackTally,
+  plan: EvaluationPlan,
+  seed: number,
+  backend: string,
+  examples: EvaluatedExamples,
+  outDir: string,
+  imageSize: number,
+): Promise<AttackOutcome> {
+  const planned = tally.planned;
+  const protocol = protocolOf(planned, plan, seed, backend, examples);
+  const cleanAccuracy = tally.share(tally.cleanCorrect);
+  const robustAccuracy = tally.share(tally.robust);
+  const warnings: string[] = [];
+  let record: AttackOutcome['record'];
+  let robustAccuracyWithinEps: number | undefined;
+  if (planned.kind === 'autoattack') {
+    const deviations = [...tally.deviations];
+    warnings.push(...deviations);
+    record = AutoAttackRecord.parse({
+      spec: planned.spec,
+      implementation: implementationOf(planned.spec),
+      backend,
+      examples,
+      cleanAccuracy,
+      robustAccuracy,
+      stages: tally.stages(examples.count),
+      brokenBy: tally.brokenBy,
+      deviations,
+      durationMs: tally.durationMs,
+    });
+  } else if (planned.kind === 'single') {
+    if (planned.withinEps) robustAccuracyWithinEps = tally.share(tally.robustWithinEps);
+    record = AttackRunRecord.parse({
+      spec: planned.spec,
+      implementation: implementationOf(planned.spec),
+      backend,
+      examples,
+      cleanAccuracy,
+      robustAccuracy,
+      ...(robustAccuracyWithinEps !== undefined ? { robustAccuracyWithinEps } : {}),
+      perExample: { robust: tally.robust, margin: tally.margin, norm: tally.norm },
+      gradientCalls: tally.gradientCalls,
+      forwardCalls: tally.forwardCalls,
+      durationMs: tally.durationMs,
+    });
+    if (planned.spec.attack === 'cw-l2' && !planned.withinEps) {
+      warnings.push('CW-l2 is unbounded here: it counts every flip at any l_2 distance (see the norms in its record).');
+    }
+    if (planned.spec.attack === 'pgd-mi') {
+      warnings.push(`PGD-MI's MI term is a batch statistic: its numbers depend on the batch size.`);
+    }
+  }
+  const images = await writeFlippedImages(tally, outDir, imageSize, plan.eps);
+  return {
+    key: planned.key,
+    label: planned.label,
+    cleanAccuracy,
+    robustAccuracy,
+    ...(robustAccuracyWithinEps !== undefined ? { robustAccuracyWithinEps } : {}),
+    protocol,
+    ...(record ? { record } : {}),
+    warnings,
+    flipped: { count: tally.flippedCount, listed: tally.flipped, images },
+    durationMs: tally.durationMs,
+  };
+}
+
+/** Per example: robust only if every counted attack left it correctly classified. */
+function worstCaseOf(tallies: AttackTally[], cleanCorrect: boolean[]): WorstCase | null {
+  const counted = tallies.filter(
+    (t) => t.planned.kind === 'autoattack' || (t.planned.kind === 'single' && t.planned.inWorstCase),
+  );
+  if (counted.length === 0) return null;
+  const brokenBy = cleanCorrect.map((correct, i) => {
+    if (!correct) return 'clean';
+    const breaker = counted.find((t) => !(t.robustWithinEps[i] ?? true));
+    return breaker ? breaker.planned.key : null;
+  });
+  return {
+    robustAccuracy: brokenBy.filter((b) => b === null).length / Math.max(brokenBy.length, 1),
+    attacks: counted.map((t) => t.planned.key),
+    brokenBy,
+    implementation: EVALUATION_VERSIONS.worstCase,
+  };
+}
+
+function corruptionReportOf(
+  plan: EvaluationPlan,
+  correct: Map<string, number>,
+  examples: EvaluatedExamples,
+  seed: number,
+  backend: string,
+  durationMs: number,
+): CorruptionReport {
+  const corruptions = plan.corruptions;
+  if (!corruptions) throw new Error('internal: no corruptions planned');
+  const cells: CorruptionCell[] = [];
+  const meanByType: Record<string, number> = {};
+  for (const type of corruptions.types) {
+    let sum = 0;
+    for (const severity of corruptions.severities) {
+      const accuracy = (correct.get(`${type}/${severity}`) ?? 0) / Math.max(examples.count, 1);
+      cells.push({ type, severity, accuracy });
+      sum += accuracy;
+    }
+    meanByType[type] = sum / corruptions.severities.length;
+  }
+  return {
+    table: corruptions.table,
+    implementation: EVALUATION_VERSIONS.corruptions,
+    seed,
+    examples,
+    backend,
+    cells,
+    meanByType,
+    mean: cells.reduce((s, c) => s + c.accuracy, 0) / Math.max(cells.length, 1),
+    durationMs,
+  };
+}
