@@ -5,8 +5,12 @@
  */
 import { Command } from 'commander';
 import { registerDoctor } from './commands/doctor';
+import { registerEval } from './commands/eval';
+import { registerExport } from './commands/export';
+import { registerImport } from './commands/import';
 import { registerLandscape } from './commands/landscape';
 import { registerMi } from './commands/mi';
+import { registerPredict } from './commands/predict';
 import { registerPretrain } from './commands/pretrain';
 import { registerServe } from './commands/serve';
 
@@ -16,8 +20,12 @@ const program = new Command()
   .showHelpAfterError();
 
 registerDoctor(program);
+registerEval(program);
+registerExport(program);
+registerImport(program);
 registerLandscape(program);
 registerMi(program);
+registerPredict(program);
 registerPretrain(program);
 registerServe(program);
 
