@@ -1,0 +1,189 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runAttack } from '../../../src/engine/attacks';
+import { BuiltinDataset } from '../../../src/engine/data';
+import { EvaluatedClassifier, planEvaluation } from '../../../src/engine/evaluate';
+import { mutualInformation } from '../../../src/engine/mi/mutual-information';
+import { classifierForward, disposeParams } from '../../../src/engine/model';
+import { BuiltinSource } from '../../../src/shared/dataset-config';
+import { attacksFromWords, EvaluationRequest } from '../../../src/shared/evaluation';
+import { useBackend } from '../../helpers/backend';
+import { MICRO, trainedClassifierCheckpoint } from '../export/fixtures';
+
+const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'mimir-eval-model-'));
+
+function request(words: string, extra: object = {}) {
+  return EvaluationRequest.parse({
+    checkpoint: 'x',
+    dataset: { kind: 'builtin' },
+    examples: { count: 4 },
+    attacks: attacksFromWords(words),
+    ...extra,
+  });
+}
+
+describe('evaluation plan', () => {
+  it('resolves request words into exact specs for each threat model', () => {
+    const linf = planEvaluation(request('natural,pgd20,pgd:7,cw,pgd-mi,pgd-fea,autoattack,corruptions'), 32);
+    expect(linf.attacks.map((a) => a.key)).toEqual([
+      'natural',
+      'pgd20',
+      'pgd7',
+      'cw-l2',
+      'cw-linf',
+      'pgd-mi',
+      'pgd-fea',
+      'autoattack',
+    ]);
+    const spec = (key: string) => {
+      const a = linf.attacks.find((p) => p.key === key);
+      return a && a.kind !== 'natural' ? a.spec : null;
+    };
+    expect(spec('pgd20')).toMatchObject({ attack: 'pgd', steps: 20, alpha: 2 / 255, eps: 8 / 255, randomStart: true });
+    expect(spec('cw-linf')).toMatchObject({ attack: 'pgd', loss: 'margin', steps: 20 });
+    expect(spec('cw-l2')).toMatchObject({ attack: 'cw-l2', c: 1, steps: 100 });
+    expect(spec('cw-l2')).not.toHaveProperty('eps');
+    expect(spec('pgd-mi')).toMatchObject({ steps: 100, lambda: 1e-5, estimator: 'hsic' });
+    expect(spec('autoattack')).toMatchObject({ version: 'standard', threat: 'linf' });
+    expect(linf.corruptions).toMatchObject({ table: 'cifar10', severities: [1, 2, 3, 4, 5] });
+    expect(linf.corruptions?.types).toHaveLength(9);
+    expect(planEvaluation(request('corruptions'), 64).corruptions?.table).toBe('tiny-imagenet');
+    expect(planEvaluation(request('corruptions'), 224).corruptions?.table).toBe('imagenet');
+
+    const l2 = planEvaluation(request('pgd20,cw,pgd20', { threat: 'l2', eps: 128 }), 32);
+    expect(l2.attacks.map((a) => a.key)).toEqual(['pgd20', 'cw-l2', 'pgd20-2']);
+    const cw = l2.attacks[1];
+    expect(cw?.kind === 'single' && cw.inWorstCase && cw.withinEps).toBe(true);
+    expect(cw?.kind === 'single' ? cw.spec : null).toMatchObject({ attack: 'cw-l2', eps: 128 / 255 });
+    expect(l2.attacks[0]?.kind === 'single' ? l2.attacks[0].spec : null).toMatchObject({ alpha: 128 / 255 / 4 });
+    expect(() => planEvaluation(request('cw-linf', { threat: 'l2' }), 32)).toThrow(/l_inf threat model/);
+    expect(() => attacksFromWords('natural,fgsm')).toThrow(/unknown attack "fgsm"/);
+  });
+});
+
+describe('the evaluated classifier', () => {
+  let made: Awaited<ReturnType<typeof trainedClassifierCheckpoint>>;
+  let model: EvaluatedClassifier;
+  let x: tf.Tensor4D;
+  let labels: Int32Array;
+
+  beforeAll(async () => {
+    await useBackend('wasm');
+    made = await trainedClassifierCheckpoint(tmp(), { classes: 4, steps: 0, headInitStd: 1 });
+    model = await EvaluatedClassifier.load(made.path);
+    const data = await new BuiltinDataset(
+      BuiltinSource.parse({ kind: 'builtin', split: 'test', imageSize: 16, classes: 4 }),
+    ).get([0, 1, 2, 3, 4, 5]);
+    x = tf.tensor4d(data.images, [6, 16, 16, 3]);
+    labels = data.labels;
+  });
+  afterAll(() => {
+    model.dispose();
+    disposeParams(made.params);
+    x.dispose();
+  });
+
+  it("reuses the classifier's features inside one gradient, with the gradient of two separate forward passes", async () => {
+    const f = (xv: tf.Tensor4D, tapped: boolean) => {
+      if (tapped) {
+        const logits = model.classify(xv);
+        return tf.add(tf.sum(tf.square(logits)), tf.sum(tf.square(model.features(xv))));
+      }
+      const out = classifierForward(made.params, MICRO, xv, { trainParams: false });
+      const again = classifierForward(made.params, MICRO, xv, { trainParams: false });
+      return tf.add(tf.sum(tf.square(out.logits)), tf.sum(tf.square(again.features)));
+    };
+    const g1 = tf.grad((xv: tf.Tensor) => f(xv as tf.Tensor4D, true))(x);
+    const g2 = tf.grad((xv: tf.Tensor) => f(xv as tf.Tensor4D, false))(x);
+    const [a, b] = [await g1.data(), await g2.data()];
+    const worst = Math.max(...Array.from(a, (v, i) => Math.abs(v - (b[i] ?? 0))));
+    const scale = Math.max(...Array.from(b, Math.abs));
+    expect(scale).toBeGreaterThan(0);
+    expect(worst).toBeLessThan(1e-5 * scale);
+    tf.dispose([g1, g2]);
+    // Outside a scope the remembered features are gone: a fresh forward pass answers.
+    const logits = tf.tidy(() => model.classify(x));
+    const features = tf.tidy(() => model.features(x));
+    const direct = classifierForward(made.params, MICRO, x, { trainParams: false });
+    expect(Array.from(await features.data())).toEqual(Array.from(await direct.features.data()));
+    tf.dispose([logits, features, direct.logits, direct.features]);
+  });
+
+  it('PGD-MI with lambda 0 is PGD-100 on CE; a large lambda changes the attack; PGD-fea ascends the feature distance', async () => {
+    const eps = 8 / 255;
+    const pgdBase = { threat: 'linf' as const, eps, steps: 100, alpha: 2 / 255, seed: 4 };
+    const mi = (xa: tf.Tensor4D) => mutualInformation('hsic', xa, model.features(xa));
+    const extras = { features: model.features, mi };
+    const plain = await runAttack(model.classify, x, labels, { attack: 'pgd', ...pgdBase }, extras);
+    const zero = await runAttack(
+      model.classify,
+      x,
+      labels,
+      { attack: 'pgd-mi', lambda: 0, estimator: 'hsic', ...pgdBase },
+      extras,
+    );
+    const big = await runAttack(
+      model.classify,
+      x,
+      labels,
+      { attack: 'pgd-mi', lambda: 1e4, estimator: 'hsic', ...pgdBase },
+      extras,
+    );
+    expect(Array.from(await zero.xAdv.data())).toEqual(Array.from(await plain.xAdv.data()));
+    const maxAbsDiff = async (a: tf.Tensor, b: tf.Tensor) => {
+      const d = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))));
+      const v = (await d.data())[0] ?? 0;
+      d.dispose();
+      return v;
+    };
+    const moved = await maxAbsDiff(big.xAdv, zero.xAdv);
+    expect(moved).toBeGreaterThan(1e-3);
+
+    const fea = await runAttack(model.classify, x, labels, { attack: 'pgd-fea', ...pgdBase, steps: 10 }, extras);
+    const distance = async (xa: tf.Tensor4D) => {
+      const d = tf.tidy(() => tf.sum(tf.square(tf.sub(model.features(xa), model.features(x)))));
+      const v = (await d.data())[0] ?? 0;
+      d.dispose();
+      return v;
+    };
+    const start = await distance(plain.xAdv);
+    const reached = await distance(fea.xAdv);
+    console.log(`feature distance: PGD-CE point ${start.toFixed(4)}, PGD-fea point ${reached.toFixed(4)}`);
+    expect(reached).toBeGreaterThan(start);
+    expect(await maxAbsDiff(fea.xAdv, x)).toBeLessThanOrEqual(eps + 1e-6);
+    tf.dispose([plain.xAdv, zero.xAdv, big.xAdv, fea.xAdv]);
+  }, 120_000);
+});
+
+describe('a DBAT classifier', () => {
+  it('is attacked and evaluated on its merged 2C outputs', async () => {
+    await useBackend('wasm');
+    const made = await trainedClassifierCheckpoint(tmp(), { classes: 4, steps: 0, headInitStd: 1, method: 'dbat' });
+    const model = await EvaluatedClassifier.load(made.path);
+    expect(model.checkpoint.outputs).toBe(8);
+    const x = tf.randomUniform([3, 16, 16, 3], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const scores = tf.tidy(() => model.classify(x));
+    const expected = model.checkpoint.predict(x);
+    expect(scores.shape).toEqual([3, 4]);
+    expect(Array.from(await scores.data())).toEqual(Array.from(await expected.data()));
+    tf.dispose([x, scores, expected]);
+    model.dispose();
+    disposeParams(made.params);
+    const { evaluate } = await import('../../../src/engine/evaluate');
+    const report = await evaluate(
+      {
+        checkpoint: made.path,
+        dataset: { kind: 'builtin', split: 'test', imageSize: 16, classes: 4 },
+        examples: { count: 4 },
+        attacks: [{ attack: 'natural' }, { attack: 'pgd20' }],
+        maskingChecks: false,
+      },
+      { outDir: tmp() },
+    );
+    expect(report.model).toMatchObject({ method: 'dbat', numClasses: 4 });
+    expect(report.attacks[1]?.robustAccuracy).toBeLessThanOrEqual(report.naturalAccuracy);
+  }, 60_000);
+});
