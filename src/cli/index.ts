@@ -4,6 +4,7 @@
  * registered here; commands import their heavy modules (TensorFlow.js, the store) lazily.
  */
 import { Command } from 'commander';
+import { registerBench } from './commands/bench';
 import { registerDoctor } from './commands/doctor';
 import { registerEval } from './commands/eval';
 import { registerExport } from './commands/export';
@@ -19,6 +20,7 @@ const program = new Command()
   .description('MIMIR Workbench: adversarial MAE pre-training, adversarial fine-tuning and robust evaluation of ViTs.')
   .showHelpAfterError();
 
+registerBench(program);
 registerDoctor(program);
 registerEval(program);
 registerExport(program);

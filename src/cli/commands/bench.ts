@@ -1,0 +1,103 @@
+import type { Command } from 'commander';
+import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { backendOption, fail, positiveInt } from '../output';
+
+interface BenchCliOptions {
+  steps: string;
+  batch?: number;
+  width?: number;
+  depth?: number;
+  heads?: number;
+  imageSize?: number;
+  patchSize?: number;
+  decoderWidth?: number;
+  decoderDepth?: number;
+  decoderHeads?: number;
+  pgdSteps?: number;
+  attackSteps?: number;
+  repeats?: number;
+  warmup?: number;
+  threads?: number;
+  seed?: number;
+  compareTorch?: boolean;
+  profile?: boolean;
+  kernels?: number;
+  json?: boolean;
+  backend?: string;
+}
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description(
+      'time a MIMIR pre-training step and a PGD-AT fine-tuning step (images/s, first and steady step, memory); ' +
+        'with --compare-torch, the same steps in PyTorch side by side',
+    )
+    .option('--steps <list>', 'comma-separated: pretrain, pgdat', 'pretrain,pgdat')
+    .option('--batch <n>', 'batch size (default 32)', positiveInt)
+    .option('--image-size <px>', 'image side (default 32)', positiveInt)
+    .option('--patch-size <px>', 'patch side (default 2)', positiveInt)
+    .option('--width <n>', 'encoder width (default 192)', positiveInt)
+    .option('--depth <n>', 'encoder blocks (default 2)', positiveInt)
+    .option('--heads <n>', 'encoder heads (default 3)', positiveInt)
+    .option('--decoder-width <n>', 'decoder width (default 128)', positiveInt)
+    .option('--decoder-depth <n>', 'decoder blocks (default 2)', positiveInt)
+    .option('--decoder-heads <n>', 'decoder heads (default 16)', positiveInt)
+    .option('--attack-steps <n>', 'attack steps of the MIMIR step (default 1)', positiveInt)
+    .option('--pgd-steps <n>', 'PGD steps of the PGD-AT step (default 10)', positiveInt)
+    .option('--repeats <n>', 'timed steady steps per side (default 3)', positiveInt)
+    .option('--warmup <n>', 'warm-up steps per side, the first reported (default 1)', positiveInt)
+    .option('--threads <n>', "PyTorch's threads (default 2)", positiveInt)
+    .option('--seed <n>', 'seed (default 0)', positiveInt)
+    .option('--compare-torch', 'run the same steps in PyTorch (python3-torch) alternately and print the ratio')
+    .option('--profile', 'profile one extra tfjs step per kind: per-kernel times and peak tensor memory')
+    .option('--kernels <n>', 'kernel rows to print with --profile (default 12)', positiveInt)
+    .option('--json', 'print the whole report as one JSON object')
+    .addOption(backendOption())
+    .action(async (options: BenchCliOptions) => {
+      const json = options.json === true;
+      try {
+        const settings: Record<string, unknown> = {
+          steps: options.steps
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        };
+        for (const key of [
+          'batch',
+          'imageSize',
+          'patchSize',
+          'width',
+          'depth',
+          'heads',
+          'decoderWidth',
+          'decoderDepth',
+          'decoderHeads',
+          'attackSteps',
+          'pgdSteps',
+          'repeats',
+          'warmup',
+          'threads',
+          'seed',
+        ] as const) {
+          if (options[key] !== undefined) settings[key] = options[key];
+        }
+        const { selectBackend } = await import('../../engine/backend');
+        const { BenchSettings, formatBenchReport, runBench } = await import('../../engine/bench');
+        const parsed = BenchSettings.safeParse(settings);
+        if (!parsed.success) {
+          throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`).join('; '));
+        }
+        await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        const report = await runBench(parsed.data, {
+          compareTorch: options.compareTorch === true,
+          profile: options.profile === true,
+          log: json ? undefined : (line) => process.stderr.write(`${line}\n`),
+        });
+        if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
+        else process.stdout.write(`${formatBenchReport(report, { kernels: options.kernels ?? 12 })}\n`);
+      } catch (error) {
+        fail(error, json);
+      }
+    });
+}
