@@ -4,7 +4,9 @@
  * backends and reports, or runs one job and streams its events; the parent stops it afterwards.
  */
 import { selectBackend } from '../engine/backend';
-import { ParentMessage, type EngineMessage, type JobSpec } from '../shared/engine-protocol';
+import { ParentMessage, type EngineMessage, type JobKind, type JobSpec } from '../shared/engine-protocol';
+import type { EvaluationRequestInput } from '../shared/evaluation';
+import type { RunEventSink } from '../shared/run-events';
 import type { ForcedBackend } from '../shared/system';
 import { connectToParent } from './parent-port';
 
@@ -15,25 +17,42 @@ let busy = false;
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+interface JobContext {
+  outDir: string;
+  emit: RunEventSink;
+  signal: AbortSignal;
+}
+
+/** Each kind's engine entry point; a new run and a resumed one are the same call ('if-any'). */
+const JOBS: Record<JobKind, (config: unknown, context: JobContext) => Promise<unknown>> = {
+  pretrain: async (config, context) =>
+    (await import('../engine/pretrain/trainer')).runPretraining(config, { ...context, resume: 'if-any' }),
+  finetune: async (config, context) =>
+    (await import('../engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
+  evaluate: async (config, context) =>
+    // evaluate() validates its request itself (zod), as every kind here does.
+    (await import('../engine/evaluate')).evaluate(config as EvaluationRequestInput, context),
+  landscape: async (config, context) => (await import('../engine/landscape')).computeLandscape(config, context),
+};
+
 async function runJob(job: JobSpec, forced: ForcedBackend | null): Promise<void> {
   const report = await selectBackend(forced, 'engine-process');
   post({ type: 'ready', report });
-  const { runPretraining, RunCancelledError, RunFailedError } = await import('../engine/pretrain/trainer');
+  let reportedFailure = false;
+  const emit: RunEventSink = (event) => {
+    if (event.type === 'failed') reportedFailure = true;
+    post({ type: 'event', event });
+  };
   try {
-    await runPretraining(job.config, {
-      outDir: job.outDir,
-      resume: 'if-any',
-      signal: cancel.signal,
-      emit: (event) => post({ type: 'event', event }),
-    });
+    await JOBS[job.kind](job.config, { outDir: job.outDir, emit, signal: cancel.signal });
     post({ type: 'finished', outcome: 'done' });
   } catch (error) {
-    if (error instanceof RunCancelledError) post({ type: 'finished', outcome: 'cancelled' });
-    else if (error instanceof RunFailedError) post({ type: 'finished', outcome: 'failed' });
-    else {
-      post({ type: 'event', event: { type: 'failed', message: errorText(error), step: null, lastCheckpoint: null } });
-      post({ type: 'finished', outcome: 'failed' });
+    if (cancel.signal.aborted) {
+      post({ type: 'finished', outcome: 'cancelled' });
+      return;
     }
+    if (!reportedFailure) emit({ type: 'failed', message: errorText(error), step: null, lastCheckpoint: null });
+    post({ type: 'finished', outcome: 'failed' });
   }
 }
 

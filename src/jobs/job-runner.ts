@@ -1,4 +1,6 @@
-import { EngineMessage, type JobSpec, type ParentMessage } from '../shared/engine-protocol';
+import { readFileSync } from 'node:fs';
+import { EngineMessage, JobKind, type JobSpec, type ParentMessage } from '../shared/engine-protocol';
+import { EvaluationReport } from '../shared/evaluation';
 import type { PushMessage } from '../shared/push';
 import type { Run } from '../shared/store-types';
 import type { ForcedBackend } from '../shared/system';
@@ -139,7 +141,7 @@ export class JobRunner {
       return;
     }
     const job: JobSpec = {
-      kind: run.kind === 'pretrain' ? 'pretrain' : this.unsupported(run),
+      kind: JobKind.parse(run.kind),
       config: run.config,
       outDir: run.outDir,
     };
@@ -155,10 +157,6 @@ export class JobRunner {
     channel.onMessage((raw) => this.receive(active, raw));
     channel.onExit((code) => this.exited(active, code, stderr));
     channel.send({ type: 'run', job, forced } satisfies ParentMessage);
-  }
-
-  private unsupported(run: Run): never {
-    throw new Error(`Runs of kind ${run.kind} cannot be run yet.`);
   }
 
   private receive(job: ActiveJob, raw: unknown): void {
@@ -185,6 +183,7 @@ export class JobRunner {
             message: `Could not store a ${message.event.type} event: ${String(error)}`,
           });
         }
+        if (message.event.type === 'done') this.recordEvaluation(job.runId, message.event.checkpoint);
         this.push({ type: 'run-event', runId: job.runId, event: message.event });
         if (['started', 'done', 'failed', 'checkpoint'].includes(message.event.type)) {
           const run = store.getRun(job.runId);
@@ -208,6 +207,26 @@ export class JobRunner {
         job.outcome = 'failed';
         job.channel.kill();
         break;
+    }
+  }
+
+  /** An evaluation's `done` names its report.json: its numbers and protocol go into the store's evaluations. */
+  private recordEvaluation(runId: string, reportFile: string): void {
+    const { store } = this.options;
+    if (store.getRun(runId)?.kind !== 'evaluate') return;
+    try {
+      const report = EvaluationReport.parse(JSON.parse(readFileSync(reportFile, 'utf8')));
+      store.addEvaluation(runId, {
+        modelCheckpoint: report.model.checkpoint,
+        protocol: { threat: report.threat, eps255: report.eps255, examples: report.examples, request: report.request },
+        results: report,
+      });
+    } catch (error) {
+      store.recordEvent(runId, {
+        type: 'log',
+        level: 'error',
+        message: `Could not store the evaluation report ${reportFile}: ${String(error)}`,
+      });
     }
   }
 

@@ -9,7 +9,7 @@ import {
   type ApiOutput,
   type ApiResponse,
 } from '../shared/api';
-import { PretrainConfig } from '../shared/pretrain-config';
+import { parseRunConfig } from '../shared/run-configs';
 import { RUN_PRESETS } from '../shared/presets';
 import type { PushMessage } from '../shared/push';
 import type { ForcedBackend, SystemReport } from '../shared/system';
@@ -87,17 +87,15 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
     'runs.list': (filter) => store.listRuns(filter),
     'runs.get': ({ id }) => getRun(id),
     'runs.create': ({ kind, name, config, experimentId, parentRunId }) => {
-      const parsed = PretrainConfig.safeParse(config);
-      if (!parsed.success) {
-        const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`);
-        throw new RequestError(`Invalid ${kind} config: ${issues.join('; ')}`, 'invalid-input');
-      }
+      const parsed = parseRunConfig(kind, config);
+      if (!parsed.ok) throw new RequestError(`Invalid ${kind} config: ${parsed.issues.join('; ')}`, 'invalid-input');
+      if (parentRunId !== null) getRun(parentRunId);
       const id = newRunId();
       const run = store.createRun({
         id,
         name,
         kind,
-        config: parsed.data as Record<string, unknown>,
+        config: parsed.config,
         parentRunId,
         outDir: path.join(runsDir, id),
         ...(experimentId !== undefined ? { experimentId } : {}),
@@ -133,6 +131,11 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
         ...(afterId !== undefined ? { afterId } : {}),
         ...(limit !== undefined ? { limit } : {}),
       }),
+    'evaluations.list': ({ runId, modelRunId }) => {
+      if (runId !== undefined) return store.listEvaluations(getRun(runId).id);
+      if (modelRunId !== undefined) return store.listEvaluationsOfModel(getRun(modelRunId).id);
+      throw new RequestError('Give runId or modelRunId.', 'invalid-input');
+    },
     'runs.artifacts': ({ id, kind }) => store.listArtifacts(getRun(id).id, kind),
     'files.read': ({ runId, path: requested }) => {
       const run = getRun(runId);

@@ -1,9 +1,11 @@
 import { z } from 'zod';
+import { JobKind } from './engine-protocol';
 import { RunPreset } from './presets';
 import type { PushMessage } from './push';
 import {
   Artifact,
   ArtifactKind,
+  Evaluation,
   Experiment,
   LogEntry,
   MetricSeries,
@@ -30,7 +32,7 @@ export const apiMethods = {
   /** Create a run from a config (validated against the kind's schema) and queue it. */
   'runs.create': {
     input: z.object({
-      kind: z.enum(['pretrain']),
+      kind: JobKind,
       name: z.string().trim().min(1).max(200),
       config: z.record(z.string(), z.unknown()),
       experimentId: z.number().int().positive().optional(),
@@ -65,6 +67,11 @@ export const apiMethods = {
       limit: z.number().int().positive().max(5000).optional(),
     }),
     output: z.array(LogEntry),
+  },
+  /** Evaluations stored by an evaluation run (`runId`) or of a model run's checkpoints (`modelRunId`). */
+  'evaluations.list': {
+    input: z.object({ runId: z.string().optional(), modelRunId: z.string().optional() }),
+    output: z.array(Evaluation),
   },
   'runs.artifacts': { input: RunId.extend({ kind: ArtifactKind.optional() }), output: z.array(Artifact) },
   /** A file a run wrote (a preview PNG, ...), read from inside the run's folder only. */

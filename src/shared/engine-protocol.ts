@@ -2,9 +2,14 @@ import { z } from 'zod';
 import { RunEvent } from './run-events';
 import { ForcedBackend, SystemReport } from './system';
 
+/** The kinds of work a run can be; each kind's config is validated by its own schema in the engine. */
+export const JOB_KINDS = ['pretrain', 'finetune', 'evaluate', 'landscape'] as const;
+export const JobKind = z.enum(JOB_KINDS);
+export type JobKind = z.infer<typeof JobKind>;
+
 /** Work an engine process can be given: one run, from its config, in its output folder. */
 export const JobSpec = z.object({
-  kind: z.enum(['pretrain']),
+  kind: JobKind,
   config: z.unknown(),
   /** The run's folder: a new run starts there, an interrupted one continues from its newest checkpoint. */
   outDir: z.string(),
