@@ -26,13 +26,15 @@ export function datasetFromArg(
       ...(options.size ? { size: options.size } : {}),
     };
   }
-  if (word === 'cifar10') return { kind: 'cifar10', split, root: options.dataRoot ?? path.join(defaultDataRoot(), 'cifar10') };
+  if (word === 'cifar10')
+    return { kind: 'cifar10', split, root: options.dataRoot ?? path.join(defaultDataRoot(), 'cifar10') };
   const dir = path.resolve(word);
   if (!existsSync(dir)) {
     throw new Error(`--dataset ${word}: no such folder; use builtin, cifar10 or the path of an image folder.`);
   }
   const tiny = [dir, path.join(dir, 'tiny-imagenet-200')].some((d) => existsSync(path.join(d, 'wnids.txt')));
-  if (tiny) return { kind: 'tiny-imagenet', split, root: dir, ...(options.imageSize ? { imageSize: options.imageSize } : {}) };
+  if (tiny)
+    return { kind: 'tiny-imagenet', split, root: dir, ...(options.imageSize ? { imageSize: options.imageSize } : {}) };
   if (!options.imageSize) throw new Error(`--dataset ${word} is an image folder: give --image-size (e.g. 32 or 64).`);
   return { kind: 'folder', split, root: dir, imageSize: options.imageSize };
 }

@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { registerBench } from './commands/bench';
+import { registerDatasets } from './commands/datasets';
 import { registerDoctor } from './commands/doctor';
 import { registerEval } from './commands/eval';
 import { registerExport } from './commands/export';
@@ -21,6 +22,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerBench(program);
+registerDatasets(program);
 registerDoctor(program);
 registerEval(program);
 registerExport(program);

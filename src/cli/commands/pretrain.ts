@@ -29,14 +29,21 @@ function readConfigFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new Error(`--config ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`);
+    throw new Error(`--config ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
+      cause: error,
+    });
   }
   try {
     const value: unknown = JSON.parse(text);
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (error) {
-    throw new Error(`--config ${file} is not a JSON object: ${error instanceof Error ? error.message : String(error)}.`);
+    throw new Error(
+      `--config ${file} is not a JSON object: ${error instanceof Error ? error.message : String(error)}.`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -44,7 +51,11 @@ export function registerPretrain(program: Command): void {
   program
     .command('pretrain')
     .description('pre-train a ViT masked autoencoder with MIMIR, adversarial MAE or plain MAE')
-    .option('--dataset <name>', 'builtin, cifar10, or an image folder (class per sub-folder, or Tiny-ImageNet)', 'builtin')
+    .option(
+      '--dataset <name>',
+      'builtin, cifar10, or an image folder (class per sub-folder, or Tiny-ImageNet)',
+      'builtin',
+    )
     .option('--data-root <dir>', 'where cifar10 lives (default ~/.mimir/datasets/cifar10, or $MIMIR_DATA/cifar10)')
     .option('--image-size <px>', 'image side for an image folder or the built-in set', positiveInt)
     .option('--dataset-size <n>', 'images of the built-in set (default 5000)', positiveInt)
