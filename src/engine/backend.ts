@@ -12,6 +12,7 @@ import {
   type SystemReport,
 } from '../shared/system';
 import { probeGpu } from './gpu';
+import { activeWasmThreads, registerThreadedWasm } from './wasm-threads';
 
 const requireModule = createRequire(import.meta.url);
 
@@ -111,16 +112,18 @@ async function probeWasm(): Promise<BackendCandidate> {
   try {
     const dist = path.join(path.dirname(requireModule.resolve(`${moduleName}/package.json`)), 'dist') + path.sep;
     setWasmPaths(dist);
+    // The multi-threaded build when MIMIR_WASM_THREADS asks for it (see wasm-threads.ts).
+    await registerThreadedWasm();
     if (!(await tf.setBackend('wasm'))) {
       return { backend: 'wasm', module: moduleName, available: false, reason: 'failed to initialise' };
     }
     const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-    const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+    const threads = activeWasmThreads() ?? 1;
     return {
       backend: 'wasm',
       module: moduleName,
       available: true,
-      reason: `WebAssembly, SIMD ${simd ? 'on' : 'off'}, ${threads ? 'multi-threaded' : 'one thread'}`,
+      reason: `WebAssembly, SIMD ${simd ? 'on' : 'off'}, ${threads > 1 ? `${threads} threads` : 'one thread'}`,
     };
   } catch (error) {
     return { backend: 'wasm', module: moduleName, available: false, reason: `failed to load: ${firstLine(error)}` };

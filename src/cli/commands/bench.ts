@@ -22,6 +22,7 @@ interface BenchCliOptions {
   compareTorch?: boolean;
   profile?: boolean;
   kernels?: number;
+  wasmThreads?: number;
   json?: boolean;
   backend?: string;
 }
@@ -52,6 +53,11 @@ export function registerBench(program: Command): void {
     .option('--compare-torch', 'run the same steps in PyTorch (python3-torch) alternately and print the ratio')
     .option('--profile', 'profile one extra tfjs step per kind: per-kernel times and peak tensor memory')
     .option('--kernels <n>', 'kernel rows to print with --profile (default 12)', positiveInt)
+    .option(
+      '--wasm-threads <n>',
+      "threads of the wasm backend's matrix products (default 1; sets MIMIR_WASM_THREADS)",
+      positiveInt,
+    )
     .option('--json', 'print the whole report as one JSON object')
     .addOption(backendOption())
     .action(async (options: BenchCliOptions) => {
@@ -82,6 +88,7 @@ export function registerBench(program: Command): void {
         ] as const) {
           if (options[key] !== undefined) settings[key] = options[key];
         }
+        if (options.wasmThreads !== undefined) process.env.MIMIR_WASM_THREADS = String(options.wasmThreads);
         const { selectBackend } = await import('../../engine/backend');
         const { BenchSettings, formatBenchReport, runBench } = await import('../../engine/bench');
         const parsed = BenchSettings.safeParse(settings);

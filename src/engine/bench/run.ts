@@ -1,5 +1,6 @@
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
+import { activeWasmThreads } from '../wasm-threads';
 import { processMemory, profileStep, timeStep, type StepProfile, type StepTiming } from './measure';
 import { BenchSettings, type BenchSettingsInput, type BenchStepName } from './settings';
 import { benchStep } from './steps';
@@ -72,8 +73,8 @@ async function backendDetail(): Promise<string> {
   const name = tf.getBackend();
   if (name !== 'wasm') return name;
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  const threads = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
-  return `wasm (SIMD ${simd ? 'on' : 'off'}, ${threads ? 'multi-threaded' : 'one thread'})`;
+  const threads = activeWasmThreads() ?? 1;
+  return `wasm (SIMD ${simd ? 'on' : 'off'}, ${threads > 1 ? `${threads} threads` : 'one thread'})`;
 }
 
 /**
