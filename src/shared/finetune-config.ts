@@ -187,8 +187,10 @@ export type FinetuneOptimizer = z.infer<typeof FinetuneOptimizer>;
 export const HeldOutSettings = z.object({
   /** Images of the test split (its first `size`) measured after each epoch; 0 turns it off. */
   size: count('heldOut.size', 0).default(256),
-  /** PGD steps of the held-out robustness check (alpha and eps from the run). */
+  /** PGD steps of the held-out robustness check (at the run's threat model and eps). */
   pgdSteps: count('heldOut.pgdSteps').default(10),
+  /** Its step size in 1/255 units; default eps / 4 (2/255 at eps 8, the evaluation's PGD). */
+  alpha: units255('heldOut.alpha').optional(),
   /** Measure every this many epochs (and always after the last). */
   every: count('heldOut.every').default(1),
 });

@@ -286,7 +286,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       batchSize: Math.min(config.batchSize, 128),
       threat: budget.threat,
       eps: budget.eps,
-      alpha: budget.alpha,
+      alpha: config.heldOut.alpha !== undefined ? config.heldOut.alpha / 255 : budget.eps / 4,
       steps: config.heldOut.pgdSteps,
       seed: config.seed,
       ...(options.signal ? { signal: options.signal } : {}),

@@ -1,0 +1,168 @@
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { FINETUNE_METHODS } from '../../shared/finetune-config';
+import { MODEL_PRESETS } from '../../shared/model-config';
+import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { datasetFromArg } from '../dataset-arg';
+import { backendOption, fail, positiveInt } from '../output';
+import { humanRenderer } from '../progress-line';
+
+interface FinetuneOptions {
+  from?: string;
+  scratch?: boolean;
+  model?: string;
+  method?: string;
+  dataset: string;
+  dataRoot?: string;
+  imageSize?: number;
+  datasetSize?: number;
+  eps?: number;
+  epochs?: number;
+  batch?: number;
+  seed?: number;
+  out?: string;
+  config?: string;
+  resume?: string;
+  json?: boolean;
+  backend?: string;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`--config ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
+      cause: error,
+    });
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (error) {
+    throw new Error(
+      `--config ${file} is not a JSON object: ${error instanceof Error ? error.message : String(error)}.`,
+      { cause: error },
+    );
+  }
+}
+
+/** commander parser for a number > 0 (`--eps 8`, `--eps 127.5`). */
+function positiveNumber(value: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number <= 0) throw new InvalidArgumentError(`expected a number > 0, got "${value}"`);
+  return number;
+}
+
+function asObject(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+/** The run config: the --config file's fields, overridden by the flags given. */
+export function finetuneConfigFromFlags(options: FinetuneOptions): Record<string, unknown> {
+  const fromFile = options.config ? readConfigFile(options.config) : {};
+  const config: Record<string, unknown> = { ...fromFile };
+  if (options.from !== undefined && options.scratch) {
+    throw new Error('Give either --from <pre-training checkpoint> or --scratch, not both.');
+  }
+  if (options.model !== undefined && !options.scratch) {
+    throw new Error("--model goes with --scratch; a pre-trained encoder's shape comes from its checkpoint (--from).");
+  }
+  if (options.from !== undefined) config.source = { kind: 'pretrained', checkpoint: options.from };
+  if (options.scratch) {
+    const fileSource = asObject(fromFile.source);
+    const model = options.model ?? (fileSource.kind === 'scratch' ? fileSource.model : undefined);
+    config.source = { kind: 'scratch', ...(model !== undefined ? { model } : {}) };
+  }
+  if (config.source === undefined) {
+    throw new Error(
+      'Give --from <pre-training checkpoint or run folder> to fine-tune a pre-trained encoder, or --scratch [--model preset] to train from scratch (End2End).',
+    );
+  }
+  const datasetGiven = options.dataset !== 'builtin' || !('dataset' in fromFile);
+  if (datasetGiven) {
+    config.dataset = datasetFromArg(options.dataset, {
+      dataRoot: options.dataRoot,
+      imageSize: options.imageSize,
+      size: options.datasetSize,
+    });
+  }
+  if (options.eps !== undefined) config.threat = { ...asObject(fromFile.threat), eps: options.eps };
+  for (const [key, value] of [
+    ['method', options.method],
+    ['epochs', options.epochs],
+    ['batchSize', options.batch],
+    ['seed', options.seed],
+  ] as const) {
+    if (value !== undefined) config[key] = value;
+  }
+  return config;
+}
+
+export function registerFinetune(program: Command): void {
+  program
+    .command('finetune')
+    .description(
+      'fine-tune a ViT classifier from a pre-training checkpoint (or from scratch) with adversarial training',
+    )
+    .option(
+      '--from <checkpoint>',
+      'a pre-training checkpoint, its checkpoints/ folder or its run folder (newest good one)',
+    )
+    .option('--scratch', 'train every weight from scratch (the paper’s End2End baseline)')
+    .option('--model <preset>', `with --scratch: model preset (${MODEL_PRESETS.join(', ')})`)
+    .option('--method <method>', FINETUNE_METHODS.join(', '))
+    .option(
+      '--dataset <name>',
+      'builtin, cifar10, or an image folder (class per sub-folder, or Tiny-ImageNet)',
+      'builtin',
+    )
+    .option('--data-root <dir>', 'where cifar10 lives (default ~/.mimir/datasets/cifar10, or $MIMIR_DATA/cifar10)')
+    .option('--image-size <px>', 'image side for an image folder or the built-in set', positiveInt)
+    .option('--dataset-size <n>', 'images of the built-in set (default 5000)', positiveInt)
+    .option('--eps <e>', 'threat-model radius in 1/255 units (default 8; 4 for ImageNet-sized images)', positiveNumber)
+    .option('--epochs <n>', 'epochs (with --resume: raise the total)', positiveInt)
+    .option('--batch <n>', 'batch size', positiveInt)
+    .option('--seed <n>', 'seed of the head, attacks, drop path and data order', positiveInt)
+    .option('--out <dir>', 'output folder for checkpoints and config.json')
+    .option('--config <file.json>', 'a fine-tuning config (JSON); flags override its fields')
+    .option('--resume <dir>', 'continue the run in <dir> from its newest good checkpoint')
+    .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
+    .addOption(backendOption())
+    .action(async (options: FinetuneOptions) => {
+      const json = options.json === true;
+      try {
+        const outDir = options.resume ?? options.out;
+        if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
+        const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
+
+        const { selectBackend } = await import('../../engine/backend');
+        const { runFinetuning } = await import('../../engine/finetune');
+        const { RunCancelledError } = await import('../../engine/pretrain/trainer');
+        await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        const render = json ? null : humanRenderer();
+        const controller = new AbortController();
+        process.once('SIGINT', () => controller.abort());
+        try {
+          await runFinetuning(config, {
+            outDir,
+            resume: options.resume !== undefined,
+            ...(options.resume !== undefined && options.epochs !== undefined ? { epochsOverride: options.epochs } : {}),
+            signal: controller.signal,
+            emit: (event) => (json ? process.stdout.write(`${JSON.stringify(event)}\n`) : render?.(event)),
+          });
+        } catch (error) {
+          if (error instanceof RunCancelledError) {
+            process.stderr.write(`mimir: cancelled; resume with: mimir finetune --resume ${outDir}\n`);
+            process.exit(130);
+          }
+          // The run already printed its `failed` event in --json mode.
+          if (json) process.exit(1);
+          throw error;
+        }
+      } catch (error) {
+        fail(error, json);
+      }
+    });
+}
