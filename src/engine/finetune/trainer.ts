@@ -265,7 +265,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     type: 'log',
     level: 'info',
     message:
-      `${config.method} fine-tuning ${pretrained ? `from ${pretrained.path}` : resumed ? '' : 'from scratch (End2End)'} on ${dataset.description.summary} ` +
+      `${config.method} fine-tuning ${origin(config, pretrained?.path ?? null, resumed?.path ?? null)} on ${dataset.description.summary} ` +
       `Model ${modelConfig.width}x${modelConfig.depth}, ${outputs} outputs, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images` +
       (adversarial ? `, ${config.threat.norm} eps ${config.threat.eps}/255.` : '.'),
   });
@@ -437,6 +437,13 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     iterator.close();
     disposeModel();
   }
+}
+
+/** Where the run's weights come from, for its first log line. */
+function origin(config: ResolvedFinetuneConfig, pretrained: string | null, resumedFrom: string | null): string {
+  if (resumedFrom) return `resumed from ${resumedFrom}`;
+  if (pretrained) return `from ${pretrained}`;
+  return config.source.kind === 'scratch' ? 'from scratch (End2End)' : `from ${config.source.checkpoint}`;
 }
 
 function unreachable(): never {

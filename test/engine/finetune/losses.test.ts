@@ -102,7 +102,9 @@ describe('fine-tuning losses against float64 references', () => {
       const out = tradesLoss(tf.tensor2d(clean), tf.tensor2d(adv), tf.tensor2d(targets), beta);
       const got = await value(out.loss);
       tf.dispose([out.natural, out.robust]);
-      expect(Math.abs(got - refTrades(clean, adv, targets, beta))).toBeLessThan(1e-5 * Math.max(1, Math.abs(got)));
+      const want = refTrades(clean, adv, targets, beta);
+      console.log(`TRADES beta ${beta}: tfjs ${got.toFixed(7)}, float64 ${want.toFixed(7)}`);
+      expect(Math.abs(got - want)).toBeLessThan(1e-5 * Math.max(1, Math.abs(want)));
     }
   });
 
