@@ -55,7 +55,8 @@ export async function profileStep(step: BenchStep): Promise<StepProfile> {
     if (!tf.getKernel(k.name, backend)) continue;
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
     kernelMs += ms;
-    const key = `${k.name} ${k.inputShapes.map((s) => `[${s}]`).join('')}`;
+    const shapes = k.inputShapes.map((s) => `[${s}]`);
+    const key = `${k.name} ${shapes.length > 4 ? `${shapes[0]} x${shapes.length}` : shapes.join('')}`;
     const row = rows.get(key) ?? { kernel: key, calls: 0, totalMs: 0 };
     row.calls += 1;
     row.totalMs += ms;

@@ -10,7 +10,10 @@ export function formatBenchReport(report: BenchReport, options: { kernels?: numb
       `decoder ${s.decoderWidth}x${s.decoderDepth}x${s.decoderHeads}, batch ${s.batch}; ` +
       `${s.warmup} warm-up + ${s.repeats} timed steps per side`,
   );
-  lines.push(`tfjs backend: ${report.backendDetail}`);
+  lines.push(
+    `tfjs backend: ${report.backendDetail}` +
+      (report.workers === 2 ? '; batch split across 2 threads (this one and a worker, each its own tfjs)' : ''),
+  );
   if (report.torch && 'info' in report.torch) {
     const { info } = report.torch;
     const blas = info.blas.openblas

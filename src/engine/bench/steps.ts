@@ -5,7 +5,14 @@ import { crossEntropyLoss } from '../attacks/losses';
 import { QueryCounter, lossAndGradient, oneHot } from '../attacks/oracle';
 import { pgdStart } from '../attacks/start';
 import { exampleStreams } from '../attacks/streams';
-import { classifierForward, disposeParams, initClassifierParams, initMaeParams, makeClassifier } from '../model';
+import {
+  classifierForward,
+  disposeParams,
+  initClassifierParams,
+  initMaeParams,
+  makeClassifier,
+  type ParamMap,
+} from '../model';
 import { pretrainStep } from '../pretrain/step';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
@@ -24,9 +31,11 @@ import { benchModelConfig, type BenchSettings, type BenchStepName } from './sett
  */
 export interface BenchStep {
   name: BenchStepName;
+  /** The model's parameters (for checks; the step updates them). */
+  params: ParamMap;
   /** Runs one step; resolves to its training loss. */
   run(): Promise<number>;
-  dispose(): void;
+  dispose(): void | Promise<void>;
 }
 
 function uniformImages(rng: Rng, s: BenchSettings): tf.Tensor4D {
@@ -35,7 +44,10 @@ function uniformImages(rng: Rng, s: BenchSettings): tf.Tensor4D {
   return tf.tensor4d(values, [s.batch, s.imageSize, s.imageSize, s.channels]);
 }
 
-export function pretrainBenchStep(s: BenchSettings): BenchStep {
+/** For checks: sees each step's gradients (by parameter name) before the optimiser applies them. */
+export type GradientTap = (grads: Map<string, tf.Tensor>) => void;
+
+export function pretrainBenchStep(s: BenchSettings, tap?: GradientTap): BenchStep {
   const config = benchModelConfig(s);
   const rng = new Rng(s.seed);
   const params = initMaeParams(config, rng.fork());
@@ -51,9 +63,11 @@ export function pretrainBenchStep(s: BenchSettings): BenchStep {
   };
   return {
     name: 'pretrain',
+    params,
     run: async () => {
       const result = pretrainStep({ params, config, run, images, rng });
       try {
+        tap?.(result.grads);
         optimizer.applyGradients(result.grads, lr);
         return (await result.loss.data())[0] ?? NaN;
       } finally {
@@ -68,7 +82,7 @@ export function pretrainBenchStep(s: BenchSettings): BenchStep {
   };
 }
 
-export function pgdAtBenchStep(s: BenchSettings): BenchStep {
+export function pgdAtBenchStep(s: BenchSettings, tap?: GradientTap): BenchStep {
   const config = benchModelConfig(s);
   const rng = new Rng(s.seed);
   const params = initClassifierParams(config, s.classes, rng.fork());
@@ -84,6 +98,7 @@ export function pgdAtBenchStep(s: BenchSettings): BenchStep {
   const lr = (5e-3 * s.batch) / 256;
   return {
     name: 'pgdat',
+    params,
     run: async () => {
       const ball = new ThreatBall(images, eps, 'linf');
       const counter = new QueryCounter();
@@ -107,6 +122,7 @@ export function pgdAtBenchStep(s: BenchSettings): BenchStep {
       for (const [variableName, grad] of Object.entries(grads))
         named.set(byVariable.get(variableName) ?? variableName, grad);
       try {
+        tap?.(named);
         optimizer.applyGradients(named, lr);
         return (await value.data())[0] ?? NaN;
       } finally {
@@ -122,6 +138,6 @@ export function pgdAtBenchStep(s: BenchSettings): BenchStep {
   };
 }
 
-export function benchStep(name: BenchStepName, s: BenchSettings): BenchStep {
-  return name === 'pretrain' ? pretrainBenchStep(s) : pgdAtBenchStep(s);
+export function benchStep(name: BenchStepName, s: BenchSettings, tap?: GradientTap): BenchStep {
+  return name === 'pretrain' ? pretrainBenchStep(s, tap) : pgdAtBenchStep(s, tap);
 }

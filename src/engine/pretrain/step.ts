@@ -95,7 +95,16 @@ export function attackReconstruction(
   images: tf.Tensor4D,
   mask: PatchMask,
   attack: AttackSettings,
-  options: { maskRatio: number; normPixLoss: boolean; rng: Rng },
+  options: {
+    maskRatio: number;
+    normPixLoss: boolean;
+    rng: Rng;
+    /**
+     * perturb 'visible' only: the uniform start [N, Lv, K] to use instead of drawing one (a batch
+     * split across workers takes its rows of the whole batch's draw, so the split step equals the whole).
+     */
+    start?: tf.Tensor3D;
+  },
 ): Perturbation {
   const eps = eps255(attack.eps);
   const alpha = eps255(attack.alpha);
@@ -105,7 +114,8 @@ export function attackReconstruction(
     return tf.tidy(() => {
       const vis = visiblePatches(config, images, mask);
       const targets = orderedTargets(config, images, mask);
-      let delta = project(vis, tf.randomUniform(vis.shape, -eps, eps, 'float32', seed), eps);
+      const start = options.start ?? tf.randomUniform(vis.shape, -eps, eps, 'float32', seed);
+      let delta = project(vis, start, eps);
       let loss: tf.Scalar | null = null;
       for (let s = 0; s < attack.steps; s++) {
         const { value, grad } = tf.valueAndGrad((d: tf.Tensor) =>
