@@ -18,6 +18,8 @@ import { probeEngineProcess } from '../jobs/engine-host';
 import { JobRunner } from '../jobs/job-runner';
 import { StoreError } from '../store/errors';
 import { newRunId, RunStore } from '../store/run-store';
+import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
+import { createDatasetBrowser } from './dataset-browser';
 
 /**
  * The app API, transport-free: Electron's IPC handler (src/main) and web mode's HTTP server
@@ -67,6 +69,8 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
   const runner = new JobRunner({ store, launch, forced });
   runner.recover();
   let report: Promise<SystemReport> | null = null;
+  const datasets = createDatasetBrowser();
+  const checkpoints = createCheckpointCatalog({ store, dataDir });
 
   const getRun = (id: string) => {
     const run = store.getRun(id);
@@ -137,6 +141,17 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
       throw new RequestError('Give runId or modelRunId.', 'invalid-input');
     },
     'runs.artifacts': ({ id, kind }) => store.listArtifacts(getRun(id).id, kind),
+    'datasets.describe': ({ source }) => datasetRequest(() => datasets.describe(source)),
+    'datasets.page': ({ source, offset, limit, label }) =>
+      datasetRequest(() => datasets.page(source, offset, limit, label)),
+    'datasets.image': ({ source, index }) => datasetRequest(() => datasets.image(source, index)),
+    'checkpoints.list': ({ kind, runId }) => {
+      if (runId !== undefined) getRun(runId);
+      return checkpoints.list({ ...(kind ? { kind } : {}), ...(runId !== undefined ? { runId } : {}) });
+    },
+    'exports.suggest': ({ checkpoint, naming }) => checkpoints.suggest(checkpoint, naming),
+    'exports.write': (input) => checkpoints.write(input),
+    'exports.import': ({ file, config }) => checkpoints.importFile({ file, ...(config ? { config } : {}) }),
     'files.read': ({ runId, path: requested }) => {
       const run = getRun(runId);
       if (!run.outDir) throw new RequestError(`Run ${runId} has no output folder.`, 'not-found');
@@ -160,6 +175,20 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
     },
   };
 
+  /** A dataset that cannot be opened or read is the request's problem (a path, an index), said as such. */
+  async function datasetRequest<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof RangeError) throw new RequestError(error.message, 'invalid-input');
+      if (error instanceof Error && error.name === 'DatasetError') {
+        const code = (error as Error & { code?: string }).code;
+        throw new RequestError(error.message, code === 'missing' ? 'not-found' : 'invalid-input');
+      }
+      throw error;
+    }
+  }
+
   async function handle(raw: unknown): Promise<ApiResponse> {
     const request = ApiRequest.safeParse(raw);
     if (!request.success) {
@@ -180,7 +209,11 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const code =
-        error instanceof RequestError ? error.code : error instanceof StoreError ? storeErrorCode(error) : 'internal';
+        error instanceof RequestError || error instanceof CatalogError
+          ? error.code
+          : error instanceof StoreError
+            ? storeErrorCode(error)
+            : 'internal';
       return { ok: false, error: { code, message } };
     }
   }

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { CheckpointKind } from './checkpoint';
+import { DatasetDescription, DatasetSource } from './dataset-config';
 import { JobKind } from './engine-protocol';
 import { RunPreset } from './presets';
 import type { PushMessage } from './push';
@@ -17,6 +19,105 @@ import {
 import { SystemReport } from './system';
 
 const RunId = z.object({ id: z.string().min(1) });
+
+/** A dataset source opened for browsing: its size, classes and (built-in set) what each class is. */
+export const DatasetInfo = z.object({
+  description: DatasetDescription,
+  length: z.number().int().nonnegative(),
+  numClasses: z.number().int().positive(),
+  classNames: z.array(z.string()),
+  imageSize: z.number().int().positive(),
+  /** Images per class, by label. */
+  classCounts: z.array(z.number().int().nonnegative()),
+  /** The built-in dataset's classes explained, in label order; null for other sources. */
+  classInfo: z.array(z.object({ name: z.string(), description: z.string() })).nullable(),
+});
+export type DatasetInfo = z.infer<typeof DatasetInfo>;
+
+/** One page of a dataset (or of one class of it) as a PNG sprite sheet. */
+export const DatasetPage = z.object({
+  /** Images matching the request's class filter (the whole split without one). */
+  total: z.number().int().nonnegative(),
+  offset: z.number().int().nonnegative(),
+  /** Split indices of the page's images, in sheet order (left to right, top to bottom). */
+  indices: z.array(z.number().int().nonnegative()),
+  labels: z.array(z.number().int().nonnegative()),
+  /** Images per row of the sheet. */
+  columns: z.number().int().positive(),
+  /** Side of one image in the sheet: the image size, or smaller when large images were box-downsampled. */
+  tileSize: z.number().int().positive(),
+  imageSize: z.number().int().positive(),
+  /** Base64 PNG; null for an empty page. */
+  png: z.string().nullable(),
+});
+export type DatasetPage = z.infer<typeof DatasetPage>;
+
+export const DatasetImage = z.object({
+  index: z.number().int().nonnegative(),
+  label: z.number().int().nonnegative(),
+  className: z.string(),
+  imageSize: z.number().int().positive(),
+  /** Base64 PNG at full size. */
+  png: z.string(),
+});
+export type DatasetImage = z.infer<typeof DatasetImage>;
+
+/** A checkpoint a picker offers: one a done pre-training or fine-tuning run saved, or an imported one. */
+export const CheckpointEntry = z.object({
+  path: z.string(),
+  kind: CheckpointKind,
+  origin: z.enum(['run', 'import']),
+  /** The run that saved it (null for an import). */
+  runId: z.string().nullable(),
+  /** The run's name, or the imported file's name. */
+  name: z.string(),
+  /** Pre-training mode (mae, adv-mae, mimir) or fine-tuning method (pgd-at, ...), when known. */
+  detail: z.string(),
+  step: z.number().int().nullable(),
+  epoch: z.number().int().nullable(),
+  /** The run's final checkpoint. */
+  final: z.boolean(),
+  createdAt: z.number(),
+});
+export type CheckpointEntry = z.infer<typeof CheckpointEntry>;
+
+export const ExportNaming = z.enum(['timm', 'native']);
+export type ExportNaming = z.infer<typeof ExportNaming>;
+
+export const ExportOutcome = z.object({
+  file: z.string(),
+  configFile: z.string(),
+  bytes: z.number().int().nonnegative(),
+  kind: CheckpointKind,
+  naming: ExportNaming,
+  tensors: z.number().int().nonnegative(),
+  withDecoder: z.boolean(),
+  numClasses: z.number().int().nonnegative(),
+  /** timm's VisionTransformer keyword arguments, as written in the config JSON. */
+  modelArgs: z.record(z.string(), z.unknown()),
+  /** How to load the file in PyTorch (Python source). */
+  pytorch: z.string(),
+});
+export type ExportOutcome = z.infer<typeof ExportOutcome>;
+
+export const ImportOutcome = z.object({
+  /** The checkpoint directory written (usable as a fine-tuning source or an evaluation's model). */
+  checkpoint: z.string(),
+  kind: CheckpointKind,
+  naming: ExportNaming,
+  tensors: z.number().int().nonnegative(),
+  numClasses: z.number().int().nonnegative(),
+  classNames: z.array(z.string()),
+  method: z.string().nullable(),
+  modelConfig: z.record(z.string(), z.unknown()),
+});
+export type ImportOutcome = z.infer<typeof ImportOutcome>;
+
+const AbsoluteFile = z
+  .string()
+  .trim()
+  .min(1, 'give a file path')
+  .refine((p) => p.startsWith('/') || /^[A-Za-z]:[\\/]/.test(p) || p.startsWith('~'), 'give an absolute path');
 
 /**
  * The app API: every method the renderer may call, with its input and output schema.
@@ -74,6 +175,50 @@ export const apiMethods = {
     output: z.array(Evaluation),
   },
   'runs.artifacts': { input: RunId.extend({ kind: ArtifactKind.optional() }), output: z.array(Artifact) },
+  /** Open a dataset source (kept open for the pages that follow) and describe it. */
+  'datasets.describe': { input: z.object({ source: DatasetSource }), output: DatasetInfo },
+  /** A page of a dataset, optionally of one class only (`label`), as a PNG sprite sheet. */
+  'datasets.page': {
+    input: z.object({
+      source: DatasetSource,
+      offset: z.number().int().nonnegative().default(0),
+      limit: z.number().int().positive().max(400).default(100),
+      label: z.number().int().nonnegative().nullable().default(null),
+    }),
+    output: DatasetPage,
+  },
+  /** One image at full size. */
+  'datasets.image': {
+    input: z.object({ source: DatasetSource, index: z.number().int().nonnegative() }),
+    output: DatasetImage,
+  },
+  /** Checkpoints of done pre-training / fine-tuning runs (and imported ones), newest first, for pickers. */
+  'checkpoints.list': {
+    input: z.object({ kind: CheckpointKind.optional(), runId: z.string().optional() }),
+    output: z.array(CheckpointEntry),
+  },
+  /** Where an export of `checkpoint` goes unless the user says otherwise (the data folder's exports/). */
+  'exports.suggest': {
+    input: z.object({ checkpoint: z.string().min(1), naming: ExportNaming.default('timm') }),
+    output: z.object({ file: z.string(), exists: z.boolean() }),
+  },
+  /** Write a checkpoint as safetensors (timm's names and layouts, or native) plus its config JSON. */
+  'exports.write': {
+    input: z.object({
+      checkpoint: z.string().min(1),
+      naming: ExportNaming.default('timm'),
+      /** Pre-training checkpoints: also write MAE's decoder. */
+      decoder: z.boolean().default(false),
+      file: AbsoluteFile.refine((p) => p.endsWith('.safetensors'), 'the file name must end in .safetensors'),
+      overwrite: z.boolean().default(false),
+    }),
+    output: ExportOutcome,
+  },
+  /** Read an exported (or timm-written) safetensors file and its config JSON into a new checkpoint. */
+  'exports.import': {
+    input: z.object({ file: AbsoluteFile, config: AbsoluteFile.optional() }),
+    output: ImportOutcome,
+  },
   /** A file a run wrote (a preview PNG, ...), read from inside the run's folder only. */
   'files.read': {
     input: z.object({ runId: z.string(), path: z.string() }),

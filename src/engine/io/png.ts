@@ -2,6 +2,42 @@ import { rename, writeFile } from 'node:fs/promises';
 import sharp from 'sharp';
 
 /**
+ * Encode images NHWC float32 in [0, 1] as one RGB PNG: a grid of `columns` images per row (default:
+ * all in one row, a strip `count * size` wide), any unfilled cells of the last row black.
+ */
+export async function encodePngStrip(
+  images: Float32Array,
+  count: number,
+  size: number,
+  channels = 3,
+  columns = count,
+): Promise<Buffer> {
+  if (images.length !== count * size * size * channels) {
+    throw new Error(`encodePngStrip: ${images.length} values are not ${count} images of ${size}x${size}x${channels}`);
+  }
+  const cols = Math.max(1, Math.min(columns, count));
+  const rows = Math.max(1, Math.ceil(count / cols));
+  const width = cols * size;
+  const height = rows * size;
+  const pixels = Buffer.alloc(width * height * channels);
+  for (let n = 0; n < count; n++) {
+    const left = (n % cols) * size;
+    const top = Math.floor(n / cols) * size;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        for (let c = 0; c < channels; c++) {
+          const value = images[((n * size + y) * size + x) * channels + c] ?? 0;
+          pixels[((top + y) * width + left + x) * channels + c] = Math.round(Math.min(1, Math.max(0, value)) * 255);
+        }
+      }
+    }
+  }
+  return sharp(pixels, { raw: { width, height, channels: channels as 3 } })
+    .png()
+    .toBuffer();
+}
+
+/**
  * Write images NHWC float32 in [0, 1] side by side as one RGB PNG strip (count * size wide, size high),
  * atomically (temp file + rename), so a reader never sees half a file.
  */
@@ -15,21 +51,7 @@ export async function writePngStrip(
   if (images.length !== count * size * size * channels) {
     throw new Error(`writePngStrip: ${images.length} values are not ${count} images of ${size}x${size}x${channels}`);
   }
-  const width = count * size;
-  const pixels = Buffer.alloc(width * size * channels);
-  for (let n = 0; n < count; n++) {
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        for (let c = 0; c < channels; c++) {
-          const value = images[((n * size + y) * size + x) * channels + c] ?? 0;
-          pixels[(y * width + n * size + x) * channels + c] = Math.round(Math.min(1, Math.max(0, value)) * 255);
-        }
-      }
-    }
-  }
-  const png = await sharp(pixels, { raw: { width, height: size, channels: channels as 3 } })
-    .png()
-    .toBuffer();
+  const png = await encodePngStrip(images, count, size, channels);
   const temporary = `${file}.tmp-${process.pid}`;
   await writeFile(temporary, png);
   await rename(temporary, file);

@@ -1,13 +1,26 @@
 import { computed, ref } from 'vue';
+import { JobKind } from '../../shared/engine-protocol';
 
 /**
- * A small hash router: `#/runs`, `#/runs/<id>`, `#/new` (optionally `?preset=<id>` or `?from=<run id>`),
- * `#/compute`. Hash routes work the same from Electron's file:// page and from the web server.
+ * A small hash router: `#/runs`, `#/runs/<id>`, `#/new` (`?kind=`, `?preset=<id>`, `?from=<run id>` to
+ * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`), `#/compare?runs=a,b`,
+ * `#/datasets`, `#/checkpoints`, `#/compute`. Hash routes work the same from Electron's file:// page and
+ * from the web server.
  */
 export type Route =
   | { name: 'runs' }
   | { name: 'run'; id: string }
-  | { name: 'new'; preset: string | null; from: string | null }
+  | {
+      name: 'new';
+      kind?: JobKind;
+      preset: string | null;
+      from: string | null;
+      parent?: string | null;
+      checkpoint?: string | null;
+    }
+  | { name: 'compare'; ids: string[] }
+  | { name: 'datasets' }
+  | { name: 'checkpoints' }
   | { name: 'compute' };
 
 export function parseRoute(hash: string): Route {
@@ -15,7 +28,23 @@ export function parseRoute(hash: string): Route {
   const segments = pathPart.split('/').filter(Boolean).map(decodeURIComponent);
   const query = new URLSearchParams(queryPart);
   if (segments[0] === 'runs' && segments[1]) return { name: 'run', id: segments[1] };
-  if (segments[0] === 'new') return { name: 'new', preset: query.get('preset'), from: query.get('from') };
+  if (segments[0] === 'new') {
+    const kind = JobKind.safeParse(query.get('kind'));
+    return {
+      name: 'new',
+      kind: kind.success ? kind.data : 'pretrain',
+      preset: query.get('preset'),
+      from: query.get('from'),
+      parent: query.get('parent'),
+      checkpoint: query.get('checkpoint'),
+    };
+  }
+  if (segments[0] === 'compare') {
+    const ids = (query.get('runs') ?? '').split(',').filter(Boolean);
+    return { name: 'compare', ids };
+  }
+  if (segments[0] === 'datasets') return { name: 'datasets' };
+  if (segments[0] === 'checkpoints') return { name: 'checkpoints' };
   if (segments[0] === 'compute') return { name: 'compute' };
   return { name: 'runs' };
 }
@@ -28,10 +57,19 @@ export function routeHref(route: Route): string {
       return `#/runs/${encodeURIComponent(route.id)}`;
     case 'compute':
       return '#/compute';
+    case 'datasets':
+      return '#/datasets';
+    case 'checkpoints':
+      return '#/checkpoints';
+    case 'compare':
+      return `#/compare${route.ids.length > 0 ? `?runs=${route.ids.map(encodeURIComponent).join(',')}` : ''}`;
     case 'new': {
       const query = new URLSearchParams();
+      if (route.kind && route.kind !== 'pretrain') query.set('kind', route.kind);
       if (route.preset) query.set('preset', route.preset);
       if (route.from) query.set('from', route.from);
+      if (route.parent) query.set('parent', route.parent);
+      if (route.checkpoint) query.set('checkpoint', route.checkpoint);
       const text = query.toString();
       return `#/new${text ? `?${text}` : ''}`;
     }

@@ -10,13 +10,18 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** pretrain: mae / adv-mae / mimir; other kinds: the kind. */
+/** pretrain: mae / adv-mae / mimir; finetune: its method (pgd-at, ...); other kinds: nothing. */
 export function runMode(run: Run): string {
-  const mode = field(run.config, 'mode');
+  const mode = field(run.config, run.kind === 'finetune' ? 'method' : 'mode');
   return typeof mode === 'string' ? mode : '';
 }
 
 export function runModel(run: Run): string {
+  if (run.kind === 'finetune') {
+    const source = field(run.config, 'source');
+    if (isRecord(source) && source.kind === 'pretrained') return 'pre-trained encoder';
+    if (isRecord(source)) return modelLabel(source);
+  }
   return modelLabel(run.config);
 }
 

@@ -1,8 +1,14 @@
-/** How the run page names and orders the engine's metric keys. */
+/** How the screens name, order and scale the engine's metric keys. */
 export const METRIC_ORDER = [
   'loss',
   'recon_loss',
   'mi',
+  'clean_acc',
+  'adv_acc',
+  'heldout_natural_acc',
+  'heldout_pgd_acc',
+  'train_clean_acc',
+  'train_adv_acc',
   'lr',
   'images_per_s',
   'attack_loss',
@@ -23,6 +29,25 @@ export const METRIC_TITLES: Record<string, string> = {
   epoch_loss: 'Loss (epoch mean)',
   epoch_recon_loss: 'Reconstruction loss (epoch mean)',
   epoch_mi: 'MI (epoch mean)',
+  clean_acc: 'Clean accuracy (batch)',
+  adv_acc: 'Adversarial accuracy (batch)',
+  train_clean_acc: 'Clean accuracy (epoch, train)',
+  train_adv_acc: 'Adversarial accuracy (epoch, train)',
+  heldout_natural_acc: 'Held-out natural accuracy',
+  heldout_pgd_acc: 'Held-out PGD accuracy',
+  natural_accuracy: 'Natural accuracy',
+};
+
+/** The y-axis name of a metric: what it is measured in. */
+const METRIC_UNITS: Record<string, string> = {
+  loss: 'loss',
+  recon_loss: 'MSE',
+  epoch_recon_loss: 'MSE',
+  mi: 'HSIC estimate',
+  epoch_mi: 'HSIC estimate',
+  lr: 'learning rate',
+  images_per_s: 'images / s',
+  grad_norm: 'l2 norm',
 };
 
 /** The five charts a pre-training run always shows, even before their first point. */
@@ -38,4 +63,14 @@ export function sortMetricKeys(keys: readonly string[]): string[] {
 
 export function metricTitle(key: string): string {
   return METRIC_TITLES[key] ?? key;
+}
+
+/** Accuracies are fractions in [0, 1], shown as percentages. */
+export function isAccuracy(key: string): boolean {
+  return key.endsWith('_acc') || key.includes('accuracy');
+}
+
+export function metricUnit(key: string): string {
+  if (isAccuracy(key)) return 'accuracy';
+  return METRIC_UNITS[key] ?? (key.includes('loss') ? 'loss' : '');
 }

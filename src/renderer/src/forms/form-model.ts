@@ -1,8 +1,11 @@
 import { inject, type InjectionKey } from 'vue';
+import type { FormSpec } from './form-spec';
 import type { FieldPath } from './paths';
 
 /** What the schema-driven fields read and write: the form's value, by path, and the schema's issues. */
 export interface FormModel {
+  /** The form's kind: docs, sections and rules. */
+  spec(): FormSpec;
   /** The whole value (for rules that look at other fields, e.g. "unused in mode mae"). */
   root(): unknown;
   get(path: FieldPath): unknown;

@@ -1,31 +1,14 @@
-import { describePreset, MODEL_PRESETS, modelConfigFromPreset, type ModelPreset } from '../../../shared/model-config';
 import { PretrainConfig } from '../../../shared/pretrain-config';
-import { describeSchema, type FormNode, type FormNodeOf } from './schema-walk';
-import { getAt, type FieldPath } from './paths';
+import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
+import { docKey, objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
+import { getAt } from './paths';
 
-/**
- * The pre-training form: the shared schema read as fields, plus what a form needs that the schema
- * cannot say at run time (its doc comments are not kept by zod): labels, help and section layout.
- * A field not listed here still renders, with a label made from its key.
- */
+/** The pre-training form (spec section 3). */
 
-export const PRETRAIN_FORM: FormNodeOf<'object'> = (() => {
-  const node = describeSchema(PretrainConfig);
-  if (node.kind !== 'object') throw new Error('The pre-training config schema is not an object.');
-  return node;
-})();
+const node = objectNode(PretrainConfig, 'pre-training config');
 
-export interface FieldDoc {
-  label?: string;
-  help?: string;
-  /** Shown in an empty optional/nullable field. */
-  placeholder?: string;
-}
-
-/** Keys are field paths without union option names: "dataset.size", "model.width". */
-export const FIELD_DOCS: Record<string, FieldDoc> = {
+const DOCS: Record<string, FieldDoc> = {
   mode: { label: 'Mode', help: 'mae: no attack, no MI penalty. adv-mae: attack, λ = 0. mimir: attack + MI penalty.' },
-  model: { label: 'Model', help: 'A preset sized for the dataset’s images, or a full ViT-MAE configuration.' },
   epochs: { label: 'Epochs' },
   batchSize: { label: 'Batch size', help: 'MI needs pairs of samples, so at least 2.' },
   maskRatio: { label: 'Mask ratio', help: 'Share of patches hidden from the encoder (MAE: 0.75).' },
@@ -34,29 +17,10 @@ export const FIELD_DOCS: Record<string, FieldDoc> = {
     help: 'Reconstruct per-patch normalised pixels (MAE’s norm_pix_loss).',
   },
   seed: { label: 'Seed', help: 'Runs with the same seed and config repeat exactly.' },
-  dataset: { label: 'Dataset' },
-  'dataset.kind': { label: 'Source' },
-  'dataset.split': { label: 'Split' },
-  'dataset.size': {
-    label: 'Images',
-    help: 'Number of images in the split.',
-    placeholder: 'default: 5,000 (train) / 1,000 (test)',
-  },
-  'dataset.seed': { label: 'Dataset seed' },
-  'dataset.classes': { label: 'Classes' },
-  'dataset.imageSize': { label: 'Image size (px)' },
-  'dataset.root': { label: 'Folder or archive', placeholder: '~/.mimir/datasets/…' },
-  'dataset.testFraction': {
-    label: 'Test fraction',
-    help: 'Held out as the test split when the folder has no train/ and val/ (or test/) sub-folders.',
-  },
-  'dataset.onBadImage': { label: 'On an unreadable image' },
-  augmentation: { label: 'Augmentation' },
-  'augmentation.kind': { label: 'Kind' },
-  'augmentation.scale': { label: 'Crop area [min, max]', help: 'Random area fraction of the crop.' },
-  'augmentation.ratio': { label: 'Aspect ratio [min, max]', help: 'Log-uniform aspect ratio of the crop.' },
-  'augmentation.flip': { label: 'Horizontal flip' },
-  'augmentation.padding': { label: 'Padding (px)' },
+  ...DATASET_DOCS,
+  ...AUGMENTATION_DOCS,
+  ...MODEL_DOCS,
+  model: { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
   attack: { label: 'Attack' },
   'attack.steps': {
     label: 'Steps',
@@ -106,112 +70,43 @@ export const FIELD_DOCS: Record<string, FieldDoc> = {
   previewEvery: { label: 'Preview every (steps)', help: '0: at the end of each epoch only.' },
   previewCount: { label: 'Preview images' },
   logEvery: { label: 'Log metrics every (steps)' },
-  'model.imageSize': { label: 'Image size (px)' },
-  'model.patchSize': { label: 'Patch size (px)' },
-  'model.channels': { label: 'Channels' },
-  'model.width': { label: 'Encoder width' },
-  'model.depth': { label: 'Encoder depth' },
-  'model.heads': { label: 'Encoder heads' },
-  'model.mlpRatio': { label: 'MLP ratio' },
-  'model.decoderWidth': { label: 'Decoder width' },
-  'model.decoderDepth': { label: 'Decoder depth' },
-  'model.decoderHeads': { label: 'Decoder heads' },
-  'model.normalize': {
-    label: 'Normalise pixels',
-    help: 'Per-channel (x − mean) / std inside the model; off: the model sees [0, 1] pixels.',
-  },
-  'model.normalize.mean': { label: 'Mean per channel', placeholder: '0.4914, 0.4822, 0.4465' },
-  'model.normalize.std': { label: 'Std per channel', placeholder: '0.2470, 0.2435, 0.2616' },
 };
 
-export function humanize(key: string): string {
-  const words = key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase();
-  return words.charAt(0).toUpperCase() + words.slice(1);
-}
-
-/** The docs key of a value path: numeric indices (tuple items) are dropped. */
-export function docKey(path: FieldPath): string {
-  return path.filter((part) => typeof part === 'string').join('.');
-}
-
-export function fieldDoc(path: FieldPath): FieldDoc {
-  return FIELD_DOCS[docKey(path)] ?? {};
-}
-
-export function fieldLabel(path: FieldPath): string {
-  const last = [...path].reverse().find((part) => typeof part === 'string');
-  return fieldDoc(path).label ?? humanize(String(last ?? ''));
-}
-
-export interface FormSection {
-  id: string;
-  title: string;
-  /** Top-level keys shown in this section, in order; an object key shows its fields. */
-  keys: string[];
-}
-
-const SECTIONS: FormSection[] = [
-  {
-    id: 'training',
-    title: 'Training',
-    keys: ['mode', 'model', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
+export const PRETRAIN_FORM: FormSpec = {
+  kind: 'pretrain',
+  title: 'New pre-training run',
+  schema: PretrainConfig,
+  node,
+  docs: DOCS,
+  sections: withOtherSection(node, [
+    {
+      id: 'training',
+      title: 'Training',
+      keys: ['mode', 'model', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
+    },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset'] },
+    { id: 'augmentation', title: 'Augmentation', keys: ['augmentation'] },
+    { id: 'attack', title: 'Attack', keys: ['attack'] },
+    { id: 'mi', title: 'Mutual information', keys: ['mi'] },
+    { id: 'optimizer', title: 'Optimizer (AdamW)', keys: ['optimizer'] },
+    {
+      id: 'outputs',
+      title: 'Checkpoints, previews and logging',
+      keys: ['checkpointEvery', 'keepCheckpoints', 'previewEvery', 'previewCount', 'logEvery'],
+    },
+  ]),
+  inactiveReason(path, config) {
+    const mode = getAt(config, ['mode']);
+    const key = docKey(path);
+    if (mode === 'mae' && (key === 'attack' || key.startsWith('attack.'))) return 'not used in mode mae (no attack)';
+    if (mode !== 'mimir' && key === 'mi.lambda') return 'used by mode mimir only';
+    const estimator = getAt(config, ['mi', 'estimator']);
+    if (key === 'mi.alpha' && estimator !== 'renyi') return 'used by estimator renyi only';
+    if (key === 'mi.epsR' && estimator !== 'nhsic') return 'used by estimator nhsic only';
+    if (key === 'mi.sigma' && getAt(config, ['mi', 'bandwidth']) === 'median') return 'unused with median bandwidth';
+    return null;
   },
-  { id: 'dataset', title: 'Dataset', keys: ['dataset'] },
-  { id: 'augmentation', title: 'Augmentation', keys: ['augmentation'] },
-  { id: 'attack', title: 'Attack', keys: ['attack'] },
-  { id: 'mi', title: 'Mutual information', keys: ['mi'] },
-  { id: 'optimizer', title: 'Optimizer (AdamW)', keys: ['optimizer'] },
-  {
-    id: 'outputs',
-    title: 'Checkpoints, previews and logging',
-    keys: ['checkpointEvery', 'keepCheckpoints', 'previewEvery', 'previewCount', 'logEvery'],
-  },
-];
-
-/** The sections, with any schema field no section names gathered in a last one. */
-export function formSections(): FormSection[] {
-  const listed = new Set(SECTIONS.flatMap((section) => section.keys));
-  const rest = PRETRAIN_FORM.fields.map((field) => field.key).filter((key) => !listed.has(key));
-  return rest.length > 0 ? [...SECTIONS, { id: 'other', title: 'Other', keys: rest }] : SECTIONS;
-}
-
-export function topLevelNode(key: string): FormNode | undefined {
-  return PRETRAIN_FORM.fields.find((field) => field.key === key)?.node;
-}
-
-/** Why a section or field does nothing with the current config, or null when it matters. */
-export function inactiveReason(path: FieldPath, config: unknown): string | null {
-  const mode = getAt(config, ['mode']);
-  const key = docKey(path);
-  if (mode === 'mae' && (key === 'attack' || key.startsWith('attack.'))) return 'not used in mode mae (no attack)';
-  if (mode !== 'mimir' && key === 'mi.lambda') return 'used by mode mimir only';
-  const estimator = getAt(config, ['mi', 'estimator']);
-  if (key === 'mi.alpha' && estimator !== 'renyi') return 'used by estimator renyi only';
-  if (key === 'mi.epsR' && estimator !== 'nhsic') return 'used by estimator nhsic only';
-  if (key === 'mi.sigma' && getAt(config, ['mi', 'bandwidth']) === 'median') return 'unused with median bandwidth';
-  return null;
-}
-
-/** Help for a model preset option. */
-export function presetHelp(preset: string): string | null {
-  return (MODEL_PRESETS as readonly string[]).includes(preset) ? describePreset(preset as ModelPreset) : null;
-}
-
-/**
- * Switching the model from a preset to a custom config starts from what the preset means for the
- * dataset's image size, so the user edits the model they had rather than a blank one.
- */
-export function customModelFrom(config: unknown): Record<string, unknown> | null {
-  const model = getAt(config, ['model']);
-  const imageSize = getAt(config, ['dataset', 'imageSize']);
-  if (typeof model !== 'string' || !(MODEL_PRESETS as readonly string[]).includes(model)) return null;
-  try {
-    return { ...modelConfigFromPreset(model as ModelPreset, typeof imageSize === 'number' ? imageSize : undefined) };
-  } catch {
-    try {
-      return { ...modelConfigFromPreset(model as ModelPreset) };
-    } catch {
-      return null;
-    }
-  }
-}
+  hidden: () => false,
+  valueHelp: (path, value) => (docKey(path) === 'model' ? presetHelp(value) : null),
+  objectOptionStart: (path, config) => (docKey(path) === 'model' ? customModelFrom(config, path) : null),
+};

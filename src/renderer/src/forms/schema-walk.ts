@@ -120,7 +120,17 @@ export function describeSchema(schema: z.ZodType): FormNode {
     return { ...meta, kind: 'tagged-union', discriminator, options };
   }
   if (current instanceof z.ZodUnion) {
-    return { ...meta, kind: 'union', options: (current.def.options as z.ZodType[]).map(describeSchema) };
+    const options = (current.def.options as z.ZodType[]).map(describeSchema);
+    // Names and string literals only (a table name or 'auto'): one choice among them all.
+    const isName = (option: FormNode) =>
+      option.kind === 'enum' || (option.kind === 'literal' && typeof option.value === 'string');
+    if (options.every(isName)) {
+      const names = options.flatMap((option) =>
+        option.kind === 'enum' ? option.options : option.kind === 'literal' ? [String(option.value)] : [],
+      );
+      return { ...meta, kind: 'enum', options: names };
+    }
+    return { ...meta, kind: 'union', options };
   }
   return { ...meta, kind: 'json' };
 }

@@ -1,4 +1,5 @@
 import { api } from '../api/client';
+import { usePreviewsStore } from './previews';
 import { useRunDetailsStore } from './run-details';
 import { useRunsStore } from './runs';
 
@@ -6,8 +7,10 @@ import { useRunsStore } from './runs';
 export function startLiveUpdates(): () => void {
   const runs = useRunsStore();
   const details = useRunDetailsStore();
+  const previews = usePreviewsStore();
   return api.onPush((message) => {
     runs.applyPush(message);
     details.applyPush(message);
+    previews.applyPush(message);
   });
 }

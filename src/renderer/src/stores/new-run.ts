@@ -1,80 +1,190 @@
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import { PretrainConfig } from '../../../shared/pretrain-config';
+import type { JobKind } from '../../../shared/engine-protocol';
+import { datasetDefaults } from '../../../shared/finetune-config';
+import { DatasetSource } from '../../../shared/dataset-config';
 import type { RunPreset } from '../../../shared/presets';
 import type { Run } from '../../../shared/store-types';
+import { FORM_SPECS } from '../forms/form-specs';
 import { issuesByPath } from '../forms/issues';
 import { getAt, pathKey, setAt, type FieldPath } from '../forms/paths';
+import { startingConfig } from '../forms/starting-config';
 import { datasetLabel, modelLabel } from '../run-info';
 import { useRunsStore } from './runs';
 
-/** The config every field starts from: the schema's defaults. */
-function schemaDefaults(): Record<string, unknown> {
-  return PretrainConfig.parse({}) as Record<string, unknown>;
+export type DraftSource =
+  | { kind: 'preset'; id: string; name: string }
+  | { kind: 'run'; id: string; name: string }
+  /** Started from a run's checkpoint (fine-tune a pre-training run, evaluate a fine-tuned one). */
+  | { kind: 'parent'; id: string; name: string }
+  | { kind: 'checkpoint'; id: string; name: string };
+
+interface Draft {
+  config: Record<string, unknown>;
+  name: string;
+  /** The name was typed by the user: stop suggesting one. */
+  nameEdited: boolean;
+  source: DraftSource | null;
+  parentRunId: string | null;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function emptyDraft(kind: JobKind): Draft {
+  return { config: startingConfig(kind), name: '', nameEdited: false, source: null, parentRunId: null };
+}
+
+/** The dataset a run trained on, as the test split (for evaluating or mapping the landscape of its model). */
+function testSplitOf(run: Run): Record<string, unknown> | null {
+  const dataset = run.config.dataset;
+  return isRecord(dataset) ? { ...dataset, split: 'test' } : null;
 }
 
 /**
- * The new-run form's draft: a full config (every field shown with its value), its name and where it
- * came from, and the schema's verdict on it, kept across visits to other screens.
+ * The new-run form's drafts, one per kind of run: a full config (every field shown with its value), its
+ * name, where it came from and the parent run, and the kind's schema verdict on it. Drafts are kept
+ * across visits to other screens.
  */
 export const useNewRunStore = defineStore('new-run', () => {
   const runs = useRunsStore();
-  const config = ref<Record<string, unknown>>(schemaDefaults());
-  const name = ref('');
-  /** The name was typed by the user: stop suggesting one. */
-  const nameEdited = ref(false);
-  const source = ref<{ kind: 'preset'; id: string; name: string } | { kind: 'run'; id: string; name: string } | null>(
-    null,
-  );
+  const kind = ref<JobKind>('pretrain');
+  const drafts = ref<Record<JobKind, Draft>>({
+    pretrain: emptyDraft('pretrain'),
+    finetune: emptyDraft('finetune'),
+    evaluate: emptyDraft('evaluate'),
+    landscape: emptyDraft('landscape'),
+  });
   const submitting = ref(false);
   const submitError = ref<string | null>(null);
 
-  const validation = computed(() => PretrainConfig.safeParse(config.value));
+  const spec = computed(() => FORM_SPECS[kind.value]);
+  const draft = computed(() => drafts.value[kind.value]);
+  const config = computed(() => draft.value.config);
+  const name = computed(() => draft.value.name);
+  const nameEdited = computed(() => draft.value.nameEdited);
+  const source = computed(() => draft.value.source);
+  const parentRunId = computed(() => draft.value.parentRunId);
+
+  const validation = computed(() => spec.value.schema.safeParse(config.value));
   const issues = computed(() => issuesByPath(validation.value.success ? undefined : validation.value.error));
   const issueCount = computed(() => [...issues.value.values()].reduce((sum, list) => sum + list.length, 0));
 
   const suggestedName = computed(() => {
-    const mode = getAt(config.value, ['mode']);
-    return [typeof mode === 'string' ? mode : 'pretrain', modelLabel(config.value), datasetLabel(config.value)]
-      .filter(Boolean)
-      .join(' · ');
+    const c = config.value;
+    const from = draft.value.source?.name;
+    switch (kind.value) {
+      case 'pretrain': {
+        const mode = getAt(c, ['mode']);
+        return [typeof mode === 'string' ? mode : 'pretrain', modelLabel(c), datasetLabel(c)]
+          .filter(Boolean)
+          .join(' · ');
+      }
+      case 'finetune': {
+        const method = getAt(c, ['method']);
+        return [typeof method === 'string' ? method : 'finetune', from ? `from ${from}` : datasetLabel(c)]
+          .filter(Boolean)
+          .join(' · ');
+      }
+      case 'evaluate':
+        return ['evaluation', from ?? ''].filter(Boolean).join(' · ');
+      case 'landscape': {
+        const loss = getAt(c, ['loss']);
+        return ['landscape', typeof loss === 'string' ? loss : '', from ?? ''].filter(Boolean).join(' · ');
+      }
+    }
+    return kind.value;
   });
-  const effectiveName = computed(() => (nameEdited.value ? name.value : name.value || suggestedName.value));
+  const effectiveName = computed(() =>
+    draft.value.nameEdited ? draft.value.name : draft.value.name || suggestedName.value,
+  );
 
-  /** Start from a config (a preset's or a run's), completed with the schema's defaults where it can be. */
-  function load(input: Record<string, unknown>): void {
-    const parsed = PretrainConfig.safeParse(input);
-    // An invalid config (a run made by an older version, say) is loaded as is, so its problems show.
-    config.value = parsed.success
-      ? (structuredClone(parsed.data) as Record<string, unknown>)
-      : { ...schemaDefaults(), ...structuredClone(input) };
+  function update(patch: Partial<Draft>): void {
+    drafts.value = { ...drafts.value, [kind.value]: { ...draft.value, ...patch } };
+  }
+
+  function setKind(next: JobKind): void {
+    kind.value = next;
     submitError.value = null;
   }
 
+  /** Start from a config (a preset's or a run's), completed with the schema's defaults where it can be. */
+  function completed(input: Record<string, unknown>): Record<string, unknown> {
+    const parsed = spec.value.schema.safeParse(input);
+    // An invalid config (a run made by an older version, say) is loaded as is, so its problems show.
+    return parsed.success
+      ? (structuredClone(parsed.data) as Record<string, unknown>)
+      : { ...startingConfig(kind.value), ...structuredClone(input) };
+  }
+
   function loadPreset(preset: RunPreset): void {
-    load(preset.config);
-    source.value = { kind: 'preset', id: preset.id, name: preset.name };
-    name.value = '';
-    nameEdited.value = false;
+    kind.value = 'pretrain';
+    update({
+      config: completed(preset.config),
+      source: { kind: 'preset', id: preset.id, name: preset.name },
+      name: '',
+      nameEdited: false,
+      parentRunId: null,
+    });
+    submitError.value = null;
   }
 
   function loadRun(run: Run): void {
-    load(run.config);
-    source.value = { kind: 'run', id: run.id, name: run.name };
-    name.value = `${run.name} (copy)`;
-    nameEdited.value = true;
+    kind.value = run.kind;
+    update({
+      config: completed(run.config),
+      source: { kind: 'run', id: run.id, name: run.name },
+      name: `${run.name} (copy)`,
+      nameEdited: true,
+      parentRunId: run.parentRunId,
+    });
+    submitError.value = null;
   }
 
   function loadDefaults(): void {
-    load({});
-    source.value = null;
-    name.value = '';
-    nameEdited.value = false;
+    update(emptyDraft(kind.value));
+    submitError.value = null;
+  }
+
+  /**
+   * Start a `next`-kind run from `parent`'s checkpoint (its last one unless `checkpoint` names another):
+   * fine-tune a pre-training run on its dataset; evaluate or map the landscape of a model on the test split.
+   */
+  function startFrom(next: JobKind, parent: Run | null, checkpoint: string | null): void {
+    kind.value = next;
+    const path = checkpoint ?? parent?.lastCheckpoint ?? '';
+    const base = startingConfig(next);
+    const dataset = parent ? (next === 'finetune' ? parent.config.dataset : testSplitOf(parent)) : null;
+    let config: Record<string, unknown> = { ...base, ...(isRecord(dataset) ? { dataset } : {}) };
+    if (next === 'finetune') config = { ...config, source: { kind: 'pretrained', checkpoint: path } };
+    else config = { ...config, checkpoint: path };
+    if (next === 'evaluate' && parent?.kind === 'finetune') {
+      const threat = parent.config.threat;
+      const parsedDataset = DatasetSource.safeParse(dataset);
+      const eps =
+        isRecord(threat) && typeof threat.eps === 'number'
+          ? threat.eps
+          : parsedDataset.success
+            ? datasetDefaults(parsedDataset.data).eps
+            : 8;
+      config = { ...config, eps, threat: isRecord(threat) && typeof threat.norm === 'string' ? threat.norm : 'linf' };
+    }
+    const sourceName = parent?.name ?? path.split(/[\\/]/).filter(Boolean).slice(-3).join('/');
+    update({
+      config: completed(config),
+      source: parent
+        ? { kind: 'parent', id: parent.id, name: parent.name }
+        : { kind: 'checkpoint', id: path, name: sourceName },
+      name: '',
+      nameEdited: false,
+      parentRunId: parent?.id ?? null,
+    });
+    submitError.value = null;
   }
 
   function setName(value: string): void {
-    name.value = value;
-    nameEdited.value = value.trim().length > 0;
+    update({ name: value, nameEdited: value.trim().length > 0 });
   }
 
   function get(path: FieldPath): unknown {
@@ -82,7 +192,7 @@ export const useNewRunStore = defineStore('new-run', () => {
   }
 
   function set(path: FieldPath, value: unknown): void {
-    config.value = setAt(config.value, path, value) as Record<string, unknown>;
+    update({ config: setAt(config.value, path, value) as Record<string, unknown> });
   }
 
   function issuesAt(path: FieldPath): string[] {
@@ -102,10 +212,10 @@ export const useNewRunStore = defineStore('new-run', () => {
     submitError.value = null;
     try {
       return await runs.create({
-        kind: 'pretrain',
+        kind: kind.value,
         name: effectiveName.value.trim(),
         config: config.value,
-        parentRunId: null,
+        parentRunId: draft.value.parentRunId,
       });
     } catch (failure) {
       submitError.value = failure instanceof Error ? failure.message : String(failure);
@@ -116,10 +226,13 @@ export const useNewRunStore = defineStore('new-run', () => {
   }
 
   return {
+    kind,
+    spec,
     config,
     name,
     nameEdited,
     source,
+    parentRunId,
     submitting,
     submitError,
     validation,
@@ -127,9 +240,11 @@ export const useNewRunStore = defineStore('new-run', () => {
     issueCount,
     suggestedName,
     effectiveName,
+    setKind,
     loadPreset,
     loadRun,
     loadDefaults,
+    startFrom,
     setName,
     get,
     set,

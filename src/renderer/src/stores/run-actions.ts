@@ -54,8 +54,13 @@ export const useRunActionsStore = defineStore('run-actions', () => {
   }
 
   function duplicate(run: Run): void {
-    navigate({ name: 'new', preset: null, from: run.id });
+    navigate({ name: 'new', kind: run.kind, preset: null, from: run.id });
   }
 
-  return { pendingDelete, busy, isBusy, cancel, resume, askDelete, confirmDelete, duplicate };
+  /** Open the new-run form for a `kind` run that starts from this run's last checkpoint. */
+  function startFrom(run: Run, kind: 'finetune' | 'evaluate' | 'landscape'): void {
+    navigate({ name: 'new', kind, preset: null, from: null, parent: run.id });
+  }
+
+  return { pendingDelete, busy, isBusy, cancel, resume, askDelete, confirmDelete, duplicate, startFrom };
 });

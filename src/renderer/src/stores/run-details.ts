@@ -1,8 +1,7 @@
 import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
-import { z } from 'zod';
 import type { PushMessage } from '../../../shared/push';
-import { PreviewKind, type MetricsEvent } from '../../../shared/run-events';
+import type { MetricsEvent } from '../../../shared/run-events';
 import type { LogEntry, MetricSeries } from '../../../shared/store-types';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
@@ -16,35 +15,13 @@ export interface SeriesData {
   downsampled: boolean;
 }
 
-export interface PreviewImage {
-  kind: PreviewKind;
-  url: string;
-}
-
-export interface PreviewSnapshot {
-  step: number;
-  epoch: number;
-  count: number;
-  imageSize: number;
-  perturbationScale: number;
-  images: PreviewImage[];
-}
-
-const PreviewMetadata = z.object({
-  epoch: z.number().default(0),
-  files: z.partialRecord(PreviewKind, z.string()),
-  count: z.number().int().positive(),
-  imageSize: z.number().int().positive(),
-  perturbationScale: z.number().positive(),
-});
-
 const MAX_POINTS = 2000;
 const MAX_LOG_LINES = 2000;
 const LOG_PAGE = 5000;
 /** Pushes add points at once; a fetch from the store at most this often fills any gap the socket left. */
 const CATCH_UP_MS = 3000;
 
-/** The metrics, log and latest preview of the run the run page shows, loaded then kept live. */
+/** The metrics and log of the run the run page shows, loaded then kept live (previews: stores/previews). */
 export const useRunDetailsStore = defineStore('run-details', () => {
   const runs = useRunsStore();
   const runId = ref<string | null>(null);
@@ -56,8 +33,6 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   const revision = ref(0);
   const metricsLoaded = ref(false);
   const logs = shallowRef<LogEntry[]>([]);
-  const preview = shallowRef<PreviewSnapshot | null>(null);
-  const previewCount = ref(0);
   /** Increases with every open(), so answers for a run left meanwhile are dropped. */
   let session = 0;
   let catchUpTimer: ReturnType<typeof setTimeout> | null = null;
@@ -72,8 +47,6 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     revision.value++;
     metricsLoaded.value = false;
     logs.value = [];
-    preview.value = null;
-    previewCount.value = 0;
     notFound.value = false;
     error.value = null;
     if (catchUpTimer) clearTimeout(catchUpTimer);
@@ -94,7 +67,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
       error.value = errorMessage(failure);
       return;
     }
-    await Promise.all([loadMetrics(mine), loadLogs(mine), loadLatestPreview(mine)]);
+    await Promise.all([loadMetrics(mine), loadLogs(mine)]);
   }
 
   function close(): void {
@@ -252,58 +225,6 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     }, 300);
   }
 
-  // ---- preview ----------------------------------------------------------------------------------------
-
-  async function readImages(id: string, files: Partial<Record<PreviewKind, string>>): Promise<PreviewImage[]> {
-    const kinds = PreviewKind.options.filter((kind) => files[kind] !== undefined);
-    return Promise.all(
-      kinds.map(async (kind) => {
-        const file = await api.call('files.read', { runId: id, path: files[kind] ?? '' });
-        return { kind, url: `data:${file.mime};base64,${file.base64}` };
-      }),
-    );
-  }
-
-  async function showPreview(
-    mine: number,
-    snapshot: Omit<PreviewSnapshot, 'images'>,
-    files: Partial<Record<PreviewKind, string>>,
-  ): Promise<void> {
-    const id = runId.value;
-    if (!id || (preview.value && preview.value.step > snapshot.step)) return;
-    try {
-      const images = await readImages(id, files);
-      if (mine !== session || (preview.value && preview.value.step > snapshot.step)) return;
-      preview.value = { ...snapshot, images };
-    } catch (failure) {
-      if (mine === session) error.value = `Could not read the preview images: ${errorMessage(failure)}`;
-    }
-  }
-
-  async function loadLatestPreview(mine: number): Promise<void> {
-    const id = runId.value;
-    if (!id) return;
-    try {
-      const artifacts = await api.call('runs.artifacts', { id, kind: 'preview' });
-      if (mine !== session) return;
-      previewCount.value = artifacts.length;
-      const latest = artifacts.reduce<(typeof artifacts)[number] | null>(
-        (best, artifact) =>
-          !best || (artifact.step ?? -1) > (best.step ?? -1) || (artifact.step === best.step && artifact.id > best.id)
-            ? artifact
-            : best,
-        null,
-      );
-      if (!latest) return;
-      const metadata = PreviewMetadata.safeParse(latest.metadata);
-      if (!metadata.success) return;
-      const { files, ...rest } = metadata.data;
-      await showPreview(mine, { step: latest.step ?? 0, ...rest }, files);
-    } catch (failure) {
-      if (mine === session) error.value = errorMessage(failure);
-    }
-  }
-
   // ---- pushes -------------------------------------------------------------------------------------------
 
   function applyPush(message: PushMessage): void {
@@ -322,21 +243,8 @@ export const useRunDetailsStore = defineStore('run-details', () => {
       case 'metrics':
         applyMetrics(event);
         break;
-      case 'preview':
-        previewCount.value++;
-        void showPreview(
-          session,
-          {
-            step: event.step,
-            epoch: event.epoch,
-            count: event.count,
-            imageSize: event.imageSize,
-            perturbationScale: event.perturbationScale,
-          },
-          event.files,
-        );
-        break;
       case 'progress':
+      case 'preview':
         break;
       default:
         scheduleLogs();
@@ -353,8 +261,6 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     revision,
     metricsLoaded,
     logs,
-    preview,
-    previewCount,
     open,
     close,
     applyPush,

@@ -1,0 +1,80 @@
+import { describePreset, MODEL_PRESETS, modelConfigFromPreset, type ModelPreset } from '../../../shared/model-config';
+import type { FieldDoc } from './form-spec';
+import { getAt, type FieldPath } from './paths';
+
+/** Docs of the fields several run kinds share: the dataset source, augmentation and model. */
+
+export const DATASET_DOCS: Record<string, FieldDoc> = {
+  dataset: { label: 'Dataset' },
+  'dataset.kind': { label: 'Source' },
+  'dataset.split': { label: 'Split' },
+  'dataset.size': {
+    label: 'Images',
+    help: 'Number of images in the split.',
+    placeholder: 'default: 5,000 (train) / 1,000 (test)',
+  },
+  'dataset.seed': { label: 'Dataset seed' },
+  'dataset.classes': { label: 'Classes' },
+  'dataset.imageSize': { label: 'Image size (px)' },
+  'dataset.root': { label: 'Folder or archive', placeholder: '~/.mimir/datasets/…' },
+  'dataset.testFraction': {
+    label: 'Test fraction',
+    help: 'Held out as the test split when the folder has no train/ and val/ (or test/) sub-folders.',
+  },
+  'dataset.onBadImage': { label: 'On an unreadable image' },
+};
+
+export const AUGMENTATION_DOCS: Record<string, FieldDoc> = {
+  augmentation: { label: 'Augmentation' },
+  'augmentation.kind': { label: 'Kind' },
+  'augmentation.scale': { label: 'Crop area [min, max]', help: 'Random area fraction of the crop.' },
+  'augmentation.ratio': { label: 'Aspect ratio [min, max]', help: 'Log-uniform aspect ratio of the crop.' },
+  'augmentation.flip': { label: 'Horizontal flip' },
+  'augmentation.padding': { label: 'Padding (px)' },
+};
+
+export const MODEL_DOCS: Record<string, FieldDoc> = {
+  model: { label: 'Model', help: 'A preset sized for the dataset’s images, or a full ViT-MAE configuration.' },
+  'model.imageSize': { label: 'Image size (px)' },
+  'model.patchSize': { label: 'Patch size (px)' },
+  'model.channels': { label: 'Channels' },
+  'model.width': { label: 'Encoder width' },
+  'model.depth': { label: 'Encoder depth' },
+  'model.heads': { label: 'Encoder heads' },
+  'model.mlpRatio': { label: 'MLP ratio' },
+  'model.decoderWidth': { label: 'Decoder width' },
+  'model.decoderDepth': { label: 'Decoder depth' },
+  'model.decoderHeads': { label: 'Decoder heads' },
+  'model.normalize': {
+    label: 'Normalise pixels',
+    help: 'Per-channel (x − mean) / std inside the model; off: the model sees [0, 1] pixels.',
+  },
+  'model.normalize.mean': { label: 'Mean per channel', placeholder: '0.4914, 0.4822, 0.4465' },
+  'model.normalize.std': { label: 'Std per channel', placeholder: '0.2470, 0.2435, 0.2616' },
+};
+
+/** Help for a model preset option. */
+export function presetHelp(preset: unknown): string | null {
+  return typeof preset === 'string' && (MODEL_PRESETS as readonly string[]).includes(preset)
+    ? describePreset(preset as ModelPreset)
+    : null;
+}
+
+/**
+ * Switching the model at `modelPath` from a preset to a custom config starts from what the preset means
+ * for the dataset's image size, so the user edits the model they had rather than a blank one.
+ */
+export function customModelFrom(config: unknown, modelPath: FieldPath): Record<string, unknown> | null {
+  const model = getAt(config, modelPath);
+  const imageSize = getAt(config, ['dataset', 'imageSize']);
+  if (typeof model !== 'string' || !(MODEL_PRESETS as readonly string[]).includes(model)) return null;
+  try {
+    return { ...modelConfigFromPreset(model as ModelPreset, typeof imageSize === 'number' ? imageSize : undefined) };
+  } catch {
+    try {
+      return { ...modelConfigFromPreset(model as ModelPreset) };
+    } catch {
+      return null;
+    }
+  }
+}

@@ -1,0 +1,150 @@
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EvaluationReport } from '../../src/shared/evaluation';
+import type { Evaluation, Run } from '../../src/shared/store-types';
+import { screenshotPath } from '../helpers/browser';
+import { microPretrain, WebApp } from '../helpers/web-app';
+
+/**
+ * From a pre-training run to robust accuracy in Chromium, with the real engine: "Fine-tune" on a done
+ * MIMIR run opens the fine-tuning form on its checkpoint; "Evaluate" on the fine-tuned run opens the
+ * evaluation form on that one; the evaluation's table, protocol, masking checks and corruption grid
+ * match its stored report; "Loss landscape" maps the loss around the same checkpoint.
+ */
+
+const app = new WebApp();
+let page: Page;
+let pretrain: Run;
+let finetuneId = '';
+let evaluationId = '';
+
+beforeAll(async () => {
+  await app.start();
+  pretrain = await app.createRun('pretrain', 'e2e MIMIR to fine-tune', microPretrain('mimir'));
+});
+afterAll(async () => {
+  await app.stop();
+});
+
+function idFromUrl(): string {
+  return decodeURIComponent(new URL(page.url()).hash.replace('#/runs/', ''));
+}
+
+async function waitStatus(status: string, timeout = 60_000): Promise<void> {
+  await page
+    .getByTestId('run-view')
+    .getByTestId('run-status')
+    .and(page.locator(`[data-status="${status}"]`))
+    .waitFor({ timeout });
+}
+
+describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)', () => {
+  it('fine-tunes a done pre-training run from its page, on its last checkpoint', async () => {
+    const done = await app.waitDone(pretrain.id);
+    page = await app.openPage(`#/runs/${pretrain.id}`);
+    await page.getByTestId('action-finetune').click();
+    await page.getByTestId('new-run-view').and(page.locator('[data-kind="finetune"]')).waitFor();
+    await expect.poll(() => page.getByTestId('field-source.checkpoint').inputValue()).toBe(done.lastCheckpoint);
+    expect(await page.getByTestId('new-run-source').textContent()).toContain('e2e MIMIR to fine-tune');
+    // The pre-training run's data, and the method's own settings only.
+    expect(await page.getByTestId('field-dataset.size').inputValue()).toBe('128');
+    expect(await page.getByTestId('field-method').inputValue()).toBe('pgd-at');
+    expect(await page.getByTestId('field-trades').count()).toBe(0);
+    await page.getByTestId('field-method').selectOption('trades');
+    await page.getByTestId('field-trades').waitFor();
+    await page.getByTestId('field-method').selectOption('pgd-at');
+
+    await page.getByTestId('field-epochs').fill('2');
+    await page.getByTestId('field-batchSize').fill('32');
+    await page.getByTestId('field-heldOut.size').fill('16');
+    await page.getByTestId('form-valid').waitFor();
+    expect(await page.getByTestId('summary-steps').textContent()).toContain('8 (4 per epoch)');
+    await page.screenshot({ path: screenshotPath('evaluation-finetune-form'), fullPage: true });
+    await page.getByTestId('start-run').click();
+    await page.getByTestId('run-view').waitFor();
+    finetuneId = idFromUrl();
+    const finetune = await app.call<Run>('runs.get', { id: finetuneId });
+    expect(finetune.kind).toBe('finetune');
+    expect(finetune.parentRunId).toBe(pretrain.id);
+    await waitStatus('done');
+    await expect.poll(() => page.getByTestId('chart-heldout_pgd_acc').getAttribute('data-points')).toBe('2');
+  });
+
+  it('evaluates the fine-tuned checkpoint and shows per-attack robust accuracy with its protocol', async () => {
+    const finetune = await app.call<Run>('runs.get', { id: finetuneId });
+    await page.getByTestId('action-evaluate').click();
+    await page.getByTestId('new-run-view').and(page.locator('[data-kind="evaluate"]')).waitFor();
+    await expect.poll(() => page.getByTestId('field-checkpoint').inputValue()).toBe(finetune.lastCheckpoint);
+    expect(await page.getByTestId('field-dataset.split').inputValue()).toBe('test');
+    expect(await page.getByTestId('field-eps').inputValue()).toBe('8');
+    // natural and pgd20 are ticked by default; add the corruptions, on two severities.
+    expect(await page.getByTestId('attack-natural').isChecked()).toBe(true);
+    expect(await page.getByTestId('attack-pgd20').isChecked()).toBe(true);
+    await page.getByTestId('attack-corruptions').check();
+    await page.getByTestId('field-attacks.2.severities').fill('1, 5');
+    await page.getByTestId('field-attacks.2.severities').press('Tab');
+    await page.getByTestId('field-examples.count').fill('16');
+    await page.getByTestId('form-valid').waitFor();
+    expect(await page.getByTestId('summary-attacks').textContent()).toBe('natural, pgd20, corruptions');
+    await page.getByTestId('section-attacks').screenshot({ path: screenshotPath('evaluation-attack-picker') });
+    await page.getByTestId('start-run').click();
+    await page.getByTestId('run-view').waitFor();
+    evaluationId = idFromUrl();
+    await waitStatus('done');
+
+    const [stored] = await app.call<Evaluation[]>('evaluations.list', { runId: evaluationId });
+    const report = stored?.results as EvaluationReport;
+    expect(report.examples.count).toBe(16);
+    const table = page.getByTestId('attack-table');
+    await table.waitFor();
+    const percent = (value: number) => `${(value * 100).toFixed(2)}%`;
+    for (const outcome of report.attacks) {
+      const row = table.locator(`[data-attack="${outcome.key}"]`);
+      expect((await row.getByTestId('robust-accuracy').textContent())?.trim()).toContain(
+        percent(outcome.robustAccuracy),
+      );
+    }
+    const pgd = table.locator('[data-attack="pgd20"]');
+    expect(await pgd.locator('.protocol').textContent()).toContain('ε 8/255 · 20 steps · 1 restart · seed 0 · n 16');
+    expect(await page.getByTestId('natural-accuracy').textContent()).toBe(percent(report.naturalAccuracy));
+    expect(await page.getByTestId('worst-case').textContent()).toBe(percent(report.worstCase?.robustAccuracy ?? -1));
+    await page.getByTestId('masking-checks').waitFor();
+    // Every corruption type, at the two severities asked for.
+    const corruptions = page.getByTestId('corruption-table');
+    expect(await corruptions.locator('tbody tr').count()).toBe(9);
+    expect(await corruptions.locator('thead th').allTextContents()).toEqual([
+      'Corruption',
+      'Severity 1',
+      'Severity 5',
+      'Mean',
+    ]);
+    // Flipped examples: their images with predicted classes, or a word that there are none.
+    const flipped = report.attacks.reduce((sum, outcome) => sum + (outcome.flipped.images?.indices.length ?? 0), 0);
+    if (flipped > 0) await expect.poll(() => page.getByTestId('flipped-example').count()).toBeGreaterThan(0);
+    else await page.getByTestId('no-flipped').waitFor();
+    await page.screenshot({ path: screenshotPath('evaluation-report'), fullPage: true });
+
+    // The fine-tuned run lists it.
+    await page.goto(`${app.url}#/runs/${finetuneId}`);
+    await expect.poll(() => page.getByTestId('model-evaluations').locator('li').count()).toBe(1);
+  });
+
+  it('maps the loss landscape around the fine-tuned checkpoint', async () => {
+    await page.getByTestId('action-landscape').click();
+    await page.getByTestId('new-run-view').and(page.locator('[data-kind="landscape"]')).waitFor();
+    await page.getByTestId('field-grid').fill('5');
+    await page.getByTestId('field-examples').fill('32');
+    await page.getByTestId('form-valid').waitFor();
+    expect(await page.getByTestId('summary-grid').textContent()).toContain('5 × 5 = 25 points');
+    await page.getByTestId('start-run').click();
+    await page.getByTestId('run-view').waitFor();
+    await waitStatus('done');
+    const plot = page.getByTestId('landscape-plot');
+    await expect.poll(() => plot.getAttribute('data-points')).toBe('25');
+    expect(Number(await page.getByTestId('landscape-centre').textContent())).toBeGreaterThan(0);
+    await page.screenshot({ path: screenshotPath('evaluation-landscape'), fullPage: true });
+
+    expect(app.problems, app.problems.join('\n')).toEqual([]);
+    await page.close();
+  });
+});

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { JOB_KINDS } from '../../src/shared/engine-protocol';
+import { docKey, fieldDoc, humanize, type FormSpec } from '../../src/renderer/src/forms/form-spec';
+import { FORM_SPECS } from '../../src/renderer/src/forms/form-specs';
+import { setAt } from '../../src/renderer/src/forms/paths';
+import type { FormNode } from '../../src/renderer/src/forms/schema-walk';
+import { startingConfig } from '../../src/renderer/src/forms/starting-config';
+
+/** Every value path a form can show, options of unions and list elements included. */
+function paths(node: FormNode, prefix: string[], out: string[][]): void {
+  if (node.kind === 'object') {
+    for (const field of node.fields) {
+      out.push([...prefix, field.key]);
+      paths(field.node, [...prefix, field.key], out);
+    }
+  } else if (node.kind === 'tagged-union') {
+    for (const option of node.options) paths(option.node, prefix, out);
+  } else if (node.kind === 'union') {
+    for (const option of node.options) paths(option, prefix, out);
+  } else if (node.kind === 'array') {
+    paths(node.element, prefix, out);
+  }
+}
+
+function nodes(node: FormNode, out: FormNode[]): FormNode[] {
+  out.push(node);
+  if (node.kind === 'object') for (const field of node.fields) nodes(field.node, out);
+  if (node.kind === 'tagged-union') for (const option of node.options) nodes(option.node, out);
+  if (node.kind === 'union') for (const option of node.options) nodes(option, out);
+  if (node.kind === 'array') nodes(node.element, out);
+  if (node.kind === 'tuple') for (const item of node.items) nodes(item, out);
+  return out;
+}
+
+describe.each(JOB_KINDS)('the %s form', (kind) => {
+  const spec: FormSpec = FORM_SPECS[kind];
+
+  it('reads every field of its schema as a control (none falls back to raw JSON)', () => {
+    expect(nodes(spec.node, []).filter((node) => node.kind === 'json')).toEqual([]);
+  });
+
+  it('names every field it shows and lays every top-level field out in a section', () => {
+    const all: string[][] = [];
+    paths(spec.node, [], all);
+    const unnamed = [...new Set(all.map(docKey))].filter(
+      (key) => !fieldDoc(spec, key.split('.')).label && !['kind', 'attack'].includes(key.split('.').at(-1) ?? ''),
+    );
+    expect(
+      unnamed,
+      `fields labelled only as ${unnamed.map((k) => humanize(k.split('.').at(-1) ?? '')).join(', ')}`,
+    ).toEqual([]);
+    const laidOut = spec.sections.flatMap((section) => section.keys);
+    expect([...laidOut].sort()).toEqual(spec.node.fields.map((field) => field.key).sort());
+  });
+
+  it('starts from a config its schema accepts once the required checkpoint is named', () => {
+    let config = startingConfig(kind);
+    if (kind === 'finetune') config = setAt(config, ['source', 'checkpoint'], '/runs/a') as Record<string, unknown>;
+    if (kind === 'evaluate' || kind === 'landscape') config = { ...config, checkpoint: '/runs/a' };
+    const parsed = spec.schema.safeParse(config);
+    expect(parsed.success, parsed.success ? '' : parsed.error.message).toBe(true);
+    // ...and not before, where a checkpoint is needed: the form shows the problem rather than guessing one.
+    if (kind !== 'pretrain') expect(spec.schema.safeParse(startingConfig(kind)).success).toBe(false);
+  });
+});
+
+describe('form rules', () => {
+  it('shows a fine-tuning method’s own settings only with that method', () => {
+    const spec = FORM_SPECS.finetune;
+    expect(spec.hidden(['trades'], { method: 'pgd-at' })).toBe(true);
+    expect(spec.hidden(['trades'], { method: 'trades' })).toBe(false);
+    expect(spec.hidden(['attack'], { method: 'trades' })).toBe(false);
+    expect(spec.hidden(['trades', 'beta'], { method: 'pgd-at' })).toBe(false);
+  });
+
+  it('greys out what the chosen mode or loss leaves unused', () => {
+    expect(FORM_SPECS.pretrain.inactiveReason(['attack', 'eps'], { mode: 'mae' })).toMatch(/not used/);
+    expect(FORM_SPECS.pretrain.inactiveReason(['attack', 'eps'], { mode: 'mimir' })).toBeNull();
+    expect(FORM_SPECS.landscape.inactiveReason(['pgd', 'steps'], { loss: 'ce' })).toMatch(/pgd-ce/);
+    expect(FORM_SPECS.landscape.inactiveReason(['pgd', 'steps'], { loss: 'pgd-ce' })).toBeNull();
+  });
+});
