@@ -31,6 +31,31 @@ export function visiblePatches(
   return tf.tidy(() => gatherPatches(patchify(images, config.patchSize), mask.visibleIds));
 }
 
+/**
+ * Position embeddings gathered on the host from the mask's id arrays, rows (cls row 0, then patch
+ * id + 1): per sample, `lead` rows, then its visible ids, then `masked[s]`'s ids. Equal to tf.gather of
+ * the table, which tfjs-wasm runs slowly (about 25 ns a value: 28 ms for the decoder's [32, 257, 128]).
+ */
+function positionRows(
+  width: number,
+  config: ModelConfig,
+  lead: number[],
+  visible: Int32Array[],
+  masked: Int32Array[],
+  shape: [number, number, number],
+): tf.Tensor3D {
+  const table = sincosPosEmbed(width, gridSize(config));
+  const out = new Float32Array(shape[0] * shape[1] * width);
+  let row = 0;
+  for (let s = 0; s < shape[0]; s++) {
+    for (const id of lead) out.set(table.subarray(id * width, (id + 1) * width), width * row++);
+    for (const id of visible[s] ?? []) out.set(table.subarray((id + 1) * width, (id + 2) * width), width * row++);
+    for (const id of masked[s] ?? []) out.set(table.subarray((id + 1) * width, (id + 2) * width), width * row++);
+  }
+  if (row !== shape[0] * shape[1]) throw new Error(`position rows: ${row} rows for [${shape}]`);
+  return tf.tensor3d(out, shape);
+}
+
 /** Fixed position embeddings of the patches (no cls row): [L, width]. */
 function patchPosEmbed(width: number, config: ModelConfig): tf.Tensor2D {
   const grid = gridSize(config);
@@ -54,22 +79,27 @@ export function embedPatches(
 
 /**
  * Encoder on already-gathered visible pixel patches [N, Lv, p*p*C] with their patch ids [N, Lv]
- * (int32): embed, add position embeddings, prepend cls, blocks, final LayerNorm.
+ * (int32; or the mask, whose host copies of the ids place the position embeddings without a
+ * gather): embed, add position embeddings, prepend cls, blocks, final LayerNorm.
  * Returns the latent [N, 1 + Lv, width] (cls first, tokens in the order of `visibleIds`).
  */
 export function encodeVisible(
   params: ParamMap,
   config: ModelConfig,
   patches: tf.Tensor3D,
-  visibleIds: tf.Tensor2D,
+  visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
   options: ForwardOptions = {},
 ): tf.Tensor3D {
   return tf.tidy(() => {
     const [n, lv] = patches.shape;
-    if (visibleIds.shape[0] !== n || visibleIds.shape[1] !== lv) {
-      throw new Error(`visibleIds [${visibleIds.shape}] do not match patches [${patches.shape}]`);
+    const ids = visibleIds instanceof tf.Tensor ? visibleIds : visibleIds.visibleIds;
+    if (ids.shape[0] !== n || ids.shape[1] !== lv) {
+      throw new Error(`visibleIds [${ids.shape}] do not match patches [${patches.shape}]`);
     }
-    const pos = tf.gather(patchPosEmbed(config.width, config), visibleIds);
+    const pos =
+      visibleIds instanceof tf.Tensor
+        ? tf.gather(patchPosEmbed(config.width, config), ids)
+        : positionRows(config.width, config, [], visibleIds.visible, [], [n, lv, config.width]);
     const tokens = prependCls(params, 'cls_token', embedPatches(params, config, patches, pos, options));
     const shape = { batch: n, tokens: lv + 1, heads: config.heads };
     const flat = tf.reshape(tokens, [n * (lv + 1), config.width]) as tf.Tensor2D;
@@ -85,13 +115,14 @@ export function encodeVisible(
 
 /**
  * Decoder: latent [N, 1 + Lv, width] -> predictions [N, L, p*p*C] for the patches in the order
- * visible ids then masked ids (of `mask`). Drop path is not used in the decoder (MAE has none).
+ * visible ids then masked ids (of `mask`; its host id arrays, when given, place the position
+ * embeddings without a gather). Drop path is not used in the decoder (MAE has none).
  */
 export function decode(
   params: ParamMap,
   config: ModelConfig,
   latent: tf.Tensor3D,
-  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds'>,
+  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds'> & Partial<Pick<PatchMask, 'visible' | 'masked'>>,
   options: ForwardOptions = {},
 ): tf.Tensor3D {
   return tf.tidy((): tf.Tensor3D => {
@@ -109,9 +140,14 @@ export function decode(
       dd,
     ]);
     const maskTokens = tf.add(tf.zeros([n, lm, dd]), getParam(params, 'mask_token'));
-    const order = tf.concat([tf.zeros([n, 1], 'int32'), tf.add(mask.visibleIds, 1), tf.add(mask.maskedIds, 1)], 1);
-    const posTable = tf.tensor2d(sincosPosEmbed(dd, gridSize(config)), [l + 1, dd]);
-    const tokens = tf.add(tf.concat([embedded, maskTokens], 1), tf.gather(posTable, order));
+    let pos: tf.Tensor;
+    if (mask.visible && mask.masked) {
+      pos = positionRows(dd, config, [0], mask.visible, mask.masked, [n, l + 1, dd]);
+    } else {
+      const order = tf.concat([tf.zeros([n, 1], 'int32'), tf.add(mask.visibleIds, 1), tf.add(mask.maskedIds, 1)], 1);
+      pos = tf.gather(tf.tensor2d(sincosPosEmbed(dd, gridSize(config)), [l + 1, dd]), order);
+    }
+    const tokens = tf.add(tf.concat([embedded, maskTokens], 1), pos);
     const shape = { batch: n, tokens: l + 1, heads: config.decoderHeads };
     const decoderOptions = { ...options, dropPath: undefined };
     const flat = tf.reshape(tokens, [n * (l + 1), dd]) as tf.Tensor2D;
@@ -195,13 +231,14 @@ export function maeForward(
   params: ParamMap,
   config: ModelConfig,
   images: tf.Tensor4D,
-  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds' | 'numVisible'>,
+  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds' | 'numVisible'> & Partial<Pick<PatchMask, 'visible' | 'masked'>>,
   options: MaeForwardOptions = {},
 ): MaeOutput {
   return tf.tidy(() => {
     const vis = visiblePatches(config, images, mask);
     const input = options.delta ? (tf.add(vis, options.delta) as tf.Tensor3D) : vis;
-    const latent = encodeVisible(params, config, input, mask.visibleIds, options);
+    const ids = mask.visible ? { visibleIds: mask.visibleIds, visible: mask.visible } : mask.visibleIds;
+    const latent = encodeVisible(params, config, input, ids, options);
     const pred = decode(params, config, latent, mask, options);
     const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible, options);
     return { latent, pred, loss };

@@ -67,7 +67,7 @@ function reconOf(
   normPixLoss: boolean,
   trainParams: boolean,
 ): tf.Scalar {
-  const latent = encodeVisible(params, config, input, mask.visibleIds, { trainParams });
+  const latent = encodeVisible(params, config, input, mask, { trainParams });
   const pred = decode(params, config, latent, mask, { trainParams });
   return reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss });
 }
@@ -196,7 +196,7 @@ export function pretrainStep({ params, config, run, images, rng }: PretrainStepO
       const kept: tf.Scalar[] = [];
       const { value: loss, grads } = tf.variableGrads(() => {
         const input = visiblePatches(config, adversarial, trainMask);
-        const latent = encodeVisible(params, config, input, trainMask.visibleIds);
+        const latent = encodeVisible(params, config, input, trainMask);
         const pred = decode(params, config, latent, trainMask);
         const recon = reconstructionLoss(pred, orderedTargets(config, images, trainMask), trainMask.numVisible, {
           normPixLoss: run.normPixLoss,

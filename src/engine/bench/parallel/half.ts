@@ -103,7 +103,7 @@ export class HalfRunner {
     });
     tf.dispose([start, attacked.delta, attacked.loss]);
     const latent = tf.tidy(() =>
-      encodeVisible(params, config, visiblePatches(config, attacked.adversarial, mask), mask.visibleIds),
+      encodeVisible(params, config, visiblePatches(config, attacked.adversarial, mask), mask),
     );
     this.pending = { images, adversarial: attacked.adversarial, mask };
     const reply = { adversarial: copy(attacked.adversarial), latent: copy(latent) };
@@ -120,7 +120,7 @@ export class HalfRunner {
     const g = tf.tensor3d(miGrad, [mask.batch, mask.numVisible + 1, config.width]);
     const kept: tf.Scalar[] = [];
     const { value, grads } = tf.variableGrads(() => {
-      const latent = encodeVisible(params, config, visiblePatches(config, adversarial, mask), mask.visibleIds);
+      const latent = encodeVisible(params, config, visiblePatches(config, adversarial, mask), mask);
       const pred = decode(params, config, latent, mask);
       const recon = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible);
       kept.push(tf.keep(recon));
