@@ -4,7 +4,7 @@ import { docKey, fieldDoc, humanize, type FormSpec } from '../../src/renderer/sr
 import { FORM_SPECS } from '../../src/renderer/src/forms/form-specs';
 import { setAt } from '../../src/renderer/src/forms/paths';
 import type { FormNode } from '../../src/renderer/src/forms/schema-walk';
-import { startingConfig } from '../../src/renderer/src/forms/starting-config';
+import { startingConfig, withDefaults } from '../../src/renderer/src/forms/starting-config';
 
 /** Every value path a form can show, options of unions and list elements included. */
 function paths(node: FormNode, prefix: string[], out: string[][]): void {
@@ -59,8 +59,31 @@ describe.each(JOB_KINDS)('the %s form', (kind) => {
     if (kind === 'evaluate' || kind === 'landscape') config = { ...config, checkpoint: '/runs/a' };
     const parsed = spec.schema.safeParse(config);
     expect(parsed.success, parsed.success ? '' : parsed.error.message).toBe(true);
-    // ...and not before, where a checkpoint is needed: the form shows the problem rather than guessing one.
+    // Every value the schema would fill in is already there, so the form shows it.
+    expect(parsed.success && parsed.data).toEqual(config);
+    // ...and no checkpoint is guessed: the form shows that one is missing.
     if (kind !== 'pretrain') expect(spec.schema.safeParse(startingConfig(kind)).success).toBe(false);
+  });
+
+  it('writes out the defaults of a partial config and keeps an empty checkpoint empty', () => {
+    const partial: Record<string, unknown> = {
+      pretrain: { epochs: 3 },
+      finetune: { source: { kind: 'pretrained', checkpoint: '' } },
+      evaluate: {
+        checkpoint: '',
+        dataset: { kind: 'builtin' },
+        examples: { count: 8 },
+        attacks: [{ attack: 'natural' }],
+      },
+      landscape: { checkpoint: '', dataset: { kind: 'builtin' } },
+    }[kind];
+    const full = withDefaults(kind, partial);
+    expect(full).not.toBeNull();
+    const dataset = (full?.dataset ?? {}) as Record<string, unknown>;
+    expect(dataset).toMatchObject({ kind: 'builtin', split: 'train', seed: 0, imageSize: 32 });
+    if (kind === 'finetune') expect(full).toMatchObject({ source: { checkpoint: '' }, threat: { norm: 'linf' } });
+    if (kind === 'evaluate' || kind === 'landscape') expect(full?.checkpoint).toBe('');
+    expect(withDefaults(kind, { ...partial, dataset: { kind: 'nope' } })).toBeNull();
   });
 });
 

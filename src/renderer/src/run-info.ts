@@ -10,9 +10,15 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** pretrain: mae / adv-mae / mimir; finetune: its method (pgd-at, ...); other kinds: nothing. */
+/** pretrain: mae / adv-mae / mimir; finetune: its method (pgd-at, ...); evaluate: its attacks; landscape: its loss. */
 export function runMode(run: Run): string {
-  const mode = field(run.config, run.kind === 'finetune' ? 'method' : 'mode');
+  if (run.kind === 'evaluate') {
+    const attacks = field(run.config, 'attacks');
+    return Array.isArray(attacks)
+      ? attacks.map((item) => (isRecord(item) && typeof item.attack === 'string' ? item.attack : '?')).join(', ')
+      : '';
+  }
+  const mode = field(run.config, run.kind === 'finetune' ? 'method' : run.kind === 'landscape' ? 'loss' : 'mode');
   return typeof mode === 'string' ? mode : '';
 }
 

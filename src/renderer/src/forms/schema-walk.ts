@@ -135,20 +135,32 @@ export function describeSchema(schema: z.ZodType): FormNode {
   return { ...meta, kind: 'json' };
 }
 
-/** A value for `node` built from defaults only (objects get each field's default; required fields stay empty). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A value for `node` built from defaults only (objects get each field's default; required fields stay
+ * empty). An object's own default may be partial (a `.prefault({})` is parsed, not used as is), so it is
+ * laid over the defaults of its fields.
+ */
 export function defaultValueOf(node: FormNode): unknown {
-  if (node.hasDefault) return structuredClone(node.defaultValue);
+  if (node.hasDefault) {
+    const given = structuredClone(node.defaultValue);
+    if (!isPlainObject(given)) return given;
+    if (node.kind === 'object') return { ...fieldDefaults(node), ...given };
+    if (node.kind === 'tagged-union') {
+      const option = node.options.find((o) => o.tag === String(given[node.discriminator]));
+      const base = option ? defaultValueOf({ ...option.node, hasDefault: false }) : {};
+      return { ...(isPlainObject(base) ? base : {}), ...given };
+    }
+    return given;
+  }
   if (node.optional) return undefined;
   if (node.nullable) return null;
   switch (node.kind) {
-    case 'object': {
-      const value: Record<string, unknown> = {};
-      for (const field of node.fields) {
-        const child = defaultValueOf(field.node);
-        if (child !== undefined) value[field.key] = child;
-      }
-      return value;
-    }
+    case 'object':
+      return fieldDefaults(node);
     case 'literal':
       return node.value;
     case 'enum':
@@ -166,6 +178,15 @@ export function defaultValueOf(node: FormNode): unknown {
     default:
       return undefined;
   }
+}
+
+function fieldDefaults(node: FormNodeOf<'object'>): Record<string, unknown> {
+  const value: Record<string, unknown> = {};
+  for (const field of node.fields) {
+    const child = defaultValueOf(field.node);
+    if (child !== undefined) value[field.key] = child;
+  }
+  return value;
 }
 
 /** Which option of a plain union a value belongs to (the first whose kind fits), or -1. */

@@ -8,7 +8,7 @@ import type { Run } from '../../../shared/store-types';
 import { FORM_SPECS } from '../forms/form-specs';
 import { issuesByPath } from '../forms/issues';
 import { getAt, pathKey, setAt, type FieldPath } from '../forms/paths';
-import { startingConfig } from '../forms/starting-config';
+import { startingConfig, withDefaults } from '../forms/starting-config';
 import { datasetLabel, modelLabel } from '../run-info';
 import { useRunsStore } from './runs';
 
@@ -111,11 +111,8 @@ export const useNewRunStore = defineStore('new-run', () => {
 
   /** Start from a config (a preset's or a run's), completed with the schema's defaults where it can be. */
   function completed(input: Record<string, unknown>): Record<string, unknown> {
-    const parsed = spec.value.schema.safeParse(input);
     // An invalid config (a run made by an older version, say) is loaded as is, so its problems show.
-    return parsed.success
-      ? (structuredClone(parsed.data) as Record<string, unknown>)
-      : { ...startingConfig(kind.value), ...structuredClone(input) };
+    return withDefaults(kind.value, input) ?? { ...startingConfig(kind.value), ...structuredClone(input) };
   }
 
   function loadPreset(preset: RunPreset): void {
