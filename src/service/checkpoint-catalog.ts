@@ -87,28 +87,24 @@ function runDetail(run: Run): string {
 
 /** The PyTorch snippet the export dialog shows. */
 export function pytorchSnippet(outcome: Omit<ExportOutcome, 'pytorch'>): string {
-  const load = [
+  const timm = outcome.naming === 'timm';
+  const lines = [
     'import json',
     'from safetensors.torch import load_file',
+    ...(timm ? ['from timm.models.vision_transformer import VisionTransformer'] : []),
     '',
     `config = json.load(open(${JSON.stringify(outcome.configFile)}))`,
     `state = load_file(${JSON.stringify(outcome.file)})`,
   ];
-  if (outcome.naming === 'native') {
-    return [
-      ...load,
+  if (!timm) {
+    lines.push(
       '# Native names: the workbench’s own layout (linear weights [in, out], patch embedding as a matrix).',
       '# For timm, export again with timm names; to use it here, import it (Checkpoints › Import).',
-    ].join('\n');
-  }
-  const lines = [
-    ...load,
-    'from timm.models.vision_transformer import VisionTransformer',
-    '',
-    'model = VisionTransformer(**config["model_args"])',
-  ];
-  if (outcome.kind === 'finetune') {
+    );
+  } else if (outcome.kind === 'finetune') {
     lines.push(
+      '',
+      'model = VisionTransformer(**config["model_args"])',
       'model.load_state_dict(state)  # strict: every name and shape is timm’s',
       'model.eval()',
       '# Inputs: RGB NCHW in [0, 1], normalised with config["pretrained_cfg"]["mean"] / ["std"];',
@@ -116,12 +112,19 @@ export function pytorchSnippet(outcome: Omit<ExportOutcome, 'pytorch'>): string 
     );
   } else if (outcome.withDecoder) {
     lines.push(
+      '',
+      'model = VisionTransformer(**config["model_args"])',
       '# The file also holds MAE’s decoder (decoder_*, mask_token): load the encoder part into timm,',
       '# or the whole file into MAE’s models_mae.MaskedAutoencoderViT.',
       'missing, unexpected = model.load_state_dict(state, strict=False)',
     );
   } else {
-    lines.push('model.load_state_dict(state)  # the MAE encoder: a feature extractor (num_classes 0)', 'model.eval()');
+    lines.push(
+      '',
+      'model = VisionTransformer(**config["model_args"])',
+      'model.load_state_dict(state)  # the MAE encoder: a feature extractor (num_classes 0)',
+      'model.eval()',
+    );
   }
   return lines.join('\n');
 }
