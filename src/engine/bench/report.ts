@@ -26,7 +26,7 @@ export function formatBenchReport(report: BenchReport, options: { kernels?: numb
   }
   lines.push(`load average at the end: ${report.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   lines.push('');
-  for (const step of report.steps) lines.push(...formatStep(step, options.kernels ?? 12), '');
+  for (const step of report.steps) lines.push(...formatStep(step, options.kernels ?? 12, report.workers), '');
   return lines.join('\n');
 }
 
@@ -39,7 +39,7 @@ function sideRow(label: string, side: SideSummary, memory: string): string {
   );
 }
 
-function formatStep(step: StepReport, kernels: number): string[] {
+function formatStep(step: StepReport, kernels: number, workers: 1 | 2): string[] {
   const title = step.name === 'pretrain' ? 'MIMIR pre-training step' : 'PGD-AT fine-tuning step';
   const t = step.tfjs;
   const memory = [
@@ -64,7 +64,8 @@ function formatStep(step: StepReport, kernels: number): string[] {
   if (t.profile && kernels > 0) {
     const p = t.profile;
     lines.push(
-      `  profile of one step: ${ms(p.wallMs)} wall, ${ms(p.kernelMs)} in kernels, ${ms(p.wallMs - p.kernelMs)} outside them`,
+      `  profile of one step${workers === 2 ? " (this thread's half; the worker's kernels are not seen)" : ''}: ` +
+        `${ms(p.wallMs)} wall, ${ms(p.kernelMs)} in kernels, ${ms(p.wallMs - p.kernelMs)} outside them`,
     );
     for (const row of kernelTotals(p.kernels).slice(0, kernels)) {
       lines.push(
