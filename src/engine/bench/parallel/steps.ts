@@ -75,6 +75,12 @@ export async function parallelBenchStep(
   s: BenchSettings,
   options: { inProcess?: boolean; tap?: GradientTap } = {},
 ): Promise<BenchStep> {
+  if (!options.inProcess && tf.getBackend() !== 'wasm') {
+    // The worker runs its own wasm tfjs; tfjs-node cannot be loaded a second time in a worker thread.
+    throw new Error(
+      `bench: --workers 2 splits batches across two wasm instances; the active backend is ${tf.getBackend()}`,
+    );
+  }
   const config = benchModelConfig(s);
   const rng = new Rng(s.seed);
   const mae = name === 'pretrain';
