@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { readConfigFile } from '../config-file';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { humanRenderer } from '../progress-line';
@@ -25,27 +25,6 @@ interface FinetuneOptions {
   resume?: string;
   json?: boolean;
   backend?: string;
-}
-
-function readConfigFile(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new Error(`--config ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
-      cause: error,
-    });
-  }
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
-    return value as Record<string, unknown>;
-  } catch (error) {
-    throw new Error(
-      `--config ${file} is not a JSON object: ${error instanceof Error ? error.message : String(error)}.`,
-      { cause: error },
-    );
-  }
 }
 
 /** commander parser for a number > 0 (`--eps 8`, `--eps 127.5`). */

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { readConfigFile } from '../config-file';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { PRETRAIN_MODES } from '../../shared/pretrain-config';
 import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
@@ -22,29 +22,6 @@ interface PretrainOptions {
   resume?: string;
   json?: boolean;
   backend?: string;
-}
-
-function readConfigFile(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new Error(`--config ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
-      cause: error,
-    });
-  }
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
-    return value as Record<string, unknown>;
-  } catch (error) {
-    throw new Error(
-      `--config ${file} is not a JSON object: ${error instanceof Error ? error.message : String(error)}.`,
-      {
-        cause: error,
-      },
-    );
-  }
 }
 
 export function registerPretrain(program: Command): void {
