@@ -1,11 +1,10 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import { readConfigFile } from '../config-file';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { humanRenderer } from '../progress-line';
+import { runTrainingCommand } from '../run-training';
 
 interface FinetuneOptions {
   from?: string;
@@ -116,30 +115,16 @@ export function registerFinetune(program: Command): void {
         if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
         const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
 
-        const { selectBackend } = await import('../../engine/backend');
         const { runFinetuning } = await import('../../engine/finetune');
-        const { RunCancelledError } = await import('../../engine/pretrain/trainer');
-        await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
-        const render = json ? null : humanRenderer();
-        const controller = new AbortController();
-        process.once('SIGINT', () => controller.abort());
-        try {
-          await runFinetuning(config, {
-            outDir,
-            resume: options.resume !== undefined,
-            ...(options.resume !== undefined && options.epochs !== undefined ? { epochsOverride: options.epochs } : {}),
-            signal: controller.signal,
-            emit: (event) => (json ? process.stdout.write(`${JSON.stringify(event)}\n`) : render?.(event)),
-          });
-        } catch (error) {
-          if (error instanceof RunCancelledError) {
-            process.stderr.write(`mimir: cancelled; resume with: mimir finetune --resume ${outDir}\n`);
-            process.exit(130);
-          }
-          // The run already printed its `failed` event in --json mode.
-          if (json) process.exit(1);
-          throw error;
-        }
+        await runTrainingCommand({
+          name: 'finetune',
+          outDir,
+          resume: options.resume !== undefined,
+          json,
+          ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
+          ...(options.backend !== undefined ? { backend: options.backend } : {}),
+          run: (runOptions) => runFinetuning(config, runOptions),
+        });
       } catch (error) {
         fail(error, json);
       }

@@ -2,10 +2,9 @@ import type { Command } from 'commander';
 import { readConfigFile } from '../config-file';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { PRETRAIN_MODES } from '../../shared/pretrain-config';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { humanRenderer } from '../progress-line';
+import { runTrainingCommand } from '../run-training';
 
 interface PretrainOptions {
   dataset: string;
@@ -71,29 +70,16 @@ export function registerPretrain(program: Command): void {
           if (value !== undefined) config[key] = value;
         }
 
-        const { selectBackend } = await import('../../engine/backend');
-        const { runPretraining, RunCancelledError } = await import('../../engine/pretrain/trainer');
-        await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
-        const render = json ? null : humanRenderer();
-        const controller = new AbortController();
-        process.once('SIGINT', () => controller.abort());
-        try {
-          await runPretraining(config, {
-            outDir,
-            resume: options.resume !== undefined,
-            ...(options.resume !== undefined && options.epochs !== undefined ? { epochsOverride: options.epochs } : {}),
-            signal: controller.signal,
-            emit: (event) => (json ? process.stdout.write(`${JSON.stringify(event)}\n`) : render?.(event)),
-          });
-        } catch (error) {
-          if (error instanceof RunCancelledError) {
-            process.stderr.write(`mimir: cancelled; resume with: mimir pretrain --resume ${outDir}\n`);
-            process.exit(130);
-          }
-          // The run already printed its `failed` event in --json mode.
-          if (json) process.exit(1);
-          throw error;
-        }
+        const { runPretraining } = await import('../../engine/pretrain/trainer');
+        await runTrainingCommand({
+          name: 'pretrain',
+          outDir,
+          resume: options.resume !== undefined,
+          json,
+          ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
+          ...(options.backend !== undefined ? { backend: options.backend } : {}),
+          run: (runOptions) => runPretraining(config, runOptions),
+        });
       } catch (error) {
         fail(error, json);
       }
