@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { RunEvent } from '../../src/shared/run-events';
-import { ROOT } from '../helpers/build';
-import { runMimir } from '../helpers/cli';
+import type { RunEvent } from '../../src/shared/run-events';
+import { events, runAndKillAfterCheckpoint, runMimir } from '../helpers/cli';
 
 const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'mimir-cli-finetune-'));
 const configFile = (dir: string, config: object): string => {
@@ -23,14 +21,6 @@ const SETTINGS = {
   optimizer: { warmupEpochs: 1 },
 };
 
-function events(stdout: string): RunEvent[] {
-  return stdout
-    .trim()
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => RunEvent.parse(JSON.parse(line)));
-}
-
 function failure(args: string[]): string {
   const result = runMimir(['finetune', ...args, '--json']);
   expect(result.status, result.stderr).toBe(1);
@@ -39,32 +29,6 @@ function failure(args: string[]): string {
   const parsed = z.object({ type: z.literal('failed'), message: z.string() }).safeParse(last);
   if (!parsed.success) throw new Error(`expected a failed event, got ${result.stdout} ${result.stderr}`);
   return parsed.data.message;
-}
-
-/** Start `mimir finetune --json` and SIGKILL it as soon as it reports the checkpoint of `epoch`. */
-function runAndKillAfterCheckpoint(args: string[], epoch: number): Promise<RunEvent[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mimir.mjs'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let buffer = '';
-    const seen: RunEvent[] = [];
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop() ?? '';
-      for (const line of lines) {
-        const event = RunEvent.parse(JSON.parse(line));
-        seen.push(event);
-        if (event.type === 'checkpoint' && event.epoch === epoch) child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`the run ended by itself (code ${code}) before it could be killed`));
-      else resolve(seen);
-    });
-  });
 }
 
 describe('mimir finetune', () => {

@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RunEvent } from '../../src/shared/run-events';
-import { ROOT } from '../helpers/build';
-import { runMimir } from '../helpers/cli';
+import type { RunEvent } from '../../src/shared/run-events';
+import { events, runAndKillAfterCheckpoint, runMimir } from '../helpers/cli';
 
 const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'mimir-cli-pretrain-'));
 const configFile = (dir: string, config: object): string => {
@@ -15,40 +13,6 @@ const configFile = (dir: string, config: object): string => {
 };
 const MICRO = ['--model', 'micro', '--image-size', '16', '--dataset-size', '128', '--batch', '32'];
 const SETTINGS = { checkpointEvery: 1, keepCheckpoints: 5, optimizer: { warmupEpochs: 1, baseLr: 2e-3 } };
-
-function events(stdout: string): RunEvent[] {
-  return stdout
-    .trim()
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => RunEvent.parse(JSON.parse(line)));
-}
-
-/** Start `mimir pretrain --json` and SIGKILL it as soon as it reports the checkpoint of `epoch`. */
-function runAndKillAfterCheckpoint(args: string[], epoch: number): Promise<RunEvent[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/mimir.mjs'), ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let buffer = '';
-    const seen: RunEvent[] = [];
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop() ?? '';
-      for (const line of lines) {
-        const event = RunEvent.parse(JSON.parse(line));
-        seen.push(event);
-        if (event.type === 'checkpoint' && event.epoch === epoch) child.kill('SIGKILL');
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`the run ended by itself (code ${code}) before it could be killed`));
-      else resolve(seen);
-    });
-  });
-}
 
 describe('mimir pretrain', () => {
   it('resumes a killed run from its checkpoint and ends exactly where an uninterrupted run ends', async () => {
