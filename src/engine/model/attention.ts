@@ -1,11 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { attentionApply, attentionBackward, attentionScores, wasmKernelsAvailable } from '../kernels';
 
 /**
  * The core of multi-head self-attention: from the fused qkv projection [B*T, 3W] (columns ordered
  * (q|k|v, head, dim), timm's layout) to the heads' outputs concatenated [B*T, W], ready for the
  * output projection. softmax(q k^T / sqrt(d)) v per sample and head.
  *
- * Two strategies give the same numbers:
+ * Three strategies give the same numbers (to float32 rounding):
+ * - `kernels`: the engine's own wasm kernels (src/engine/kernels) read q, k and v of each sample
+ *   and head where they lie in qkv and write the output in place: no transposes, slices or
+ *   concatenations; one tfjs softmax over all scores. The default on wasm where they run.
  * - `batched`: batched matMuls over [B, heads, T, d] with tfjs's autodiff. Fast where batched
  *   products are (tfjs-node); the default off wasm.
  * - `sliced`: one plain 2-D matMul per sample and head, with a hand-written backward pass. tfjs-wasm
@@ -16,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
  *   time). The backward pass reuses the forward's attention probabilities when they fit in
  *   attentionSettings.savedProbabilitiesBudget floats, else recomputes them. The default on wasm.
  */
-export type AttentionStrategy = 'auto' | 'sliced' | 'batched';
+export type AttentionStrategy = 'auto' | 'kernels' | 'sliced' | 'batched';
 
 export interface AttentionShape {
   batch: number;
@@ -24,9 +28,10 @@ export interface AttentionShape {
   heads: number;
 }
 
-export function resolveAttentionStrategy(strategy: AttentionStrategy): 'sliced' | 'batched' {
+export function resolveAttentionStrategy(strategy: AttentionStrategy): Exclude<AttentionStrategy, 'auto'> {
   if (strategy !== 'auto') return strategy;
-  return tf.getBackend() === 'wasm' ? 'sliced' : 'batched';
+  if (tf.getBackend() !== 'wasm') return 'batched';
+  return wasmKernelsAvailable() ? 'kernels' : 'sliced';
 }
 
 export function multiHeadAttention(
@@ -39,7 +44,37 @@ export function multiHeadAttention(
   if (qkv.shape[0] !== batch * tokens || width3 % (3 * heads) !== 0) {
     throw new Error(`qkv of shape [${qkv.shape}] does not fit batch ${batch}, ${tokens} tokens, ${heads} heads`);
   }
-  return resolveAttentionStrategy(strategy) === 'sliced' ? attentionSliced(qkv, shape) : attentionBatched(qkv, shape);
+  switch (resolveAttentionStrategy(strategy)) {
+    case 'kernels':
+      return attentionWithKernels(qkv, shape);
+    case 'sliced':
+      return attentionSliced(qkv, shape);
+    case 'batched':
+      return attentionBatched(qkv, shape);
+  }
+}
+
+function attentionWithKernels(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionShape): tf.Tensor2D {
+  const attrs = { batch, heads };
+  const recording = tf.engine().state.gradientDepth > 0;
+  const keepProbabilities = recording && batch * heads * tokens * tokens <= attentionSettings.savedProbabilitiesBudget;
+  const op = tf.customGrad(
+    (qkvIn: tf.Tensor | ((t: tf.Tensor[]) => void), saveIn: tf.Tensor | ((t: tf.Tensor[]) => void)) => {
+      const input = qkvIn as tf.Tensor2D;
+      const save = saveIn as (t: tf.Tensor[]) => void;
+      const probabilities = tf.softmax(attentionScores(input, attrs));
+      const value = attentionApply(probabilities, input, attrs);
+      save(keepProbabilities ? [input, probabilities] : [input]);
+      const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const savedQkv = saved[0] as tf.Tensor2D | undefined;
+        if (!savedQkv) throw new Error('attention: saved qkv missing');
+        const p = (saved[1] as tf.Tensor2D | undefined) ?? tf.softmax(attentionScores(savedQkv, attrs));
+        return attentionBackward(p, savedQkv, dy as tf.Tensor2D, attrs);
+      };
+      return { value, gradFunc };
+    },
+  );
+  return op(qkv) as tf.Tensor2D;
 }
 
 function attentionBatched(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionShape): tf.Tensor2D {

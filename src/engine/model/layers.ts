@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 // Registers tfjs-core's gradient functions (tfjs-core alone ships none registered).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import { gelu as geluKernel, geluGrad as geluGradKernel, gemm, wasmKernelsAvailable } from '../kernels';
 
 /**
  * Linear layer, LayerNorm and GELU with hand-written gradients. Why: tfjs's own gradient of matMul
  * multiplies with transposeA/transposeB set, which tfjs-wasm runs on a naive kernel about ten times
- * slower than its XNNPACK path (taken only for a plain 2-D product); here the backward pass
- * transposes explicitly and multiplies plainly. The LayerNorm and GELU gradients are also
- * fewer ops than tfjs's autodiff of their forward graphs.
+ * slower than a plain product; here every product goes through `gemm`, which on wasm is the
+ * engine's own kernel taking transposed operands at full speed. The LayerNorm and GELU gradients
+ * are also fewer ops than tfjs's autodiff of their forward graphs.
  *
  * Activations are 2-D [rows, features]: tokens of all samples stacked, so that one layer is one
  * matMul. With `trainParams: false` the weights enter as constants: no gradient is computed for
@@ -41,8 +42,8 @@ function savedAt(saved: tf.Tensor[], i: number): tf.Tensor {
 export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, trainParams = true): tf.Tensor2D {
   if (trainParams) return linearTrainable(x, w, b) as tf.Tensor2D;
   const frozen = tf.customGrad((xIn: tf.Tensor | GradSave) => ({
-    value: tf.fused.matMul({ a: asTensor2D(xIn), b: w, bias: b }),
-    gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, tf.transpose(w)),
+    value: gemm(asTensor2D(xIn), w, { bias: b }),
+    gradFunc: (dy: tf.Tensor) => gemm(dy as tf.Tensor2D, w, { transposeB: true }),
   }));
   return frozen(x) as tf.Tensor2D;
 }
@@ -54,15 +55,13 @@ const linearTrainable = tf.customGrad(
     const b = asTensor1D(bIn);
     asSave(saveIn)([x, w]);
     return {
-      value: tf.fused.matMul({ a: x, b: w, bias: b }),
+      value: gemm(x, w, { bias: b }),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const dy2 = dy as tf.Tensor2D;
         const xs = savedAt(saved, 0) as tf.Tensor2D;
         const ws = savedAt(saved, 1) as tf.Tensor2D;
-        // XNNPACK packs the second operand on every call: keep it the narrower of x [R, in] and dy [R, out].
-        const [inDim = 0, outDim = 0] = ws.shape;
-        const dw = outDim > inDim ? tf.transpose(tf.matMul(tf.transpose(dy2), xs)) : tf.matMul(tf.transpose(xs), dy2);
-        return [tf.matMul(dy2, tf.transpose(ws)), dw, tf.sum(dy2, 0)];
+        const dw = gemm(xs, dy2, { transposeA: true });
+        return [gemm(dy2, ws, { transposeB: true }), dw, tf.sum(dy2, 0)];
       },
     };
   },
@@ -121,7 +120,21 @@ const layerNormTrainable = tf.customGrad(
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Exact GELU, x * Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2 (PyTorch's default, not the tanh form). */
-export const gelu = tf.customGrad((xIn: tf.Tensor | GradSave, saveIn: tf.Tensor | GradSave) => {
+export function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  return (wasmKernelsAvailable() ? geluWithKernels(x) : geluWithOps(x)) as tf.Tensor2D;
+}
+
+/** One pass each way on wasm: tfjs-wasm's erf and exp alone take most of the time of the ops below. */
+const geluWithKernels = tf.customGrad((xIn: tf.Tensor | GradSave, saveIn: tf.Tensor | GradSave) => {
+  const x = xIn as tf.Tensor;
+  asSave(saveIn)([x]);
+  return {
+    value: geluKernel(x),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => geluGradKernel(savedAt(saved, 0), dy),
+  };
+});
+
+const geluWithOps = tf.customGrad((xIn: tf.Tensor | GradSave, saveIn: tf.Tensor | GradSave) => {
   const x = xIn as tf.Tensor;
   const cdf = tf.add(tf.mul(tf.erf(tf.mul(x, Math.SQRT1_2)), 0.5), 0.5);
   asSave(saveIn)([x, cdf]);
@@ -133,4 +146,4 @@ export const gelu = tf.customGrad((xIn: tf.Tensor | GradSave, saveIn: tf.Tensor 
       return tf.mul(dy, tf.add(savedAt(saved, 1), tf.mul(xs, pdf)));
     },
   };
-}) as (x: tf.Tensor2D) => tf.Tensor2D;
+});

@@ -98,6 +98,12 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
   });
 
   it.each([
+    ...(backend === 'wasm'
+      ? [
+          ['kernels', 'kept'],
+          ['kernels', 'recomputed'],
+        ]
+      : []),
     ['sliced', 'kept'],
     ['sliced', 'recomputed'],
     ['batched', ''],

@@ -1,0 +1,69 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { registerWasmKernels, wasmKernelsAvailable } from './wasm-kernels';
+
+export { wasmKernelsAvailable } from './wasm-kernels';
+
+registerWasmKernels();
+
+export interface GemmOptions {
+  transposeA?: boolean;
+  transposeB?: boolean;
+  /** Added to every row of the product. */
+  bias?: tf.Tensor1D;
+}
+
+/**
+ * op(a) @ op(b) (+ bias) for 2-D float32 tensors: the engine's own kernel on wasm, tfjs's matMul
+ * elsewhere. No gradient is registered: callers sit inside a tf.customGrad with their own.
+ */
+export function gemm(a: tf.Tensor2D, b: tf.Tensor2D, options: GemmOptions = {}): tf.Tensor2D {
+  const { transposeA = false, transposeB = false, bias } = options;
+  if (wasmKernelsAvailable()) {
+    const inputs: tf.NamedTensorMap = bias ? { a, b, bias } : { a, b };
+    return tf.engine().runKernel('MimirGemm', inputs, { transposeA, transposeB, alpha: 1 }) as tf.Tensor2D;
+  }
+  if (tf.getBackend() === 'wasm') {
+    // tfjs-wasm multiplies transposed operands on a naive kernel: transpose explicitly instead.
+    const left = transposeA ? tf.transpose(a) : a;
+    const right = transposeB ? tf.transpose(b) : b;
+    return (bias ? tf.fused.matMul({ a: left, b: right, bias }) : tf.matMul(left, right)) as tf.Tensor2D;
+  }
+  return (
+    bias ? tf.fused.matMul({ a, b, transposeA, transposeB, bias }) : tf.matMul(a, b, transposeA, transposeB)
+  ) as tf.Tensor2D;
+}
+
+/** Exact GELU x Phi(x) (wasm kernels only). */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel('MimirGelu', { x }, {}) as tf.Tensor;
+}
+
+/** dy (Phi(x) + x phi(x)), the gradient of GELU (wasm kernels only). */
+export function geluGrad(x: tf.Tensor, dy: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel('MimirGeluGrad', { x, dy }, {}) as tf.Tensor;
+}
+
+interface AttentionAttrs {
+  batch: number;
+  heads: number;
+}
+
+/** Attention scores q k^T / sqrt(d) per sample and head, [B*H*T, T], from qkv [B*T, 3W] (wasm kernels only). */
+export function attentionScores(qkv: tf.Tensor2D, attrs: AttentionAttrs): tf.Tensor2D {
+  return tf.engine().runKernel('MimirAttentionScores', { qkv }, { ...attrs }) as tf.Tensor2D;
+}
+
+/** The heads' outputs p v, [B*T, W] (wasm kernels only). */
+export function attentionApply(probabilities: tf.Tensor2D, qkv: tf.Tensor2D, attrs: AttentionAttrs): tf.Tensor2D {
+  return tf.engine().runKernel('MimirAttentionApply', { probabilities, qkv }, { ...attrs }) as tf.Tensor2D;
+}
+
+/** d qkv [B*T, 3W] from the probabilities, qkv and d out [B*T, W] (wasm kernels only). */
+export function attentionBackward(
+  probabilities: tf.Tensor2D,
+  qkv: tf.Tensor2D,
+  dOut: tf.Tensor2D,
+  attrs: AttentionAttrs,
+): tf.Tensor2D {
+  return tf.engine().runKernel('MimirAttentionBackward', { probabilities, qkv, dOut }, { ...attrs }) as tf.Tensor2D;
+}

@@ -1,0 +1,258 @@
+// The engine's own wasm SIMD kernels, run on tfjs-wasm's heap (the module imports its memory).
+// Build: scripts/build-kernels.sh (clang + lld, wasm32, -msimd128) writes kernels-wasm.ts.
+//
+// Rules that keep this module from touching memory it does not own: no static data, no globals,
+// nothing on the linear-memory stack (every buffer comes from the caller's scratch). The build
+// script checks the output for a data section and for uses of the stack pointer.
+#include <stddef.h>
+#include <wasm_simd128.h>
+
+#define MR 4    // rows of the micro-kernel's output tile
+#define NR 8    // its columns (two v128)
+#define KC 256  // depth of one packed block (a B panel of KC x NR floats stays in L1)
+#define MC 128  // rows of one packed block of A
+#define NC 384  // columns of one packed block of B
+
+// clang may turn the copy loops into calls of these.
+void *memset(void *dst, int c, size_t n) {
+  unsigned char *p = dst;
+  while (n--) *p++ = (unsigned char)c;
+  return dst;
+}
+void *memcpy(void *dst, const void *src, size_t n) {
+  unsigned char *d = dst;
+  const unsigned char *s = src;
+  while (n--) *d++ = *s++;
+  return dst;
+}
+
+// Element (r, c) of a matrix stored row-major with leading dimension ld, or its transpose.
+static inline float at(const float *m, int ld, int trans, int r, int c) {
+  return trans ? m[(size_t)c * ld + r] : m[(size_t)r * ld + c];
+}
+
+// A block [mc x kc] of op(A) into MR-row panels: panel p holds, for each k, rows p*MR..p*MR+3.
+static void pack_a(const float *a, int lda, int trans, int i0, int k0, int mc, int kc, float *dst) {
+  for (int p = 0; p < mc; p += MR) {
+    int rows = mc - p < MR ? mc - p : MR;
+    for (int k = 0; k < kc; k++) {
+      for (int r = 0; r < MR; r++) *dst++ = r < rows ? at(a, lda, trans, i0 + p + r, k0 + k) : 0.f;
+    }
+  }
+}
+
+// A block [kc x nc] of op(B) into NR-column panels: panel q holds, for each k, columns q*NR..q*NR+7.
+static void pack_b(const float *b, int ldb, int trans, int k0, int j0, int kc, int nc, float *dst) {
+  for (int q = 0; q < nc; q += NR) {
+    int cols = nc - q < NR ? nc - q : NR;
+    if (!trans && cols == NR) {
+      for (int k = 0; k < kc; k++) {
+        const float *src = b + (size_t)(k0 + k) * ldb + j0 + q;
+        wasm_v128_store(dst, wasm_v128_load(src));
+        wasm_v128_store(dst + 4, wasm_v128_load(src + 4));
+        dst += NR;
+      }
+    } else {
+      for (int k = 0; k < kc; k++) {
+        for (int c = 0; c < NR; c++) *dst++ = c < cols ? at(b, ldb, trans, k0 + k, j0 + q + c) : 0.f;
+      }
+    }
+  }
+}
+
+// tile[MR x NR] = packed A panel . packed B panel over kc.
+static void micro_kernel(int kc, const float *ap, const float *bp, float *tile) {
+  v128_t c00 = wasm_f32x4_splat(0.f), c01 = c00, c10 = c00, c11 = c00;
+  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int k = 0; k < kc; k++) {
+    v128_t b0 = wasm_v128_load(bp), b1 = wasm_v128_load(bp + 4);
+    v128_t x = wasm_v128_load32_splat(ap);
+    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(x, b0));
+    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(x, b1));
+    x = wasm_v128_load32_splat(ap + 1);
+    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(x, b0));
+    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(x, b1));
+    x = wasm_v128_load32_splat(ap + 2);
+    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(x, b0));
+    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(x, b1));
+    x = wasm_v128_load32_splat(ap + 3);
+    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(x, b0));
+    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(x, b1));
+    ap += MR;
+    bp += NR;
+  }
+  wasm_v128_store(tile, c00);
+  wasm_v128_store(tile + 4, c01);
+  wasm_v128_store(tile + 8, c10);
+  wasm_v128_store(tile + 12, c11);
+  wasm_v128_store(tile + 16, c20);
+  wasm_v128_store(tile + 20, c21);
+  wasm_v128_store(tile + 24, c30);
+  wasm_v128_store(tile + 28, c31);
+}
+
+// C[i, j] = (first ? (accumulate ? C : 0) + bias[j] : C) + alpha * tile, for the rows x cols in range.
+static void store_tile(const float *tile, float *c, int ldc, int rows, int cols, float alpha, int first,
+                       int accumulate, const float *bias) {
+  v128_t va = wasm_f32x4_splat(alpha);
+  for (int r = 0; r < rows; r++) {
+    float *row = c + (size_t)r * ldc;
+    const float *t = tile + r * NR;
+    if (cols == NR) {
+      v128_t v0 = wasm_f32x4_mul(va, wasm_v128_load(t)), v1 = wasm_f32x4_mul(va, wasm_v128_load(t + 4));
+      if (!first || accumulate) {
+        v0 = wasm_f32x4_add(v0, wasm_v128_load(row));
+        v1 = wasm_f32x4_add(v1, wasm_v128_load(row + 4));
+      }
+      if (first && bias) {
+        v0 = wasm_f32x4_add(v0, wasm_v128_load(bias));
+        v1 = wasm_f32x4_add(v1, wasm_v128_load(bias + 4));
+      }
+      wasm_v128_store(row, v0);
+      wasm_v128_store(row + 4, v1);
+    } else {
+      for (int j = 0; j < cols; j++) {
+        float v = alpha * t[j];
+        if (!first || accumulate) v += row[j];
+        if (first && bias) v += bias[j];
+        row[j] = v;
+      }
+    }
+  }
+}
+
+// C[M x N] = alpha * op(A) op(B) + bias (broadcast over rows; may be 0) (+ C when accumulate).
+// op(A) is M x K: A row-major with leading dimension lda, or (transA) A^T of a K x M matrix.
+// op(B) is K x N likewise. scratch: gemm_scratch_floats() floats, 16-byte aligned.
+void gemm(int M, int N, int K, float alpha, const float *a, int lda, int transA, const float *b, int ldb,
+          int transB, float *c, int ldc, const float *bias, int accumulate, float *scratch) {
+  float *bpack = scratch;
+  float *apack = bpack + KC * NC;
+  float *tile = apack + MC * KC;
+  if (K == 0) {
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) c[(size_t)i * ldc + j] = (accumulate ? c[(size_t)i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+    return;
+  }
+  for (int j0 = 0; j0 < N; j0 += NC) {
+    int nc = N - j0 < NC ? N - j0 : NC;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+      int kc = K - k0 < KC ? K - k0 : KC;
+      pack_b(b, ldb, transB, k0, j0, kc, nc, bpack);
+      for (int i0 = 0; i0 < M; i0 += MC) {
+        int mc = M - i0 < MC ? M - i0 : MC;
+        pack_a(a, lda, transA, i0, k0, mc, kc, apack);
+        for (int q = 0; q < nc; q += NR) {
+          int cols = nc - q < NR ? nc - q : NR;
+          const float *bp = bpack + (size_t)q * kc;
+          for (int p = 0; p < mc; p += MR) {
+            int rows = mc - p < MR ? mc - p : MR;
+            micro_kernel(kc, apack + (size_t)p * kc, bp, tile);
+            store_tile(tile, c + (size_t)(i0 + p) * ldc + j0 + q, ldc, rows, cols, alpha, k0 == 0, accumulate,
+                       bias ? bias + j0 + q : 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+int gemm_scratch_floats(void) { return KC * NC + MC * KC + MR * NR; }
+
+// Softmax backward of attention, in place over n rows of length t: ds = scale * p * (dp - sum_j dp_j p_j).
+void softmax_backward(const float *p, float *dp, int n, int t, float scale) {
+  for (int r = 0; r < n; r++) {
+    const float *pr = p + (size_t)r * t;
+    float *dr = dp + (size_t)r * t;
+    float dot = 0.f;
+    for (int j = 0; j < t; j++) dot += pr[j] * dr[j];
+    for (int j = 0; j < t; j++) dr[j] = scale * pr[j] * (dr[j] - dot);
+  }
+}
+
+// exp(x) for four floats: x = n ln2 + r, |r| <= ln2 / 2; exp(r) by Cephes' expf polynomial (about 1 ulp);
+// 2^n through the exponent bits. Inputs below -87.3 give 0's neighbourhood (2^-126 scale), above 88.7 clamp.
+static inline v128_t exp4(v128_t x) {
+  x = wasm_f32x4_max(wasm_f32x4_min(x, wasm_f32x4_splat(88.37626f)), wasm_f32x4_splat(-87.33654f));
+  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r), wasm_f32x4_splat(1.f));
+  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, scale);
+}
+
+// erf(x) for four floats: x P(x^2) / Q(x^2) on [-4, 4] (Eigen's float erf; a few ulp), +-1 beyond.
+static inline v128_t erf4(v128_t x) {
+  x = wasm_f32x4_max(wasm_f32x4_min(x, wasm_f32x4_splat(4.f)), wasm_f32x4_splat(-4.f));
+  v128_t x2 = wasm_f32x4_mul(x, x);
+  v128_t p = wasm_f32x4_splat(-2.72614225801306e-10f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), wasm_f32x4_splat(2.77068142495902e-08f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), wasm_f32x4_splat(-2.10102402082508e-06f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), wasm_f32x4_splat(-5.69250639462346e-05f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), wasm_f32x4_splat(-7.34990630326855e-04f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), wasm_f32x4_splat(-2.95459980854025e-03f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), wasm_f32x4_splat(-1.60960333262415e-02f));
+  p = wasm_f32x4_mul(p, x);
+  v128_t q = wasm_f32x4_splat(-1.45660718464996e-05f);
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), wasm_f32x4_splat(-2.13374055278905e-04f));
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), wasm_f32x4_splat(-1.68282697438203e-03f));
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), wasm_f32x4_splat(-7.37332916720468e-03f));
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), wasm_f32x4_splat(-1.42647390514189e-02f));
+  return wasm_f32x4_div(p, q);
+}
+
+#define SQRT1_2 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
+// Up to four floats from p (the rest 0), and back: the tails of the element-wise loops.
+static inline v128_t load_partial(const float *p, int count) {
+  return wasm_f32x4_make(p[0], count > 1 ? p[1] : 0.f, count > 2 ? p[2] : 0.f, 0.f);
+}
+static inline void store_partial(float *p, v128_t v, int count) {
+  p[0] = wasm_f32x4_extract_lane(v, 0);
+  if (count > 1) p[1] = wasm_f32x4_extract_lane(v, 1);
+  if (count > 2) p[2] = wasm_f32x4_extract_lane(v, 2);
+}
+
+static inline v128_t gelu_cdf4(v128_t x) {
+  v128_t half = wasm_f32x4_splat(0.5f);
+  return wasm_f32x4_add(wasm_f32x4_mul(erf4(wasm_f32x4_mul(x, wasm_f32x4_splat(SQRT1_2))), half), half);
+}
+
+// Exact GELU: y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2.
+void gelu_forward(const float *x, float *y, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t v = wasm_v128_load(x + i);
+    wasm_v128_store(y + i, wasm_f32x4_mul(v, gelu_cdf4(v)));
+  }
+  if (i < n) {
+    v128_t v = load_partial(x + i, n - i);
+    store_partial(y + i, wasm_f32x4_mul(v, gelu_cdf4(v)), n - i);
+  }
+}
+
+static inline v128_t gelu_slope4(v128_t x) {
+  v128_t pdf = wasm_f32x4_mul(exp4(wasm_f32x4_mul(wasm_f32x4_mul(x, x), wasm_f32x4_splat(-0.5f))),
+                              wasm_f32x4_splat(INV_SQRT_2PI));
+  return wasm_f32x4_add(gelu_cdf4(x), wasm_f32x4_mul(x, pdf));
+}
+
+// dx = dy (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+void gelu_backward(const float *x, const float *dy, float *dx, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    wasm_v128_store(dx + i, wasm_f32x4_mul(wasm_v128_load(dy + i), gelu_slope4(wasm_v128_load(x + i))));
+  }
+  if (i < n) {
+    v128_t slope = gelu_slope4(load_partial(x + i, n - i));
+    store_partial(dx + i, wasm_f32x4_mul(load_partial(dy + i, n - i), slope), n - i);
+  }
+}
