@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 clang --target=wasm32 -O3 -msimd128 -nostdlib -ffreestanding -Wall -Werror \
   -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all \
-  -Wl,--export=gemm -Wl,--export=gemm_scratch_floats -Wl,--export=softmax_backward -Wl,--export=gelu_forward -Wl,--export=gelu_backward \
+  -Wl,--export=gemm -Wl,--export=gemm_scratch_floats -Wl,--export=softmax_backward -Wl,--export=gelu_forward -Wl,--export=gelu_backward -Wl,--export=layer_norm_forward -Wl,--export=layer_norm_backward -Wl,--export=layer_norm_param_grads \
   -o "$tmp/kernels.wasm" "$src"
 objdump=$(command -v llvm-objdump || ls /usr/bin/llvm-objdump-* | head -1)
 if "$objdump" -d "$tmp/kernels.wasm" | grep -q 'global\.'; then

@@ -43,6 +43,30 @@ export function geluGrad(x: tf.Tensor, dy: tf.Tensor): tf.Tensor {
   return tf.engine().runKernel('MimirGeluGrad', { x, dy }, {}) as tf.Tensor;
 }
 
+/** LayerNorm over the last axis: [y, xhat, rstd] (wasm kernels only). */
+export function layerNormKernel(
+  x: tf.Tensor2D,
+  w: tf.Tensor1D,
+  b: tf.Tensor1D,
+  eps: number,
+): [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D] {
+  return tf.engine().runKernel('MimirLayerNorm', { x, w, b }, { eps }) as unknown as [
+    tf.Tensor2D,
+    tf.Tensor2D,
+    tf.Tensor1D,
+  ];
+}
+
+/** LayerNorm's input gradient from the forward's xhat and rstd (wasm kernels only). */
+export function layerNormGradKernel(dy: tf.Tensor, xhat: tf.Tensor, rstd: tf.Tensor, w: tf.Tensor): tf.Tensor2D {
+  return tf.engine().runKernel('MimirLayerNormGrad', { dy, xhat, rstd, w }, {}) as tf.Tensor2D;
+}
+
+/** LayerNorm's weight and bias gradients, [dw, db] (wasm kernels only). */
+export function layerNormParamGradsKernel(dy: tf.Tensor, xhat: tf.Tensor): [tf.Tensor1D, tf.Tensor1D] {
+  return tf.engine().runKernel('MimirLayerNormParamGrads', { dy, xhat }, {}) as unknown as [tf.Tensor1D, tf.Tensor1D];
+}
+
 interface AttentionAttrs {
   batch: number;
   heads: number;

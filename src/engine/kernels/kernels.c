@@ -256,3 +256,58 @@ void gelu_backward(const float *x, const float *dy, float *dx, int n) {
     store_partial(dx + i, wasm_f32x4_mul(load_partial(dy + i, n - i), slope), n - i);
   }
 }
+
+// LayerNorm over rows of length cols (biased variance, as PyTorch): xhat = (x - mean) * rstd,
+// rstd = 1 / sqrt(var + eps), y = xhat * w + b. Keeps xhat [rows x cols] and rstd [rows] for the
+// backward pass.
+void layer_norm_forward(const float *x, const float *w, const float *b, float *y, float *xhat, float *rstd,
+                        int rows, int cols, float eps) {
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * cols;
+    float sum = 0.f;
+    for (int j = 0; j < cols; j++) sum += xr[j];
+    float mean = sum / (float)cols;
+    float sq = 0.f;
+    for (int j = 0; j < cols; j++) sq += (xr[j] - mean) * (xr[j] - mean);
+    float s = 1.f / __builtin_sqrtf(sq / (float)cols + eps);
+    rstd[r] = s;
+    float *hr = xhat + (size_t)r * cols;
+    float *yr = y + (size_t)r * cols;
+    for (int j = 0; j < cols; j++) {
+      float h = (xr[j] - mean) * s;
+      hr[j] = h;
+      yr[j] = h * w[j] + b[j];
+    }
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w.
+void layer_norm_backward(const float *dy, const float *xhat, const float *rstd, const float *w, float *dx, int rows,
+                         int cols) {
+  for (int r = 0; r < rows; r++) {
+    const float *dr = dy + (size_t)r * cols;
+    const float *hr = xhat + (size_t)r * cols;
+    float sg = 0.f, sgh = 0.f;
+    for (int j = 0; j < cols; j++) {
+      float g = dr[j] * w[j];
+      sg += g;
+      sgh += g * hr[j];
+    }
+    float mg = sg / (float)cols, mgh = sgh / (float)cols, s = rstd[r];
+    float *xr = dx + (size_t)r * cols;
+    for (int j = 0; j < cols; j++) xr[j] = s * (dr[j] * w[j] - mg - hr[j] * mgh);
+  }
+}
+
+// Column sums: dw[j] = sum_r dy[r, j] * xhat[r, j], db[j] = sum_r dy[r, j].
+void layer_norm_param_grads(const float *dy, const float *xhat, float *dw, float *db, int rows, int cols) {
+  for (int j = 0; j < cols; j++) dw[j] = db[j] = 0.f;
+  for (int r = 0; r < rows; r++) {
+    const float *dr = dy + (size_t)r * cols;
+    const float *hr = xhat + (size_t)r * cols;
+    for (int j = 0; j < cols; j++) {
+      dw[j] += dr[j] * hr[j];
+      db[j] += dr[j];
+    }
+  }
+}

@@ -36,6 +36,19 @@ interface KernelExports {
   softmax_backward(p: number, dp: number, rows: number, cols: number, scale: number): void;
   gelu_forward(x: number, y: number, n: number): void;
   gelu_backward(x: number, dy: number, dx: number, n: number): void;
+  layer_norm_forward(
+    x: number,
+    w: number,
+    b: number,
+    y: number,
+    xhat: number,
+    rstd: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  layer_norm_backward(dy: number, xhat: number, rstd: number, w: number, dx: number, rows: number, cols: number): void;
+  layer_norm_param_grads(dy: number, xhat: number, dw: number, db: number, rows: number, cols: number): void;
 }
 
 /** What the kernels need of tfjs-wasm's backend (checked at run time: the typings do not say it). */
@@ -207,6 +220,57 @@ export function registerWasmKernels(): void {
       const out = heap.makeOutput(x.shape);
       exports.gelu_backward(heap.pointerOf(x), heap.pointerOf(dy), heap.pointerOf(out), n);
       return out;
+    },
+  });
+
+  // x [R, D], w [D], b [D] -> y, xhat [R, D], rstd [R].
+  tf.registerKernel({
+    kernelName: 'MimirLayerNorm',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { exports, heap } = install(backend as object);
+      const { x, w, b } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; b: tf.TensorInfo };
+      const [rows, cols] = dims2(x, 'x');
+      if (float32(w, 'w') !== cols || float32(b, 'b') !== cols)
+        throw new Error(`layer norm: w and b must be [${cols}]`);
+      const [y, xhat, rstd] = [heap.makeOutput([rows, cols]), heap.makeOutput([rows, cols]), heap.makeOutput([rows])];
+      const p = heap.pointerOf;
+      exports.layer_norm_forward(p(x), p(w), p(b), p(y), p(xhat), p(rstd), rows, cols, attr(attrs ?? {}, 'eps'));
+      return [y, xhat, rstd];
+    },
+  });
+
+  // dy, xhat [R, D], rstd [R], w [D] -> dx [R, D].
+  tf.registerKernel({
+    kernelName: 'MimirLayerNormGrad',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { exports, heap } = install(backend as object);
+      const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
+      const [rows, cols] = dims2(xhat, 'xhat');
+      if (float32(dy, 'dy') !== rows * cols || float32(rstd, 'rstd') !== rows || float32(w, 'w') !== cols) {
+        throw new Error('layer norm grad: dy, xhat, rstd and w do not fit');
+      }
+      const dx = heap.makeOutput([rows, cols]);
+      const p = heap.pointerOf;
+      exports.layer_norm_backward(p(dy), p(xhat), p(rstd), p(w), p(dx), rows, cols);
+      return dx;
+    },
+  });
+
+  // dy, xhat [R, D] -> dw, db [D].
+  tf.registerKernel({
+    kernelName: 'MimirLayerNormParamGrads',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { exports, heap } = install(backend as object);
+      const { dy, xhat } = inputs as Record<'dy' | 'xhat', tf.TensorInfo>;
+      const [rows, cols] = dims2(xhat, 'xhat');
+      if (float32(dy, 'dy') !== rows * cols) throw new Error('layer norm grad: dy and xhat differ in size');
+      const [dw, db] = [heap.makeOutput([cols]), heap.makeOutput([cols])];
+      const p = heap.pointerOf;
+      exports.layer_norm_param_grads(p(dy), p(xhat), p(dw), p(db), rows, cols);
+      return [dw, db];
     },
   });
 

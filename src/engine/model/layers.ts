@@ -1,7 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 // Registers tfjs-core's gradient functions (tfjs-core alone ships none registered).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { gelu as geluKernel, geluGrad as geluGradKernel, gemm, wasmKernelsAvailable } from '../kernels';
+import {
+  gelu as geluKernel,
+  geluGrad as geluGradKernel,
+  gemm,
+  layerNormGradKernel,
+  layerNormKernel,
+  layerNormParamGradsKernel,
+  wasmKernelsAvailable,
+} from '../kernels';
 
 /**
  * Linear layer, LayerNorm and GELU with hand-written gradients. Why: tfjs's own gradient of matMul
@@ -84,7 +92,12 @@ export function layerNorm(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, trainP
   return frozen(x) as tf.Tensor2D;
 }
 
+/** y, and the xhat and rstd the backward pass needs (one pass over x with the wasm kernels). */
 function layerNormForward(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D) {
+  if (wasmKernelsAvailable()) {
+    const [value, xhat, rstd] = layerNormKernel(x, w, b, LAYER_NORM_EPS);
+    return { value, xhat, rstd };
+  }
   const mean = tf.mean(x, 1, true);
   const centred = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centred), 1, true);
@@ -95,6 +108,7 @@ function layerNormForward(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D) {
 
 /** dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w. */
 function layerNormInputGrad(dy: tf.Tensor2D, xhat: tf.Tensor, rstd: tf.Tensor, w: tf.Tensor): tf.Tensor {
+  if (wasmKernelsAvailable()) return layerNormGradKernel(dy, xhat, rstd, w);
   const g = tf.mul(dy, w);
   const meanG = tf.mean(g, 1, true);
   const meanGX = tf.mean(tf.mul(g, xhat), 1, true);
@@ -111,6 +125,7 @@ const layerNormTrainable = tf.customGrad(
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const xhatS = savedAt(saved, 0);
         const dx = layerNormInputGrad(dy as tf.Tensor2D, xhatS, savedAt(saved, 1), savedAt(saved, 2));
+        if (wasmKernelsAvailable()) return [dx, ...layerNormParamGradsKernel(dy, xhatS)];
         return [dx, tf.sum(tf.mul(dy, xhatS), 0), tf.sum(dy, 0)];
       },
     };

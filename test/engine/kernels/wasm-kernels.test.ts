@@ -10,6 +10,9 @@ import {
   gelu,
   geluGrad,
   gemm,
+  layerNormGradKernel,
+  layerNormKernel,
+  layerNormParamGradsKernel,
   wasmKernelsAvailable,
 } from '../../../src/engine/kernels';
 import { KERNELS_SOURCE_SHA256 } from '../../../src/engine/kernels/kernels-wasm';
@@ -150,6 +153,46 @@ describe('the engine wasm kernels', () => {
     );
     expect(worstY).toBeLessThan(1e-6);
     expect(worstDx).toBeLessThan(1e-6);
+  });
+
+  it('LayerNorm forward, input gradient and parameter gradients match float64', () => {
+    const [rows, cols, eps] = [37, 27, 1e-6];
+    const rng = new Rng(3);
+    const x = randomMat(rows, cols, rng);
+    const dy = randomMat(rows, cols, rng);
+    const w = randomMat(1, cols, rng);
+    const b = randomMat(1, cols, rng);
+    const [y, dx, dw, db] = tf.tidy(() => {
+      const w1 = tf.tensor1d(Float32Array.from(w.data));
+      const [out, xhat, rstd] = layerNormKernel(tensorOf(x), w1, tf.tensor1d(Float32Array.from(b.data)), eps);
+      const g = tensorOf(dy);
+      return [out, layerNormGradKernel(g, xhat, rstd, w1), ...layerNormParamGradsKernel(g, xhat)].map((t) =>
+        t.dataSync(),
+      );
+    }) as Float32Array[];
+    const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
+    const wantDw = new Float64Array(cols);
+    const wantDb = new Float64Array(cols);
+    for (let r = 0; r < rows; r++) {
+      const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
+      const mean = xr.reduce((a, v) => a + v, 0) / cols;
+      const rstd = 1 / Math.sqrt(xr.reduce((a, v) => a + (v - mean) ** 2, 0) / cols + eps);
+      const xhat = xr.map((v) => (v - mean) * rstd);
+      const g = xhat.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
+      const mg = g.reduce((a, v) => a + v, 0) / cols;
+      const mgx = g.reduce((a, v, j) => a + v * (xhat[j] ?? 0), 0) / cols;
+      for (let j = 0; j < cols; j++) {
+        const h = xhat[j] ?? 0;
+        want.y[r * cols + j] = h * (w.data[j] ?? 0) + (b.data[j] ?? 0);
+        want.dx[r * cols + j] = rstd * ((g[j] ?? 0) - mg - h * mgx);
+        wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * h;
+        wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
+      }
+    }
+    expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
+    expect(relativeError(dx ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
+    expect(relativeError(dw ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
+    expect(relativeError(db ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
   });
 
   it('gemm refuses operands whose inner dimensions differ', () => {
