@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuilds src/engine/kernels/kernels-wasm.ts from src/engine/kernels/kernels.c.
+# Rebuilds src/engine/kernels/kernels-wasm.ts from src/engine/kernels/kernels.c: one build for
+# tfjs-wasm's plain memory, one for the shared memory of its multi-threaded build.
 # Needs clang and lld with the wasm32 target (Debian: apt-get install clang lld). The generated file
 # is committed, so installing and running the app never needs a C compiler.
 set -euo pipefail
@@ -8,15 +9,24 @@ src=src/engine/kernels/kernels.c
 out=src/engine/kernels/kernels-wasm.ts
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-clang --target=wasm32 -O3 -msimd128 -nostdlib -ffreestanding -Wall -Werror \
-  -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all \
-  -Wl,--export=gemm -Wl,--export=gemm_scratch_floats -Wl,--export=softmax_backward -Wl,--export=gelu_forward -Wl,--export=gelu_backward -Wl,--export=layer_norm_forward -Wl,--export=layer_norm_backward -Wl,--export=layer_norm_param_grads \
-  -o "$tmp/kernels.wasm" "$src"
+exports=()
+for fn in gemm gemm_scratch_floats softmax_backward attention_backward_head gelu_forward gelu_backward \
+  layer_norm_forward layer_norm_backward layer_norm_param_grads; do
+  exports+=("-Wl,--export=$fn")
+done
+common=(--target=wasm32 -O3 -msimd128 -nostdlib -ffreestanding -Wall -Werror
+  -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all "${exports[@]}")
+clang "${common[@]}" -o "$tmp/plain.wasm" "$src"
+# Shared memory of any size up to 4 GiB, so it accepts whatever maximum tfjs-wasm's memory declares.
+clang "${common[@]}" -matomics -mbulk-memory -Wl,--shared-memory -Wl,--max-memory=4294967296 \
+  -o "$tmp/shared.wasm" "$src"
 objdump=$(command -v llvm-objdump || ls /usr/bin/llvm-objdump-* | head -1)
-if "$objdump" -d "$tmp/kernels.wasm" | grep -q 'global\.'; then
-  echo "kernels.c uses the linear-memory stack (global.get/set of the stack pointer): it must not" >&2
-  exit 1
-fi
-node scripts/wasm-kernels-check.mjs "$tmp/kernels.wasm" "$src" > "$out"
+for build in plain shared; do
+  if "$objdump" -d "$tmp/$build.wasm" | grep -q 'global\.'; then
+    echo "kernels.c uses the linear-memory stack (global.get/set of the stack pointer): it must not" >&2
+    exit 1
+  fi
+done
+node scripts/wasm-kernels-check.mjs "$src" "$tmp/plain.wasm" "$tmp/shared.wasm" > "$out"
 npx --no-install prettier --write "$out" > /dev/null
-echo "wrote $out ($(stat -c %s "$tmp/kernels.wasm") bytes of wasm)"
+echo "wrote $out ($(stat -c %s "$tmp/plain.wasm") + $(stat -c %s "$tmp/shared.wasm") bytes of wasm)"

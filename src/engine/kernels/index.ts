@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmKernels, wasmKernelsAvailable } from './wasm-kernels';
 
-export { wasmKernelsAvailable } from './wasm-kernels';
+export { wasmKernelsAvailable, wasmKernelThreads } from './wasm-kernels';
 
 registerWasmKernels();
 

@@ -1,5 +1,7 @@
 // The engine's own wasm SIMD kernels, run on tfjs-wasm's heap (the module imports its memory).
-// Build: scripts/build-kernels.sh (clang + lld, wasm32, -msimd128) writes kernels-wasm.ts.
+// Build: scripts/build-kernels.sh (clang + lld, wasm32, -msimd128) writes kernels-wasm.ts, with one
+// build for tfjs-wasm's plain memory and one for the shared memory of its multi-threaded build (where
+// several threads run these functions at once on disjoint outputs: nothing here is shared state).
 //
 // Rules that keep this module from touching memory it does not own: no static data, no globals,
 // nothing on the linear-memory stack (every buffer comes from the caller's scratch). The build
@@ -310,4 +312,18 @@ void layer_norm_param_grads(const float *dy, const float *xhat, float *dw, float
       db[j] += dr[j];
     }
   }
+}
+
+// One (sample, head) of the attention backward pass (see attention.ts for the layout): p [T x T] the
+// probabilities; q, k, v [T x d] with leading dimension ld (in qkv), dout [T x d] with ldo; writes
+// dv = p^T dout, dq = scale ds k, dk = scale ds^T q, where ds = p * (dp - rowsum(dp * p)),
+// dp = dout v^T. dp: T x T floats of the caller's.
+void attention_backward_head(const float *p, const float *q, const float *k, const float *v, const float *dout,
+                             int ldo, float *gq, float *gk, float *gv, int ld, int t, int d, float scale, float *dp,
+                             float *scratch) {
+  gemm(t, d, t, 1.f, p, t, 1, dout, ldo, 0, gv, ld, 0, 0, scratch);
+  gemm(t, t, d, 1.f, dout, ldo, 0, v, ld, 1, dp, t, 0, 0, scratch);
+  softmax_backward(p, dp, t, t, scale);
+  gemm(t, d, t, 1.f, dp, t, 0, k, ld, 0, gq, ld, 0, 0, scratch);
+  gemm(t, d, t, 1.f, dp, t, 1, q, ld, 0, gk, ld, 0, 0, scratch);
 }

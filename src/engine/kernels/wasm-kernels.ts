@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { KERNELS_WASM_BASE64 } from './kernels-wasm';
+import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm';
+import { MAX_TASKS, SCRATCH, SingleThreadRunner, TEMP, ThreadPoolRunner, type KernelRunner, type Task } from './runner';
 
 /**
  * The engine's own wasm SIMD kernels (kernels.c), registered as tfjs kernels of the "wasm" backend.
@@ -10,46 +11,10 @@ import { KERNELS_WASM_BASE64 } from './kernels-wasm';
  * concatenations around it, or falls to a naive kernel. gemm here takes transposes and leading
  * dimensions as arguments and packs its operands itself.
  *
- * Only the single-threaded wasm build is supported (its memory is not shared); with
- * MIMIR_WASM_THREADS the engine keeps tfjs's own kernels (`wasmKernelsAvailable()` says which).
+ * On tfjs-wasm's multi-threaded build (shared memory) the kernels run on as many threads as its pool
+ * has (runner.ts): each thread computes whole rows or (sample, head) pairs with the same code, so the
+ * results are bit-identical to one thread's.
  */
-
-interface KernelExports {
-  gemm(
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: number,
-    lda: number,
-    transA: number,
-    b: number,
-    ldb: number,
-    transB: number,
-    c: number,
-    ldc: number,
-    bias: number,
-    accumulate: number,
-    scratch: number,
-  ): void;
-  gemm_scratch_floats(): number;
-  softmax_backward(p: number, dp: number, rows: number, cols: number, scale: number): void;
-  gelu_forward(x: number, y: number, n: number): void;
-  gelu_backward(x: number, dy: number, dx: number, n: number): void;
-  layer_norm_forward(
-    x: number,
-    w: number,
-    b: number,
-    y: number,
-    xhat: number,
-    rstd: number,
-    rows: number,
-    cols: number,
-    eps: number,
-  ): void;
-  layer_norm_backward(dy: number, xhat: number, rstd: number, w: number, dx: number, rows: number, cols: number): void;
-  layer_norm_param_grads(dy: number, xhat: number, dw: number, db: number, rows: number, cols: number): void;
-}
 
 /** What the kernels need of tfjs-wasm's backend (checked at run time: the typings do not say it). */
 interface WasmHeap {
@@ -61,12 +26,11 @@ interface WasmHeap {
 }
 
 interface Installed {
-  exports: KernelExports;
+  runner: KernelRunner;
   heap: WasmHeap;
-  scratch: number;
 }
 
-let compiled: WebAssembly.Module | null = null;
+const compiled: { plain?: WebAssembly.Module; shared?: WebAssembly.Module } = {};
 const installed = new WeakMap<object, Installed | Error>();
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -83,9 +47,6 @@ function heapOf(backend: unknown): WasmHeap {
   const dataIdMap = backend.dataIdMap;
   const makeOutput = backend.makeOutput;
   if (!(memory instanceof WebAssembly.Memory)) throw new Error('tfjs-wasm does not expose its memory');
-  if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) {
-    throw new Error('the multi-threaded tfjs-wasm build (shared memory) is not supported');
-  }
   if (typeof malloc !== 'function' || typeof free !== 'function') throw new Error('tfjs-wasm has no _malloc/_free');
   if (!isRecord(dataIdMap) || typeof dataIdMap.get !== 'function' || typeof makeOutput !== 'function') {
     throw new Error('tfjs-wasm backend lacks dataIdMap/makeOutput');
@@ -110,11 +71,20 @@ function install(backend: object): Installed {
   if (known) return known;
   try {
     const heap = heapOf(backend);
-    compiled ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
-    const instance = new WebAssembly.Instance(compiled, { env: { memory: heap.memory } });
-    const exports = instance.exports as unknown as KernelExports;
-    const scratch = heap.malloc(exports.gemm_scratch_floats() * 4 + 16);
-    const result = { exports, heap, scratch: (scratch + 15) & ~15 };
+    const shared = typeof SharedArrayBuffer !== 'undefined' && heap.memory.buffer instanceof SharedArrayBuffer;
+    const module = shared
+      ? (compiled.shared ??= new WebAssembly.Module(Buffer.from(KERNELS_SHARED_WASM_BASE64, 'base64')))
+      : (compiled.plain ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64')));
+    const exports = new WebAssembly.Instance(module, { env: { memory: heap.memory } }).exports;
+    const scratchFloats = exports.gemm_scratch_floats;
+    if (typeof scratchFloats !== 'function') throw new Error('kernels wasm lacks gemm_scratch_floats');
+    const threads = shared ? poolThreads(backend) : 1;
+    const scratches = Array.from({ length: threads }, () => heap.malloc(4 * Number(scratchFloats())));
+    const runner =
+      threads > 1
+        ? new ThreadPoolRunner(module, heap.memory, exports, heap, scratches)
+        : new SingleThreadRunner(exports, heap, scratches[0] ?? 0);
+    const result = { runner, heap };
     installed.set(backend, result);
     return result;
   } catch (e) {
@@ -122,6 +92,14 @@ function install(backend: object): Installed {
     installed.set(backend, error);
     throw error;
   }
+}
+
+/** Threads of tfjs-wasm's own pool (its multi-threaded build), which the kernels use as well. */
+function poolThreads(backend: object): number {
+  const wasm = isRecord(backend) && isRecord(backend.wasm) ? backend.wasm : {};
+  const tfjs = isRecord(wasm.tfjs) ? wasm.tfjs : {};
+  const count = typeof tfjs.getThreadsCount === 'function' ? Number((tfjs.getThreadsCount as () => number)()) : 1;
+  return Number.isInteger(count) && count > 1 ? count : 1;
 }
 
 /** True when the active backend is tfjs-wasm and the engine's kernels run on it. */
@@ -133,6 +111,11 @@ export function wasmKernelsAvailable(): boolean {
   } catch {
     return false;
   }
+}
+
+/** Threads the engine's kernels run on (0 where they do not run: off wasm). */
+export function wasmKernelThreads(): number {
+  return wasmKernelsAvailable() ? install(tf.backend()).runner.threads : 0;
 }
 
 function float32(t: tf.TensorInfo, what: string): number {
@@ -165,7 +148,7 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGemm',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { exports, heap, scratch } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
       const transA = attr(attrs ?? {}, 'transposeA');
       const transB = attr(attrs ?? {}, 'transposeB');
@@ -176,22 +159,22 @@ export function registerWasmKernels(): void {
       if (k !== kb) throw new Error(`gemm: inner dimensions ${k} and ${kb} differ`);
       if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
       const out = heap.makeOutput([m, n]);
-      exports.gemm(
-        m,
-        n,
-        k,
-        attr(attrs ?? {}, 'alpha'),
-        heap.pointerOf(a),
-        ac,
-        transA,
-        heap.pointerOf(b),
-        bc,
-        transB,
-        heap.pointerOf(out),
-        n,
-        bias ? heap.pointerOf(bias) : 0,
-        0,
-        scratch,
+      const [pa, pb, pc] = [heap.pointerOf(a), heap.pointerOf(b), heap.pointerOf(out)];
+      const alpha = attr(attrs ?? {}, 'alpha');
+      const pbias = bias ? heap.pointerOf(bias) : 0;
+      // Blocks of rows of op(A) and C, one per task (each packs B for itself).
+      const rowsPerTask = runner.threads > 1 ? 256 : m;
+      runner.run(
+        blocks(m, rowsPerTask).map(([i0, rows]) => ({
+          fn: 'gemm',
+          args: [rows, n, k, alpha, pa + 4 * (transA ? i0 : i0 * ac), ac, transA, pb, bc, transB].concat([
+            pc + 4 * i0 * n,
+            n,
+            pbias,
+            0,
+            SCRATCH,
+          ]),
+        })),
       );
       return out;
     },
@@ -201,10 +184,16 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGelu',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { exports, heap } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { x } = inputs as { x: tf.TensorInfo };
       const out = heap.makeOutput(x.shape);
-      exports.gelu_forward(heap.pointerOf(x), heap.pointerOf(out), float32(x, 'x'));
+      const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
+      runner.run(
+        blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
+          fn: 'gelu_forward',
+          args: [px + 4 * i0, py + 4 * i0, n],
+        })),
+      );
       return out;
     },
   });
@@ -213,12 +202,18 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGeluGrad',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { exports, heap } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       const n = float32(x, 'x');
       if (float32(dy, 'dy') !== n) throw new Error('gelu grad: x and dy differ in size');
       const out = heap.makeOutput(x.shape);
-      exports.gelu_backward(heap.pointerOf(x), heap.pointerOf(dy), heap.pointerOf(out), n);
+      const [px, pdy, pdx] = [heap.pointerOf(x), heap.pointerOf(dy), heap.pointerOf(out)];
+      runner.run(
+        blocks(n, ELEMENT_BLOCK).map(([i0, count]) => ({
+          fn: 'gelu_backward',
+          args: [px + 4 * i0, pdy + 4 * i0, pdx + 4 * i0, count],
+        })),
+      );
       return out;
     },
   });
@@ -228,14 +223,28 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirLayerNorm',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { exports, heap } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { x, w, b } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; b: tf.TensorInfo };
       const [rows, cols] = dims2(x, 'x');
-      if (float32(w, 'w') !== cols || float32(b, 'b') !== cols)
+      if (float32(w, 'w') !== cols || float32(b, 'b') !== cols) {
         throw new Error(`layer norm: w and b must be [${cols}]`);
+      }
       const [y, xhat, rstd] = [heap.makeOutput([rows, cols]), heap.makeOutput([rows, cols]), heap.makeOutput([rows])];
       const p = heap.pointerOf;
-      exports.layer_norm_forward(p(x), p(w), p(b), p(y), p(xhat), p(rstd), rows, cols, attr(attrs ?? {}, 'eps'));
+      const eps = attr(attrs ?? {}, 'eps');
+      runner.run(
+        blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
+          fn: 'layer_norm_forward',
+          args: [
+            p(x) + 4 * r0 * cols,
+            p(w),
+            p(b),
+            p(y) + 4 * r0 * cols,
+            p(xhat) + 4 * r0 * cols,
+            p(rstd) + 4 * r0,
+          ].concat([n, cols, eps]),
+        })),
+      );
       return [y, xhat, rstd];
     },
   });
@@ -245,7 +254,7 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirLayerNormGrad',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { exports, heap } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
       const [rows, cols] = dims2(xhat, 'xhat');
       if (float32(dy, 'dy') !== rows * cols || float32(rstd, 'rstd') !== rows || float32(w, 'w') !== cols) {
@@ -253,7 +262,15 @@ export function registerWasmKernels(): void {
       }
       const dx = heap.makeOutput([rows, cols]);
       const p = heap.pointerOf;
-      exports.layer_norm_backward(p(dy), p(xhat), p(rstd), p(w), p(dx), rows, cols);
+      runner.run(
+        blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
+          fn: 'layer_norm_backward',
+          args: [p(dy) + 4 * r0 * cols, p(xhat) + 4 * r0 * cols, p(rstd) + 4 * r0, p(w), p(dx) + 4 * r0 * cols].concat([
+            n,
+            cols,
+          ]),
+        })),
+      );
       return dx;
     },
   });
@@ -263,13 +280,14 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirLayerNormParamGrads',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { exports, heap } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { dy, xhat } = inputs as Record<'dy' | 'xhat', tf.TensorInfo>;
       const [rows, cols] = dims2(xhat, 'xhat');
       if (float32(dy, 'dy') !== rows * cols) throw new Error('layer norm grad: dy and xhat differ in size');
       const [dw, db] = [heap.makeOutput([cols]), heap.makeOutput([cols])];
       const p = heap.pointerOf;
-      exports.layer_norm_param_grads(p(dy), p(xhat), p(dw), p(db), rows, cols);
+      // Column sums over all rows: one task (cheap; splitting it would need a reduction).
+      runner.run([{ fn: 'layer_norm_param_grads', args: [p(dy), p(xhat), p(dw), p(db), rows, cols] }]);
       return [dw, db];
     },
   });
@@ -279,21 +297,19 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirAttentionScores',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { exports, heap, scratch } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { qkv } = inputs as { qkv: tf.TensorInfo };
       const g = attentionGeometry(qkv, attrs ?? {});
-      const out = heap.makeOutput([g.batch * g.heads * g.tokens, g.tokens]);
-      const base = heap.pointerOf(qkv);
-      const scores = heap.pointerOf(out);
-      const ld = 3 * g.width;
-      for (let b = 0; b < g.batch; b++) {
-        for (let h = 0; h < g.heads; h++) {
-          const q = base + 4 * (b * g.tokens * ld + h * g.d);
-          const k = q + 4 * g.width;
-          const s = scores + 4 * (b * g.heads + h) * g.tokens * g.tokens;
-          exports.gemm(g.tokens, g.tokens, g.d, g.scale, q, ld, 0, k, ld, 1, s, g.tokens, 0, 0, scratch);
-        }
-      }
+      const T = g.tokens;
+      const out = heap.makeOutput([g.batch * g.heads * T, T]);
+      const [base, scores] = [heap.pointerOf(qkv), heap.pointerOf(out)];
+      runner.run(
+        perHead(g, (b, h) => {
+          const q = base + 4 * (b * T * g.ld + h * g.d);
+          const s = scores + 4 * (b * g.heads + h) * T * T;
+          return { fn: 'gemm', args: [T, T, g.d, g.scale, q, g.ld, 0, q + 4 * g.width, g.ld, 1, s, T, 0, 0, SCRATCH] };
+        }),
+      );
       return out;
     },
   });
@@ -303,22 +319,20 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirAttentionApply',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { exports, heap, scratch } = install(backend as object);
+      const { runner, heap } = install(backend as object);
       const { probabilities, qkv } = inputs as { probabilities: tf.TensorInfo; qkv: tf.TensorInfo };
       const g = attentionGeometry(qkv, attrs ?? {});
-      const out = heap.makeOutput([g.batch * g.tokens, g.width]);
-      const base = heap.pointerOf(qkv);
-      const p = heap.pointerOf(probabilities);
-      const o = heap.pointerOf(out);
-      const ld = 3 * g.width;
-      for (let b = 0; b < g.batch; b++) {
-        for (let h = 0; h < g.heads; h++) {
-          const v = base + 4 * (b * g.tokens * ld + 2 * g.width + h * g.d);
-          const pbh = p + 4 * (b * g.heads + h) * g.tokens * g.tokens;
-          const obh = o + 4 * (b * g.tokens * g.width + h * g.d);
-          exports.gemm(g.tokens, g.d, g.tokens, 1, pbh, g.tokens, 0, v, ld, 0, obh, g.width, 0, 0, scratch);
-        }
-      }
+      const T = g.tokens;
+      const out = heap.makeOutput([g.batch * T, g.width]);
+      const [base, p, o] = [heap.pointerOf(qkv), heap.pointerOf(probabilities), heap.pointerOf(out)];
+      runner.run(
+        perHead(g, (b, h) => {
+          const v = base + 4 * (b * T * g.ld + 2 * g.width + h * g.d);
+          const pbh = p + 4 * (b * g.heads + h) * T * T;
+          const obh = o + 4 * (b * T * g.width + h * g.d);
+          return { fn: 'gemm', args: [T, g.d, T, 1, pbh, T, 0, v, g.ld, 0, obh, g.width, 0, 0, SCRATCH] };
+        }),
+      );
       return out;
     },
   });
@@ -328,40 +342,31 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirAttentionBackward',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { exports, heap, scratch } = install(backend as object);
-      const { probabilities, qkv, dOut } = inputs as {
-        probabilities: tf.TensorInfo;
-        qkv: tf.TensorInfo;
-        dOut: tf.TensorInfo;
-      };
+      const { runner, heap } = install(backend as object);
+      const { probabilities, qkv, dOut } = inputs as Record<'probabilities' | 'qkv' | 'dOut', tf.TensorInfo>;
       const g = attentionGeometry(qkv, attrs ?? {});
-      const out = heap.makeOutput([g.batch * g.tokens, 3 * g.width]);
-      const base = heap.pointerOf(qkv);
-      const p = heap.pointerOf(probabilities);
-      const dO = heap.pointerOf(dOut);
-      const dq = heap.pointerOf(out);
       const T = g.tokens;
-      const ld = 3 * g.width;
-      const dp = heap.malloc(4 * T * T);
-      try {
-        for (let b = 0; b < g.batch; b++) {
-          for (let h = 0; h < g.heads; h++) {
-            const row = b * T * ld + h * g.d;
-            const [q, k, v] = [0, 1, 2].map((part) => base + 4 * (row + part * g.width)) as [number, number, number];
-            const [gq, gk, gv] = [0, 1, 2].map((part) => dq + 4 * (row + part * g.width)) as [number, number, number];
-            const pbh = p + 4 * (b * g.heads + h) * T * T;
-            const dObh = dO + 4 * (b * T * g.width + h * g.d);
-            // dV = P^T dO; dP = dO V^T; dS = scale * P * (dP - rowsum(dP * P)); dQ = dS K; dK = dS^T Q.
-            exports.gemm(T, g.d, T, 1, pbh, T, 1, dObh, g.width, 0, gv, ld, 0, 0, scratch);
-            exports.gemm(T, T, g.d, 1, dObh, g.width, 0, v, ld, 1, dp, T, 0, 0, scratch);
-            exports.softmax_backward(pbh, dp, T, T, g.scale);
-            exports.gemm(T, g.d, T, 1, dp, T, 0, k, ld, 0, gq, ld, 0, 0, scratch);
-            exports.gemm(T, g.d, T, 1, dp, T, 1, q, ld, 0, gk, ld, 0, 0, scratch);
-          }
-        }
-      } finally {
-        heap.free(dp);
-      }
+      const out = heap.makeOutput([g.batch * T, 3 * g.width]);
+      const [base, p, dO, dqkv] = [qkv, probabilities, dOut, out].map((t) => heap.pointerOf(t)) as [
+        number,
+        number,
+        number,
+        number,
+      ];
+      runner.run(
+        perHead(g, (b, h) => {
+          const row = b * T * g.ld + h * g.d;
+          const [q, k, v] = [0, 1, 2].map((part) => base + 4 * (row + part * g.width)) as [number, number, number];
+          const [gq, gk, gv] = [0, 1, 2].map((part) => dqkv + 4 * (row + part * g.width)) as [number, number, number];
+          const pbh = p + 4 * (b * g.heads + h) * T * T;
+          const dObh = dO + 4 * (b * T * g.width + h * g.d);
+          return {
+            fn: 'attention_backward_head',
+            args: [pbh, q, k, v, dObh, g.width, gq, gk, gv, g.ld, T, g.d, g.scale, TEMP, SCRATCH],
+          };
+        }),
+        T * T,
+      );
       return out;
     },
   });
@@ -373,7 +378,33 @@ interface AttentionGeometry {
   heads: number;
   width: number;
   d: number;
+  /** Leading dimension of qkv: 3 * width. */
+  ld: number;
   scale: number;
+}
+
+/** Elements per task of an element-wise kernel. */
+const ELEMENT_BLOCK = 1 << 16;
+
+/** Rows per task of a row-wise kernel over rows of `cols` floats. */
+function rowBlock(cols: number): number {
+  return Math.max(1, Math.floor(ELEMENT_BLOCK / cols));
+}
+
+/** [start, count] blocks of `size` covering 0..total, at most MAX_TASKS of them. */
+function blocks(total: number, size: number): [number, number][] {
+  const step = Math.max(size, Math.ceil(total / MAX_TASKS), 1);
+  const out: [number, number][] = [];
+  for (let start = 0; start < total; start += step) out.push([start, Math.min(step, total - start)]);
+  return out;
+}
+
+/** One task per (sample, head). */
+function perHead(g: AttentionGeometry, task: (b: number, h: number) => Task): Task[] {
+  if (g.batch * g.heads > MAX_TASKS) throw new Error(`attention: ${g.batch} x ${g.heads} heads is too many`);
+  const tasks: Task[] = [];
+  for (let b = 0; b < g.batch; b++) for (let h = 0; h < g.heads; h++) tasks.push(task(b, h));
+  return tasks;
 }
 
 function attentionGeometry(qkv: tf.TensorInfo, attrs: tf.NamedAttrMap): AttentionGeometry {
@@ -386,5 +417,5 @@ function attentionGeometry(qkv: tf.TensorInfo, attrs: tf.NamedAttrMap): Attentio
   if (!Number.isInteger(tokens) || !Number.isInteger(d)) {
     throw new Error(`qkv [${rows}, ${cols}] does not fit batch ${batch} and ${heads} heads`);
   }
-  return { batch, tokens, heads, width, d, scale: 1 / Math.sqrt(d) };
+  return { batch, tokens, heads, width, d, ld: 3 * width, scale: 1 / Math.sqrt(d) };
 }
