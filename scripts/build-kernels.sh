@@ -10,11 +10,11 @@ out=src/engine/kernels/kernels-wasm.ts
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 exports=()
-for fn in gemm gemm_scratch_floats softmax_backward attention_backward_head gelu_forward gelu_backward \
+for fn in gemm gemm_scratch_floats softmax_backward attention_backward_head gelu_forward gelu_forward_slope gelu_backward \
   layer_norm_forward layer_norm_backward layer_norm_param_grads; do
   exports+=("-Wl,--export=$fn")
 done
-common=(--target=wasm32 -O3 -msimd128 -nostdlib -ffreestanding -Wall -Werror
+common=(--target=wasm32 -O3 -msimd128 -mrelaxed-simd -nostdlib -ffreestanding -Wall -Werror
   -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all "${exports[@]}")
 clang "${common[@]}" -o "$tmp/plain.wasm" "$src"
 # Shared memory of any size up to 4 GiB, so it accepts whatever maximum tfjs-wasm's memory declares.
@@ -27,6 +27,11 @@ for build in plain shared; do
     exit 1
   fi
 done
-node scripts/wasm-kernels-check.mjs "$src" "$tmp/plain.wasm" "$tmp/shared.wasm" > "$out"
+# f32x4.fma (clang 14's relaxed-SIMD opcode 0xfd 0xaf 0x01) is rewritten to the standard
+# f32x4.relaxed_madd (0xfd 0x85 0x02); the check script verifies it rewrote exactly as many as
+# the disassembler counts.
+fmas_plain=$("$objdump" -d "$tmp/plain.wasm" | grep -c 'f32x4.fma' || true)
+fmas_shared=$("$objdump" -d "$tmp/shared.wasm" | grep -c 'f32x4.fma' || true)
+node scripts/wasm-kernels-check.mjs "$src" "$tmp/plain.wasm" "$fmas_plain" "$tmp/shared.wasm" "$fmas_shared" > "$out"
 npx --no-install prettier --write "$out" > /dev/null
 echo "wrote $out ($(stat -c %s "$tmp/plain.wasm") + $(stat -c %s "$tmp/shared.wasm") bytes of wasm)"

@@ -38,6 +38,11 @@ export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.engine().runKernel('MimirGelu', { x }, {}) as tf.Tensor;
 }
 
+/** [GELU(x), Phi(x) + x phi(x)]: the value and its slope, for a backward pass dy * slope (wasm kernels only). */
+export function geluWithSlope(x: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  return tf.engine().runKernel('MimirGeluWithSlope', { x }, {}) as unknown as [tf.Tensor, tf.Tensor];
+}
+
 /** dy (Phi(x) + x phi(x)), the gradient of GELU (wasm kernels only). */
 export function geluGrad(x: tf.Tensor, dy: tf.Tensor): tf.Tensor {
   return tf.engine().runKernel('MimirGeluGrad', { x, dy }, {}) as tf.Tensor;

@@ -16,6 +16,7 @@ export const KERNEL_FUNCTIONS = [
   'softmax_backward',
   'attention_backward_head',
   'gelu_forward',
+  'gelu_forward_slope',
   'gelu_backward',
   'layer_norm_forward',
   'layer_norm_backward',

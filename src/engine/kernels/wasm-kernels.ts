@@ -86,12 +86,36 @@ function install(backend: object): Installed {
         : new SingleThreadRunner(exports, heap, scratches[0] ?? 0);
     const result = { runner, heap };
     installed.set(backend, result);
+    shareOnIdentity();
     return result;
   } catch (e) {
     const error = new Error(`the engine's wasm kernels cannot run here: ${(e as Error).message}`);
     installed.set(backend, error);
     throw error;
   }
+}
+
+const identityShared = { done: false };
+
+/**
+ * tfjs clones every tensor a custom gradient saves (Identity), and tfjs-wasm's Identity copies the
+ * data: on a PGD-AT step that is about 3% of the time, copying what nothing will write to (tfjs
+ * tensors are immutable; kernels write only their outputs). tfjs-cpu's Identity shares the data
+ * under a reference count, as tfjs-wasm's own Reshape does: the same here.
+ */
+function shareOnIdentity(): void {
+  if (identityShared.done) return;
+  identityShared.done = true;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { x } = inputs as { x: tf.TensorInfo };
+      (backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
 }
 
 /** Threads of tfjs-wasm's own pool (its multi-threaded build), which the kernels use as well. */
@@ -162,20 +186,31 @@ export function registerWasmKernels(): void {
       const [pa, pb, pc] = [heap.pointerOf(a), heap.pointerOf(b), heap.pointerOf(out)];
       const alpha = attr(attrs ?? {}, 'alpha');
       const pbias = bias ? heap.pointerOf(bias) : 0;
-      // Blocks of rows of op(A) and C, one per task (each packs B for itself).
-      const rowsPerTask = runner.threads > 1 ? 256 : m;
-      runner.run(
-        blocks(m, rowsPerTask).map(([i0, rows]) => ({
-          fn: 'gemm',
-          args: [rows, n, k, alpha, pa + 4 * (transA ? i0 : i0 * ac), ac, transA, pb, bc, transB].concat([
-            pc + 4 * i0 * n,
-            n,
-            pbias,
-            0,
-            SCRATCH,
-          ]),
-        })),
-      );
+      // Blocks of rows of op(A) and C, one per task (each packs B for itself); blocks of columns of
+      // op(B) and C where there are too few rows to share (weight gradients: [in, R] x [R, out]).
+      const byRows = runner.threads === 1 || m >= 4 * runner.threads * GEMM_BLOCK;
+      const tasks: Task[] = byRows
+        ? blocks(m, runner.threads > 1 ? GEMM_BLOCK : m).map(([i0, rows]) => ({
+            fn: 'gemm',
+            args: [rows, n, k, alpha, pa + 4 * (transA ? i0 : i0 * ac), ac, transA, pb, bc, transB].concat([
+              pc + 4 * i0 * n,
+              n,
+              pbias,
+              0,
+              SCRATCH,
+            ]),
+          }))
+        : blocks(n, Math.max(8, 8 * Math.ceil(n / (8 * 4 * runner.threads)))).map(([j0, cols]) => ({
+            fn: 'gemm',
+            args: [m, cols, k, alpha, pa, ac, transA, pb + 4 * (transB ? j0 * bc : j0), bc, transB].concat([
+              pc + 4 * j0,
+              n,
+              pbias ? pbias + 4 * j0 : 0,
+              0,
+              SCRATCH,
+            ]),
+          }));
+      runner.run(tasks);
       return out;
     },
   });
@@ -195,6 +230,25 @@ export function registerWasmKernels(): void {
         })),
       );
       return out;
+    },
+  });
+
+  // x -> [GELU(x), its slope Phi(x) + x phi(x)] (the backward pass is then dy * slope).
+  tf.registerKernel({
+    kernelName: 'MimirGeluWithSlope',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { runner, heap } = install(backend as object);
+      const { x } = inputs as { x: tf.TensorInfo };
+      const [y, slope] = [heap.makeOutput(x.shape), heap.makeOutput(x.shape)];
+      const [px, py, ps] = [heap.pointerOf(x), heap.pointerOf(y), heap.pointerOf(slope)];
+      runner.run(
+        blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
+          fn: 'gelu_forward_slope',
+          args: [px + 4 * i0, py + 4 * i0, ps + 4 * i0, n],
+        })),
+      );
+      return [y, slope];
     },
   });
 
@@ -382,6 +436,9 @@ interface AttentionGeometry {
   ld: number;
   scale: number;
 }
+
+/** Rows of a product per task (on several threads). */
+const GEMM_BLOCK = 256;
 
 /** Elements per task of an element-wise kernel. */
 const ELEMENT_BLOCK = 1 << 16;

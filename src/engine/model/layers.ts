@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import {
   gelu as geluKernel,
-  geluGrad as geluGradKernel,
+  geluWithSlope,
   gemm,
   layerNormGradKernel,
   layerNormKernel,
@@ -136,16 +136,22 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Exact GELU, x * Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2 (PyTorch's default, not the tanh form). */
 export function gelu(x: tf.Tensor2D): tf.Tensor2D {
-  return (wasmKernelsAvailable() ? geluWithKernels(x) : geluWithOps(x)) as tf.Tensor2D;
+  if (!wasmKernelsAvailable()) return geluWithOps(x) as tf.Tensor2D;
+  // No gradient being recorded: the value alone.
+  if (tf.engine().state.gradientDepth === 0) return geluKernel(x) as tf.Tensor2D;
+  return geluWithKernels(x) as tf.Tensor2D;
 }
 
-/** One pass each way on wasm: tfjs-wasm's erf and exp alone take most of the time of the ops below. */
+/**
+ * On wasm, one pass computes the value and the slope Phi(x) + x phi(x), so the backward pass is a
+ * product (tfjs-wasm's erf and exp alone took most of the time of the ops of geluWithOps).
+ */
 const geluWithKernels = tf.customGrad((xIn: tf.Tensor | GradSave, saveIn: tf.Tensor | GradSave) => {
-  const x = xIn as tf.Tensor;
-  asSave(saveIn)([x]);
+  const [value, slope] = geluWithSlope(xIn as tf.Tensor);
+  asSave(saveIn)([slope]);
   return {
-    value: geluKernel(x),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => geluGradKernel(savedAt(saved, 0), dy),
+    value,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, savedAt(saved, 0)),
   };
 });
 

@@ -10,6 +10,7 @@ import {
   attentionScores,
   gelu,
   geluGrad,
+  geluWithSlope,
   gemm,
   layerNormGradKernel,
   layerNormKernel,
@@ -113,6 +114,7 @@ export function kernelSuite(threads: number): void {
       [257, 257, 64],
       [257, 64, 257],
       [300, 200, 520],
+      [2100, 24, 40],
     ])('gemm %i x %i (depth %i) in every transpose matches float64, with and without bias', (m, n, k) => {
       const rng = new Rng(m * 1000 + n + k);
       const a = randomMat(m, k, rng);
@@ -146,12 +148,15 @@ export function kernelSuite(threads: number): void {
       const n = 4003; // not a multiple of 4: the tail is handled too
       const x = Float32Array.from({ length: n }, (_, i) => Math.fround(-10 + (20 * i) / (n - 1)));
       const dy = Float32Array.from({ length: n }, (_, i) => Math.fround(Math.cos(i)));
-      const [y, dx] = tf.tidy(() => {
+      const [y, dx, y2, slope] = tf.tidy(() => {
         const tx = tf.tensor1d(x);
-        return [gelu(tx).dataSync(), geluGrad(tx, tf.tensor1d(dy)).dataSync()];
-      }) as [Float32Array, Float32Array];
+        const [value, slopes] = geluWithSlope(tx);
+        return [gelu(tx), geluGrad(tx, tf.tensor1d(dy)), value, slopes].map((t) => t.dataSync());
+      }) as [Float32Array, Float32Array, Float32Array, Float32Array];
+      expect(Array.from(y2)).toEqual(Array.from(y));
       let worstY = 0;
       let worstDx = 0;
+      let worstSlope = 0;
       for (let i = 0; i < n; i++) {
         const v = x[i] ?? 0;
         const cdf = 0.5 * (1 + erf64(v / Math.SQRT2));
@@ -159,12 +164,15 @@ export function kernelSuite(threads: number): void {
         const wantDx = (dy[i] ?? 0) * (cdf + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI));
         worstY = Math.max(worstY, Math.abs((y[i] ?? NaN) - wantY) / Math.max(1, Math.abs(wantY)));
         worstDx = Math.max(worstDx, Math.abs((dx[i] ?? NaN) - wantDx) / Math.max(1, Math.abs(wantDx)));
+        const wantSlope = wantDx / (dy[i] ?? 1);
+        worstSlope = Math.max(worstSlope, Math.abs((slope[i] ?? NaN) - wantSlope) / Math.max(1, Math.abs(wantSlope)));
       }
       console.log(
         `GELU vs float64: worst error ${worstY.toExponential(2)} (value), ${worstDx.toExponential(2)} (gradient)`,
       );
       expect(worstY).toBeLessThan(1e-6);
       expect(worstDx).toBeLessThan(1e-6);
+      expect(worstSlope).toBeLessThan(1e-6);
     });
 
     it('LayerNorm forward, input gradient and parameter gradients match float64', () => {
