@@ -112,8 +112,8 @@ async function probeWasm(): Promise<BackendCandidate> {
   try {
     const dist = path.join(path.dirname(requireModule.resolve(`${moduleName}/package.json`)), 'dist') + path.sep;
     setWasmPaths(dist);
-    // The multi-threaded build when MIMIR_WASM_THREADS asks for it (see wasm-threads.ts).
-    await registerThreadedWasm();
+    // The multi-threaded build, for the engine's kernels on every core (see wasm-threads.ts).
+    const threaded = await registerThreadedWasm();
     if (!(await tf.setBackend('wasm'))) {
       return { backend: 'wasm', module: moduleName, available: false, reason: 'failed to initialise' };
     }
@@ -123,7 +123,9 @@ async function probeWasm(): Promise<BackendCandidate> {
       backend: 'wasm',
       module: moduleName,
       available: true,
-      reason: `WebAssembly, SIMD ${simd ? 'on' : 'off'}, ${threads > 1 ? `${threads} threads` : 'one thread'}`,
+      reason:
+        `WebAssembly, SIMD ${simd ? 'on' : 'off'}, ` +
+        (threads > 1 ? `${threads} threads` : `one thread (${threaded.ok ? 'requested' : threaded.reason})`),
     };
   } catch (error) {
     return { backend: 'wasm', module: moduleName, available: false, reason: `failed to load: ${firstLine(error)}` };

@@ -3,20 +3,20 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendWasm, getThreadsCount, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { BackendWasm, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 
 /**
- * tfjs-backend-wasm's multi-threaded build (XNNPACK on a pthread pool) under Node. tfjs 4.22 never
- * picks it there: its WASM_HAS_MULTITHREAD_SUPPORT flag is false under Node, and its loader hands
- * Emscripten the pthread worker as a blob: URL, which Node's worker_threads cannot start. The
- * Emscripten glue itself supports Node (worker_threads), so this loads it with the worker written to
- * a temporary file and registers the result as the "wasm" backend (same kernels, same numbers: the
- * threads split matrix products by output tiles, never along a sum).
+ * tfjs-backend-wasm's multi-threaded build under Node, for the shared memory it brings: the engine's
+ * own kernels (src/engine/kernels) run their products, attention, GELU and LayerNorm on several
+ * threads over it (kernels/runner.ts). tfjs's own XNNPACK pool is kept at one thread: on this
+ * engine's graphs its threads mostly spin between the few small ops left to tfjs, taking CPU time
+ * from the kernels' threads.
  *
- * One more quirk: the C++ side sizes its pool as emscripten_num_logical_cores() / 2 (it assumes two
- * hyper-threads per core) and caps the requested count there, so on a 2-core VM it would get one
- * thread. Emscripten reads that core count from os.cpus() under Node, which is stretched to
- * 2 x threads while the module initialises.
+ * tfjs 4.22 never picks this build under Node itself: its WASM_HAS_MULTITHREAD_SUPPORT flag is false
+ * there, and its loader hands Emscripten the pthread worker as a blob: URL, which Node's
+ * worker_threads cannot start. The Emscripten glue itself supports Node (worker_threads), so this
+ * loads it with the worker written to a temporary file and registers the result as the "wasm"
+ * backend (same kernels, same numbers).
  */
 
 const requireModule = createRequire(import.meta.url);
@@ -45,15 +45,19 @@ function writeWorker(contents: string): string {
 }
 
 /**
- * The thread count asked for: $MIMIR_WASM_THREADS (at most 8), else 1. Opt-in because the pool wakes
- * its threads for every kernel: on this engine's graphs (tens of thousands of small attention
- * kernels per step) that costs more than the matrix products gain on a machine whose cores are
- * busy with other work, and gains (about 1.2x on the MIMIR step) only on an idle one.
+ * Threads for the engine's kernels: $MIMIR_WASM_THREADS (1 keeps the single-threaded build), else
+ * one per core, at most 8. The kernels' threads take work from a shared counter, so on a machine
+ * busy with other work they slow each other down little: a thread that gets no CPU time leaves
+ * its share to the others.
  */
 export function wantedWasmThreads(): number {
   const fromEnv = Number(process.env.MIMIR_WASM_THREADS);
-  return Number.isInteger(fromEnv) && fromEnv > 0 ? Math.min(MAX_THREADS, fromEnv) : 1;
+  if (Number.isInteger(fromEnv) && fromEnv > 0) return Math.min(MAX_THREADS, fromEnv);
+  return Math.min(MAX_THREADS, os.availableParallelism());
 }
+
+/** Threads of the engine's kernels on the registered multi-threaded build (0: not registered). */
+let kernelThreads = 0;
 
 let attempt: Promise<{ ok: boolean; reason: string }> | null = null;
 
@@ -79,7 +83,6 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
   const factoryFile = path.join(pkg, 'wasm-out', 'tfjs-backend-wasm-threaded-simd.js');
   const binary = path.join(pkg, 'dist', 'tfjs-backend-wasm-threaded-simd.wasm');
   let module: WasmModule;
-  const realCpus = os.cpus;
   try {
     const factory = requireModule(factoryFile) as EmscriptenFactory;
     const { wasmWorkerContents } = requireModule(
@@ -88,8 +91,6 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
       wasmWorkerContents: string;
     };
     const workerFile = writeWorker(wasmWorkerContents);
-    const cpu = realCpus()[0];
-    if (cpu) os.cpus = () => Array.from({ length: 2 * threads }, () => cpu);
     module = await factory({
       locateFile: (file: string, prefix: string) =>
         file.endsWith('.worker.js') ? workerFile : file.endsWith('.wasm') ? binary : prefix + file,
@@ -101,8 +102,6 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
       ok: false,
       reason: `the threaded module did not start: ${error instanceof Error ? error.message : String(error)}`,
     };
-  } finally {
-    os.cpus = realCpus;
   }
   module.tfjs = {
     init: module.cwrap('init', null, []),
@@ -112,7 +111,7 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
     disposeData: module.cwrap('dispose_data', null, ['number']),
     dispose: module.cwrap('dispose', null, []),
   };
-  setThreadsCount(threads);
+  setThreadsCount(1);
   tf.removeBackend('wasm');
   const registered = tf.registerBackend(
     'wasm',
@@ -125,15 +124,15 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
     stock?.priority ?? 2,
   );
   if (!registered && stock) tf.registerBackend('wasm', stock.factory, stock.priority);
+  if (registered) kernelThreads = threads;
   return registered ? { ok: true, reason: `${threads} threads` } : { ok: false, reason: 'could not register' };
 }
 
-/** Threads of the active wasm backend's XNNPACK pool (1 for the stock build), or null off wasm. */
+/**
+ * Threads the engine's kernels run on in the active wasm backend: the count registered with the
+ * multi-threaded build, 1 for the stock build, null off wasm.
+ */
 export function activeWasmThreads(): number | null {
   if (tf.getBackend() !== 'wasm') return null;
-  try {
-    return getThreadsCount();
-  } catch {
-    return null;
-  }
+  return kernelThreads > 0 ? kernelThreads : 1;
 }

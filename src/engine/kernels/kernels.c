@@ -128,24 +128,40 @@ static void store_tile(const float *tile, float *c, int ldc, int rows, int cols,
   }
 }
 
-// C[M x N] = alpha * op(A) op(B) + bias (broadcast over rows; may be 0) (+ C when accumulate).
-// op(A) is M x K: A row-major with leading dimension lda, or (transA) A^T of a K x M matrix.
-// op(B) is K x N likewise. scratch: gemm_scratch_floats() floats, 16-byte aligned.
-void gemm(int M, int N, int K, float alpha, const float *a, int lda, int transA, const float *b, int ldb,
-          int transB, float *c, int ldc, const float *bias, int accumulate, float *scratch) {
-  float *bpack = scratch;
-  float *apack = bpack + KC * NC;
+// op(B) [K x N] packed for gemm_packed: column blocks of NC (padded to NR), each as depth blocks of
+// KC, each as NR-column panels. Block (j0, k0) starts at K * j0 + k0 * roundup(nc, NR).
+int packed_b_floats(int k, int n) { return k * ((n + NR - 1) / NR * NR); }
+
+void pack_b_all(const float *b, int ldb, int transB, int k, int n, float *dst) {
+  for (int j0 = 0; j0 < n; j0 += NC) {
+    int nc = n - j0 < NC ? n - j0 : NC;
+    int ncp = (nc + NR - 1) / NR * NR;
+    for (int k0 = 0; k0 < k; k0 += KC) {
+      int kc = k - k0 < KC ? k - k0 : KC;
+      pack_b(b, ldb, transB, k0, j0, kc, nc, dst + (size_t)k * j0 + (size_t)k0 * ncp);
+    }
+  }
+}
+
+// C[M x N] = alpha * op(A) op(B) + bias (broadcast over rows; may be 0) (+ C when accumulate), with
+// op(B) packed by pack_b_all. op(A) is M x K: A row-major with leading dimension lda, or (transA)
+// A^T of a K x M matrix. scratch: gemm_scratch_floats() floats.
+void gemm_packed(int M, int N, int K, float alpha, const float *a, int lda, int transA, const float *bpacked,
+                 float *c, int ldc, const float *bias, int accumulate, float *scratch) {
+  float *apack = scratch;
   float *tile = apack + MC * KC;
   if (K == 0) {
     for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++) c[(size_t)i * ldc + j] = (accumulate ? c[(size_t)i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
+      for (int j = 0; j < N; j++)
+        c[(size_t)i * ldc + j] = (accumulate ? c[(size_t)i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
     return;
   }
   for (int j0 = 0; j0 < N; j0 += NC) {
     int nc = N - j0 < NC ? N - j0 : NC;
+    int ncp = (nc + NR - 1) / NR * NR;
     for (int k0 = 0; k0 < K; k0 += KC) {
       int kc = K - k0 < KC ? K - k0 : KC;
-      pack_b(b, ldb, transB, k0, j0, kc, nc, bpack);
+      const float *bpack = bpacked + (size_t)K * j0 + (size_t)k0 * ncp;
       for (int i0 = 0; i0 < M; i0 += MC) {
         int mc = M - i0 < MC ? M - i0 : MC;
         pack_a(a, lda, transA, i0, k0, mc, kc, apack);
@@ -164,7 +180,27 @@ void gemm(int M, int N, int K, float alpha, const float *a, int lda, int transA,
   }
 }
 
-int gemm_scratch_floats(void) { return KC * NC + MC * KC + MR * NR; }
+// C[M x N] = alpha * op(A) op(B) + bias (+ C when accumulate), packing B here block by block (into
+// scratch: gemm_scratch_floats() floats).
+void gemm(int M, int N, int K, float alpha, const float *a, int lda, int transA, const float *b, int ldb,
+          int transB, float *c, int ldc, const float *bias, int accumulate, float *scratch) {
+  float *bpacked = scratch + MC * KC + MR * NR;
+  if (K == 0) {
+    gemm_packed(M, N, 0, alpha, a, lda, transA, bpacked, c, ldc, bias, accumulate, scratch);
+    return;
+  }
+  for (int j0 = 0; j0 < N; j0 += NC) {
+    int nc = N - j0 < NC ? N - j0 : NC;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+      int kc = K - k0 < KC ? K - k0 : KC;
+      pack_b_all(transB ? b + (size_t)j0 * ldb + k0 : b + (size_t)k0 * ldb + j0, ldb, transB, kc, nc, bpacked);
+      gemm_packed(M, nc, kc, alpha, transA ? a + (size_t)k0 * lda : a + k0, lda, transA, bpacked, c + j0, ldc,
+                  k0 == 0 && bias ? bias + j0 : 0, k0 > 0 || accumulate, scratch);
+    }
+  }
+}
+
+int gemm_scratch_floats(void) { return MC * KC + MR * NR + KC * NC; }
 
 // Softmax backward of attention, in place over n rows of length t: ds = scale * p * (dp - sum_j dp_j p_j).
 void softmax_backward(const float *p, float *dp, int n, int t, float scale) {

@@ -13,6 +13,8 @@ import { Worker } from 'node:worker_threads';
 
 export const KERNEL_FUNCTIONS = [
   'gemm',
+  'gemm_packed',
+  'pack_b_all',
   'softmax_backward',
   'attention_backward_head',
   'gelu_forward',

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { activeWasmThreads } from '../wasm-threads';
 import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm';
 import { MAX_TASKS, SCRATCH, SingleThreadRunner, TEMP, ThreadPoolRunner, type KernelRunner, type Task } from './runner';
 
@@ -11,9 +12,9 @@ import { MAX_TASKS, SCRATCH, SingleThreadRunner, TEMP, ThreadPoolRunner, type Ke
  * concatenations around it, or falls to a naive kernel. gemm here takes transposes and leading
  * dimensions as arguments and packs its operands itself.
  *
- * On tfjs-wasm's multi-threaded build (shared memory) the kernels run on as many threads as its pool
- * has (runner.ts): each thread computes whole rows or (sample, head) pairs with the same code, so the
- * results are bit-identical to one thread's.
+ * On tfjs-wasm's multi-threaded build (shared memory) the kernels run on the threads registered in
+ * wasm-threads.ts (runner.ts): each thread computes whole rows, columns or (sample, head) pairs with
+ * the same code as one thread would.
  */
 
 /** What the kernels need of tfjs-wasm's backend (checked at run time: the typings do not say it). */
@@ -78,7 +79,8 @@ function install(backend: object): Installed {
     const exports = new WebAssembly.Instance(module, { env: { memory: heap.memory } }).exports;
     const scratchFloats = exports.gemm_scratch_floats;
     if (typeof scratchFloats !== 'function') throw new Error('kernels wasm lacks gemm_scratch_floats');
-    const threads = shared ? poolThreads(backend) : 1;
+    // Several threads need the shared memory of the multi-threaded build (wasm-threads.ts).
+    const threads = shared ? Math.max(1, activeWasmThreads() ?? 1) : 1;
     const scratches = Array.from({ length: threads }, () => heap.malloc(4 * Number(scratchFloats())));
     const runner =
       threads > 1
@@ -116,14 +118,6 @@ function shareOnIdentity(): void {
       return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
     },
   });
-}
-
-/** Threads of tfjs-wasm's own pool (its multi-threaded build), which the kernels use as well. */
-function poolThreads(backend: object): number {
-  const wasm = isRecord(backend) && isRecord(backend.wasm) ? backend.wasm : {};
-  const tfjs = isRecord(wasm.tfjs) ? wasm.tfjs : {};
-  const count = typeof tfjs.getThreadsCount === 'function' ? Number((tfjs.getThreadsCount as () => number)()) : 1;
-  return Number.isInteger(count) && count > 1 ? count : 1;
 }
 
 /** True when the active backend is tfjs-wasm and the engine's kernels run on it. */
@@ -186,21 +180,37 @@ export function registerWasmKernels(): void {
       const [pa, pb, pc] = [heap.pointerOf(a), heap.pointerOf(b), heap.pointerOf(out)];
       const alpha = attr(attrs ?? {}, 'alpha');
       const pbias = bias ? heap.pointerOf(bias) : 0;
-      // Blocks of rows of op(A) and C, one per task (each packs B for itself); blocks of columns of
-      // op(B) and C where there are too few rows to share (weight gradients: [in, R] x [R, out]).
-      const byRows = runner.threads === 1 || m >= 4 * runner.threads * GEMM_BLOCK;
-      const tasks: Task[] = byRows
-        ? blocks(m, runner.threads > 1 ? GEMM_BLOCK : m).map(([i0, rows]) => ({
-            fn: 'gemm',
-            args: [rows, n, k, alpha, pa + 4 * (transA ? i0 : i0 * ac), ac, transA, pb, bc, transB].concat([
-              pc + 4 * i0 * n,
-              n,
-              pbias,
-              0,
-              SCRATCH,
-            ]),
-          }))
-        : blocks(n, Math.max(8, 8 * Math.ceil(n / (8 * 4 * runner.threads)))).map(([j0, cols]) => ({
+      if (runner.threads === 1) {
+        runner.run([{ fn: 'gemm', args: [m, n, k, alpha, pa, ac, transA, pb, bc, transB, pc, n, pbias, 0, SCRATCH] }]);
+      } else if (m >= 4 * runner.threads * GEMM_BLOCK) {
+        // Blocks of rows of op(A) and C, over op(B) packed once for all of them.
+        const packed = heap.malloc(4 * k * NR * Math.ceil(n / NR));
+        try {
+          runner.run([{ fn: 'pack_b_all', args: [pb, bc, transB, k, n, packed] }]);
+          runner.run(
+            blocks(m, GEMM_BLOCK).map(([i0, rows]) => ({
+              fn: 'gemm_packed',
+              args: [
+                rows,
+                n,
+                k,
+                alpha,
+                pa + 4 * (transA ? i0 : i0 * ac),
+                ac,
+                transA,
+                packed,
+                pc + 4 * i0 * n,
+                n,
+              ].concat([pbias, 0, SCRATCH]),
+            })),
+          );
+        } finally {
+          heap.free(packed);
+        }
+      } else {
+        // Too few rows to share (weight gradients: [in, R] x [R, out]): blocks of columns of op(B) and C.
+        runner.run(
+          blocks(n, NR * Math.ceil(n / (NR * 4 * runner.threads))).map(([j0, cols]) => ({
             fn: 'gemm',
             args: [m, cols, k, alpha, pa, ac, transA, pb + 4 * (transB ? j0 * bc : j0), bc, transB].concat([
               pc + 4 * j0,
@@ -209,8 +219,9 @@ export function registerWasmKernels(): void {
               0,
               SCRATCH,
             ]),
-          }));
-      runner.run(tasks);
+          })),
+        );
+      }
       return out;
     },
   });
@@ -439,6 +450,8 @@ interface AttentionGeometry {
 
 /** Rows of a product per task (on several threads). */
 const GEMM_BLOCK = 256;
+/** Columns of kernels.c's micro-kernel: packed B is padded to a multiple of it (pack_b_all). */
+const NR = 8;
 
 /** Elements per task of an element-wise kernel. */
 const ELEMENT_BLOCK = 1 << 16;
