@@ -72,6 +72,16 @@ export function layerNormParamGradsKernel(dy: tf.Tensor, xhat: tf.Tensor): [tf.T
   return tf.engine().runKernel('MimirLayerNormParamGrads', { dy, xhat }, {}) as unknown as [tf.Tensor1D, tf.Tensor1D];
 }
 
+/** Softmax over each row of a 2-D tensor (wasm kernels only). */
+export function softmaxRows(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.engine().runKernel('MimirSoftmax', { x }, {}) as tf.Tensor2D;
+}
+
+/** Sums over the rows of a 2-D tensor: [C] (wasm kernels only). */
+export function columnSums(x: tf.Tensor2D): tf.Tensor1D {
+  return tf.engine().runKernel('MimirColumnSums', { x }, {}) as tf.Tensor1D;
+}
+
 interface AttentionAttrs {
   batch: number;
   heads: number;

@@ -272,7 +272,7 @@ static inline v128_t gelu_cdf4(v128_t x) {
 static inline v128_t gelu_slope4(v128_t x) {
   v128_t pdf = wasm_f32x4_mul(exp4(wasm_f32x4_mul(wasm_f32x4_mul(x, x), wasm_f32x4_splat(-0.5f))),
                               wasm_f32x4_splat(INV_SQRT_2PI));
-  return wasm_f32x4_add(gelu_cdf4(x), wasm_f32x4_mul(x, pdf));
+  return MADD(x, pdf, gelu_cdf4(x));
 }
 
 // Exact GELU: y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2.
@@ -289,17 +289,25 @@ void gelu_forward(const float *x, float *y, int n) {
 }
 
 // GELU and its slope Phi(x) + x phi(x) (for a backward pass that is then dy * slope).
+static inline v128_t gelu_pdf4(v128_t x) {
+  return wasm_f32x4_mul(exp4(wasm_f32x4_mul(wasm_f32x4_mul(x, x), wasm_f32x4_splat(-0.5f))),
+                        wasm_f32x4_splat(INV_SQRT_2PI));
+}
+
 void gelu_forward_slope(const float *x, float *y, float *slope, int n) {
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    v128_t v = wasm_v128_load(x + i);
-    wasm_v128_store(y + i, wasm_f32x4_mul(v, gelu_cdf4(v)));
-    wasm_v128_store(slope + i, gelu_slope4(v));
-  }
-  if (i < n) {
-    v128_t v = load_partial(x + i, n - i);
-    store_partial(y + i, wasm_f32x4_mul(v, gelu_cdf4(v)), n - i);
-    store_partial(slope + i, gelu_slope4(v), n - i);
+  for (int i = 0; i < n; i += 4) {
+    int count = n - i < 4 ? n - i : 4;
+    v128_t v = count == 4 ? wasm_v128_load(x + i) : load_partial(x + i, count);
+    v128_t cdf = gelu_cdf4(v);
+    v128_t value = wasm_f32x4_mul(v, cdf);
+    v128_t s = MADD(v, gelu_pdf4(v), cdf);
+    if (count == 4) {
+      wasm_v128_store(y + i, value);
+      wasm_v128_store(slope + i, s);
+    } else {
+      store_partial(y + i, value, count);
+      store_partial(slope + i, s, count);
+    }
   }
 }
 
@@ -382,4 +390,43 @@ void attention_backward_head(const float *p, const float *q, const float *k, con
   softmax_backward(p, dp, t, t, scale);
   gemm(t, d, t, 1.f, dp, t, 0, k, ld, 0, gq, ld, 0, 0, scratch);
   gemm(t, d, t, 1.f, dp, t, 1, q, ld, 0, gk, ld, 0, 0, scratch);
+}
+
+// Softmax over rows of length cols: y = exp(x - max) / sum (y may be x).
+void softmax_rows(const float *x, float *y, int rows, int cols) {
+  for (int r = 0; r < rows; r++) {
+    const float *in = x + (size_t)r * cols;
+    float *out = y + (size_t)r * cols;
+    float max = in[0];
+    for (int j = 1; j < cols; j++) max = in[j] > max ? in[j] : max;
+    v128_t vmax = wasm_f32x4_splat(max);
+    v128_t vsum = wasm_f32x4_splat(0.f);
+    int j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(in + j), vmax));
+      wasm_v128_store(out + j, e);
+      vsum = wasm_f32x4_add(vsum, e);
+    }
+    if (j < cols) {
+      v128_t e = exp4(wasm_f32x4_sub(load_partial(in + j, cols - j), vmax));
+      // lanes past the row's end hold exp(0 - max): keep them out of the sum
+      e = wasm_v128_and(e, wasm_i32x4_lt(wasm_i32x4_make(0, 1, 2, 3), wasm_i32x4_splat(cols - j)));
+      store_partial(out + j, e, cols - j);
+      vsum = wasm_f32x4_add(vsum, e);
+    }
+    float sum = wasm_f32x4_extract_lane(vsum, 0) + wasm_f32x4_extract_lane(vsum, 1) +
+                wasm_f32x4_extract_lane(vsum, 2) + wasm_f32x4_extract_lane(vsum, 3);
+    v128_t inv = wasm_f32x4_splat(1.f / sum);
+    for (j = 0; j + 4 <= cols; j += 4) wasm_v128_store(out + j, wasm_f32x4_mul(wasm_v128_load(out + j), inv));
+    for (; j < cols; j++) out[j] *= 1.f / sum;
+  }
+}
+
+// Column sums of a [rows x cols] block into out[cols] (bias gradients).
+void column_sums(const float *x, int rows, int cols, int ld, float *out) {
+  for (int j = 0; j < cols; j++) out[j] = 0.f;
+  for (int r = 0; r < rows; r++) {
+    const float *row = x + (size_t)r * ld;
+    for (int j = 0; j < cols; j++) out[j] += row[j];
+  }
 }

@@ -23,6 +23,8 @@ export const KERNEL_FUNCTIONS = [
   'layer_norm_forward',
   'layer_norm_backward',
   'layer_norm_param_grads',
+  'softmax_rows',
+  'column_sums',
 ] as const;
 export type KernelFunction = (typeof KERNEL_FUNCTIONS)[number];
 

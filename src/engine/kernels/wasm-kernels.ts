@@ -283,6 +283,46 @@ export function registerWasmKernels(): void {
     },
   });
 
+  // x [R, C] -> softmax over each row.
+  tf.registerKernel({
+    kernelName: 'MimirSoftmax',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { runner, heap } = install(backend as object);
+      const { x } = inputs as { x: tf.TensorInfo };
+      const [rows, cols] = dims2(x, 'x');
+      const out = heap.makeOutput([rows, cols]);
+      const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
+      runner.run(
+        blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
+          fn: 'softmax_rows',
+          args: [px + 4 * r0 * cols, py + 4 * r0 * cols, n, cols],
+        })),
+      );
+      return out;
+    },
+  });
+
+  // x [R, C] -> its column sums [C].
+  tf.registerKernel({
+    kernelName: 'MimirColumnSums',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { runner, heap } = install(backend as object);
+      const { x } = inputs as { x: tf.TensorInfo };
+      const [rows, cols] = dims2(x, 'x');
+      const out = heap.makeOutput([cols]);
+      const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
+      runner.run(
+        blocks(cols, Math.max(4, Math.ceil(cols / (4 * runner.threads)))).map(([j0, n]) => ({
+          fn: 'column_sums',
+          args: [px + 4 * j0, rows, n, cols, py + 4 * j0],
+        })),
+      );
+      return out;
+    },
+  });
+
   // x [R, D], w [D], b [D] -> y, xhat [R, D], rstd [R].
   tf.registerKernel({
     kernelName: 'MimirLayerNorm',

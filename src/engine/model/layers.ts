@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // Registers tfjs-core's gradient functions (tfjs-core alone ships none registered).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import {
+  columnSums,
   gelu as geluKernel,
   geluWithSlope,
   gemm,
@@ -69,7 +70,8 @@ const linearTrainable = tf.customGrad(
         const xs = savedAt(saved, 0) as tf.Tensor2D;
         const ws = savedAt(saved, 1) as tf.Tensor2D;
         const dw = gemm(xs, dy2, { transposeA: true });
-        return [gemm(dy2, ws, { transposeB: true }), dw, tf.sum(dy2, 0)];
+        const db = wasmKernelsAvailable() ? columnSums(dy2) : tf.sum(dy2, 0);
+        return [gemm(dy2, ws, { transposeB: true }), dw, db];
       },
     };
   },

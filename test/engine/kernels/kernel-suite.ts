@@ -15,6 +15,8 @@ import {
   layerNormGradKernel,
   layerNormKernel,
   layerNormParamGradsKernel,
+  columnSums,
+  softmaxRows,
   wasmKernelThreads,
 } from '../../../src/engine/kernels';
 import { KERNELS_SOURCE_SHA256 } from '../../../src/engine/kernels/kernels-wasm';
@@ -213,6 +215,34 @@ export function kernelSuite(threads: number): void {
       expect(relativeError(dx ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
       expect(relativeError(dw ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
       expect(relativeError(db ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
+    });
+
+    it('softmax over rows and column sums match float64 (rows of 257 and 8, large logits)', () => {
+      for (const [rows, cols] of [
+        [70, 257],
+        [5, 8],
+        [3, 1],
+      ] as const) {
+        const rng = new Rng(rows + cols);
+        const x = randomMat(rows, cols, rng);
+        for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround((x.data[i] ?? 0) * 40);
+        const [soft, sums] = tf.tidy(() => {
+          const t = tensorOf(x);
+          return [softmaxRows(t).dataSync(), columnSums(t).dataSync()];
+        }) as [Float32Array, Float32Array];
+        const wantSoft = new Float64Array(rows * cols);
+        const wantSums = new Float64Array(cols);
+        for (let r = 0; r < rows; r++) {
+          const row = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
+          const max = Math.max(...row);
+          const e = row.map((v) => Math.exp(v - max));
+          const sum = e.reduce((a, v) => a + v, 0);
+          e.forEach((v, j) => (wantSoft[r * cols + j] = v / sum));
+          row.forEach((v, j) => (wantSums[j] = (wantSums[j] ?? 0) + v));
+        }
+        expect(relativeError(soft, wantSoft), `softmax ${rows} x ${cols}`).toBeLessThan(1e-6);
+        expect(relativeError(sums, wantSums), `sums ${rows} x ${cols}`).toBeLessThan(1e-6);
+      }
     });
 
     it('gemm refuses operands whose inner dimensions differ', () => {
