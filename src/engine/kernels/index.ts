@@ -87,9 +87,9 @@ interface AttentionAttrs {
   heads: number;
 }
 
-/** Attention scores q k^T / sqrt(d) per sample and head, [B*H*T, T], from qkv [B*T, 3W] (wasm kernels only). */
-export function attentionScores(qkv: tf.Tensor2D, attrs: AttentionAttrs): tf.Tensor2D {
-  return tf.engine().runKernel('MimirAttentionScores', { qkv }, { ...attrs }) as tf.Tensor2D;
+/** Attention probabilities softmax(q k^T / sqrt(d)) per sample and head, [B*H*T, T], from qkv [B*T, 3W] (wasm kernels only). */
+export function attentionProbabilities(qkv: tf.Tensor2D, attrs: AttentionAttrs): tf.Tensor2D {
+  return tf.engine().runKernel('MimirAttentionProbabilities', { qkv }, { ...attrs }) as tf.Tensor2D;
 }
 
 /** The heads' outputs p v, [B*T, W] (wasm kernels only). */

@@ -217,7 +217,9 @@ void softmax_backward(const float *p, float *dp, int n, int t, float scale) {
 // 2^n through the exponent bits. Inputs below -87.3 give 0's neighbourhood (2^-126 scale), above 88.7 clamp.
 static inline v128_t exp4(v128_t x) {
   x = wasm_f32x4_max(wasm_f32x4_min(x, wasm_f32x4_splat(88.37626f)), wasm_f32x4_splat(-87.33654f));
-  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  // n = round(x / ln 2) by the 1.5 * 2^23 trick: the low bits of t then hold n as an integer.
+  v128_t t = MADD(x, wasm_f32x4_splat(1.44269504088896341f), wasm_f32x4_splat(12582912.f));
+  v128_t n = wasm_f32x4_sub(t, wasm_f32x4_splat(12582912.f));
   v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
   r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
   v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
@@ -226,8 +228,9 @@ static inline v128_t exp4(v128_t x) {
   p = MADD(p, r, wasm_f32x4_splat(4.1665795894e-2f));
   p = MADD(p, r, wasm_f32x4_splat(1.6666665459e-1f));
   p = MADD(p, r, wasm_f32x4_splat(5.0000001201e-1f));
-  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r), wasm_f32x4_splat(1.f));
-  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  p = wasm_f32x4_add(MADD(p, wasm_f32x4_mul(r, r), r), wasm_f32x4_splat(1.f));
+  // 2^n: (n + 127) << 23, with n + 0x4B400000 being t's bits.
+  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(t, wasm_i32x4_splat(127 - 0x4B400000)), 23);
   return wasm_f32x4_mul(p, scale);
 }
 
@@ -397,9 +400,17 @@ void softmax_rows(const float *x, float *y, int rows, int cols) {
   for (int r = 0; r < rows; r++) {
     const float *in = x + (size_t)r * cols;
     float *out = y + (size_t)r * cols;
-    float max = in[0];
-    for (int j = 1; j < cols; j++) max = in[j] > max ? in[j] : max;
-    v128_t vmax = wasm_f32x4_splat(max);
+    v128_t vmax = wasm_f32x4_splat(in[0]);
+    int m = 0;
+    for (; m + 4 <= cols; m += 4) vmax = wasm_f32x4_max(vmax, wasm_v128_load(in + m));
+    for (; m < cols; m++) vmax = wasm_f32x4_max(vmax, wasm_f32x4_splat(in[m]));
+    float max = wasm_f32x4_extract_lane(vmax, 0);
+    for (int lane = 1; lane < 4; lane++) {
+      float v = lane == 1 ? wasm_f32x4_extract_lane(vmax, 1)
+                          : lane == 2 ? wasm_f32x4_extract_lane(vmax, 2) : wasm_f32x4_extract_lane(vmax, 3);
+      max = v > max ? v : max;
+    }
+    vmax = wasm_f32x4_splat(max);
     v128_t vsum = wasm_f32x4_splat(0.f);
     int j = 0;
     for (; j + 4 <= cols; j += 4) {
@@ -429,4 +440,12 @@ void column_sums(const float *x, int rows, int cols, int ld, float *out) {
     const float *row = x + (size_t)r * ld;
     for (int j = 0; j < cols; j++) out[j] += row[j];
   }
+}
+
+// One (sample, head) of attention's forward pass: p [T x T] = softmax(scale q k^T) by rows, with
+// q, k [T x d] at leading dimension ld (in qkv). The softmax runs while the block is in cache.
+void attention_probabilities_head(const float *q, const float *k, int ld, float *p, int t, int d, float scale,
+                                  float *scratch) {
+  gemm(t, t, d, scale, q, ld, 0, k, ld, 1, p, t, 0, 0, scratch);
+  softmax_rows(p, p, t, t);
 }

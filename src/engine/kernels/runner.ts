@@ -25,6 +25,7 @@ export const KERNEL_FUNCTIONS = [
   'layer_norm_param_grads',
   'softmax_rows',
   'column_sums',
+  'attention_probabilities_head',
 ] as const;
 export type KernelFunction = (typeof KERNEL_FUNCTIONS)[number];
 

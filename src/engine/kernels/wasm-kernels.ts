@@ -397,9 +397,10 @@ export function registerWasmKernels(): void {
     },
   });
 
-  // Attention (see attention.ts for the layout). qkv [B*T, 3W] -> scores [B*H*T, T] = q k^T / sqrt(d).
+  // Attention (see attention.ts for the layout). qkv [B*T, 3W] -> probabilities [B*H*T, T] =
+  // softmax(q k^T / sqrt(d)) per sample and head.
   tf.registerKernel({
-    kernelName: 'MimirAttentionScores',
+    kernelName: 'MimirAttentionProbabilities',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { runner, heap } = install(backend as object);
@@ -407,12 +408,12 @@ export function registerWasmKernels(): void {
       const g = attentionGeometry(qkv, attrs ?? {});
       const T = g.tokens;
       const out = heap.makeOutput([g.batch * g.heads * T, T]);
-      const [base, scores] = [heap.pointerOf(qkv), heap.pointerOf(out)];
+      const [base, probabilities] = [heap.pointerOf(qkv), heap.pointerOf(out)];
       runner.run(
         perHead(g, (b, h) => {
           const q = base + 4 * (b * T * g.ld + h * g.d);
-          const s = scores + 4 * (b * g.heads + h) * T * T;
-          return { fn: 'gemm', args: [T, T, g.d, g.scale, q, g.ld, 0, q + 4 * g.width, g.ld, 1, s, T, 0, 0, SCRATCH] };
+          const p = probabilities + 4 * (b * g.heads + h) * T * T;
+          return { fn: 'attention_probabilities_head', args: [q, q + 4 * g.width, g.ld, p, T, g.d, g.scale, SCRATCH] };
         }),
       );
       return out;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { attentionApply, attentionBackward, attentionScores, softmaxRows, wasmKernelsAvailable } from '../kernels';
+import { attentionApply, attentionBackward, attentionProbabilities, wasmKernelsAvailable } from '../kernels';
 
 /**
  * The core of multi-head self-attention: from the fused qkv projection [B*T, 3W] (columns ordered
@@ -9,7 +9,7 @@ import { attentionApply, attentionBackward, attentionScores, softmaxRows, wasmKe
  * Three strategies give the same numbers (to float32 rounding):
  * - `kernels`: the engine's own wasm kernels (src/engine/kernels) read q, k and v of each sample
  *   and head where they lie in qkv and write the output in place: no transposes, slices or
- *   concatenations; one softmax kernel over all scores. The default on wasm where they run.
+ *   concatenations; each (sample, head)'s softmax runs while its scores are in cache. The default on wasm where they run.
  * - `batched`: batched matMuls over [B, heads, T, d] with tfjs's autodiff. Fast where batched
  *   products are (tfjs-node); the default off wasm.
  * - `sliced`: one plain 2-D matMul per sample and head, with a hand-written backward pass. tfjs-wasm
@@ -62,13 +62,13 @@ function attentionWithKernels(qkv: tf.Tensor2D, { batch, tokens, heads }: Attent
     (qkvIn: tf.Tensor | ((t: tf.Tensor[]) => void), saveIn: tf.Tensor | ((t: tf.Tensor[]) => void)) => {
       const input = qkvIn as tf.Tensor2D;
       const save = saveIn as (t: tf.Tensor[]) => void;
-      const probabilities = softmaxRows(attentionScores(input, attrs));
+      const probabilities = attentionProbabilities(input, attrs);
       const value = attentionApply(probabilities, input, attrs);
       save(keepProbabilities ? [input, probabilities] : [input]);
       const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const savedQkv = saved[0] as tf.Tensor2D | undefined;
         if (!savedQkv) throw new Error('attention: saved qkv missing');
-        const p = (saved[1] as tf.Tensor2D | undefined) ?? softmaxRows(attentionScores(savedQkv, attrs));
+        const p = (saved[1] as tf.Tensor2D | undefined) ?? attentionProbabilities(savedQkv, attrs);
         return attentionBackward(p, savedQkv, dy as tf.Tensor2D, attrs);
       };
       return { value, gradFunc };

@@ -7,7 +7,7 @@ import { registerThreadedWasm } from '../../../src/engine/wasm-threads';
 import {
   attentionApply,
   attentionBackward,
-  attentionScores,
+  attentionProbabilities,
   gelu,
   geluGrad,
   geluWithSlope,
@@ -251,19 +251,18 @@ export function kernelSuite(threads: number): void {
       });
     });
 
-    it('attention scores, output and backward pass match float64 per sample and head', () => {
+    it('attention probabilities, output and backward pass match float64 per sample and head', () => {
       const [batch, tokens, heads, d] = [2, 13, 3, 8];
       const width = heads * d;
       const rng = new Rng(11);
       const qkv = randomMat(batch * tokens, 3 * width, rng);
       const dOut = randomMat(batch * tokens, width, rng);
       const attrs = { batch, heads };
-      const [scores, out, dqkv] = tf.tidy(() => {
+      const [probabilities, out, dqkv] = tf.tidy(() => {
         const q = tensorOf(qkv);
-        const s = attentionScores(q, attrs);
-        const p = tf.softmax(s) as tf.Tensor2D;
+        const p = attentionProbabilities(q, attrs);
         return [
-          s.dataSync(),
+          p.dataSync(),
           attentionApply(p, q, attrs).dataSync(),
           attentionBackward(p, q, tensorOf(dOut), attrs).dataSync(),
         ];
@@ -271,7 +270,7 @@ export function kernelSuite(threads: number): void {
 
       // float64: per (b, h), S = q k^T / sqrt(d), P = softmax(S), O = P v; gradients by the chain rule.
       const at = (m: Mat, r: number, c: number) => m.data[r * m.cols + c] ?? 0;
-      const wantScores = new Float64Array(scores.length);
+      const wantProbabilities = new Float64Array(probabilities.length);
       const wantOut = new Float64Array(out.length);
       const wantGrad = new Float64Array(dqkv.length);
       const scale = 1 / Math.sqrt(d);
@@ -286,11 +285,11 @@ export function kernelSuite(threads: number): void {
               for (let x = 0; x < d; x++) dot += at(qkv, row(i), col(0, x)) * at(qkv, row(j), col(1, x));
               return dot * scale;
             });
-            s.forEach((v, j) => (wantScores[((b * heads + h) * tokens + i) * tokens + j] = v));
             const max = Math.max(...s);
             const e = s.map((v) => Math.exp(v - max));
             const sum = e.reduce((x, y) => x + y, 0);
             P.push(e.map((v) => v / sum));
+            e.forEach((v, j) => (wantProbabilities[((b * heads + h) * tokens + i) * tokens + j] = v / sum));
           }
           for (let i = 0; i < tokens; i++) {
             const p = P[i] ?? [];
@@ -320,7 +319,7 @@ export function kernelSuite(threads: number): void {
           }
         }
       }
-      expect(relativeError(scores, wantScores)).toBeLessThan(1e-6);
+      expect(relativeError(probabilities, wantProbabilities)).toBeLessThan(1e-6);
       expect(relativeError(out, wantOut)).toBeLessThan(1e-5);
       expect(relativeError(dqkv, wantGrad)).toBeLessThan(1e-5);
     });
