@@ -213,49 +213,98 @@ void softmax_backward(const float *p, float *dp, int n, int t, float scale) {
   }
 }
 
+// The constants of the element-wise kernels, as a table the caller passes (kernel_constants fills
+// it). Why not literals: clang rematerialises v128 constants inside loops, and V8 compiles each
+// v128.const there to several instructions, which made these loops about three times slower.
+enum {
+  K_EXP_MAX, K_EXP_MIN, K_LOG2E, K_ROUND, K_LN2_HI, K_LN2_LO, K_E5, K_E4, K_E3, K_E2, K_E1, K_E0, K_ONE, K_EXP_BIAS,
+  K_ERF_CLAMP, K_A13, K_A11, K_A9, K_A7, K_A5, K_A3, K_A1, K_B8, K_B6, K_B4, K_B2, K_B0,
+  K_HALF, K_SQRT1_2, K_MINUS_HALF, K_INV_SQRT_2PI, K_COUNT
+};
+
+int kernel_constants_count(void) { return K_COUNT; }
+
+void kernel_constants(float *k) {
+  k[K_EXP_MAX] = 88.37626f;
+  k[K_EXP_MIN] = -87.33654f;
+  k[K_LOG2E] = 1.44269504088896341f;
+  k[K_ROUND] = 12582912.f;  // 1.5 * 2^23: adding it rounds to an integer held in the low bits
+  k[K_LN2_HI] = 0.693359375f;
+  k[K_LN2_LO] = -2.12194440e-4f;
+  k[K_E5] = 1.9875691500e-4f;  // Cephes' expf polynomial
+  k[K_E4] = 1.3981999507e-3f;
+  k[K_E3] = 8.3334519073e-3f;
+  k[K_E2] = 4.1665795894e-2f;
+  k[K_E1] = 1.6666665459e-1f;
+  k[K_E0] = 5.0000001201e-1f;
+  k[K_ONE] = 1.f;
+  ((int *)k)[K_EXP_BIAS] = 127 - 0x4B400000;
+  k[K_ERF_CLAMP] = 4.f;
+  k[K_A13] = -2.72614225801306e-10f;  // Eigen's float erf: x P(x^2) / Q(x^2)
+  k[K_A11] = 2.77068142495902e-08f;
+  k[K_A9] = -2.10102402082508e-06f;
+  k[K_A7] = -5.69250639462346e-05f;
+  k[K_A5] = -7.34990630326855e-04f;
+  k[K_A3] = -2.95459980854025e-03f;
+  k[K_A1] = -1.60960333262415e-02f;
+  k[K_B8] = -1.45660718464996e-05f;
+  k[K_B6] = -2.13374055278905e-04f;
+  k[K_B4] = -1.68282697438203e-03f;
+  k[K_B2] = -7.37332916720468e-03f;
+  k[K_B0] = -1.42647390514189e-02f;
+  k[K_HALF] = 0.5f;
+  k[K_SQRT1_2] = 0.70710678118654752f;
+  k[K_MINUS_HALF] = -0.5f;
+  k[K_INV_SQRT_2PI] = 0.39894228040143268f;
+}
+
+typedef struct {
+  v128_t v[K_COUNT];
+} Consts;
+
+static inline Consts load_consts(const float *k) {
+  Consts c;
+  for (int i = 0; i < K_COUNT; i++) c.v[i] = wasm_v128_load32_splat(k + i);
+  return c;
+}
+
 // exp(x) for four floats: x = n ln2 + r, |r| <= ln2 / 2; exp(r) by Cephes' expf polynomial (about 1 ulp);
-// 2^n through the exponent bits. Inputs below -87.3 give 0's neighbourhood (2^-126 scale), above 88.7 clamp.
-static inline v128_t exp4(v128_t x) {
-  x = wasm_f32x4_max(wasm_f32x4_min(x, wasm_f32x4_splat(88.37626f)), wasm_f32x4_splat(-87.33654f));
-  // n = round(x / ln 2) by the 1.5 * 2^23 trick: the low bits of t then hold n as an integer.
-  v128_t t = MADD(x, wasm_f32x4_splat(1.44269504088896341f), wasm_f32x4_splat(12582912.f));
-  v128_t n = wasm_f32x4_sub(t, wasm_f32x4_splat(12582912.f));
-  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
-  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
-  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
-  p = MADD(p, r, wasm_f32x4_splat(1.3981999507e-3f));
-  p = MADD(p, r, wasm_f32x4_splat(8.3334519073e-3f));
-  p = MADD(p, r, wasm_f32x4_splat(4.1665795894e-2f));
-  p = MADD(p, r, wasm_f32x4_splat(1.6666665459e-1f));
-  p = MADD(p, r, wasm_f32x4_splat(5.0000001201e-1f));
-  p = wasm_f32x4_add(MADD(p, wasm_f32x4_mul(r, r), r), wasm_f32x4_splat(1.f));
-  // 2^n: (n + 127) << 23, with n + 0x4B400000 being t's bits.
-  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(t, wasm_i32x4_splat(127 - 0x4B400000)), 23);
-  return wasm_f32x4_mul(p, scale);
+// 2^n through the exponent bits (inputs clamped to [-87.3, 88.4]).
+static inline v128_t exp4(v128_t x, const Consts *c) {
+  const v128_t *k = c->v;
+  x = wasm_f32x4_max(wasm_f32x4_min(x, k[K_EXP_MAX]), k[K_EXP_MIN]);
+  v128_t t = MADD(x, k[K_LOG2E], k[K_ROUND]);
+  v128_t n = wasm_f32x4_sub(t, k[K_ROUND]);
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, k[K_LN2_HI]));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, k[K_LN2_LO]));
+  v128_t p = MADD(k[K_E5], r, k[K_E4]);
+  p = MADD(p, r, k[K_E3]);
+  p = MADD(p, r, k[K_E2]);
+  p = MADD(p, r, k[K_E1]);
+  p = MADD(p, r, k[K_E0]);
+  p = wasm_f32x4_add(MADD(p, wasm_f32x4_mul(r, r), r), k[K_ONE]);
+  // 2^n = (n + 127) << 23, n + 0x4B400000 being t's bits.
+  return wasm_f32x4_mul(p, wasm_i32x4_shl(wasm_i32x4_add(t, k[K_EXP_BIAS]), 23));
 }
 
 // erf(x) for four floats: x P(x^2) / Q(x^2) on [-4, 4] (Eigen's float erf; a few ulp), +-1 beyond.
-static inline v128_t erf4(v128_t x) {
-  x = wasm_f32x4_max(wasm_f32x4_min(x, wasm_f32x4_splat(4.f)), wasm_f32x4_splat(-4.f));
+static inline v128_t erf4(v128_t x, const Consts *c) {
+  const v128_t *k = c->v;
+  x = wasm_f32x4_max(wasm_f32x4_min(x, k[K_ERF_CLAMP]), wasm_f32x4_neg(k[K_ERF_CLAMP]));
   v128_t x2 = wasm_f32x4_mul(x, x);
-  v128_t p = wasm_f32x4_splat(-2.72614225801306e-10f);
-  p = MADD(p, x2, wasm_f32x4_splat(2.77068142495902e-08f));
-  p = MADD(p, x2, wasm_f32x4_splat(-2.10102402082508e-06f));
-  p = MADD(p, x2, wasm_f32x4_splat(-5.69250639462346e-05f));
-  p = MADD(p, x2, wasm_f32x4_splat(-7.34990630326855e-04f));
-  p = MADD(p, x2, wasm_f32x4_splat(-2.95459980854025e-03f));
-  p = MADD(p, x2, wasm_f32x4_splat(-1.60960333262415e-02f));
+  v128_t p = MADD(k[K_A13], x2, k[K_A11]);
+  p = MADD(p, x2, k[K_A9]);
+  p = MADD(p, x2, k[K_A7]);
+  p = MADD(p, x2, k[K_A5]);
+  p = MADD(p, x2, k[K_A3]);
+  p = MADD(p, x2, k[K_A1]);
   p = wasm_f32x4_mul(p, x);
-  v128_t q = wasm_f32x4_splat(-1.45660718464996e-05f);
-  q = MADD(q, x2, wasm_f32x4_splat(-2.13374055278905e-04f));
-  q = MADD(q, x2, wasm_f32x4_splat(-1.68282697438203e-03f));
-  q = MADD(q, x2, wasm_f32x4_splat(-7.37332916720468e-03f));
-  q = MADD(q, x2, wasm_f32x4_splat(-1.42647390514189e-02f));
+  v128_t q = MADD(k[K_B8], x2, k[K_B6]);
+  q = MADD(q, x2, k[K_B4]);
+  q = MADD(q, x2, k[K_B2]);
+  q = MADD(q, x2, k[K_B0]);
   return wasm_f32x4_div(p, q);
 }
-
-#define SQRT1_2 0.70710678118654752f
-#define INV_SQRT_2PI 0.39894228040143268f
 
 // Up to four floats from p (the rest 0), and back: the tails of the element-wise loops.
 static inline v128_t load_partial(const float *p, int count) {
@@ -267,43 +316,37 @@ static inline void store_partial(float *p, v128_t v, int count) {
   if (count > 2) p[2] = wasm_f32x4_extract_lane(v, 2);
 }
 
-static inline v128_t gelu_cdf4(v128_t x) {
-  v128_t half = wasm_f32x4_splat(0.5f);
-  return wasm_f32x4_add(wasm_f32x4_mul(erf4(wasm_f32x4_mul(x, wasm_f32x4_splat(SQRT1_2))), half), half);
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2 and phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+static inline v128_t gelu_cdf4(v128_t x, const Consts *c) {
+  const v128_t *k = c->v;
+  return MADD(erf4(wasm_f32x4_mul(x, k[K_SQRT1_2]), c), k[K_HALF], k[K_HALF]);
+}
+static inline v128_t gelu_pdf4(v128_t x, const Consts *c) {
+  const v128_t *k = c->v;
+  return wasm_f32x4_mul(exp4(wasm_f32x4_mul(wasm_f32x4_mul(x, x), k[K_MINUS_HALF]), c), k[K_INV_SQRT_2PI]);
 }
 
-static inline v128_t gelu_slope4(v128_t x) {
-  v128_t pdf = wasm_f32x4_mul(exp4(wasm_f32x4_mul(wasm_f32x4_mul(x, x), wasm_f32x4_splat(-0.5f))),
-                              wasm_f32x4_splat(INV_SQRT_2PI));
-  return MADD(x, pdf, gelu_cdf4(x));
-}
-
-// Exact GELU: y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2.
-void gelu_forward(const float *x, float *y, int n) {
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    v128_t v = wasm_v128_load(x + i);
-    wasm_v128_store(y + i, wasm_f32x4_mul(v, gelu_cdf4(v)));
-  }
-  if (i < n) {
-    v128_t v = load_partial(x + i, n - i);
-    store_partial(y + i, wasm_f32x4_mul(v, gelu_cdf4(v)), n - i);
+// Exact GELU: y = x Phi(x). k: the kernel_constants table.
+void gelu_forward(const float *x, float *y, int n, const float *k) {
+  Consts c = load_consts(k);
+  for (int i = 0; i < n; i += 4) {
+    int count = n - i < 4 ? n - i : 4;
+    v128_t v = count == 4 ? wasm_v128_load(x + i) : load_partial(x + i, count);
+    v128_t value = wasm_f32x4_mul(v, gelu_cdf4(v, &c));
+    if (count == 4) wasm_v128_store(y + i, value);
+    else store_partial(y + i, value, count);
   }
 }
 
 // GELU and its slope Phi(x) + x phi(x) (for a backward pass that is then dy * slope).
-static inline v128_t gelu_pdf4(v128_t x) {
-  return wasm_f32x4_mul(exp4(wasm_f32x4_mul(wasm_f32x4_mul(x, x), wasm_f32x4_splat(-0.5f))),
-                        wasm_f32x4_splat(INV_SQRT_2PI));
-}
-
-void gelu_forward_slope(const float *x, float *y, float *slope, int n) {
+void gelu_forward_slope(const float *x, float *y, float *slope, int n, const float *k) {
+  Consts c = load_consts(k);
   for (int i = 0; i < n; i += 4) {
     int count = n - i < 4 ? n - i : 4;
     v128_t v = count == 4 ? wasm_v128_load(x + i) : load_partial(x + i, count);
-    v128_t cdf = gelu_cdf4(v);
+    v128_t cdf = gelu_cdf4(v, &c);
     v128_t value = wasm_f32x4_mul(v, cdf);
-    v128_t s = MADD(v, gelu_pdf4(v), cdf);
+    v128_t s = MADD(v, gelu_pdf4(v, &c), cdf);
     if (count == 4) {
       wasm_v128_store(y + i, value);
       wasm_v128_store(slope + i, s);
@@ -314,15 +357,16 @@ void gelu_forward_slope(const float *x, float *y, float *slope, int n) {
   }
 }
 
-// dx = dy (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
-void gelu_backward(const float *x, const float *dy, float *dx, int n) {
-  int i = 0;
-  for (; i + 4 <= n; i += 4) {
-    wasm_v128_store(dx + i, wasm_f32x4_mul(wasm_v128_load(dy + i), gelu_slope4(wasm_v128_load(x + i))));
-  }
-  if (i < n) {
-    v128_t slope = gelu_slope4(load_partial(x + i, n - i));
-    store_partial(dx + i, wasm_f32x4_mul(load_partial(dy + i, n - i), slope), n - i);
+// dx = dy (Phi(x) + x phi(x)).
+void gelu_backward(const float *x, const float *dy, float *dx, int n, const float *k) {
+  Consts c = load_consts(k);
+  for (int i = 0; i < n; i += 4) {
+    int count = n - i < 4 ? n - i : 4;
+    v128_t v = count == 4 ? wasm_v128_load(x + i) : load_partial(x + i, count);
+    v128_t g = count == 4 ? wasm_v128_load(dy + i) : load_partial(dy + i, count);
+    v128_t d = wasm_f32x4_mul(g, MADD(v, gelu_pdf4(v, &c), gelu_cdf4(v, &c)));
+    if (count == 4) wasm_v128_store(dx + i, d);
+    else store_partial(dx + i, d, count);
   }
 }
 
@@ -395,8 +439,9 @@ void attention_backward_head(const float *p, const float *q, const float *k, con
   gemm(t, d, t, 1.f, dp, t, 1, q, ld, 0, gk, ld, 0, 0, scratch);
 }
 
-// Softmax over rows of length cols: y = exp(x - max) / sum (y may be x).
-void softmax_rows(const float *x, float *y, int rows, int cols) {
+// Softmax over rows of length cols: y = exp(x - max) / sum (y may be x). k: kernel_constants.
+void softmax_rows(const float *x, float *y, int rows, int cols, const float *k) {
+  Consts c = load_consts(k);
   for (int r = 0; r < rows; r++) {
     const float *in = x + (size_t)r * cols;
     float *out = y + (size_t)r * cols;
@@ -414,12 +459,12 @@ void softmax_rows(const float *x, float *y, int rows, int cols) {
     v128_t vsum = wasm_f32x4_splat(0.f);
     int j = 0;
     for (; j + 4 <= cols; j += 4) {
-      v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(in + j), vmax));
+      v128_t e = exp4(wasm_f32x4_sub(wasm_v128_load(in + j), vmax), &c);
       wasm_v128_store(out + j, e);
       vsum = wasm_f32x4_add(vsum, e);
     }
     if (j < cols) {
-      v128_t e = exp4(wasm_f32x4_sub(load_partial(in + j, cols - j), vmax));
+      v128_t e = exp4(wasm_f32x4_sub(load_partial(in + j, cols - j), vmax), &c);
       // lanes past the row's end hold exp(0 - max): keep them out of the sum
       e = wasm_v128_and(e, wasm_i32x4_lt(wasm_i32x4_make(0, 1, 2, 3), wasm_i32x4_splat(cols - j)));
       store_partial(out + j, e, cols - j);
@@ -445,7 +490,7 @@ void column_sums(const float *x, int rows, int cols, int ld, float *out) {
 // One (sample, head) of attention's forward pass: p [T x T] = softmax(scale q k^T) by rows, with
 // q, k [T x d] at leading dimension ld (in qkv). The softmax runs while the block is in cache.
 void attention_probabilities_head(const float *q, const float *k, int ld, float *p, int t, int d, float scale,
-                                  float *scratch) {
+                                  float *scratch, const float *constants) {
   gemm(t, t, d, scale, q, ld, 0, k, ld, 1, p, t, 0, 0, scratch);
-  softmax_rows(p, p, t, t);
+  softmax_rows(p, p, t, t, constants);
 }

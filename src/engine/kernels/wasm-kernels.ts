@@ -29,6 +29,8 @@ interface WasmHeap {
 interface Installed {
   runner: KernelRunner;
   heap: WasmHeap;
+  /** The kernel_constants table the element-wise kernels read. */
+  constants: number;
 }
 
 const compiled: { plain?: WebAssembly.Module; shared?: WebAssembly.Module } = {};
@@ -77,8 +79,17 @@ function install(backend: object): Installed {
       ? (compiled.shared ??= new WebAssembly.Module(Buffer.from(KERNELS_SHARED_WASM_BASE64, 'base64')))
       : (compiled.plain ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64')));
     const exports = new WebAssembly.Instance(module, { env: { memory: heap.memory } }).exports;
-    const scratchFloats = exports.gemm_scratch_floats;
-    if (typeof scratchFloats !== 'function') throw new Error('kernels wasm lacks gemm_scratch_floats');
+    const { gemm_scratch_floats: scratchFloats, kernel_constants: fillConstants } = exports;
+    const constantsCount = exports.kernel_constants_count;
+    if (
+      typeof scratchFloats !== 'function' ||
+      typeof fillConstants !== 'function' ||
+      typeof constantsCount !== 'function'
+    ) {
+      throw new Error('kernels wasm lacks gemm_scratch_floats or kernel_constants');
+    }
+    const constants = heap.malloc(4 * Number(constantsCount()));
+    fillConstants(constants);
     // Several threads need the shared memory of the multi-threaded build (wasm-threads.ts).
     const threads = shared ? Math.max(1, activeWasmThreads() ?? 1) : 1;
     const scratches = Array.from({ length: threads }, () => heap.malloc(4 * Number(scratchFloats())));
@@ -86,7 +97,7 @@ function install(backend: object): Installed {
       threads > 1
         ? new ThreadPoolRunner(module, heap.memory, exports, heap, scratches)
         : new SingleThreadRunner(exports, heap, scratches[0] ?? 0);
-    const result = { runner, heap };
+    const result = { runner, heap, constants };
     installed.set(backend, result);
     shareOnIdentity();
     return result;
@@ -230,14 +241,14 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGelu',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
+      const { runner, heap, constants } = install(backend as object);
       const { x } = inputs as { x: tf.TensorInfo };
       const out = heap.makeOutput(x.shape);
       const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
       runner.run(
         blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
           fn: 'gelu_forward',
-          args: [px + 4 * i0, py + 4 * i0, n],
+          args: [px + 4 * i0, py + 4 * i0, n, constants],
         })),
       );
       return out;
@@ -249,14 +260,14 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGeluWithSlope',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
+      const { runner, heap, constants } = install(backend as object);
       const { x } = inputs as { x: tf.TensorInfo };
       const [y, slope] = [heap.makeOutput(x.shape), heap.makeOutput(x.shape)];
       const [px, py, ps] = [heap.pointerOf(x), heap.pointerOf(y), heap.pointerOf(slope)];
       runner.run(
         blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
           fn: 'gelu_forward_slope',
-          args: [px + 4 * i0, py + 4 * i0, ps + 4 * i0, n],
+          args: [px + 4 * i0, py + 4 * i0, ps + 4 * i0, n, constants],
         })),
       );
       return [y, slope];
@@ -267,7 +278,7 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGeluGrad',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
+      const { runner, heap, constants } = install(backend as object);
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       const n = float32(x, 'x');
       if (float32(dy, 'dy') !== n) throw new Error('gelu grad: x and dy differ in size');
@@ -276,7 +287,7 @@ export function registerWasmKernels(): void {
       runner.run(
         blocks(n, ELEMENT_BLOCK).map(([i0, count]) => ({
           fn: 'gelu_backward',
-          args: [px + 4 * i0, pdy + 4 * i0, pdx + 4 * i0, count],
+          args: [px + 4 * i0, pdy + 4 * i0, pdx + 4 * i0, count, constants],
         })),
       );
       return out;
@@ -288,7 +299,7 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirSoftmax',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
+      const { runner, heap, constants } = install(backend as object);
       const { x } = inputs as { x: tf.TensorInfo };
       const [rows, cols] = dims2(x, 'x');
       const out = heap.makeOutput([rows, cols]);
@@ -296,7 +307,7 @@ export function registerWasmKernels(): void {
       runner.run(
         blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
           fn: 'softmax_rows',
-          args: [px + 4 * r0 * cols, py + 4 * r0 * cols, n, cols],
+          args: [px + 4 * r0 * cols, py + 4 * r0 * cols, n, cols, constants],
         })),
       );
       return out;
@@ -403,7 +414,7 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirAttentionProbabilities',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap } = install(backend as object);
+      const { runner, heap, constants } = install(backend as object);
       const { qkv } = inputs as { qkv: tf.TensorInfo };
       const g = attentionGeometry(qkv, attrs ?? {});
       const T = g.tokens;
@@ -413,7 +424,10 @@ export function registerWasmKernels(): void {
         perHead(g, (b, h) => {
           const q = base + 4 * (b * T * g.ld + h * g.d);
           const p = probabilities + 4 * (b * g.heads + h) * T * T;
-          return { fn: 'attention_probabilities_head', args: [q, q + 4 * g.width, g.ld, p, T, g.d, g.scale, SCRATCH] };
+          return {
+            fn: 'attention_probabilities_head',
+            args: [q, q + 4 * g.width, g.ld, p, T, g.d, g.scale, SCRATCH, constants],
+          };
         }),
       );
       return out;
