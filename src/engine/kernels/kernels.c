@@ -202,14 +202,32 @@ void gemm(int M, int N, int K, float alpha, const float *a, int lda, int transA,
 
 int gemm_scratch_floats(void) { return MC * KC + MR * NR + KC * NC; }
 
+// Sum of four lanes.
+static inline float hsum(v128_t v) {
+  return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2) +
+         wasm_f32x4_extract_lane(v, 3);
+}
+
+// sum_j a[j] * b[j] (b may be 0: sum_j a[j]), four lanes at a time.
+static inline float dot(const float *a, const float *b, int n) {
+  v128_t acc = wasm_f32x4_splat(0.f);
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    v128_t x = wasm_v128_load(a + j);
+    acc = b ? MADD(x, wasm_v128_load(b + j), acc) : wasm_f32x4_add(acc, x);
+  }
+  float sum = hsum(acc);
+  for (; j < n; j++) sum += b ? a[j] * b[j] : a[j];
+  return sum;
+}
+
 // Softmax backward of attention, in place over n rows of length t: ds = scale * p * (dp - sum_j dp_j p_j).
 void softmax_backward(const float *p, float *dp, int n, int t, float scale) {
   for (int r = 0; r < n; r++) {
     const float *pr = p + (size_t)r * t;
     float *dr = dp + (size_t)r * t;
-    float dot = 0.f;
-    for (int j = 0; j < t; j++) dot += pr[j] * dr[j];
-    for (int j = 0; j < t; j++) dr[j] = scale * pr[j] * (dr[j] - dot);
+    float d = dot(pr, dr, t);
+    for (int j = 0; j < t; j++) dr[j] = scale * pr[j] * (dr[j] - d);
   }
 }
 
@@ -377,11 +395,15 @@ void layer_norm_forward(const float *x, const float *w, const float *b, float *y
                         int rows, int cols, float eps) {
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * cols;
-    float sum = 0.f;
-    for (int j = 0; j < cols; j++) sum += xr[j];
-    float mean = sum / (float)cols;
-    float sq = 0.f;
-    for (int j = 0; j < cols; j++) sq += (xr[j] - mean) * (xr[j] - mean);
+    float mean = dot(xr, 0, cols) / (float)cols;
+    v128_t vmean = wasm_f32x4_splat(mean), acc = wasm_f32x4_splat(0.f);
+    int j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      v128_t c = wasm_f32x4_sub(wasm_v128_load(xr + j), vmean);
+      acc = MADD(c, c, acc);
+    }
+    float sq = hsum(acc);
+    for (; j < cols; j++) sq += (xr[j] - mean) * (xr[j] - mean);
     float s = 1.f / __builtin_sqrtf(sq / (float)cols + eps);
     rstd[r] = s;
     float *hr = xhat + (size_t)r * cols;
@@ -400,8 +422,15 @@ void layer_norm_backward(const float *dy, const float *xhat, const float *rstd, 
   for (int r = 0; r < rows; r++) {
     const float *dr = dy + (size_t)r * cols;
     const float *hr = xhat + (size_t)r * cols;
-    float sg = 0.f, sgh = 0.f;
-    for (int j = 0; j < cols; j++) {
+    v128_t vg = wasm_f32x4_splat(0.f), vgh = vg;
+    int j = 0;
+    for (; j + 4 <= cols; j += 4) {
+      v128_t g = wasm_f32x4_mul(wasm_v128_load(dr + j), wasm_v128_load(w + j));
+      vg = wasm_f32x4_add(vg, g);
+      vgh = MADD(g, wasm_v128_load(hr + j), vgh);
+    }
+    float sg = hsum(vg), sgh = hsum(vgh);
+    for (; j < cols; j++) {
       float g = dr[j] * w[j];
       sg += g;
       sgh += g * hr[j];
