@@ -30,8 +30,6 @@ export default defineConfig({
           index: resolve('src/main/index.ts'),
           'engine-process': resolve('src/jobs/engine-process.ts'),
           cli: resolve('src/cli/index.ts'),
-          // The worker thread of `mimir bench --workers 2`.
-          'bench-worker': resolve('src/engine/bench/parallel/worker-entry.ts'),
         },
       },
     },

@@ -23,7 +23,6 @@ interface BenchCliOptions {
   profile?: boolean;
   kernels?: number;
   wasmThreads?: number;
-  workers?: number;
   json?: boolean;
   backend?: string;
 }
@@ -56,12 +55,7 @@ export function registerBench(program: Command): void {
     .option('--kernels <n>', 'kernel rows to print with --profile (default 12)', positiveInt)
     .option(
       '--wasm-threads <n>',
-      "threads of the wasm backend's matrix products (default 1; sets MIMIR_WASM_THREADS)",
-      positiveInt,
-    )
-    .option(
-      '--workers <n>',
-      '1: the engine steps in this thread (default); 2: each batch split across two threads',
+      "threads of the engine's wasm kernels (default: one per core; 1 keeps tfjs-wasm's single-threaded build; sets MIMIR_WASM_THREADS)",
       positiveInt,
     )
     .option('--json', 'print the whole report as one JSON object')
@@ -97,9 +91,6 @@ export function registerBench(program: Command): void {
         if (options.wasmThreads !== undefined) process.env.MIMIR_WASM_THREADS = String(options.wasmThreads);
         const { selectBackend } = await import('../../engine/backend');
         const { BenchSettings, formatBenchReport, runBench } = await import('../../engine/bench');
-        if (options.workers !== undefined && options.workers !== 1 && options.workers !== 2) {
-          throw new Error(`--workers must be 1 or 2, got ${options.workers}`);
-        }
         const parsed = BenchSettings.safeParse(settings);
         if (!parsed.success) {
           throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`).join('; '));
@@ -108,7 +99,6 @@ export function registerBench(program: Command): void {
         const report = await runBench(parsed.data, {
           compareTorch: options.compareTorch === true,
           profile: options.profile === true,
-          workers: options.workers === 2 ? 2 : 1,
           log: json ? undefined : (line) => process.stderr.write(`${line}\n`),
         });
         if (json) process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -10,10 +10,7 @@ export function formatBenchReport(report: BenchReport, options: { kernels?: numb
       `decoder ${s.decoderWidth}x${s.decoderDepth}x${s.decoderHeads}, batch ${s.batch}; ` +
       `${s.warmup} warm-up + ${s.repeats} timed steps per side`,
   );
-  lines.push(
-    `tfjs backend: ${report.backendDetail}` +
-      (report.workers === 2 ? '; batch split across 2 threads (this one and a worker, each its own tfjs)' : ''),
-  );
+  lines.push(`tfjs backend: ${report.backendDetail}`);
   if (report.torch && 'info' in report.torch) {
     const { info } = report.torch;
     const blas = info.blas.openblas
@@ -26,7 +23,7 @@ export function formatBenchReport(report: BenchReport, options: { kernels?: numb
   }
   lines.push(`load average at the end: ${report.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   lines.push('');
-  for (const step of report.steps) lines.push(...formatStep(step, options.kernels ?? 12, report.workers), '');
+  for (const step of report.steps) lines.push(...formatStep(step, options.kernels ?? 12), '');
   return lines.join('\n');
 }
 
@@ -39,7 +36,7 @@ function sideRow(label: string, side: SideSummary, memory: string): string {
   );
 }
 
-function formatStep(step: StepReport, kernels: number, workers: 1 | 2): string[] {
+function formatStep(step: StepReport, kernels: number): string[] {
   const title = step.name === 'pretrain' ? 'MIMIR pre-training step' : 'PGD-AT fine-tuning step';
   const t = step.tfjs;
   const memory = [
@@ -64,7 +61,7 @@ function formatStep(step: StepReport, kernels: number, workers: 1 | 2): string[]
   if (t.profile && kernels > 0) {
     const p = t.profile;
     lines.push(
-      `  profile of one step${workers === 2 ? " (this thread's half; the worker's kernels are not seen)" : ''}: ` +
+      '  profile of one step: ' +
         `${ms(p.wallMs)} wall, ${ms(p.kernelMs)} in kernels, ${ms(p.wallMs - p.kernelMs)} outside them`,
     );
     for (const row of kernelTotals(p.kernels).slice(0, kernels)) {

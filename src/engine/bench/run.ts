@@ -3,7 +3,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { activeWasmThreads } from '../wasm-threads';
 import { processMemory, profileStep, timeStep, type StepProfile, type StepTiming } from './measure';
 import { BenchSettings, type BenchSettingsInput, type BenchStepName } from './settings';
-import { parallelBenchStep } from './parallel/steps';
 import { benchStep } from './steps';
 import { findPythonWithTorch, TorchSide, type TorchInfo, type TorchStepReply } from './torch-side';
 
@@ -40,8 +39,6 @@ export interface BenchReport {
   settings: BenchSettings;
   backend: string;
   backendDetail: string;
-  /** 1: the engine's steps in this thread; 2: batch split across this thread and a worker thread. */
-  workers: 1 | 2;
   torch: { info: TorchInfo; executable: string } | { unavailable: string } | null;
   steps: StepReport[];
   loadAverage: number[];
@@ -52,13 +49,6 @@ export interface BenchOptions {
   /** Run one extra tfjs step under tf.profile for the per-kernel table and the peak tensor memory. */
   profile?: boolean;
   log?: (line: string) => void;
-  /**
-   * 2: split each step's batch across this thread and a worker thread (parallel/steps.ts); 1 (default):
-   * the engine's single-thread steps.
-   */
-  workers?: 1 | 2;
-  /** With workers 2: run both halves in this thread (for tests; no speed-up). */
-  inProcess?: boolean;
 }
 
 const median = (xs: number[]): number => {
@@ -111,10 +101,7 @@ export async function runBench(input: BenchSettingsInput, options: BenchOptions 
   const reports: StepReport[] = [];
   try {
     for (const name of settings.steps) {
-      const step =
-        (options.workers ?? 1) === 2
-          ? await parallelBenchStep(name, settings, { inProcess: options.inProcess ?? false })
-          : benchStep(name, settings);
+      const step = benchStep(name, settings);
       try {
         const torchTimes: TorchStepReply[] = [];
         const runTorch = async (label: string) => {
@@ -181,7 +168,6 @@ export async function runBench(input: BenchSettingsInput, options: BenchOptions 
     settings,
     backend: tf.getBackend(),
     backendDetail: await backendDetail(),
-    workers: options.workers ?? 1,
     torch: torchReport,
     steps: reports,
     loadAverage: os.loadavg(),

@@ -99,10 +99,7 @@ export function attackReconstruction(
     maskRatio: number;
     normPixLoss: boolean;
     rng: Rng;
-    /**
-     * perturb 'visible' only: the uniform start [N, Lv, K] to use instead of drawing one (a batch
-     * split across workers takes its rows of the whole batch's draw, so the split step equals the whole).
-     */
+    /** perturb 'visible' only: the uniform start [N, Lv, K] to use instead of drawing one. */
     start?: tf.Tensor3D;
   },
 ): Perturbation {
