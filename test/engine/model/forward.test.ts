@@ -134,20 +134,17 @@ describe.each(['cpu', 'wasm'] as const)('model forward on %s', (backend) => {
     tf.dispose([out, plain]);
   });
 
-  it.each(strategiesOn(backend))(
-    'classifier logits match the float64 reference (%s)',
-    (attention) => {
-      const rng = new Rng(5);
-      const cls = initClassifierParams(config, 7, rng);
-      randomizeParams(cls, rng);
-      const { logits, features } = classifierForward(cls, config, images.tensor, { attention });
-      const expected = ref.classifierLogits(toRefParams(cls), config, images.arrays);
-      expect(logits.shape).toEqual([n, 7]);
-      expect(features.shape).toEqual([n, config.width]);
-      expect(maxAbsDiff(logits.dataSync(), flat(expected))).toBeLessThan(TOL);
-      expect(Math.max(...flat(expected).map(Math.abs))).toBeGreaterThan(0.1);
-      tf.dispose([logits, features]);
-      disposeParams(cls);
-    },
-  );
+  it.each(strategiesOn(backend))('classifier logits match the float64 reference (%s)', (attention) => {
+    const rng = new Rng(5);
+    const cls = initClassifierParams(config, 7, rng);
+    randomizeParams(cls, rng);
+    const { logits, features } = classifierForward(cls, config, images.tensor, { attention });
+    const expected = ref.classifierLogits(toRefParams(cls), config, images.arrays);
+    expect(logits.shape).toEqual([n, 7]);
+    expect(features.shape).toEqual([n, config.width]);
+    expect(maxAbsDiff(logits.dataSync(), flat(expected))).toBeLessThan(TOL);
+    expect(Math.max(...flat(expected).map(Math.abs))).toBeGreaterThan(0.1);
+    tf.dispose([logits, features]);
+    disposeParams(cls);
+  });
 });
