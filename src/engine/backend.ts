@@ -125,7 +125,7 @@ async function probeWasm(): Promise<BackendCandidate> {
       available: true,
       reason:
         `WebAssembly, SIMD ${simd ? 'on' : 'off'}, ` +
-        (threads > 1 ? `${threads} threads` : `one thread (${threaded.ok ? 'requested' : threaded.reason})`),
+        (threads > 1 ? `${threads} threads` : `one thread (${threaded.reason})`),
     };
   } catch (error) {
     return { backend: 'wasm', module: moduleName, available: false, reason: `failed to load: ${firstLine(error)}` };

@@ -73,7 +73,9 @@ export function registerThreadedWasm(threads = wantedWasmThreads()): Promise<{ o
 }
 
 async function register(threads: number): Promise<{ ok: boolean; reason: string }> {
-  if (threads < 2) return { ok: false, reason: 'one thread requested' };
+  if (threads < 2) {
+    return { ok: false, reason: process.env.MIMIR_WASM_THREADS ? 'MIMIR_WASM_THREADS asks for one' : 'one CPU core' };
+  }
   const running = (tf.engine() as unknown as { registry: Record<string, unknown> }).registry;
   if (running.wasm) return { ok: false, reason: 'the wasm backend was already running' };
   if (typeof SharedArrayBuffer === 'undefined') return { ok: false, reason: 'no SharedArrayBuffer' };
