@@ -8,6 +8,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Two cores: TensorFlow.js suites compete for them, so files run in at most two workers.
     maxWorkers: 2,
+    globalSetup: ['./test/helpers/temp-root.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

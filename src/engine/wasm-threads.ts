@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,17 +31,21 @@ interface WasmModule {
   PThread?: { runningWorkers?: Array<{ unref?: () => void }> };
 }
 
-let workerDir: string | null = null;
-
+/**
+ * The pthread worker script as a file (Node's worker_threads needs one), named by its content's hash
+ * in the temporary folder and shared by every process: written once, never removed, so a killed
+ * process leaves nothing behind.
+ */
 function writeWorker(contents: string): string {
-  if (!workerDir) {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'mimir-wasm-'));
-    workerDir = dir;
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  }
-  const file = path.join(workerDir, 'tfjs-backend-wasm-threaded-simd.worker.cjs');
   // The contents sit in a JS template string; tfjs escapes its newlines the same way for its blob.
-  writeFileSync(file, contents.replace(/\n/g, '\\n'));
+  const script = contents.replace(/\n/g, '\\n');
+  const hash = createHash('sha256').update(script).digest('hex').slice(0, 16);
+  const file = path.join(os.tmpdir(), `mimir-tfjs-wasm-worker-${hash}.cjs`);
+  if (!existsSync(file)) {
+    const partial = `${file}.${process.pid}.tmp`;
+    writeFileSync(partial, script);
+    renameSync(partial, file);
+  }
   return file;
 }
 
