@@ -10,8 +10,8 @@ out=src/engine/kernels/kernels-wasm.ts
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 exports=()
-for fn in kernel_constants kernel_constants_count gemm gemm_packed pack_b_all packed_b_floats gemm_scratch_floats softmax_backward attention_backward_head gelu_forward gelu_forward_slope gelu_backward \
-  layer_norm_forward layer_norm_backward layer_norm_param_grads softmax_rows column_sums attention_probabilities_head; do
+for fn in kernel_constants kernel_constants_count gemm gemm_packed pack_b_all packed_b_floats gemm_scratch_floats attention_backward_head gelu_forward gelu_forward_slope \
+  layer_norm_forward layer_norm_backward layer_norm_param_grads column_sums attention_probabilities_head; do
   exports+=("-Wl,--export=$fn")
 done
 common=(--target=wasm32 -O3 -msimd128 -mrelaxed-simd -nostdlib -ffreestanding -Wall -Werror

@@ -43,11 +43,6 @@ export function geluWithSlope(x: tf.Tensor): [tf.Tensor, tf.Tensor] {
   return tf.engine().runKernel('MimirGeluWithSlope', { x }, {}) as unknown as [tf.Tensor, tf.Tensor];
 }
 
-/** dy (Phi(x) + x phi(x)), the gradient of GELU (wasm kernels only). */
-export function geluGrad(x: tf.Tensor, dy: tf.Tensor): tf.Tensor {
-  return tf.engine().runKernel('MimirGeluGrad', { x, dy }, {}) as tf.Tensor;
-}
-
 /** LayerNorm over the last axis: [y, xhat, rstd] (wasm kernels only). */
 export function layerNormKernel(
   x: tf.Tensor2D,
@@ -70,11 +65,6 @@ export function layerNormGradKernel(dy: tf.Tensor, xhat: tf.Tensor, rstd: tf.Ten
 /** LayerNorm's weight and bias gradients, [dw, db] (wasm kernels only). */
 export function layerNormParamGradsKernel(dy: tf.Tensor, xhat: tf.Tensor): [tf.Tensor1D, tf.Tensor1D] {
   return tf.engine().runKernel('MimirLayerNormParamGrads', { dy, xhat }, {}) as unknown as [tf.Tensor1D, tf.Tensor1D];
-}
-
-/** Softmax over each row of a 2-D tensor (wasm kernels only). */
-export function softmaxRows(x: tf.Tensor2D): tf.Tensor2D {
-  return tf.engine().runKernel('MimirSoftmax', { x }, {}) as tf.Tensor2D;
 }
 
 /** Sums over the rows of a 2-D tensor: [C] (wasm kernels only). */

@@ -222,7 +222,7 @@ static inline float dot(const float *a, const float *b, int n) {
 }
 
 // Softmax backward of attention, in place over n rows of length t: ds = scale * p * (dp - sum_j dp_j p_j).
-void softmax_backward(const float *p, float *dp, int n, int t, float scale) {
+static void softmax_backward(const float *p, float *dp, int n, int t, float scale) {
   for (int r = 0; r < n; r++) {
     const float *pr = p + (size_t)r * t;
     float *dr = dp + (size_t)r * t;
@@ -375,19 +375,6 @@ void gelu_forward_slope(const float *x, float *y, float *slope, int n, const flo
   }
 }
 
-// dx = dy (Phi(x) + x phi(x)).
-void gelu_backward(const float *x, const float *dy, float *dx, int n, const float *k) {
-  Consts c = load_consts(k);
-  for (int i = 0; i < n; i += 4) {
-    int count = n - i < 4 ? n - i : 4;
-    v128_t v = count == 4 ? wasm_v128_load(x + i) : load_partial(x + i, count);
-    v128_t g = count == 4 ? wasm_v128_load(dy + i) : load_partial(dy + i, count);
-    v128_t d = wasm_f32x4_mul(g, MADD(v, gelu_pdf4(v, &c), gelu_cdf4(v, &c)));
-    if (count == 4) wasm_v128_store(dx + i, d);
-    else store_partial(dx + i, d, count);
-  }
-}
-
 // LayerNorm over rows of length cols (biased variance, as PyTorch): xhat = (x - mean) * rstd,
 // rstd = 1 / sqrt(var + eps), y = xhat * w + b. Keeps xhat [rows x cols] and rstd [rows] for the
 // backward pass.
@@ -469,7 +456,7 @@ void attention_backward_head(const float *p, const float *q, const float *k, con
 }
 
 // Softmax over rows of length cols: y = exp(x - max) / sum (y may be x). k: kernel_constants.
-void softmax_rows(const float *x, float *y, int rows, int cols, const float *k) {
+static void softmax_rows(const float *x, float *y, int rows, int cols, const float *k) {
   Consts c = load_consts(k);
   for (int r = 0; r < rows; r++) {
     const float *in = x + (size_t)r * cols;

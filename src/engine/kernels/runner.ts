@@ -15,15 +15,12 @@ export const KERNEL_FUNCTIONS = [
   'gemm',
   'gemm_packed',
   'pack_b_all',
-  'softmax_backward',
   'attention_backward_head',
   'gelu_forward',
   'gelu_forward_slope',
-  'gelu_backward',
   'layer_norm_forward',
   'layer_norm_backward',
   'layer_norm_param_grads',
-  'softmax_rows',
   'column_sums',
   'attention_probabilities_head',
 ] as const;
@@ -141,6 +138,8 @@ export class ThreadPoolRunner implements KernelRunner {
   private readonly table: Float64Array;
   private readonly helpers: Worker[];
   private readonly scratches: number[];
+  /** Runs calls of one task here, without waking the helpers. */
+  private readonly single: SingleThreadRunner;
   private generation = 0;
 
   constructor(
@@ -153,6 +152,7 @@ export class ThreadPoolRunner implements KernelRunner {
     this.fns = functionsOf(exports);
     this.threads = scratches.length;
     this.scratches = scratches;
+    this.single = new SingleThreadRunner(exports, heap, scratches[0] ?? 0);
     const control = new SharedArrayBuffer(CONTROL_WORDS * 4 + MAX_TASKS * ARGS_PER_TASK * 8);
     this.ctl = new Int32Array(control, 0, CONTROL_WORDS);
     this.table = new Float64Array(control, CONTROL_WORDS * 4);
@@ -169,17 +169,7 @@ export class ThreadPoolRunner implements KernelRunner {
   run(tasks: Task[], tempFloats = 0): void {
     if (tasks.length === 0) return;
     if (tasks.length > MAX_TASKS) throw new Error(`kernel runner: ${tasks.length} tasks (at most ${MAX_TASKS})`);
-    if (tasks.length === 1) {
-      // Not worth waking anyone.
-      const temp = tempFloats > 0 ? this.heap.malloc(4 * tempFloats) : 0;
-      try {
-        const [task] = tasks as [Task];
-        this.fns[task.fn](...substitute(task.args, this.scratches[0] ?? 0, temp));
-      } finally {
-        if (temp) this.heap.free(temp);
-      }
-      return;
-    }
+    if (tasks.length === 1) return this.single.run(tasks, tempFloats);
     const temps = this.scratches.map(() => (tempFloats > 0 ? this.heap.malloc(4 * tempFloats) : 0));
     try {
       tasks.forEach((task, i) => {

@@ -31,6 +31,8 @@ interface Installed {
   heap: WasmHeap;
   /** The kernel_constants table the element-wise kernels read. */
   constants: number;
+  /** Floats of op(B) [k x n] packed by pack_b_all. */
+  packedBFloats: (k: number, n: number) => number;
 }
 
 const compiled: { plain?: WebAssembly.Module; shared?: WebAssembly.Module } = {};
@@ -80,13 +82,14 @@ function install(backend: object): Installed {
       : (compiled.plain ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64')));
     const exports = new WebAssembly.Instance(module, { env: { memory: heap.memory } }).exports;
     const { gemm_scratch_floats: scratchFloats, kernel_constants: fillConstants } = exports;
-    const constantsCount = exports.kernel_constants_count;
+    const { kernel_constants_count: constantsCount, packed_b_floats: packedBFloats } = exports;
     if (
       typeof scratchFloats !== 'function' ||
       typeof fillConstants !== 'function' ||
-      typeof constantsCount !== 'function'
+      typeof constantsCount !== 'function' ||
+      typeof packedBFloats !== 'function'
     ) {
-      throw new Error('kernels wasm lacks gemm_scratch_floats or kernel_constants');
+      throw new Error('kernels wasm lacks gemm_scratch_floats, kernel_constants or packed_b_floats');
     }
     const constants = heap.malloc(4 * Number(constantsCount()));
     fillConstants(constants);
@@ -97,7 +100,12 @@ function install(backend: object): Installed {
       threads > 1
         ? new ThreadPoolRunner(module, heap.memory, exports, heap, scratches)
         : new SingleThreadRunner(exports, heap, scratches[0] ?? 0);
-    const result = { runner, heap, constants };
+    const result = {
+      runner,
+      heap,
+      constants,
+      packedBFloats: (k: number, n: number) => Number((packedBFloats as (k: number, n: number) => number)(k, n)),
+    };
     installed.set(backend, result);
     shareOnIdentity();
     return result;
@@ -177,7 +185,7 @@ export function registerWasmKernels(): void {
     kernelName: 'MimirGemm',
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap } = install(backend as object);
+      const { runner, heap, packedBFloats } = install(backend as object);
       const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
       const transA = attr(attrs ?? {}, 'transposeA');
       const transB = attr(attrs ?? {}, 'transposeB');
@@ -195,7 +203,7 @@ export function registerWasmKernels(): void {
         runner.run([{ fn: 'gemm', args: [m, n, k, alpha, pa, ac, transA, pb, bc, transB, pc, n, pbias, 0, SCRATCH] }]);
       } else if (m >= 4 * runner.threads * GEMM_BLOCK) {
         // Blocks of rows of op(A) and C, over op(B) packed once for all of them.
-        const packed = heap.malloc(4 * k * NR * Math.ceil(n / NR));
+        const packed = heap.malloc(4 * packedBFloats(k, n));
         try {
           runner.run([{ fn: 'pack_b_all', args: [pb, bc, transB, k, n, packed] }]);
           runner.run(
@@ -271,46 +279,6 @@ export function registerWasmKernels(): void {
         })),
       );
       return [y, slope];
-    },
-  });
-
-  tf.registerKernel({
-    kernelName: 'MimirGeluGrad',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap, constants } = install(backend as object);
-      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      const n = float32(x, 'x');
-      if (float32(dy, 'dy') !== n) throw new Error('gelu grad: x and dy differ in size');
-      const out = heap.makeOutput(x.shape);
-      const [px, pdy, pdx] = [heap.pointerOf(x), heap.pointerOf(dy), heap.pointerOf(out)];
-      runner.run(
-        blocks(n, ELEMENT_BLOCK).map(([i0, count]) => ({
-          fn: 'gelu_backward',
-          args: [px + 4 * i0, pdy + 4 * i0, pdx + 4 * i0, count, constants],
-        })),
-      );
-      return out;
-    },
-  });
-
-  // x [R, C] -> softmax over each row.
-  tf.registerKernel({
-    kernelName: 'MimirSoftmax',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap, constants } = install(backend as object);
-      const { x } = inputs as { x: tf.TensorInfo };
-      const [rows, cols] = dims2(x, 'x');
-      const out = heap.makeOutput([rows, cols]);
-      const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
-      runner.run(
-        blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
-          fn: 'softmax_rows',
-          args: [px + 4 * r0 * cols, py + 4 * r0 * cols, n, cols, constants],
-        })),
-      );
-      return out;
     },
   });
 
@@ -505,7 +473,7 @@ interface AttentionGeometry {
 
 /** Rows of a product per task (on several threads). */
 const GEMM_BLOCK = 256;
-/** Columns of kernels.c's micro-kernel: packed B is padded to a multiple of it (pack_b_all). */
+/** Columns of kernels.c's micro-kernel: column blocks are multiples of it, so no panel is partial. */
 const NR = 8;
 
 /** Elements per task of an element-wise kernel. */

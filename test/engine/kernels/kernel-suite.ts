@@ -9,14 +9,12 @@ import {
   attentionBackward,
   attentionProbabilities,
   gelu,
-  geluGrad,
   geluWithSlope,
   gemm,
   layerNormGradKernel,
   layerNormKernel,
   layerNormParamGradsKernel,
   columnSums,
-  softmaxRows,
   wasmKernelThreads,
 } from '../../../src/engine/kernels';
 import { KERNELS_SOURCE_SHA256 } from '../../../src/engine/kernels/kernels-wasm';
@@ -153,7 +151,8 @@ export function kernelSuite(threads: number): void {
       const [y, dx, y2, slope] = tf.tidy(() => {
         const tx = tf.tensor1d(x);
         const [value, slopes] = geluWithSlope(tx);
-        return [gelu(tx), geluGrad(tx, tf.tensor1d(dy)), value, slopes].map((t) => t.dataSync());
+        // GELU's backward pass: dy * slope (layers.ts).
+        return [gelu(tx), tf.mul(tf.tensor1d(dy), slopes), value, slopes].map((t) => t.dataSync());
       }) as [Float32Array, Float32Array, Float32Array, Float32Array];
       expect(Array.from(y2)).toEqual(Array.from(y));
       let worstY = 0;
@@ -226,22 +225,29 @@ export function kernelSuite(threads: number): void {
         const rng = new Rng(rows + cols);
         const x = randomMat(rows, cols, rng);
         for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround((x.data[i] ?? 0) * 40);
-        const [soft, sums] = tf.tidy(() => {
-          const t = tensorOf(x);
-          return [softmaxRows(t).dataSync(), columnSums(t).dataSync()];
-        }) as [Float32Array, Float32Array];
-        const wantSoft = new Float64Array(rows * cols);
+        const sums = tf.tidy(() => columnSums(tensorOf(x)).dataSync()) as Float32Array;
         const wantSums = new Float64Array(cols);
-        for (let r = 0; r < rows; r++) {
-          const row = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
+        for (let r = 0; r < rows; r++)
+          for (let j = 0; j < cols; j++) wantSums[j] = (wantSums[j] ?? 0) + (x.data[r * cols + j] ?? 0);
+        expect(relativeError(sums, wantSums), `sums ${rows} x ${cols}`).toBeLessThan(1e-6);
+
+        // The softmax runs inside attention's probabilities: one sample, one head of width 1, with
+        // integer q and k so that the logits q_i k_j (up to 36 in size) are exact in float32.
+        const tokens = cols;
+        const qkv = randomMat(tokens, 3, rng);
+        for (let i = 0; i < qkv.data.length; i++) qkv.data[i] = Math.round((qkv.data[i] ?? 0) * 6);
+        const soft = tf.tidy(() =>
+          attentionProbabilities(tensorOf(qkv), { batch: 1, heads: 1 }).dataSync(),
+        ) as Float32Array;
+        const wantSoft = new Float64Array(tokens * tokens);
+        for (let i = 0; i < tokens; i++) {
+          const row = Array.from({ length: tokens }, (_, j) => (qkv.data[3 * i] ?? 0) * (qkv.data[3 * j + 1] ?? 0));
           const max = Math.max(...row);
           const e = row.map((v) => Math.exp(v - max));
           const sum = e.reduce((a, v) => a + v, 0);
-          e.forEach((v, j) => (wantSoft[r * cols + j] = v / sum));
-          row.forEach((v, j) => (wantSums[j] = (wantSums[j] ?? 0) + v));
+          e.forEach((v, j) => (wantSoft[i * tokens + j] = v / sum));
         }
-        expect(relativeError(soft, wantSoft), `softmax ${rows} x ${cols}`).toBeLessThan(1e-6);
-        expect(relativeError(sums, wantSums), `sums ${rows} x ${cols}`).toBeLessThan(1e-6);
+        expect(relativeError(soft, wantSoft), `softmax ${tokens} x ${tokens}`).toBeLessThan(1e-6);
       }
     });
 
