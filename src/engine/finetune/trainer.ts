@@ -26,6 +26,7 @@ import { RunCancelledError, RunFailedError } from '../pretrain/trainer';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
 import { layerwiseLrScale, learningRateAtIteration, scaledLearningRate } from '../train/schedule';
+import { nonFiniteStop, StepEvents } from '../train/step-events';
 import { mixBatch, randAugmentBatch } from './augment';
 import { RUN_CHECKPOINTS_DIR } from './checkpoint-path';
 import { GeneralistTrainer } from './generalist';
@@ -274,7 +275,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   const started = performance.now();
   let lastLr = 0;
   const summary: Record<string, number> = {};
-  const throughput = { images: 0, seconds: 0 };
+  const stepEvents = new StepEvents(emit, { ...config, stepsPerEpoch });
 
   const measureHeldOut = async (): Promise<HeldOutResult | null> => {
     if (!heldOut) return null;
@@ -352,43 +353,15 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
         const n = batch.labelValues.length;
         step += 1;
         lastLr = lr;
-        const bad = Object.entries(values).find(([, value]) => !Number.isFinite(value));
-        if (bad) {
-          fail(
-            `${bad[0]} became ${bad[1]} at step ${step} (epoch ${epoch + 1}); training stopped. ` +
-              `Lower the learning rate (optimizer.baseLr) or set optimizer.clipGrad, then resume from the last good checkpoint` +
-              `${lastCheckpoint ? ` (${lastCheckpoint})` : ' (none was written yet: start again)'}.`,
-          );
-        }
+        const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
+        if (stop) fail(stop);
         const seconds = (performance.now() - stepStart) / 1000;
-        if (step > 1 || epoch > 0) {
-          throughput.images += config.batchSize;
-          throughput.seconds += seconds;
-        }
-        const imagesPerSecond =
-          throughput.seconds > 0 ? throughput.images / throughput.seconds : config.batchSize / seconds;
         sums.loss += values.loss ?? 0;
         sums.clean += (values.clean_acc ?? 0) * n;
         sums.adv += (values.adv_acc ?? 0) * n;
         sums.images += n;
         sums.steps += 1;
-        if (step % config.logEvery === 0 || b === stepsPerEpoch - 1) {
-          emit({
-            type: 'metrics',
-            step,
-            epoch: epoch + (b + 1) / stepsPerEpoch,
-            values: { ...values, lr, images_per_s: imagesPerSecond },
-          });
-        }
-        emit({
-          type: 'progress',
-          epoch: epoch + 1,
-          epochs: config.epochs,
-          step,
-          totalSteps,
-          imagesPerSecond,
-          etaSeconds: ((totalSteps - step) * config.batchSize) / Math.max(imagesPerSecond, 1e-9),
-        });
+        stepEvents.after(step, epoch, b, seconds, values, lr);
       }
       epoch += 1;
       const epochValues: Record<string, number> = {
@@ -418,7 +391,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       epoch,
       checkpoint: lastCheckpoint ?? '',
       seconds: (performance.now() - started) / 1000,
-      summary: { ...summary, images_per_s: throughput.seconds > 0 ? throughput.images / throughput.seconds : 0 },
+      summary: { ...summary, images_per_s: stepEvents.imagesPerSecond },
     };
     emit(done);
     return done;

@@ -11,6 +11,7 @@ import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
 import { learningRateAtIteration, scaledLearningRate } from '../train/schedule';
+import { nonFiniteStop, StepEvents } from '../train/step-events';
 import { writePreviewSnapshot } from './previews';
 import { pretrainStep } from './step';
 
@@ -179,7 +180,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   const started = performance.now();
   let lastLr = 0;
   const summary: Record<string, number> = {};
-  const throughput = { images: 0, seconds: 0 };
+  const stepEvents = new StepEvents(emit, { ...config, stepsPerEpoch });
 
   const preview = async (): Promise<void> => {
     const dir = path.join(outDir, PREVIEWS_DIR, `step-${String(step).padStart(7, '0')}`);
@@ -217,42 +218,14 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
           mi: mi[0] ?? NaN,
           attack_loss: attackLoss[0] ?? NaN,
         };
-        const bad = Object.entries(values).find(([, value]) => !Number.isFinite(value));
-        if (bad) {
-          fail(
-            `${bad[0]} became ${bad[1]} at step ${step} (epoch ${epoch + 1}); training stopped. ` +
-              `Lower the learning rate (optimizer.baseLr) or set optimizer.clipGrad, then resume from the last good checkpoint` +
-              `${lastCheckpoint ? ` (${lastCheckpoint})` : ' (none was written yet: start again)'}.`,
-          );
-        }
+        const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
+        if (stop) fail(stop);
         const seconds = (performance.now() - stepStart) / 1000;
-        if (step > 1 || epoch > 0) {
-          throughput.images += config.batchSize;
-          throughput.seconds += seconds;
-        }
-        const imagesPerSecond =
-          throughput.seconds > 0 ? throughput.images / throughput.seconds : config.batchSize / seconds;
         sums.loss += values.loss;
         sums.recon += values.recon_loss;
         sums.mi += values.mi;
         sums.count += 1;
-        if (step % config.logEvery === 0 || b === stepsPerEpoch - 1) {
-          emit({
-            type: 'metrics',
-            step,
-            epoch: epoch + (b + 1) / stepsPerEpoch,
-            values: { ...values, lr, images_per_s: imagesPerSecond, ...(norm ? { grad_norm: norm[0] ?? 0 } : {}) },
-          });
-        }
-        emit({
-          type: 'progress',
-          epoch: epoch + 1,
-          epochs: config.epochs,
-          step,
-          totalSteps,
-          imagesPerSecond,
-          etaSeconds: ((totalSteps - step) * config.batchSize) / Math.max(imagesPerSecond, 1e-9),
-        });
+        stepEvents.after(step, epoch, b, seconds, values, lr, norm ? { grad_norm: norm[0] ?? 0 } : {});
         if (config.previewEvery > 0 && step % config.previewEvery === 0) await preview();
       }
       epoch += 1;
@@ -298,7 +271,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
       epoch,
       checkpoint: lastCheckpoint ?? '',
       seconds: (performance.now() - started) / 1000,
-      summary: { ...summary, images_per_s: throughput.seconds > 0 ? throughput.images / throughput.seconds : 0 },
+      summary: { ...summary, images_per_s: stepEvents.imagesPerSecond },
     };
     emit(done);
     return done;
