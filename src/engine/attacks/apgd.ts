@@ -1,14 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ThreatBall, steepestDirection } from './geometry';
 import { logitLoss, minClassesFor, type LogitLossName } from './losses';
-import { QueryCounter, cleanCheck, exampleMask, finishAttack, lossAndGradient, oneHot, predictions } from './oracle';
+import { QueryCounter, exampleMask, finishAttack, lossAndGradient, oneHot, predictions, startAttack } from './oracle';
 import { apgdStart } from './start';
 import { exampleStreams } from './streams';
 import { pick, replaceRows, replaceWhere, takeRows } from './tracking';
 import {
-  checkImages,
-  idsOrDefault,
-  labelsToArray,
   throwIfAborted,
   type AttackResult,
   type Classifier,
@@ -249,14 +246,10 @@ export async function apgd(
   labels: Labels,
   options: ApgdOptions,
 ): Promise<AttackResult> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const ids = idsOrDefault(options.ids, y.length);
   const lossName = options.loss ?? 'ce';
   const iterations = options.iterations ?? 100;
   const restarts = options.restarts ?? 1;
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
   clean.logits.dispose();
   checkClasses(lossName, clean.classes);
 
@@ -332,13 +325,9 @@ export async function apgdTargeted(
   labels: Labels,
   options: ApgdTargetedOptions,
 ): Promise<ApgdTargetedResult> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const ids = idsOrDefault(options.ids, y.length);
   const iterations = options.iterations ?? 100;
   const restarts = options.restarts ?? 1;
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
   checkClasses('dlr-targeted', clean.classes);
   const targetsUsed = Math.min(options.targets ?? 9, clean.classes - 1);
   const ranking = tf.topk(clean.logits, targetsUsed + 1);

@@ -8,13 +8,10 @@ import {
 import { apgd, apgdTargeted } from './apgd';
 import { fabTargeted } from './fab';
 import { minClassesFor } from './losses';
-import { QueryCounter, cleanCheck, finishAttack } from './oracle';
+import { finishAttack, startAttack } from './oracle';
 import { square } from './square';
 import { pick, replaceRows, takeRows } from './tracking';
 import {
-  checkImages,
-  idsOrDefault,
-  labelsToArray,
   throwIfAborted,
   type AttackProgress,
   type AttackResult,
@@ -136,11 +133,7 @@ export async function autoAttack(
 ): Promise<AutoAttackResult> {
   const started = performance.now();
   const spec = AutoAttackSpec.parse(specInput);
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const ids = idsOrDefault(options.ids, y.length);
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
   clean.logits.dispose();
   const n = y.length;
   const robust = [...clean.correct];

@@ -1,16 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { marginLoss } from './losses';
-import { QueryCounter, cleanCheck, finishAttack, oneHot, predictions } from './oracle';
+import { finishAttack, oneHot, predictions, startAttack } from './oracle';
 import { replaceWhere } from './tracking';
-import {
-  checkImages,
-  labelsToArray,
-  throwIfAborted,
-  type AttackResult,
-  type Classifier,
-  type CommonAttackOptions,
-  type Labels,
-} from './types';
+import { throwIfAborted, type AttackResult, type Classifier, type CommonAttackOptions, type Labels } from './types';
 
 /**
  * Carlini-Wagner l_2 with a fixed constant c (Table V: c = 1), as torchattacks' CW: minimise
@@ -43,15 +35,12 @@ export async function cwL2(
   labels: Labels,
   options: CwL2Options = {},
 ): Promise<CwL2Result> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
   const c = options.c ?? 1;
   const kappa = options.kappa ?? 0;
   const steps = options.steps ?? 100;
   const lr = options.learningRate ?? 0.01;
   const [beta1, beta2, epsilon] = [0.9, 0.999, 1e-8];
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, counter, clean } = await startAttack(model, x, labels, undefined);
   clean.logits.dispose();
   const yOneHot = oneHot(y, clean.classes);
   const n = y.length;

@@ -1,12 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { projectOntoHyperplaneL2, projectOntoHyperplaneLinf } from './fab-projection';
-import { QueryCounter, cleanCheck, finishAttack, forward, lossAndGradient, oneHot, predictions } from './oracle';
+import { QueryCounter, finishAttack, forward, lossAndGradient, oneHot, predictions, startAttack } from './oracle';
 import { exampleStreams } from './streams';
 import { pick } from './tracking';
 import {
-  checkImages,
-  idsOrDefault,
-  labelsToArray,
   throwIfAborted,
   type AttackResult,
   type Classifier,
@@ -158,13 +155,9 @@ export async function fabTargeted(
   labels: Labels,
   options: FabTargetedOptions,
 ): Promise<FabResult> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const ids = idsOrDefault(options.ids, y.length);
   const iterations = options.iterations ?? 100;
   const restarts = options.restarts ?? 1;
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
   const targetsUsed = Math.min(options.targets ?? 9, clean.classes - 1);
   const ranking = tf.topk(clean.logits, targetsUsed + 1);
   const ranked = (await ranking.indices.data()) as Int32Array;

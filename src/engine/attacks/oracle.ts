@@ -3,7 +3,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { classificationMargin } from './losses';
 import { perExampleNorm } from './geometry';
-import type { AttackResult, Classifier, ThreatModel } from './types';
+import {
+  checkImages,
+  idsOrDefault,
+  labelsToArray,
+  type AttackResult,
+  type Classifier,
+  type Labels,
+  type ThreatModel,
+} from './types';
 
 /** Counts how often an attack queried the model, for the protocol record. */
 export class QueryCounter {
@@ -54,6 +62,27 @@ export async function predictions(logits: tf.Tensor2D): Promise<Int32Array> {
   const data = (await argmax.data()) as Int32Array;
   argmax.dispose();
   return data;
+}
+
+/**
+ * What every attack does first: the labels as an array (checked against x), each example's id
+ * (`ids`, or its row), a query counter, and the clean pass.
+ */
+export async function startAttack(
+  model: Classifier,
+  x: tf.Tensor4D,
+  labels: Labels,
+  ids: ArrayLike<number> | undefined,
+): Promise<{
+  y: Int32Array;
+  ids: Int32Array;
+  counter: QueryCounter;
+  clean: { correct: boolean[]; logits: tf.Tensor2D; classes: number };
+}> {
+  const y = labelsToArray(labels);
+  checkImages(x, y.length);
+  const counter = new QueryCounter();
+  return { y, ids: idsOrDefault(ids, y.length), counter, clean: await cleanCheck(model, x, y, counter) };
 }
 
 /** Clean predictions: which examples the model gets right, and the logits' class count. */

@@ -3,21 +3,18 @@ import { ThreatBall, steepestDirection } from './geometry';
 import { crossEntropyLoss, marginLoss } from './losses';
 import {
   QueryCounter,
-  cleanCheck,
   finishAttack,
   forward,
   lossAndGradient,
   oneHot,
   predictions,
   readAndDispose,
+  startAttack,
 } from './oracle';
 import { pgdStart } from './start';
 import { exampleStreams } from './streams';
 import { BestPoints, pick, replaceRows, takeRows } from './tracking';
 import {
-  checkImages,
-  idsOrDefault,
-  labelsToArray,
   throwIfAborted,
   type AttackResult,
   type Classifier,
@@ -72,10 +69,7 @@ export async function fgsm(
   labels: Labels,
   options: { threat: ThreatModel; eps: number } & CommonAttackOptions,
 ): Promise<AttackResult> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, counter, clean } = await startAttack(model, x, labels, undefined);
   clean.logits.dispose();
   const yOneHot = oneHot(y, clean.classes);
   const ball = new ThreatBall(x, options.eps, options.threat);
@@ -183,11 +177,7 @@ export async function pgd(
   labels: Labels,
   options: PgdOptions,
 ): Promise<AttackResult> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const ids = idsOrDefault(options.ids, y.length);
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
   clean.logits.dispose();
 
   const first = await pgdRun(model, x, y, ids, clean.classes, options, 0, counter);

@@ -2,13 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../rng';
 import { ThreatBall, normalizePerExample, perExampleNorm } from './geometry';
 import { classificationMargin } from './losses';
-import { QueryCounter, cleanCheck, finishAttack, forward, oneHot, readAndDispose } from './oracle';
+import { QueryCounter, finishAttack, forward, oneHot, readAndDispose, startAttack } from './oracle';
 import { exampleStreams } from './streams';
 import { pick, replaceRows, replaceWhere } from './tracking';
 import {
-  checkImages,
-  idsOrDefault,
-  labelsToArray,
   throwIfAborted,
   type AttackResult,
   type Classifier,
@@ -396,13 +393,9 @@ export async function square(
   labels: Labels,
   options: SquareOptions,
 ): Promise<SquareResult> {
-  const y = labelsToArray(labels);
-  checkImages(x, y.length);
-  const ids = idsOrDefault(options.ids, y.length);
   const restarts = options.restarts ?? 1;
   const budget = options.queries ?? 5000;
-  const counter = new QueryCounter();
-  const clean = await cleanCheck(model, x, y, counter);
+  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
   clean.logits.dispose();
   const robust = [...clean.correct];
   const queries = new Int32Array(y.length);
