@@ -2,19 +2,15 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { readConfigFile } from '../config-file';
-import { datasetFromArg } from '../dataset-arg';
+import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { runTrainingCommand } from '../run-training';
 
-interface FinetuneOptions {
+interface FinetuneOptions extends TrainingDatasetFlags {
   from?: string;
   scratch?: boolean;
   model?: string;
   method?: string;
-  dataset: string;
-  dataRoot?: string;
-  imageSize?: number;
-  datasetSize?: number;
   eps?: number;
   epochs?: number;
   batch?: number;
@@ -58,14 +54,8 @@ export function finetuneConfigFromFlags(options: FinetuneOptions): Record<string
       'Give --from <pre-training checkpoint or run folder> to fine-tune a pre-trained encoder, or --scratch [--model preset] to train from scratch (End2End).',
     );
   }
-  const datasetGiven = options.dataset !== 'builtin' || !('dataset' in fromFile);
-  if (datasetGiven) {
-    config.dataset = datasetFromArg(options.dataset, {
-      dataRoot: options.dataRoot,
-      imageSize: options.imageSize,
-      size: options.datasetSize,
-    });
-  }
+  const dataset = trainingDatasetFromFlags(options, fromFile);
+  if (dataset) config.dataset = dataset;
   if (options.eps !== undefined) config.threat = { ...asObject(fromFile.threat), eps: options.eps };
   for (const [key, value] of [
     ['method', options.method],
@@ -79,26 +69,20 @@ export function finetuneConfigFromFlags(options: FinetuneOptions): Record<string
 }
 
 export function registerFinetune(program: Command): void {
-  program
-    .command('finetune')
-    .description(
-      'fine-tune a ViT classifier from a pre-training checkpoint (or from scratch) with adversarial training',
-    )
-    .option(
-      '--from <checkpoint>',
-      'a pre-training checkpoint, its checkpoints/ folder or its run folder (newest good one)',
-    )
-    .option('--scratch', 'train every weight from scratch (the paper’s End2End baseline)')
-    .option('--model <preset>', `with --scratch: model preset (${MODEL_PRESETS.join(', ')})`)
-    .option('--method <method>', FINETUNE_METHODS.join(', '))
-    .option(
-      '--dataset <name>',
-      'builtin, cifar10, or an image folder (class per sub-folder, or Tiny-ImageNet)',
-      'builtin',
-    )
-    .option('--data-root <dir>', 'where cifar10 lives (default ~/.mimir/datasets/cifar10, or $MIMIR_DATA/cifar10)')
-    .option('--image-size <px>', 'image side for an image folder or the built-in set', positiveInt)
-    .option('--dataset-size <n>', 'images of the built-in set (default 5000)', positiveInt)
+  withTrainingDatasetOptions(
+    program
+      .command('finetune')
+      .description(
+        'fine-tune a ViT classifier from a pre-training checkpoint (or from scratch) with adversarial training',
+      )
+      .option(
+        '--from <checkpoint>',
+        'a pre-training checkpoint, its checkpoints/ folder or its run folder (newest good one)',
+      )
+      .option('--scratch', 'train every weight from scratch (the paper’s End2End baseline)')
+      .option('--model <preset>', `with --scratch: model preset (${MODEL_PRESETS.join(', ')})`)
+      .option('--method <method>', FINETUNE_METHODS.join(', ')),
+  )
     .option('--eps <e>', 'threat-model radius in 1/255 units (default 8; 4 for ImageNet-sized images)', positiveNumber)
     .option('--epochs <n>', 'epochs (with --resume: raise the total)', positiveInt)
     .option('--batch <n>', 'batch size', positiveInt)

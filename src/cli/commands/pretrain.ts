@@ -2,15 +2,11 @@ import type { Command } from 'commander';
 import { readConfigFile } from '../config-file';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { PRETRAIN_MODES } from '../../shared/pretrain-config';
-import { datasetFromArg } from '../dataset-arg';
+import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { runTrainingCommand } from '../run-training';
 
-interface PretrainOptions {
-  dataset: string;
-  dataRoot?: string;
-  imageSize?: number;
-  datasetSize?: number;
+interface PretrainOptions extends TrainingDatasetFlags {
   model?: string;
   mode?: string;
   epochs?: number;
@@ -24,17 +20,11 @@ interface PretrainOptions {
 }
 
 export function registerPretrain(program: Command): void {
-  program
-    .command('pretrain')
-    .description('pre-train a ViT masked autoencoder with MIMIR, adversarial MAE or plain MAE')
-    .option(
-      '--dataset <name>',
-      'builtin, cifar10, or an image folder (class per sub-folder, or Tiny-ImageNet)',
-      'builtin',
-    )
-    .option('--data-root <dir>', 'where cifar10 lives (default ~/.mimir/datasets/cifar10, or $MIMIR_DATA/cifar10)')
-    .option('--image-size <px>', 'image side for an image folder or the built-in set', positiveInt)
-    .option('--dataset-size <n>', 'images of the built-in set (default 5000)', positiveInt)
+  withTrainingDatasetOptions(
+    program
+      .command('pretrain')
+      .description('pre-train a ViT masked autoencoder with MIMIR, adversarial MAE or plain MAE'),
+  )
     .option('--model <preset>', `model preset: ${MODEL_PRESETS.join(', ')}`)
     .option('--mode <mode>', `${PRETRAIN_MODES.join(', ')}`)
     .option('--epochs <n>', 'epochs (with --resume: raise the total)', positiveInt)
@@ -52,14 +42,8 @@ export function registerPretrain(program: Command): void {
         if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
         const fromFile = options.config ? readConfigFile(options.config) : {};
         const config: Record<string, unknown> = { ...fromFile };
-        const datasetGiven = options.dataset !== 'builtin' || !('dataset' in fromFile);
-        if (datasetGiven) {
-          config.dataset = datasetFromArg(options.dataset, {
-            dataRoot: options.dataRoot,
-            imageSize: options.imageSize,
-            size: options.datasetSize,
-          });
-        }
+        const dataset = trainingDatasetFromFlags(options, fromFile);
+        if (dataset) config.dataset = dataset;
         for (const [key, value] of [
           ['model', options.model],
           ['mode', options.mode],
