@@ -63,7 +63,8 @@ function storeErrorCode(error: StoreError): 'not-found' | 'invalid-input' | 'int
 type Handlers = { [M in ApiMethod]: (input: z.output<ApiMethods[M]['input']>) => Promise<ApiOutput<M>> | ApiOutput<M> };
 
 export function createAppService({ launch, forced, dataDir }: AppServiceOptions): AppService {
-  const runsDir = path.join(dataDir, 'runs');
+  // Absolute, so that a run's folder matches the checkpoint paths other runs' configs name (lineage).
+  const runsDir = path.resolve(dataDir, 'runs');
   mkdirSync(runsDir, { recursive: true });
   const store = RunStore.open(path.join(dataDir, 'mimir.db'));
   const runner = new JobRunner({ store, launch, forced });
@@ -90,17 +91,15 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
     'experiments.list': () => store.listExperiments(),
     'runs.list': (filter) => store.listRuns(filter),
     'runs.get': ({ id }) => getRun(id),
-    'runs.create': ({ kind, name, config, experimentId, parentRunId }) => {
+    'runs.create': ({ kind, name, config, experimentId }) => {
       const parsed = parseRunConfig(kind, config);
       if (!parsed.ok) throw new RequestError(`Invalid ${kind} config: ${parsed.issues.join('; ')}`, 'invalid-input');
-      if (parentRunId !== null) getRun(parentRunId);
       const id = newRunId();
       const run = store.createRun({
         id,
         name,
         kind,
         config: parsed.config,
-        parentRunId,
         outDir: path.join(runsDir, id),
         ...(experimentId !== undefined ? { experimentId } : {}),
       });

@@ -130,14 +130,16 @@ export const apiMethods = {
   'experiments.list': { input: z.object({}), output: z.array(Experiment) },
   'runs.list': { input: RunFilter, output: z.array(Run) },
   'runs.get': { input: RunId, output: Run },
-  /** Create a run from a config (validated against the kind's schema) and queue it. */
+  /**
+   * Create a run from a config (validated against the kind's schema) and queue it. Its parent run is
+   * derived from the checkpoint the config names; a `parentRunId` in the input is ignored.
+   */
   'runs.create': {
     input: z.object({
       kind: JobKind,
       name: z.string().trim().min(1).max(200),
       config: z.record(z.string(), z.unknown()),
       experimentId: z.number().int().positive().optional(),
-      parentRunId: z.string().nullable().default(null),
     }),
     output: Run,
   },

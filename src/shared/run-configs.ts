@@ -25,3 +25,26 @@ export function parseRunConfig(
     issues: parsed.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`),
   };
 }
+
+/**
+ * The checkpoint a run of `kind` starts from, as its config names it: a fine-tuning run's source, an
+ * evaluation's or landscape's model; null for pre-training and for fine-tuning from scratch. The run that
+ * owns this checkpoint is the run's parent (the store derives it from here, never from the caller).
+ */
+export function modelCheckpointOf(kind: string, config: Record<string, unknown>): string | null {
+  const text = (value: unknown): string | null =>
+    typeof value === 'string' && value.trim() !== '' ? value.trim() : null;
+  switch (kind) {
+    case 'finetune': {
+      const source = config.source;
+      if (typeof source !== 'object' || source === null) return null;
+      const { kind: sourceKind, checkpoint } = source as Record<string, unknown>;
+      return sourceKind === 'pretrained' ? text(checkpoint) : null;
+    }
+    case 'evaluate':
+    case 'landscape':
+      return text(config.checkpoint);
+    default:
+      return null;
+  }
+}

@@ -44,7 +44,10 @@ export const Run = z.object({
   kind: StoreRunKind,
   status: RunStatus,
   config: JsonObject,
-  /** A fine-tuning run's pre-training run; an evaluation's (or landscape's) model run. */
+  /**
+   * The run owning the checkpoint this run's config starts from: a fine-tuning run's pre-training run,
+   * an evaluation's (or landscape's) model run. Derived by the store from the config, never given.
+   */
   parentRunId: z.string().nullable(),
   outDir: z.string().nullable(),
   backend: BackendName.nullable(),
@@ -81,7 +84,6 @@ export const NewRun = z.object({
   name: z.string().trim().min(1).max(200),
   kind: StoreRunKind,
   config: JsonObject.default({}),
-  parentRunId: z.string().nullable().default(null),
   outDir: z.string().nullable().default(null),
   backend: BackendName.nullable().default(null),
 });

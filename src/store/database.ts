@@ -98,7 +98,8 @@ export function migrate(db: SqliteDatabase, migrations: readonly Migration[], la
         const current = schemaVersion(db);
         if (current >= migration.version) return false;
         try {
-          db.exec(migration.sql);
+          if (migration.sql !== undefined) db.exec(migration.sql);
+          else migration.apply(db);
         } catch (error) {
           throw new StoreError(
             'migration-failed',

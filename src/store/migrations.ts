@@ -1,12 +1,14 @@
+import type { SqliteDatabase } from './database';
+import { rederiveParents } from './lineage';
+
 /**
  * The store's schema, as numbered migrations applied in order, each in one transaction, and recorded
- * in schema_migrations. Never edit a released migration: add the next one.
+ * in schema_migrations. Never edit a released migration: add the next one. A migration is SQL, or
+ * (for data that needs the app's own rules) a function run inside the migration's transaction.
  */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+export type Migration = { version: number; name: string } & (
+  { sql: string; apply?: never } | { apply: (db: SqliteDatabase) => void; sql?: never }
+);
 
 const initialSchema = `
 CREATE TABLE experiments (
@@ -102,7 +104,11 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_run ON logs(run_id, id);
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: initialSchema }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: initialSchema },
+  // Rows written while the parent was taken from the caller (a duplicated run kept its old parent).
+  { version: 2, name: 're-derive parent runs from the checkpoints their configs name', apply: rederiveParents },
+];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */
 export function checkMigrationOrder(migrations: readonly Migration[]): void {

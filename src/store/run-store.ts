@@ -23,6 +23,7 @@ import {
 import { openDatabase, type OpenDatabaseOptions, type SqliteDatabase } from './database';
 import { downsampleRows, type MetricRow } from './downsample';
 import { StoreError, sqliteCode } from './errors';
+import { checkpointOwners, deriveParentRunId } from './lineage';
 import { canTransition, transitionRefusal } from './run-status';
 
 export interface RunStoreOptions extends OpenDatabaseOptions {
@@ -323,13 +324,13 @@ export class RunStore {
 
   // ---- runs ---------------------------------------------------------------------------------------------
 
-  /** A new run, queued. */
+  /** A new run, queued. Its parent is the run owning the checkpoint its config names (see lineage.ts). */
   createRun(input: NewRun): Run {
     const run = parseInput(NewRun, input);
     const create = this.db.transaction(() => {
       const experimentId = run.experimentId ?? this.defaultExperiment().id;
       this.requireExperiment(experimentId);
-      if (run.parentRunId !== null) this.requireRun(run.parentRunId);
+      const parentRunId = deriveParentRunId(checkpointOwners(this.db), run.kind, run.config);
       const id = run.id ?? newRunId();
       try {
         this.db
@@ -343,7 +344,7 @@ export class RunStore {
             run.name,
             run.kind,
             JSON.stringify(run.config),
-            run.parentRunId,
+            parentRunId,
             run.outDir,
             run.backend,
             this.now(),

@@ -26,30 +26,20 @@ beforeAll(async () => {
   mae = await app.createRun('pretrain', 'e2e MAE', microPretrain('mae'));
   mimir = await app.createRun('pretrain', 'e2e MIMIR', microPretrain('mimir'));
   for (const parent of [mae, mimir]) {
-    const finetune = await app.createRun(
-      'finetune',
-      `${parent.name} fine-tuned`,
-      {
-        method: 'pgd-at',
-        source: { kind: 'pretrained', checkpoint: app.runDir(parent.id) },
-        dataset: { kind: 'builtin', size: 128, imageSize: 16 },
-        epochs: 1,
-        batchSize: 32,
-        heldOut: { size: 16 },
-      },
-      parent.id,
-    );
-    await app.createRun(
-      'evaluate',
-      `${parent.name} evaluated`,
-      {
-        checkpoint: app.runDir(finetune.id),
-        dataset: { kind: 'builtin', split: 'test', size: 64, imageSize: 16 },
-        examples: { count: 16 },
-        attacks: [{ attack: 'natural' }, { attack: 'pgd20' }],
-      },
-      finetune.id,
-    );
+    const finetune = await app.createRun('finetune', `${parent.name} fine-tuned`, {
+      method: 'pgd-at',
+      source: { kind: 'pretrained', checkpoint: app.runDir(parent.id) },
+      dataset: { kind: 'builtin', size: 128, imageSize: 16 },
+      epochs: 1,
+      batchSize: 32,
+      heldOut: { size: 16 },
+    });
+    await app.createRun('evaluate', `${parent.name} evaluated`, {
+      checkpoint: app.runDir(finetune.id),
+      dataset: { kind: 'builtin', split: 'test', size: 64, imageSize: 16 },
+      examples: { count: 16 },
+      attacks: [{ attack: 'natural' }, { attack: 'pgd20' }],
+    });
   }
 });
 afterAll(async () => {

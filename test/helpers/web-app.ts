@@ -51,8 +51,9 @@ export class WebApp {
     return body.value;
   }
 
-  createRun(kind: string, name: string, config: unknown, parentRunId: string | null = null): Promise<Run> {
-    return this.call<Run>('runs.create', { kind, name, config, parentRunId });
+  /** Its parent run is derived by the store from the checkpoint the config names. */
+  createRun(kind: string, name: string, config: unknown): Promise<Run> {
+    return this.call<Run>('runs.create', { kind, name, config });
   }
 
   /** The folder a run writes into (a fine-tuning source or an evaluation's model can name it). */

@@ -32,6 +32,11 @@ function newRun(name = 'run', extra: Partial<Parameters<RunStore['createRun']>[0
   return store.createRun({ name, kind: 'pretrain', ...extra });
 }
 
+/** A fine-tuning config whose source is `checkpoint`. */
+function fromCheckpoint(checkpoint: string): Record<string, unknown> {
+  return { method: 'pgd-at', source: { kind: 'pretrained', checkpoint } };
+}
+
 function runIn(status: RunStatus): Run {
   const run = newRun(`in ${status}`);
   const paths: Record<RunStatus, RunStatus[]> = {
@@ -65,8 +70,8 @@ describe('experiments', () => {
 
 describe('runs', () => {
   it('creates a queued run with its config, parent and a short id', () => {
-    const pretrain = newRun('mimir', { config: { mi: { estimator: 'hsic', lambda: 0.00003 } } });
-    const finetune = store.createRun({ name: 'pgd-at', kind: 'finetune', parentRunId: pretrain.id });
+    const pretrain = newRun('mimir', { config: { mi: { estimator: 'hsic', lambda: 0.00003 } }, outDir: '/runs/m' });
+    const finetune = store.createRun({ name: 'pgd-at', kind: 'finetune', config: fromCheckpoint('/runs/m/final') });
     expect(pretrain.id).toMatch(/^[0-9a-z]{12}$/);
     expect(Run.parse(finetune)).toEqual(finetune);
     expect(finetune).toMatchObject({
@@ -78,8 +83,9 @@ describe('runs', () => {
     });
     expect(store.getRun(pretrain.id)?.config).toEqual({ mi: { estimator: 'hsic', lambda: 0.00003 } });
     expect(store.getRun('nope')).toBeNull();
-    expect(storeError(() => store.createRun({ name: 'e', kind: 'evaluate', parentRunId: 'nope' })).code).toBe(
-      'not-found',
+    // A checkpoint no run owns (imported, or elsewhere on disk): no parent.
+    expect(store.createRun({ name: 'e', kind: 'evaluate', config: { checkpoint: '/elsewhere/c' } }).parentRunId).toBe(
+      null,
     );
     expect(storeError(() => store.createRun({ name: '', kind: 'pretrain' })).code).toBe('invalid-input');
     expect(storeError(() => newRun('dup', { id: pretrain.id })).code).toBe('conflict');
@@ -96,7 +102,7 @@ describe('runs', () => {
 
   it('deletes a run with everything recorded about it and returns its folder; refuses a running one', () => {
     const parent = newRun('parent', { outDir: '/runs/p' });
-    const child = store.createRun({ name: 'child', kind: 'finetune', parentRunId: parent.id });
+    const child = store.createRun({ name: 'child', kind: 'finetune', config: fromCheckpoint('/runs/p/c1') });
     store.updateRunStatus(parent.id, 'running');
     store.recordEvent(parent.id, { type: 'metrics', step: 1, epoch: 0, values: { loss: 1 } });
     store.recordEvent(parent.id, { type: 'checkpoint', step: 1, epoch: 0, path: '/runs/p/c1' });
@@ -369,13 +375,17 @@ describe('listRuns', () => {
     const exp = store.createExperiment({ name: 'estimators' });
     const runs: Record<string, Run> = {};
     clock = 100;
-    runs.hsic = newRun('MIMIR hsic', { experimentId: exp.id, config: { mi: { estimator: 'hsic' } } });
+    runs.hsic = newRun('MIMIR hsic', {
+      experimentId: exp.id,
+      config: { mi: { estimator: 'hsic' } },
+      outDir: '/runs/h',
+    });
     clock = 200;
     runs.renyi = newRun('MIMIR renyi', { experimentId: exp.id, config: { mi: { estimator: 'renyi' } } });
     clock = 300;
     runs.mae = newRun('plain MAE', { config: { mi: null } });
     clock = 400;
-    runs.ft = store.createRun({ name: 'PGD-AT of hsic', kind: 'finetune', parentRunId: runs.hsic.id });
+    runs.ft = store.createRun({ name: 'PGD-AT of hsic', kind: 'finetune', config: fromCheckpoint('/runs/h') });
     store.updateRunStatus(runs.hsic.id, 'running');
     store.updateRunStatus(runs.renyi.id, 'running');
     store.recordEvent(runs.hsic.id, {
@@ -579,8 +589,8 @@ describe('tags, notes, artifacts, evaluations, logs', () => {
   });
 
   it('evaluations are kept with their protocol and found from the model run', () => {
-    const model = newRun('ft');
-    const evalRun = store.createRun({ name: 'AutoAttack', kind: 'evaluate', parentRunId: model.id });
+    const model = newRun('ft', { outDir: '/runs/ft' });
+    const evalRun = store.createRun({ name: 'AutoAttack', kind: 'evaluate', config: { checkpoint: '/runs/ft/final' } });
     const protocol = {
       threat: 'linf',
       eps: 8 / 255,

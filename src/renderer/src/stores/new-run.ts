@@ -212,7 +212,6 @@ export const useNewRunStore = defineStore('new-run', () => {
         kind: kind.value,
         name: effectiveName.value.trim(),
         config: config.value,
-        parentRunId: draft.value.parentRunId,
       });
     } catch (failure) {
       submitError.value = failure instanceof Error ? failure.message : String(failure);
