@@ -238,6 +238,10 @@ function prepareStatements(db: SqliteDatabase) {
        ON CONFLICT (run_id, kind, path, step) DO UPDATE SET metadata = json_set(metadata, '$.final', json('true'))`,
     ),
     lastCheckpoint: db.prepare('UPDATE runs SET last_checkpoint = ? WHERE id = ?'),
+    dropMetricsAfter: db.prepare('DELETE FROM metrics WHERE run_id = ? AND step > ?'),
+    dropStepArtifactsAfter: db.prepare(
+      "DELETE FROM artifacts WHERE run_id = ? AND kind IN ('preview', 'checkpoint') AND step > ?",
+    ),
   };
 }
 
@@ -542,12 +546,18 @@ export class RunStore {
             now,
             runId,
           );
+        const dropped = this.dropLaterAttempt(runId, event.resumedFrom === null ? null : event.step);
+        s.lastCheckpoint.run(event.resumedFrom, runId);
         const how = event.resumedFrom === null ? 'started' : `resumed from ${event.resumedFrom}`;
+        const note =
+          dropped === 0
+            ? ''
+            : `; ${dropped} metric points an earlier attempt stored after step ${event.resumedFrom === null ? 0 : event.step} were dropped`;
         s.insertLog.run(
           runId,
           now,
           'info',
-          `${event.runKind} ${how} at step ${event.step} on the ${event.backend} backend`,
+          `${event.runKind} ${how} at step ${event.step} on the ${event.backend} backend${note}`,
         );
         return;
       }
@@ -597,6 +607,19 @@ export class RunStore {
         throw new StoreError('invalid-input', `Unknown run event ${JSON.stringify(unknown)}.`);
       }
     }
+  }
+
+  /**
+   * A run (re)starts from the checkpoint of step `keepUpTo`, or from nothing (null): what an earlier
+   * attempt stored after that step (metric points, previews, checkpoints) is not this run's history any
+   * more, or charts would splice two attempts. Inside the caller's transaction, with the restart.
+   * Returns the number of metric points dropped.
+   */
+  private dropLaterAttempt(runId: string, keepUpTo: number | null): number {
+    const after = keepUpTo ?? -1;
+    const { changes } = this.stmt.dropMetricsAfter.run(runId, after);
+    this.stmt.dropStepArtifactsAfter.run(runId, after);
+    return changes;
   }
 
   /** Check and apply a status change inside the caller's transaction. */

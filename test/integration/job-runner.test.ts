@@ -104,6 +104,49 @@ describe('the job runner behind the app API', () => {
     expect(loss?.steps.length).toBeGreaterThanOrEqual(2);
   });
 
+  it('a run resumed after a cancel with no checkpoint starts over: the first attempt’s points go as it restarts', async () => {
+    const { service } = start(mkdtempSync(path.join(os.tmpdir(), 'mimir-jobs-')));
+    const created = await call(service, 'runs.create', {
+      kind: 'pretrain',
+      name: 'cancel, then resume',
+      config: { ...MICRO, epochs: 50, checkpointEvery: 50 },
+    });
+    await until(service, created.id, (r) => (r.step ?? 0) >= 5);
+    await call(service, 'runs.cancel', { id: created.id });
+    const cancelled = await until(service, created.id, (r) => r.status !== 'running');
+    expect(cancelled).toMatchObject({ status: 'cancelled', lastCheckpoint: null });
+    const [first] = await call(service, 'runs.metrics', { ids: [created.id], keys: ['loss'] });
+    expect(first?.steps.length).toBeGreaterThanOrEqual(5);
+
+    // What the store holds the moment the restart is recorded (the push follows the write, in the same tick).
+    const restart: { snapshot: Promise<[ApiOutput<'runs.metrics'>, ApiOutput<'runs.artifacts'>, Run]> | null } = {
+      snapshot: null,
+    };
+    service.onPush((message) => {
+      if (message.type === 'run-event' && message.runId === created.id && message.event.type === 'started') {
+        restart.snapshot ??= Promise.all([
+          call(service, 'runs.metrics', { ids: [created.id], keys: ['loss'] }),
+          call(service, 'runs.artifacts', { id: created.id, kind: 'preview' }),
+          call(service, 'runs.get', { id: created.id }),
+        ]);
+      }
+    });
+    await call(service, 'runs.resume', { id: created.id });
+    await until(service, created.id, () => restart.snapshot !== null);
+    if (restart.snapshot === null) throw new Error('no started event was pushed');
+    const [[loss], previews, run] = await restart.snapshot;
+    expect(loss?.steps).toEqual([]);
+    expect(previews).toEqual([]);
+    expect(run).toMatchObject({ status: 'running', step: 0 });
+
+    await call(service, 'runs.cancel', { id: created.id });
+    await until(service, created.id, (r) => r.status === 'cancelled');
+    const logs = await call(service, 'runs.logs', { id: created.id });
+    expect(
+      logs.some((entry) => /metric points an earlier attempt stored after step 0 were dropped/.test(entry.message)),
+    ).toBe(true);
+  });
+
   it('survives a killed engine process and a restarted app: nothing stored is lost, and the run resumes', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-jobs-'));
     const first = start(dataDir);
