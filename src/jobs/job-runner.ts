@@ -31,10 +31,24 @@ interface ActiveJob {
   killTimer: NodeJS.Timeout | null;
 }
 
+const SURVIVOR_POLL_MS = 1000;
+
+/** Whether process `pid` exists (EPERM: it does, owned by another user). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false; // 0 and negatives address process groups
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class JobRunner {
   private readonly queue: string[] = [];
   private readonly active = new Map<string, ActiveJob>();
   private readonly listeners = new Set<(message: PushMessage) => void>();
+  private readonly survivorTimers = new Set<NodeJS.Timeout>();
   private readonly maxConcurrent: number;
   private readonly cancelGraceMs: number;
   private closed = false;
@@ -51,10 +65,17 @@ export class JobRunner {
 
   /**
    * At start-up: runs a previous app left running (it crashed or was killed) become interrupted,
-   * and queued ones are queued again. Returns the interrupted ones (they can be resumed).
+   * and queued ones are queued again. Returns the interrupted ones (they can be resumed). A run whose
+   * recorded engine process still lives (it outlived its app) is left running until that process ends.
    */
   recover(): Run[] {
-    const interrupted = this.options.store.markInterruptedRuns();
+    const survivors: Run[] = [];
+    const interrupted = this.options.store.markInterruptedRuns((run) => {
+      const alive = run.pid !== null && processAlive(run.pid);
+      if (alive) survivors.push(run);
+      return alive;
+    });
+    for (const run of survivors) this.watchSurvivor(run);
     for (const run of interrupted) this.pushRun(run);
     for (const run of this.options.store.listRuns({ status: 'queued', sort: 'createdAt', direction: 'asc' })) {
       this.enqueue(run.id);
@@ -101,6 +122,8 @@ export class JobRunner {
   shutdown(): void {
     this.closed = true;
     this.queue.length = 0;
+    for (const timer of this.survivorTimers) clearInterval(timer);
+    this.survivorTimers.clear();
     for (const job of this.active.values()) {
       if (job.killTimer) clearTimeout(job.killTimer);
       if (this.options.store.getRun(job.runId)?.status === 'running') {
@@ -111,6 +134,26 @@ export class JobRunner {
       job.channel.kill();
     }
     this.active.clear();
+  }
+
+  /**
+   * A run an earlier app left with a live engine: nobody records its events now, so once that engine
+   * ends, the run becomes interrupted (resumable from its last checkpoint), as if found at start-up.
+   */
+  private watchSurvivor(run: Run): void {
+    const timer = setInterval(() => {
+      if (run.pid !== null && processAlive(run.pid)) return;
+      clearInterval(timer);
+      this.survivorTimers.delete(timer);
+      if (this.options.store.getRun(run.id)?.status !== 'running') return;
+      this.pushRun(
+        this.options.store.updateRunStatus(run.id, 'interrupted', {
+          reason: `its engine process ${run.pid}, started by an earlier MIMIR that stopped, has ended; it can be resumed from its last checkpoint`,
+        }),
+      );
+    }, SURVIVOR_POLL_MS);
+    timer.unref();
+    this.survivorTimers.add(timer);
   }
 
   private missing(runId: string): never {
@@ -192,6 +235,8 @@ export class JobRunner {
         break;
       }
       case 'ready':
+        // The engine's own pid (a utilityProcess has none until it runs): what recovery checks.
+        store.setEnginePid(job.runId, message.report.pid);
         store.recordEvent(job.runId, {
           type: 'log',
           level: 'info',

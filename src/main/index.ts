@@ -3,8 +3,8 @@
  * It never runs tensor work itself: a blocked main process freezes every window.
  */
 import path from 'node:path';
-import { app, BrowserWindow, ipcMain, session } from 'electron';
-import { createAppService } from '../service/app-service';
+import { app, BrowserWindow, dialog, ipcMain, session } from 'electron';
+import { createAppService, type AppService } from '../service/app-service';
 import { API_CHANNEL, PUSH_CHANNEL } from '../shared/ipc';
 import { readForcedBackend } from '../shared/system';
 import { utilityLauncher } from './utility-launcher';
@@ -33,7 +33,15 @@ function createWindow(): BrowserWindow {
 
 void app.whenReady().then(() => {
   const dataDir = process.env.MIMIR_HOME ?? path.join(app.getPath('userData'), 'workbench');
-  const service = createAppService({ launch: utilityLauncher, forced, dataDir });
+  let service: AppService;
+  try {
+    service = createAppService({ launch: utilityLauncher, forced, dataDir, owner: 'MIMIR Workbench (the app)' });
+  } catch (error) {
+    // e.g. the data folder is in use by another MIMIR: say so and stop, having changed nothing.
+    dialog.showErrorBox('MIMIR Workbench cannot start', error instanceof Error ? error.message : String(error));
+    app.exit(1);
+    return;
+  }
   session.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
   ipcMain.handle(API_CHANNEL, (_event, request: unknown) => service.handle(request));
   service.onPush((message) => {

@@ -16,6 +16,7 @@ import type { ForcedBackend, SystemReport } from '../shared/system';
 import type { ProcessLauncher } from '../jobs/channel';
 import { probeEngineProcess } from '../jobs/engine-host';
 import { JobRunner } from '../jobs/job-runner';
+import { lockDataFolder } from '../store/data-folder-lock';
 import { StoreError } from '../store/errors';
 import { newRunId, RunStore } from '../store/run-store';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
@@ -28,7 +29,12 @@ import { createDatasetBrowser } from './dataset-browser';
 export interface AppService {
   handle(request: unknown): Promise<ApiResponse>;
   onPush(listener: (message: PushMessage) => void): () => void;
-  /** Stop the jobs (their runs become interrupted, resumable) and close the store. */
+  /**
+   * Recover the runs a previous MIMIR left (interrupted unless their engine still lives) and start the
+   * queued ones. Once; createAppService does it unless told `startJobs: false`.
+   */
+  startJobs(): void;
+  /** Stop the jobs (their runs become interrupted, resumable), close the store, let go of the data folder. */
   close(): void;
 }
 
@@ -38,6 +44,13 @@ export interface AppServiceOptions {
   forced: ForcedBackend | null;
   /** Holds mimir.db (the experiment store) and runs/<run id>/ (each run's checkpoints and previews). */
   dataDir: string;
+  /** What this process is, for the message another MIMIR gets when it finds the data folder taken. Default: its command line. */
+  owner?: string;
+  /**
+   * false: touch no run until startJobs() (web mode binds its port first, so that a server that cannot
+   * serve changes nothing). Default true.
+   */
+  startJobs?: boolean;
 }
 
 /** An error the renderer should show as is: it says what was wrong with the request. */
@@ -62,13 +75,31 @@ function storeErrorCode(error: StoreError): 'not-found' | 'invalid-input' | 'int
 
 type Handlers = { [M in ApiMethod]: (input: z.output<ApiMethods[M]['input']>) => Promise<ApiOutput<M>> | ApiOutput<M> };
 
-export function createAppService({ launch, forced, dataDir }: AppServiceOptions): AppService {
+export function createAppService(options: AppServiceOptions): AppService {
+  const { launch, forced, dataDir } = options;
+  // Before the store is read: a second MIMIR on this folder must change nothing (see data-folder-lock).
+  const lock = lockDataFolder(
+    dataDir,
+    options.owner ?? (process.argv.slice(1).join(' ').slice(0, 200) || process.title),
+  );
+  let store: RunStore;
+  try {
+    store = RunStore.open(path.join(dataDir, 'mimir.db'));
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   // Absolute, so that a run's folder matches the checkpoint paths other runs' configs name (lineage).
   const runsDir = path.resolve(dataDir, 'runs');
   mkdirSync(runsDir, { recursive: true });
-  const store = RunStore.open(path.join(dataDir, 'mimir.db'));
   const runner = new JobRunner({ store, launch, forced });
-  runner.recover();
+  let started = false;
+  const startJobs = (): void => {
+    if (started) return;
+    started = true;
+    runner.recover();
+  };
+  if (options.startJobs !== false) startJobs();
   let report: Promise<SystemReport> | null = null;
   const datasets = createDatasetBrowser();
   const checkpoints = createCheckpointCatalog({ store, dataDir });
@@ -220,9 +251,11 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
   return {
     handle,
     onPush: (listener) => runner.onPush(listener),
+    startJobs,
     close: () => {
       runner.shutdown();
       store.close();
+      lock.release();
     },
   };
 }

@@ -8,6 +8,7 @@ export type StoreErrorCode =
   | 'not-a-store'
   | 'corrupt'
   | 'locked'
+  | 'in-use'
   | 'too-new'
   | 'migration-failed'
   | 'not-found'

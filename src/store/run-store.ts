@@ -460,6 +460,11 @@ export class RunStore {
     return this.requireRun(id);
   }
 
+  /** The engine process of a running run, as the engine reports it (what start-up recovery checks). */
+  setEnginePid(id: string, pid: number): void {
+    this.db.prepare("UPDATE runs SET pid = ? WHERE id = ? AND status = 'running'").run(pid, id);
+  }
+
   /**
    * At start-up: runs still marked running were cut off by a crash of the app, the job or the machine.
    * They become 'interrupted' (resumable) and are returned. `stillRunning` keeps runs that another live

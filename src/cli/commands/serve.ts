@@ -25,8 +25,23 @@ export function registerServe(program: Command): void {
         ]);
         const forced = readForcedBackend(options.backend, process.env[BACKEND_ENV]);
         const dataDir = options.dataDir ?? defaultHome();
-        const service = createAppService({ launch: forkLauncher, forced, dataDir });
-        const server = await startWebServer({ service, rendererDir: builtFile('renderer'), port });
+        // Take the data folder, then the port, and only then touch runs: a server that cannot serve
+        // (the folder or the port is taken) leaves every run as it found it.
+        const service = createAppService({
+          launch: forkLauncher,
+          forced,
+          dataDir,
+          owner: `mimir serve --port ${port}`,
+          startJobs: false,
+        });
+        let server: Awaited<ReturnType<typeof startWebServer>>;
+        try {
+          server = await startWebServer({ service, rendererDir: builtFile('renderer'), port });
+        } catch (error) {
+          service.close();
+          throw error;
+        }
+        service.startJobs();
         process.stdout.write(
           `MIMIR Workbench is serving on 127.0.0.1 only (data in ${dataDir}). Open:\n  ${server.url}\n`,
         );
