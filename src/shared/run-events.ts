@@ -26,6 +26,15 @@ export const StartedEvent = z.object({
 });
 export type StartedEvent = z.infer<typeof StartedEvent>;
 
+/**
+ * When a run (re)starts as `event` says, the last step of what an earlier attempt recorded (metric
+ * points, previews, checkpoints) that stays the run's history: the step it resumes from, or -1 when it
+ * starts from nothing. Anything later belongs to an abandoned attempt (the store drops it, and so do views).
+ */
+export function lastKeptStep(event: StartedEvent): number {
+  return event.resumedFrom === null ? -1 : event.step;
+}
+
 export const ProgressEvent = z.object({
   type: z.literal('progress'),
   /** 1-based epoch being trained, of `epochs`. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
-import type { RunEvent } from '../shared/run-events';
+import { lastKeptStep, type RunEvent } from '../shared/run-events';
 import {
   Artifact,
   Evaluation,
@@ -551,13 +551,14 @@ export class RunStore {
             now,
             runId,
           );
-        const dropped = this.dropLaterAttempt(runId, event.resumedFrom === null ? null : event.step);
+        const keep = lastKeptStep(event);
+        const dropped = this.dropLaterAttempt(runId, keep);
         s.lastCheckpoint.run(event.resumedFrom, runId);
         const how = event.resumedFrom === null ? 'started' : `resumed from ${event.resumedFrom}`;
         const note =
           dropped === 0
             ? ''
-            : `; ${dropped} metric points an earlier attempt stored after step ${event.resumedFrom === null ? 0 : event.step} were dropped`;
+            : `; ${dropped} metric points an earlier attempt stored after step ${Math.max(keep, 0)} were dropped`;
         s.insertLog.run(
           runId,
           now,
@@ -615,15 +616,13 @@ export class RunStore {
   }
 
   /**
-   * A run (re)starts from the checkpoint of step `keepUpTo`, or from nothing (null): what an earlier
-   * attempt stored after that step (metric points, previews, checkpoints) is not this run's history any
-   * more, or charts would splice two attempts. Inside the caller's transaction, with the restart.
-   * Returns the number of metric points dropped.
+   * A run (re)starts and keeps what it recorded up to step `keep` (see lastKeptStep): what an earlier
+   * attempt stored after it (metric points, previews, checkpoints) goes, or charts would splice two
+   * attempts. Inside the caller's transaction, with the restart. Returns the metric points dropped.
    */
-  private dropLaterAttempt(runId: string, keepUpTo: number | null): number {
-    const after = keepUpTo ?? -1;
-    const { changes } = this.stmt.dropMetricsAfter.run(runId, after);
-    this.stmt.dropStepArtifactsAfter.run(runId, after);
+  private dropLaterAttempt(runId: string, keep: number): number {
+    const { changes } = this.stmt.dropMetricsAfter.run(runId, keep);
+    this.stmt.dropStepArtifactsAfter.run(runId, keep);
     return changes;
   }
 

@@ -2,7 +2,7 @@ import { defineStore } from 'pinia';
 import { ref, shallowRef } from 'vue';
 import { z } from 'zod';
 import type { PushMessage } from '../../../shared/push';
-import { PreviewKind } from '../../../shared/run-events';
+import { lastKeptStep, PreviewKind } from '../../../shared/run-events';
 import type { Artifact } from '../../../shared/store-types';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
@@ -109,10 +109,26 @@ export const usePreviewsStore = defineStore('previews', () => {
   }
 
   function applyPush(message: PushMessage): void {
-    if (message.type !== 'run-event' || message.event.type !== 'preview') return;
+    if (message.type !== 'run-event') return;
     const list = byRun.value[message.runId];
     if (!list) return; // not on screen: loaded when it is
     const { event } = message;
+    if (event.type === 'started') {
+      // A restart: the store dropped an earlier attempt's later snapshots; their files will be rewritten.
+      const keep = lastKeptStep(event);
+      const dropped = list.filter((snapshot) => snapshot.step > keep);
+      if (dropped.length === 0) return;
+      const stale = new Set(
+        dropped.flatMap((snapshot) => Object.values(snapshot.files).map((f) => imageKey(message.runId, f))),
+      );
+      images.value = Object.fromEntries(Object.entries(images.value).filter(([key]) => !stale.has(key)));
+      put(
+        message.runId,
+        list.filter((snapshot) => snapshot.step <= keep),
+      );
+      return;
+    }
+    if (event.type !== 'preview') return;
     const meta: PreviewMeta = {
       step: event.step,
       epoch: event.epoch,

@@ -1,7 +1,7 @@
 import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
 import type { PushMessage } from '../../../shared/push';
-import type { MetricsEvent } from '../../../shared/run-events';
+import { lastKeptStep, type MetricsEvent } from '../../../shared/run-events';
 import type { LogEntry, MetricSeries } from '../../../shared/store-types';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
@@ -35,6 +35,8 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   const logs = shallowRef<LogEntry[]>([]);
   /** Increases with every open(), so answers for a run left meanwhile are dropped. */
   let session = 0;
+  /** Increases with every restart of the run: answers asked for before one may hold the old attempt. */
+  let attempt = 0;
   let catchUpTimer: ReturnType<typeof setTimeout> | null = null;
   let lastCatchUp = 0;
   let logTimer: ReturnType<typeof setTimeout> | null = null;
@@ -109,13 +111,16 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   async function loadMetrics(mine: number): Promise<void> {
     const id = runId.value;
     if (!id) return;
+    const asked = attempt;
     try {
       const keys = await api.call('runs.metricKeys', { ids: [id] });
       if (mine !== session) return;
+      if (asked !== attempt) return loadMetrics(mine);
       metricKeys.value = keys;
       if (keys.length > 0) {
         const fetched = await api.call('runs.metrics', { ids: [id], keys, query: { maxPoints: MAX_POINTS } });
         if (mine !== session) return;
+        if (asked !== attempt) return loadMetrics(mine);
         series.value = {};
         merge(fetched);
       }
@@ -129,6 +134,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   async function catchUp(): Promise<void> {
     const id = runId.value;
     const mine = session;
+    const asked = attempt;
     if (!id) return;
     lastCatchUp = Date.now();
     try {
@@ -145,6 +151,10 @@ export const useRunDetailsStore = defineStore('run-details', () => {
         ),
       );
       if (mine !== session) return;
+      if (asked !== attempt) {
+        scheduleCatchUp();
+        return;
+      }
       metricKeys.value = keys;
       merge(fetched.flat());
       // Appended raw points pile up on a long run: start again from the store's downsampled view.
@@ -187,6 +197,20 @@ export const useRunDetailsStore = defineStore('run-details', () => {
       metricKeys.value = [...new Set([...metricKeys.value, ...Object.keys(event.values)])].sort();
     }
     if (changed || newKey) revision.value++;
+  }
+
+  /** A restart: the store dropped an earlier attempt's points after `step`, so do the charts. */
+  function dropAfter(step: number): void {
+    attempt++;
+    let changed = false;
+    for (const data of Object.values(series.value)) {
+      const cut = data.steps.findIndex((s) => s > step);
+      if (cut < 0) continue;
+      data.steps.length = cut;
+      data.values.length = cut;
+      changed = true;
+    }
+    if (changed) revision.value++;
   }
 
   // ---- log ---------------------------------------------------------------------------------------------
@@ -245,6 +269,10 @@ export const useRunDetailsStore = defineStore('run-details', () => {
         break;
       case 'progress':
       case 'preview':
+        break;
+      case 'started':
+        dropAfter(lastKeptStep(event));
+        scheduleLogs();
         break;
       default:
         scheduleLogs();
