@@ -14,7 +14,9 @@ export {
   apgd,
   apgdTargeted,
   apgdCheckpoints,
+  apgdHighestLoss,
   type ApgdOptions,
+  type ApgdTrainingOptions,
   type ApgdTargetedOptions,
   type ApgdTargetedResult,
 } from './apgd';
