@@ -5,6 +5,7 @@ export {
   fgsm,
   pgd,
   pgdFeature,
+  featureDistance,
   crossEntropyPlusMi,
   type AttackObjective,
   type ObjectiveContext,

@@ -24,7 +24,6 @@ import {
   type Protocol,
   type WorstCase,
 } from '../../shared/evaluation';
-import { MiOptions } from '../../shared/mi-config';
 import type { RunEvent, RunEventSink } from '../../shared/run-events';
 import {
   autoAttack,
@@ -40,7 +39,6 @@ import {
 import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
 import { writePngStrip } from '../io/png';
-import { mutualInformation } from '../mi/mutual-information';
 import { Rng } from '../rng';
 import { EvaluatedClassifier } from './model';
 import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
@@ -413,13 +411,7 @@ async function runPlanned(
     );
   } else {
     const extras: RunAttackExtras = { ids, signal, features: model.features };
-    const estimator = planned.mi;
-    if (estimator) {
-      const miOptions = MiOptions.parse({});
-      // MI is a batch statistic: a lone example has none, and its objective is plain CE.
-      extras.mi = (xa) =>
-        xa.shape[0] < 2 ? tf.scalar(0) : mutualInformation(estimator, xa, model.features(xa), miOptions);
-    }
+    if (planned.mi) extras.mi = model.featureMi(planned.mi);
     const result = await runAttack(model.classify, x, labels, planned.spec, extras);
     xAdv = result.xAdv;
     tally.gradientCalls += result.gradientCalls;
