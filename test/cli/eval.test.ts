@@ -64,7 +64,9 @@ describe('mimir eval', () => {
     ]) {
       expect(stdout).toContain(label);
     }
-    expect(stdout).toMatch(/PGD-20\s+\d+\.\d\d%\s+linf, eps 8\/255, 20 steps, 1 restart, seed 1, n 8, pgd\/1/);
+    expect(stdout).toMatch(
+      /PGD-20\s+\d+\.\d\d%\s+linf, eps 8\/255, 20 steps, 1 restart, best iterate per example, seed 1, n 8, pgd\/1/,
+    );
     expect(stdout).toContain('Common corruptions (cifar10 severities)');
     expect(stdout).toContain(`Report: ${path.join(out, 'report.json')}`);
 

@@ -40,6 +40,7 @@ import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
 import { writePngStrip } from '../io/png';
 import { Rng } from '../rng';
+import { noEvidenceFlags } from './evidence';
 import { EvaluatedClassifier } from './model';
 import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
 import { AttackTally } from './tally';
@@ -251,6 +252,7 @@ async function runEvaluation(
     }
 
     const worstCase = worstCaseOf(tallies, cleanCorrect);
+    const noEvidence = noEvidenceFlags({ naturalAccuracy, numClasses: ckpt.numClasses, attacks: outcomes, worstCase });
     const corruptions = plan.corruptions
       ? corruptionReportOf(plan, corruptionCorrect, examples, request.seed, backend, corruptionMs)
       : null;
@@ -278,6 +280,7 @@ async function runEvaluation(
       worstCase,
       masking: masking ? { ...masking.report, examples: masking.examples } : null,
       corruptions,
+      noEvidence,
       durationMs: performance.now() - started,
     });
     const file = path.join(options.outDir, EVALUATION_REPORT_FILE);
@@ -296,6 +299,7 @@ async function runEvaluation(
         message: `${o.label}: ${(o.robustAccuracy * 100).toFixed(2)}%${o.warnings.length > 0 ? ` (${o.warnings.join(' ')})` : ''}`,
       });
     }
+    for (const flag of noEvidence) emit({ type: 'log', level: 'warn', message: flag.message });
     emit({ type: 'metrics', step: totalUnits, epoch: 1, values: summary });
     emit({
       type: 'done',
@@ -541,9 +545,13 @@ function protocolOf(
       examples,
       backend,
       inWorstCase: true,
+      iterate: null,
     };
   }
   const { steps, restarts } = stepsAndRestarts(planned.spec);
+  const spec = planned.spec;
+  const iterate =
+    spec.attack === 'pgd' || spec.attack === 'pgd-mi' || spec.attack === 'pgd-fea' ? (spec.keep ?? 'best') : null;
   const isCwL2 = planned.kind === 'single' && planned.spec.attack === 'cw-l2';
   const bounded = !isCwL2 || (planned.kind === 'single' && planned.withinEps);
   return {
@@ -558,6 +566,7 @@ function protocolOf(
     examples,
     backend,
     inWorstCase: planned.kind === 'autoattack' || planned.inWorstCase,
+    iterate,
   };
 }
 
