@@ -350,7 +350,9 @@ export type EvaluatedModel = z.infer<typeof EvaluatedModel>;
 export const NO_EVIDENCE_KINDS = ['at-chance', 'nothing-flipped'] as const;
 export const NoEvidenceFlag = z.object({
   kind: z.enum(NO_EVIDENCE_KINDS),
-  /** One sentence for people, starting "No evidence of robustness: ...". */
+  /** The short form, e.g. "No evidence of robustness: the model is at chance". */
+  headline: z.string(),
+  /** The headline, then what was measured and what to check. */
   message: z.string(),
 });
 export type NoEvidenceFlag = z.infer<typeof NoEvidenceFlag>;

@@ -18,10 +18,12 @@ export function noEvidenceFlags(input: {
   const flags: NoEvidenceFlag[] = [];
   const chance = 1 / input.numClasses;
   if (input.naturalAccuracy <= chance + CHANCE_MARGIN) {
+    const headline = 'No evidence of robustness: the model is at chance';
     flags.push({
       kind: 'at-chance',
+      headline,
       message:
-        `No evidence of robustness: the model is at chance. Natural accuracy ${pct(input.naturalAccuracy)} is within ` +
+        `${headline}. Natural accuracy ${pct(input.naturalAccuracy)} is within ` +
         `${CHANCE_MARGIN * 100} points of chance (1/${input.numClasses} = ${pct(chance)}) or below it, so its robust ` +
         'accuracies measure nothing. Check that fine-tuning converged (its accuracy curve) before reading them.',
     });
@@ -34,11 +36,13 @@ export function noEvidenceFlags(input: {
     counted.length > 0 &&
     counted.every((a) => a.flipped.count === 0 && a.robustAccuracy === a.cleanAccuracy)
   ) {
+    const headline = 'No evidence of robustness: no attack flipped a single example';
     flags.push({
       kind: 'nothing-flipped',
+      headline,
       message:
-        `No evidence of robustness: no attack flipped a single example (${counted.map((a) => a.label).join(', ')}: ` +
-        `robust accuracy = clean accuracy = ${pct(input.naturalAccuracy)}). Real robustness still loses some ` +
+        `${headline}. Under ${counted.map((a) => a.label).join(', ')}, robust accuracy equals clean accuracy ` +
+        `(${pct(input.naturalAccuracy)}). Real robustness still loses some ` +
         'examples; suspect an attack that does not reach the model (masked or zero gradients). See the gradient-masking ' +
         'checks, and check that accuracy falls as eps grows.',
     });

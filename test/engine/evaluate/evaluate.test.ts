@@ -217,7 +217,7 @@ describe('evaluate', () => {
     expect(tiny.attacks[1]?.flipped.count).toBe(0);
     expect(tiny.noEvidence.map((f) => f.kind)).toEqual(['nothing-flipped']);
     expect(tiny.noEvidence[0]?.message).toMatch(
-      /^No evidence of robustness: no attack flipped a single example \(PGD-20: /,
+      /^No evidence of robustness: no attack flipped a single example\. Under PGD-20, robust accuracy equals clean accuracy \(\d+\.\d\d%\)/,
     );
 
     // A real attack on the trained model flips some: nothing to flag.
