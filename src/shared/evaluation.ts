@@ -93,10 +93,18 @@ export const EVALUATION_ATTACKS = [
 export type EvaluationAttackName = (typeof EVALUATION_ATTACKS)[number];
 
 export const NaturalRequest = z.object({ attack: z.literal('natural') });
+/**
+ * Which iterate of PGD-k counts: 'best', per example a misclassified iterate where one was visited
+ * (the stronger protocol, default); 'last', the final iterate only (torchattacks, the paper's tables).
+ */
+export const PGD_ITERATES = ['best', 'last'] as const;
+export const PgdIterate = z.enum(PGD_ITERATES, { error: "keep must be 'best' or 'last'" });
+export type PgdIterate = z.infer<typeof PgdIterate>;
 /** PGD-20 as the paper: 20 steps of 2/255 (l_inf; eps / 4 for l_2), random start, 1 restart. */
-export const Pgd20Request = z.object({ attack: z.literal('pgd20') });
+export const Pgd20Request = z.object({ attack: z.literal('pgd20'), keep: PgdIterate.default('best') });
 export const PgdRequest = z.object({
   attack: z.literal('pgd'),
+  keep: PgdIterate.default('best'),
   steps: count('steps'),
   /** Step size in 1/255 units; default 2 (l_inf) or eps / 4 (l_2). */
   alpha: positive('alpha').optional(),
@@ -238,6 +246,8 @@ export const Protocol = z.object({
   backend: z.string(),
   /** Counted in the per-point worst case: within the requested threat model and radius. */
   inWorstCase: z.boolean(),
+  /** PGD-family attacks: whether the per-example best iterate or the last one counted; null for others. */
+  iterate: PgdIterate.nullable().default(null),
 });
 export type Protocol = z.infer<typeof Protocol>;
 
@@ -330,6 +340,23 @@ export const EvaluatedModel = z.object({
 });
 export type EvaluatedModel = z.infer<typeof EvaluatedModel>;
 
+/**
+ * Why a report's numbers are no evidence of robustness (issue 11), shown before them:
+ * 'at-chance': natural accuracy within 2 points of chance (1 / classes) or below it, so robust
+ * accuracies measure nothing; 'nothing-flipped': every counted attack left every correctly
+ * classified example correct (robust = clean accuracy, zero flipped), which points at an attack that
+ * does not reach the model rather than at robustness. AutoAttack's own checks catch neither.
+ */
+export const NO_EVIDENCE_KINDS = ['at-chance', 'nothing-flipped'] as const;
+export const NoEvidenceFlag = z.object({
+  kind: z.enum(NO_EVIDENCE_KINDS),
+  /** The short form, e.g. "No evidence of robustness: the model is at chance". */
+  headline: z.string(),
+  /** The headline, then what was measured and what to check. */
+  message: z.string(),
+});
+export type NoEvidenceFlag = z.infer<typeof NoEvidenceFlag>;
+
 export const EvaluationReport = z.object({
   format: z.literal(EVALUATION_FORMAT),
   version: z.literal(EVALUATION_VERSION),
@@ -348,6 +375,8 @@ export const EvaluationReport = z.object({
   /** Gradient-masking checks, run on the first batch (`examples` says which). */
   masking: GradientMaskingReport.extend({ examples: EvaluatedExamples }).nullable(),
   corruptions: CorruptionReport.nullable(),
+  /** Empty when the numbers can stand; otherwise why they are no evidence of robustness. */
+  noEvidence: z.array(NoEvidenceFlag).default([]),
   durationMs: z.number().min(0),
 });
 export type EvaluationReport = z.infer<typeof EvaluationReport>;

@@ -143,7 +143,7 @@ export const DbatSettings = z.object({
 export type DbatSettings = z.infer<typeof DbatSettings>;
 
 export const ApgdAtSettings = z.object({
-  /** APGD-CE iterations per training batch (a small number; the evaluation uses 100). */
+  /** APGD-CE iterations per training batch (a small number; the evaluation uses 100). As Singh et al.: every point attacked from x, trained on its highest-loss iterate. */
   steps: count('apgdAt.steps').max(1000).default(10),
   rho: z.number().gt(0).max(1).default(0.75),
 });

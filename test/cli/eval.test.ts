@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { ROOT, requireBuilt } from '../helpers/build';
 import { runMimir } from '../helpers/cli';
 import { useBackend } from '../helpers/backend';
-import { cachedTrainedClassifier } from '../engine/export/fixtures';
+import { disposeParams } from '../../src/engine/model';
+import { cachedTrainedClassifier, trainedClassifierCheckpoint } from '../engine/export/fixtures';
 
 /** runMimir with room for AutoAttack's standard budgets on a slow machine. */
 function runLong(args: string[]) {
@@ -64,7 +65,9 @@ describe('mimir eval', () => {
     ]) {
       expect(stdout).toContain(label);
     }
-    expect(stdout).toMatch(/PGD-20\s+\d+\.\d\d%\s+linf, eps 8\/255, 20 steps, 1 restart, seed 1, n 8, pgd\/1/);
+    expect(stdout).toMatch(
+      /PGD-20\s+\d+\.\d\d%\s+linf, eps 8\/255, 20 steps, 1 restart, best iterate per example, seed 1, n 8, pgd\/1/,
+    );
     expect(stdout).toContain('Common corruptions (cifar10 severities)');
     expect(stdout).toContain(`Report: ${path.join(out, 'report.json')}`);
 
@@ -89,6 +92,47 @@ describe('mimir eval', () => {
     expect(flipped).toBeGreaterThan(0);
     expect(report.worstCase?.robustAccuracy).toBeLessThanOrEqual(aa.robustAccuracy);
   }, 600_000);
+
+  it('flags a collapsed model above the table, and counts the last PGD iterate with --pgd-keep last', async () => {
+    // A zero head scores every class alike: at chance, and no attack can flip it.
+    const made = await trainedClassifierCheckpoint(tmp(), { classes: 4, steps: 0, headInitStd: 0 });
+    disposeParams(made.params);
+    const out = tmp();
+    const run = runMimir([
+      'eval',
+      '--model',
+      made.path,
+      '--attacks',
+      'natural,pgd:5',
+      '--pgd-keep',
+      'last',
+      '--n',
+      '40',
+      '--no-masking-checks',
+      '--out',
+      out,
+    ]);
+    expect(run.status, run.stderr).toBe(0);
+    const lines = run.stdout.split('\n');
+    const chance = lines.findIndex((l) => l.startsWith('!! No evidence of robustness: the model is at chance.'));
+    const flipped = lines.findIndex((l) =>
+      l.startsWith('!! No evidence of robustness: no attack flipped a single example.'),
+    );
+    const header = lines.findIndex((l) => /^attack\s+robust accuracy\s+protocol/.test(l));
+    expect(chance).toBeGreaterThan(0);
+    expect(flipped).toBeGreaterThan(chance);
+    expect(header).toBeGreaterThan(flipped);
+    expect(run.stdout).toMatch(
+      /PGD-5\s+25\.00%\s+linf, eps 8\/255, 5 steps, 1 restart, last iterate \(torchattacks\), seed 0/,
+    );
+    const report = EvaluationReport.parse(JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')));
+    expect(report.noEvidence.map((f) => f.kind)).toEqual(['at-chance', 'nothing-flipped']);
+    expect(report.attacks[1]?.record?.spec).toMatchObject({ attack: 'pgd', keep: 'last' });
+
+    const bad = runMimir(['eval', '--model', made.path, '--pgd-keep', 'first', '--out', tmp()]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--pgd-keep.*Allowed choices are best, last/s);
+  }, 120_000);
 
   it('prints the report as JSON, and refuses an unknown attack', () => {
     const run = runMimir([

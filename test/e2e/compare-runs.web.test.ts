@@ -114,7 +114,9 @@ describe('comparing runs in Chromium (web mode, real engine)', () => {
     for (const run of [mae, mimir]) {
       const cell = pgdRow.locator(`[data-run-id="${run.id}"]`);
       expect(await cell.getByTestId('robust-cell').textContent()).toMatch(/^\d+\.\d\d%$/);
-      expect(await cell.textContent()).toContain('ε 8/255 · 20 steps · 1 restart · seed 0 · n 16');
+      expect(await cell.textContent()).toContain(
+        'ε 8/255 · 20 steps · 1 restart · best iterate per example · seed 0 · n 16',
+      );
     }
     expect(await robust.locator('[data-attack="worst-case"]').count()).toBe(1);
 

@@ -105,7 +105,9 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
       );
     }
     const pgd = table.locator('[data-attack="pgd20"]');
-    expect(await pgd.locator('.protocol').textContent()).toContain('ε 8/255 · 20 steps · 1 restart · seed 0 · n 16');
+    expect(await pgd.locator('.protocol').textContent()).toContain(
+      'ε 8/255 · 20 steps · 1 restart · best iterate per example · seed 0 · n 16',
+    );
     expect(await page.getByTestId('natural-accuracy').textContent()).toBe(percent(report.naturalAccuracy));
     expect(await page.getByTestId('worst-case').textContent()).toBe(percent(report.worstCase?.robustAccuracy ?? -1));
     await page.getByTestId('masking-checks').waitFor();

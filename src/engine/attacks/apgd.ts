@@ -405,3 +405,52 @@ export async function apgdTargeted(
     tf.dispose([yAll, targetAll]);
   }
 }
+
+export interface ApgdTrainingOptions {
+  threat: ThreatModel;
+  eps: number;
+  iterations: number;
+  /** Default 0.75. */
+  rho?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * APGD-CE as APGD-AT trains on it (Singh et al., "Revisiting Adversarial Training for ImageNet",
+ * their apgd_train): every example is attacked, misclassified ones too, from x itself (no random
+ * start), and the point returned is each example's highest-loss iterate x_best, not the first
+ * misclassified one. The caller owns the result.
+ */
+export async function apgdHighestLoss(
+  model: Classifier,
+  x: tf.Tensor4D,
+  labels: Int32Array,
+  options: ApgdTrainingOptions,
+): Promise<tf.Tensor4D> {
+  if (labels.length !== x.shape[0]) {
+    throw new Error(`APGD-AT: ${labels.length} labels for ${x.shape[0]} images; give one label per image`);
+  }
+  const yIds = tf.tensor1d(labels, 'int32');
+  const start = tf.zerosLike(x);
+  try {
+    const run = await apgdRun(
+      model,
+      x,
+      labels,
+      (z) => logitLoss('ce', z, { y: tf.cast(tf.oneHot(yIds, z.shape[1]), 'float32') as tf.Tensor2D }),
+      start,
+      {
+        threat: options.threat,
+        eps: options.eps,
+        iterations: options.iterations,
+        rho: options.rho ?? 0.75,
+        signal: options.signal,
+      },
+      new QueryCounter(),
+    );
+    run.xBestAdv.dispose();
+    return run.xBest;
+  } finally {
+    tf.dispose([yIds, start]);
+  }
+}

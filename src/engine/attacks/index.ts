@@ -5,6 +5,7 @@ export {
   fgsm,
   pgd,
   pgdFeature,
+  featureDistance,
   crossEntropyPlusMi,
   type AttackObjective,
   type ObjectiveContext,
@@ -14,7 +15,9 @@ export {
   apgd,
   apgdTargeted,
   apgdCheckpoints,
+  apgdHighestLoss,
   type ApgdOptions,
+  type ApgdTrainingOptions,
   type ApgdTargetedOptions,
   type ApgdTargetedResult,
 } from './apgd';

@@ -211,17 +211,13 @@ export async function pgd(
 }
 
 /**
- * PGD-fea (Table XI): maximise ||f(x) - f(x + delta)||^2 on features f (the backbone without the
- * head); success is still judged by the classifier.
+ * PGD-fea's objective: ||f(x) - f(x + delta)||^2 per example, summed over every feature value (f's
+ * output flattened per sample). The clean features are computed once per batch; dispose() frees them.
  */
-export async function pgdFeature(
-  model: Classifier,
-  features: (x: tf.Tensor4D) => tf.Tensor,
-  x: tf.Tensor4D,
-  labels: Labels,
-  options: Omit<PgdOptions, 'loss'>,
-): Promise<AttackResult> {
-  // The clean features are constant; compute them once per batch the objective sees.
+export function featureDistance(features: (x: tf.Tensor4D) => tf.Tensor): {
+  objective: AttackObjective;
+  dispose(): void;
+} {
   const cache: { x: tf.Tensor4D | null; f: tf.Tensor | null } = { x: null, f: null };
   const cleanFeatures = (xc: tf.Tensor4D): tf.Tensor => {
     if (cache.x !== xc || cache.f === null) {
@@ -231,14 +227,31 @@ export async function pgdFeature(
     }
     return cache.f;
   };
-  const objective: AttackObjective = (xAdv, xc) => {
-    const diff = tf.sub(features(xAdv), cleanFeatures(xc));
-    return tf.sum(tf.reshape(tf.square(diff), [xAdv.shape[0], -1]), 1);
+  return {
+    objective: (xAdv, xc) => {
+      const diff = tf.sub(features(xAdv), cleanFeatures(xc));
+      return tf.sum(tf.reshape(tf.square(diff), [xAdv.shape[0], -1]), 1);
+    },
+    dispose: () => cache.f?.dispose(),
   };
+}
+
+/**
+ * PGD-fea (Table XI): maximise ||f(x) - f(x + delta)||^2 on features f (the backbone without the
+ * head: in the evaluation, every token after the last block); success is still judged by the classifier.
+ */
+export async function pgdFeature(
+  model: Classifier,
+  features: (x: tf.Tensor4D) => tf.Tensor,
+  x: tf.Tensor4D,
+  labels: Labels,
+  options: Omit<PgdOptions, 'loss'>,
+): Promise<AttackResult> {
+  const distance = featureDistance(features);
   try {
-    return await pgd(model, x, labels, { ...options, loss: objective });
+    return await pgd(model, x, labels, { ...options, loss: distance.objective });
   } finally {
-    cache.f?.dispose();
+    distance.dispose();
   }
 }
 

@@ -22,7 +22,7 @@ export type SingleAttackSpec = Exclude<AttackSpecInput, AutoAttackSpecInput>;
 export interface RunAttackExtras extends CommonAttackOptions {
   /** PGD-MI: the batch MI estimate I(x + delta, features) as a differentiable scalar. */
   mi?: (xAdv: tf.Tensor4D, logits: tf.Tensor2D) => tf.Scalar;
-  /** PGD-fea: the backbone's features (the encoder without the head). */
+  /** PGD-fea: the backbone's features (the authors' forward_features: every token after the last block). */
   features?: (x: tf.Tensor4D) => tf.Tensor;
 }
 

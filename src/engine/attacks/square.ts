@@ -18,8 +18,9 @@ import {
  * Square Attack (Andriushchenko et al., ECCV 2020), score-based: it only reads the model's logits,
  * never a gradient. Random square updates at the boundary of the threat model are kept when they
  * lower the margin z_y - max_{i != y} z_i; the square side shrinks on AutoAttack's p schedule.
- * Follows AutoAttack's square.py (margin loss, stripes / tiled start, the l_2 window update), with
- * square positions and signs drawn per example from the example's own stream.
+ * Follows AutoAttack's square.py (margin loss, stripes / tiled start, p_selection, the l_2 window
+ * update with its norms per (example, channel)), with square positions and signs drawn per example
+ * from the example's own stream.
  */
 
 export interface SquareOptions extends CommonAttackOptions {
@@ -222,62 +223,79 @@ function linfProposal(a: ActiveSet, s: number, eps: number): tf.Tensor4D {
   return proposal;
 }
 
-/** One query of the l_2 attack: move mass from a second window into a fresh pattern in the first. */
-function l2Proposal(a: ActiveSet, s: number, eps: number): tf.Tensor4D {
+/** Where one l_2 query puts its windows, per example: the side, two top-left corners, the placed pattern, the signs. */
+export interface L2Windows {
+  side: number;
+  tops: number[];
+  lefts: number[];
+  tops2: number[];
+  lefts2: number[];
+  /** The eta pattern placed at window 1 (optionally transposed), one [H, W] plane per example. */
+  planes: Float32Array;
+  /** A sign per (example, channel). */
+  signs: Float32Array;
+}
+
+function drawL2Windows(a: ActiveSet, s: number): L2Windows {
   const [n, height, width, channels] = a.x.shape;
-  const tops: number[] = [];
-  const lefts: number[] = [];
-  const tops2: number[] = [];
-  const lefts2: number[] = [];
-  const planes = new Float32Array(n * height * width);
-  const signs = new Float32Array(n * channels);
+  const w: L2Windows = {
+    side: s,
+    tops: [],
+    lefts: [],
+    tops2: [],
+    lefts2: [],
+    planes: new Float32Array(n * height * width),
+    signs: new Float32Array(n * channels),
+  };
   const pattern = etaPattern(s);
   a.streams.forEach((rng, r) => {
-    tops.push(offset(rng, height - s));
-    lefts.push(offset(rng, width - s));
-    tops2.push(offset(rng, height - s));
-    lefts2.push(offset(rng, width - s));
+    w.tops.push(offset(rng, height - s));
+    w.lefts.push(offset(rng, width - s));
+    w.tops2.push(offset(rng, height - s));
+    w.lefts2.push(offset(rng, width - s));
     const transpose = rng.uniform() > 0.5;
-    for (let ch = 0; ch < channels; ch++) signs[r * channels + ch] = sign(rng);
-    placePattern(
-      planes.subarray(r * height * width, (r + 1) * height * width),
-      width,
-      height,
-      pattern,
-      s,
-      tops[r] ?? 0,
-      lefts[r] ?? 0,
-      transpose,
-      1,
-    );
+    for (let ch = 0; ch < channels; ch++) w.signs[r * channels + ch] = sign(rng);
+    const plane = w.planes.subarray(r * height * width, (r + 1) * height * width);
+    placePattern(plane, width, height, pattern, s, w.tops[r] ?? 0, w.lefts[r] ?? 0, transpose, 1);
   });
-  const m1 = windowMask(n, height, width, s, tops, lefts);
-  const m2 = windowMask(n, height, width, s, tops2, lefts2);
+  return w;
+}
+
+/**
+ * The l_2 update of square.py: per (example, channel), the mass of delta in both windows plus the
+ * share of the unused budget, (eps^2 - ||delta||^2)_+ / C, goes into a fresh pattern in window 1 and
+ * window 2 is cleared, so each channel keeps its l_2 energy; then the whole delta is rescaled to eps.
+ */
+export function l2WindowStep(x: tf.Tensor4D, xBest: tf.Tensor4D, w: L2Windows, eps: number): tf.Tensor4D {
+  const [n, height, width, channels] = x.shape;
+  const m1 = windowMask(n, height, width, w.side, w.tops, w.lefts);
+  const m2 = windowMask(n, height, width, w.side, w.tops2, w.lefts2);
   const proposal = tf.tidy(() => {
-    const delta = tf.sub(a.xBest, a.x);
-    const sumHW = (t: tf.Tensor) => tf.sum(t, [1, 2], true);
-    const window1Norms = tf.sqrt(sumHW(tf.square(tf.mul(delta, m1))));
+    const delta = tf.sub(xBest, x);
+    // Norms over (H, W): one per (example, channel), as the reference's sum(dim=(-2, -1)).
+    const channelNorm = (t: tf.Tensor) => tf.sqrt(tf.sum(tf.square(t), [1, 2], true));
+    const window1Norms = channelNorm(tf.mul(delta, m1));
+    const windowsNorms = channelNorm(tf.mul(delta, tf.maximum(m1, m2)));
     const imageNorm = tf.reshape(perExampleNorm(delta as tf.Tensor4D, 'l2'), [n, 1, 1, 1]);
-    const windowsNorm = tf.reshape(perExampleNorm(tf.mul(delta, tf.maximum(m1, m2)) as tf.Tensor4D, 'l2'), [
-      n,
-      1,
-      1,
-      1,
-    ]);
     let fresh = tf.add(
-      tf.mul(tf.tensor4d(planes, [n, height, width, 1]), tf.tensor4d(signs, [n, 1, 1, channels])),
+      tf.mul(tf.tensor4d(w.planes, [n, height, width, 1]), tf.tensor4d(w.signs, [n, 1, 1, channels])),
       tf.div(tf.mul(delta, m1), tf.add(window1Norms, 1e-12)),
     );
     const budget = tf.sqrt(
-      tf.add(tf.div(tf.relu(tf.sub(eps * eps, tf.square(imageNorm))), channels), tf.square(windowsNorm)),
+      tf.add(tf.div(tf.relu(tf.sub(eps * eps, tf.square(imageNorm))), channels), tf.square(windowsNorms)),
     );
-    fresh = tf.mul(tf.div(fresh, tf.add(tf.sqrt(sumHW(tf.square(fresh))), 1e-12)), budget);
+    fresh = tf.mul(tf.div(fresh, tf.add(channelNorm(fresh), 1e-12)), budget);
     const kept = tf.mul(delta, tf.mul(tf.sub(1, m2), tf.sub(1, m1)));
     const moved = tf.add(kept, fresh) as tf.Tensor4D;
-    return tf.clipByValue(tf.add(a.x, tf.mul(normalizePerExample(moved, 'l2'), eps)), 0, 1) as tf.Tensor4D;
+    return tf.clipByValue(tf.add(x, tf.mul(normalizePerExample(moved, 'l2'), eps)), 0, 1) as tf.Tensor4D;
   });
   tf.dispose([m1, m2]);
   return proposal;
+}
+
+/** One query of the l_2 attack: move mass from a second window into a fresh pattern in the first. */
+function l2Proposal(a: ActiveSet, s: number, eps: number): tf.Tensor4D {
+  return l2WindowStep(a.x, a.xBest, drawL2Windows(a, s), eps);
 }
 
 interface SquareRun {

@@ -24,7 +24,6 @@ import {
   type Protocol,
   type WorstCase,
 } from '../../shared/evaluation';
-import { MiOptions } from '../../shared/mi-config';
 import type { RunEvent, RunEventSink } from '../../shared/run-events';
 import {
   autoAttack,
@@ -40,8 +39,8 @@ import {
 import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
 import { writePngStrip } from '../io/png';
-import { mutualInformation } from '../mi/mutual-information';
 import { Rng } from '../rng';
+import { noEvidenceFlags } from './evidence';
 import { EvaluatedClassifier } from './model';
 import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
 import { AttackTally } from './tally';
@@ -253,6 +252,7 @@ async function runEvaluation(
     }
 
     const worstCase = worstCaseOf(tallies, cleanCorrect);
+    const noEvidence = noEvidenceFlags({ naturalAccuracy, numClasses: ckpt.numClasses, attacks: outcomes, worstCase });
     const corruptions = plan.corruptions
       ? corruptionReportOf(plan, corruptionCorrect, examples, request.seed, backend, corruptionMs)
       : null;
@@ -280,6 +280,7 @@ async function runEvaluation(
       worstCase,
       masking: masking ? { ...masking.report, examples: masking.examples } : null,
       corruptions,
+      noEvidence,
       durationMs: performance.now() - started,
     });
     const file = path.join(options.outDir, EVALUATION_REPORT_FILE);
@@ -298,6 +299,7 @@ async function runEvaluation(
         message: `${o.label}: ${(o.robustAccuracy * 100).toFixed(2)}%${o.warnings.length > 0 ? ` (${o.warnings.join(' ')})` : ''}`,
       });
     }
+    for (const flag of noEvidence) emit({ type: 'log', level: 'warn', message: flag.message });
     emit({ type: 'metrics', step: totalUnits, epoch: 1, values: summary });
     emit({
       type: 'done',
@@ -413,13 +415,7 @@ async function runPlanned(
     );
   } else {
     const extras: RunAttackExtras = { ids, signal, features: model.features };
-    const estimator = planned.mi;
-    if (estimator) {
-      const miOptions = MiOptions.parse({});
-      // MI is a batch statistic: a lone example has none, and its objective is plain CE.
-      extras.mi = (xa) =>
-        xa.shape[0] < 2 ? tf.scalar(0) : mutualInformation(estimator, xa, model.features(xa), miOptions);
-    }
+    if (planned.mi) extras.mi = model.featureMi(planned.mi);
     const result = await runAttack(model.classify, x, labels, planned.spec, extras);
     xAdv = result.xAdv;
     tally.gradientCalls += result.gradientCalls;
@@ -549,9 +545,13 @@ function protocolOf(
       examples,
       backend,
       inWorstCase: true,
+      iterate: null,
     };
   }
   const { steps, restarts } = stepsAndRestarts(planned.spec);
+  const spec = planned.spec;
+  const iterate =
+    spec.attack === 'pgd' || spec.attack === 'pgd-mi' || spec.attack === 'pgd-fea' ? (spec.keep ?? 'best') : null;
   const isCwL2 = planned.kind === 'single' && planned.spec.attack === 'cw-l2';
   const bounded = !isCwL2 || (planned.kind === 'single' && planned.withinEps);
   return {
@@ -566,6 +566,7 @@ function protocolOf(
     examples,
     backend,
     inWorstCase: planned.kind === 'autoattack' || planned.inWorstCase,
+    iterate,
   };
 }
 

@@ -1,12 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { MiEstimator, MiOptionsInput } from '../../shared/mi-config';
 import type { Classifier } from '../attacks';
 import { loadClassifierCheckpoint, type ClassifierCheckpoint } from '../finetune/classifier-checkpoint';
 import { classScores } from '../finetune/outputs';
+import { mutualInformation } from '../mi/mutual-information';
 import { classifierForward } from '../model';
 
 /**
  * A fine-tuned classifier as the evaluation attacks it: `classify` gives class scores (DBAT's merged
- * outputs), `features` the backbone's features (the pooled, fc_norm-ed tokens the head sees).
+ * outputs), `features` the backbone's features as the authors' forward_features: every token after
+ * the last block, [N, 1 + L, D] with cls, before pooling, fc_norm and head (spec section 6).
  *
  * PGD-MI and PGD-fea need both for the same input inside one gradient. `classify` remembers the
  * features of its last input, and `features` returns them when asked about that same tensor while
@@ -14,7 +17,7 @@ import { classifierForward } from '../model';
  * Both must be called inside a tf.tidy or tf.grad scope, as every attack does.
  */
 export class EvaluatedClassifier {
-  private last: { input: tf.Tensor4D; features: tf.Tensor2D } | null = null;
+  private last: { input: tf.Tensor4D; features: tf.Tensor3D } | null = null;
 
   constructor(readonly checkpoint: ClassifierCheckpoint) {}
 
@@ -25,16 +28,24 @@ export class EvaluatedClassifier {
   readonly classify: Classifier = (x) => {
     const c = this.checkpoint;
     const out = classifierForward(c.params, c.modelConfig, x, { trainParams: false });
-    this.last = { input: x, features: out.features };
+    this.last = { input: x, features: out.tokens };
     return classScores(out.logits, c.method, c.numClasses, c.merge);
   };
 
-  readonly features = (x: tf.Tensor4D): tf.Tensor2D => {
+  readonly features = (x: tf.Tensor4D): tf.Tensor3D => {
     const last = this.last;
     if (last && last.input === x && !last.features.isDisposed) return last.features;
     const c = this.checkpoint;
-    return classifierForward(c.params, c.modelConfig, x, { trainParams: false }).features;
+    return classifierForward(c.params, c.modelConfig, x, { trainParams: false }).tokens;
   };
+
+  /**
+   * PGD-MI's MI term: I(x + delta, features(x + delta)), each flattened per sample. MI is a batch
+   * statistic: a lone example has none (0), and its objective is plain CE.
+   */
+  featureMi(estimator: MiEstimator, options: MiOptionsInput = {}): (xAdv: tf.Tensor4D) => tf.Scalar {
+    return (xa) => (xa.shape[0] < 2 ? tf.scalar(0) : mutualInformation(estimator, xa, this.features(xa), options));
+  }
 
   dispose(): void {
     this.last = null;

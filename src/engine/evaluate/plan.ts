@@ -94,6 +94,7 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
           alpha: defaultAlpha,
           randomStart: true,
           restarts: 1,
+          keep: request_.keep,
           seed,
         });
         break;
@@ -106,6 +107,7 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
           alpha: alphaOf(request_.alpha),
           randomStart: request_.randomStart,
           restarts: request_.restarts,
+          keep: request_.keep,
           seed,
         });
         break;

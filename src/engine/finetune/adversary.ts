@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { apgd, type Classifier, type ThreatModel } from '../attacks';
+import type { Classifier, ThreatModel } from '../attacks';
 import { ThreatBall, steepestDirection } from '../attacks/geometry';
 import { QueryCounter, lossAndGradient } from '../attacks/oracle';
 import { pgdStart } from '../attacks/start';
@@ -92,27 +92,4 @@ export function ascend(
 /** Cross-entropy against probability rows (one-hot or mixed): the objective of PGD-AT's attack. */
 export function crossEntropyObjective(targets: tf.Tensor2D): (logits: tf.Tensor2D) => tf.Tensor1D {
   return (z) => tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(z)), 1)) as tf.Tensor1D;
-}
-
-/**
- * APGD-CE (Croce & Hein) with few iterations, for APGD-AT. The library's apgd leaves examples the
- * model already misclassifies at x (as AutoAttack does); they enter training unperturbed.
- */
-export async function apgdExamples(
-  model: Classifier,
-  x: tf.Tensor4D,
-  labels: Int32Array,
-  options: { threat: ThreatModel; eps: number; iterations: number; rho: number; seed: number; ids: ArrayLike<number> },
-): Promise<tf.Tensor4D> {
-  const result = await apgd(model, x, labels, {
-    threat: options.threat,
-    eps: options.eps,
-    iterations: options.iterations,
-    restarts: 1,
-    rho: options.rho,
-    loss: 'ce',
-    seed: options.seed,
-    ids: options.ids,
-  });
-  return result.xAdv;
 }

@@ -16,7 +16,7 @@ export {
   softCrossEntropy,
   tradesLoss,
 } from './losses';
-export { apgdExamples, ascend, crossEntropyObjective, NORMAL_START_STD, type AdversaryOptions } from './adversary';
+export { ascend, crossEntropyObjective, NORMAL_START_STD, type AdversaryOptions } from './adversary';
 export {
   applyOp,
   mixBatch,

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ResolvedFinetuneConfig } from '../../shared/finetune-config';
 import type { ModelConfig } from '../../shared/model-config';
-import type { Classifier } from '../attacks';
+import { apgdHighestLoss, type Classifier } from '../attacks';
 import { exampleStreams } from '../attacks/streams';
 import { classifierForward, type ParamMap } from '../model';
 import type { Rng } from '../rng';
-import { apgdExamples, ascend, crossEntropyObjective, type AdversaryOptions } from './adversary';
+import { ascend, crossEntropyObjective, type AdversaryOptions } from './adversary';
 import { correctCount, dbatLoss, klFromLogits, martLoss, smoothTargets, softCrossEntropy, tradesLoss } from './losses';
 import { classScores } from './outputs';
 
@@ -159,13 +159,11 @@ async function adversarialExamples(
         start: 'uniform',
       });
     case 'apgd-at':
-      return apgdExamples(model, batch.images, batch.labelValues, {
+      return apgdHighestLoss(model, batch.images, batch.labelValues, {
         threat,
         eps,
         iterations: run.apgdAt.steps,
         rho: run.apgdAt.rho,
-        seed,
-        ids: batch.ids,
       });
     case 'trades': {
       if (!cleanEval) throw new Error('internal: TRADES needs the clean logits');

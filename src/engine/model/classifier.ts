@@ -13,8 +13,13 @@ import { linearLayer, normLayer, prependCls, transformerStack, type ForwardOptio
  */
 export type ClassifierOutput = {
   logits: tf.Tensor2D;
+  /**
+   * Every token after the last block, cls included, before pooling, fc_norm and head: [N, 1 + L, width].
+   * The authors' forward_features, which PGD-MI and PGD-fea attack.
+   */
+  tokens: tf.Tensor3D;
   /** The pooled, fc_norm-ed features the head sees: [N, width]. */
-  features: tf.Tensor2D;
+  pooled: tf.Tensor2D;
 };
 
 export function classifierForward(
@@ -39,7 +44,7 @@ export function classifierForward(
     const out = tf.reshape(transformerStack(params, 'blocks', config.depth, flat, shape, options), [n, l + 1, d]);
     const pooled = tf.mean(tf.slice(out, [0, 1, 0], [n, l, d]), 1) as tf.Tensor2D;
     const features = normLayer(params, 'fc_norm', pooled, options);
-    return { logits: linearLayer(params, 'head', features, options), features };
+    return { logits: linearLayer(params, 'head', features, options), tokens: out as tf.Tensor3D, pooled: features };
   });
 }
 

@@ -169,8 +169,10 @@ export function orderedTargets(
   mask: Pick<PatchMask, 'visibleIds' | 'maskedIds'>,
 ): tf.Tensor3D {
   return tf.tidy(() => {
+    // Differentiable (the authors' image attack differentiates through its own target): gatherPatches
+    // keeps its ids for the backward pass, so they must be the mask's own tensors, not a tidy's temporary.
     const patches = normalizePatches(config, patchify(images, config.patchSize));
-    return batchGather(patches, tf.concat([mask.visibleIds, mask.maskedIds], 1));
+    return tf.concat([gatherPatches(patches, mask.visibleIds), gatherPatches(patches, mask.maskedIds)], 1);
   });
 }
 

@@ -19,7 +19,9 @@ import type { Rng } from '../rng';
 /**
  * One MIMIR pre-training step (paper Algorithm 1, spec section 3), as pure tensor work:
  *   1. delta ~ U[-eps, eps]; `steps` signed-gradient ascent steps of size alpha on the reconstruction
- *      loss (no labels; the target is the clean image, detached), projected to the eps-ball and [0, 1];
+ *      loss (no labels), projected to the eps-ball and [0, 1]. perturb 'visible': the target is the
+ *      clean image, detached; 'image': the adversarial image itself, differentiated through, as the
+ *      authors' code does (so masked pixels move too, through the target);
  *   2. z = encoder(x + delta); loss = recon(decoder(z), clean x on masked patches) + lambda * MI(x + delta, z);
  *   3. gradients of the loss w.r.t. every parameter (the caller applies them).
  * `perturb: visible` puts delta on the encoder's visible patches only (the paper); `image` on the whole
@@ -86,6 +88,29 @@ function visibleToImage(config: ModelConfig, values: tf.Tensor3D, mask: PatchMas
 }
 
 /**
+ * The objective of the authors' image attack: MAE's loss of the model called on `adversarial`, whose
+ * target is patchified from `adversarial` itself (norm_pix included). The gradient flows through the
+ * target, so masked pixels, which the encoder never sees, get one too.
+ */
+export function imageAttackLoss(
+  params: ParamMap,
+  config: ModelConfig,
+  adversarial: tf.Tensor4D,
+  mask: PatchMask,
+  normPixLoss: boolean,
+): tf.Scalar {
+  return reconOf(
+    params,
+    config,
+    visiblePatches(config, adversarial, mask),
+    orderedTargets(config, adversarial, mask),
+    mask,
+    normPixLoss,
+    false,
+  );
+}
+
+/**
  * The attack of step 1. With perturb 'visible', `mask` is the mask it attacks (the training mask);
  * with 'image' and attackMask 'fresh', each ascent step draws its own mask from `rng`.
  */
@@ -99,8 +124,8 @@ export function attackReconstruction(
     maskRatio: number;
     normPixLoss: boolean;
     rng: Rng;
-    /** perturb 'visible' only: the uniform start [N, Lv, K] to use instead of drawing one. */
-    start?: tf.Tensor3D;
+    /** The uniform start to use instead of drawing one: [N, Lv, K] for perturb 'visible', [N, H, W, C] for 'image'. */
+    start?: tf.Tensor;
   },
 ): Perturbation {
   const eps = eps255(attack.eps);
@@ -131,24 +156,16 @@ export function attackReconstruction(
   }
 
   return tf.tidy(() => {
-    let delta = project(images, tf.randomUniform(images.shape, -eps, eps, 'float32', seed), eps);
+    const start = options.start ?? tf.randomUniform(images.shape, -eps, eps, 'float32', seed);
+    let delta = project(images, start, eps);
     let loss: tf.Scalar | null = null;
     for (let s = 0; s < attack.steps; s++) {
       const stepMask =
         attack.attackMask === 'fresh'
           ? randomMasking(options.rng, images.shape[0], numPatches(config), options.maskRatio)
           : mask;
-      const targets = orderedTargets(config, images, stepMask);
       const { value, grad } = tf.valueAndGrad((d: tf.Tensor) =>
-        reconOf(
-          params,
-          config,
-          visiblePatches(config, tf.add(images, d) as tf.Tensor4D, stepMask),
-          targets,
-          stepMask,
-          options.normPixLoss,
-          false,
-        ),
+        imageAttackLoss(params, config, tf.add(images, d) as tf.Tensor4D, stepMask, options.normPixLoss),
       )(delta);
       if (stepMask !== mask) stepMask.dispose();
       loss = value;

@@ -1,4 +1,4 @@
-import { EvaluationReport, type AttackOutcome, type Protocol } from '../../shared/evaluation';
+import { EvaluationReport, type AttackOutcome, type PgdIterate, type Protocol } from '../../shared/evaluation';
 import type { Evaluation } from '../../shared/store-types';
 
 /** Reading stored evaluations for the screens: their reports, percentages and protocols in words. */
@@ -25,13 +25,19 @@ export function normLabel(threat: string | null | undefined): string {
   return threat ? (NORMS[threat] ?? threat) : '';
 }
 
-/** "l∞ ε 8/255 · 20 steps · 1 restart · seed 0 · n 16 · pgd/1 · wasm". */
+/** PGD-k's counting rule in words. */
+export function iterateWords(iterate: PgdIterate): string {
+  return iterate === 'best' ? 'best iterate per example' : 'last iterate (torchattacks)';
+}
+
+/** "l∞ ε 8/255 · 20 steps · 1 restart · best iterate per example · seed 0 · n 16 · pgd/1 · wasm". */
 export function protocolLine(protocol: Protocol): string {
   const parts: string[] = [];
   if (protocol.threat) parts.push(normLabel(protocol.threat));
   if (protocol.eps255 !== null) parts.push(`ε ${Number(protocol.eps255.toFixed(3))}/255`);
   if (protocol.steps !== null) parts.push(`${protocol.steps} step${protocol.steps === 1 ? '' : 's'}`);
   if (protocol.restarts !== null) parts.push(`${protocol.restarts} restart${protocol.restarts === 1 ? '' : 's'}`);
+  if (protocol.iterate) parts.push(iterateWords(protocol.iterate));
   parts.push(`seed ${protocol.seed}`);
   parts.push(`n ${protocol.examples.count}${protocol.examples.source ? ` of ${protocol.examples.source}` : ''}`);
   parts.push(protocol.implementation);
@@ -46,6 +52,7 @@ export function protocolDetails(protocol: Protocol): string {
     `threat model: ${protocol.threat ? normLabel(protocol.threat) : 'none'}`,
     `eps: ${protocol.eps255 === null ? 'none' : `${protocol.eps255}/255 (${protocol.eps})`}`,
     `steps: ${protocol.steps ?? '–'}, restarts: ${protocol.restarts ?? '–'}`,
+    ...(protocol.iterate ? [`counts: ${iterateWords(protocol.iterate)}`] : []),
     `seed: ${protocol.seed}`,
     `examples: ${protocol.examples.count}${protocol.examples.source ? ` of ${protocol.examples.source}` : ''}`,
     `backend: ${protocol.backend}`,

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apgd, apgdCheckpoints, apgdTargeted } from '../../../src/engine/attacks/apgd';
+import { apgd, apgdCheckpoints, apgdHighestLoss, apgdTargeted } from '../../../src/engine/attacks/apgd';
 import { pgd } from '../../../src/engine/attacks/pgd';
 import { apgdStart } from '../../../src/engine/attacks/start';
 import { exampleStreams } from '../../../src/engine/attacks/streams';
@@ -129,6 +129,16 @@ function wavyLossGrad(v: number[]) {
   };
 }
 
+/** CE of wavyModel for label 1: softplus(4 - s), the model's class-0 logit being 4. */
+function wavyLossGradLabel1(v: number[]) {
+  const zero = wavyLossGrad(v);
+  const s = wavy(v);
+  const sig0 = 1 / (1 + Math.exp(-(s - 4)));
+  const sig1 = 1 / (1 + Math.exp(-(4 - s)));
+  // ds/dv = grad(label 0) / sigmoid(s - 4); d softplus(4 - s) = -sigmoid(4 - s) ds.
+  return { loss: Math.log1p(Math.exp(4 - s)), grad: zero.grad.map((g) => (-sig1 * g) / sig0) };
+}
+
 describe.each(['cpu', 'wasm'] as const)('APGD on %s', (backend) => {
   beforeAll(async () => {
     await useBackend(backend);
@@ -169,6 +179,31 @@ describe.each(['cpu', 'wasm'] as const)('APGD on %s', (backend) => {
       // The case exercises the step-size logic: some step sizes were halved.
       expect(differentFromStart).toBeGreaterThan(0);
       tf.dispose([x, starts, result.xAdv]);
+    });
+  }
+
+  for (const threat of ['linf', 'l2'] as const) {
+    it(`APGD-AT (Singh et al.): attacks every row from x, misclassified ones too, and returns the highest-loss iterate (${threat})`, async () => {
+      const rng = new Rng(23);
+      const n = 8;
+      const eps = threat === 'linf' ? 0.25 : 0.35;
+      const images = Array.from({ length: n }, () => [0.3 + 0.4 * rng.uniform(), 0.3 + 0.4 * rng.uniform()]);
+      // wavyModel always predicts class 0: the rows labelled 1 are misclassified before any attack.
+      const labels = Int32Array.from(images.keys(), (i) => i % 2);
+      const x = tf.tensor4d(images.flat(), [n, 1, 1, 2]);
+      const xAdv = await apgdHighestLoss(wavyModel, x, labels, { threat, eps, iterations: 20 });
+      const adv = xAdv.arraySync().map((r) => r.flat(2));
+      images.forEach((img, i) => {
+        const lossGrad = labels[i] === 0 ? wavyLossGrad : wavyLossGradLabel1;
+        const ref = referenceApgd(img, [0, 0], eps, 20, threat, lossGrad);
+        const row = adv[i] ?? [];
+        expect(Math.hypot((row[0] ?? 0) - (img[0] ?? 0), (row[1] ?? 0) - (img[1] ?? 0))).toBeGreaterThan(1e-3);
+        row.forEach((v, j) => expect(Math.abs(v - (ref.xBest[j] ?? 0))).toBeLessThan(1e-3));
+        // The point trained on is the highest-loss iterate: its loss is the reference's best, above x's.
+        expect(lossGrad(row).loss).toBeCloseTo(ref.lossBest, 4);
+        expect(ref.lossBest).toBeGreaterThan(lossGrad(img).loss);
+      });
+      tf.dispose([x, xAdv]);
     });
   }
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etaPattern, square, squareFraction, squareSide } from '../../../src/engine/attacks/square';
+import { etaPattern, l2WindowStep, square, squareFraction, squareSide } from '../../../src/engine/attacks/square';
 import type { Classifier } from '../../../src/engine/attacks/types';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
@@ -58,6 +58,92 @@ describe('Square schedule and patterns', () => {
     const n = Math.hypot(...raw);
     Array.from(etaPattern(3)).forEach((v, i) => expect(v).toBeCloseTo((raw[i] ?? 0) / n, 12));
     expect(Math.hypot(...etaPattern(7))).toBeCloseTo(1, 12);
+  });
+});
+
+/**
+ * square.py's l_2 update (attack_single_run, norm 'L2') in float64 for one example, delta as [c][h][w]:
+ * window norms and the moved mass per channel, window 2 cleared, then delta rescaled to eps.
+ */
+function referenceL2Step(
+  delta: number[][][],
+  eta: number[][],
+  signs: number[],
+  s: number,
+  [vh, vw]: [number, number],
+  [vh2, vw2]: [number, number],
+  eps: number,
+): number[][][] {
+  const c = delta.length;
+  const inWindow = (i: number, j: number, top: number, left: number) =>
+    i >= top && i < top + s && j >= left && j < left + s;
+  const sq = (v: number) => v * v;
+  const normsImage = Math.sqrt(delta.flat(2).reduce((a, v) => a + sq(v), 0));
+  const next = delta.map((plane, ch) => {
+    let window1 = 0;
+    let windows = 0;
+    plane.forEach((row, i) =>
+      row.forEach((v, j) => {
+        if (inWindow(i, j, vh, vw)) window1 += sq(v);
+        if (inWindow(i, j, vh, vw) || inWindow(i, j, vh2, vw2)) windows += sq(v);
+      }),
+    );
+    const fresh = eta.map((row, a) =>
+      row.map((e, b) => e * (signs[ch] ?? 0) + (plane[vh + a]?.[vw + b] ?? 0) / (1e-12 + Math.sqrt(window1))),
+    );
+    const freshNorm = Math.sqrt(fresh.flat().reduce((acc, v) => acc + sq(v), 0));
+    const scale = Math.sqrt(Math.max(eps * eps - normsImage * normsImage, 0) / c + windows) / (1e-12 + freshNorm);
+    const out = plane.map((row, i) => row.map((v, j) => (inWindow(i, j, vh2, vw2) ? 0 : v)));
+    fresh.forEach((row, a) => row.forEach((v, b) => ((out[vh + a] as number[])[vw + b] = v * scale)));
+    return out;
+  });
+  const total = Math.sqrt(next.flat(2).reduce((a, v) => a + sq(v), 0));
+  return next.map((plane) => plane.map((row) => row.map((v) => (v / (total + 1e-12)) * eps)));
+}
+
+describe('Square l_2 window update (square.py)', () => {
+  it("conserves each channel's l_2 energy with unequal per-channel window energy, as the reference", async () => {
+    await useBackend('wasm');
+    const [h, w, c, s, eps] = [8, 8, 3, 3, 0.5];
+    const rng = new Rng(12);
+    // Channel 0 carries most of the energy in the windows, channel 2 almost none.
+    const channelScale = [1, 0.3, 0.02];
+    const raw = Array.from({ length: c }, (_, ch) =>
+      Array.from({ length: h }, () => Array.from({ length: w }, () => (channelScale[ch] ?? 0) * rng.normal())),
+    );
+    const rawNorm = Math.sqrt(raw.flat(2).reduce((a, v) => a + v * v, 0));
+    const delta = raw.map((p) => p.map((r) => r.map((v) => (v / rawNorm) * eps))); // on the sphere, as x_best is
+    const x = Array.from({ length: h * w * c }, () => 0.4 + 0.2 * rng.uniform());
+    const toNhwc = (d: number[][][]) =>
+      Array.from({ length: h * w * c }, (_, k) => d[k % c]?.[Math.floor(k / (w * c))]?.[Math.floor(k / c) % w] ?? 0);
+    const pattern = etaPattern(s);
+    const eta = Array.from({ length: s }, (_, a) => Array.from({ length: s }, (_, b) => pattern[a * s + b] ?? 0));
+    const [top, left, top2, left2] = [1, 2, 4, 4];
+    const planes = new Float32Array(h * w);
+    eta.forEach((row, a) => row.forEach((v, b) => (planes[(top + a) * w + left + b] = v)));
+    const signs = [1, -1, 1];
+
+    const xt = tf.tensor4d(x, [1, h, w, c]);
+    const best = tf.tensor4d(
+      x.map((v, k) => v + (toNhwc(delta)[k] ?? 0)),
+      [1, h, w, c],
+    );
+    const proposal = l2WindowStep(
+      xt,
+      best,
+      { side: s, tops: [top], lefts: [left], tops2: [top2], lefts2: [left2], planes, signs: Float32Array.from(signs) },
+      eps,
+    );
+    const got = Array.from(proposal.dataSync(), (v, k) => v - (x[k] ?? 0));
+    const ref = toNhwc(referenceL2Step(delta, eta, signs, s, [top, left], [top2, left2], eps));
+    got.forEach((v, k) => expect(Math.abs(v - (ref[k] ?? 0))).toBeLessThan(1e-5));
+    const energy = (values: number[], ch: number) => values.reduce((a, v, k) => (k % c === ch ? a + v * v : a), 0);
+    const before = toNhwc(delta);
+    for (let ch = 0; ch < c; ch++) {
+      expect(Math.abs(energy(got, ch) - energy(before, ch))).toBeLessThan(1e-5 * eps * eps);
+      expect(Math.abs(energy(ref, ch) - energy(before, ch))).toBeLessThan(1e-12);
+    }
+    tf.dispose([xt, best, proposal]);
   });
 });
 

@@ -7,11 +7,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BuiltinDataset } from '../../../src/engine/data';
 import { evaluate, EvaluationCancelledError, selectExamples } from '../../../src/engine/evaluate';
 import { loadClassifierCheckpoint } from '../../../src/engine/finetune';
+import { disposeParams } from '../../../src/engine/model';
 import { BuiltinSource } from '../../../src/shared/dataset-config';
 import { EvaluationReport, type EvaluationRequestInput } from '../../../src/shared/evaluation';
 import type { RunEvent } from '../../../src/shared/run-events';
 import { useBackend } from '../../helpers/backend';
-import { cachedTrainedClassifier } from '../export/fixtures';
+import { cachedTrainedClassifier, trainedClassifierCheckpoint } from '../export/fixtures';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'mimir-evaluate-'));
 const DATASET = { kind: 'builtin', split: 'test', imageSize: 16, classes: 4, size: 200 } as const;
@@ -98,7 +99,12 @@ describe('evaluate', () => {
       restarts: 1,
       attack: 'PGD-20',
     });
-    expect(byKey.pgd20?.record?.spec).toMatchObject({ attack: 'pgd', alpha: 2 / 255, randomStart: true });
+    expect(byKey.pgd20?.record?.spec).toMatchObject({ attack: 'pgd', alpha: 2 / 255, randomStart: true, keep: 'best' });
+    // The protocol says which iterate PGD-k counted; non-PGD attacks have none.
+    expect(byKey.pgd20?.protocol.iterate).toBe('best');
+    expect(byKey['pgd-fea']?.protocol.iterate).toBe('best');
+    expect(byKey.autoattack?.protocol.iterate).toBeNull();
+    expect(byKey.natural?.protocol.iterate).toBeNull();
     expect(byKey['pgd-mi']?.protocol).toMatchObject({ steps: 100 });
     expect(byKey['pgd-mi']?.record?.spec).toMatchObject({ attack: 'pgd-mi', lambda: 1e-5, estimator: 'hsic' });
     expect(byKey['pgd-fea']?.protocol).toMatchObject({ steps: 100 });
@@ -166,6 +172,62 @@ describe('evaluate', () => {
     expect(progress.at(-1)).toMatchObject({ step: progress.at(-1)?.totalSteps });
     expect(existsSync(path.join(outDir, 'report.json'))).toBe(true);
   }, 600_000);
+
+  it('flags a model at chance, and an evaluation in which no attack flipped anything, as no evidence of robustness', async () => {
+    // A collapsed classifier: a zero head gives every class the same score, so it is at chance on 4 classes.
+    const collapsed = await trainedClassifierCheckpoint(tmp(), { classes: 4, steps: 0, headInitStd: 0 });
+    disposeParams(collapsed.params);
+    const untrained = collapsed.path;
+    const events: RunEvent[] = [];
+    const atChance = await evaluate(
+      {
+        checkpoint: untrained,
+        dataset: DATASET,
+        examples: { count: 40 },
+        attacks: [{ attack: 'natural' }, { attack: 'pgd20', keep: 'last' }],
+        maskingChecks: false,
+      },
+      { outDir: tmp(), emit: (e) => events.push(e) },
+    );
+    console.log(`collapsed: natural ${atChance.naturalAccuracy}`);
+    expect(Math.abs(atChance.naturalAccuracy - 0.25)).toBeLessThanOrEqual(0.02);
+    expect(atChance.noEvidence.map((f) => f.kind)).toContain('at-chance');
+    const flag = atChance.noEvidence.find((f) => f.kind === 'at-chance');
+    expect(flag?.message).toMatch(/^No evidence of robustness: the model is at chance\. Natural accuracy 2\d\.\d\d% /);
+    expect(flag?.message).toContain('1/4 = 25.00%');
+    expect(events).toContainEqual({ type: 'log', level: 'warn', message: flag?.message });
+    // PGD-k's 'last' (torchattacks) protocol, recorded and run.
+    expect(atChance.attacks[1]?.protocol.iterate).toBe('last');
+    expect(atChance.attacks[1]?.record?.spec).toMatchObject({ attack: 'pgd', keep: 'last' });
+
+    // The trained model under a radius far too small to flip anything: robust = clean, zero flipped.
+    const tiny = await evaluate(
+      {
+        checkpoint,
+        dataset: DATASET,
+        examples: { count: 16 },
+        attacks: [{ attack: 'natural' }, { attack: 'pgd20' }],
+        eps: 0.001,
+        maskingChecks: false,
+      },
+      { outDir: tmp() },
+    );
+    console.log(`trained at eps 0.001/255: natural ${tiny.naturalAccuracy}, pgd20 ${tiny.attacks[1]?.robustAccuracy}`);
+    expect(tiny.naturalAccuracy).toBeGreaterThan(0.25 + 0.02);
+    expect(tiny.attacks[1]?.flipped.count).toBe(0);
+    expect(tiny.noEvidence.map((f) => f.kind)).toEqual(['nothing-flipped']);
+    expect(tiny.noEvidence[0]?.message).toMatch(
+      /^No evidence of robustness: no attack flipped a single example\. Under PGD-20, robust accuracy equals clean accuracy \(\d+\.\d\d%\)/,
+    );
+
+    // A real attack on the trained model flips some: nothing to flag.
+    const real = await evaluate(
+      { checkpoint, dataset: DATASET, examples: { count: 16 }, attacks: [{ attack: 'pgd20' }], maskingChecks: false },
+      { outDir: tmp() },
+    );
+    expect(real.attacks[0]?.flipped.count).toBeGreaterThan(0);
+    expect(real.noEvidence).toEqual([]);
+  }, 300_000);
 
   it('gives each example the same result whatever the batch, and samples examples with the seed', async () => {
     const base = {

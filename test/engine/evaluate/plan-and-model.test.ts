@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runAttack } from '../../../src/engine/attacks';
+import { crossEntropyPlusMi, featureDistance, runAttack } from '../../../src/engine/attacks';
 import { BuiltinDataset } from '../../../src/engine/data';
 import { EvaluatedClassifier, planEvaluation } from '../../../src/engine/evaluate';
 import { mutualInformation } from '../../../src/engine/mi/mutual-information';
@@ -12,6 +12,9 @@ import { BuiltinSource } from '../../../src/shared/dataset-config';
 import { attacksFromWords, EvaluationRequest } from '../../../src/shared/evaluation';
 import { useBackend } from '../../helpers/backend';
 import { MICRO, trainedClassifierCheckpoint } from '../export/fixtures';
+import { hsicRef } from '../mi/reference';
+import { toRefParams } from '../model/fixtures';
+import * as ref from '../model/reference';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'mimir-eval-model-'));
 
@@ -94,7 +97,7 @@ describe('the evaluated classifier', () => {
       }
       const out = classifierForward(made.params, MICRO, xv, { trainParams: false });
       const again = classifierForward(made.params, MICRO, xv, { trainParams: false });
-      return tf.add(tf.sum(tf.square(out.logits)), tf.sum(tf.square(again.features)));
+      return tf.add(tf.sum(tf.square(out.logits)), tf.sum(tf.square(again.tokens)));
     };
     const g1 = tf.grad((xv: tf.Tensor) => f(xv as tf.Tensor4D, true))(x);
     const g2 = tf.grad((xv: tf.Tensor) => f(xv as tf.Tensor4D, false))(x);
@@ -108,8 +111,62 @@ describe('the evaluated classifier', () => {
     const logits = tf.tidy(() => model.classify(x));
     const features = tf.tidy(() => model.features(x));
     const direct = classifierForward(made.params, MICRO, x, { trainParams: false });
-    expect(Array.from(await features.data())).toEqual(Array.from(await direct.features.data()));
-    tf.dispose([logits, features, direct.logits, direct.features]);
+    expect(Array.from(await features.data())).toEqual(Array.from(await direct.tokens.data()));
+    tf.dispose([logits, features, direct.logits, direct.tokens, direct.pooled]);
+  });
+
+  it('PGD-fea and PGD-MI see forward_features [N, 1 + L, D]; their objectives match a float64 reference', async () => {
+    const refParams = toRefParams(made.params);
+    const l = (MICRO.imageSize / MICRO.patchSize) ** 2;
+    const ids = Array.from({ length: l }, (_, i) => i);
+    const n = x.shape[0];
+    const xa = tf.tidy(
+      () => tf.clipByValue(tf.add(x, tf.randomUniform(x.shape, -8 / 255, 8 / 255, 'float32', 3)), 0, 1) as tf.Tensor4D,
+    );
+    const rows = (t: tf.Tensor4D) => {
+      const v = t.dataSync();
+      const size = v.length / n;
+      return Array.from({ length: n }, (_, i) => Float64Array.from(v.subarray(i * size, (i + 1) * size)));
+    };
+    const refTokens = (images: Float64Array[]) =>
+      images.map((image) =>
+        ref.encoder(refParams, MICRO, ref.patchify(image, MICRO), ids, false).flatMap((r) => Array.from(r)),
+      );
+    const [tokensAdv, tokensClean] = [refTokens(rows(xa)), refTokens(rows(x))];
+
+    const seen = tf.tidy(() => model.features(xa));
+    expect(seen.shape).toEqual([n, 1 + l, MICRO.width]);
+    seen.dispose();
+
+    // PGD-fea: ||f(x) - f(x + delta)||^2 over every token value, per example.
+    const distance = featureDistance(model.features);
+    const yTensor = tf.tensor1d(labels, 'int32');
+    const yOneHot = tf.cast(tf.oneHot(yTensor, 4), 'float32') as tf.Tensor2D;
+    const fea = tf.tidy(() => distance.objective(xa, x, yTensor, { logits: model.classify(xa), yOneHot }));
+    const feaRef = tokensAdv.map((t, i) => t.reduce((acc, v, k) => acc + (v - (tokensClean[i]?.[k] ?? 0)) ** 2, 0));
+    Array.from(await fea.data()).forEach((v, i) =>
+      expect(Math.abs(v - (feaRef[i] ?? 0))).toBeLessThan(1e-4 * (feaRef[i] ?? 0) + 1e-6),
+    );
+    expect(Math.min(...feaRef)).toBeGreaterThan(0);
+    distance.dispose();
+
+    // PGD-MI: CE(x + delta, y) + lambda * HSIC(x + delta, forward_features), both flattened per sample.
+    const miRef = hsicRef(
+      rows(xa).map((r) => Array.from(r)),
+      tokensAdv,
+      { sigma: 5, bandwidth: 'fixed', alpha: 1.01, epsR: 1e-5 },
+    );
+    const lambda = 1 / miRef; // the MI term weighs about as much as CE
+    const objective = crossEntropyPlusMi(lambda, model.featureMi('hsic', { sigma: 5 }));
+    const value = tf.tidy(() => objective(xa, x, yTensor, { logits: model.classify(xa), yOneHot }));
+    const logitsRef = ref.classifierLogits(refParams, MICRO, rows(xa));
+    const ceRef = logitsRef.map((z, i) => {
+      const max = Math.max(...z);
+      const lse = max + Math.log(Array.from(z).reduce((acc, v) => acc + Math.exp(v - max), 0));
+      return lse - (z[labels[i] ?? 0] ?? 0);
+    });
+    Array.from(await value.data()).forEach((v, i) => expect(v).toBeCloseTo((ceRef[i] ?? 0) + lambda * miRef, 3));
+    tf.dispose([xa, fea, value, yTensor, yOneHot]);
   });
 
   it('PGD-MI with lambda 0 is PGD-100 on CE; a large lambda changes the attack; PGD-fea ascends the feature distance', async () => {

@@ -138,13 +138,21 @@ describe.each(['cpu', 'wasm'] as const)('model forward on %s', (backend) => {
     const rng = new Rng(5);
     const cls = initClassifierParams(config, 7, rng);
     randomizeParams(cls, rng);
-    const { logits, features } = classifierForward(cls, config, images.tensor, { attention });
+    const { logits, pooled, tokens } = classifierForward(cls, config, images.tensor, { attention });
     const expected = ref.classifierLogits(toRefParams(cls), config, images.arrays);
     expect(logits.shape).toEqual([n, 7]);
-    expect(features.shape).toEqual([n, config.width]);
+    expect(pooled.shape).toEqual([n, config.width]);
     expect(maxAbsDiff(logits.dataSync(), flat(expected))).toBeLessThan(TOL);
     expect(Math.max(...flat(expected).map(Math.abs))).toBeGreaterThan(0.1);
-    tf.dispose([logits, features]);
+    // forward_features: every token after the last block, cls first, no final norm.
+    const l = (config.imageSize / config.patchSize) ** 2;
+    const ids = Array.from({ length: l }, (_, i) => i);
+    const expectedTokens = images.arrays.flatMap((image) =>
+      flat(ref.encoder(toRefParams(cls), config, ref.patchify(image, config), ids, false)),
+    );
+    expect(tokens.shape).toEqual([n, 1 + l, config.width]);
+    expect(maxAbsDiff(tokens.dataSync(), expectedTokens)).toBeLessThan(TOL);
+    tf.dispose([logits, pooled, tokens]);
     disposeParams(cls);
   });
 });

@@ -25,6 +25,10 @@ const DOCS: Record<string, FieldDoc> = {
   'attacks.alpha': { label: 'Step size α (/255)', placeholder: 'default: 2 (l∞) / ε ÷ 4 (l2)' },
   'attacks.restarts': { label: 'Restarts' },
   'attacks.randomStart': { label: 'Random start' },
+  'attacks.keep': {
+    label: 'Counts',
+    help: 'best: per example, a misclassified iterate if any was visited (stronger); last: the final iterate only, as torchattacks and the paper’s tables.',
+  },
   'attacks.iterations': { label: 'Iterations' },
   'attacks.targets': { label: 'Target classes' },
   'attacks.queries': { label: 'Queries' },
