@@ -7,6 +7,7 @@ import type { CheckpointEntry, ExportNaming, ExportOutcome, ImportOutcome } from
 import { CHECKPOINT_MANIFEST_FILE, CheckpointKind } from '../shared/checkpoint';
 import type { Run } from '../shared/store-types';
 import type { RunStore } from '../store/run-store';
+import { checkExportTargets, existingExportFiles } from '../engine/export/targets';
 
 /**
  * Checkpoints for the pickers (those of done pre-training and fine-tuning runs, and imported ones),
@@ -217,21 +218,19 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
         naming,
       ].join('-');
       const file = path.join(exportsDir, `${base}.safetensors`);
-      return { file, exists: existsSync(file) };
+      return { file, exists: existingExportFiles(file).length > 0 };
     },
 
     async write({ checkpoint, naming, decoder, file: requested, overwrite }) {
       const file = path.resolve(expandHome(requested));
       if (!existsSync(checkpoint)) throw new CatalogError(`No checkpoint at ${checkpoint}.`, 'not-found');
-      if (existsSync(file) && !overwrite) {
-        throw new CatalogError(`${file} exists: choose another name, or allow overwriting.`, 'invalid-input');
-      }
+      await asUserError(async () => checkExportTargets(file, overwrite));
       const folder = path.dirname(file);
       if (existsSync(folder) && !statSync(folder).isDirectory())
         throw new CatalogError(`${folder} is a file, not a folder.`, 'invalid-input');
       await mkdir(folder, { recursive: true });
       const { exportCheckpoint } = await import('../engine/export/export');
-      const result = await asUserError(() => exportCheckpoint(checkpoint, file, { naming, decoder }));
+      const result = await asUserError(() => exportCheckpoint(checkpoint, file, { naming, decoder, overwrite }));
       const outcome = {
         file: result.file,
         configFile: result.configFile,

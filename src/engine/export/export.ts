@@ -1,6 +1,7 @@
-import { readFile, writeFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig, type ModelConfigInput } from '../../shared/model-config';
 import { loadCheckpoint, saveCheckpoint, type SavedCheckpoint } from '../checkpoint';
 import { readSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';
@@ -15,13 +16,18 @@ import {
   type ExportNaming,
   type TimmModelArgs,
 } from './config';
+import { checkExportTargets, configPathFor } from './targets';
 import { fromTorchLayout, isEncoderName, nativeRoles, toTorchLayout, type ExportKind, type Weights } from './layout';
+
+export { configPathFor } from './targets';
 
 export interface ExportOptions {
   /** 'timm' (default): timm's / MAE's names and PyTorch layouts. 'native': the engine's own. */
   naming?: ExportNaming;
   /** Pre-training checkpoints: also write MAE's decoder (default: the encoder only). */
   decoder?: boolean;
+  /** Replace the weights file and its config JSON where they exist (default: refuse). */
+  overwrite?: boolean;
 }
 
 export interface ExportResult {
@@ -31,12 +37,6 @@ export interface ExportResult {
   naming: ExportNaming;
   tensors: string[];
   config: ExportConfig;
-}
-
-/** model.safetensors -> model.json beside it. */
-export function configPathFor(file: string): string {
-  const base = file.endsWith('.safetensors') ? file.slice(0, -'.safetensors'.length) : file;
-  return `${base}.json`;
 }
 
 function timmArgs(kind: ExportKind, config: ModelConfig, headOutputs: number): TimmModelArgs {
@@ -63,6 +63,7 @@ export async function exportCheckpoint(
   options: ExportOptions = {},
 ): Promise<ExportResult> {
   const naming = options.naming ?? 'timm';
+  checkExportTargets(file, options.overwrite === true);
   const dir = await resolveCheckpointPath(checkpoint);
   const loaded = await loadCheckpoint(dir);
   const { manifest } = loaded;
@@ -125,9 +126,7 @@ export async function exportCheckpoint(
   // "format: pt" is what safetensors' torch loaders expect in the metadata.
   await writeSafetensors(file, sources, { format: 'pt', producer: EXPORT_FORMAT, naming, kind });
   const configFile = configPathFor(file);
-  const temporary = `${configFile}.tmp-${process.pid}`;
-  await writeFile(temporary, `${JSON.stringify(parsed, null, 2)}\n`);
-  await rename(temporary, configFile);
+  await writeFileAtomic(configFile, `${JSON.stringify(parsed, null, 2)}\n`);
   return { file, configFile, kind, naming, tensors: [...weights.keys()], config: parsed };
 }
 

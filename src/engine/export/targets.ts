@@ -1,0 +1,24 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+/** model.safetensors -> model.json beside it. */
+export function configPathFor(file: string): string {
+  const base = file.endsWith('.safetensors') ? file.slice(0, -'.safetensors'.length) : file;
+  return `${base}.json`;
+}
+
+/** The files an export to `file` writes (the weights and the config JSON beside them) that exist already. */
+export function existingExportFiles(file: string): string[] {
+  return [file, configPathFor(file)].filter((f) => existsSync(f));
+}
+
+/** Refuse to replace any file an export to `file` would write, unless told to overwrite. */
+export function checkExportTargets(file: string, overwrite: boolean): void {
+  const existing = existingExportFiles(file);
+  if (existing.length === 0 || overwrite) return;
+  throw new Error(
+    `${existing.map((f) => `${f} exists`).join('; ')}: an export writes ${path.basename(file)} and ` +
+      `${path.basename(configPathFor(file))} beside it. Choose another file name, or allow overwriting ` +
+      `to replace ${existing.length > 1 ? 'them' : 'it'}.`,
+  );
+}
