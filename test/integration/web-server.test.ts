@@ -80,15 +80,37 @@ describe('web mode server', () => {
     expect((await call({ method: 'system.report', input: {} }, { Origin: base })).status).toBe(200);
   });
 
-  it('serves the page with the token, sets a same-site cookie and a CSP', async () => {
-    const page = await fetch(server.url);
-    expect(page.status).toBe(200);
-    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+  it('turns the URL token into a cookie named for the port and takes it out of the address', async () => {
+    const page = await fetch(server.url, { redirect: 'manual' });
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/');
     const cookie = page.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(new RegExp(`^mimir-token-${server.port}=${server.token};`));
     expect(cookie).toMatch(/HttpOnly/);
     expect(cookie).toMatch(/SameSite=Strict/);
+    const deep = await fetch(`${base}//evil.example/index.html?a=1&token=${server.token}&b=2`, { redirect: 'manual' });
+    expect(deep.headers.get('location')).toBe('/evil.example/index.html?a=1&b=2');
+
     const withCookie = await fetch(`${base}/`, { headers: { Cookie: cookie.split(';')[0] ?? '' } });
     expect(withCookie.status).toBe(200);
+    expect(withCookie.headers.get('content-security-policy')).toContain("script-src 'self'");
+    // Another workbench's cookie (another port), or the old shared name, is not this one's.
+    for (const other of [`mimir-token-${server.port + 1}=${server.token}`, `mimir_token=${server.token}`]) {
+      expect((await fetch(`${base}/`, { headers: { Cookie: other } })).status).toBe(401);
+    }
+  });
+
+  it('answers a malformed address with 400 and a body over the limit with 413', async () => {
+    const auth = { Authorization: `Bearer ${server.token}` };
+    const malformed = await fetch(`${base}/%E0%A4%A`, { headers: auth });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.text()).toMatch(/Malformed address/);
+    expect((await fetch(`${base}/assets/%zz.js`, { headers: auth })).status).toBe(400);
+    const large = await fetch(`${base}/api/call`, { method: 'POST', headers: auth, body: 'x'.repeat((1 << 20) + 1) });
+    expect(large.status).toBe(413);
+    expect(await large.text()).toMatch(/over the 1048576-byte limit/);
+    // The server still answers.
+    expect((await call({ method: 'system.report', input: {} })).status).toBe(200);
   });
 
   it('rejects malformed requests with a clear error, and paths outside the renderer', async () => {
