@@ -1,10 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { constants as bufferConstants } from 'node:buffer';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig, type ModelConfigInput } from '../../shared/model-config';
 import { loadCheckpoint, saveCheckpoint, type SavedCheckpoint } from '../checkpoint';
-import { readSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';
+import { readRegularFile } from '../io/read-file';
+import { decodeSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';
 import { Rng } from '../rng';
 import { resolveCheckpointPath } from '../finetune/checkpoint-path';
 import { classifierRecord, placeholderRecord } from './checkpoint-source';
@@ -20,6 +21,9 @@ import { checkExportTargets, configPathFor } from './targets';
 import { fromTorchLayout, isEncoderName, nativeRoles, toTorchLayout, type ExportKind, type Weights } from './layout';
 
 export { configPathFor } from './targets';
+
+/** A config JSON is a few kilobytes; anything near this is not one. */
+const MAX_CONFIG_BYTES = 16 << 20;
 
 export interface ExportOptions {
   /** 'timm' (default): timm's / MAE's names and PyTorch layouts. 'native': the engine's own. */
@@ -173,7 +177,7 @@ export async function importCheckpoint(file: string, options: { config?: string 
   const configFile = options.config ?? configPathFor(file);
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(configFile, 'utf8'));
+    json = JSON.parse((await readRegularFile(configFile, MAX_CONFIG_BYTES)).toString('utf8'));
   } catch (error) {
     throw new Error(
       `${configFile}: cannot read the model config (${error instanceof Error ? error.message : String(error)})`,
@@ -203,7 +207,7 @@ export async function importCheckpoint(file: string, options: { config?: string 
   }
   const modelConfig = modelConfigOf(config);
   const headOutputs = kind === 'finetune' ? args.num_classes : 0;
-  const read = await readSafetensors(file);
+  const read = decodeSafetensors(await readRegularFile(file, bufferConstants.MAX_LENGTH), file);
   const weights: Weights = new Map();
   for (const [name, record] of read.tensors) {
     if (record.dtype === 'I64' || record.dtype === 'I32' || record.dtype === 'U8') {

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,6 +176,22 @@ describe('export and import (timm / MAE names)', () => {
     await expect(exportCheckpoint(classifier.path, file)).rejects.toThrow(`${file} exists; ${project} exists:`);
     // No temporary file is left beside the targets.
     expect(readdirSync(dir).sort()).toEqual(['other.safetensors', 'package.json', 'package.safetensors']);
+  });
+
+  it('import refuses a named pipe or a folder for the config or the weights without waiting on it', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'vit.safetensors');
+    await exportCheckpoint(classifier.path, file);
+    const fifo = path.join(dir, 'pipe.json');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    await expect(importCheckpoint(file, { config: fifo })).rejects.toThrow(
+      `${fifo}: cannot read the model config (${fifo} is a named pipe; only regular files are read.)`,
+    );
+    mkdirSync(path.join(dir, 'folder.safetensors'));
+    copyFileSync(path.join(dir, 'vit.json'), path.join(dir, 'folder.json'));
+    await expect(importCheckpoint(path.join(dir, 'folder.safetensors'))).rejects.toThrow(
+      `${path.join(dir, 'folder.safetensors')} is a folder; only regular files are read.`,
+    );
   });
 
   it('refuses learned position embeddings, missing and unknown tensors', async () => {
