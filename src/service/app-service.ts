@@ -1,5 +1,5 @@
-import { mkdirSync, rmSync } from 'node:fs';
-import { realpath } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import {
@@ -111,12 +111,12 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
     },
     'runs.cancel': ({ id }) => runner.cancel(getRun(id).id),
     'runs.resume': ({ id }) => runner.resume(getRun(id).id),
-    'runs.delete': ({ id, deleteFiles }) => {
+    'runs.delete': async ({ id, deleteFiles }) => {
       const run = getRun(id);
       if (runner.isActive(run.id)) throw new RequestError('Cancel the run before deleting it.', 'invalid-input');
       const { outDir } = store.deleteRun(run.id);
       if (deleteFiles && outDir && path.resolve(outDir).startsWith(path.resolve(runsDir) + path.sep)) {
-        rmSync(outDir, { recursive: true, force: true });
+        await rm(outDir, { recursive: true, force: true });
       }
       return { deleted: run.id };
     },

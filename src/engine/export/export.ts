@@ -67,7 +67,7 @@ export async function exportCheckpoint(
   options: ExportOptions = {},
 ): Promise<ExportResult> {
   const naming = options.naming ?? 'timm';
-  checkExportTargets(file, options.overwrite === true);
+  await checkExportTargets(file, options.overwrite === true);
   const dir = await resolveCheckpointPath(checkpoint);
   const loaded = await loadCheckpoint(dir);
   const { manifest } = loaded;

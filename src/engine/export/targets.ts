@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** model.safetensors -> model.json beside it. */
@@ -8,13 +8,22 @@ export function configPathFor(file: string): string {
 }
 
 /** The files an export to `file` writes (the weights and the config JSON beside them) that exist already. */
-export function existingExportFiles(file: string): string[] {
-  return [file, configPathFor(file)].filter((f) => existsSync(f));
+export async function existingExportFiles(file: string): Promise<string[]> {
+  const targets = [file, configPathFor(file)];
+  const found = await Promise.all(
+    targets.map((f) =>
+      stat(f).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
+  return targets.filter((_, i) => found[i]);
 }
 
 /** Refuse to replace any file an export to `file` would write, unless told to overwrite. */
-export function checkExportTargets(file: string, overwrite: boolean): void {
-  const existing = existingExportFiles(file);
+export async function checkExportTargets(file: string, overwrite: boolean): Promise<void> {
+  const existing = await existingExportFiles(file);
   if (existing.length === 0 || overwrite) return;
   throw new Error(
     `${existing.map((f) => `${f} exists`).join('; ')}: an export writes ${path.basename(file)} and ` +
