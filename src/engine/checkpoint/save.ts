@@ -20,7 +20,7 @@ import {
   OPTIMIZER_V_PREFIX,
   type CheckpointKind,
 } from '../../shared/checkpoint';
-import { syncDirectory, writeFileAtomic } from '../io/atomic-file';
+import { isTemporarySibling, syncDirectory, writeFileAtomic } from '../io/atomic-file';
 import { tensorSource, writeSafetensors, type TensorSource } from '../io/safetensors';
 import type { RngState } from '../rng';
 import type { AdamW } from '../train/optimizer';
@@ -154,8 +154,8 @@ export async function saveCheckpoint(
         ...(optimizerFile ? { [CHECKPOINT_OPTIMIZER_FILE]: optimizerFile } : {}),
       },
     });
+    // Flushes the temporary directory too, so the whole checkpoint is on disk before the rename below.
     await writeFileAtomic(path.join(temporary, CHECKPOINT_MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
-    await syncDirectory(temporary);
     await moveIntoPlace(temporary, final);
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
@@ -202,7 +202,7 @@ export async function readLatestPointer(dir: string): Promise<string | null> {
 /** Remove temporary directories left by saves whose process is gone (a crash mid-save). */
 async function removeAbandoned(dir: string): Promise<void> {
   for (const entry of await readdir(dir)) {
-    if (!entry.startsWith(TEMP_PREFIX) && !entry.startsWith(OLD_PREFIX)) continue;
+    if (!entry.startsWith(TEMP_PREFIX) && !entry.startsWith(OLD_PREFIX) && !isTemporarySibling(entry)) continue;
     const pid = Number(/-(\d+)-[0-9a-f]{8}$/.exec(entry)?.[1]);
     const owned = Number.isInteger(pid) && (pid === process.pid || isAlive(pid));
     if (owned) continue; // a save in progress

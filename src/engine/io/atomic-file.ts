@@ -18,6 +18,11 @@ export function temporarySibling(target: string): string {
   );
 }
 
+/** Whether a file name is one of temporarySibling's (a crash mid-write may leave one behind). */
+export function isTemporarySibling(name: string): boolean {
+  return /^\..+\.tmp-\d+-[0-9a-f]{8}$/.test(name);
+}
+
 /** Make a rename durable: fsync the directory that holds it (a no-op where directories cannot be opened). */
 export async function syncDirectory(directory: string): Promise<void> {
   let handle: FileHandle | null = null;
