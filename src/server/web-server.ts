@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -119,7 +120,8 @@ export async function startWebServer({
     throw new Error(`The renderer is not built (no ${path.join(rendererDir, 'index.html')}); run \`npm run build\`.`);
   }
   const token = given ?? randomBytes(24).toString('base64url');
-  const root = path.resolve(rendererDir);
+  // Real paths on both sides: a symbolic link inside the renderer folder must not reach out of it.
+  const root = await realpath(path.resolve(rendererDir));
   let origins: string[] = [];
   let hosts: string[] = [];
   let cookie = '';
@@ -181,9 +183,8 @@ export async function startWebServer({
     }
     const relative = url.pathname === '/' ? 'index.html' : decodeURIComponent(url.pathname.slice(1));
     const file = path.resolve(root, relative);
-    if (!file.startsWith(root + path.sep) || !existsSync(file) || !statSync(file).isFile()) {
-      return send(response, 404, 'Not found.');
-    }
+    const real = file.startsWith(root + path.sep) ? await realpath(file).catch(() => null) : null;
+    if (!real?.startsWith(root + path.sep) || !(await stat(real)).isFile()) return send(response, 404, 'Not found.');
     const headers: Record<string, string> = {
       'Content-Type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
       'Content-Security-Policy': RENDERER_CSP,
@@ -191,7 +192,7 @@ export async function startWebServer({
       'Cache-Control': 'no-store',
     };
     response.writeHead(200, headers);
-    createReadStream(file).pipe(response);
+    createReadStream(real).pipe(response);
   }
 
   const sockets = new WebSocketServer({ noServer: true });

@@ -1,4 +1,5 @@
-import { mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { request as httpRequest } from 'node:http';
@@ -111,6 +112,31 @@ describe('web mode server', () => {
     expect(await large.text()).toMatch(/over the 1048576-byte limit/);
     // The server still answers.
     expect((await call({ method: 'system.report', input: {} })).status).toBe(200);
+  });
+
+  it('serves no file through a symbolic link out of the renderer folder, nor a named pipe', async () => {
+    const renderer = mkdtempSync(path.join(os.tmpdir(), 'mimir-renderer-'));
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'mimir-outside-'));
+    writeFileSync(path.join(renderer, 'index.html'), '<!doctype html><title>app</title>');
+    writeFileSync(path.join(outside, 'secret.txt'), 'not the renderer’s');
+    symlinkSync(path.join(outside, 'secret.txt'), path.join(renderer, 'leak.js'));
+    expect(spawnSync('mkfifo', [path.join(renderer, 'pipe.js')]).status).toBe(0);
+    const otherService = createAppService({
+      launch: forkLauncher,
+      forced: null,
+      dataDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-data-')),
+    });
+    const other = await startWebServer({ service: otherService, rendererDir: renderer, port: 0 });
+    try {
+      const get = (file: string) =>
+        fetch(`http://127.0.0.1:${other.port}/${file}`, { headers: { Authorization: `Bearer ${other.token}` } });
+      expect((await get('index.html')).status).toBe(200);
+      expect((await get('leak.js')).status).toBe(404);
+      expect((await get('pipe.js')).status).toBe(404);
+    } finally {
+      await other.close();
+      otherService.close();
+    }
   });
 
   it('rejects malformed requests with a clear error, and paths outside the renderer', async () => {
