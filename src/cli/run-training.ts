@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { RunEventSink } from '../shared/run-events';
 import { BACKEND_ENV, readForcedBackend } from '../shared/system';
 import { humanRenderer } from './progress-line';
@@ -17,6 +20,8 @@ export interface TrainingCommand {
   outDir: string;
   /** --resume was given (then `epochs` raises the total). */
   resume: boolean;
+  /** --overwrite was given: a new run may replace the one `outDir` holds. */
+  overwrite: boolean;
   epochs?: number;
   json: boolean;
   backend?: string;
@@ -31,6 +36,10 @@ export interface TrainingCommand {
 export async function runTrainingCommand(command: TrainingCommand): Promise<void> {
   const { selectBackend } = await import('../engine/backend');
   const { RunCancelledError } = await import('../engine/pretrain/trainer');
+  if (command.resume && command.overwrite) {
+    throw new Error('--overwrite starts a new run in --out <dir>; it does not go with --resume.');
+  }
+  if (!command.resume) await prepareNewRunFolder(command);
   await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
   const render = command.json ? null : humanRenderer();
   const controller = new AbortController();
@@ -50,5 +59,25 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     }
     if (command.json) process.exit(1);
     throw error;
+  }
+}
+
+/**
+ * A new run's folder. One that already holds a run is refused (the new run would replace its
+ * checkpoints and config.json) unless --overwrite, which deletes that run's files first so the new
+ * run's checkpoints never mix with the old one's.
+ */
+async function prepareNewRunFolder({ name, outDir, overwrite }: TrainingCommand): Promise<void> {
+  const { CHECKPOINTS_DIR, CONFIG_FILE, PREVIEWS_DIR } = await import('../engine/pretrain/trainer');
+  const held = [CONFIG_FILE, `${CHECKPOINTS_DIR}/`].filter((entry) => existsSync(path.join(outDir, entry)));
+  if (held.length === 0) return;
+  if (!overwrite) {
+    throw new Error(
+      `${outDir} already holds a run (${held.join(', ')}). To continue it: mimir ${name} --resume ${outDir}; ` +
+        `to start over in it, deleting its checkpoints, previews and config.json: add --overwrite.`,
+    );
+  }
+  for (const entry of [CHECKPOINTS_DIR, PREVIEWS_DIR, CONFIG_FILE]) {
+    await rm(path.join(outDir, entry), { recursive: true, force: true });
   }
 }

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendWasm, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { writeFileAtomic } from './io/atomic-file';
 
 /**
  * tfjs-backend-wasm's multi-threaded build under Node, for the shared memory it brings: the engine's
@@ -36,16 +37,12 @@ interface WasmModule {
  * in the temporary folder and shared by every process: written once, never removed, so a killed
  * process leaves nothing behind.
  */
-function writeWorker(contents: string): string {
+async function writeWorker(contents: string): Promise<string> {
   // The contents sit in a JS template string; tfjs escapes its newlines the same way for its blob.
   const script = contents.replace(/\n/g, '\\n');
   const hash = createHash('sha256').update(script).digest('hex').slice(0, 16);
   const file = path.join(os.tmpdir(), `mimir-tfjs-wasm-worker-${hash}.cjs`);
-  if (!existsSync(file)) {
-    const partial = `${file}.${process.pid}.tmp`;
-    writeFileSync(partial, script);
-    renameSync(partial, file);
-  }
+  if (!existsSync(file)) await writeFileAtomic(file, script);
   return file;
 }
 
@@ -97,7 +94,7 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
     ) as {
       wasmWorkerContents: string;
     };
-    const workerFile = writeWorker(wasmWorkerContents);
+    const workerFile = await writeWorker(wasmWorkerContents);
     module = await factory({
       locateFile: (file: string, prefix: string) =>
         file.endsWith('.worker.js') ? workerFile : file.endsWith('.wasm') ? binary : prefix + file,

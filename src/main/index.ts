@@ -7,10 +7,13 @@ import { app, BrowserWindow, dialog, ipcMain, session } from 'electron';
 import { createAppService, type AppService } from '../service/app-service';
 import { API_CHANNEL, PUSH_CHANNEL } from '../shared/ipc';
 import { readForcedBackend } from '../shared/system';
+import { isAppSender, type AppPage } from './ipc-sender';
 import { utilityLauncher } from './utility-launcher';
 import { secureWebPreferences } from './web-preferences';
 
 const forced = readForcedBackend(null, process.env.MIMIR_BACKEND);
+const devServer = process.env.ELECTRON_RENDERER_URL;
+const page: AppPage = devServer ? { devServer } : { file: path.join(import.meta.dirname, '../renderer/index.html') };
 
 function createWindow(): BrowserWindow {
   const window = new BrowserWindow({
@@ -25,9 +28,8 @@ function createWindow(): BrowserWindow {
   window.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
   window.webContents.on('will-navigate', (event) => event.preventDefault());
 
-  const devServer = process.env.ELECTRON_RENDERER_URL;
-  if (devServer) void window.loadURL(devServer);
-  else void window.loadFile(path.join(import.meta.dirname, '../renderer/index.html'));
+  if ('devServer' in page) void window.loadURL(page.devServer);
+  else void window.loadFile(page.file);
   return window;
 }
 
@@ -43,7 +45,14 @@ void app.whenReady().then(() => {
     return;
   }
   session.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
-  ipcMain.handle(API_CHANNEL, (_event, request: unknown) => service.handle(request));
+  ipcMain.handle(API_CHANNEL, (event, request: unknown) => {
+    const frame = event.senderFrame;
+    const sender = frame ? { url: frame.url, isMainFrame: frame.parent === null } : null;
+    if (!isAppSender(sender, page)) {
+      throw new Error(`Refused an app API call from ${sender?.url ?? 'a closed frame'}: not the app's own page.`);
+    }
+    return service.handle(request);
+  });
   service.onPush((message) => {
     for (const window of BrowserWindow.getAllWindows()) window.webContents.send(PUSH_CHANNEL, message);
   });

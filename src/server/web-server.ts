@@ -1,5 +1,6 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -10,8 +11,10 @@ import type { AppService } from '../service/app-service';
 /**
  * Web mode: the renderer and the app API over HTTP on 127.0.0.1, for a GPU box reached over SSH
  * (forward the port) and for browser-driven tests. Every request needs the token: in the URL the
- * server prints (?token=...), which sets a same-site cookie for the page's later requests, or as
- * `Authorization: Bearer <token>`. Requests from another origin or for another host are refused.
+ * server prints (?token=...), which sets a same-site cookie named for the port (two workbenches in
+ * one browser keep their own) and redirects to the address without the token, so it stays out of
+ * the address bar and history; or as `Authorization: Bearer <token>`. Requests from another origin
+ * or for another host are refused.
  * Pushes (run events, run updates) go to every client connected to the WebSocket at /api/push.
  */
 export interface WebServerOptions {
@@ -30,7 +33,8 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
-const COOKIE = 'mimir_token';
+/** The token's cookie: one per port, as Jupyter names its cookies, since cookies do not tell ports apart. */
+export const tokenCookieName = (port: number): string => `mimir-token-${port}`;
 /** The WebSocket the server pushes run events and run updates on. */
 export const PUSH_PATH = '/api/push';
 const MAX_BODY_BYTES = 1 << 20;
@@ -51,12 +55,22 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-function cookieToken(request: IncomingMessage): string | null {
+function cookieToken(request: IncomingMessage, cookie: string): string | null {
   for (const part of (request.headers.cookie ?? '').split(';')) {
     const [name, ...rest] = part.trim().split('=');
-    if (name === COOKIE) return rest.join('=');
+    if (name === cookie) return rest.join('=');
   }
   return null;
+}
+
+/** A request the server answers with a status of its own (400 Bad Request, 413 Payload Too Large). */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 function send(response: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
@@ -64,22 +78,36 @@ function send(response: ServerResponse, status: number, body: string, type = 'te
   response.end(body);
 }
 
+/** The body, up to MAX_BODY_BYTES; past that the rest is read and dropped, so the client gets the 413. */
 function readBody(request: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let size = 0;
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new Error(`Request body over ${MAX_BODY_BYTES} bytes.`));
-        request.destroy();
-        return;
-      }
-      chunks.push(chunk);
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
     });
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('end', () =>
+      size > MAX_BODY_BYTES
+        ? reject(new HttpError(413, `Request body of ${size} bytes is over the ${MAX_BODY_BYTES}-byte limit.`))
+        : resolve(Buffer.concat(chunks).toString('utf8')),
+    );
     request.on('error', reject);
   });
+}
+
+/** The request's address; a malformed one (a bad percent escape, say) is the client's error. */
+function requestUrl(request: IncomingMessage): URL {
+  try {
+    const target = request.url ?? '/';
+    if (!target.startsWith('/')) throw new Error('not a path');
+    // Joined, not resolved: "//host/x" stays a path instead of naming another host.
+    const url = new URL(`http://${request.headers.host ?? 'unknown'}${target}`);
+    decodeURIComponent(url.pathname);
+    return url;
+  } catch {
+    throw new HttpError(400, `Malformed address: ${request.url ?? ''}`);
+  }
 }
 
 export async function startWebServer({
@@ -92,13 +120,17 @@ export async function startWebServer({
     throw new Error(`The renderer is not built (no ${path.join(rendererDir, 'index.html')}); run \`npm run build\`.`);
   }
   const token = given ?? randomBytes(24).toString('base64url');
-  const root = path.resolve(rendererDir);
+  // Real paths on both sides: a symbolic link inside the renderer folder must not reach out of it.
+  const root = await realpath(path.resolve(rendererDir));
   let origins: string[] = [];
   let hosts: string[] = [];
+  let cookie = '';
 
   const server = createServer((request, response) => {
     void route(request, response).catch((error: unknown) => {
-      if (!response.headersSent) send(response, 500, error instanceof Error ? error.message : String(error));
+      if (response.headersSent) return;
+      if (error instanceof HttpError) send(response, error.status, error.message);
+      else send(response, 500, error instanceof Error ? error.message : String(error));
     });
   });
 
@@ -108,7 +140,7 @@ export async function startWebServer({
     const origin = request.headers.origin;
     if (origin !== undefined && !origins.includes(origin)) return [403, 'Cross-origin request refused.'];
     const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? null;
-    const presented = url.searchParams.get('token') ?? bearer ?? cookieToken(request);
+    const presented = url.searchParams.get('token') ?? bearer ?? cookieToken(request, cookie);
     if (presented === null || !sameSecret(presented, token)) {
       return [401, 'Missing or wrong token: open the URL that `mimir serve` printed.'];
     }
@@ -116,15 +148,16 @@ export async function startWebServer({
   }
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', `http://${request.headers.host ?? 'unknown'}`);
+    const url = requestUrl(request);
     const refused = refusal(request, url);
     if (refused) return send(response, ...refused);
 
     if (url.pathname === '/api/call') {
       if (request.method !== 'POST') return send(response, 405, 'Use POST.');
+      const text = await readBody(request);
       let body: unknown;
       try {
-        body = JSON.parse(await readBody(request));
+        body = JSON.parse(text);
       } catch (error) {
         return send(
           response,
@@ -136,27 +169,41 @@ export async function startWebServer({
     }
 
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, 'Use GET.');
+    if (url.searchParams.has('token')) {
+      // The token becomes the cookie; the address loses it (a 303 to itself without ?token=).
+      url.searchParams.delete('token');
+      response.writeHead(303, {
+        // One leading slash: "//host/..." would send the browser to another host.
+        Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`,
+        'Set-Cookie': `${cookie}=${token}; HttpOnly; SameSite=Strict; Path=/`,
+        'Cache-Control': 'no-store',
+      });
+      response.end();
+      return;
+    }
     const relative = url.pathname === '/' ? 'index.html' : decodeURIComponent(url.pathname.slice(1));
     const file = path.resolve(root, relative);
-    if (!file.startsWith(root + path.sep) || !existsSync(file) || !statSync(file).isFile()) {
-      return send(response, 404, 'Not found.');
-    }
+    const real = file.startsWith(root + path.sep) ? await realpath(file).catch(() => null) : null;
+    if (!real?.startsWith(root + path.sep) || !(await stat(real)).isFile()) return send(response, 404, 'Not found.');
     const headers: Record<string, string> = {
       'Content-Type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
       'Content-Security-Policy': RENDERER_CSP,
       'X-Content-Type-Options': 'nosniff',
       'Cache-Control': 'no-store',
     };
-    if (url.searchParams.has('token')) {
-      headers['Set-Cookie'] = `${COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`;
-    }
     response.writeHead(200, headers);
-    createReadStream(file).pipe(response);
+    createReadStream(real).pipe(response);
   }
 
   const sockets = new WebSocketServer({ noServer: true });
   server.on('upgrade', (request, socket, head) => {
-    const url = new URL(request.url ?? '/', `http://${request.headers.host ?? 'unknown'}`);
+    let url: URL;
+    try {
+      url = requestUrl(request);
+    } catch {
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nMalformed address.');
+      return;
+    }
     const refused = url.pathname === PUSH_PATH ? refusal(request, url) : [404, 'Not found.'];
     if (refused) {
       socket.end(`HTTP/1.1 ${refused[0]} Refused\r\nConnection: close\r\n\r\n${refused[1]}`);
@@ -183,6 +230,7 @@ export async function startWebServer({
   });
   const actualPort = (server.address() as AddressInfo).port;
   hosts = [`127.0.0.1:${actualPort}`, `localhost:${actualPort}`];
+  cookie = tokenCookieName(actualPort);
   origins = hosts.map((host) => `http://${host}`);
 
   return {

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import {
@@ -14,6 +15,7 @@ import { RUN_PRESETS } from '../shared/presets';
 import type { PushMessage } from '../shared/push';
 import type { ForcedBackend, SystemReport } from '../shared/system';
 import type { ProcessLauncher } from '../jobs/channel';
+import { FileReadError, readRegularFile } from '../engine/io/read-file';
 import { probeEngineProcess } from '../jobs/engine-host';
 import { JobRunner } from '../jobs/job-runner';
 import { lockDataFolder } from '../store/data-folder-lock';
@@ -139,12 +141,12 @@ export function createAppService(options: AppServiceOptions): AppService {
     },
     'runs.cancel': ({ id }) => runner.cancel(getRun(id).id),
     'runs.resume': ({ id }) => runner.resume(getRun(id).id),
-    'runs.delete': ({ id, deleteFiles }) => {
+    'runs.delete': async ({ id, deleteFiles }) => {
       const run = getRun(id);
       if (runner.isActive(run.id)) throw new RequestError('Cancel the run before deleting it.', 'invalid-input');
       const { outDir } = store.deleteRun(run.id);
       if (deleteFiles && outDir && path.resolve(outDir).startsWith(path.resolve(runsDir) + path.sep)) {
-        rmSync(outDir, { recursive: true, force: true });
+        await rm(outDir, { recursive: true, force: true });
       }
       return { deleted: run.id };
     },
@@ -182,25 +184,38 @@ export function createAppService(options: AppServiceOptions): AppService {
     'exports.suggest': ({ checkpoint, naming }) => checkpoints.suggest(checkpoint, naming),
     'exports.write': (input) => checkpoints.write(input),
     'exports.import': ({ file, config }) => checkpoints.importFile({ file, ...(config ? { config } : {}) }),
-    'files.read': ({ runId, path: requested }) => {
+    'files.read': async ({ runId, path: requested }) => {
       const run = getRun(runId);
       if (!run.outDir) throw new RequestError(`Run ${runId} has no output folder.`, 'not-found');
-      const root = path.resolve(run.outDir);
-      const file = path.resolve(root, requested);
-      if (!file.startsWith(root + path.sep))
+      const folder = path.resolve(run.outDir);
+      const file = path.resolve(folder, requested);
+      if (!file.startsWith(folder + path.sep))
         throw new RequestError(`${requested} is outside run ${runId}'s folder.`, 'invalid-input');
-      let size: number;
+      // Where the path really leads: a symbolic link inside the folder must not reach out of it.
+      let root: string;
+      let real: string;
       try {
-        size = statSync(file).size;
+        [root, real] = await Promise.all([realpath(folder), realpath(file)]);
       } catch {
         throw new RequestError(`Run ${runId} has no file ${requested}.`, 'not-found');
       }
-      if (size > MAX_FILE_BYTES)
-        throw new RequestError(`${requested} is larger than ${MAX_FILE_BYTES} bytes.`, 'invalid-input');
+      if (!real.startsWith(root + path.sep)) {
+        throw new RequestError(
+          `${requested} is a link to ${real}, outside run ${runId}'s folder; only files inside it are read.`,
+          'invalid-input',
+        );
+      }
+      let bytes: Buffer;
+      try {
+        bytes = await readRegularFile(real, MAX_FILE_BYTES);
+      } catch (error) {
+        if (error instanceof FileReadError) throw new RequestError(`Run ${runId}: ${error.message}`, error.code);
+        throw error;
+      }
       return {
         mime: MIME[path.extname(file)] ?? 'application/octet-stream',
-        base64: readFileSync(file).toString('base64'),
-        bytes: size,
+        base64: bytes.toString('base64'),
+        bytes: bytes.length,
       };
     },
   };

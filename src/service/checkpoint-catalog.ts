@@ -1,5 +1,5 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -7,6 +7,8 @@ import type { CheckpointEntry, ExportNaming, ExportOutcome, ImportOutcome } from
 import { CHECKPOINT_MANIFEST_FILE, CheckpointKind } from '../shared/checkpoint';
 import type { Run } from '../shared/store-types';
 import type { RunStore } from '../store/run-store';
+import { readRegularFile } from '../engine/io/read-file';
+import { checkExportTargets, existingExportFiles } from '../engine/export/targets';
 
 /**
  * Checkpoints for the pickers (those of done pre-training and fine-tuning runs, and imported ones),
@@ -24,8 +26,8 @@ const ManifestHead = z.object({
 });
 
 export interface CheckpointCatalog {
-  list(filter: { kind?: CheckpointKind; runId?: string }): CheckpointEntry[];
-  suggest(checkpoint: string, naming: ExportNaming): { file: string; exists: boolean };
+  list(filter: { kind?: CheckpointKind; runId?: string }): Promise<CheckpointEntry[]>;
+  suggest(checkpoint: string, naming: ExportNaming): Promise<{ file: string; exists: boolean }>;
   write(input: {
     checkpoint: string;
     naming: ExportNaming;
@@ -70,13 +72,22 @@ function slug(text: string): string {
   );
 }
 
-function readManifestHead(dir: string): z.infer<typeof ManifestHead> | null {
+/** A manifest is a few kilobytes; anything near this is not one. */
+const MAX_MANIFEST_BYTES = 16 << 20;
+
+async function readManifestHead(dir: string): Promise<z.infer<typeof ManifestHead> | null> {
   try {
-    const parsed = ManifestHead.safeParse(JSON.parse(readFileSync(path.join(dir, CHECKPOINT_MANIFEST_FILE), 'utf8')));
+    const text = (await readRegularFile(path.join(dir, CHECKPOINT_MANIFEST_FILE), MAX_MANIFEST_BYTES)).toString('utf8');
+    const parsed = ManifestHead.safeParse(JSON.parse(text));
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
   }
+}
+
+/** The file's or folder's stat, or null where there is none (asynchronous: this runs in Electron's main process). */
+async function statOrNull(file: string): Promise<Stats | null> {
+  return stat(file).catch(() => null);
 }
 
 function runDetail(run: Run): string {
@@ -134,7 +145,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
   const exportsDir = path.join(dataDir, 'exports');
   const importsDir = path.join(dataDir, 'imports');
 
-  function fromRuns(filter: { kind?: CheckpointKind; runId?: string }): CheckpointEntry[] {
+  async function fromRuns(filter: { kind?: CheckpointKind; runId?: string }): Promise<CheckpointEntry[]> {
     const runs = filter.runId
       ? [store.getRun(filter.runId)].filter((run): run is Run => run !== undefined && run !== null)
       : store.listRuns({ kind: ['pretrain', 'finetune'], status: 'done', limit: 10_000 });
@@ -145,7 +156,8 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
       const seen = new Set<string>();
       const artifacts = store.listArtifacts(run.id, 'checkpoint');
       for (const artifact of artifacts) {
-        if (seen.has(artifact.path) || !existsSync(path.join(artifact.path, CHECKPOINT_MANIFEST_FILE))) continue;
+        if (seen.has(artifact.path) || !(await statOrNull(path.join(artifact.path, CHECKPOINT_MANIFEST_FILE))))
+          continue;
         seen.add(artifact.path);
         const epoch = artifact.metadata.epoch;
         entries.push({
@@ -165,12 +177,12 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
     return entries;
   }
 
-  function fromImports(kind: CheckpointKind | undefined): CheckpointEntry[] {
-    if (!existsSync(importsDir)) return [];
+  async function fromImports(kind: CheckpointKind | undefined): Promise<CheckpointEntry[]> {
+    const names = await readdir(importsDir).catch(() => []);
     const entries: CheckpointEntry[] = [];
-    for (const name of readdirSync(importsDir)) {
+    for (const name of names) {
       const dir = path.join(importsDir, name, 'imported');
-      const manifest = readManifestHead(dir);
+      const manifest = await readManifestHead(dir);
       if (!manifest || (kind && manifest.kind !== kind)) continue;
       const config = manifest.runConfig;
       const method =
@@ -187,7 +199,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
         step: manifest.step,
         epoch: manifest.epoch,
         final: true,
-        createdAt: manifest.createdAt ? Date.parse(manifest.createdAt) : statSync(dir).mtimeMs,
+        createdAt: manifest.createdAt ? Date.parse(manifest.createdAt) : ((await statOrNull(dir))?.mtimeMs ?? 0),
       });
     }
     return entries;
@@ -203,35 +215,33 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
   }
 
   return {
-    list(filter) {
-      const entries = [...fromRuns(filter), ...(filter.runId ? [] : fromImports(filter.kind))];
+    async list(filter) {
+      const entries = [...(await fromRuns(filter)), ...(filter.runId ? [] : await fromImports(filter.kind))];
       return entries.sort((a, b) => b.createdAt - a.createdAt);
     },
 
-    suggest(checkpoint, naming) {
+    async suggest(checkpoint, naming) {
       const run = owner(checkpoint);
-      const manifest = readManifestHead(path.resolve(checkpoint));
+      const manifest = await readManifestHead(path.resolve(checkpoint));
       const base = [
         slug(run?.name ?? path.basename(path.dirname(path.resolve(checkpoint)))),
         manifest ? `step${manifest.step}` : path.basename(checkpoint),
         naming,
       ].join('-');
       const file = path.join(exportsDir, `${base}.safetensors`);
-      return { file, exists: existsSync(file) };
+      return { file, exists: (await existingExportFiles(file)).length > 0 };
     },
 
     async write({ checkpoint, naming, decoder, file: requested, overwrite }) {
       const file = path.resolve(expandHome(requested));
-      if (!existsSync(checkpoint)) throw new CatalogError(`No checkpoint at ${checkpoint}.`, 'not-found');
-      if (existsSync(file) && !overwrite) {
-        throw new CatalogError(`${file} exists: choose another name, or allow overwriting.`, 'invalid-input');
-      }
+      if (!(await statOrNull(checkpoint))) throw new CatalogError(`No checkpoint at ${checkpoint}.`, 'not-found');
+      await asUserError(() => checkExportTargets(file, overwrite));
       const folder = path.dirname(file);
-      if (existsSync(folder) && !statSync(folder).isDirectory())
+      if ((await statOrNull(folder))?.isDirectory() === false)
         throw new CatalogError(`${folder} is a file, not a folder.`, 'invalid-input');
       await mkdir(folder, { recursive: true });
       const { exportCheckpoint } = await import('../engine/export/export');
-      const result = await asUserError(() => exportCheckpoint(checkpoint, file, { naming, decoder }));
+      const result = await asUserError(() => exportCheckpoint(checkpoint, file, { naming, decoder, overwrite }));
       const outcome = {
         file: result.file,
         configFile: result.configFile,
@@ -248,10 +258,10 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
 
     async importFile({ file: requested, config }) {
       const file = path.resolve(expandHome(requested));
-      if (!existsSync(file)) throw new CatalogError(`No file at ${file}.`, 'not-found');
+      if (!(await statOrNull(file))) throw new CatalogError(`No file at ${file}.`, 'not-found');
       const base = slug(path.basename(file, '.safetensors'));
       let name = base;
-      for (let i = 2; existsSync(path.join(importsDir, name)); i++) name = `${base}-${i}`;
+      for (let i = 2; await statOrNull(path.join(importsDir, name)); i++) name = `${base}-${i}`;
       const outDir = path.join(importsDir, name);
       const [{ importToCheckpoint }, tf] = await Promise.all([
         import('../engine/export/export'),

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +91,21 @@ describe('mimir export / import', () => {
     }
     const config = JSON.parse(readFileSync(path.join(dir, 'timm.json'), 'utf8')) as { model_args: object };
     expect(config.model_args).toMatchObject({ global_pool: 'avg', fc_norm: true, class_token: true, qkv_bias: true });
+  });
+
+  it('refuses to replace a file beside the export (X.json) unless --overwrite', () => {
+    const dir = tmp();
+    const project = path.join(dir, 'package.json');
+    writeFileSync(project, '{"name": "my-project"}\n');
+    const file = path.join(dir, 'package.safetensors');
+    const refused = runMimir(['export', '--model', model, '--to', file]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`mimir: ${project} exists: an export writes package.safetensors and package.json`);
+    expect(readFileSync(project, 'utf8')).toBe('{"name": "my-project"}\n');
+    expect(existsSync(file)).toBe(false);
+    const replaced = runMimir(['export', '--model', model, '--to', file, '--overwrite']);
+    expect(replaced.status, replaced.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(project, 'utf8'))).toMatchObject({ naming: 'timm' });
   });
 
   it('says what is wrong with a bad file', () => {

@@ -118,4 +118,13 @@ describe('mimir finetune', () => {
     expect(nothing.status).toBe(1);
     expect(nothing.stderr).toMatch(/Nothing to resume in .*nothing-here: it holds no checkpoint/);
   });
+
+  it('refuses an --out folder that holds a run, keeping its files', () => {
+    const dir = tmp();
+    writeFileSync(path.join(dir, 'config.json'), '{"a": "run"}\n');
+    expect(failure([...MICRO, '--out', dir])).toBe(
+      `${dir} already holds a run (config.json). To continue it: mimir finetune --resume ${dir}; to start over in it, deleting its checkpoints, previews and config.json: add --overwrite.`,
+    );
+    expect(readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe('{"a": "run"}\n');
+  });
 });

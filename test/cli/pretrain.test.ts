@@ -62,6 +62,34 @@ describe('mimir pretrain', () => {
     expect(weights(killed).equals(weights(whole))).toBe(true);
   });
 
+  it('refuses to start over in a folder that holds a run unless --overwrite, which replaces it whole', () => {
+    const dir = tmp();
+    const args = ['pretrain', ...MICRO, '--epochs', '1', '--config', configFile(dir, SETTINGS), '--out', dir];
+    const first = runMimir([...args, '--seed', '1', '--json']);
+    expect(first.status, first.stderr).toBe(0);
+    const checkpoint = path.join(dir, 'checkpoints', 'epoch-0001', 'model.safetensors');
+    const weights = readFileSync(checkpoint);
+    const config = readFileSync(path.join(dir, 'config.json'), 'utf8');
+
+    const again = runMimir([...args, '--seed', '2']);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain(
+      `mimir: ${dir} already holds a run (config.json, checkpoints/). To continue it: mimir pretrain --resume ${dir}; to start over in it, deleting its checkpoints, previews and config.json: add --overwrite.`,
+    );
+    const json = runMimir([...args, '--seed', '2', '--json']);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ type: 'failed', message: expect.stringContaining('--overwrite') });
+    expect(readFileSync(checkpoint).equals(weights)).toBe(true);
+    expect(readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe(config);
+    expect(runMimir(['pretrain', '--resume', dir, '--overwrite']).stderr).toMatch(/does not go with --resume/);
+
+    const over = runMimir([...args, '--seed', '2', '--overwrite', '--json']);
+    expect(over.status, over.stderr).toBe(0);
+    expect(events(over.stdout)[0]).toMatchObject({ type: 'started', step: 0, resumedFrom: null });
+    expect(readFileSync(checkpoint).equals(weights)).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'))).toMatchObject({ seed: 2 });
+  });
+
   it('stops on a diverging loss with a message, keeping the last good checkpoint', () => {
     const dir = tmp();
     const result = runMimir([

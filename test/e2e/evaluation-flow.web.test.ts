@@ -126,9 +126,11 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
     else await page.getByTestId('no-flipped').waitFor();
     await page.screenshot({ path: screenshotPath('evaluation-report'), fullPage: true });
 
-    // The fine-tuned run lists it.
+    // The fine-tuned run lists it. The printed URL's token is answered with a redirect, so this is a
+    // full page load (the app starts again), not a change of route: wait as long as a start takes.
     await page.goto(`${app.url}#/runs/${finetuneId}`);
-    await expect.poll(() => page.getByTestId('model-evaluations').locator('li').count()).toBe(1);
+    expect(page.url()).toBe(new URL(`/#/runs/${finetuneId}`, app.url).href);
+    await expect.poll(() => page.getByTestId('model-evaluations').locator('li').count(), { timeout: 30_000 }).toBe(1);
   });
 
   it('maps the loss landscape around the fine-tuned checkpoint', async () => {

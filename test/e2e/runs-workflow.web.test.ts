@@ -258,8 +258,9 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await page.screenshot({ path: screenshotPath('runs-run-after-restart'), fullPage: true });
 
     // The cancelled run keeps its points too; then delete it with its files.
+    // A full page load (the URL's token is answered with a redirect): wait as long as the app's start takes.
     await page.goto(`${server.url}#/runs/${maeRunId}`);
-    await expect.poll(() => pointsOf('loss')).toBeGreaterThan(0);
+    await expect.poll(() => pointsOf('loss'), { timeout: 30_000 }).toBeGreaterThan(0);
     await page.getByTestId('run-view').getByTestId('action-delete').click();
     await page.getByTestId('delete-files').check();
     await page.screenshot({ path: screenshotPath('runs-delete-dialog') });

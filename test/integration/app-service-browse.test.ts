@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -118,6 +118,19 @@ describe('datasets.describe / page / image', () => {
 describe('checkpoints and exports', () => {
   it('lists no checkpoint before any run is done', async () => {
     expect(await call('checkpoints.list', {})).toEqual([]);
+  });
+
+  it('refuses an export whose config JSON would replace a file beside it (a package.json, say)', async () => {
+    const project = path.join(dataDir, 'project');
+    mkdirSync(project);
+    writeFileSync(path.join(project, 'package.json'), '{"name": "mine"}\n');
+    const file = path.join(project, 'package.safetensors');
+    expect(await failure('exports.write', { checkpoint: classifier.path, file })).toEqual({
+      code: 'invalid-input',
+      message: expect.stringContaining(`${path.join(project, 'package.json')} exists`),
+    });
+    expect(readFileSync(path.join(project, 'package.json'), 'utf8')).toBe('{"name": "mine"}\n');
+    expect(readdirSync(project)).toEqual(['package.json']);
   });
 
   it('exports with timm names, refuses to overwrite unasked, and imports back the same weights', async () => {

@@ -1,4 +1,5 @@
-import { mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { request as httpRequest } from 'node:http';
@@ -80,15 +81,62 @@ describe('web mode server', () => {
     expect((await call({ method: 'system.report', input: {} }, { Origin: base })).status).toBe(200);
   });
 
-  it('serves the page with the token, sets a same-site cookie and a CSP', async () => {
-    const page = await fetch(server.url);
-    expect(page.status).toBe(200);
-    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+  it('turns the URL token into a cookie named for the port and takes it out of the address', async () => {
+    const page = await fetch(server.url, { redirect: 'manual' });
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/');
     const cookie = page.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(new RegExp(`^mimir-token-${server.port}=${server.token};`));
     expect(cookie).toMatch(/HttpOnly/);
     expect(cookie).toMatch(/SameSite=Strict/);
+    const deep = await fetch(`${base}//evil.example/index.html?a=1&token=${server.token}&b=2`, { redirect: 'manual' });
+    expect(deep.headers.get('location')).toBe('/evil.example/index.html?a=1&b=2');
+
     const withCookie = await fetch(`${base}/`, { headers: { Cookie: cookie.split(';')[0] ?? '' } });
     expect(withCookie.status).toBe(200);
+    expect(withCookie.headers.get('content-security-policy')).toContain("script-src 'self'");
+    // Another workbench's cookie (another port), or the old shared name, is not this one's.
+    for (const other of [`mimir-token-${server.port + 1}=${server.token}`, `mimir_token=${server.token}`]) {
+      expect((await fetch(`${base}/`, { headers: { Cookie: other } })).status).toBe(401);
+    }
+  });
+
+  it('answers a malformed address with 400 and a body over the limit with 413', async () => {
+    const auth = { Authorization: `Bearer ${server.token}` };
+    const malformed = await fetch(`${base}/%E0%A4%A`, { headers: auth });
+    expect(malformed.status).toBe(400);
+    expect(await malformed.text()).toMatch(/Malformed address/);
+    expect((await fetch(`${base}/assets/%zz.js`, { headers: auth })).status).toBe(400);
+    const large = await fetch(`${base}/api/call`, { method: 'POST', headers: auth, body: 'x'.repeat((1 << 20) + 1) });
+    expect(large.status).toBe(413);
+    expect(await large.text()).toMatch(/over the 1048576-byte limit/);
+    // The server still answers.
+    expect((await call({ method: 'system.report', input: {} })).status).toBe(200);
+  });
+
+  it('serves no file through a symbolic link out of the renderer folder, nor a named pipe', async () => {
+    const renderer = mkdtempSync(path.join(os.tmpdir(), 'mimir-renderer-'));
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'mimir-outside-'));
+    writeFileSync(path.join(renderer, 'index.html'), '<!doctype html><title>app</title>');
+    writeFileSync(path.join(outside, 'secret.txt'), 'not the renderer’s');
+    symlinkSync(path.join(outside, 'secret.txt'), path.join(renderer, 'leak.js'));
+    expect(spawnSync('mkfifo', [path.join(renderer, 'pipe.js')]).status).toBe(0);
+    const otherService = createAppService({
+      launch: forkLauncher,
+      forced: null,
+      dataDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-data-')),
+    });
+    const other = await startWebServer({ service: otherService, rendererDir: renderer, port: 0 });
+    try {
+      const get = (file: string) =>
+        fetch(`http://127.0.0.1:${other.port}/${file}`, { headers: { Authorization: `Bearer ${other.token}` } });
+      expect((await get('index.html')).status).toBe(200);
+      expect((await get('leak.js')).status).toBe(404);
+      expect((await get('pipe.js')).status).toBe(404);
+    } finally {
+      await other.close();
+      otherService.close();
+    }
   });
 
   it('rejects malformed requests with a clear error, and paths outside the renderer', async () => {

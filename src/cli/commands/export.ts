@@ -6,6 +6,7 @@ interface ExportOptions {
   to: string;
   naming: 'timm' | 'native';
   decoder?: boolean;
+  overwrite?: boolean;
   json?: boolean;
 }
 
@@ -21,6 +22,7 @@ export function registerExport(program: Command): void {
         .default('timm'),
     )
     .option('--decoder', "pre-training checkpoints: also write MAE's decoder (default: the encoder only)")
+    .option('--overwrite', 'replace the weights file and its config JSON where they exist (default: refuse)')
     .option('--json', 'print one JSON object')
     .action(async (options: ExportOptions) => {
       const json = options.json === true;
@@ -30,6 +32,7 @@ export function registerExport(program: Command): void {
         const result = await exportCheckpoint(options.model, options.to, {
           naming: options.naming,
           decoder: options.decoder === true,
+          overwrite: options.overwrite === true,
         });
         const summary = {
           file: result.file,

@@ -18,6 +18,7 @@ interface FinetuneOptions extends TrainingDatasetFlags {
   out?: string;
   config?: string;
   resume?: string;
+  overwrite?: boolean;
   json?: boolean;
   backend?: string;
 }
@@ -90,6 +91,7 @@ export function registerFinetune(program: Command): void {
     .option('--out <dir>', 'output folder for checkpoints and config.json')
     .option('--config <file.json>', 'a fine-tuning config (JSON); flags override its fields')
     .option('--resume <dir>', 'continue the run in <dir> from its newest good checkpoint')
+    .option('--overwrite', 'start over in an --out folder that holds a run, deleting its checkpoints and config.json')
     .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
     .addOption(backendOption())
     .action(async (options: FinetuneOptions) => {
@@ -104,6 +106,7 @@ export function registerFinetune(program: Command): void {
           name: 'finetune',
           outDir,
           resume: options.resume !== undefined,
+          overwrite: options.overwrite === true,
           json,
           ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
           ...(options.backend !== undefined ? { backend: options.backend } : {}),

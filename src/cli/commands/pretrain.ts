@@ -15,6 +15,7 @@ interface PretrainOptions extends TrainingDatasetFlags {
   out?: string;
   config?: string;
   resume?: string;
+  overwrite?: boolean;
   json?: boolean;
   backend?: string;
 }
@@ -33,6 +34,10 @@ export function registerPretrain(program: Command): void {
     .option('--out <dir>', 'output folder for checkpoints, previews and config.json')
     .option('--config <file.json>', 'a pre-training config (JSON); flags override its fields')
     .option('--resume <dir>', 'continue the run in <dir> from its newest good checkpoint')
+    .option(
+      '--overwrite',
+      'start over in an --out folder that holds a run, deleting its checkpoints, previews and config.json',
+    )
     .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
     .addOption(backendOption())
     .action(async (options: PretrainOptions) => {
@@ -59,6 +64,7 @@ export function registerPretrain(program: Command): void {
           name: 'pretrain',
           outDir,
           resume: options.resume !== undefined,
+          overwrite: options.overwrite === true,
           json,
           ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
           ...(options.backend !== undefined ? { backend: options.backend } : {}),

@@ -5,7 +5,7 @@
  * the new checkpoint, plus at most a hidden temporary directory that readers ignore.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -20,7 +20,8 @@ import {
   OPTIMIZER_V_PREFIX,
   type CheckpointKind,
 } from '../../shared/checkpoint';
-import { syncDirectory, tensorSource, writeSafetensors, type TensorSource } from '../io/safetensors';
+import { isTemporarySibling, syncDirectory, writeFileAtomic } from '../io/atomic-file';
+import { tensorSource, writeSafetensors, type TensorSource } from '../io/safetensors';
 import type { RngState } from '../rng';
 import type { AdamW } from '../train/optimizer';
 import { readManifest } from './checkpoint-files';
@@ -153,8 +154,8 @@ export async function saveCheckpoint(
         ...(optimizerFile ? { [CHECKPOINT_OPTIMIZER_FILE]: optimizerFile } : {}),
       },
     });
-    await writeDurably(path.join(temporary, CHECKPOINT_MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
-    await syncDirectory(temporary);
+    // Flushes the temporary directory too, so the whole checkpoint is on disk before the rename below.
+    await writeFileAtomic(path.join(temporary, CHECKPOINT_MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     await moveIntoPlace(temporary, final);
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
@@ -164,16 +165,6 @@ export async function saveCheckpoint(
   await writeLatest(dir, name);
   const removed = await applyRetention(dir, name, options);
   return { path: final, manifest, removed };
-}
-
-async function writeDurably(file: string, text: string): Promise<void> {
-  const handle = await open(file, 'wx');
-  try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Rename `temporary` to `final`; an existing checkpoint of the same name is replaced. */
@@ -194,16 +185,9 @@ async function moveIntoPlace(temporary: string, final: string): Promise<void> {
   await rm(old, { recursive: true, force: true });
 }
 
-/** Point `latest` at `name`: written beside it and renamed over it. */
+/** Point `latest` at `name`. */
 async function writeLatest(dir: string, name: string): Promise<void> {
-  const pointer = path.join(dir, CHECKPOINT_LATEST_FILE);
-  const temporary = path.join(
-    dir,
-    `${TEMP_PREFIX}${CHECKPOINT_LATEST_FILE}-${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
-  await writeDurably(temporary, `${name}\n`);
-  await rename(temporary, pointer);
-  await syncDirectory(dir);
+  await writeFileAtomic(path.join(dir, CHECKPOINT_LATEST_FILE), `${name}\n`);
 }
 
 export async function readLatestPointer(dir: string): Promise<string | null> {
@@ -218,7 +202,7 @@ export async function readLatestPointer(dir: string): Promise<string | null> {
 /** Remove temporary directories left by saves whose process is gone (a crash mid-save). */
 async function removeAbandoned(dir: string): Promise<void> {
   for (const entry of await readdir(dir)) {
-    if (!entry.startsWith(TEMP_PREFIX) && !entry.startsWith(OLD_PREFIX)) continue;
+    if (!entry.startsWith(TEMP_PREFIX) && !entry.startsWith(OLD_PREFIX) && !isTemporarySibling(entry)) continue;
     const pid = Number(/-(\d+)-[0-9a-f]{8}$/.exec(entry)?.[1]);
     const owned = Number.isInteger(pid) && (pid === process.pid || isAlive(pid));
     if (owned) continue; // a save in progress

@@ -4,6 +4,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CIFAR10_ARCHIVE } from './cifar10';
 import { DatasetError, errorText } from './dataset';
+import { syncDirectory } from '../io/atomic-file';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
@@ -133,6 +134,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     );
   }
   await rename(part, dest);
+  await syncDirectory(path.dirname(dest));
   return { path: dest, bytes: offset, md5, resumedFrom, alreadyPresent: false };
 
   async function fetchInto(): Promise<void> {
@@ -200,6 +202,8 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
           `the connection broke after ${offset.toLocaleString('en-US')} bytes: ${errorText(error)}`,
         );
       }
+      // The part file is the download's temporary file: flushed to disk before it is renamed into place.
+      await file.sync();
     } finally {
       await file.close();
     }

@@ -1,3 +1,4 @@
+import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatasetDescription, FolderSource } from '../../shared/dataset-config';
@@ -100,18 +101,21 @@ async function listDirectory(dir: string): Promise<string[]> {
   }
 }
 
-/** Image files anywhere under `dir`, sorted, as absolute paths. */
+/**
+ * Image files anywhere under `dir`, sorted, as absolute paths. Files and links only: a named pipe or a
+ * device with an image's name would hold its decoder forever.
+ */
 export async function listImages(dir: string): Promise<string[]> {
-  let names: string[];
+  let entries: Dirent[];
   try {
-    names = await readdir(dir, { recursive: true });
+    entries = await readdir(dir, { recursive: true, withFileTypes: true });
   } catch (error) {
     throw new DatasetError('missing', `Cannot list ${dir}: ${errorText(error)}`, dir, { cause: error });
   }
-  return names
-    .filter((name) => isImageFile(path.basename(name)))
-    .sort()
-    .map((name) => path.join(dir, name));
+  return entries
+    .filter((entry) => (entry.isFile() || entry.isSymbolicLink()) && isImageFile(entry.name))
+    .map((entry) => path.join(entry.parentPath, entry.name))
+    .sort();
 }
 
 /** Sub-folders of `dir` (sorted, hidden ones left out): the classes of a class-per-folder tree. */

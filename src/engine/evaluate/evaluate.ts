@@ -1,4 +1,4 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -24,6 +24,7 @@ import {
   type Protocol,
   type WorstCase,
 } from '../../shared/evaluation';
+import { writeFileAtomic } from '../io/atomic-file';
 import type { RunEvent, RunEventSink } from '../../shared/run-events';
 import {
   autoAttack,
@@ -284,9 +285,7 @@ async function runEvaluation(
       durationMs: performance.now() - started,
     });
     const file = path.join(options.outDir, EVALUATION_REPORT_FILE);
-    const temporary = `${file}.tmp-${process.pid}`;
-    await writeFile(temporary, `${JSON.stringify(report, null, 2)}\n`);
-    await rename(temporary, file);
+    await writeFileAtomic(file, `${JSON.stringify(report, null, 2)}\n`);
 
     const summary: Record<string, number> = { natural_accuracy: naturalAccuracy };
     for (const o of outcomes) summary[`robust_accuracy/${o.key}`] = o.robustAccuracy;

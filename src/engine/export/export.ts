@@ -1,9 +1,11 @@
-import { readFile, writeFile, rename } from 'node:fs/promises';
+import { constants as bufferConstants } from 'node:buffer';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig, type ModelConfigInput } from '../../shared/model-config';
 import { loadCheckpoint, saveCheckpoint, type SavedCheckpoint } from '../checkpoint';
-import { readSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';
+import { readRegularFile } from '../io/read-file';
+import { decodeSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';
 import { Rng } from '../rng';
 import { resolveCheckpointPath } from '../finetune/checkpoint-path';
 import { classifierRecord, placeholderRecord } from './checkpoint-source';
@@ -15,13 +17,21 @@ import {
   type ExportNaming,
   type TimmModelArgs,
 } from './config';
+import { checkExportTargets, configPathFor } from './targets';
 import { fromTorchLayout, isEncoderName, nativeRoles, toTorchLayout, type ExportKind, type Weights } from './layout';
+
+export { configPathFor } from './targets';
+
+/** A config JSON is a few kilobytes; anything near this is not one. */
+const MAX_CONFIG_BYTES = 16 << 20;
 
 export interface ExportOptions {
   /** 'timm' (default): timm's / MAE's names and PyTorch layouts. 'native': the engine's own. */
   naming?: ExportNaming;
   /** Pre-training checkpoints: also write MAE's decoder (default: the encoder only). */
   decoder?: boolean;
+  /** Replace the weights file and its config JSON where they exist (default: refuse). */
+  overwrite?: boolean;
 }
 
 export interface ExportResult {
@@ -31,12 +41,6 @@ export interface ExportResult {
   naming: ExportNaming;
   tensors: string[];
   config: ExportConfig;
-}
-
-/** model.safetensors -> model.json beside it. */
-export function configPathFor(file: string): string {
-  const base = file.endsWith('.safetensors') ? file.slice(0, -'.safetensors'.length) : file;
-  return `${base}.json`;
 }
 
 function timmArgs(kind: ExportKind, config: ModelConfig, headOutputs: number): TimmModelArgs {
@@ -63,6 +67,7 @@ export async function exportCheckpoint(
   options: ExportOptions = {},
 ): Promise<ExportResult> {
   const naming = options.naming ?? 'timm';
+  await checkExportTargets(file, options.overwrite === true);
   const dir = await resolveCheckpointPath(checkpoint);
   const loaded = await loadCheckpoint(dir);
   const { manifest } = loaded;
@@ -125,9 +130,7 @@ export async function exportCheckpoint(
   // "format: pt" is what safetensors' torch loaders expect in the metadata.
   await writeSafetensors(file, sources, { format: 'pt', producer: EXPORT_FORMAT, naming, kind });
   const configFile = configPathFor(file);
-  const temporary = `${configFile}.tmp-${process.pid}`;
-  await writeFile(temporary, `${JSON.stringify(parsed, null, 2)}\n`);
-  await rename(temporary, configFile);
+  await writeFileAtomic(configFile, `${JSON.stringify(parsed, null, 2)}\n`);
   return { file, configFile, kind, naming, tensors: [...weights.keys()], config: parsed };
 }
 
@@ -174,7 +177,7 @@ export async function importCheckpoint(file: string, options: { config?: string 
   const configFile = options.config ?? configPathFor(file);
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(configFile, 'utf8'));
+    json = JSON.parse((await readRegularFile(configFile, MAX_CONFIG_BYTES)).toString('utf8'));
   } catch (error) {
     throw new Error(
       `${configFile}: cannot read the model config (${error instanceof Error ? error.message : String(error)})`,
@@ -204,7 +207,7 @@ export async function importCheckpoint(file: string, options: { config?: string 
   }
   const modelConfig = modelConfigOf(config);
   const headOutputs = kind === 'finetune' ? args.num_classes : 0;
-  const read = await readSafetensors(file);
+  const read = decodeSafetensors(await readRegularFile(file, bufferConstants.MAX_LENGTH), file);
   const weights: Weights = new Map();
   for (const [name, record] of read.tensors) {
     if (record.dtype === 'I64' || record.dtype === 'I32' || record.dtype === 'U8') {

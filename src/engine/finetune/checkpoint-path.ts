@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CHECKPOINT_LATEST_FILE, CHECKPOINT_MANIFEST_FILE } from '../../shared/checkpoint';
 import { describeLatest, findLatestCheckpoint } from '../checkpoint';
@@ -14,14 +14,21 @@ export const RUN_CHECKPOINTS_DIR = 'checkpoints';
  */
 export async function resolveCheckpointPath(input: string): Promise<string> {
   const dir = path.resolve(input);
-  if (!existsSync(dir)) throw new Error(`${input}: no such checkpoint or run folder.`);
-  if (!statSync(dir).isDirectory()) {
+  // Asynchronous: the app's export runs this in Electron's main process.
+  const exists = (file: string) =>
+    stat(file).then(
+      () => true,
+      () => false,
+    );
+  const info = await stat(dir).catch(() => null);
+  if (!info) throw new Error(`${input}: no such checkpoint or run folder.`);
+  if (!info.isDirectory()) {
     throw new Error(`${input} is a file; give a checkpoint folder (with ${CHECKPOINT_MANIFEST_FILE}) or a run folder.`);
   }
-  if (existsSync(path.join(dir, CHECKPOINT_MANIFEST_FILE))) return dir;
-  const folder = existsSync(path.join(dir, CHECKPOINT_LATEST_FILE))
+  if (await exists(path.join(dir, CHECKPOINT_MANIFEST_FILE))) return dir;
+  const folder = (await exists(path.join(dir, CHECKPOINT_LATEST_FILE)))
     ? dir
-    : existsSync(path.join(dir, RUN_CHECKPOINTS_DIR))
+    : (await exists(path.join(dir, RUN_CHECKPOINTS_DIR)))
       ? path.join(dir, RUN_CHECKPOINTS_DIR)
       : null;
   if (folder === null) {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
@@ -10,6 +10,7 @@ import {
   resolveFinetuneConfig,
   type ResolvedFinetuneConfig,
 } from '../../shared/finetune-config';
+import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig } from '../../shared/model-config';
 import type { DoneEvent, RunEventSink } from '../../shared/run-events';
 import {
@@ -234,7 +235,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   }
 
   await mkdir(outDir, { recursive: true });
-  await writeFile(
+  await writeFileAtomic(
     path.join(outDir, FINETUNE_CONFIG_FILE),
     `${JSON.stringify({ ...record, model: modelConfig, pretrained: pretrained ? { path: pretrained.path, epoch: pretrained.epoch } : null }, null, 2)}\n`,
   );

@@ -3,7 +3,8 @@
  * uint8 arrays in C order, read and written. Anything else (Fortran order, big-endian data, other
  * dtypes, a short file) is refused with a message that says what was found.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from './atomic-file';
 
 export type NpyArray =
   | { dtype: 'float32'; shape: number[]; data: Float32Array }
@@ -189,5 +190,5 @@ export async function readNpy(path: string): Promise<NpyArray> {
 }
 
 export async function writeNpy(path: string, array: NpyArray): Promise<void> {
-  await writeFile(path, encodeNpy(array));
+  await writeFileAtomic(path, encodeNpy(array));
 }

@@ -1,5 +1,5 @@
-import { rename, writeFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { writeFileAtomic } from './atomic-file';
 
 /**
  * Encode images NHWC float32 in [0, 1] as one RGB PNG: a grid of `columns` images per row (default:
@@ -52,7 +52,5 @@ export async function writePngStrip(
     throw new Error(`writePngStrip: ${images.length} values are not ${count} images of ${size}x${size}x${channels}`);
   }
   const png = await encodePngStrip(images, count, size, channels);
-  const temporary = `${file}.tmp-${process.pid}`;
-  await writeFile(temporary, png);
-  await rename(temporary, file);
+  await writeFileAtomic(file, png);
 }

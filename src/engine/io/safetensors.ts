@@ -8,10 +8,10 @@
  * mid-write never leaves a partial file under the final name. Reading validates the layout as strictly
  * as the reference implementation does (no gaps, no overlaps, nothing past the end, no trailing bytes).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
+import { writeFileAtomic } from './atomic-file';
 
 export const SAFETENSORS_DTYPES = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'U8'] as const;
 export type SafetensorsDtype = (typeof SAFETENSORS_DTYPES)[number];
@@ -281,14 +281,6 @@ function checkValueCount(name: string, shape: readonly number[], values: ArrayLi
   }
 }
 
-/** A name beside `target` that no reader takes for the target and that no concurrent writer shares. */
-export function temporarySibling(target: string): string {
-  return path.join(
-    path.dirname(target),
-    `.${path.basename(target)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
-}
-
 /**
  * Stream tensors into a safetensors file: header first, then each tensor's bytes in the order
  * given, reading one tensor's values at a time. Written to a temporary sibling, flushed to disk and
@@ -301,10 +293,8 @@ export async function writeSafetensors(
 ): Promise<WriteResult> {
   const entries = [...tensors];
   const { header, dataBytes } = encodeHeader(entries, metadata);
-  const temporary = temporarySibling(filePath);
   const hash = createHash('sha256');
-  let handle: FileHandle | null = await open(temporary, 'wx');
-  try {
+  await writeFileAtomic(filePath, async (handle) => {
     await writeAll(handle, header, hash);
     let written = 0;
     for (const [name, source] of entries) {
@@ -316,16 +306,7 @@ export async function writeSafetensors(
     }
     if (written !== dataBytes)
       throw new SafetensorsError(`internal: wrote ${written} data bytes, header promised ${dataBytes}`);
-    await handle.sync();
-    await handle.close();
-    handle = null;
-    await rename(temporary, filePath);
-  } catch (error) {
-    if (handle) await handle.close().catch(() => undefined);
-    await rm(temporary, { force: true });
-    throw error;
-  }
-  await syncDirectory(path.dirname(filePath));
+  });
   return { bytes: header.length + dataBytes, sha256: hash.digest('hex') };
 }
 
@@ -335,19 +316,6 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array, hash: ReturnType<
   while (offset < bytes.length) {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
     offset += bytesWritten;
-  }
-}
-
-/** Make a rename durable: fsync the directory that holds it (a no-op where directories cannot be opened). */
-export async function syncDirectory(directory: string): Promise<void> {
-  let handle: FileHandle | null = null;
-  try {
-    handle = await open(directory, 'r');
-    await handle.sync();
-  } catch {
-    // Windows cannot fsync a directory; the rename itself is still atomic there.
-  } finally {
-    await handle?.close();
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
@@ -14,6 +14,7 @@ import {
   lossesFor,
   type LandscapeLoss,
 } from '../../shared/landscape';
+import { writeFileAtomic } from '../io/atomic-file';
 import type { RunEventSink } from '../../shared/run-events';
 import { openDataset, type Dataset } from '../data';
 import { disposeParams, type PatchMask } from '../model';
@@ -300,8 +301,6 @@ function centreLoss(grid: PointValue[][], alphas: readonly number[], betas: read
 async function writeResult(outDir: string, result: LandscapeResult): Promise<string> {
   await mkdir(outDir, { recursive: true });
   const file = landscapeFile(outDir);
-  const temporary = `${file}.tmp-${process.pid}`;
-  await writeFile(temporary, `${JSON.stringify(result)}\n`);
-  await rename(temporary, file);
+  await writeFileAtomic(file, `${JSON.stringify(result)}\n`);
   return file;
 }

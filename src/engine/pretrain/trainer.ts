@@ -1,7 +1,8 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { writeFileAtomic } from '../io/atomic-file';
 import { modelConfigFromPreset, type ModelConfig } from '../../shared/model-config';
 import { PretrainConfig } from '../../shared/pretrain-config';
 import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
@@ -117,7 +118,10 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   }
 
   await mkdir(outDir, { recursive: true });
-  await writeFile(path.join(outDir, CONFIG_FILE), `${JSON.stringify({ ...config, model: modelConfig }, null, 2)}\n`);
+  await writeFileAtomic(
+    path.join(outDir, CONFIG_FILE),
+    `${JSON.stringify({ ...config, model: modelConfig }, null, 2)}\n`,
+  );
 
   const rng = new Rng(config.seed);
   const params: ParamMap = initMaeParams(modelConfig, rng.fork());

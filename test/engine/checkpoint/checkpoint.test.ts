@@ -360,6 +360,8 @@ describe('finding the latest checkpoint', () => {
     await mkdir(dir, { recursive: true });
     const abandoned = path.join(dir, '.tmp-epoch-0000-2147483646-deadbeef'); // a pid that does not run
     await mkdir(abandoned);
+    // A `latest` pointer whose write was cut short (writeFileAtomic's temporary file).
+    await writeFile(path.join(dir, '.latest.tmp-2147483646-deadbeef'), 'epoch-00');
     const removed: string[] = [];
     for (let epoch = 1; epoch <= 7; epoch++) {
       const saved = await saveCheckpoint(dir, input(params, optimizer, epoch, rng), { keepLast: 2, keepEvery: 5 });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,6 +68,8 @@ describe('class-per-folder images (decoded with sharp)', () => {
     }
     await writeFile(path.join(root, 'cat', 'notes.txt'), 'not an image');
     await writeFile(path.join(root, 'cat', '.hidden.jpg'), 'editor junk');
+    // A named pipe with an image's name: reading it would wait forever for a writer.
+    expect(spawnSync('mkfifo', [path.join(root, 'dog', 'more', 'pipe.png')]).status).toBe(0);
   });
 
   it('indexes classes in sorted order, splits by a stable hash, and decodes to [0, 1] NHWC', async () => {

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,6 +151,47 @@ describe('export and import (timm / MAE names)', () => {
     const back = await importCheckpoint(fullFile);
     expect(back.kind).toBe('pretrain');
     expectSameWeights(back.weights, await nativeWeights(mae.params));
+  });
+
+  it('never replaces a file beside the export (the config JSON) unless told to overwrite', async () => {
+    const dir = tmp();
+    const project = path.join(dir, 'package.json');
+    writeFileSync(project, '{"name": "a user project"}\n');
+    const file = path.join(dir, 'package.safetensors');
+    await expect(exportCheckpoint(classifier.path, file)).rejects.toThrow(
+      `${project} exists: an export writes package.safetensors and package.json beside it`,
+    );
+    expect(readFileSync(project, 'utf8')).toBe('{"name": "a user project"}\n');
+    expect(existsSync(file)).toBe(false); // checked before writing anything
+
+    // The weights file alone is also kept, and both are named when both exist.
+    const other = path.join(dir, 'other.safetensors');
+    writeFileSync(other, 'not mine to replace');
+    await expect(exportCheckpoint(classifier.path, other)).rejects.toThrow(`${other} exists`);
+    expect(readFileSync(other, 'utf8')).toBe('not mine to replace');
+    expect(existsSync(path.join(dir, 'other.json'))).toBe(false);
+
+    await exportCheckpoint(classifier.path, file, { overwrite: true });
+    expect(JSON.parse(readFileSync(project, 'utf8'))).toMatchObject({ format: expect.any(String), naming: 'timm' });
+    await expect(exportCheckpoint(classifier.path, file)).rejects.toThrow(`${file} exists; ${project} exists:`);
+    // No temporary file is left beside the targets.
+    expect(readdirSync(dir).sort()).toEqual(['other.safetensors', 'package.json', 'package.safetensors']);
+  });
+
+  it('import refuses a named pipe or a folder for the config or the weights without waiting on it', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'vit.safetensors');
+    await exportCheckpoint(classifier.path, file);
+    const fifo = path.join(dir, 'pipe.json');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    await expect(importCheckpoint(file, { config: fifo })).rejects.toThrow(
+      `${fifo}: cannot read the model config (${fifo} is a named pipe; only regular files are read.)`,
+    );
+    mkdirSync(path.join(dir, 'folder.safetensors'));
+    copyFileSync(path.join(dir, 'vit.json'), path.join(dir, 'folder.json'));
+    await expect(importCheckpoint(path.join(dir, 'folder.safetensors'))).rejects.toThrow(
+      `${path.join(dir, 'folder.safetensors')} is a folder; only regular files are read.`,
+    );
   });
 
   it('refuses learned position embeddings, missing and unknown tensors', async () => {
