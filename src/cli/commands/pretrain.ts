@@ -32,7 +32,10 @@ export function registerPretrain(program: Command): void {
     .option('--seed <n>', 'seed of initialisation, masks, attacks and data order', positiveInt)
     .option('--out <dir>', 'output folder for checkpoints, previews and config.json')
     .option('--config <file.json>', 'a pre-training config (JSON); flags override its fields')
-    .option('--resume <dir>', 'continue the run in <dir> from its newest good checkpoint')
+    .option(
+      '--resume <dir>',
+      'continue the run in <dir> from its newest good checkpoint (or <dir>/checkpoints/<name>: from that one)',
+    )
     .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
     .addOption(backendOption())
     .action(async (options: PretrainOptions) => {

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { z } from 'zod';
+import { describeIssues } from '../../shared/config-object';
 import {
   FinetuneConfig,
   FinetuneRecord,
@@ -15,7 +15,7 @@ import type { DoneEvent, RunEventSink } from '../../shared/run-events';
 import {
   CheckpointError,
   describeLatest,
-  findLatestCheckpoint,
+  findResumeCheckpoint,
   readManifest,
   restoreCheckpoint,
   saveCheckpoint,
@@ -48,6 +48,8 @@ export interface FinetuneRunOptions {
    * raised). true: there must be one; 'if-any': start afresh when there is none.
    */
   resume?: boolean | 'if-any';
+  /** With resume: continue from this checkpoint of outDir's instead of the newest one. */
+  resumeFrom?: string;
   epochsOverride?: number;
   emit: RunEventSink;
   /** Stops the run at the next step boundary (the last checkpoint stays). */
@@ -57,10 +59,6 @@ export interface FinetuneRunOptions {
 /** Beside checkpoints/: Generalist's learners and their optimiser, one checkpoint per main one, same name. */
 export const GENERALIST_STATE_DIR = 'generalist-state';
 export const FINETUNE_CONFIG_FILE = 'config.json';
-
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`).join('; ');
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -85,9 +83,9 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     throw new RunFailedError(message);
   };
 
-  let stored: Awaited<ReturnType<typeof findLatestCheckpoint>> | null = null;
+  let stored: Awaited<ReturnType<typeof findResumeCheckpoint>> | null = null;
   if (options.resume) {
-    stored = await findLatestCheckpoint(checkpointsDir);
+    stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
     if (stored.status === 'none' && options.resume === true) {
       fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
     }

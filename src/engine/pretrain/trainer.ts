@@ -1,11 +1,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { z } from 'zod';
+import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
+import { describeIssues } from '../../shared/config-object';
 import { modelConfigFromPreset, type ModelConfig } from '../../shared/model-config';
 import { PretrainConfig } from '../../shared/pretrain-config';
 import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
-import { findLatestCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
+import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
@@ -28,6 +29,8 @@ export interface PretrainRunOptions {
    * mode: the same call starts a run and resumes it).
    */
   resume?: boolean | 'if-any';
+  /** With resume: continue from this checkpoint of outDir's instead of the newest one. */
+  resumeFrom?: string;
   epochsOverride?: number;
   emit: RunEventSink;
   /** Stops the run at the next step boundary (no checkpoint is written; the last one stays). */
@@ -48,13 +51,9 @@ export class RunCancelledError extends Error {
   }
 }
 
-export const CHECKPOINTS_DIR = 'checkpoints';
+export const CHECKPOINTS_DIR = RUN_CHECKPOINTS_DIR;
 export const PREVIEWS_DIR = 'previews';
 export const CONFIG_FILE = 'config.json';
-
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`).join('; ');
-}
 
 export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
   const config = typeof model === 'string' ? modelConfigFromPreset(model, dataset.imageSize) : model;
@@ -77,9 +76,9 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   };
 
   let resumeFrom: string | null = null;
-  let stored: Awaited<ReturnType<typeof findLatestCheckpoint>> | null = null;
+  let stored: Awaited<ReturnType<typeof findResumeCheckpoint>> | null = null;
   if (options.resume) {
-    stored = await findLatestCheckpoint(checkpointsDir);
+    stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
     if (stored.status === 'none' && options.resume === true) {
       fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
     }
@@ -136,13 +135,20 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
     step = resumedManifest.step;
   }
 
-  const iterator = new BatchIterator(dataset, {
-    batchSize: config.batchSize,
-    seed: config.seed ^ 0x9e3779b9,
-    augmentation: config.augmentation,
-    prefetch: 1,
-    ...(iteratorState ? { state: iteratorState } : {}),
-  });
+  let iterator: BatchIterator;
+  try {
+    iterator = new BatchIterator(dataset, {
+      batchSize: config.batchSize,
+      seed: config.seed ^ 0x9e3779b9,
+      augmentation: config.augmentation,
+      prefetch: 1,
+      ...(iteratorState ? { state: iteratorState } : {}),
+    });
+  } catch (error) {
+    optimizer.dispose();
+    disposeParams(params);
+    return fail(error instanceof Error ? error.message : String(error));
+  }
   const stepsPerEpoch = iterator.batchesPerEpoch;
   const totalSteps = stepsPerEpoch * config.epochs;
   const lrConfig = {
