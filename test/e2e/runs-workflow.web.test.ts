@@ -252,14 +252,14 @@ describe('runs in Chromium (web mode, real engine)', () => {
 
     await mimirRow.getByTestId('run-link').click();
     await page.getByTestId('run-view').waitFor();
-    await expect.poll(() => pointsOf('loss')).toBe(MIMIR_STEPS);
-    await expect.poll(() => pointsOf('mi')).toBe(MIMIR_STEPS);
+    await expect.poll(() => pointsOf('loss'), { timeout: 60_000 }).toBe(MIMIR_STEPS);
+    await expect.poll(() => pointsOf('mi'), { timeout: 60_000 }).toBe(MIMIR_STEPS);
     await page.getByTestId('preview-clean').locator('img').waitFor();
     await page.screenshot({ path: screenshotPath('runs-run-after-restart'), fullPage: true });
 
     // The cancelled run keeps its points too; then delete it with its files.
     await page.goto(`${server.url}#/runs/${maeRunId}`);
-    await expect.poll(() => pointsOf('loss')).toBeGreaterThan(0);
+    await expect.poll(() => pointsOf('loss'), { timeout: 60_000 }).toBeGreaterThan(0);
     await page.getByTestId('run-view').getByTestId('action-delete').click();
     await page.getByTestId('delete-files').check();
     await page.screenshot({ path: screenshotPath('runs-delete-dialog') });

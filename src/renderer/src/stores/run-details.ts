@@ -5,6 +5,7 @@ import type { MetricsEvent } from '../../../shared/run-events';
 import type { LogEntry, MetricSeries } from '../../../shared/store-types';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
+import { latestOnly, type LoadToken } from '../latest';
 import { useRunsStore } from './runs';
 
 /** One metric's points as the charts read them (mutated in place; `revision` says when). */
@@ -33,8 +34,9 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   const revision = ref(0);
   const metricsLoaded = ref(false);
   const logs = shallowRef<LogEntry[]>([]);
-  /** Increases with every open(), so answers for a run left meanwhile are dropped. */
-  let session = 0;
+  /** A token per open(): answers for a run left meanwhile are dropped. */
+  const sessions = latestOnly();
+  let session: LoadToken = sessions.begin();
   let catchUpTimer: ReturnType<typeof setTimeout> | null = null;
   let lastCatchUp = 0;
   let logTimer: ReturnType<typeof setTimeout> | null = null;
@@ -56,13 +58,13 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   }
 
   async function open(id: string): Promise<void> {
-    const mine = ++session;
+    const mine = (session = sessions.begin());
     runId.value = id;
     reset();
     try {
       await runs.fetchRun(id);
     } catch (failure) {
-      if (mine !== session) return;
+      if (!mine.current) return;
       notFound.value = true;
       error.value = errorMessage(failure);
       return;
@@ -71,7 +73,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   }
 
   function close(): void {
-    session++;
+    sessions.invalidate();
     runId.value = null;
     reset();
   }
@@ -106,22 +108,22 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     if (changed) revision.value++;
   }
 
-  async function loadMetrics(mine: number): Promise<void> {
+  async function loadMetrics(mine: LoadToken): Promise<void> {
     const id = runId.value;
     if (!id) return;
     try {
       const keys = await api.call('runs.metricKeys', { ids: [id] });
-      if (mine !== session) return;
+      if (!mine.current) return;
+      const fetched =
+        keys.length > 0 ? await api.call('runs.metrics', { ids: [id], keys, query: { maxPoints: MAX_POINTS } }) : [];
+      if (!mine.current) return;
+      // Keys and points together: a chart never shows its key with the points still on their way.
       metricKeys.value = keys;
-      if (keys.length > 0) {
-        const fetched = await api.call('runs.metrics', { ids: [id], keys, query: { maxPoints: MAX_POINTS } });
-        if (mine !== session) return;
-        series.value = {};
-        merge(fetched);
-      }
+      series.value = {};
+      merge(fetched);
       metricsLoaded.value = true;
     } catch (failure) {
-      if (mine === session) error.value = errorMessage(failure);
+      if (mine.current) error.value = errorMessage(failure);
     }
   }
 
@@ -133,7 +135,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     lastCatchUp = Date.now();
     try {
       const keys = await api.call('runs.metricKeys', { ids: [id] });
-      if (mine !== session) return;
+      if (!mine.current) return;
       const groups = new Map<number, string[]>();
       for (const key of keys) {
         const from = (series.value[key]?.steps.at(-1) ?? -1) + 1;
@@ -144,7 +146,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
           api.call('runs.metrics', { ids: [id], keys: group, query: { maxPoints: MAX_POINTS, fromStep } }),
         ),
       );
-      if (mine !== session) return;
+      if (!mine.current) return;
       metricKeys.value = keys;
       merge(fetched.flat());
       // Appended raw points pile up on a long run: start again from the store's downsampled view.
@@ -191,7 +193,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
 
   // ---- log ---------------------------------------------------------------------------------------------
 
-  async function loadLogs(mine: number): Promise<void> {
+  async function loadLogs(mine: LoadToken): Promise<void> {
     const id = runId.value;
     if (!id) return;
     try {
@@ -203,7 +205,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
           limit: LOG_PAGE,
           ...(afterId !== undefined ? { afterId } : {}),
         });
-        if (mine !== session) return;
+        if (!mine.current) return;
         added = [...added, ...page].slice(-MAX_LOG_LINES);
         afterId = page.at(-1)?.id ?? afterId;
         if (page.length < LOG_PAGE) break;
@@ -213,7 +215,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
         logs.value = [...logs.value, ...added.filter((entry) => entry.id > known)].slice(-MAX_LOG_LINES);
       }
     } catch (failure) {
-      if (mine === session) error.value = errorMessage(failure);
+      if (mine.current) error.value = errorMessage(failure);
     }
   }
 
