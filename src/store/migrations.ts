@@ -102,7 +102,15 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_run ON logs(run_id, id);
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: initialSchema }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: initialSchema },
+  {
+    version: 2,
+    name: 'failure cause',
+    // Why a failed run failed (config: edit a copy; run: resume may help). Older failures stay NULL.
+    sql: `ALTER TABLE runs ADD COLUMN error_cause TEXT CHECK (error_cause IS NULL OR error_cause IN ('config', 'run'));`,
+  },
+];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */
 export function checkMigrationOrder(migrations: readonly Migration[]): void {

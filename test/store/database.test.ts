@@ -101,7 +101,9 @@ describe('openDatabase', () => {
     };
     const error = storeError(() => openDatabase(file, { migrations: [...MIGRATIONS, broken] }));
     expect(error.code).toBe('migration-failed');
-    expect(error.message).toMatch(/Migration 2 \("broken"\).*rolled back.*no such table: no_such_table/);
+    expect(error.message).toMatch(
+      new RegExp(`Migration ${MIGRATIONS.length + 1} \\("broken"\\).*rolled back.*no such table: no_such_table`),
+    );
     const db = openDatabase(file);
     expect(schemaVersion(db)).toBe(MIGRATIONS.length);
     expect(tables(db)).not.toContain('half_done');

@@ -11,7 +11,7 @@ import {
   type ResolvedFinetuneConfig,
 } from '../../shared/finetune-config';
 import { ModelConfig } from '../../shared/model-config';
-import type { DoneEvent, RunEventSink } from '../../shared/run-events';
+import type { DoneEvent, FailureCause, RunEventSink } from '../../shared/run-events';
 import {
   CheckpointError,
   describeLatest,
@@ -20,7 +20,7 @@ import {
   restoreCheckpoint,
   saveCheckpoint,
 } from '../checkpoint';
-import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
+import { BatchIterator, BatchIteratorState, datasetProblem, openDataset, type Dataset } from '../data';
 import { disposeParams, initClassifierParams, type ParamMap } from '../model';
 import { RunCancelledError, RunFailedError } from '../pretrain/trainer';
 import { Rng } from '../rng';
@@ -78,8 +78,9 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   const stateDir = path.join(outDir, GENERALIST_STATE_DIR);
   let lastCheckpoint: string | null = null;
   let step = 0;
-  const fail = (message: string): never => {
-    emit({ type: 'failed', message, step, lastCheckpoint });
+  /** `config`: the config or its data cannot work (edit a copy); `run`: this attempt stopped (resume may help). */
+  const fail = (message: string, cause: FailureCause = 'config'): never => {
+    emit({ type: 'failed', message, step, lastCheckpoint, cause });
     throw new RunFailedError(message);
   };
 
@@ -87,21 +88,22 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   if (options.resume) {
     stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
     if (stored.status === 'none' && options.resume === true) {
-      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`, 'run');
     }
-    if (stored.status === 'corrupt') fail(describeLatest(stored));
+    if (stored.status === 'corrupt') fail(describeLatest(stored), 'run');
   }
   const resumed = stored?.status === 'ok' ? stored : null;
   if (resumed) lastCheckpoint = resumed.path;
   if (resumed && resumed.manifest.kind !== 'finetune') {
-    fail(`${resumed.path} is a ${resumed.manifest.kind} checkpoint; --resume continues a fine-tuning run.`);
+    fail(`${resumed.path} is a ${resumed.manifest.kind} checkpoint; --resume continues a fine-tuning run.`, 'run');
   }
 
   let config: ResolvedFinetuneConfig;
   let recordClasses: { numClasses: number; classNames: string[] } | null = null;
   if (resumed) {
     const parsed = FinetuneRecord.safeParse(resumed.manifest.runConfig);
-    if (!parsed.success) return fail(`The checkpoint's fine-tuning config is invalid: ${describeIssues(parsed.error)}`);
+    if (!parsed.success)
+      return fail(`The checkpoint's fine-tuning config is invalid: ${describeIssues(parsed.error)}`, 'run');
     const { numClasses, classNames, ...rest } = parsed.data;
     config = rest;
     recordClasses = { numClasses, classNames };
@@ -124,6 +126,8 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   } catch (error) {
     return fail(messageOf(error));
   }
+  const problem = datasetProblem('finetune', dataset);
+  if (problem !== null) return fail(problem);
   if (recordClasses && recordClasses.numClasses !== dataset.numClasses) {
     fail(
       `The checkpoint's classifier has ${recordClasses.numClasses} classes but the dataset now has ${dataset.numClasses}.`,
@@ -151,7 +155,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     if (resumed) {
       const parsedModel = ModelConfig.safeParse(resumed.manifest.modelConfig);
       if (!parsedModel.success)
-        return fail(`The checkpoint's model config is invalid: ${describeIssues(parsedModel.error)}`);
+        return fail(`The checkpoint's model config is invalid: ${describeIssues(parsedModel.error)}`, 'run');
       modelConfig = parsedModel.data;
       params = initClassifierParams(modelConfig, outputs, rng.fork(), { headInitStd: config.headInitStd });
     } else {
@@ -214,7 +218,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     }
   } catch (error) {
     disposeModel();
-    return fail(`Cannot resume from ${resumed?.path}: ${messageOf(error)}`);
+    return fail(`Cannot resume from ${resumed?.path}: ${messageOf(error)}`, 'run');
   }
 
   let iterator: BatchIterator;
@@ -352,7 +356,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
         step += 1;
         lastLr = lr;
         const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
-        if (stop) fail(stop);
+        if (stop) fail(stop, 'run');
         const seconds = (performance.now() - stepStart) / 1000;
         sums.loss += values.loss ?? 0;
         sums.clean += (values.clean_acc ?? 0) * n;
@@ -403,7 +407,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       });
       throw error instanceof RunCancelledError ? error : new RunCancelledError();
     }
-    return fail(`Fine-tuning stopped at step ${step}: ${messageOf(error)}`);
+    return fail(`Fine-tuning stopped at step ${step}: ${messageOf(error)}`, 'run');
   } finally {
     iterator.close();
     disposeModel();

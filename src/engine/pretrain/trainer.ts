@@ -3,11 +3,11 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
 import { describeIssues } from '../../shared/config-object';
-import { modelConfigFromPreset, type ModelConfig } from '../../shared/model-config';
+import type { ModelConfig } from '../../shared/model-config';
 import { PretrainConfig } from '../../shared/pretrain-config';
-import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
+import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
-import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
+import { BatchIterator, BatchIteratorState, modelForDataset, openDataset, type Dataset } from '../data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
@@ -56,13 +56,7 @@ export const PREVIEWS_DIR = 'previews';
 export const CONFIG_FILE = 'config.json';
 
 export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
-  const config = typeof model === 'string' ? modelConfigFromPreset(model, dataset.imageSize) : model;
-  if (config.imageSize !== dataset.imageSize) {
-    throw new RunFailedError(
-      `The model expects ${config.imageSize} px images but the dataset has ${dataset.imageSize} px ones; set model.imageSize or the dataset's imageSize.`,
-    );
-  }
-  return config;
+  return modelForDataset(model, dataset);
 }
 
 export async function runPretraining(configInput: unknown, options: PretrainRunOptions): Promise<DoneEvent> {
@@ -70,8 +64,9 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   const checkpointsDir = path.join(outDir, CHECKPOINTS_DIR);
   let lastCheckpoint: string | null = null;
   let step = 0;
-  const fail = (message: string): never => {
-    emit({ type: 'failed', message, step, lastCheckpoint });
+  /** `config`: the config or its data cannot work (edit a copy); `run`: this attempt stopped (resume may help). */
+  const fail = (message: string, cause: FailureCause = 'config'): never => {
+    emit({ type: 'failed', message, step, lastCheckpoint, cause });
     throw new RunFailedError(message);
   };
 
@@ -80,9 +75,9 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   if (options.resume) {
     stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
     if (stored.status === 'none' && options.resume === true) {
-      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`, 'run');
     }
-    if (stored.status === 'corrupt') fail(describeLatest(stored));
+    if (stored.status === 'corrupt') fail(describeLatest(stored), 'run');
     if (stored.status === 'ok') {
       resumeFrom = stored.path;
       lastCheckpoint = stored.path;
@@ -225,7 +220,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
           attack_loss: attackLoss[0] ?? NaN,
         };
         const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
-        if (stop) fail(stop);
+        if (stop) fail(stop, 'run');
         const seconds = (performance.now() - stepStart) / 1000;
         sums.loss += values.loss;
         sums.recon += values.recon_loss;
@@ -291,7 +286,10 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
       });
       throw error;
     }
-    return fail(`Pre-training stopped at step ${step}: ${error instanceof Error ? error.message : String(error)}`);
+    return fail(
+      `Pre-training stopped at step ${step}: ${error instanceof Error ? error.message : String(error)}`,
+      'run',
+    );
   } finally {
     iterator.close();
     previewBatch.dispose();
