@@ -1,6 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
+import { z } from 'zod';
+import { describeIssues } from '../shared/config-object';
 import { BACKEND_NAMES } from '../shared/system';
 
 /** The --backend option every command that runs tensor work takes. */
@@ -12,7 +14,13 @@ export const backendOption = (): Option =>
  * `{"type":"failed","message":...}` line on stdout; otherwise `mimir: message` on stderr.
  */
 export function fail(error: unknown, json: boolean): never {
-  const message = error instanceof Error ? error.message : String(error);
+  // A zod error's own message is its issues as JSON: say them in one line instead.
+  const message =
+    error instanceof z.ZodError
+      ? describeIssues(error, '(input)')
+      : error instanceof Error
+        ? error.message
+        : String(error);
   if (json) process.stdout.write(`${JSON.stringify({ type: 'failed', message })}\n`);
   else process.stderr.write(`mimir: ${message}\n`);
   process.exit(1);

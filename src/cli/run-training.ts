@@ -9,6 +9,7 @@ import { humanRenderer } from './progress-line';
 export interface TrainingRunOptions {
   outDir: string;
   resume: boolean;
+  resumeFrom?: string;
   epochsOverride?: number;
   signal: AbortSignal;
   emit: RunEventSink;
@@ -18,7 +19,7 @@ export interface TrainingCommand {
   /** The subcommand, for the resume hint: `mimir <name> --resume DIR`. */
   name: 'pretrain' | 'finetune';
   outDir: string;
-  /** --resume was given (then `epochs` raises the total). */
+  /** --resume was given (then `epochs` raises the total, and outDir may name one of the run's checkpoints). */
   resume: boolean;
   /** --overwrite was given: a new run may replace the one `outDir` holds. */
   overwrite: boolean;
@@ -31,7 +32,8 @@ export interface TrainingCommand {
 /**
  * What `mimir pretrain` and `mimir finetune` share once their config is built: the backend, events as
  * JSON lines or a progress bar, Ctrl-C as a cancel (exit 130, with the resume command), and a failure
- * that the run already reported as a `failed` event in --json mode (exit 1). Other errors are rethrown.
+ * that the run already reported as a `failed` event in --json mode (exit 1). Other errors are rethrown
+ * (the command reports them with fail(), also as a `failed` event in --json mode).
  */
 export async function runTrainingCommand(command: TrainingCommand): Promise<void> {
   const { selectBackend } = await import('../engine/backend');
@@ -39,25 +41,34 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
   if (command.resume && command.overwrite) {
     throw new Error('--overwrite starts a new run in --out <dir>; it does not go with --resume.');
   }
+  const { resumeTarget } = await import('../engine/checkpoint');
+  const target = command.resume ? resumeTarget(command.outDir) : { outDir: command.outDir, checkpoint: null };
   if (!command.resume) await prepareNewRunFolder(command);
   await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
   const render = command.json ? null : humanRenderer();
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
+  let reported = false;
   try {
     await command.run({
-      outDir: command.outDir,
+      outDir: target.outDir,
       resume: command.resume,
+      ...(target.checkpoint !== null ? { resumeFrom: target.checkpoint } : {}),
       ...(command.resume && command.epochs !== undefined ? { epochsOverride: command.epochs } : {}),
       signal: controller.signal,
-      emit: (event) => (command.json ? process.stdout.write(`${JSON.stringify(event)}\n`) : render?.(event)),
+      emit: (event) => {
+        if (event.type === 'failed') reported = true;
+        if (command.json) process.stdout.write(`${JSON.stringify(event)}\n`);
+        else render?.(event);
+      },
     });
   } catch (error) {
     if (error instanceof RunCancelledError) {
-      process.stderr.write(`mimir: cancelled; resume with: mimir ${command.name} --resume ${command.outDir}\n`);
+      process.stderr.write(`mimir: cancelled; resume with: mimir ${command.name} --resume ${target.outDir}\n`);
       process.exit(130);
     }
-    if (command.json) process.exit(1);
+    // The run's own `failed` event said it; anything else is said by the caller's fail().
+    if (command.json && reported) process.exit(1);
     throw error;
   }
 }

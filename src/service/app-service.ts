@@ -124,9 +124,14 @@ export function createAppService(options: AppServiceOptions): AppService {
     'experiments.list': () => store.listExperiments(),
     'runs.list': (filter) => store.listRuns(filter),
     'runs.get': ({ id }) => getRun(id),
-    'runs.create': ({ kind, name, config, experimentId }) => {
+    'runs.create': async ({ kind, name, config, experimentId }) => {
       const parsed = parseRunConfig(kind, config);
       if (!parsed.ok) throw new RequestError(`Invalid ${kind} config: ${parsed.issues.join('; ')}`, 'invalid-input');
+      // Refused now rather than failing once queued: a missing folder, one class, a patch size that does not fit.
+      const { checkRunDataset } = await import('../engine/data/run-checks');
+      await checkRunDataset(kind, parsed.config).catch((error: unknown) => {
+        throw new RequestError(error instanceof Error ? error.message : String(error), 'invalid-input');
+      });
       const id = newRunId();
       const run = store.createRun({
         id,

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** The folder a run keeps its checkpoints in, inside its run folder. */
+export const RUN_CHECKPOINTS_DIR = 'checkpoints';
+
 /**
  * A checkpoint is a directory (e.g. <out>/checkpoints/epoch-0005/) holding:
  *   model.safetensors      the parameters under their native names and layouts (float32)

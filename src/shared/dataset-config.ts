@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { configObject } from './config-object';
 
 /**
  * Where a dataset comes from and how its images are augmented. Pure data: the renderer, the CLI and
@@ -60,7 +61,7 @@ const onBadImage = z
   .default('stop')
   .describe('stop at an unreadable image (default), or skip it, count it and use the next readable one');
 
-export const BuiltinSource = z.object({
+export const BuiltinSource = configObject({
   kind: z.literal('builtin'),
   split,
   /** Number of images in the split; default 5,000 for train and 1,000 for test. */
@@ -86,7 +87,7 @@ export const BuiltinSource = z.object({
 });
 export type BuiltinSource = z.infer<typeof BuiltinSource>;
 
-export const Cifar10Source = z.object({
+export const Cifar10Source = configObject({
   kind: z.literal('cifar10'),
   split,
   /** The extracted cifar-10-batches-bin folder, a folder holding it or the archive, or cifar-10-binary.tar.gz itself. */
@@ -94,7 +95,7 @@ export const Cifar10Source = z.object({
 });
 export type Cifar10Source = z.infer<typeof Cifar10Source>;
 
-export const FolderSource = z.object({
+export const FolderSource = configObject({
   kind: z.literal('folder'),
   split,
   /** Either <root>/<class>/... images, or <root>/train/<class>/... and <root>/val (or test)/<class>/... */
@@ -110,7 +111,7 @@ export const FolderSource = z.object({
 });
 export type FolderSource = z.infer<typeof FolderSource>;
 
-export const TinyImageNetSource = z.object({
+export const TinyImageNetSource = configObject({
   kind: z.literal('tiny-imagenet'),
   /** 'test' reads the labelled val/ split (the official test split has no labels). */
   split,
@@ -138,14 +139,14 @@ const range = (name: string, lowest: number, highest: number) =>
     .refine(([lo, hi]) => lo >= lowest && hi <= highest, `${name} must lie within [${lowest}, ${highest}]`);
 
 /** No augmentation: evaluation, or feeding images as they are. */
-export const NoAugmentation = z.object({ kind: z.literal('none') });
+export const NoAugmentation = configObject({ kind: z.literal('none') });
 
 /**
  * MAE pre-training augmentation (torchvision RandomResizedCrop + RandomHorizontalFlip): a crop of
  * random area fraction `scale` and aspect ratio `ratio` (log-uniform), resized bilinearly back to the
  * image size, then mirrored with probability 1/2 when `flip`.
  */
-export const RandomResizedCropAugmentation = z.object({
+export const RandomResizedCropAugmentation = configObject({
   kind: z.literal('random-resized-crop'),
   scale: range('scale', 1e-3, 1)
     .refine(([lo]) => lo > 0, 'scale min must be > 0')
@@ -155,7 +156,7 @@ export const RandomResizedCropAugmentation = z.object({
 });
 
 /** Weak augmentation for fine-tuning: zero-pad by `padding` pixels, crop back at a random offset, flip. */
-export const PadCropAugmentation = z.object({
+export const PadCropAugmentation = configObject({
   kind: z.literal('pad-crop'),
   padding: z
     .number()

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { configObject } from './config-object';
 import { ThreatModel } from './attack-config';
 import { AugmentationConfig, DatasetSource, FINETUNE_AUGMENTATION } from './dataset-config';
 import { ModelConfig, ModelPreset } from './model-config';
@@ -49,12 +50,12 @@ const count = (what: string, min = 1) =>
 export const FinetuneSource = z.discriminatedUnion(
   'kind',
   [
-    z.object({
+    configObject({
       kind: z.literal('pretrained'),
       /** A pre-training checkpoint directory, its checkpoints/ folder, or the pre-training run's folder (newest good one). */
       checkpoint: z.string({ error: 'source.checkpoint must be a path' }).trim().min(1, 'source.checkpoint is empty'),
     }),
-    z.object({
+    configObject({
       kind: z.literal('scratch'),
       /** A preset (sized for the dataset's images) or a full model configuration. */
       model: z.union([ModelPreset, ModelConfig]).default('vit-s'),
@@ -67,7 +68,7 @@ export const FinetuneSource = z.discriminatedUnion(
 );
 export type FinetuneSource = z.infer<typeof FinetuneSource>;
 
-export const FinetuneThreat = z.object({
+export const FinetuneThreat = configObject({
   norm: ThreatModel.default('linf'),
   /** Radius in 1/255 units; default 8 (CIFAR-10, Tiny-ImageNet), 4 for ImageNet-sized images (>= 160 px). */
   eps: units255('threat.eps').optional(),
@@ -75,7 +76,7 @@ export const FinetuneThreat = z.object({
 export type FinetuneThreat = z.infer<typeof FinetuneThreat>;
 
 /** The multi-step attack of pgd-at, trades, mart, dbat and Generalist's robust learner. */
-export const FinetuneAttack = z.object({
+export const FinetuneAttack = configObject({
   steps: count('attack.steps').max(1000).default(10),
   /** Step size in 1/255 units (2/255, the paper's). For l_2 it is the l_2 length of a step. */
   alpha: units255('attack.alpha').default(2),
@@ -84,16 +85,16 @@ export const FinetuneAttack = z.object({
 });
 export type FinetuneAttack = z.infer<typeof FinetuneAttack>;
 
-export const FastAtSettings = z.object({
+export const FastAtSettings = configObject({
   /** One FGSM step of alphaFactor * eps from a uniform random start (Wong et al.: 1.25). */
   alphaFactor: z.number().positive('fastAt.alphaFactor must be > 0').max(4).default(1.25),
 });
 
-export const TradesSettings = z.object({
+export const TradesSettings = configObject({
   beta: z.number().min(0, 'trades.beta must be >= 0').default(6),
 });
 
-export const MartSettings = z.object({
+export const MartSettings = configObject({
   beta: z.number().min(0, 'mart.beta must be >= 0').default(6),
 });
 
@@ -107,7 +108,7 @@ export const MartSettings = z.object({
  * and k % syncEvery == 0, both base learners are set to the global model after each step (code:
  * epoch >= 75 of 120 and epoch % 5 == 0).
  */
-export const GeneralistSettings = z.object({
+export const GeneralistSettings = configObject({
   emaDecay: z.number().min(0).lt(1, 'generalist.emaDecay must be < 1').default(0.999),
   robustWeightStart: fraction('generalist.robustWeightStart').default(1),
   robustWeightEnd: fraction('generalist.robustWeightEnd').default(0.4),
@@ -131,7 +132,7 @@ export type DbatMerge = (typeof DBAT_MERGES)[number];
  * merge(z_y, z_{y+C}): 'max' is the code's torch.max(out[:, :C], out[:, C:]); 'logsumexp' adds the
  * two outputs' probabilities (softmax of it equals p_y + p_{y+C}).
  */
-export const DbatSettings = z.object({
+export const DbatSettings = configObject({
   attack: z
     .enum(DBAT_ATTACKS, { error: "dbat.attack must be 'targeted', 'targeted-ll' or 'untargeted'" })
     .default('targeted'),
@@ -142,14 +143,14 @@ export const DbatSettings = z.object({
 });
 export type DbatSettings = z.infer<typeof DbatSettings>;
 
-export const ApgdAtSettings = z.object({
+export const ApgdAtSettings = configObject({
   /** APGD-CE iterations per training batch (a small number; the evaluation uses 100). As Singh et al.: every point attacked from x, trained on its highest-loss iterate. */
   steps: count('apgdAt.steps').max(1000).default(10),
   rho: z.number().gt(0).max(1).default(0.75),
 });
 
 /** torchvision's RandAugment: numOps random operations at magnitude bin `magnitude` of `bins`. */
-export const RandAugmentConfig = z.object({
+export const RandAugmentConfig = configObject({
   numOps: count('randAugment.numOps').max(14).default(2),
   magnitude: count('randAugment.magnitude', 0).default(9),
   bins: count('randAugment.bins', 2).default(31),
@@ -157,7 +158,7 @@ export const RandAugmentConfig = z.object({
 export type RandAugmentConfig = z.infer<typeof RandAugmentConfig>;
 
 /** timm's Mixup in batch mode (MAE fine-tuning: mixup 0.8, cutmix 1.0, switch 0.5), with soft labels. */
-export const MixupConfig = z.object({
+export const MixupConfig = configObject({
   /** Beta(alpha, alpha) for MixUp; 0 turns MixUp off. */
   mixupAlpha: z.number().min(0).default(0.8),
   /** Beta(alpha, alpha) for CutMix; 0 turns CutMix off. */
@@ -169,7 +170,7 @@ export const MixupConfig = z.object({
 });
 export type MixupConfig = z.infer<typeof MixupConfig>;
 
-export const FinetuneOptimizer = z.object({
+export const FinetuneOptimizer = configObject({
   /** Base learning rate; the run uses baseLr * batchSize / 256. Default 5e-3 (CIFAR-10, built-in), 1e-3 otherwise. */
   baseLr: z.number().positive('optimizer.baseLr must be > 0').optional(),
   minLr: z.number().min(0).default(1e-6),
@@ -184,7 +185,7 @@ export const FinetuneOptimizer = z.object({
 });
 export type FinetuneOptimizer = z.infer<typeof FinetuneOptimizer>;
 
-export const HeldOutSettings = z.object({
+export const HeldOutSettings = configObject({
   /** Images of the test split (its first `size`) measured after each epoch; 0 turns it off. */
   size: count('heldOut.size', 0).default(256),
   /** PGD steps of the held-out robustness check (at the run's threat model and eps). */
@@ -246,7 +247,7 @@ function checkFinetune(c: z.infer<z.ZodObject<typeof finetuneFields>>, ctx: z.Re
 }
 
 /** The fields of a fine-tuning config, unrefined (for extension). */
-export const FinetuneConfigObject = z.object(finetuneFields);
+export const FinetuneConfigObject = configObject(finetuneFields);
 
 export const FinetuneConfig = FinetuneConfigObject.superRefine(checkFinetune);
 export type FinetuneConfig = z.infer<typeof FinetuneConfig>;

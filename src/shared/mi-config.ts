@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { configObject } from './config-object';
 
 /**
  * Settings of the mutual-information estimators (spec section 4): which estimator, and how the
@@ -11,7 +12,7 @@ export type MiEstimator = z.infer<typeof MiEstimator>;
 
 export const KERNEL_BANDWIDTHS = ['fixed', 'median'] as const;
 
-export const MiOptions = z.object({
+export const MiOptions = configObject({
   /**
    * Kernel width for `bandwidth: fixed`: k(a, b) = exp(-||a - b||^2 / (2 sigma^2 d)), d the feature
    * dimension (the authors' code's scaling).

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { configObject } from './config-object';
 
 /**
  * The shape of a ViT masked autoencoder and of the classifier fine-tuned from its encoder
@@ -7,7 +8,7 @@ import { z } from 'zod';
  */
 
 /** Per-channel mean/std applied inside the forward pass: (x - mean) / std, x in [0, 1] pixels. */
-export const PixelNormalization = z.object({
+export const PixelNormalization = configObject({
   mean: z.array(z.number()).min(1),
   std: z.array(z.number().positive('normalize.std values must be > 0')).min(1),
 });
@@ -15,7 +16,7 @@ export type PixelNormalization = z.infer<typeof PixelNormalization>;
 
 const positiveInt = (what: string) => z.number().int(`${what} must be an integer`).positive(`${what} must be > 0`);
 
-const ModelConfigShape = z.object({
+const ModelConfigShape = configObject({
   imageSize: positiveInt('imageSize'),
   patchSize: positiveInt('patchSize'),
   channels: positiveInt('channels').default(3),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { configObject } from './config-object';
 import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION } from './dataset-config';
 import { MiConfig } from './mi-config';
 import { ModelConfig, ModelPreset } from './model-config';
@@ -13,7 +14,7 @@ export const PRETRAIN_MODES = ['mae', 'adv-mae', 'mimir'] as const;
 export const PretrainMode = z.enum(PRETRAIN_MODES, { error: "mode must be 'mae', 'adv-mae' or 'mimir'" });
 export type PretrainMode = z.infer<typeof PretrainMode>;
 
-export const PretrainAttack = z.object({
+export const PretrainAttack = configObject({
   /** Signed-gradient ascent steps on the reconstruction loss (Table IX compares 1 and 10). */
   steps: z.number().int('attack steps must be a whole number').min(1, 'attack steps must be >= 1').max(100).default(1),
   eps: z.number().positive('eps must be > 0').max(255, 'eps is in 1/255 units: at most 255').default(8),
@@ -33,7 +34,7 @@ export const PretrainMi = MiConfig.extend({
 });
 export type PretrainMi = z.infer<typeof PretrainMi>;
 
-export const PretrainOptimizer = z.object({
+export const PretrainOptimizer = configObject({
   /** Base learning rate; the run uses baseLr * batchSize / 256. */
   baseLr: z.number().positive('baseLr must be > 0').default(1.5e-4),
   minLr: z.number().min(0).default(0),
@@ -46,47 +47,45 @@ export const PretrainOptimizer = z.object({
 });
 export type PretrainOptimizer = z.infer<typeof PretrainOptimizer>;
 
-export const PretrainConfig = z
-  .object({
-    mode: PretrainMode.default('mimir'),
-    /** A preset name (sized for the dataset's images) or a full model configuration. */
-    model: z.union([ModelPreset, ModelConfig]).default('vit-s'),
-    dataset: DatasetSource.prefault({ kind: 'builtin' }),
-    augmentation: AugmentationConfig.default(PRETRAIN_AUGMENTATION),
-    epochs: z.number().int().min(1, 'epochs must be >= 1').default(800),
-    batchSize: z.number().int().min(2, 'batchSize must be >= 2 (MI needs pairs of samples)').default(512),
-    maskRatio: z.number().gt(0).lt(1, 'maskRatio must be in (0, 1)').default(0.75),
-    normPixLoss: z.boolean().default(true),
-    attack: PretrainAttack.prefault({}),
-    mi: PretrainMi.prefault({}),
-    optimizer: PretrainOptimizer.prefault({}),
-    seed: z.number().int().min(0).max(0xffffffff).default(0),
-    /** Save a checkpoint every this many epochs (and always at the end). */
-    checkpointEvery: z.number().int().min(1).default(20),
-    /** Keep this many recent checkpoints (older ones are deleted, the final one is always kept). */
-    keepCheckpoints: z.number().int().min(1).default(3),
-    /** Write preview images of the fixed preview batch every this many steps (0: at epoch ends only). */
-    previewEvery: z.number().int().min(0).default(0),
-    previewCount: z.number().int().min(1).max(16).default(8),
-    /** Emit a metrics event every this many steps. */
-    logEvery: z.number().int().min(1).default(1),
-  })
-  .superRefine((c, ctx) => {
-    if (c.attack.perturb === 'visible' && c.attack.attackMask === 'fresh') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['attack', 'attackMask'],
-        message:
-          "attackMask 'fresh' needs perturb 'image': a visible-patch perturbation belongs to the mask it was made on",
-      });
-    }
-    if (c.attack.alpha > 4 * c.attack.eps && c.mode !== 'mae') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['attack', 'alpha'],
-        message: `alpha ${c.attack.alpha} is over 4x eps ${c.attack.eps}: a typo?`,
-      });
-    }
-  });
+export const PretrainConfig = configObject({
+  mode: PretrainMode.default('mimir'),
+  /** A preset name (sized for the dataset's images) or a full model configuration. */
+  model: z.union([ModelPreset, ModelConfig]).default('vit-s'),
+  dataset: DatasetSource.prefault({ kind: 'builtin' }),
+  augmentation: AugmentationConfig.default(PRETRAIN_AUGMENTATION),
+  epochs: z.number().int().min(1, 'epochs must be >= 1').default(800),
+  batchSize: z.number().int().min(2, 'batchSize must be >= 2 (MI needs pairs of samples)').default(512),
+  maskRatio: z.number().gt(0).lt(1, 'maskRatio must be in (0, 1)').default(0.75),
+  normPixLoss: z.boolean().default(true),
+  attack: PretrainAttack.prefault({}),
+  mi: PretrainMi.prefault({}),
+  optimizer: PretrainOptimizer.prefault({}),
+  seed: z.number().int().min(0).max(0xffffffff).default(0),
+  /** Save a checkpoint every this many epochs (and always at the end). */
+  checkpointEvery: z.number().int().min(1).default(20),
+  /** Keep this many recent checkpoints (older ones are deleted, the final one is always kept). */
+  keepCheckpoints: z.number().int().min(1).default(3),
+  /** Write preview images of the fixed preview batch every this many steps (0: at epoch ends only). */
+  previewEvery: z.number().int().min(0).default(0),
+  previewCount: z.number().int().min(1).max(16).default(8),
+  /** Emit a metrics event every this many steps. */
+  logEvery: z.number().int().min(1).default(1),
+}).superRefine((c, ctx) => {
+  if (c.attack.perturb === 'visible' && c.attack.attackMask === 'fresh') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['attack', 'attackMask'],
+      message:
+        "attackMask 'fresh' needs perturb 'image': a visible-patch perturbation belongs to the mask it was made on",
+    });
+  }
+  if (c.attack.alpha > 4 * c.attack.eps && c.mode !== 'mae') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['attack', 'alpha'],
+      message: `alpha ${c.attack.alpha} is over 4x eps ${c.attack.eps}: a typo?`,
+    });
+  }
+});
 export type PretrainConfig = z.infer<typeof PretrainConfig>;
 export type PretrainConfigInput = z.input<typeof PretrainConfig>;

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { JobKind } from './engine-protocol';
+import { issueLines } from './config-object';
 import { EvaluationRequest } from './evaluation';
 import { FinetuneConfig } from './finetune-config';
 import { LandscapeRequest } from './landscape';
@@ -22,7 +23,7 @@ export function parseRunConfig(
   if (parsed.success) return { ok: true, config: parsed.data as Record<string, unknown> };
   return {
     ok: false,
-    issues: parsed.error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`),
+    issues: issueLines(parsed.error),
   };
 }
 

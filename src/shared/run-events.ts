@@ -95,10 +95,21 @@ export const DoneEvent = z.object({
 });
 export type DoneEvent = z.infer<typeof DoneEvent>;
 
+/**
+ * Why a run failed. config: its config or data cannot work (a bad key, a dataset that does not fit):
+ * resuming would fail the same way, so the user edits a copy. run: this attempt stopped (diverged, a
+ * damaged checkpoint, an I/O error); resuming from the last good checkpoint may help.
+ */
+export const FAILURE_CAUSES = ['config', 'run'] as const;
+export const FailureCause = z.enum(FAILURE_CAUSES);
+export type FailureCause = z.infer<typeof FailureCause>;
+
 export const FailedEvent = z.object({
   type: z.literal('failed'),
   /** What went wrong, where, and what to do. */
   message: z.string(),
+  /** Absent from engines that do not tell (evaluation, landscape): taken as `run`. */
+  cause: FailureCause.optional(),
   step: z.number().int().nonnegative().nullable(),
   /** The last good checkpoint, kept; a resumed run continues from it. */
   lastCheckpoint: z.string().nullable(),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { BackendName } from './system';
+import { FailureCause } from './run-events';
 
 /**
  * The experiment store's objects (src/store) as the rest of the app sees them: runs, their metrics,
@@ -65,6 +66,8 @@ export const Run = z.object({
   imagesPerSecond: z.number().nullable(),
   etaSeconds: z.number().nullable(),
   error: z.string().nullable(),
+  /** A failed run's cause (config: offer Duplicate and edit, not Resume); null otherwise. */
+  errorCause: FailureCause.nullable(),
   lastCheckpoint: z.string().nullable(),
   /** The `done` event's summary (final metrics). */
   summary: z.record(z.string(), z.number()).nullable(),

@@ -108,6 +108,12 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: initialSchema },
   // Rows written while the parent was taken from the caller (a duplicated run kept its old parent).
   { version: 2, name: 're-derive parent runs from the checkpoints their configs name', apply: rederiveParents },
+  {
+    version: 3,
+    name: 'failure cause',
+    // Why a failed run failed (config: edit a copy; run: resume may help). Older failures stay NULL.
+    sql: `ALTER TABLE runs ADD COLUMN error_cause TEXT CHECK (error_cause IS NULL OR error_cause IN ('config', 'run'));`,
+  },
 ];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
-import { lastKeptStep, type RunEvent } from '../shared/run-events';
+import { lastKeptStep, type FailureCause, type RunEvent } from '../shared/run-events';
 import {
   Artifact,
   Evaluation,
@@ -69,6 +69,7 @@ interface RunRow {
   images_per_second: number | null;
   eta_seconds: number | null;
   error: string | null;
+  error_cause: FailureCause | null;
   last_checkpoint: string | null;
   summary: string | null;
   tags: string;
@@ -135,6 +136,7 @@ function toRun(row: RunRow): Run {
     imagesPerSecond: row.images_per_second,
     etaSeconds: row.eta_seconds,
     error: row.error,
+    errorCause: row.error_cause,
     lastCheckpoint: row.last_checkpoint,
     summary: row.summary === null ? null : JSON.parse(row.summary),
     tags: JSON.parse(row.tags),
@@ -601,7 +603,7 @@ export class RunStore {
         s.insertLog.run(runId, now, 'info', `done at step ${event.step} in ${event.seconds.toFixed(1)} s`);
         return;
       case 'failed':
-        this.transition(runId, 'failed', now, { error: event.message });
+        this.transition(runId, 'failed', now, { error: event.message, cause: event.cause ?? 'run' });
         this.db
           .prepare(
             'UPDATE runs SET step = coalesce(?, step), last_checkpoint = coalesce(?, last_checkpoint) WHERE id = ?',
@@ -631,7 +633,7 @@ export class RunStore {
     id: string,
     to: RunStatus,
     now: number,
-    details: { pid?: number; error?: string; reason?: string },
+    details: { pid?: number; error?: string; reason?: string; cause?: FailureCause },
   ): void {
     const from = this.statusOf(id);
     if (!canTransition(from, to)) throw new StoreError('invalid-transition', transitionRefusal(id, from, to));
@@ -640,23 +642,30 @@ export class RunStore {
       this.db
         .prepare(
           `UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?), ended_at = NULL, error = NULL,
-             pid = coalesce(?, pid)
+             error_cause = NULL, pid = coalesce(?, pid)
            WHERE id = ?`,
         )
         .run(now, details.pid ?? null, id);
     } else if (to === 'queued') {
       this.db
         .prepare(
-          `UPDATE runs SET status = 'queued', ended_at = NULL, error = NULL, pid = NULL, eta_seconds = NULL WHERE id = ?`,
+          `UPDATE runs SET status = 'queued', ended_at = NULL, error = NULL, error_cause = NULL, pid = NULL,
+             eta_seconds = NULL WHERE id = ?`,
         )
         .run(id);
     } else if (ended) {
       this.db
         .prepare(
-          `UPDATE runs SET status = ?, ended_at = ?, pid = NULL, eta_seconds = NULL, error = coalesce(?, error)
-           WHERE id = ?`,
+          `UPDATE runs SET status = ?, ended_at = ?, pid = NULL, eta_seconds = NULL, error = coalesce(?, error),
+             error_cause = ? WHERE id = ?`,
         )
-        .run(to, now, to === 'failed' ? (details.error ?? 'failed (no message)') : (details.error ?? null), id);
+        .run(
+          to,
+          now,
+          to === 'failed' ? (details.error ?? 'failed (no message)') : (details.error ?? null),
+          to === 'failed' ? (details.cause ?? 'run') : null,
+          id,
+        );
     }
     const why = details.error ?? details.reason;
     this.stmt.insertLog.run(

@@ -159,4 +159,17 @@ describe('mimir eval', () => {
       message: expect.stringContaining('unknown attack "fgsm"'),
     });
   }, 120_000);
+
+  it('says what is wrong with a bad request in one line, not as zod JSON', () => {
+    const json = runMimir(['eval', '--model', model, '--n', '0', '--out', tmp(), '--json']);
+    expect(json.status).toBe(1);
+    expect(json.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(json.stdout)).toEqual({
+      type: 'failed',
+      message: 'Invalid evaluation request: examples.count: n must be at least 1',
+    });
+    const human = runMimir(['eval', '--model', model, '--n', '0', '--out', tmp()]);
+    expect(human.status).toBe(1);
+    expect(human.stderr).toBe('mimir: Invalid evaluation request: examples.count: n must be at least 1\n');
+  }, 120_000);
 });

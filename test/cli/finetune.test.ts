@@ -1,6 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { RunEvent } from '../../src/shared/run-events';
@@ -126,5 +127,24 @@ describe('mimir finetune', () => {
       `${dir} already holds a run (config.json). To continue it: mimir finetune --resume ${dir}; to start over in it, deleting its checkpoints, previews and config.json: add --overwrite.`,
     );
     expect(readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe('{"a": "run"}\n');
+  });
+
+  it('refuses a one-class folder and an image size the patch grid does not divide, before training', async () => {
+    const dir = tmp();
+    const folder = path.join(dir, 'one-class');
+    mkdirSync(path.join(folder, 'cats'), { recursive: true });
+    for (let i = 0; i < 4; i++) {
+      await sharp(Buffer.alloc(16 * 16 * 3, 40 * i), { raw: { width: 16, height: 16, channels: 3 } })
+        .png()
+        .toFile(path.join(folder, 'cats', `${i}.png`));
+    }
+    const out = path.join(dir, 'r');
+    expect(failure(['--scratch', '--model', 'micro', '--dataset', folder, '--image-size', '16', '--out', out])).toMatch(
+      /has 1 class \("cats"\); a classifier needs at least 2/,
+    );
+    expect(
+      failure(['--scratch', '--model', 'micro', '--image-size', '30', '--dataset-size', '64', '--out', out]),
+    ).toMatch(/Model micro does not fit the dataset's 30 px images \(30 px images do not split into a 4 x 4 grid/);
+    expect(existsSync(path.join(out, 'checkpoints'))).toBe(false);
   });
 });

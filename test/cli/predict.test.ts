@@ -86,4 +86,21 @@ describe('mimir predict', () => {
     expect(b.status).toBe(1);
     expect(b.stderr).toMatch(/takes \[N, 16, 16, 3\]/);
   });
+
+  it('exits non-zero with a message when the checkpoint gives NaN scores', async () => {
+    const made = await trainedClassifierCheckpoint(tmp(), { classes: 4, steps: 0, nanHead: true });
+    disposeParams(made.params);
+    const input = path.join(tmp(), 'x.npy');
+    await writeNpy(input, { dtype: 'float32', shape: [2, 16, 16, 3], data: new Float32Array(2 * 768).fill(0.5) });
+    const json = runMimir(['predict', '--model', made.path, '--input', input, '--json']);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toEqual({
+      type: 'failed',
+      message: expect.stringMatching(/score 0 for image 0 is NaN: the checkpoint .* gives non-finite logits/),
+    });
+    const human = runMimir(['predict', '--model', made.path, '--input', input]);
+    expect(human.status).toBe(1);
+    expect(human.stdout).toBe('');
+    expect(human.stderr).toMatch(/^mimir: the model's score 0 for image 0 is NaN/);
+  });
 });

@@ -133,4 +133,66 @@ describe('mimir pretrain', () => {
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/Nothing to resume in .*nothing-here: it holds no checkpoint/);
   });
+
+  it('with --json, a dataset or config error is a failed event naming the problem', () => {
+    const dir = tmp();
+    // The default batch of 512 does not fit 128 images: refused before training, as a failed event.
+    const batch = runMimir(['pretrain', '--dataset-size', '128', '--out', dir, '--json']);
+    expect(batch.status).toBe(1);
+    expect(events(batch.stdout)).toEqual([
+      expect.objectContaining({
+        type: 'failed',
+        message: 'The train set has 128 images, fewer than one batch of 512.',
+        lastCheckpoint: null,
+      }),
+    ]);
+    // A misspelt key is an error naming it, not a run at the default batch size.
+    const misspelt = configFile(dir, { batchsize: 32, epochs: 1 });
+    const json = runMimir(['pretrain', ...MICRO.slice(0, 6), '--config', misspelt, '--out', dir, '--json']);
+    expect(json.status).toBe(1);
+    expect(events(json.stdout)).toEqual([
+      expect.objectContaining({
+        type: 'failed',
+        message: 'Invalid pre-training config: (config): unknown key "batchsize" (did you mean "batchSize"?)',
+      }),
+    ]);
+    const human = runMimir(['pretrain', ...MICRO.slice(0, 6), '--config', misspelt, '--out', dir]);
+    expect(human.status).toBe(1);
+    expect(human.stderr).toContain('unknown key "batchsize" (did you mean "batchSize"?)');
+    expect(existsSync(path.join(dir, 'checkpoints'))).toBe(false);
+  });
+
+  it('--resume DIR/checkpoints/epoch-K continues from that checkpoint, not the newest', () => {
+    const dir = tmp();
+    const first = runMimir([
+      'pretrain',
+      ...MICRO,
+      '--epochs',
+      '3',
+      '--config',
+      configFile(dir, SETTINGS),
+      '--out',
+      dir,
+      '--json',
+    ]);
+    expect(first.status, first.stderr).toBe(0);
+    const weights = () => readFileSync(path.join(dir, 'checkpoints', 'epoch-0003', 'model.safetensors'));
+    const uninterrupted = weights();
+
+    const chosen = path.join(dir, 'checkpoints', 'epoch-0001');
+    const resumed = runMimir(['pretrain', '--resume', chosen, '--json']);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    const after = events(resumed.stdout);
+    expect(after[0]).toMatchObject({ type: 'started', step: 4, epoch: 1, outDir: dir, resumedFrom: chosen });
+    expect(after.at(-1)).toMatchObject({ type: 'done', epoch: 3, step: 12 });
+    // Epochs 2 and 3 trained again from epoch 1's state: the same weights as the first time.
+    expect(weights().equals(uninterrupted)).toBe(true);
+
+    const missing = runMimir(['pretrain', '--resume', path.join(dir, 'checkpoints', 'epoch-0009'), '--json']);
+    expect(missing.status).toBe(1);
+    expect(events(missing.stdout).at(-1)).toMatchObject({
+      type: 'failed',
+      message: expect.stringMatching(/epoch-0009.*cannot read checkpoint\.json/),
+    });
+  });
 });

@@ -141,13 +141,15 @@ describe('export and import in Chromium (web mode, real engine)', () => {
     expect(await page.getByTestId('page-info').textContent()).toContain('page 1 of 50 · 5,000 images');
     expect(await page.getByTestId('dataset-classes').textContent()).toContain('One filled, nearly round disc');
     await page.getByTestId('page-next').click();
-    await expect.poll(() => page.getByTestId('page-info').textContent()).toContain('page 2 of 50');
+    await expect.poll(() => page.getByTestId('page-info').textContent(), { timeout: 60_000 }).toContain('page 2 of 50');
     expect(await page.getByTestId('dataset-tile').first().getByRole('button').getAttribute('aria-label')).toMatch(
       /^Image 100: /,
     );
 
     await page.getByTestId('class-filter').selectOption('5');
-    await expect.poll(() => page.getByTestId('page-info').textContent()).toContain('page 1 of 5 · 500 images');
+    await expect
+      .poll(() => page.getByTestId('page-info').textContent(), { timeout: 60_000 })
+      .toContain('page 1 of 5 · 500 images');
     const labels = await page
       .getByTestId('dataset-tile')
       .evaluateAll((tiles) => tiles.map((tile) => tile.getAttribute('data-label')));

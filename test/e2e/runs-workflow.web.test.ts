@@ -214,25 +214,34 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await expect.poll(() => page.getByTestId('run-row').count()).toBe(2);
     await page.screenshot({ path: screenshotPath('runs-list-cancelled'), fullPage: true });
 
-    // A run that fails (no CIFAR-10 where it looks) shows up failed, live, with its reason and Resume.
+    // A dataset that is not there is refused when the run is created, saying where it looked.
+    await expect(
+      callApi<Run>('runs.create', {
+        kind: 'pretrain',
+        name: 'e2e missing CIFAR-10',
+        config: { mode: 'mae', model: 'micro', dataset: { kind: 'cifar10', root: path.join(dataDir, 'no-cifar') } },
+      }),
+    ).rejects.toThrow(/no-cifar/);
+    // A run whose config cannot work (a batch larger than the dataset) fails, live, with its reason;
+    // it offers Duplicate and edit, not Resume (resuming would fail the same way).
     const failing = await callApi<Run>('runs.create', {
       kind: 'pretrain',
-      name: 'e2e missing CIFAR-10',
-      config: {
-        mode: 'mae',
-        model: 'micro',
-        dataset: { kind: 'cifar10', root: path.join(dataDir, 'no-cifar') },
-        epochs: 1,
-        batchSize: 4,
-      },
+      name: 'e2e batch larger than the dataset',
+      config: { mode: 'mae', model: 'micro', dataset: { kind: 'builtin', size: 16, imageSize: 16 }, batchSize: 32 },
     });
     const failedRow = page.locator(`[data-run-id="${failing.id}"]`);
-    await failedRow.getByTestId('run-status').and(page.locator('[data-status="failed"]')).waitFor({ timeout: 30_000 });
+    await failedRow.getByTestId('run-status').and(page.locator('[data-status="failed"]')).waitFor({ timeout: 60_000 });
+    expect(await failedRow.getByTestId('action-resume').count()).toBe(0);
     await failedRow.getByTestId('run-link').click();
     const banner = page.getByTestId('run-error');
     await banner.waitFor();
-    expect(await banner.textContent()).toContain('no-cifar');
-    expect(await page.getByTestId('error-resume').count()).toBe(1);
+    expect(await banner.textContent()).toContain('The train set has 16 images, fewer than one batch of 32.');
+    expect(await page.getByTestId('error-resume').count()).toBe(0);
+    await page.getByTestId('error-duplicate').click();
+    await expect.poll(() => page.getByTestId('new-run-view').getAttribute('data-kind')).toBe('pretrain');
+    expect(await page.getByTestId('field-batchSize').inputValue()).toBe('32');
+    await page.goBack();
+    await banner.waitFor();
     await page.getByTestId('no-metrics').waitFor();
     await page.screenshot({ path: screenshotPath('runs-run-failed') });
     await page.close();
@@ -252,15 +261,15 @@ describe('runs in Chromium (web mode, real engine)', () => {
 
     await mimirRow.getByTestId('run-link').click();
     await page.getByTestId('run-view').waitFor();
-    await expect.poll(() => pointsOf('loss')).toBe(MIMIR_STEPS);
-    await expect.poll(() => pointsOf('mi')).toBe(MIMIR_STEPS);
+    await expect.poll(() => pointsOf('loss'), { timeout: 60_000 }).toBe(MIMIR_STEPS);
+    await expect.poll(() => pointsOf('mi'), { timeout: 60_000 }).toBe(MIMIR_STEPS);
     await page.getByTestId('preview-clean').locator('img').waitFor();
     await page.screenshot({ path: screenshotPath('runs-run-after-restart'), fullPage: true });
 
     // The cancelled run keeps its points too; then delete it with its files.
     // A full page load (the URL's token is answered with a redirect): wait as long as the app's start takes.
     await page.goto(`${server.url}#/runs/${maeRunId}`);
-    await expect.poll(() => pointsOf('loss'), { timeout: 30_000 }).toBeGreaterThan(0);
+    await expect.poll(() => pointsOf('loss'), { timeout: 60_000 }).toBeGreaterThan(0);
     await page.getByTestId('run-view').getByTestId('action-delete').click();
     await page.getByTestId('delete-files').check();
     await page.screenshot({ path: screenshotPath('runs-delete-dialog') });

@@ -346,6 +346,24 @@ describe('recordEvent', () => {
     expect(store.getRun(queued.id)?.status).toBe('failed');
   });
 
+  it('failed: keeps the cause, config or run (run when the engine does not say), cleared by a resume', () => {
+    const config = runIn('running');
+    store.recordEvent(config.id, {
+      type: 'failed',
+      message: 'The train set has 16 images, fewer than one batch of 32.',
+      step: 0,
+      lastCheckpoint: null,
+      cause: 'config',
+    });
+    expect(store.getRun(config.id)).toMatchObject({ status: 'failed', errorCause: 'config' });
+    const untold = runIn('running');
+    store.recordEvent(untold.id, { type: 'failed', message: 'out of memory', step: 3, lastCheckpoint: null });
+    expect(store.getRun(untold.id)?.errorCause).toBe('run');
+    store.updateRunStatus(untold.id, 'queued');
+    expect(store.getRun(untold.id)).toMatchObject({ status: 'queued', error: null, errorCause: null });
+    expect(runIn('running').errorCause).toBeNull();
+  });
+
   it('an event that breaks a rule changes nothing at all', () => {
     const run = runIn('done');
     const before = store.getRun(run.id);

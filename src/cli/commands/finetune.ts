@@ -90,7 +90,10 @@ export function registerFinetune(program: Command): void {
     .option('--seed <n>', 'seed of the head, attacks, drop path and data order', positiveInt)
     .option('--out <dir>', 'output folder for checkpoints and config.json')
     .option('--config <file.json>', 'a fine-tuning config (JSON); flags override its fields')
-    .option('--resume <dir>', 'continue the run in <dir> from its newest good checkpoint')
+    .option(
+      '--resume <dir>',
+      'continue the run in <dir> from its newest good checkpoint (or <dir>/checkpoints/<name>: from that one)',
+    )
     .option('--overwrite', 'start over in an --out folder that holds a run, deleting its checkpoints and config.json')
     .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
     .addOption(backendOption())

@@ -102,6 +102,11 @@ export function registerMi(program: Command): void {
           const tb = tf.tensor(Float32Array.from(b.data), [shapeB.n, shapeB.d]);
           return mutualInformation(config.estimator, ta, tb, config).dataSync()[0] ?? Number.NaN;
         });
+        if (!Number.isFinite(value)) {
+          throw new Error(
+            `the ${config.estimator} estimate is ${value}: the data overflow float32 arithmetic (values up to ${largestMagnitude(a.data, b.data)}). Scale the data (e.g. standardise each column) and run it again.`,
+          );
+        }
         const result = {
           estimator: config.estimator,
           value,
@@ -116,4 +121,10 @@ export function registerMi(program: Command): void {
         fail(error, json);
       }
     });
+}
+
+function largestMagnitude(...arrays: ArrayLike<number>[]): number {
+  let largest = 0;
+  for (const data of arrays) for (let i = 0; i < data.length; i++) largest = Math.max(largest, Math.abs(data[i] ?? 0));
+  return largest;
 }

@@ -33,7 +33,10 @@ export function registerPretrain(program: Command): void {
     .option('--seed <n>', 'seed of initialisation, masks, attacks and data order', positiveInt)
     .option('--out <dir>', 'output folder for checkpoints, previews and config.json')
     .option('--config <file.json>', 'a pre-training config (JSON); flags override its fields')
-    .option('--resume <dir>', 'continue the run in <dir> from its newest good checkpoint')
+    .option(
+      '--resume <dir>',
+      'continue the run in <dir> from its newest good checkpoint (or <dir>/checkpoints/<name>: from that one)',
+    )
     .option(
       '--overwrite',
       'start over in an --out folder that holds a run, deleting its checkpoints, previews and config.json',

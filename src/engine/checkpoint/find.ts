@@ -6,7 +6,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { CheckpointManifest } from '../../shared/checkpoint';
+import { RUN_CHECKPOINTS_DIR, type CheckpointManifest } from '../../shared/checkpoint';
 import { CheckpointError, readCheckpoint, readManifest } from './checkpoint-files';
 import { isCheckpointName, readLatestPointer } from './save';
 
@@ -126,6 +126,37 @@ function problemOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * The checkpoint a resume continues from: `chosen` (a checkpoint the user named, verified; a damaged
+ * one is reported, never replaced by another) or else the latest in `dir`.
+ */
+export async function findResumeCheckpoint(dir: string, chosen: string | null): Promise<LatestCheckpoint> {
+  if (chosen === null) return findLatestCheckpoint(dir);
+  const none = { ignored: [], problems: [] };
+  let manifest: CheckpointManifest;
+  try {
+    manifest = await readManifest(chosen);
+  } catch (error) {
+    return { status: 'corrupt', path: chosen, problem: problemOf(error), previous: null, ...none };
+  }
+  const problem = await verify(chosen);
+  if (problem !== null) return { status: 'corrupt', path: chosen, problem, previous: null, ...none };
+  return { status: 'ok', path: chosen, manifest, ...none };
+}
+
+/**
+ * What `--resume <path>` names: a run folder (continue from its latest checkpoint), or one of its
+ * checkpoints, `<run>/checkpoints/<name>` (continue from that one; the run folder is two levels up).
+ */
+export function resumeTarget(arg: string): { outDir: string; checkpoint: string | null } {
+  const resolved = path.resolve(arg);
+  const parent = path.dirname(resolved);
+  if (path.basename(parent) === RUN_CHECKPOINTS_DIR && isCheckpointName(path.basename(resolved))) {
+    return { outDir: path.dirname(parent), checkpoint: resolved };
+  }
+  return { outDir: arg, checkpoint: null };
+}
+
 /** A one-paragraph explanation of a findLatestCheckpoint result for a CLI or a log. */
 export function describeLatest(result: LatestCheckpoint): string {
   switch (result.status) {
@@ -135,7 +166,7 @@ export function describeLatest(result: LatestCheckpoint): string {
       return `latest checkpoint: ${result.path} (epoch ${result.manifest.epoch}, step ${result.manifest.step})`;
     case 'corrupt': {
       const offer = result.previous
-        ? ` The newest good one is ${result.previous.path} (epoch ${result.previous.manifest.epoch}, step ${result.previous.manifest.step}); resume from it explicitly if you want it.`
+        ? ` The newest good one is ${result.previous.path} (epoch ${result.previous.manifest.epoch}, step ${result.previous.manifest.step}); resume from it explicitly if you want it (--resume ${result.previous.path}).`
         : ' No good checkpoint is left.';
       return `The latest checkpoint is damaged: ${result.problem}.${offer}`;
     }

@@ -1,5 +1,12 @@
 export { CheckpointError, readCheckpoint, readManifest, type CheckpointContents } from './checkpoint-files';
-export { describeLatest, findLatestCheckpoint, type FindOptions, type LatestCheckpoint } from './find';
+export {
+  describeLatest,
+  findLatestCheckpoint,
+  findResumeCheckpoint,
+  resumeTarget,
+  type FindOptions,
+  type LatestCheckpoint,
+} from './find';
 export {
   compareShapes,
   loadCheckpoint,

@@ -8,3 +8,4 @@ export * from './open-dataset';
 export * from './procedural';
 export * from './tar-reader';
 export * from './tiny-imagenet';
+export * from './run-checks';

@@ -8,6 +8,7 @@ import {
   type EvaluatedExamples,
   type GradientMaskingReport,
 } from '../../shared/attack-config';
+import { describeIssues } from '../../shared/config-object';
 import {
   EVALUATION_FORMAT,
   EVALUATION_REPORT_FILE,
@@ -125,7 +126,9 @@ async function runEvaluation(
   emit: RunEventSink,
 ): Promise<EvaluationReport> {
   const started = performance.now();
-  const request = EvaluationRequest.parse(input);
+  const parsed = EvaluationRequest.safeParse(input);
+  if (!parsed.success) throw new Error(`Invalid evaluation request: ${describeIssues(parsed.error, '(request)')}`);
+  const request = parsed.data;
   const backend = tf.getBackend();
   const model = await EvaluatedClassifier.load(request.checkpoint);
   try {

@@ -54,6 +54,13 @@ export async function predictLogits(
       predictions.set(await argmax.data(), start);
       tf.dispose([x, scores, argmax]);
     }
+    const bad = logits.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      const image = Math.floor(bad / model.numClasses);
+      throw new Error(
+        `the model's score ${bad % model.numClasses} for image ${image} is ${logits[bad]}: the checkpoint ${model.path} gives non-finite logits (its weights hold NaN or Infinity, or overflow float32). Use an earlier checkpoint of the run.`,
+      );
+    }
     return {
       logits,
       shape: [n, model.numClasses],

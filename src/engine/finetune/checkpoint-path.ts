@@ -1,10 +1,9 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { CHECKPOINT_LATEST_FILE, CHECKPOINT_MANIFEST_FILE } from '../../shared/checkpoint';
+import { CHECKPOINT_LATEST_FILE, CHECKPOINT_MANIFEST_FILE, RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
 import { describeLatest, findLatestCheckpoint } from '../checkpoint';
 
-/** The folder a run keeps its checkpoints in (as the pre-training run). */
-export const RUN_CHECKPOINTS_DIR = 'checkpoints';
+export { RUN_CHECKPOINTS_DIR };
 
 /**
  * The checkpoint directory a user's path names: a checkpoint itself (it holds checkpoint.json), a

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CHECKPOINT_MODEL_FILE } from '../../shared/checkpoint';
 import type { FinetuneSource } from '../../shared/finetune-config';
-import { ModelConfig, modelConfigFromPreset, type ModelPreset } from '../../shared/model-config';
+import { ModelConfig, type ModelPreset } from '../../shared/model-config';
 import { CheckpointError, compareShapes, loadCheckpoint, shapesOf } from '../checkpoint';
 import {
   classifierParamSpecs,
@@ -13,6 +13,7 @@ import {
 } from '../model';
 import type { Rng } from '../rng';
 import { resolveCheckpointPath } from './checkpoint-path';
+import { modelForDataset } from '../data/run-checks';
 
 /** A fine-tuning start that cannot be made (bad checkpoint, size mismatch); the message says why. */
 export class FinetuneSourceError extends Error {
@@ -31,13 +32,11 @@ export interface InitialClassifier {
 
 /** The classifier's model config from a scratch source's preset or config, sized for the dataset's images. */
 export function scratchModelConfig(model: ModelPreset | ModelConfig, imageSize: number): ModelConfig {
-  const config = typeof model === 'string' ? modelConfigFromPreset(model, imageSize) : model;
-  if (config.imageSize !== imageSize) {
-    throw new FinetuneSourceError(
-      `The model expects ${config.imageSize} px images but the dataset has ${imageSize} px ones; set model.imageSize or the dataset's imageSize.`,
-    );
+  try {
+    return modelForDataset(model, { imageSize });
+  } catch (error) {
+    throw new FinetuneSourceError(error instanceof Error ? error.message : String(error));
   }
-  return config;
 }
 
 /**

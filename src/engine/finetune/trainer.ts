@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { z } from 'zod';
+import { describeIssues } from '../../shared/config-object';
 import {
   FinetuneConfig,
   FinetuneRecord,
@@ -12,16 +12,16 @@ import {
 } from '../../shared/finetune-config';
 import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig } from '../../shared/model-config';
-import type { DoneEvent, RunEventSink } from '../../shared/run-events';
+import type { DoneEvent, FailureCause, RunEventSink } from '../../shared/run-events';
 import {
   CheckpointError,
   describeLatest,
-  findLatestCheckpoint,
+  findResumeCheckpoint,
   readManifest,
   restoreCheckpoint,
   saveCheckpoint,
 } from '../checkpoint';
-import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
+import { BatchIterator, BatchIteratorState, datasetProblem, openDataset, type Dataset } from '../data';
 import { disposeParams, initClassifierParams, type ParamMap } from '../model';
 import { RunCancelledError, RunFailedError } from '../pretrain/trainer';
 import { Rng } from '../rng';
@@ -49,6 +49,8 @@ export interface FinetuneRunOptions {
    * raised). true: there must be one; 'if-any': start afresh when there is none.
    */
   resume?: boolean | 'if-any';
+  /** With resume: continue from this checkpoint of outDir's instead of the newest one. */
+  resumeFrom?: string;
   epochsOverride?: number;
   emit: RunEventSink;
   /** Stops the run at the next step boundary (the last checkpoint stays). */
@@ -58,10 +60,6 @@ export interface FinetuneRunOptions {
 /** Beside checkpoints/: Generalist's learners and their optimiser, one checkpoint per main one, same name. */
 export const GENERALIST_STATE_DIR = 'generalist-state';
 export const FINETUNE_CONFIG_FILE = 'config.json';
-
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`).join('; ');
-}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -81,30 +79,32 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   const stateDir = path.join(outDir, GENERALIST_STATE_DIR);
   let lastCheckpoint: string | null = null;
   let step = 0;
-  const fail = (message: string): never => {
-    emit({ type: 'failed', message, step, lastCheckpoint });
+  /** `config`: the config or its data cannot work (edit a copy); `run`: this attempt stopped (resume may help). */
+  const fail = (message: string, cause: FailureCause = 'config'): never => {
+    emit({ type: 'failed', message, step, lastCheckpoint, cause });
     throw new RunFailedError(message);
   };
 
-  let stored: Awaited<ReturnType<typeof findLatestCheckpoint>> | null = null;
+  let stored: Awaited<ReturnType<typeof findResumeCheckpoint>> | null = null;
   if (options.resume) {
-    stored = await findLatestCheckpoint(checkpointsDir);
+    stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
     if (stored.status === 'none' && options.resume === true) {
-      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`, 'run');
     }
-    if (stored.status === 'corrupt') fail(describeLatest(stored));
+    if (stored.status === 'corrupt') fail(describeLatest(stored), 'run');
   }
   const resumed = stored?.status === 'ok' ? stored : null;
   if (resumed) lastCheckpoint = resumed.path;
   if (resumed && resumed.manifest.kind !== 'finetune') {
-    fail(`${resumed.path} is a ${resumed.manifest.kind} checkpoint; --resume continues a fine-tuning run.`);
+    fail(`${resumed.path} is a ${resumed.manifest.kind} checkpoint; --resume continues a fine-tuning run.`, 'run');
   }
 
   let config: ResolvedFinetuneConfig;
   let recordClasses: { numClasses: number; classNames: string[] } | null = null;
   if (resumed) {
     const parsed = FinetuneRecord.safeParse(resumed.manifest.runConfig);
-    if (!parsed.success) return fail(`The checkpoint's fine-tuning config is invalid: ${describeIssues(parsed.error)}`);
+    if (!parsed.success)
+      return fail(`The checkpoint's fine-tuning config is invalid: ${describeIssues(parsed.error)}`, 'run');
     const { numClasses, classNames, ...rest } = parsed.data;
     config = rest;
     recordClasses = { numClasses, classNames };
@@ -127,6 +127,8 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   } catch (error) {
     return fail(messageOf(error));
   }
+  const problem = datasetProblem('finetune', dataset);
+  if (problem !== null) return fail(problem);
   if (recordClasses && recordClasses.numClasses !== dataset.numClasses) {
     fail(
       `The checkpoint's classifier has ${recordClasses.numClasses} classes but the dataset now has ${dataset.numClasses}.`,
@@ -154,7 +156,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     if (resumed) {
       const parsedModel = ModelConfig.safeParse(resumed.manifest.modelConfig);
       if (!parsedModel.success)
-        return fail(`The checkpoint's model config is invalid: ${describeIssues(parsedModel.error)}`);
+        return fail(`The checkpoint's model config is invalid: ${describeIssues(parsedModel.error)}`, 'run');
       modelConfig = parsedModel.data;
       params = initClassifierParams(modelConfig, outputs, rng.fork(), { headInitStd: config.headInitStd });
     } else {
@@ -217,7 +219,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     }
   } catch (error) {
     disposeModel();
-    return fail(`Cannot resume from ${resumed?.path}: ${messageOf(error)}`);
+    return fail(`Cannot resume from ${resumed?.path}: ${messageOf(error)}`, 'run');
   }
 
   let iterator: BatchIterator;
@@ -355,7 +357,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
         step += 1;
         lastLr = lr;
         const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
-        if (stop) fail(stop);
+        if (stop) fail(stop, 'run');
         const seconds = (performance.now() - stepStart) / 1000;
         sums.loss += values.loss ?? 0;
         sums.clean += (values.clean_acc ?? 0) * n;
@@ -406,7 +408,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       });
       throw error instanceof RunCancelledError ? error : new RunCancelledError();
     }
-    return fail(`Fine-tuning stopped at step ${step}: ${messageOf(error)}`);
+    return fail(`Fine-tuning stopped at step ${step}: ${messageOf(error)}`, 'run');
   } finally {
     iterator.close();
     disposeModel();

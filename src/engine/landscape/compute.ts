@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { z } from 'zod';
+import { describeIssues } from '../../shared/config-object';
 import {
   gridCoordinates,
   gridShape,
@@ -49,10 +49,6 @@ export function landscapeFile(outDir: string): string {
   return path.join(outDir, LANDSCAPE_FILE);
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(request)'}: ${issue.message}`).join('; ');
-}
-
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -80,7 +76,7 @@ export async function computeLandscape(requestInput: unknown, options: Landscape
   };
 
   const parsed = LandscapeRequest.safeParse(requestInput);
-  if (!parsed.success) return fail(`Invalid landscape request: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) return fail(`Invalid landscape request: ${describeIssues(parsed.error, '(request)')}`);
   const request = parsed.data;
 
   let model: CheckpointModel;

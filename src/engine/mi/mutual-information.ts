@@ -11,6 +11,9 @@ import { MiOptions, type MiEstimator, type MiOptionsInput } from '../../shared/m
 import { flattenSamples, gaussianKernelExponent } from './kernels';
 import { regularisedProjection, renyiEntropyOfShiftedKernel } from './linalg-ops';
 
+/** The estimators' settings, read from MiOptions or any config section that embeds them (a run's `mi`). */
+const EstimatorOptions = MiOptions.strip();
+
 function pair(a: tf.Tensor, b: tf.Tensor): [tf.Tensor2D, tf.Tensor2D, number] {
   const fa = flattenSamples(a);
   const fb = flattenSamples(b);
@@ -29,7 +32,7 @@ function doubleCentre(s: tf.Tensor2D): tf.Tensor2D {
 
 /** Biased HSIC, tr(K_A H K_B H) / N^2 (paper Eq. 29), as the sum of the two double-centred kernels' product. */
 export function hsic(a: tf.Tensor, b: tf.Tensor, options: MiOptionsInput = {}): tf.Scalar {
-  const opts = MiOptions.parse(options);
+  const opts = EstimatorOptions.parse(options);
   return tf.tidy(() => {
     const [fa, fb, n] = pair(a, b);
     const centredA = doubleCentre(tf.expm1(gaussianKernelExponent(fa, opts)));
@@ -49,7 +52,7 @@ export function hsic(a: tf.Tensor, b: tf.Tensor, options: MiOptionsInput = {}): 
  * in that trace, which float32 cannot afford; R~ has eigenvalues in [0, 1).
  */
 export function nhsic(a: tf.Tensor, b: tf.Tensor, options: MiOptionsInput = {}): tf.Scalar {
-  const opts = MiOptions.parse(options);
+  const opts = EstimatorOptions.parse(options);
   return tf.tidy(() => {
     const [fa, fb, n] = pair(a, b);
     const ridge = opts.epsR * n;
@@ -62,7 +65,7 @@ export function nhsic(a: tf.Tensor, b: tf.Tensor, options: MiOptionsInput = {}):
 
 /** Matrix-based Renyi alpha-entropy (paper Eq. 25) of one feature tensor's Gaussian Gram matrix, in bits. */
 export function renyiEntropy(x: tf.Tensor, options: MiOptionsInput = {}): tf.Scalar {
-  const opts = MiOptions.parse(options);
+  const opts = EstimatorOptions.parse(options);
   return tf.tidy(() => {
     const f = flattenSamples(x);
     if (f.shape[0] < 2) throw new Error(`MI: needs at least 2 samples, got ${f.shape[0]}.`);
@@ -75,7 +78,7 @@ export function renyiEntropy(x: tf.Tensor, options: MiOptionsInput = {}): tf.Sca
  * entropy from the trace-normalised Hadamard product K_A o K_B = exp(E_A + E_B).
  */
 export function renyiMutualInformation(a: tf.Tensor, b: tf.Tensor, options: MiOptionsInput = {}): tf.Scalar {
-  const opts = MiOptions.parse(options);
+  const opts = EstimatorOptions.parse(options);
   return tf.tidy(() => {
     const [fa, fb] = pair(a, b);
     const exponentA = gaussianKernelExponent(fa, opts);

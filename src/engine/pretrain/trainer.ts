@@ -1,13 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { z } from 'zod';
 import { writeFileAtomic } from '../io/atomic-file';
-import { modelConfigFromPreset, type ModelConfig } from '../../shared/model-config';
+import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
+import { describeIssues } from '../../shared/config-object';
+import type { ModelConfig } from '../../shared/model-config';
 import { PretrainConfig } from '../../shared/pretrain-config';
-import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
-import { findLatestCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
-import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
+import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
+import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
+import { BatchIterator, BatchIteratorState, modelForDataset, openDataset, type Dataset } from '../data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
@@ -29,6 +30,8 @@ export interface PretrainRunOptions {
    * mode: the same call starts a run and resumes it).
    */
   resume?: boolean | 'if-any';
+  /** With resume: continue from this checkpoint of outDir's instead of the newest one. */
+  resumeFrom?: string;
   epochsOverride?: number;
   emit: RunEventSink;
   /** Stops the run at the next step boundary (no checkpoint is written; the last one stays). */
@@ -49,22 +52,12 @@ export class RunCancelledError extends Error {
   }
 }
 
-export const CHECKPOINTS_DIR = 'checkpoints';
+export const CHECKPOINTS_DIR = RUN_CHECKPOINTS_DIR;
 export const PREVIEWS_DIR = 'previews';
 export const CONFIG_FILE = 'config.json';
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(config)'}: ${issue.message}`).join('; ');
-}
-
 export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
-  const config = typeof model === 'string' ? modelConfigFromPreset(model, dataset.imageSize) : model;
-  if (config.imageSize !== dataset.imageSize) {
-    throw new RunFailedError(
-      `The model expects ${config.imageSize} px images but the dataset has ${dataset.imageSize} px ones; set model.imageSize or the dataset's imageSize.`,
-    );
-  }
-  return config;
+  return modelForDataset(model, dataset);
 }
 
 export async function runPretraining(configInput: unknown, options: PretrainRunOptions): Promise<DoneEvent> {
@@ -72,19 +65,20 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   const checkpointsDir = path.join(outDir, CHECKPOINTS_DIR);
   let lastCheckpoint: string | null = null;
   let step = 0;
-  const fail = (message: string): never => {
-    emit({ type: 'failed', message, step, lastCheckpoint });
+  /** `config`: the config or its data cannot work (edit a copy); `run`: this attempt stopped (resume may help). */
+  const fail = (message: string, cause: FailureCause = 'config'): never => {
+    emit({ type: 'failed', message, step, lastCheckpoint, cause });
     throw new RunFailedError(message);
   };
 
   let resumeFrom: string | null = null;
-  let stored: Awaited<ReturnType<typeof findLatestCheckpoint>> | null = null;
+  let stored: Awaited<ReturnType<typeof findResumeCheckpoint>> | null = null;
   if (options.resume) {
-    stored = await findLatestCheckpoint(checkpointsDir);
+    stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
     if (stored.status === 'none' && options.resume === true) {
-      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`);
+      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`, 'run');
     }
-    if (stored.status === 'corrupt') fail(describeLatest(stored));
+    if (stored.status === 'corrupt') fail(describeLatest(stored), 'run');
     if (stored.status === 'ok') {
       resumeFrom = stored.path;
       lastCheckpoint = stored.path;
@@ -140,13 +134,20 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
     step = resumedManifest.step;
   }
 
-  const iterator = new BatchIterator(dataset, {
-    batchSize: config.batchSize,
-    seed: config.seed ^ 0x9e3779b9,
-    augmentation: config.augmentation,
-    prefetch: 1,
-    ...(iteratorState ? { state: iteratorState } : {}),
-  });
+  let iterator: BatchIterator;
+  try {
+    iterator = new BatchIterator(dataset, {
+      batchSize: config.batchSize,
+      seed: config.seed ^ 0x9e3779b9,
+      augmentation: config.augmentation,
+      prefetch: 1,
+      ...(iteratorState ? { state: iteratorState } : {}),
+    });
+  } catch (error) {
+    optimizer.dispose();
+    disposeParams(params);
+    return fail(error instanceof Error ? error.message : String(error));
+  }
   const stepsPerEpoch = iterator.batchesPerEpoch;
   const totalSteps = stepsPerEpoch * config.epochs;
   const lrConfig = {
@@ -223,7 +224,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
           attack_loss: attackLoss[0] ?? NaN,
         };
         const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
-        if (stop) fail(stop);
+        if (stop) fail(stop, 'run');
         const seconds = (performance.now() - stepStart) / 1000;
         sums.loss += values.loss;
         sums.recon += values.recon_loss;
@@ -289,7 +290,10 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
       });
       throw error;
     }
-    return fail(`Pre-training stopped at step ${step}: ${error instanceof Error ? error.message : String(error)}`);
+    return fail(
+      `Pre-training stopped at step ${step}: ${error instanceof Error ? error.message : String(error)}`,
+      'run',
+    );
   } finally {
     iterator.close();
     previewBatch.dispose();

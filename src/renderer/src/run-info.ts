@@ -63,7 +63,12 @@ export function canCancel(run: Run): boolean {
 }
 
 export function canResume(run: Run): boolean {
-  return RESUMABLE_STATUSES.includes(run.status) && run.kind === 'pretrain';
+  return RESUMABLE_STATUSES.includes(run.status) && run.kind === 'pretrain' && !failedOnConfig(run);
+}
+
+/** The run failed because of its config or data: resuming would fail again; a copy is edited instead. */
+export function failedOnConfig(run: Run): boolean {
+  return run.status === 'failed' && run.errorCause === 'config';
 }
 
 export function canDelete(run: Run): boolean {

@@ -39,6 +39,8 @@ export async function trainedClassifierCheckpoint(
     method?: 'natural' | 'dbat';
     headInitStd?: number;
     lr?: number;
+    /** Save head.weight as NaN: the checkpoint of a run that diverged. */
+    nanHead?: boolean;
   } = {},
 ): Promise<{ path: string; params: ParamMap; trainAccuracy: number }> {
   const classes = options.classes ?? 4;
@@ -75,6 +77,8 @@ export async function trainedClassifierCheckpoint(
     tf.dispose([x, y, value, ...Object.values(grads)]);
   }
   adamw.dispose();
+  const head = params.get('head.weight');
+  if (options.nanHead && head) head.assign(tf.fill(head.shape, Number.NaN));
   const saved = await saveCheckpoint(path.join(dir, 'checkpoints'), {
     kind: 'finetune',
     epoch: 1,

@@ -47,6 +47,8 @@ describe.skipIf(!built)('mimir mi (built CLI)', () => {
     const nan = Float64Array.from(b);
     nan[7] = Number.NaN;
     await writeNpy(file('nan.npy'), { dtype: 'float64', shape: [n, 3], data: nan });
+    // Finite in float64, past float32's range: the estimate overflows.
+    await writeNpy(file('huge.npy'), { dtype: 'float64', shape: [n, 3], data: b.map((v) => v * 1e39) });
   });
 
   for (const estimator of MI_ESTIMATORS) {
@@ -89,6 +91,20 @@ describe.skipIf(!built)('mimir mi (built CLI)', () => {
       expect(status).toBe(1);
       expect(json.type).toBe('failed');
       expect(json.message).toMatch(message);
+    }
+  });
+
+  it('exits non-zero with a message when the estimate overflows, for every estimator', () => {
+    for (const estimator of MI_ESTIMATORS) {
+      const { status, json } = mimir(['mi', '--a', file('a.npy'), '--b', file('huge.npy'), '--estimator', estimator]);
+      expect(status, JSON.stringify(json)).toBe(1);
+      expect(json.type).toBe('failed');
+      // nhsic's and renyi's linear algebra stops first, on a non-finite Gram matrix.
+      const expected =
+        estimator !== 'hsic'
+          ? /the input is not finite/
+          : new RegExp(`the ${estimator} estimate is (NaN|-?Infinity): the data overflow float32 .*Scale the data`);
+      expect(json.message).toMatch(expected);
     }
   });
 });

@@ -3,31 +3,22 @@ import { computed, ref } from 'vue';
 import type { CheckpointEntry } from '../../../shared/api';
 import type { CheckpointKind } from '../../../shared/checkpoint';
 import { api } from '../api/client';
-import { errorMessage } from '../format';
+import { latestLoad } from '../latest';
 
 /** The checkpoints the pickers and the checkpoints page offer, loaded on demand and refreshed when asked. */
 export const useCheckpointsStore = defineStore('checkpoints', () => {
   const entries = ref<CheckpointEntry[]>([]);
   const loaded = ref(false);
-  const loading = ref(false);
-  const error = ref<string | null>(null);
-  let pending: Promise<void> | null = null;
+  /** Each refresh asks again (a checkpoint may have appeared since an earlier request); only the latest answer counts. */
+  const loader = latestLoad();
 
-  async function refresh(): Promise<void> {
-    pending ??= (async () => {
-      loading.value = true;
-      try {
-        entries.value = await api.call('checkpoints.list', {});
-        error.value = null;
-        loaded.value = true;
-      } catch (failure) {
-        error.value = errorMessage(failure);
-      } finally {
-        loading.value = false;
-        pending = null;
-      }
-    })();
-    return pending;
+  function refresh(): Promise<void> {
+    return loader.run(async (token) => {
+      const listed = await api.call('checkpoints.list', {});
+      if (!token.current) return;
+      entries.value = listed;
+      loaded.value = true;
+    });
   }
 
   async function ensure(): Promise<void> {
@@ -40,7 +31,7 @@ export const useCheckpointsStore = defineStore('checkpoints', () => {
 
   const byPath = computed(() => new Map(entries.value.map((entry) => [entry.path, entry])));
 
-  return { entries, loaded, loading, error, byPath, refresh, ensure, ofKind };
+  return { entries, loaded, loading: loader.loading, error: loader.error, byPath, refresh, ensure, ofKind };
 });
 
 /** "MIMIR micro · mimir · step 24 (final)". */

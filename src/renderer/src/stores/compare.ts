@@ -2,9 +2,9 @@ import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
 import type { Evaluation, MetricSeries, Run } from '../../../shared/store-types';
 import { api } from '../api/client';
+import { latestLoad } from '../latest';
 import type { EvaluationReport } from '../../../shared/evaluation';
 import { reportOf } from '../evaluation-info';
-import { errorMessage } from '../format';
 import { useRunsStore } from './runs';
 
 /** The evaluation shown for a run in the comparison: the newest of its model (or its fine-tuned children). */
@@ -31,9 +31,8 @@ export const useCompareStore = defineStore('compare', () => {
   /** series[key][runId] */
   const series = shallowRef<Record<string, Record<string, MetricSeries>>>({});
   const evaluations = shallowRef<Record<string, RunEvaluation | null>>({});
-  const loading = ref(false);
-  const error = ref<string | null>(null);
-  let session = 0;
+  /** Changing the compared runs drops the answers for the earlier selection. */
+  const loader = latestLoad();
 
   const compared = computed<Run[]>(() =>
     ids.value.map((id) => runs.byId[id]).filter((run): run is Run => run !== undefined),
@@ -64,36 +63,33 @@ export const useCompareStore = defineStore('compare', () => {
     return null;
   }
 
-  async function load(next: string[]): Promise<void> {
-    const mine = ++session;
+  function load(next: string[]): Promise<void> {
     ids.value = next;
     keys.value = [];
     series.value = {};
     evaluations.value = {};
-    error.value = null;
-    if (next.length === 0) return;
-    loading.value = true;
-    try {
+    if (next.length === 0) {
+      loader.invalidate();
+      loader.error.value = null;
+      return Promise.resolve();
+    }
+    return loader.run(async (token) => {
       const fetched = await Promise.all(next.map((id) => runs.fetchRun(id)));
       const metricKeys = await api.call('runs.metricKeys', { ids: next });
-      if (mine !== session) return;
+      if (!token.current) return;
       keys.value = metricKeys;
       if (metricKeys.length > 0) {
         const all = await api.call('runs.metrics', { ids: next, keys: metricKeys, query: { maxPoints: MAX_POINTS } });
-        if (mine !== session) return;
+        if (!token.current) return;
         const grouped: Record<string, Record<string, MetricSeries>> = {};
         for (const one of all) (grouped[one.key] ??= {})[one.runId] = one;
         series.value = grouped;
       }
       const found = await Promise.all(fetched.map((run) => evaluationOf(run).catch(() => null)));
-      if (mine !== session) return;
+      if (!token.current) return;
       evaluations.value = Object.fromEntries(fetched.map((run, i) => [run.id, found[i] ?? null]));
-    } catch (failure) {
-      if (mine === session) error.value = errorMessage(failure);
-    } finally {
-      if (mine === session) loading.value = false;
-    }
+    });
   }
 
-  return { ids, keys, series, evaluations, loading, error, compared, load };
+  return { ids, keys, series, evaluations, loading: loader.loading, error: loader.error, compared, load };
 });

@@ -3,7 +3,7 @@ import { computed, ref } from 'vue';
 import type { DatasetInfo, DatasetPage } from '../../../shared/api';
 import { DatasetSource } from '../../../shared/dataset-config';
 import { api } from '../api/client';
-import { errorMessage } from '../format';
+import { latestLoad, type LoadToken } from '../latest';
 
 /** The dataset browser: the source being edited, the opened dataset, its current page and class filter. */
 export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
@@ -14,59 +14,49 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
   const label = ref<number | null>(null);
   const offset = ref(0);
   const pageSize = ref(100);
-  const loading = ref(false);
-  const error = ref<string | null>(null);
+  /** One load at a time counts: opening, paging and filtering all drop answers to earlier requests. */
+  const loader = latestLoad();
   /** How long the last page took, request to answer (ms). */
   const pageMs = ref<number | null>(null);
-  let request = 0;
 
   const validation = computed(() => DatasetSource.safeParse(draft.value.dataset));
+  // The page indicator describes the page on screen (its own offset and total), not one still loading.
   const total = computed(() => page.value?.total ?? 0);
   const pageCount = computed(() => Math.max(1, Math.ceil(total.value / pageSize.value)));
-  const pageIndex = computed(() => Math.floor(offset.value / pageSize.value));
+  const pageIndex = computed(() => Math.floor((page.value?.offset ?? offset.value) / pageSize.value));
 
-  async function open(): Promise<void> {
-    if (!validation.value.success) return;
-    const mine = ++request;
-    loading.value = true;
-    error.value = null;
-    try {
-      const opened = validation.value.data;
+  function open(): Promise<void> {
+    const parsed = validation.value;
+    if (!parsed.success) return Promise.resolve();
+    return loader.run(async (token) => {
+      const opened = parsed.data;
       const described = await api.call('datasets.describe', { source: opened });
-      if (mine !== request) return;
+      if (!token.current) return;
       source.value = opened;
       info.value = described;
+      page.value = null;
       label.value = null;
       offset.value = 0;
-      await loadPage();
-    } catch (failure) {
-      if (mine === request) error.value = errorMessage(failure);
-    } finally {
-      if (mine === request) loading.value = false;
-    }
+      await fetchPage(token);
+    });
   }
 
-  async function loadPage(): Promise<void> {
+  async function fetchPage(token: LoadToken): Promise<void> {
     if (!source.value) return;
-    const mine = ++request;
-    loading.value = true;
     const started = performance.now();
-    try {
-      const next = await api.call('datasets.page', {
-        source: source.value,
-        offset: offset.value,
-        limit: pageSize.value,
-        label: label.value,
-      });
-      if (mine !== request) return;
-      page.value = next;
-      pageMs.value = performance.now() - started;
-      error.value = null;
-    } catch (failure) {
-      if (mine === request) error.value = errorMessage(failure);
-    } finally {
-      if (mine === request) loading.value = false;
-    }
+    const next = await api.call('datasets.page', {
+      source: source.value,
+      offset: offset.value,
+      limit: pageSize.value,
+      label: label.value,
+    });
+    if (!token.current) return;
+    page.value = next;
+    pageMs.value = performance.now() - started;
+  }
+
+  function loadPage(): Promise<void> {
+    return loader.run(fetchPage);
   }
 
   function goTo(index: number): void {
@@ -94,8 +84,8 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
     label,
     offset,
     pageSize,
-    loading,
-    error,
+    loading: loader.loading,
+    error: loader.error,
     pageMs,
     validation,
     total,

@@ -5,6 +5,7 @@ import type { PushMessage } from '../../../shared/push';
 import { lastKeptStep, PreviewKind } from '../../../shared/run-events';
 import type { Artifact } from '../../../shared/store-types';
 import { api } from '../api/client';
+import { latestOnly, type LatestOnly } from '../latest';
 import { errorMessage } from '../format';
 
 /** One stored preview snapshot of a run: the fixed preview batch at one step, one PNG strip per kind. */
@@ -56,9 +57,16 @@ export const usePreviewsStore = defineStore('previews', () => {
     byRun.value = { ...byRun.value, [runId]: list };
   }
 
+  /** Per run: a later load's answer wins over an earlier one still on its way. */
+  const loads = new Map<string, LatestOnly>();
+
   async function load(runId: string): Promise<void> {
+    let tokens = loads.get(runId);
+    if (!tokens) loads.set(runId, (tokens = latestOnly()));
+    const token = tokens.begin();
     try {
       const artifacts = await api.call('runs.artifacts', { id: runId, kind: 'preview' });
+      if (!token.current) return;
       const list = artifacts.flatMap((artifact) => {
         const meta = previewOf(artifact);
         return meta ? [meta] : [];
@@ -72,7 +80,7 @@ export const usePreviewsStore = defineStore('previews', () => {
       const { [runId]: _, ...rest } = errors.value;
       errors.value = rest;
     } catch (failure) {
-      errors.value = { ...errors.value, [runId]: errorMessage(failure) };
+      if (token.current) errors.value = { ...errors.value, [runId]: errorMessage(failure) };
     }
   }
 

@@ -5,6 +5,7 @@ import { lastKeptStep, type MetricsEvent } from '../../../shared/run-events';
 import type { LogEntry, MetricSeries } from '../../../shared/store-types';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
+import { latestOnly, type LoadToken } from '../latest';
 import { useRunsStore } from './runs';
 
 /** One metric's points as the charts read them (mutated in place; `revision` says when). */
@@ -33,8 +34,9 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   const revision = ref(0);
   const metricsLoaded = ref(false);
   const logs = shallowRef<LogEntry[]>([]);
-  /** Increases with every open(), so answers for a run left meanwhile are dropped. */
-  let session = 0;
+  /** A token per open(): answers for a run left meanwhile are dropped. */
+  const sessions = latestOnly();
+  let session: LoadToken = sessions.begin();
   /** Increases with every restart of the run: answers asked for before one may hold the old attempt. */
   let attempt = 0;
   let catchUpTimer: ReturnType<typeof setTimeout> | null = null;
@@ -58,13 +60,13 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   }
 
   async function open(id: string): Promise<void> {
-    const mine = ++session;
+    const mine = (session = sessions.begin());
     runId.value = id;
     reset();
     try {
       await runs.fetchRun(id);
     } catch (failure) {
-      if (mine !== session) return;
+      if (!mine.current) return;
       notFound.value = true;
       error.value = errorMessage(failure);
       return;
@@ -73,7 +75,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
   }
 
   function close(): void {
-    session++;
+    sessions.invalidate();
     runId.value = null;
     reset();
   }
@@ -108,25 +110,25 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     if (changed) revision.value++;
   }
 
-  async function loadMetrics(mine: number): Promise<void> {
+  async function loadMetrics(mine: LoadToken): Promise<void> {
     const id = runId.value;
     if (!id) return;
     const asked = attempt;
     try {
       const keys = await api.call('runs.metricKeys', { ids: [id] });
-      if (mine !== session) return;
+      if (!mine.current) return;
       if (asked !== attempt) return loadMetrics(mine);
+      const fetched =
+        keys.length > 0 ? await api.call('runs.metrics', { ids: [id], keys, query: { maxPoints: MAX_POINTS } }) : [];
+      if (!mine.current) return;
+      if (asked !== attempt) return loadMetrics(mine);
+      // Keys and points together: a chart never shows its key with the points still on their way.
       metricKeys.value = keys;
-      if (keys.length > 0) {
-        const fetched = await api.call('runs.metrics', { ids: [id], keys, query: { maxPoints: MAX_POINTS } });
-        if (mine !== session) return;
-        if (asked !== attempt) return loadMetrics(mine);
-        series.value = {};
-        merge(fetched);
-      }
+      series.value = {};
+      merge(fetched);
       metricsLoaded.value = true;
     } catch (failure) {
-      if (mine === session) error.value = errorMessage(failure);
+      if (mine.current) error.value = errorMessage(failure);
     }
   }
 
@@ -139,7 +141,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
     lastCatchUp = Date.now();
     try {
       const keys = await api.call('runs.metricKeys', { ids: [id] });
-      if (mine !== session) return;
+      if (!mine.current) return;
       const groups = new Map<number, string[]>();
       for (const key of keys) {
         const from = (series.value[key]?.steps.at(-1) ?? -1) + 1;
@@ -150,7 +152,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
           api.call('runs.metrics', { ids: [id], keys: group, query: { maxPoints: MAX_POINTS, fromStep } }),
         ),
       );
-      if (mine !== session) return;
+      if (!mine.current) return;
       if (asked !== attempt) {
         scheduleCatchUp();
         return;
@@ -215,7 +217,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
 
   // ---- log ---------------------------------------------------------------------------------------------
 
-  async function loadLogs(mine: number): Promise<void> {
+  async function loadLogs(mine: LoadToken): Promise<void> {
     const id = runId.value;
     if (!id) return;
     try {
@@ -227,7 +229,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
           limit: LOG_PAGE,
           ...(afterId !== undefined ? { afterId } : {}),
         });
-        if (mine !== session) return;
+        if (!mine.current) return;
         added = [...added, ...page].slice(-MAX_LOG_LINES);
         afterId = page.at(-1)?.id ?? afterId;
         if (page.length < LOG_PAGE) break;
@@ -237,7 +239,7 @@ export const useRunDetailsStore = defineStore('run-details', () => {
         logs.value = [...logs.value, ...added.filter((entry) => entry.id > known)].slice(-MAX_LOG_LINES);
       }
     } catch (failure) {
-      if (mine === session) error.value = errorMessage(failure);
+      if (mine.current) error.value = errorMessage(failure);
     }
   }
 

@@ -5,7 +5,7 @@ import type { PushMessage } from '../../../shared/push';
 import type { ProgressEvent } from '../../../shared/run-events';
 import type { Run, RunFilter, RunStatus, StoreRunKind, TagCount } from '../../../shared/store-types';
 import { api } from '../api/client';
-import { errorMessage } from '../format';
+import { latestLoad } from '../latest';
 import { runDataset, runMode, runModel, runProgress } from '../run-info';
 
 export type RunSortKey =
@@ -93,12 +93,11 @@ export const useRunsStore = defineStore('runs', () => {
   const listIds = ref<string[]>([]);
   const filter = ref<RunListFilter>({ statuses: [], kind: '', text: '', tag: '' });
   const sort = ref<RunSort>({ key: 'createdAt', direction: 'desc' });
-  const loading = ref(false);
+  /** The list's loads: a filter or sort changed meanwhile drops the earlier answer. */
+  const loader = latestLoad();
   const loaded = ref(false);
-  const error = ref<string | null>(null);
   const tags = ref<TagCount[]>([]);
   const selected = ref<string[]>([]);
-  let request = 0;
 
   function matchesFilter(run: Run): boolean {
     const f = filter.value;
@@ -131,25 +130,18 @@ export const useRunsStore = defineStore('runs', () => {
     };
   }
 
-  async function load(): Promise<void> {
-    const mine = ++request;
-    loading.value = true;
-    try {
+  function load(): Promise<void> {
+    return loader.run(async (token) => {
       const [runs, tagCounts] = await Promise.all([api.call('runs.list', serverFilter()), api.call('runs.tags', {})]);
-      if (mine !== request) return;
+      if (!token.current) return;
       const next = { ...byId.value };
       for (const run of runs) next[run.id] = run;
       byId.value = next;
       listIds.value = runs.map((run) => run.id);
       tags.value = tagCounts;
       selected.value = selected.value.filter((id) => listIds.value.includes(id));
-      error.value = null;
       loaded.value = true;
-    } catch (failure) {
-      if (mine === request) error.value = errorMessage(failure);
-    } finally {
-      if (mine === request) loading.value = false;
-    }
+    });
   }
 
   let textTimer: ReturnType<typeof setTimeout> | null = null;
@@ -275,9 +267,9 @@ export const useRunsStore = defineStore('runs', () => {
     rows,
     filter,
     sort,
-    loading,
+    loading: loader.loading,
     loaded,
-    error,
+    error: loader.error,
     tags,
     selected,
     load,
