@@ -3,6 +3,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import { describeIssues } from '../shared/config-object';
+import type { FailedEvent } from '../shared/run-events';
 import { BACKEND_NAMES } from '../shared/system';
 
 /** The --backend option every command that runs tensor work takes. */
@@ -11,7 +12,7 @@ export const backendOption = (): Option =>
 
 /**
  * Report a failure the way the command's output mode expects and exit non-zero: with --json, one
- * `{"type":"failed","message":...}` line on stdout; otherwise `mimir: message` on stderr.
+ * `failed` run event on stdout (no step, no checkpoint); otherwise `mimir: message` on stderr.
  */
 export function fail(error: unknown, json: boolean): never {
   // A zod error's own message is its issues as JSON: say them in one line instead.
@@ -21,8 +22,10 @@ export function fail(error: unknown, json: boolean): never {
       : error instanceof Error
         ? error.message
         : String(error);
-  if (json) process.stdout.write(`${JSON.stringify({ type: 'failed', message })}\n`);
-  else process.stderr.write(`mimir: ${message}\n`);
+  if (json) {
+    const event: FailedEvent = { type: 'failed', message, step: null, lastCheckpoint: null };
+    process.stdout.write(`${JSON.stringify(event)}\n`);
+  } else process.stderr.write(`mimir: ${message}\n`);
   process.exit(1);
 }
 

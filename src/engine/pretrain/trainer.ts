@@ -111,12 +111,6 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
     return fail(error instanceof Error ? error.message : String(error));
   }
 
-  await mkdir(outDir, { recursive: true });
-  await writeFileAtomic(
-    path.join(outDir, CONFIG_FILE),
-    `${JSON.stringify({ ...config, model: modelConfig }, null, 2)}\n`,
-  );
-
   const rng = new Rng(config.seed);
   const params: ParamMap = initMaeParams(modelConfig, rng.fork());
   const optimizer = new AdamW(params, {
@@ -148,6 +142,12 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
     disposeParams(params);
     return fail(error instanceof Error ? error.message : String(error));
   }
+  // Written once the config and the dataset are known to fit, so a refused run leaves no folder behind.
+  await mkdir(outDir, { recursive: true });
+  await writeFileAtomic(
+    path.join(outDir, CONFIG_FILE),
+    `${JSON.stringify({ ...config, model: modelConfig }, null, 2)}\n`,
+  );
   const stepsPerEpoch = iterator.batchesPerEpoch;
   const totalSteps = stepsPerEpoch * config.epochs;
   const lrConfig = {
