@@ -4,8 +4,18 @@ import { fileURLToPath } from 'node:url';
 
 const PACKAGE_NAME = 'mimir-workbench';
 
-/** The workbench's package root: the nearest folder above this module whose package.json is ours. */
+let knownRoot: string | null = null;
+
+/**
+ * The workbench's package root: the nearest folder above this module whose package.json is ours.
+ * Found once per process (synchronous reads, which Electron's main process should not repeat per job).
+ */
 export function packageRoot(): string {
+  knownRoot ??= findPackageRoot();
+  return knownRoot;
+}
+
+function findPackageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const manifest = path.join(dir, 'package.json');

@@ -6,7 +6,7 @@
 import { selectBackend } from '../engine/backend';
 import { ParentMessage, type EngineMessage, type JobKind, type JobSpec } from '../shared/engine-protocol';
 import type { EvaluationRequestInput } from '../shared/evaluation';
-import type { RunEventSink } from '../shared/run-events';
+import type { RunEvent, RunEventSink } from '../shared/run-events';
 import type { ForcedBackend } from '../shared/system';
 import { connectToParent } from './parent-port';
 
@@ -29,9 +29,18 @@ const JOBS: Record<JobKind, (config: unknown, context: JobContext) => Promise<un
     (await import('../engine/pretrain/trainer')).runPretraining(config, { ...context, resume: 'if-any' }),
   finetune: async (config, context) =>
     (await import('../engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
-  evaluate: async (config, context) =>
+  evaluate: async (config, context) => {
     // evaluate() validates its request itself (zod), as every kind here does.
-    (await import('../engine/evaluate')).evaluate(config as EvaluationRequestInput, context),
+    const { evaluate } = await import('../engine/evaluate');
+    // The report goes to the parent before `done`, so it stores both without reading report.json.
+    const held: RunEvent[] = [];
+    const report = await evaluate(config as EvaluationRequestInput, {
+      ...context,
+      emit: (event) => (event.type === 'done' ? held.push(event) : context.emit(event)),
+    });
+    post({ type: 'evaluation', report });
+    for (const event of held) context.emit(event);
+  },
   landscape: async (config, context) => (await import('../engine/landscape')).computeLandscape(config, context),
 };
 

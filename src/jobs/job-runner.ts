@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { EngineMessage, JobKind, type JobSpec, type ParentMessage } from '../shared/engine-protocol';
-import { EvaluationReport } from '../shared/evaluation';
+import type { EvaluationReport } from '../shared/evaluation';
 import type { PushMessage } from '../shared/push';
 import type { Run } from '../shared/store-types';
 import type { ForcedBackend } from '../shared/system';
 import type { RunStore } from '../store/run-store';
-import { builtFile } from './build-output';
+import { builtFile, packageRoot } from './build-output';
 import type { ProcessChannel, ProcessLauncher } from './channel';
 
 /**
@@ -56,6 +55,8 @@ export class JobRunner {
   constructor(private readonly options: JobRunnerOptions) {
     this.maxConcurrent = options.maxConcurrent ?? 1;
     this.cancelGraceMs = options.cancelGraceMs ?? 15_000;
+    // Found at start-up (it reads package.json files), so launching a job later reads no file on the main process.
+    packageRoot();
   }
 
   onPush(listener: (message: PushMessage) => void): () => void {
@@ -226,7 +227,6 @@ export class JobRunner {
             message: `Could not store a ${message.event.type} event: ${String(error)}`,
           });
         }
-        if (message.event.type === 'done') this.recordEvaluation(job.runId, message.event.checkpoint);
         this.push({ type: 'run-event', runId: job.runId, event: message.event });
         if (['started', 'done', 'failed', 'checkpoint'].includes(message.event.type)) {
           const run = store.getRun(job.runId);
@@ -243,6 +243,9 @@ export class JobRunner {
           message: `Engine process ${message.report.pid} on ${message.report.chosen} (${message.report.chosenModule}).`,
         });
         break;
+      case 'evaluation':
+        this.recordEvaluation(job.runId, message.report);
+        break;
       case 'finished':
         job.outcome = message.outcome;
         job.channel.kill();
@@ -255,12 +258,11 @@ export class JobRunner {
     }
   }
 
-  /** An evaluation's `done` names its report.json: its numbers and protocol go into the store's evaluations. */
-  private recordEvaluation(runId: string, reportFile: string): void {
+  /** An evaluation's report (sent just before its `done`): its numbers and protocol go into the store's evaluations. */
+  private recordEvaluation(runId: string, report: EvaluationReport): void {
     const { store } = this.options;
     if (store.getRun(runId)?.kind !== 'evaluate') return;
     try {
-      const report = EvaluationReport.parse(JSON.parse(readFileSync(reportFile, 'utf8')));
       store.addEvaluation(runId, {
         modelCheckpoint: report.model.checkpoint,
         protocol: { threat: report.threat, eps255: report.eps255, examples: report.examples, request: report.request },
@@ -270,7 +272,7 @@ export class JobRunner {
       store.recordEvent(runId, {
         type: 'log',
         level: 'error',
-        message: `Could not store the evaluation report ${reportFile}: ${String(error)}`,
+        message: `Could not store the evaluation report: ${String(error)}`,
       });
     }
   }

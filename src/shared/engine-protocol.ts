@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EvaluationReport } from './evaluation';
 import { RunEvent } from './run-events';
 import { ForcedBackend, SystemReport } from './system';
 
@@ -29,6 +30,8 @@ export type ParentMessage = z.infer<typeof ParentMessage>;
 export const EngineMessage = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ready'), report: SystemReport }),
   z.object({ type: z.literal('event'), event: RunEvent }),
+  /** An evaluation's report, sent before its `done` event so the parent stores both without reading the file. */
+  z.object({ type: z.literal('evaluation'), report: EvaluationReport }),
   /** The run ended (done, failed or cancelled, as its events said); the process may be stopped. */
   z.object({ type: z.literal('finished'), outcome: z.enum(['done', 'failed', 'cancelled']) }),
   /** The process could not do what it was asked (no backend, a malformed message). */

@@ -2,7 +2,7 @@ import type * as Fs from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { disposeParams, type ParamMap } from '../../src/engine/model';
 import { forkLauncher } from '../../src/jobs/channel';
 import { createAppService, type AppService } from '../../src/service/app-service';
@@ -67,6 +67,39 @@ async function call(method: ApiMethod, input: unknown): Promise<unknown> {
 }
 
 describe('the app API in the main process', () => {
+  beforeEach(() => {
+    syncCalls.length = 0;
+  });
+
+  it("stores an evaluation's report without reading a file on the main process", async () => {
+    recording = true;
+    try {
+      const finished = new Promise<string>((resolve) => {
+        const stop = service.onPush((message) => {
+          if (message.type !== 'run-updated' || !['done', 'failed'].includes(message.run.status)) return;
+          stop();
+          resolve(message.run.status);
+        });
+      });
+      const run = (await call('runs.create', {
+        kind: 'evaluate',
+        name: 'natural only',
+        config: {
+          checkpoint: classifier.path,
+          dataset: { kind: 'builtin', split: 'test', classes: 4, imageSize: 16, size: 64 },
+          examples: { count: 8 },
+          attacks: [{ attack: 'natural' }],
+        },
+      })) as { id: string };
+      expect(await finished).toBe('done');
+      const evaluations = (await call('evaluations.list', { runId: run.id })) as unknown[];
+      expect(evaluations).toHaveLength(1);
+    } finally {
+      recording = false;
+    }
+    expect(syncCalls.filter((call) => call.startsWith('read'))).toEqual([]);
+  });
+
   it('lists, exports, imports and reads files without a synchronous file-system call', async () => {
     const file = path.join(dataDir, 'exports', 'model.safetensors');
     recording = true;
