@@ -3,13 +3,13 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { modelConfigFromPreset, type ModelConfig } from '../../shared/model-config';
-import { PretrainConfig } from '../../shared/pretrain-config';
+import { PretrainConfig, type PretrainOptimizer } from '../../shared/pretrain-config';
 import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findLatestCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
-import { AdamW } from '../train/optimizer';
+import { AdamW, isNoWeightDecayInPretraining } from '../train/optimizer';
 import { learningRateAtIteration, scaledLearningRate } from '../train/schedule';
 import { nonFiniteStop, StepEvents } from '../train/step-events';
 import { writePreviewSnapshot } from './previews';
@@ -64,6 +64,16 @@ export function resolveModelConfig(model: PretrainConfig['model'], dataset: Data
     );
   }
   return config;
+}
+
+/** AdamW as MAE's pre-training builds it: betas and decay from the config, cls and mask tokens decayed. */
+export function createPretrainOptimizer(params: ParamMap, settings: PretrainOptimizer): AdamW {
+  return new AdamW(params, {
+    betas: [settings.beta1, settings.beta2],
+    weightDecay: settings.weightDecay,
+    noWeightDecay: isNoWeightDecayInPretraining,
+    maxGradNorm: settings.clipGrad,
+  });
 }
 
 export async function runPretraining(configInput: unknown, options: PretrainRunOptions): Promise<DoneEvent> {
@@ -121,11 +131,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
 
   const rng = new Rng(config.seed);
   const params: ParamMap = initMaeParams(modelConfig, rng.fork());
-  const optimizer = new AdamW(params, {
-    betas: [config.optimizer.beta1, config.optimizer.beta2],
-    weightDecay: config.optimizer.weightDecay,
-    maxGradNorm: config.optimizer.clipGrad,
-  });
+  const optimizer = createPretrainOptimizer(params, config.optimizer);
   let iteratorState: BatchIteratorState | undefined;
   let epoch = 0;
   if (resumeFrom && resumedManifest) {
