@@ -16,6 +16,7 @@ import {
   TYPICAL_RECON_LOSS,
 } from '../../../src/shared/mi-penalty';
 import { MI_ESTIMATORS } from '../../../src/shared/mi-config';
+import { RUN_PRESETS } from '../../../src/shared/presets';
 import { modelConfigFromPreset } from '../../../src/shared/model-config';
 import { PretrainConfig, type PretrainConfigInput } from '../../../src/shared/pretrain-config';
 import type { RunEvent } from '../../../src/shared/run-events';
@@ -182,5 +183,16 @@ describe('negligiblePenaltyWarning', () => {
     expect(negligiblePenaltyWarning({ ...hsic, mode: 'adv-mae' }, 0, true)).toBeNull();
     expect(expectedPenaltyShare({ ...hsic, mode: 'adv-mae' })).toBeNull();
     expect(negligiblePenaltyWarning(nhsic, NEGLIGIBLE_PENALTY_SHARE, true)).toBeNull();
+  });
+
+  it('leaves no pre-training preset with a negligible penalty', () => {
+    for (const preset of RUN_PRESETS) {
+      const config = PretrainConfig.parse(preset.config);
+      const settings = { mode: config.mode, estimator: config.mi.estimator, lambda: config.mi.lambda };
+      const share = expectedPenaltyShare(settings);
+      expect(share === null ? null : negligiblePenaltyWarning(settings, share, false), preset.id).toBeNull();
+    }
+    const demo = PretrainConfig.parse(RUN_PRESETS.find((p) => p.id === 'quick-demo-mimir')?.config);
+    expect(demo.mi).toMatchObject({ estimator: 'nhsic', lambda: 1e-3 });
   });
 });
