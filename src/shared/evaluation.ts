@@ -153,7 +153,8 @@ export const PgdMiRequest = z.object({
   steps: count('steps').default(100),
   /** Default 1e-5, MIMIR's pre-training lambda (Table VIII), which the adversary is assumed to know. */
   lambda: z.number().finite().default(1e-5),
-  estimator: MiEstimator.default('hsic'),
+  /** The authors' PGD-MI uses hsic_normalized_cca (nhsic), as their pre-training does. */
+  estimator: MiEstimator.default('nhsic'),
   /** Step size in 1/255 units; default 2 (l_inf) or eps / 4 (l_2). */
   alpha: positive('alpha').optional(),
 });

@@ -138,8 +138,11 @@ export const DbatSettings = configObject({
     .default('targeted'),
   realTargetEpochs: fraction('dbat.realTargetEpochs').default(0.1),
   merge: z.enum(DBAT_MERGES, { error: "dbat.merge must be 'max' or 'logsumexp'" }).default('max'),
-  /** Label smoothing of DBAT's CE over 2C outputs; null: the run's labelSmoothing (the authors' code uses 0.5). */
-  labelSmoothing: z.number().min(0).lt(1).nullable().default(null),
+  /**
+   * Label smoothing of DBAT's CE over 2C outputs: 0.5 unless set, as the authors' code (not the run's
+   * labelSmoothing, 0.1); null: the run's labelSmoothing.
+   */
+  labelSmoothing: z.number().min(0).lt(1, 'dbat.labelSmoothing must be < 1').nullable().default(0.5),
 });
 export type DbatSettings = z.infer<typeof DbatSettings>;
 
@@ -311,6 +314,11 @@ export function resolveFinetuneConfig(config: FinetuneConfig): ResolvedFinetuneC
     threat: { norm: config.threat.norm, eps: config.threat.eps ?? defaults.eps },
     optimizer: { ...config.optimizer, baseLr: config.optimizer.baseLr ?? defaults.baseLr },
   };
+}
+
+/** The label smoothing a run's training loss uses: DBAT's own (0.5 unless set) for dbat, the run's otherwise. */
+export function effectiveLabelSmoothing(run: Pick<FinetuneConfig, 'method' | 'labelSmoothing' | 'dbat'>): number {
+  return run.method === 'dbat' ? (run.dbat.labelSmoothing ?? run.labelSmoothing) : run.labelSmoothing;
 }
 
 /** Outputs of the classifier's head: numClasses, or 2 * numClasses for DBAT's dummy classes. */

@@ -31,6 +31,16 @@ export const PretrainMi = MiConfig.extend({
   lambda: z.number().min(0, 'lambda must be >= 0').default(1e-5),
   /** Order of z's visible tokens when flattened for MI: spatial (the paper) or shuffled (the code). */
   tokenOrder: z.enum(['spatial', 'shuffled']).default('spatial'),
+  /**
+   * Measure penalty_grad_ratio (the penalty's gradient norm on the encoder over the reconstruction's)
+   * at step 1 and then every this many steps; each costs an extra forward and backward pass through
+   * the encoder. 0: never. Mode mimir with lambda > 0 only.
+   */
+  penaltyGradEvery: z
+    .number()
+    .int('penaltyGradEvery must be a whole number of steps')
+    .min(0, 'penaltyGradEvery must be >= 0 (0: never)')
+    .default(50),
 });
 export type PretrainMi = z.infer<typeof PretrainMi>;
 

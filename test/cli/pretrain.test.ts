@@ -195,4 +195,37 @@ describe('mimir pretrain', () => {
       message: expect.stringMatching(/epoch-0009.*cannot read checkpoint\.json/),
     });
   });
+
+  it('says before training that biased HSIC at lambda 1e-5 leaves the penalty negligible: printed, and a log event with --json', () => {
+    const hsic = { ...SETTINGS, mi: { estimator: 'hsic', lambda: 1e-5 } };
+    const args = (dir: string) => [
+      'pretrain',
+      ...MICRO,
+      '--dataset-size',
+      '64',
+      '--epochs',
+      '1',
+      '--config',
+      configFile(dir, hsic),
+      '--out',
+      dir,
+    ];
+    const human = runMimir(args(tmp()));
+    expect(human.status, human.stderr).toBe(0);
+    const printed = `${human.stdout}${human.stderr}`;
+    const warning = printed.indexOf('warn: The MI penalty is negligible: lambda * MI / recon = ');
+    expect(warning).toBeGreaterThanOrEqual(0);
+    expect(printed).toMatch(/use estimator nhsic .* or raise lambda/);
+    const firstProgress = printed.search(/epoch 1\/1 \[/);
+    if (firstProgress >= 0) expect(warning).toBeLessThan(firstProgress);
+
+    const json = runMimir([...args(tmp()), '--json']);
+    expect(json.status, json.stderr).toBe(0);
+    const list = events(json.stdout);
+    const logIndex = list.findIndex(
+      (e) => e.type === 'log' && e.level === 'warn' && /MI penalty is negligible/.test(e.message),
+    );
+    expect(logIndex).toBeGreaterThanOrEqual(0);
+    expect(logIndex).toBeLessThan(list.findIndex((e) => e.type === 'metrics'));
+  });
 });

@@ -90,7 +90,7 @@ describe('runs in Chromium (web mode, real engine)', () => {
     await openPage('#/new');
     await page.getByTestId('preset-quick-demo-mimir').click();
     expect(await page.getByTestId('field-mode').inputValue()).toBe('mimir');
-    expect(await page.getByTestId('field-mi.lambda').inputValue()).toBe('100000');
+    expect(await page.getByTestId('field-mi.lambda').inputValue()).toBe('0.001');
 
     // Inline validation speaks the schema's own words and blocks the start.
     await fill('field-epochs', '0');

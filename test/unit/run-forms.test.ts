@@ -102,4 +102,21 @@ describe('form rules', () => {
     expect(FORM_SPECS.landscape.inactiveReason(['pgd', 'steps'], { loss: 'ce' })).toMatch(/pgd-ce/);
     expect(FORM_SPECS.landscape.inactiveReason(['pgd', 'steps'], { loss: 'pgd-ce' })).toBeNull();
   });
+
+  it('warns above the pre-training form when the MI penalty is negligible, not for the default nhsic', () => {
+    const start = startingConfig('pretrain');
+    const config = (mi: Record<string, unknown>, mode = 'mimir') =>
+      withDefaults('pretrain', { ...start, mode, mi: { ...(start.mi as Record<string, unknown>), ...mi } });
+    const warnings = (c: unknown) => FORM_SPECS.pretrain.warnings?.(c) ?? [];
+    expect(warnings(config({}))).toEqual([]); // nhsic, lambda 1e-5
+    const [hsic] = warnings(config({ estimator: 'hsic' }));
+    expect(hsic).toMatch(/MI penalty is negligible: lambda \* MI \/ recon = 6\.7e-12 with hsic's typical MI/);
+    expect(hsic).toMatch(/use estimator nhsic/);
+    expect(warnings(config({ estimator: 'hsic', lambda: 100 }))).toEqual([]);
+    expect(warnings(config({ estimator: 'renyi' }))).toHaveLength(1);
+    expect(warnings(config({ estimator: 'hsic' }, 'adv-mae'))).toEqual([]);
+    // Away from the default kernel the typical values do not hold: the run's first-batch check speaks instead.
+    expect(warnings(config({ estimator: 'hsic', bandwidth: 'median' }))).toEqual([]);
+    expect(FORM_SPECS.finetune.warnings?.({}) ?? []).toEqual([]);
+  });
 });

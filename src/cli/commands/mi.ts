@@ -41,7 +41,7 @@ export function registerMi(program: Command): void {
     .description(
       'estimate the mutual information between two .npy matrices (rows are paired samples) with the training code',
     )
-    .addOption(new Option('--estimator <name>', 'MI estimator').choices(MI_ESTIMATORS).default('hsic'))
+    .addOption(new Option('--estimator <name>', 'MI estimator').choices(MI_ESTIMATORS).default('nhsic'))
     .requiredOption('--a <file>', '.npy file of A: N samples along the first axis (float32, float64, int32 or uint8)')
     .requiredOption('--b <file>', '.npy file of B: the same N samples, paired row by row')
     .option('--sigma <number>', 'kernel width, scaled by sqrt(feature dimension) (default 5)')

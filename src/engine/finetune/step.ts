@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { ResolvedFinetuneConfig } from '../../shared/finetune-config';
+import { effectiveLabelSmoothing, type ResolvedFinetuneConfig } from '../../shared/finetune-config';
 import type { ModelConfig } from '../../shared/model-config';
 import { apgdHighestLoss, type Classifier } from '../attacks';
 import { exampleStreams } from '../attacks/streams';
@@ -212,7 +212,7 @@ async function adversarialExamples(
 export async function finetuneStep(ctx: StepContext, batch: TrainBatch): Promise<StepResult> {
   const { run, params, modelConfig, rng, numClasses } = ctx;
   const n = batch.labelValues.length;
-  const smoothing = run.method === 'dbat' ? (run.dbat.labelSmoothing ?? run.labelSmoothing) : run.labelSmoothing;
+  const smoothing = effectiveLabelSmoothing(run);
   const forward = (x: tf.Tensor4D) => trainLogits(params, modelConfig, x, run.dropPath, rng);
   const scores = (z: tf.Tensor2D) => classScores(z, run.method, numClasses, run.dbat.merge);
   const kept: { clean?: tf.Scalar; adv?: tf.Scalar; parts: Record<string, tf.Scalar> } = { parts: {} };

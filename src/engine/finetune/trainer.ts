@@ -5,6 +5,7 @@ import { describeIssues } from '../../shared/config-object';
 import {
   FinetuneConfig,
   FinetuneRecord,
+  type FinetuneOptimizer,
   headOutputs,
   isAdversarialMethod,
   resolveFinetuneConfig,
@@ -71,6 +72,19 @@ interface Sums {
   adv: number;
   images: number;
   steps: number;
+}
+
+/**
+ * AdamW for fine-tuning: layer-wise lr decay, and timm's no_weight_decay groups (biases, norms,
+ * cls token undecayed).
+ */
+export function createFinetuneOptimizer(params: ParamMap, settings: FinetuneOptimizer, depth: number): AdamW {
+  return new AdamW(params, {
+    betas: [settings.beta1, settings.beta2],
+    weightDecay: settings.weightDecay,
+    maxGradNorm: settings.clipGrad,
+    lrScale: layerwiseLrScale(depth, settings.layerDecay),
+  });
 }
 
 export async function runFinetuning(configInput: unknown, options: FinetuneRunOptions): Promise<DoneEvent> {
@@ -180,14 +194,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
 
   const record: FinetuneRecord = { ...config, numClasses, classNames };
   const generalist = config.method === 'generalist' ? new GeneralistTrainer(params, modelConfig, config) : null;
-  const optimizer = generalist
-    ? null
-    : new AdamW(params, {
-        betas: [config.optimizer.beta1, config.optimizer.beta2],
-        weightDecay: config.optimizer.weightDecay,
-        maxGradNorm: config.optimizer.clipGrad,
-        lrScale: layerwiseLrScale(modelConfig.depth, config.optimizer.layerDecay),
-      });
+  const optimizer = generalist ? null : createFinetuneOptimizer(params, config.optimizer, modelConfig.depth);
   const disposeModel = () => {
     optimizer?.dispose();
     generalist?.dispose();

@@ -38,6 +38,11 @@ export interface PretrainStepResult {
   mi: tf.Scalar;
   /** The reconstruction loss the attack reached on its mask (equal to recon for mae). */
   attackLoss: tf.Scalar;
+  /**
+   * ||grad of lambda * MI|| / ||grad of recon|| over the encoder's parameters, when the step was asked
+   * to measure it (an extra forward and backward pass through the encoder) and the penalty is on.
+   */
+  penaltyGradRatio: tf.Scalar | null;
   dispose(): void;
 }
 
@@ -185,10 +190,97 @@ export interface PretrainStepOptions {
   run: Pick<PretrainConfig, 'mode' | 'attack' | 'mi' | 'maskRatio' | 'normPixLoss'>;
   images: tf.Tensor4D;
   rng: Rng;
+  /** Also measure `penaltyGradRatio` (mode mimir with lambda > 0 only). */
+  measurePenaltyGradient?: boolean;
+}
+
+/** Whether the MI penalty enters the loss: mode mimir with a positive lambda. */
+export function penaltyIsOn(run: Pick<PretrainConfig, 'mode' | 'mi'>): boolean {
+  return run.mode === 'mimir' && run.mi.lambda > 0;
+}
+
+/** The encoder's parameters (what z depends on): everything but the decoder and its mask token. */
+export function isEncoderParam(name: string): boolean {
+  return !name.startsWith('decoder') && name !== 'mask_token';
+}
+
+/**
+ * ||g_penalty|| / ||g_recon|| on the encoder, from the step's total gradients and one more pass that
+ * differentiates lambda * MI(x + delta, z) alone (the decoder plays no part in it); g_recon is the
+ * total minus g_penalty.
+ */
+function penaltyGradientRatio(
+  params: ParamMap,
+  config: ModelConfig,
+  run: PretrainStepOptions['run'],
+  adversarial: tf.Tensor4D,
+  mask: PatchMask,
+  totalGrads: Map<string, tf.Tensor>,
+): tf.Scalar {
+  const names = [...params.keys()].filter(isEncoderParam);
+  return tf.tidy(() => {
+    const { grads } = tf.variableGrads(
+      () => {
+        const latent = encodeVisible(params, config, visiblePatches(config, adversarial, mask), mask);
+        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), latent, run.mi);
+        return tf.mul(mi, run.mi.lambda) as tf.Scalar;
+      },
+      names.map((name) => params.get(name) as tf.Variable),
+    );
+    let penalty: tf.Tensor = tf.scalar(0);
+    let recon: tf.Tensor = tf.scalar(0);
+    for (const name of names) {
+      const total = totalGrads.get(name);
+      const own = grads[(params.get(name) as tf.Variable).name];
+      if (!total || !own) continue;
+      penalty = tf.add(penalty, tf.sum(tf.square(own)));
+      recon = tf.add(recon, tf.sum(tf.square(tf.sub(total, own))));
+    }
+    return tf.div(tf.sqrt(penalty), tf.sqrt(recon)) as tf.Scalar;
+  });
+}
+
+/**
+ * The reconstruction loss and MI(x, z) of the untrained model on one clean batch (no attack, no
+ * gradient), for the penalty check before training: the attack moves MI(x + delta, z) little at the
+ * start, and this costs one forward pass.
+ */
+export function penaltyAtStart(
+  params: ParamMap,
+  config: ModelConfig,
+  run: PretrainStepOptions['run'],
+  images: tf.Tensor4D,
+  rng: Rng,
+): { recon: number; mi: number } {
+  const mask = randomMasking(rng, images.shape[0], numPatches(config), run.maskRatio);
+  try {
+    const [recon, mi] = tf.tidy(() => {
+      const latent = encodeVisible(params, config, visiblePatches(config, images, mask), mask, { trainParams: false });
+      const pred = decode(params, config, latent, mask, { trainParams: false });
+      const targets = orderedTargets(config, images, mask);
+      return [
+        reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss: run.normPixLoss }),
+        mutualInformation(run.mi.estimator, patchify(images, config.patchSize), latent, run.mi),
+      ];
+    });
+    const values = { recon: recon.dataSync()[0] ?? NaN, mi: mi.dataSync()[0] ?? NaN };
+    recon.dispose();
+    mi.dispose();
+    return values;
+  } finally {
+    mask.dispose();
+  }
 }
 
 /** Steps 1-3 for one batch; the caller owns (and disposes) the result. */
-export function pretrainStep({ params, config, run, images, rng }: PretrainStepOptions): PretrainStepResult {
+export function pretrainStep({
+  params,
+  config,
+  run,
+  images,
+  rng,
+  measurePenaltyGradient = false,
+}: PretrainStepOptions): PretrainStepResult {
   const n = images.shape[0];
   const order = run.mi.tokenOrder === 'shuffled' ? 'shuffled' : 'spatial';
   const mask = randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
@@ -217,7 +309,7 @@ export function pretrainStep({ params, config, run, images, rng }: PretrainStepO
         });
         const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), latent, run.mi);
         kept.push(tf.keep(recon), tf.keep(mi));
-        return run.mode === 'mimir' && run.mi.lambda > 0 ? tf.add(recon, tf.mul(mi, run.mi.lambda)) : tf.clone(recon);
+        return penaltyIsOn(run) ? tf.add(recon, tf.mul(mi, run.mi.lambda)) : tf.clone(recon);
       }, [...params.values()]);
       const [recon, mi] = kept as [tf.Scalar, tf.Scalar];
       const named = new Map<string, tf.Tensor>();
@@ -228,6 +320,10 @@ export function pretrainStep({ params, config, run, images, rng }: PretrainStepO
         named.set(name, grad);
       }
       const attackLoss = attacked ? attacked.loss : tf.clone(recon);
+      const penaltyGradRatio =
+        measurePenaltyGradient && penaltyIsOn(run)
+          ? penaltyGradientRatio(params, config, run, adversarial, trainMask, named)
+          : null;
       attacked?.adversarial.dispose();
       attacked?.delta.dispose();
       return {
@@ -236,8 +332,10 @@ export function pretrainStep({ params, config, run, images, rng }: PretrainStepO
         recon,
         mi,
         attackLoss,
+        penaltyGradRatio,
         dispose: () => {
           for (const t of [loss, recon, mi, attackLoss, ...named.values()]) t.dispose();
+          penaltyGradRatio?.dispose();
         },
       };
     } finally {

@@ -4,18 +4,19 @@ import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../io/atomic-file';
 import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
 import { describeIssues } from '../../shared/config-object';
+import { negligiblePenaltyWarning } from '../../shared/mi-penalty';
 import type { ModelConfig } from '../../shared/model-config';
-import { PretrainConfig } from '../../shared/pretrain-config';
+import { PretrainConfig, type PretrainOptimizer } from '../../shared/pretrain-config';
 import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, modelForDataset, openDataset, type Dataset } from '../data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
-import { AdamW } from '../train/optimizer';
+import { AdamW, isNoWeightDecayInPretraining } from '../train/optimizer';
 import { learningRateAtIteration, scaledLearningRate } from '../train/schedule';
 import { nonFiniteStop, StepEvents } from '../train/step-events';
 import { writePreviewSnapshot } from './previews';
-import { pretrainStep } from './step';
+import { penaltyAtStart, penaltyIsOn, pretrainStep } from './step';
 
 /**
  * The pre-training loop: data, MIMIR steps, AdamW with warm-up + cosine per iteration, metrics,
@@ -58,6 +59,16 @@ export const CONFIG_FILE = 'config.json';
 
 export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
   return modelForDataset(model, dataset);
+}
+
+/** AdamW as MAE's pre-training builds it: betas and decay from the config, cls and mask tokens decayed. */
+export function createPretrainOptimizer(params: ParamMap, settings: PretrainOptimizer): AdamW {
+  return new AdamW(params, {
+    betas: [settings.beta1, settings.beta2],
+    weightDecay: settings.weightDecay,
+    noWeightDecay: isNoWeightDecayInPretraining,
+    maxGradNorm: settings.clipGrad,
+  });
 }
 
 export async function runPretraining(configInput: unknown, options: PretrainRunOptions): Promise<DoneEvent> {
@@ -113,11 +124,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
 
   const rng = new Rng(config.seed);
   const params: ParamMap = initMaeParams(modelConfig, rng.fork());
-  const optimizer = new AdamW(params, {
-    betas: [config.optimizer.beta1, config.optimizer.beta2],
-    weightDecay: config.optimizer.weightDecay,
-    maxGradNorm: config.optimizer.clipGrad,
-  });
+  const optimizer = createPretrainOptimizer(params, config.optimizer);
   let iteratorState: BatchIteratorState | undefined;
   let epoch = 0;
   if (resumeFrom && resumedManifest) {
@@ -182,6 +189,22 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
     message: `${config.mode} pre-training on ${dataset.description.summary} Model ${modelConfig.width}x${modelConfig.depth}, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images.`,
   });
 
+  /** Before the first step of a MIMIR run: say whether its penalty can matter, measured on the first batch. */
+  const checkPenalty = (images: tf.Tensor4D): void => {
+    if (config.mode !== 'mimir') return;
+    const { recon, mi } = penaltyAtStart(params, modelConfig, config, images, new Rng(config.seed).fork());
+    const share = (config.mi.lambda * mi) / recon;
+    const settings = { mode: config.mode, estimator: config.mi.estimator, lambda: config.mi.lambda };
+    const warning = negligiblePenaltyWarning(settings, share, true);
+    emit({
+      type: 'log',
+      level: warning ? 'warn' : 'info',
+      message:
+        warning ??
+        `MI penalty on the first batch: ${config.mi.estimator} MI ${mi.toPrecision(3)}, recon ${recon.toPrecision(3)}, lambda * MI / recon = ${share.toExponential(1)}.`,
+    });
+  };
+
   const started = performance.now();
   let lastLr = 0;
   const summary: Record<string, number> = {};
@@ -201,15 +224,25 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
         if (options.signal?.aborted) throw new RunCancelledError();
         const stepStart = performance.now();
         const batch = await iterator.next();
+        if (step === 0) checkPenalty(batch.images);
         const lr = learningRateAtIteration(lrConfig, epoch, b, stepsPerEpoch);
-        const result = pretrainStep({ params, config: modelConfig, run: config, images: batch.images, rng });
+        const every = config.mi.penaltyGradEvery;
+        const result = pretrainStep({
+          params,
+          config: modelConfig,
+          run: config,
+          images: batch.images,
+          rng,
+          measurePenaltyGradient: every > 0 && step % every === 0,
+        });
         const { gradNorm } = optimizer.applyGradients(result.grads, lr);
-        const [loss, recon, mi, attackLoss, norm] = await Promise.all([
+        const [loss, recon, mi, attackLoss, norm, gradRatio] = await Promise.all([
           result.loss.data(),
           result.recon.data(),
           result.mi.data(),
           result.attackLoss.data(),
           gradNorm ? gradNorm.data() : Promise.resolve(null),
+          result.penaltyGradRatio ? result.penaltyGradRatio.data() : Promise.resolve(null),
         ]);
         result.dispose();
         gradNorm?.dispose();
@@ -230,7 +263,11 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
         sums.recon += values.recon_loss;
         sums.mi += values.mi;
         sums.count += 1;
-        stepEvents.after(step, epoch, b, seconds, values, lr, norm ? { grad_norm: norm[0] ?? 0 } : {});
+        stepEvents.after(step, epoch, b, seconds, values, lr, {
+          ...(penaltyIsOn(config) ? { penalty_share: (config.mi.lambda * values.mi) / values.recon_loss } : {}),
+          ...(gradRatio ? { penalty_grad_ratio: gradRatio[0] ?? NaN } : {}),
+          ...(norm ? { grad_norm: norm[0] ?? 0 } : {}),
+        });
         if (config.previewEvery > 0 && step % config.previewEvery === 0) await preview();
       }
       epoch += 1;

@@ -1,9 +1,11 @@
 /**
  * AdamW with PyTorch's semantics (torch.optim.AdamW): decoupled weight decay p *= 1 - lr * wd, then
- * the Adam step with bias correction, lr and wd taken per parameter group. Groups follow MAE: no
- * weight decay on biases, norm weights (any parameter of rank <= 1), class/mask tokens and position
- * embeddings; an optional lr scale per parameter carries layer-wise lr decay in fine-tuning.
- * Optional global-norm gradient clipping as torch.nn.utils.clip_grad_norm_.
+ * the Adam step with bias correction, lr and wd taken per parameter group. Fine-tuning's groups
+ * follow timm (`isNoWeightDecay`): no weight decay on biases, norm weights (any parameter of rank
+ * <= 1), class/mask tokens and position embeddings; pre-training's follow MAE's optimiser
+ * (`isNoWeightDecayInPretraining`), which decays the tokens. An optional lr scale per parameter
+ * carries layer-wise lr decay in fine-tuning. Optional global-norm gradient clipping as
+ * torch.nn.utils.clip_grad_norm_.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -16,13 +18,22 @@ export const NO_WEIGHT_DECAY_NAMES: readonly string[] = [
   'decoder_pos_embed',
 ];
 
-/** MAE's param_groups_weight_decay rule: rank <= 1, a bias, or a name in the no-decay list. */
+/** timm's param_groups_weight_decay rule: rank <= 1, a bias, or a name in the no-decay list. */
 export function isNoWeightDecay(
   name: string,
   shape: readonly number[],
   noDecayNames: readonly string[] = NO_WEIGHT_DECAY_NAMES,
 ): boolean {
   return shape.length <= 1 || name.endsWith('.bias') || noDecayNames.includes(name);
+}
+
+/**
+ * MAE's pre-training optimiser (optim_factory.add_weight_decay with no skip list): only rank <= 1
+ * tensors and biases go undecayed, so cls_token and mask_token are decayed. (Its position
+ * embeddings are fixed, as here.)
+ */
+export function isNoWeightDecayInPretraining(name: string, shape: readonly number[]): boolean {
+  return isNoWeightDecay(name, shape, []);
 }
 
 export interface AdamWOptions {

@@ -106,7 +106,7 @@ describe('evaluate', () => {
     expect(byKey.autoattack?.protocol.iterate).toBeNull();
     expect(byKey.natural?.protocol.iterate).toBeNull();
     expect(byKey['pgd-mi']?.protocol).toMatchObject({ steps: 100 });
-    expect(byKey['pgd-mi']?.record?.spec).toMatchObject({ attack: 'pgd-mi', lambda: 1e-5, estimator: 'hsic' });
+    expect(byKey['pgd-mi']?.record?.spec).toMatchObject({ attack: 'pgd-mi', lambda: 1e-5, estimator: 'nhsic' });
     expect(byKey['pgd-fea']?.protocol).toMatchObject({ steps: 100 });
     expect(byKey['cw-linf']?.record?.spec).toMatchObject({ attack: 'pgd', loss: 'margin' });
     expect(byKey['cw-l2']?.protocol).toMatchObject({ threat: 'l2', eps: null, inWorstCase: false });

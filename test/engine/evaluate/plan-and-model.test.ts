@@ -49,7 +49,7 @@ describe('evaluation plan', () => {
     expect(spec('cw-linf')).toMatchObject({ attack: 'pgd', loss: 'margin', steps: 20 });
     expect(spec('cw-l2')).toMatchObject({ attack: 'cw-l2', c: 1, steps: 100 });
     expect(spec('cw-l2')).not.toHaveProperty('eps');
-    expect(spec('pgd-mi')).toMatchObject({ steps: 100, lambda: 1e-5, estimator: 'hsic' });
+    expect(spec('pgd-mi')).toMatchObject({ steps: 100, lambda: 1e-5, estimator: 'nhsic' });
     expect(spec('autoattack')).toMatchObject({ version: 'standard', threat: 'linf' });
     expect(linf.corruptions).toMatchObject({ table: 'cifar10', severities: [1, 2, 3, 4, 5] });
     expect(linf.corruptions?.types).toHaveLength(9);

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { FINETUNE_METHODS, type FinetuneMethod } from '../../../src/shared/finetune-config';
+import { FINETUNE_METHODS, type FinetuneConfigInput, type FinetuneMethod } from '../../../src/shared/finetune-config';
 import { modelConfigFromPreset } from '../../../src/shared/model-config';
 import { pgd } from '../../../src/engine/attacks';
 import {
@@ -42,8 +42,12 @@ async function read(result: StepResult): Promise<StepValues> {
 }
 
 /** One step of `method` from a fixed initialisation and batch on the active backend. */
-async function oneStep(method: FinetuneMethod, attackSteps: number): Promise<StepValues> {
-  const run = microRun(method, { attack: { steps: attackSteps }, apgdAt: { steps: attackSteps } });
+async function oneStep(
+  method: FinetuneMethod,
+  attackSteps: number,
+  overrides: Partial<FinetuneConfigInput> = {},
+): Promise<StepValues> {
+  const run = microRun(method, { attack: { steps: attackSteps }, apgdAt: { steps: attackSteps }, ...overrides });
   const outputs = method === 'dbat' ? 20 : 10;
   const params = initClassifierParams(MODEL, outputs, new Rng(3), { headInitStd: run.headInitStd });
   const batch = builtinBatch(N);
@@ -169,5 +173,22 @@ describe('one step of every method', () => {
     tf.dispose([mine, library.xAdv, delta]);
     disposeBatch(batch);
     disposeParams(params);
+  });
+
+  it("dbat: label smoothing 0.5 unless set (its authors' code), not the run's 0.1; other methods keep the run's", async () => {
+    await useBackend('wasm');
+    // Same seed, same adversarial examples: the smoothed CE is affine in the smoothing s, so
+    // L(0.5) = L(0) + 2 (L(0.25) - L(0)) tells which s the default applies.
+    const loss = async (method: FinetuneMethod, overrides: Partial<FinetuneConfigInput>) =>
+      (await oneStep(method, 1, overrides)).loss;
+    const at0 = await loss('dbat', { dbat: { labelSmoothing: 0 } });
+    const at025 = await loss('dbat', { dbat: { labelSmoothing: 0.25 } });
+    const byDefault = await loss('dbat', {});
+    expect(Math.abs(byDefault - (at0 + 2 * (at025 - at0)))).toBeLessThan(1e-5 * Math.abs(byDefault));
+    const runs = await loss('dbat', { dbat: { labelSmoothing: null } }); // null: the run's labelSmoothing, 0.1
+    expect(Math.abs(runs - (at0 + 0.4 * (at025 - at0)))).toBeLessThan(1e-5 * Math.abs(runs));
+    expect(Math.abs(byDefault - runs)).toBeGreaterThan(1e-3);
+    // PGD-AT ignores DBAT's setting.
+    expect(await loss('pgd-at', { dbat: { labelSmoothing: 0 } })).toBe(await loss('pgd-at', {}));
   });
 });

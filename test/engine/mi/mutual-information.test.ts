@@ -229,7 +229,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
 describe('MiConfig', () => {
   it('fills the defaults of the spec and rejects unknown estimators', () => {
-    expect(MiConfig.parse({})).toEqual({ estimator: 'hsic', sigma: 5, bandwidth: 'fixed', alpha: 1.01, epsR: 1e-5 });
+    expect(MiConfig.parse({})).toEqual({ estimator: 'nhsic', sigma: 5, bandwidth: 'fixed', alpha: 1.01, epsR: 1e-5 });
     expect(MiConfig.safeParse({ estimator: 'mine' }).success).toBe(false);
     expect(MiConfig.safeParse({ bandwidth: 'silverman' }).success).toBe(false);
   });

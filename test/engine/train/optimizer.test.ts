@@ -4,7 +4,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFinetuneOptimizer } from '../../../src/engine/finetune/trainer';
+import { initClassifierParams, initMaeParams } from '../../../src/engine/model';
+import { createPretrainOptimizer } from '../../../src/engine/pretrain/trainer';
 import { Rng } from '../../../src/engine/rng';
+import { FinetuneOptimizer } from '../../../src/shared/finetune-config';
+import { modelConfigFromPreset } from '../../../src/shared/model-config';
+import { PretrainOptimizer } from '../../../src/shared/pretrain-config';
 import { AdamW, isNoWeightDecay } from '../../../src/engine/train/optimizer';
 import { layerwiseLrScale, learningRateAtIteration } from '../../../src/engine/train/schedule';
 import { useBackend } from '../../helpers/backend';
@@ -170,6 +176,31 @@ describe('parameter groups', () => {
     expect(isNoWeightDecay('pos_embed', [1, 17, 4])).toBe(true);
     expect(isNoWeightDecay('decoder_pos_embed', [1, 17, 4])).toBe(true);
     expect(isNoWeightDecay('head.weight', [10, 4])).toBe(false);
+  });
+});
+
+describe("the trainers' weight-decay groups", () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  it("pre-training decays the cls and mask tokens (MAE's optimiser); fine-tuning keeps the cls token undecayed (timm)", () => {
+    const config = modelConfigFromPreset('micro', 16);
+    const mae = initMaeParams(config, new Rng(1));
+    const pretrain = createPretrainOptimizer(mae, PretrainOptimizer.parse({ weightDecay: 0.05 }));
+    expect(pretrain.groupOf('cls_token').weightDecay).toBe(0.05);
+    expect(pretrain.groupOf('mask_token').weightDecay).toBe(0.05);
+    expect(pretrain.groupOf('blocks.0.attn.qkv.weight').weightDecay).toBe(0.05);
+    expect(pretrain.groupOf('blocks.0.attn.qkv.bias').weightDecay).toBe(0);
+    expect(pretrain.groupOf('norm.weight').weightDecay).toBe(0);
+    dispose(mae, pretrain);
+
+    const classifier = initClassifierParams(config, 10, new Rng(2));
+    const finetune = createFinetuneOptimizer(classifier, FinetuneOptimizer.parse({}), config.depth);
+    expect(finetune.groupOf('cls_token').weightDecay).toBe(0);
+    expect(finetune.groupOf('blocks.0.attn.qkv.weight').weightDecay).toBe(0.05);
+    expect(finetune.groupOf('fc_norm.weight').weightDecay).toBe(0);
+    dispose(classifier, finetune);
   });
 });
 

@@ -3,6 +3,8 @@ export const METRIC_ORDER = [
   'loss',
   'recon_loss',
   'mi',
+  'penalty_share',
+  'penalty_grad_ratio',
   'clean_acc',
   'adv_acc',
   'heldout_natural_acc',
@@ -23,6 +25,8 @@ export const METRIC_TITLES: Record<string, string> = {
   loss: 'Loss',
   recon_loss: 'Reconstruction loss',
   mi: 'Mutual information MI(x + δ, z)',
+  penalty_share: 'MI penalty share λ·MI / recon',
+  penalty_grad_ratio: 'MI penalty gradient / recon gradient (encoder)',
   lr: 'Learning rate',
   images_per_s: 'Images / s',
   attack_loss: 'Attack loss',
@@ -45,12 +49,28 @@ const METRIC_UNITS: Record<string, string> = {
   loss: 'loss',
   recon_loss: 'MSE',
   epoch_recon_loss: 'MSE',
-  mi: 'HSIC estimate',
-  epoch_mi: 'HSIC estimate',
+  mi: 'MI estimate',
+  epoch_mi: 'MI estimate',
+  penalty_share: 'ratio',
+  penalty_grad_ratio: 'ratio',
   lr: 'learning rate',
   images_per_s: 'images / s',
   grad_norm: 'l2 norm',
 };
+
+/** What a metric is, where its title does not say it all (the chart title's tooltip). */
+const METRIC_DESCRIPTIONS: Record<string, string> = {
+  mi: 'MI(x + δ, z) by the run’s estimator, recorded in every mode (Fig. 4); it enters the loss in mode mimir only.',
+  penalty_share:
+    'λ · MI / reconstruction loss, each step: how much of the loss the MI penalty is. Recorded for MIMIR runs with λ > 0 only.',
+  penalty_grad_ratio:
+    '‖∇ λ·MI‖ / ‖∇ recon‖ on the encoder’s parameters, at step 1 and every mi.penaltyGradEvery steps (an extra backward pass). ' +
+    'Under about 1e-5 the penalty does nothing. MIMIR runs with λ > 0 only.',
+};
+
+export function metricDescription(key: string): string {
+  return METRIC_DESCRIPTIONS[key] ?? key;
+}
 
 /** The five charts a pre-training run always shows, even before their first point. */
 export const CORE_METRICS = ['loss', 'recon_loss', 'mi', 'lr', 'images_per_s'];

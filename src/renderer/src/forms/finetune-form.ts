@@ -73,7 +73,11 @@ const DOCS: Record<string, FieldDoc> = {
   'dbat.attack': { label: 'Attack' },
   'dbat.realTargetEpochs': { label: 'Real-class targets (share of epochs)' },
   'dbat.merge': { label: 'Score merge' },
-  'dbat.labelSmoothing': { label: 'Label smoothing', placeholder: 'the run’s' },
+  'dbat.labelSmoothing': {
+    label: 'Label smoothing',
+    help: 'DBAT’s own: 0.5 as its authors’ code, whatever the run’s label smoothing; empty: the run’s.',
+    placeholder: 'the run’s',
+  },
   apgdAt: { label: 'APGD-AT' },
   'apgdAt.steps': { label: 'APGD steps' },
   'apgdAt.rho': { label: 'ρ' },

@@ -52,6 +52,8 @@ export interface FormSpec {
   valueHelp(path: FieldPath, value: unknown): string | null;
   /** The value a plain union's object option starts from (a custom model from the chosen preset). */
   objectOptionStart(path: FieldPath, config: unknown): Record<string, unknown> | null;
+  /** Warnings about a valid config that will not do what its user likely wants (shown above the form). */
+  warnings?(config: unknown): string[];
 }
 
 export function objectNode(schema: z.ZodType, what: string): FormNodeOf<'object'> {
