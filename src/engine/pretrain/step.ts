@@ -168,13 +168,18 @@ export interface PretrainStepOptions {
   run: Pick<PretrainConfig, 'mode' | 'attack' | 'mi' | 'maskRatio' | 'normPixLoss'>;
   images: tf.Tensor4D;
   rng: Rng;
+  /**
+   * Given instead of drawn from `rng` (the golden-step tests hand the same draws to the PyTorch
+   * engine): the step's mask (the caller keeps ownership) and perturb 'visible''s uniform start [N, Lv, K].
+   */
+  given?: { mask?: PatchMask; attackStart?: tf.Tensor3D };
 }
 
 /** Steps 1-3 for one batch; the caller owns (and disposes) the result. */
-export function pretrainStep({ params, config, run, images, rng }: PretrainStepOptions): PretrainStepResult {
+export function pretrainStep({ params, config, run, images, rng, given }: PretrainStepOptions): PretrainStepResult {
   const n = images.shape[0];
   const order = run.mi.tokenOrder === 'shuffled' ? 'shuffled' : 'spatial';
-  const mask = randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
+  const mask = given?.mask ?? randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
   try {
     const attacked =
       run.mode === 'mae'
@@ -183,6 +188,7 @@ export function pretrainStep({ params, config, run, images, rng }: PretrainStepO
             maskRatio: run.maskRatio,
             normPixLoss: run.normPixLoss,
             rng,
+            start: given?.attackStart,
           });
     const trainMask =
       run.attack.attackMask === 'fresh' && run.mode !== 'mae'
@@ -227,6 +233,6 @@ export function pretrainStep({ params, config, run, images, rng }: PretrainStepO
       if (trainMask !== mask) trainMask.dispose();
     }
   } finally {
-    mask.dispose();
+    if (mask !== given?.mask) mask.dispose();
   }
 }
