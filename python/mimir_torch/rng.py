@@ -1,0 +1,108 @@
+"""The workbench's random generator (src/engine/rng.ts: xoshiro128**, seeded by splitmix32) and its
+integer hashes (src/engine/data/hash.ts), bit for bit, so the PyTorch engine draws the built-in
+dataset's images, data order and per-example streams exactly as the tfjs engine does, and a
+checkpoint's four-word rng state means the same in both."""
+from __future__ import annotations
+
+import math
+from typing import List, MutableSequence, Sequence, Tuple, TypeVar
+
+M32 = 0xFFFFFFFF
+T = TypeVar("T")
+RngState = Tuple[int, int, int, int]
+
+
+def _imul(a: int, b: int) -> int:
+    return (a * b) & M32
+
+
+def _rotl(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & M32
+
+
+def _splitmix32(seed: int):
+    s = seed & M32
+
+    def next_value() -> int:
+        nonlocal s
+        s = (s + 0x9E3779B9) & M32
+        z = s
+        z = _imul(z ^ (z >> 16), 0x85EBCA6B)
+        z = _imul(z ^ (z >> 13), 0xC2B2AE35)
+        return (z ^ (z >> 16)) & M32
+
+    return next_value
+
+
+class Rng:
+    def __init__(self, seed: int) -> None:
+        nxt = _splitmix32(seed)
+        self.s: List[int] = [nxt(), nxt(), nxt(), nxt()]
+
+    @staticmethod
+    def from_state(state: Sequence[int]) -> "Rng":
+        rng = Rng(0)
+        rng.restore(state)
+        return rng
+
+    def state(self) -> RngState:
+        return (self.s[0], self.s[1], self.s[2], self.s[3])
+
+    def restore(self, state: Sequence[int]) -> None:
+        if len(state) != 4 or any(not 0 <= int(w) <= M32 for w in state):
+            raise ValueError(f"an rng state is four 32-bit words, got {list(state)}")
+        self.s = [int(w) for w in state]
+
+    def next_uint32(self) -> int:
+        s = self.s
+        result = _imul(_rotl(_imul(s[1], 5), 7), 9)
+        t = (s[1] << 9) & M32
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = _rotl(s[3], 11)
+        return result
+
+    def uniform(self) -> float:
+        """Uniform in [0, 1), 53 bits."""
+        high = self.next_uint32() >> 5
+        low = self.next_uint32() >> 6
+        return (high * 67108864 + low) / 9007199254740992
+
+    def int(self, n: int) -> int:
+        return math.floor(self.uniform() * n)
+
+    def normal(self) -> float:
+        u = 0.0
+        while u == 0:
+            u = self.uniform()
+        return math.sqrt(-2 * math.log(u)) * math.cos(2 * math.pi * self.uniform())
+
+    def seed(self) -> int:
+        return self.next_uint32()
+
+    def shuffle(self, items: MutableSequence[T]) -> MutableSequence[T]:
+        for i in range(len(items) - 1, 0, -1):
+            j = self.int(i + 1)
+            items[i], items[j] = items[j], items[i]
+        return items
+
+    def fork(self) -> "Rng":
+        return Rng(self.next_uint32())
+
+
+def fmix32(h: int) -> int:
+    h &= M32
+    h = _imul(h ^ (h >> 16), 0x85EBCA6B)
+    h = _imul(h ^ (h >> 13), 0xC2B2AE35)
+    return (h ^ (h >> 16)) & M32
+
+
+def hash_seed(*parts: int) -> int:
+    h = 0x2545F491
+    for part in parts:
+        h = fmix32(h ^ fmix32((part & M32) + 0x9E3779B9))
+        h = (_imul(h, 5) + 0xE6546B64) & M32
+    return fmix32(h)
