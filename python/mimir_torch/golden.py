@@ -2,11 +2,14 @@
 
   python3 -m mimir_torch.golden DIR [DIR ...]
 
-DIR/case.json: {"kind": "pretrain" | "finetune", "model": ModelConfig, "run": the validated run config}.
+DIR/case.json: {"kind": "pretrain" | "finetune", "model": ModelConfig, "run": the validated run config,
+  "optimizer": {"lr", "betas", "weightDecay", "maxGradNorm", "layerDecay" (null: none)}}: after the
+  step, one AdamW update with these settings of the gradients given as "update.<name>" (the other
+  engine's: the first Adam update is about lr * sign(g), so it is compared from the same gradients).
 DIR/inputs.safetensors: "param.<name>" (the workbench's names and layouts), "images" [N, H, W, C], and
   pretrain: "mask.visible", "mask.masked" (int32 [N, Lv], [N, Lm]), "attack.start" (absent for mae);
   finetune: "targets" [N, C], "labels" int32 [N], "attack.start" (absent for natural).
-Writes DIR/outputs.safetensors ("grad.<name>", "adversarial"); prints one JSON line, {"results": [the
+Writes DIR/outputs.safetensors ("grad.<name>", "param.<name>" after the update, "adversarial"); prints one JSON line, {"results": [the
 scalars of each DIR, in order]} (one process for every case: torch's import is most of the time).
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from .config import FinetuneSettings, ModelConfig, PretrainSettings
 from .finetune_step import finetune_step
 from .masking import PatchMask
+from .optim import AdamW, layerwise_lr_scale
 from .pretrain_step import pretrain_step
 from .safetensors_io import read_safetensors, write_safetensors
 
@@ -66,6 +70,20 @@ def run_case(directory: str) -> Dict[str, object]:
         grads = f.grads
     for name, g in grads.items():
         outputs[f"grad.{name}"] = g
+    opt = case["optimizer"]
+    adamw = AdamW(
+        params,
+        betas=(opt["betas"][0], opt["betas"][1]),
+        weight_decay=opt["weightDecay"],
+        max_grad_norm=opt["maxGradNorm"],
+        lr_scale=layerwise_lr_scale(model.depth, opt["layerDecay"]) if opt["layerDecay"] is not None else None,
+    )
+    given = {k[len("update.") :]: v.float() for k, v in inputs.items() if k.startswith("update.")}
+    norm = adamw.step(given, opt["lr"])
+    if norm is not None:
+        scalars["gradNorm"] = norm
+    for name, p in params.items():
+        outputs[f"param.{name}"] = p.detach()
     write_safetensors(os.path.join(directory, "outputs.safetensors"), outputs)
     return {"ok": True, "torch": torch.__version__, **scalars}
 

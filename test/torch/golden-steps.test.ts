@@ -8,6 +8,8 @@ import { NORMAL_START_STD, finetuneStep } from '../../src/engine/finetune';
 import { disposeParams, initClassifierParams, initMaeParams, randomMasking } from '../../src/engine/model';
 import { pretrainStep } from '../../src/engine/pretrain/step';
 import { Rng } from '../../src/engine/rng';
+import { AdamW } from '../../src/engine/train/optimizer';
+import { layerwiseLrScale } from '../../src/engine/train/schedule';
 import { type FinetuneMethod } from '../../src/shared/finetune-config';
 import { PretrainConfig, type PretrainConfigInput } from '../../src/shared/pretrain-config';
 import { modelConfigFromPreset, numPatches, patchDim } from '../../src/shared/model-config';
@@ -19,9 +21,10 @@ import {
   paramEntries,
   relative,
   runTorchCases,
-  worstGradient,
+  worstTensor,
   writeCase,
   type GoldenCase,
+  type GoldenOptimizer,
   type TorchOutputs,
 } from './golden';
 
@@ -29,14 +32,18 @@ import {
  * Golden steps (issue 12): from the same initial weights, batch, mask and attack start, one step of
  * each pre-training mode and fine-tuning method gives the same losses and MI (1e-4 relative) and the
  * same gradients (1e-4 in relative norm per tensor) in the tfjs engine (cpu backend) and the PyTorch
- * engine (python/mimir_torch). Micro model, 16 px, batch 8.
+ * engine (python/mimir_torch). Then one AdamW update (pre-training's settings; fine-tuning's with
+ * layer-wise lr decay and clipping) of the tfjs gradients moves every parameter the same way in both
+ * (1e-4 in relative norm of the update): the same gradients, because a first Adam update is about
+ * lr * sign(g), which turns float32 noise (e.g. attention's key bias, whose true gradient is 0) into
+ * full-size steps. Micro model, 16 px, batch 8.
  */
 
 const N = 8;
 const MODEL = modelConfigFromPreset('micro', 16);
 const TOLERANCE = 1e-4;
 /** Scalars compared relative to themselves; the others relative to the loss. */
-const RELATIVE_SCALARS = ['loss', 'recon', 'mi', 'attackLoss'];
+const RELATIVE_SCALARS = ['loss', 'recon', 'mi', 'attackLoss', 'gradNorm'];
 
 /**
  * MIMIR cases with a lambda that makes the penalty a sizeable part of the gradient (at the paper's
@@ -59,12 +66,52 @@ const FINETUNE_METHODS: FinetuneMethod[] = ['natural', 'pgd-at', 'fast-at', 'tra
 interface TfjsOutputs {
   scalars: Record<string, number>;
   grads: Map<string, Float32Array>;
+  /** Parameters before and after one AdamW update with the case's optimizer settings. */
+  before: Map<string, Float32Array>;
+  after: Map<string, Float32Array>;
 }
 
-async function readGrads(grads: Map<string, tf.Tensor>): Promise<Map<string, Float32Array>> {
+async function readAll(tensors: Map<string, tf.Tensor>): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
-  for (const [name, g] of grads) out.set(name, Float32Array.from(await g.data()));
+  for (const [name, g] of tensors) out.set(name, Float32Array.from(await g.data()));
   return out;
+}
+
+/** Pre-training's settings (Table XV betas), a large lr so that the update is well above float32 rounding. */
+const PRETRAIN_OPTIMIZER: GoldenOptimizer = {
+  lr: 1e-3,
+  betas: [0.9, 0.95],
+  weightDecay: 0.05,
+  maxGradNorm: null,
+  layerDecay: null,
+};
+/** Fine-tuning's: layer-wise lr decay and gradient clipping (below the batch's gradient norm, so it clips). */
+const FINETUNE_OPTIMIZER: GoldenOptimizer = {
+  lr: 1e-3,
+  betas: [0.9, 0.999],
+  weightDecay: 0.05,
+  maxGradNorm: 0.05,
+  layerDecay: 0.65,
+};
+
+/** Apply one AdamW update as the trainers build it; returns the parameters after it and the gradient norm. */
+async function update(
+  params: Map<string, tf.Variable>,
+  grads: Map<string, tf.Tensor>,
+  settings: GoldenOptimizer,
+): Promise<{ after: Map<string, Float32Array>; gradNorm: number | null }> {
+  const optimizer = new AdamW(params, {
+    betas: settings.betas,
+    weightDecay: settings.weightDecay,
+    maxGradNorm: settings.maxGradNorm,
+    ...(settings.layerDecay !== null ? { lrScale: layerwiseLrScale(MODEL.depth, settings.layerDecay) } : {}),
+  });
+  const { gradNorm } = optimizer.applyGradients(grads, settings.lr);
+  const norm = gradNorm ? ((await gradNorm.data())[0] ?? NaN) : null;
+  gradNorm?.dispose();
+  const after = await readAll(params);
+  optimizer.dispose();
+  return { after, gradNorm: norm };
 }
 
 async function pretrainCase(
@@ -102,9 +149,15 @@ async function pretrainCase(
       mi: (await result.mi.data())[0] ?? NaN,
       attackLoss: (await result.attackLoss.data())[0] ?? NaN,
     };
-    const grads = await readGrads(result.grads);
+    const grads = await readAll(result.grads);
+    for (const [name, g] of result.grads) inputs.set(`update.${name}`, await entry(g));
+    const before = await readAll(params);
+    const { after } = await update(params, result.grads, PRETRAIN_OPTIMIZER);
     result.dispose();
-    return { golden: { dir, kind: 'pretrain', model: MODEL, run, inputs }, tfjs: { scalars, grads } };
+    return {
+      golden: { dir, kind: 'pretrain', model: MODEL, run, optimizer: PRETRAIN_OPTIMIZER, inputs },
+      tfjs: { scalars, grads, before, after },
+    };
   } finally {
     tf.dispose([attackStart]);
     mask.dispose();
@@ -143,9 +196,16 @@ async function finetuneCase(dir: string, method: FinetuneMethod): Promise<{ gold
     };
     for (const [name, value] of Object.entries(result.parts)) scalars[name] = (await value.data())[0] ?? NaN;
     if (result.advCorrect) scalars.advCorrect = (await result.advCorrect.data())[0] ?? NaN;
-    const grads = await readGrads(result.grads);
+    const grads = await readAll(result.grads);
+    for (const [name, g] of result.grads) inputs.set(`update.${name}`, await entry(g));
+    const before = await readAll(params);
+    const { after, gradNorm } = await update(params, result.grads, FINETUNE_OPTIMIZER);
+    if (gradNorm !== null) scalars.gradNorm = gradNorm;
     result.dispose();
-    return { golden: { dir, kind: 'finetune', model: MODEL, run, inputs }, tfjs: { scalars, grads } };
+    return {
+      golden: { dir, kind: 'finetune', model: MODEL, run, optimizer: FINETUNE_OPTIMIZER, inputs },
+      tfjs: { scalars, grads, before, after },
+    };
   } finally {
     disposeBatch(batch);
     disposeParams(params);
@@ -207,11 +267,14 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
       // near-equal logs: compared on the scale of the loss they sum to.
       else expect(Math.abs((other as number) - value) / scale, what).toBeLessThan(TOLERANCE);
     }
-    const worst = worstGradient(theirs.tensors, ours.grads);
+    const worst = worstTensor(theirs.tensors, ours.grads, 'grad.');
+    const step = worstTensor(theirs.tensors, ours.after, 'param.', ours.before);
     console.log(
-      `[golden] ${name}: ${JSON.stringify(ours.scalars)}, worst gradient ${worst.name} ${worst.error.toExponential(2)}`,
+      `[golden] ${name}: ${JSON.stringify(ours.scalars)}, worst gradient ${worst.name} ${worst.error.toExponential(2)}, ` +
+        `worst AdamW update ${step.name} ${step.error.toExponential(2)}`,
     );
     expect(worst.error, `${name}: gradient of ${worst.name}`).toBeLessThan(TOLERANCE);
+    expect(step.error, `${name}: AdamW update of ${step.name}`).toBeLessThan(TOLERANCE);
     return ours;
   };
 

@@ -16,11 +16,21 @@ export const PYTHON_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.ur
 
 type Entry = { dtype: SafetensorsDtype; shape: readonly number[]; values: ArrayLike<number> };
 
+/** One AdamW update after the step (case.json's "optimizer"). */
+export interface GoldenOptimizer {
+  lr: number;
+  betas: [number, number];
+  weightDecay: number;
+  maxGradNorm: number | null;
+  layerDecay: number | null;
+}
+
 export interface GoldenCase {
   dir: string;
   kind: 'pretrain' | 'finetune';
   model: ModelConfig;
   run: unknown;
+  optimizer: GoldenOptimizer;
   inputs: Map<string, Entry>;
 }
 
@@ -37,7 +47,10 @@ export async function paramEntries(params: Map<string, tf.Tensor>): Promise<Map<
 
 export async function writeCase(c: GoldenCase): Promise<void> {
   await mkdir(c.dir, { recursive: true });
-  await writeFile(path.join(c.dir, 'case.json'), JSON.stringify({ kind: c.kind, model: c.model, run: c.run }));
+  await writeFile(
+    path.join(c.dir, 'case.json'),
+    JSON.stringify({ kind: c.kind, model: c.model, run: c.run, optimizer: c.optimizer }),
+  );
   await writeFile(path.join(c.dir, 'inputs.safetensors'), encodeSafetensors(c.inputs));
 }
 
@@ -84,19 +97,26 @@ export function relativeNorm(a: ArrayLike<number>, b: ArrayLike<number>): number
   return Math.sqrt(diff) / Math.max(Math.sqrt(norm), 1e-30);
 }
 
-/** The worst per-tensor relative-norm difference between two gradient maps, and which tensor. */
-export function worstGradient(
-  torchGrads: Map<string, Float32Array>,
-  tfjsGrads: Map<string, Float32Array>,
+/**
+ * The worst per-tensor relative-norm difference between the tfjs engine's tensors and the PyTorch
+ * engine's `${prefix}<name>` outputs (minus `base`, when given: parameter updates), and which tensor.
+ */
+export function worstTensor(
+  torchOutputs: Map<string, Float32Array>,
+  tfjs: Map<string, Float32Array>,
+  prefix: 'grad.' | 'param.',
+  base?: Map<string, Float32Array>,
 ): { name: string; error: number } {
   let worst = { name: '', error: 0 };
-  for (const [name, g] of tfjsGrads) {
-    const other = torchGrads.get(`grad.${name}`);
-    if (!other) throw new Error(`the PyTorch engine gave no gradient for "${name}"`);
-    const error = relativeNorm(other, g);
+  for (const [name, ours] of tfjs) {
+    const theirs = torchOutputs.get(`${prefix}${name}`);
+    if (!theirs) throw new Error(`the PyTorch engine gave no ${prefix}${name}`);
+    const from = base?.get(name);
+    const minus = (values: Float32Array) => (from ? values.map((v, i) => v - (from[i] ?? NaN)) : values);
+    const error = relativeNorm(minus(theirs), minus(ours));
     if (!(error <= worst.error)) worst = { name, error };
   }
-  const extra = [...torchGrads.keys()].filter((k) => k.startsWith('grad.') && !tfjsGrads.has(k.slice(5)));
-  if (extra.length > 0) throw new Error(`the PyTorch engine gave gradients for unknown parameters ${extra.join(', ')}`);
+  const extra = [...torchOutputs.keys()].filter((k) => k.startsWith(prefix) && !tfjs.has(k.slice(prefix.length)));
+  if (extra.length > 0) throw new Error(`the PyTorch engine gave ${prefix} for unknown parameters ${extra.join(', ')}`);
   return worst;
 }
