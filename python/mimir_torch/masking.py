@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .rng import Rng
+
 
 @dataclass(frozen=True)
 class PatchMask:
@@ -31,3 +33,19 @@ def random_masking(generator: torch.Generator, batch: int, num_patches: int, rat
     if order != "shuffled":
         visible = torch.sort(visible, dim=1).values
     return PatchMask(visible, torch.sort(shuffle[:, keep:], dim=1).values)
+
+
+def rng_masking(rng: Rng, batch: int, num_patches: int, ratio: float, order: str = "spatial") -> PatchMask:
+    """masking.ts's randomMasking with the workbench Rng: the same masks as the tfjs engine draws."""
+    if not 0 < ratio < 1:
+        raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
+    keep = int(num_patches * (1 - ratio))
+    if keep < 1 or keep >= num_patches:
+        raise ValueError(f"mask ratio {ratio} leaves {keep} of {num_patches} patches visible: need at least one of each")
+    visible, masked = [], []
+    for _ in range(batch):
+        shuffled = list(rng.shuffle(list(range(num_patches))))
+        vis = shuffled[:keep]
+        visible.append(vis if order == "shuffled" else sorted(vis))
+        masked.append(sorted(shuffled[keep:]))
+    return PatchMask(torch.tensor(visible, dtype=torch.long), torch.tensor(masked, dtype=torch.long))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .rng import Rng
 
 Params = Dict[str, torch.Tensor]
 
@@ -88,6 +89,30 @@ def init_params(specs: List[Tuple[str, List[int], str]], generator: torch.Genera
         else:
             value = torch.zeros(shape)
         params[name] = value.requires_grad_(True)
+    return params
+
+
+def init_params_rng(specs: List[Tuple[str, List[int], str]], rng: "Rng", head_init_std: float = 2e-5) -> Params:
+    """params.ts's initParams with the workbench Rng: the same initial weights as the tfjs engine for a seed
+    (xavier-uniform linears and patch embedding, N(0, 0.02) tokens, head N(0, head_init_std), every
+    value drawn in spec order, float64 then float32)."""
+    params: Params = {}
+    for name, shape, role in specs:
+        size = 1
+        for d in shape:
+            size *= d
+        if name == "head.weight":
+            values = [rng.normal() * head_init_std for _ in range(size)]
+        elif role in ("weight", "patch-weight"):
+            bound = math.sqrt(6 / (shape[0] + shape[1]))
+            values = [(2 * rng.uniform() - 1) * bound for _ in range(size)]
+        elif role == "token":
+            values = [rng.normal() * 0.02 for _ in range(size)]
+        elif role == "norm" and name.endswith(".weight"):
+            values = [1.0] * size
+        else:
+            values = [0.0] * size
+        params[name] = torch.tensor(values, dtype=torch.float64).float().reshape(shape).requires_grad_(True)
     return params
 
 
