@@ -36,6 +36,7 @@ from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
 from .previews import write_preview_snapshot
 from .rng import Rng
+from .safetensors_io import write_safetensors
 
 CHECKPOINTS_DIR = "checkpoints"
 PREVIEWS_DIR = "previews"
@@ -81,6 +82,26 @@ def pick_precision(choice: str, device: torch.device) -> Optional[torch.dtype]:
     return torch.float16
 
 
+def die_with_parent() -> None:
+    """When the process that launched the ranks dies (even by SIGKILL), the ranks die too (Linux:
+    PR_SET_PDEATHSIG), so a killed `mimir pretrain` leaves no orphan training on; a resume then
+    continues from the last checkpoint."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(EXIT_CANCELLED)
+
+
+GRAD_DUMP_ENV = "MIMIR_TORCH_DUMP_GRADS"
+
+
 class Stop:
     """SIGTERM / SIGINT set a flag that the loop reads at step boundaries."""
 
@@ -105,7 +126,7 @@ def describe_engine(device: torch.device, precision: Optional[torch.dtype], worl
     }
 
 
-def run_pretraining(job_config: Mapping[str, Any], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+def run_pretraining(job_config: Mapping[str, Any], epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
     checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
     state: Dict[str, Any] = {"step": 0, "last": None}
 
@@ -118,6 +139,10 @@ def run_pretraining(job_config: Mapping[str, Any], out_dir: str, device: torch.d
     if stored:
         state["last"] = resume_from
     config = dict(stored.manifest["runConfig"]) if stored else dict(job_config)
+    if epochs_override is not None:
+        if stored and epochs_override < int(stored.manifest["epoch"]):
+            fail(f"--epochs {epochs_override} is below the {stored.manifest['epoch']} epochs the checkpoint has already done.")
+        config["epochs"] = epochs_override
     try:
         run = PretrainSettings.parse(config, "config")
         if not isinstance(config.get("model"), Mapping):
@@ -227,6 +252,11 @@ def run_pretraining(job_config: Mapping[str, Any], out_dir: str, device: torch.d
             with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
                 result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()))
             grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+            if os.environ.get(GRAD_DUMP_ENV):
+                # Test hook (the DDP gradient-equivalence test): the first step's averaged gradients, then stop.
+                if world.rank == 0:
+                    write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()})
+                raise Cancelled()
             norm = optimizer.step(grads, lr)
             state["step"] += 1
             last_lr = lr
@@ -294,6 +324,7 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     with open(args.config) as f:
         job = json.load(f)
+    die_with_parent()
     stop = Stop()
     device = pick_device(args.device)
     if args.threads > 0:
@@ -305,7 +336,7 @@ def main(argv: List[str]) -> int:
         if kind != "pretrain":
             emitter.emit({"type": "failed", "message": f"job kind {kind!r} is not available on the PyTorch engine yet (pretrain): use --engine tfjs", "step": None, "lastCheckpoint": None})
             return EXIT_FAILED
-        run_pretraining(job["config"], os.path.abspath(args.out), device, pick_precision(args.precision, device), world, emitter, stop)
+        run_pretraining(job["config"], job.get("epochsOverride"), os.path.abspath(args.out), device, pick_precision(args.precision, device), world, emitter, stop)
         return EXIT_DONE
     except RunFailed:
         return EXIT_FAILED

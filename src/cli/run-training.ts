@@ -20,6 +20,8 @@ export interface TrainingCommand {
   epochs?: number;
   json: boolean;
   backend?: string;
+  /** tfjs (default): a TensorFlow.js backend is selected in this process; torch: the run happens in Python. */
+  engine?: 'tfjs' | 'torch';
   run: (options: TrainingRunOptions) => Promise<unknown>;
 }
 
@@ -29,9 +31,15 @@ export interface TrainingCommand {
  * that the run already reported as a `failed` event in --json mode (exit 1). Other errors are rethrown.
  */
 export async function runTrainingCommand(command: TrainingCommand): Promise<void> {
-  const { selectBackend } = await import('../engine/backend');
-  const { RunCancelledError } = await import('../engine/pretrain/trainer');
-  await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
+  const torch = command.engine === 'torch';
+  if (!torch) {
+    const { selectBackend } = await import('../engine/backend');
+    await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
+  }
+  const isCancel = async (error: unknown): Promise<boolean> => {
+    if (torch) return error instanceof (await import('../torch/launch')).TorchRunCancelledError;
+    return error instanceof (await import('../engine/pretrain/trainer')).RunCancelledError;
+  };
   const render = command.json ? null : humanRenderer();
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
@@ -44,7 +52,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
       emit: (event) => (command.json ? process.stdout.write(`${JSON.stringify(event)}\n`) : render?.(event)),
     });
   } catch (error) {
-    if (error instanceof RunCancelledError) {
+    if (await isCancel(error)) {
       process.stderr.write(`mimir: cancelled; resume with: mimir ${command.name} --resume ${command.outDir}\n`);
       process.exit(130);
     }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BackendName } from './system';
+import { RunBackend } from './system';
 
 /**
  * The experiment store's objects (src/store) as the rest of the app sees them: runs, their metrics,
@@ -47,7 +47,7 @@ export const Run = z.object({
   /** A fine-tuning run's pre-training run; an evaluation's (or landscape's) model run. */
   parentRunId: z.string().nullable(),
   outDir: z.string().nullable(),
-  backend: BackendName.nullable(),
+  backend: RunBackend.nullable(),
   /** The engine process while the run is active. */
   pid: z.number().int().nullable(),
   createdAt: z.number(),
@@ -83,7 +83,7 @@ export const NewRun = z.object({
   config: JsonObject.default({}),
   parentRunId: z.string().nullable().default(null),
   outDir: z.string().nullable().default(null),
-  backend: BackendName.nullable().default(null),
+  backend: RunBackend.nullable().default(null),
 });
 export type NewRun = z.input<typeof NewRun>;
 

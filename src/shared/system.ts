@@ -5,6 +5,11 @@ export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export const BackendName = z.enum(BACKEND_NAMES);
 export type BackendName = z.infer<typeof BackendName>;
 
+/** What a run computed on: a TensorFlow.js backend, or the PyTorch engine (python/mimir_torch). */
+export const RUN_BACKENDS = [...BACKEND_NAMES, 'torch'] as const;
+export const RunBackend = z.enum(RUN_BACKENDS);
+export type RunBackend = z.infer<typeof RunBackend>;
+
 /** One module that could provide a backend, and why it was or was not usable. */
 export const BackendCandidate = z.object({
   backend: BackendName,
