@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import type { TorchEngineReport } from '../shared/system';
 
 /**
  * Finding the PyTorch engine: a python3 that imports torch ($MIMIR_PYTHON, then Debian's
@@ -119,4 +120,22 @@ export function pythonPackageRoot(): string {
       throw new Error(`the PyTorch engine's python/mimir_torch was not found above ${fileURLToPath(import.meta.url)}`);
     dir = parent;
   }
+}
+
+/** The discovery as the system report carries it. */
+export function torchEngineReport(found: TorchDiscovery = discoverTorch()): TorchEngineReport {
+  const p = found.python;
+  return {
+    available: p !== null,
+    python: p?.executable ?? null,
+    pythonVersion: p?.python ?? null,
+    torch: p?.torch ?? null,
+    cuda: p?.cuda ?? false,
+    cudaVersion: p?.cudaVersion ?? null,
+    devices: p?.devices ?? [],
+    bf16: p?.bf16 ?? false,
+    nccl: p?.nccl ?? false,
+    gloo: p?.gloo ?? false,
+    reason: found.reason,
+  };
 }
