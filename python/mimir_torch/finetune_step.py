@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
+import numpy as np
 import torch
 
 from . import model as M
 from .config import FinetuneSettings, ModelConfig
+from .rng import Rng, example_streams
 
 # TRADES / MART reference code start: x + 0.001 * randn, not projected.
 NORMAL_START_STD = 0.001
@@ -120,12 +122,12 @@ def finetune_step(
     targets: torch.Tensor,
     labels: torch.Tensor,
     start_noise: Optional[torch.Tensor],
-    generator: Optional[torch.Generator],
+    rng: Optional[Rng],
 ) -> FinetuneStepResult:
     """One step on NHWC images with probability-row targets [N, C] and hard labels [N].
 
     start_noise: the attack's random start as an offset from x (pgd-at / fast-at: uniform in the eps-box,
-    projected here; trades / mart: 0.001 N(0, 1), added unprojected); generator: drop path's draws."""
+    projected here; trades / mart: 0.001 N(0, 1), added unprojected); rng: drop path's draws."""
     eps = run.eps / 255.0
     alpha = run.attack_alpha / 255.0
     frozen = {n: p.detach() for n, p in params.items()}
@@ -134,7 +136,7 @@ def finetune_step(
         return M.classifier_forward(frozen, c, x)
 
     def train_logits(x: torch.Tensor) -> torch.Tensor:
-        return M.classifier_forward(params, c, x, run.drop_path, generator)
+        return M.classifier_forward(params, c, x, run.drop_path, rng)
 
     smoothed = smooth_targets(targets, run.label_smoothing)
     if run.method == "natural":
@@ -184,3 +186,29 @@ def finetune_step(
     return FinetuneStepResult(
         loss.detach(), parts, correct_count(clean.detach(), labels), correct_count(adv.detach(), labels), x_adv, _grads(params, loss)
     )
+
+
+def start_noise(run: FinetuneSettings, seed: int, ids, shape) -> Optional[torch.Tensor]:
+    """The attack's random start as an offset from x, from each example's own stream (attacks/streams.ts,
+    finetune/adversary.ts): uniform in the eps-box (l_inf) or a uniform direction with radius eps * U(0, 1)
+    (l_2) for pgd-at / fast-at; 0.001 N(0, 1) for trades / mart; None for natural."""
+    if run.method == "natural":
+        return None
+    streams = example_streams(seed, ids, "pgd", 0)
+    per_row = int(shape[1] * shape[2] * shape[3])
+    eps = run.eps / 255.0
+
+    def f32(values) -> np.ndarray:  # a Float32Array store
+        return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+    if run.method in ("trades", "mart"):
+        noise = f32([s.normal() for s in streams for _ in range(per_row)])
+        values = f32(noise.astype(np.float64) * NORMAL_START_STD)
+    elif run.threat == "linf":
+        u = f32([2 * s.uniform() - 1 for s in streams for _ in range(per_row)])
+        values = f32(u.astype(np.float64) * eps)
+    else:
+        g = f32([s.normal() for s in streams for _ in range(per_row)]).reshape(len(streams), per_row).astype(np.float64)
+        radii = np.array([eps * s.uniform() for s in streams]).reshape(-1, 1)
+        values = f32(g * (radii / (np.sqrt((g * g).sum(axis=1, keepdims=True)) + 1e-12)))
+    return torch.from_numpy(values.reshape(tuple(shape)))

@@ -116,6 +116,22 @@ def init_params_rng(specs: List[Tuple[str, List[int], str]], rng: "Rng", head_in
     return params
 
 
+def classifier_from_encoder(source: Params, c: ModelConfig, outputs: int, rng: Rng, head_init_std: float) -> Params:
+    """params.ts's classifierParamsFromEncoder: the backbone copied from a pre-trained MAE (or classifier),
+    fc_norm and the head fresh (head weights N(0, head_init_std) from `rng`); MAE's norm and decoder dropped."""
+    params: Params = {}
+    for name, shape, role in classifier_param_specs(c, outputs):
+        if name.startswith("fc_norm.") or name.startswith("head."):
+            params.update(init_params_rng([(name, shape, role)], rng, head_init_std))
+            continue
+        if name not in source:
+            raise ValueError(f'the pre-trained parameters have no "{name}"')
+        if list(source[name].shape) != shape:
+            raise ValueError(f'"{name}" has shape {list(source[name].shape)} in the pre-trained parameters, expected {shape}')
+        params[name] = source[name].detach().float().clone().requires_grad_(True)
+    return params
+
+
 def check_params(params: Params, specs: List[Tuple[str, List[int], str]]) -> None:
     """Exactly the names and shapes of `specs` (after loading a checkpoint), or an error naming the first difference."""
     for name, shape, _ in specs:
@@ -198,26 +214,27 @@ def drop_path_rates(rate: float, depth: int) -> List[float]:
     return [rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
 
 
-def _residual(x: torch.Tensor, branch: torch.Tensor, rate: float, generator: Optional[torch.Generator]) -> torch.Tensor:
-    if rate > 0 and generator is not None:
+def _residual(x: torch.Tensor, branch: torch.Tensor, rate: float, rng: Optional[Rng]) -> torch.Tensor:
+    """x + branch, the branch dropped per sample with probability `rate` (kept ones scaled by 1 / (1 - rate)),
+    drawn from the workbench Rng one sample after another, as transformer.ts draws them."""
+    if rate > 0 and rng is not None:
         keep = 1.0 - rate
-        draws = torch.rand(x.shape[0], generator=generator).to(x.device)
-        factor = torch.where(draws < keep, torch.full_like(draws, 1.0 / keep), torch.zeros_like(draws))
-        return x + branch * factor.to(x.dtype).reshape(-1, 1, 1)
+        factor = [1.0 / keep if rng.uniform() < keep else 0.0 for _ in range(x.shape[0])]
+        return x + branch * torch.tensor(factor, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
     return x + branch
 
 
-def block(params: Params, prefix: str, x: torch.Tensor, heads: int, rate: float = 0.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def block(params: Params, prefix: str, x: torch.Tensor, heads: int, rate: float = 0.0, rng: Optional[Rng] = None) -> torch.Tensor:
     """Pre-Norm block: x + attn(norm1(x)), then + mlp(norm2(x)), exact GELU."""
     attended = attention(linear(params, f"{prefix}.attn.qkv", layer_norm(params, f"{prefix}.norm1", x)), heads)
-    x = _residual(x, linear(params, f"{prefix}.attn.proj", attended), rate, generator)
+    x = _residual(x, linear(params, f"{prefix}.attn.proj", attended), rate, rng)
     hidden = F.gelu(linear(params, f"{prefix}.mlp.fc1", layer_norm(params, f"{prefix}.norm2", x)))
-    return _residual(x, linear(params, f"{prefix}.mlp.fc2", hidden), rate, generator)
+    return _residual(x, linear(params, f"{prefix}.mlp.fc2", hidden), rate, rng)
 
 
-def stack(params: Params, prefix: str, depth: int, x: torch.Tensor, heads: int, drop_path: float = 0.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def stack(params: Params, prefix: str, depth: int, x: torch.Tensor, heads: int, drop_path: float = 0.0, rng: Optional[Rng] = None) -> torch.Tensor:
     for i, rate in enumerate(drop_path_rates(drop_path, depth)):
-        x = block(params, f"{prefix}.{i}", x, heads, rate, generator)
+        x = block(params, f"{prefix}.{i}", x, heads, rate, rng)
     return x
 
 
@@ -276,9 +293,9 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, num_visible: i
 
 
 # ---------------------------------------------------------------- the classifier
-def classifier_forward(params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def classifier_forward(params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0, rng: Optional[Rng] = None) -> torch.Tensor:
     """timm's VisionTransformer (global_pool='avg', fc_norm): logits [N, outputs] for NHWC images in [0, 1]."""
     table = sincos_pos_embed(c.width, c.grid).to(images.device)
     tokens = _with_cls(params, _embed(params, c, patchify(images, c.patch_size), table[1:]))
-    out = stack(params, "blocks", c.depth, tokens, c.heads, drop_path, generator)
+    out = stack(params, "blocks", c.depth, tokens, c.heads, drop_path, rng)
     return linear(params, "head", layer_norm(params, "fc_norm", out[:, 1:, :].mean(dim=1)))

@@ -106,3 +106,26 @@ def hash_seed(*parts: int) -> int:
         h = fmix32(h ^ fmix32((part & M32) + 0x9E3779B9))
         h = (_imul(h, 5) + 0xE6546B64) & M32
     return fmix32(h)
+
+
+def _mix(h: int, value: int) -> int:
+    x = (h ^ (value & M32)) & M32
+    x = _imul(x ^ (x >> 16), 0x7FEB352D)
+    x = _imul(x ^ (x >> 15), 0x846CA68B)
+    return (x ^ (x >> 16)) & M32
+
+
+def _hash_tag(tag: str) -> int:
+    h = 0x811C9DC5
+    for ch in tag:
+        h = _imul(h ^ ord(ch), 0x01000193)
+    return h
+
+
+def stream_seed(seed: int, example_id: int, tag: str, round_: int) -> int:
+    """src/engine/attacks/streams.ts streamSeed: an example's own stream for an attack stage and round."""
+    return _mix(_mix(_mix(_mix(0x9E3779B9, seed), example_id), _hash_tag(tag)), round_)
+
+
+def example_streams(seed: int, ids: Sequence[int], tag: str, round_: int) -> List["Rng"]:
+    return [Rng(stream_seed(seed, int(i), tag, round_)) for i in ids]

@@ -66,9 +66,9 @@ export function registerPretrain(program: Command): void {
           ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
         };
         if (launch) {
-          const { pretrainJob } = await import('../../torch/job');
+          const { pretrainJob, resumeJob } = await import('../../torch/job');
           const { runTorchJob } = await import('../../torch/launch');
-          const job = pretrainJob(config, options.resume !== undefined ? options.epochs : undefined);
+          const job = options.resume !== undefined ? resumeJob('pretrain', options.epochs) : pretrainJob(config);
           await runTrainingCommand({
             ...common,
             engine: 'torch',
