@@ -8,7 +8,10 @@ DIR/case.json: {"kind": "pretrain" | "finetune", "model": ModelConfig, "run": th
   engine's: the first Adam update is about lr * sign(g), so it is compared from the same gradients).
 DIR/inputs.safetensors: "param.<name>" (the workbench's names and layouts), "images" [N, H, W, C], and
   pretrain: "mask.visible", "mask.masked" (int32 [N, Lv], [N, Lm]), "attack.start" (absent for mae);
-  finetune: "targets" [N, C], "labels" int32 [N], "attack.start" (absent for natural).
+  finetune: "targets" [N, C], "labels" int32 [N], "attack.start" (absent for natural); case.json's
+  "rng": {"seed", "ids"}: the step's Rng (its first draw seeds the attack streams, then drop path
+  draws from it) and the batch's dataset ids; the start this engine draws itself from those streams
+  is written as "start.own", for comparison with the given one.
 Writes DIR/outputs.safetensors ("grad.<name>", "param.<name>" after the update, "adversarial"); prints one JSON line, {"results": [the
 scalars of each DIR, in order]} (one process for every case: torch's import is most of the time).
 """
@@ -25,7 +28,9 @@ from .config import FinetuneSettings, ModelConfig, PretrainSettings
 from .finetune_step import finetune_step
 from .masking import PatchMask
 from .optim import AdamW, layerwise_lr_scale
+from .finetune_step import start_noise
 from .pretrain_step import pretrain_step
+from .rng import Rng
 from .safetensors_io import read_safetensors, write_safetensors
 
 
@@ -60,7 +65,12 @@ def run_case(directory: str) -> Dict[str, object]:
         grads = r.grads
     else:
         run_ft = FinetuneSettings.parse(case["run"], "run")
-        f = finetune_step(params, model, run_ft, images, inputs["targets"].float(), inputs["labels"].long(), start, None)
+        rng = Rng(int(case["rng"]["seed"]))
+        if run_ft.method != "natural":
+            own = start_noise(run_ft, rng.next_uint32(), case["rng"]["ids"], tuple(images.shape))
+            if own is not None:
+                outputs["start.own"] = own
+        f = finetune_step(params, model, run_ft, images, inputs["targets"].float(), inputs["labels"].long(), start, rng)
         scalars = {"loss": f.loss.item(), "cleanCorrect": f.clean_correct.item()}
         scalars.update({k: v.item() for k, v in f.parts.items()})
         if f.adv_correct is not None:

@@ -31,6 +31,8 @@ export interface GoldenCase {
   model: ModelConfig;
   run: unknown;
   optimizer: GoldenOptimizer;
+  /** Fine-tuning: the step's Rng seed and the batch's dataset ids. */
+  rng?: { seed: number; ids: number[] };
   inputs: Map<string, Entry>;
 }
 
@@ -49,7 +51,7 @@ export async function writeCase(c: GoldenCase): Promise<void> {
   await mkdir(c.dir, { recursive: true });
   await writeFile(
     path.join(c.dir, 'case.json'),
-    JSON.stringify({ kind: c.kind, model: c.model, run: c.run, optimizer: c.optimizer }),
+    JSON.stringify({ kind: c.kind, model: c.model, run: c.run, optimizer: c.optimizer, rng: c.rng }),
   );
   await writeFile(path.join(c.dir, 'inputs.safetensors'), encodeSafetensors(c.inputs));
 }
