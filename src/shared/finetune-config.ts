@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RunEngine } from './engine-choice';
 import { ThreatModel } from './attack-config';
 import { AugmentationConfig, DatasetSource, FINETUNE_AUGMENTATION } from './dataset-config';
 import { ModelConfig, ModelPreset } from './model-config';
@@ -225,6 +226,8 @@ const finetuneFields = {
   keepCheckpoints: count('keepCheckpoints').default(3),
   /** Emit a metrics event every this many steps. */
   logEvery: count('logEvery').default(1),
+  /** The engine that trains the run; absent: tfjs. */
+  engine: RunEngine.optional(),
 };
 
 function checkFinetune(c: z.infer<z.ZodObject<typeof finetuneFields>>, ctx: z.RefinementCtx): void {
