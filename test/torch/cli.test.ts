@@ -32,7 +32,7 @@ const SETTINGS = {
 /** One thread per rank: the same arithmetic in every run of a test, whatever the machine's load. */
 const THREADS = { OMP_NUM_THREADS: '1' };
 
-describe('mimir pretrain --engine torch', () => {
+describe('mimir pretrain and finetune --engine torch', () => {
   const found = findPythonWithTorch();
   if (!found.python) {
     it('says why the PyTorch engine is unavailable and how to install it', () => {
@@ -267,6 +267,64 @@ describe('mimir pretrain --engine torch', () => {
     expect(list.at(-1)).toMatchObject({ type: 'done', epoch: 1, step: 4 });
     expect(one.stdout.trim()).toBe('');
   }, 300_000);
+
+  it('fine-tunes a tfjs pre-training with PGD-AT on the torch engine; a SIGKILLed fine-tuning resumes exactly', async () => {
+    const pre = tmp();
+    const tfjs = runMimir(['pretrain', ...MICRO, '--mode', 'mae', '--epochs', '1', '--out', pre, '--json']);
+    expect(tfjs.status, tfjs.stderr).toBe(0);
+    const settings = { checkpointEvery: 1, attack: { steps: 2 }, heldOut: { size: 8, pgdSteps: 2 } };
+    const args = (dir: string) => [
+      'finetune',
+      '--engine',
+      'torch',
+      '--from',
+      pre,
+      '--method',
+      'pgd-at',
+      '--dataset-size',
+      '32',
+      '--image-size',
+      '16',
+      '--batch',
+      '8',
+      '--epochs',
+      '2',
+      '--config',
+      configFile(dir, settings),
+      '--out',
+      dir,
+      '--json',
+    ];
+    const whole = tmp();
+    const a = runMimir(args(whole), THREADS);
+    expect(a.status, a.stderr).toBe(0);
+    const list = events(a.stdout);
+    expect(list[0]).toMatchObject({ type: 'started', runKind: 'finetune', backend: 'torch', totalSteps: 8 });
+    const epochMetrics = list.filter((e) => e.type === 'metrics' && e.values.train_loss !== undefined);
+    expect(epochMetrics).toHaveLength(2);
+    for (const e of epochMetrics) {
+      if (e.type !== 'metrics') continue;
+      expect(Object.keys(e.values).sort()).toEqual(
+        ['heldout_natural_acc', 'heldout_pgd_acc', 'train_adv_acc', 'train_clean_acc', 'train_loss'].sort(),
+      );
+    }
+    expect(list.at(-1)).toMatchObject({ type: 'done', epoch: 2, step: 8 });
+
+    const killed = tmp();
+    process.env.OMP_NUM_THREADS = '1';
+    try {
+      await runAndKillAfterCheckpoint(args(killed), 1);
+    } finally {
+      delete process.env.OMP_NUM_THREADS;
+    }
+    const resumed = runMimir(['finetune', '--engine', 'torch', '--resume', killed, '--json'], THREADS);
+    expect(resumed.status, resumed.stderr).toBe(0);
+    expect(events(resumed.stdout)[0]).toMatchObject({ type: 'started', step: 4, epoch: 1 });
+    const weights = (dir: string) =>
+      decodeSafetensors(readFileSync(path.join(dir, 'checkpoints', 'epoch-0002', 'model.safetensors'))).tensors;
+    const [x, y] = [weights(whole), weights(killed)];
+    for (const [name, t] of x) expect(Array.from(y.get(name)?.data ?? []), name).toEqual(Array.from(t.data));
+  }, 900_000);
 
   it('refuses torch-only flags without --engine torch, and --backend with it', () => {
     const refused = runMimir(['pretrain', '--nproc', '2', ...MICRO, '--out', tmp()]);
