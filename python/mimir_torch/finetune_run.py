@@ -11,7 +11,6 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
-import numpy as np
 import torch
 
 from . import model as M
@@ -22,7 +21,7 @@ from .distributed import World, any_rank, average_gradients, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, project, soft_cross_entropy, start_noise, steepest_direction
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
-from .rng import Rng, example_streams
+from .rng import Rng
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
 
 CONFIG_FILE = "finetune-config.json"
@@ -51,10 +50,8 @@ def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, d
         x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).to(device)
         with torch.no_grad():
             clean_ok = M.classifier_forward(frozen, c, x).argmax(dim=1) == y
-        streams = example_streams(seed, ids, "pgd", 0)
-        per_row = x[0].numel()
-        noise = np.asarray([(2 * s.uniform() - 1) * eps for s in streams for _ in range(per_row)], dtype=np.float32)
-        current = project(x, x + torch.from_numpy(noise.reshape(x.shape)).to(device), eps, run.threat)
+        noise = start_noise(FinetuneSettings(**{**run.__dict__, "method": "pgd-at"}), seed, ids, tuple(x.shape))
+        current = project(x, x + noise.to(device), eps, run.threat)
         still = clean_ok.clone()
         for _ in range(steps):
             current = current.detach().requires_grad_(True)

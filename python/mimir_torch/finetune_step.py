@@ -13,7 +13,7 @@ import torch
 
 from . import model as M
 from .config import FinetuneSettings, ModelConfig
-from .rng import Rng, example_streams
+from .rng import Rng, RngLanes, stream_seed
 
 # TRADES / MART reference code start: x + 0.001 * randn, not projected.
 NORMAL_START_STD = 0.001
@@ -194,21 +194,19 @@ def start_noise(run: FinetuneSettings, seed: int, ids, shape) -> Optional[torch.
     (l_2) for pgd-at / fast-at; 0.001 N(0, 1) for trades / mart; None for natural."""
     if run.method == "natural":
         return None
-    streams = example_streams(seed, ids, "pgd", 0)
+    lanes = RngLanes([stream_seed(seed, int(i), "pgd", 0) for i in ids])
     per_row = int(shape[1] * shape[2] * shape[3])
     eps = run.eps / 255.0
 
-    def f32(values) -> np.ndarray:  # a Float32Array store
-        return np.asarray(values, dtype=np.float64).astype(np.float32)
+    def rows(draw) -> np.ndarray:  # [examples, per_row], each row one stream's draws in order, stored as float32
+        return np.stack([draw() for _ in range(per_row)], axis=1).astype(np.float32)
 
     if run.method in ("trades", "mart"):
-        noise = f32([s.normal() for s in streams for _ in range(per_row)])
-        values = f32(noise.astype(np.float64) * NORMAL_START_STD)
+        values = (rows(lanes.normal).astype(np.float64) * NORMAL_START_STD).astype(np.float32)
     elif run.threat == "linf":
-        u = f32([2 * s.uniform() - 1 for s in streams for _ in range(per_row)])
-        values = f32(u.astype(np.float64) * eps)
+        values = (rows(lambda: 2 * lanes.uniform() - 1).astype(np.float64) * eps).astype(np.float32)
     else:
-        g = f32([s.normal() for s in streams for _ in range(per_row)]).reshape(len(streams), per_row).astype(np.float64)
-        radii = np.array([eps * s.uniform() for s in streams]).reshape(-1, 1)
-        values = f32(g * (radii / (np.sqrt((g * g).sum(axis=1, keepdims=True)) + 1e-12)))
+        g = rows(lanes.normal).astype(np.float64)
+        radii = (eps * lanes.uniform()).reshape(-1, 1)
+        values = (g * (radii / (np.sqrt((g * g).sum(axis=1, keepdims=True)) + 1e-12))).astype(np.float32)
     return torch.from_numpy(values.reshape(tuple(shape)))

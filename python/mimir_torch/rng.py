@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import List, MutableSequence, Sequence, Tuple, TypeVar
 
+import numpy as np
+
 M32 = 0xFFFFFFFF
 T = TypeVar("T")
 RngState = Tuple[int, int, int, int]
@@ -127,5 +129,46 @@ def stream_seed(seed: int, example_id: int, tag: str, round_: int) -> int:
     return _mix(_mix(_mix(_mix(0x9E3779B9, seed), example_id), _hash_tag(tag)), round_)
 
 
-def example_streams(seed: int, ids: Sequence[int], tag: str, round_: int) -> List["Rng"]:
-    return [Rng(stream_seed(seed, int(i), tag, round_)) for i in ids]
+class RngLanes:
+    """Many independent generators advanced in lockstep with numpy (one lane per example): lane i draws
+    exactly what Rng(seeds[i]) draws, in the same order, about a hundred times faster than a Python loop
+    over the generators for the per-example attack streams."""
+
+    def __init__(self, seeds: Sequence[int]) -> None:
+        states = np.array([Rng(int(seed)).state() for seed in seeds], dtype=np.uint64).reshape(-1, 4)
+        self.s = [states[:, k].copy() for k in range(4)]
+
+    def next_uint32(self) -> np.ndarray:
+        s0, s1, s2, s3 = self.s
+        mask = np.uint64(M32)
+        result = (((s1 * np.uint64(5)) & mask) << np.uint64(7) | ((s1 * np.uint64(5)) & mask) >> np.uint64(25)) & mask
+        result = (result * np.uint64(9)) & mask
+        t = (s1 << np.uint64(9)) & mask
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        self.s[3] = ((s3 << np.uint64(11)) | (s3 >> np.uint64(21))) & mask
+        return result
+
+    def uniform(self) -> np.ndarray:
+        high = self.next_uint32() >> np.uint64(5)
+        low = self.next_uint32() >> np.uint64(6)
+        return (high.astype(np.float64) * 67108864 + low.astype(np.float64)) / 9007199254740992
+
+    def normal(self) -> np.ndarray:
+        u = self.uniform()
+        zero = u == 0
+        while zero.any():  # Rng.normal redraws a zero; vanishingly rare, so redrawn lane by lane
+            for lane in np.flatnonzero(zero):
+                rng = Rng.from_state([int(self.s[k][lane]) for k in range(4)])
+                value = rng.uniform()
+                for k in range(4):
+                    self.s[k][lane] = rng.s[k]
+                u[lane] = value
+            zero = u == 0
+        # libm's log and cos (as Rng.normal), not numpy's: those may differ in the last bit.
+        log_u = np.array([math.log(x) for x in u.tolist()])
+        angle = np.array([math.cos(2 * math.pi * x) for x in self.uniform().tolist()])
+        return np.sqrt(-2 * log_u) * angle
