@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -215,8 +215,13 @@ def draw_image(label: int, size: int, rng: Rng) -> "array[float]":
     return out
 
 
+CACHE_BYTES = 512 * 2**20
+
+
 class BuiltinDataset:
-    """Images drawn on demand from (seed, split, index); the Node side gives the resolved size."""
+    """Images drawn on demand from (seed, split, index); the Node side gives the resolved size. Drawing
+    one costs milliseconds of Python, so a split that fits in CACHE_BYTES keeps its images after the
+    first draw (every epoch after the first reads them back)."""
 
     def __init__(self, split: str, size: int, seed: int, classes: int, image_size: int) -> None:
         if split not in ("train", "test"):
@@ -226,6 +231,7 @@ class BuiltinDataset:
         self.image_size = image_size
         self.seed = seed
         self.split_id = 1 if split == "train" else 2
+        self.cache: Optional[Dict[int, np.ndarray]] = {} if size * image_size * image_size * CHANNELS * 4 <= CACHE_BYTES else None
 
     def __len__(self) -> int:
         return self.length
@@ -236,9 +242,15 @@ class BuiltinDataset:
     def image(self, index: int) -> np.ndarray:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} is outside the built-in set's {self.length} images")
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
         rng = Rng(hash_seed(self.seed, self.split_id, index))
         pixels = draw_image(self.label_of(index), self.image_size, rng)
-        return np.frombuffer(pixels, dtype=np.float32).reshape(self.image_size, self.image_size, CHANNELS).copy()
+        image = np.frombuffer(pixels, dtype=np.float32).reshape(self.image_size, self.image_size, CHANNELS).copy()
+        image.setflags(write=False)
+        if self.cache is not None:
+            self.cache[index] = image
+        return image
 
     def batch(self, indices: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
         images = np.stack([self.image(int(i)) for i in indices]) if len(indices) else np.zeros((0, self.image_size, self.image_size, CHANNELS), np.float32)
