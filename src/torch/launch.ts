@@ -16,7 +16,10 @@ import { discoverTorch, pythonPackageRoot } from './python';
  * every rank: they stop together at the next step boundary.
  */
 
-export const TORCH_JOB_FILE = 'torch-job.json';
+/** The job file in the run's folder; one per node, since several nodes may share the folder. */
+export function torchJobFile(nodeRank: number): string {
+  return `torch-job.node${nodeRank}.json`;
+}
 
 export interface TorchLaunch {
   /** Processes on this machine (one per GPU, or CPU processes with gloo). Default 1. */
@@ -95,7 +98,7 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
     throw new Error(`--nproc ${nproc} on CUDA needs ${nproc} GPUs; this machine has ${python.devices.length}.`);
   }
   await mkdir(options.outDir, { recursive: true });
-  const jobFile = path.join(options.outDir, TORCH_JOB_FILE);
+  const jobFile = path.join(options.outDir, torchJobFile(nodeRank));
   await writeFile(jobFile, `${JSON.stringify(job, null, 2)}\n`);
   const masterPort = options.masterPort ?? (await freePort());
   const masterAddr = options.masterAddr ?? '127.0.0.1';
