@@ -143,7 +143,11 @@ def renyi_mutual_information(a: torch.Tensor, b: torch.Tensor, s: MiSettings) ->
 
 
 def mutual_information(a: torch.Tensor, b: torch.Tensor, s: MiSettings) -> torch.Tensor:
-    """The estimate of MI(A; B) by s.estimator, a differentiable scalar."""
+    """The estimate of MI(A; B) by s.estimator, a differentiable scalar. Always float32 (float64 inside),
+    outside any autocast: bf16 distances would drown the kernels' small differences."""
+    if torch.is_autocast_enabled():
+        with torch.autocast("cuda", enabled=False):
+            return mutual_information(a.float(), b.float(), s)
     if s.estimator == "hsic":
         return hsic(a, b, s)
     if s.estimator == "nhsic":

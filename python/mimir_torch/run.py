@@ -1,6 +1,6 @@
 """The PyTorch engine's run entry point:
 
-  python3 -m mimir_torch.run --config job.json --out DIR [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16]
+  python3 -m mimir_torch.run --config job.json --out DIR [--device auto|cpu|cuda] [--precision auto|fp32|bf16]
 
 job.json (written by the workbench, src/torch/job.ts): {"kind": "pretrain" | "finetune", "config": the
 run config validated by the Node side's zod schema and filled with every default (model presets and
@@ -44,7 +44,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--config", required=True, help="job JSON written by the workbench: {kind, config}")
     parser.add_argument("--out", required=True, help="the run's folder (resumes from its checkpoints)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0: torch's default)")
     args = parser.parse_args(argv)
     with open(args.config) as f:

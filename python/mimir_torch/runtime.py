@@ -49,13 +49,13 @@ def pick_device(choice: str) -> torch.device:
 
 
 def pick_precision(choice: str, device: torch.device) -> Optional[torch.dtype]:
-    """None for fp32. On CUDA, auto is bf16 where supported, else fp16 (with a GradScaler's job done by
-    fp32 master weights here: autocast only wraps the forward passes). On the CPU, always fp32."""
+    """None for fp32. On CUDA, auto is bf16 autocast where the GPU supports it, else fp32 (fp16 would need
+    loss scaling, which this engine does not do yet). On the CPU, always fp32."""
     if device.type != "cuda" or choice == "fp32":
         return None
-    if choice == "bf16" or (choice == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
+    if choice == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--precision bf16: this GPU does not support bfloat16; use --precision fp32")
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
 
 
 def die_with_parent() -> None:
@@ -94,6 +94,6 @@ def describe_engine(device: torch.device, precision: Optional[torch.dtype], worl
         "version": torch.__version__,
         "device": device.type,
         "devices": devices,
-        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision],
+        "precision": "bf16" if precision == torch.bfloat16 else "fp32",
         "worldSize": world.size,
     }
