@@ -11,7 +11,7 @@ import { findPythonWithTorch } from '../engine/io/python-torch';
 import { relativeNorm } from './golden';
 
 /**
- * `mimir pretrain --engine torch`: the PyTorch engine behind the same command, events (validated with
+ * `mimir pretrain|finetune --engine torch`: the PyTorch engine behind the same commands, events (validated with
  * the RunEvent schema), checkpoints and resume; its checkpoint fine-tunes and is evaluated on the tfjs
  * engine; --nproc 2 averages the same gradients as one process; two "machines" train to done.
  */
