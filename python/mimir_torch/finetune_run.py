@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 
@@ -19,7 +19,7 @@ from .config import ConfigError, FinetuneSettings, ModelConfig
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
-from .finetune_step import finetune_step, project, soft_cross_entropy, start_noise, steepest_direction
+from .finetune_step import finetune_step, project, start_noise, steepest_direction
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
