@@ -1,5 +1,5 @@
-"""The PyTorch side of `mimir bench --compare-torch`: the same two training steps as the workbench's
-engine, written plainly as a PyTorch user would, timed on the CPU.
+"""The PyTorch side of `mimir bench --compare-torch`: the same two training steps on the workbench's
+PyTorch engine (python/mimir_torch, what `--engine torch` runs), timed on the CPU.
 
   pretrain: one MIMIR pre-training step of a ViT masked autoencoder (MAE, pre-norm blocks, GELU,
             LayerNorm eps 1e-6, fixed 2-D sin-cos position embeddings, norm_pix_loss): a uniform start
@@ -25,8 +25,6 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 DEFAULTS = {
     "steps": ["pretrain", "pgdat"],
@@ -58,237 +56,101 @@ DEFAULTS = {
 }
 
 
-# ---------------------------------------------------------------- model
-def sincos_pos_embed(dim, grid, cls_token):
-    """MAE's get_2d_sincos_pos_embed: [grid*grid (+1), dim], a zero row for the cls token."""
+# ---------------------------------------------------------------- the steps: the PyTorch engine's own
+# python/mimir_torch, the engine `mimir pretrain|finetune --engine torch` runs.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-    def one_axis(d, pos):
-        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2.0))
-        out = pos.reshape(-1, 1).double() * omega.reshape(1, -1)
-        return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
-
-    gh, gw = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    emb = torch.cat([one_axis(dim // 2, gw), one_axis(dim // 2, gh)], dim=1)
-    if cls_token:
-        emb = torch.cat([torch.zeros(1, dim, dtype=torch.float64), emb], dim=0)
-    return emb.float()
+from mimir_torch import model as M  # noqa: E402
+from mimir_torch.config import FinetuneSettings, ModelConfig, PretrainSettings  # noqa: E402
+from mimir_torch.finetune_step import finetune_step, start_noise  # noqa: E402
+from mimir_torch.masking import rng_masking  # noqa: E402
+from mimir_torch.optim import AdamW  # noqa: E402
+from mimir_torch.pretrain_step import pretrain_step  # noqa: E402
+from mimir_torch.rng import Rng  # noqa: E402
 
 
-class Attention(nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
-
-
-class Block(nn.Module):
-    def __init__(self, dim, heads, mlp_ratio):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+def model_config(s):
+    return ModelConfig.parse(
+        {
+            "imageSize": s["imageSize"],
+            "patchSize": s["patchSize"],
+            "channels": s["channels"],
+            "width": s["width"],
+            "depth": s["depth"],
+            "heads": s["heads"],
+            "mlpRatio": s["mlpRatio"],
+            "decoderWidth": s["decoderWidth"],
+            "decoderDepth": s["decoderDepth"],
+            "decoderHeads": s["decoderHeads"],
+        }
+    )
 
 
-def patchify(imgs, p):
-    """[N, C, H, W] -> [N, L, p*p*C] (MAE's patchify)."""
-    n, c, h, w = imgs.shape
-    g = h // p
-    x = imgs.reshape(n, c, g, p, g, p)
-    return torch.einsum("nchpwq->nhwpqc", x).reshape(n, g * g, p * p * c)
+def pretrain_settings(s):
+    """A MIMIR step: visible-patch attack, HSIC penalty with the fixed bandwidth."""
+    return PretrainSettings.parse(
+        {
+            "mode": "mimir",
+            "maskRatio": s["maskRatio"],
+            "normPixLoss": True,
+            "attack": {"steps": s["attackSteps"], "eps": s["pretrainEps"], "alpha": s["pretrainAlpha"], "perturb": "visible", "attackMask": "shared"},
+            "mi": {"estimator": "hsic", "sigma": s["miSigma"], "bandwidth": "fixed", "alpha": 1.01, "epsR": 1e-5, "lambda": s["miLambda"]},
+        }
+    )
 
 
-def unpatchify(x, p, c):
-    n, l, _ = x.shape
-    g = int(round(math.sqrt(l)))
-    x = x.reshape(n, g, g, p, p, c)
-    return torch.einsum("nhwpqc->nchpwq", x).reshape(n, c, g * p, g * p)
+def pgdat_settings(s):
+    return FinetuneSettings.parse(
+        {
+            "method": "pgd-at",
+            "threat": {"norm": "linf", "eps": s["pgdEps"]},
+            "attack": {"steps": s["pgdSteps"], "alpha": s["pgdAlpha"], "randomStart": True},
+            "fastAt": {"alphaFactor": 1.25},
+            "trades": {"beta": 6},
+            "mart": {"beta": 6},
+            "dropPath": 0.0,
+            "labelSmoothing": 0.0,
+        }
+    )
 
 
-class Encoder(nn.Module):
-    """Patch embedding (a linear map of the pixel patches, as timm's stride-p conv), cls token, blocks, final norm."""
+def make_pretrain(s, generator):
+    c, run = model_config(s), pretrain_settings(s)
+    rng = Rng(s["seed"])
+    params = M.init_params_rng(M.mae_param_specs(c), rng.fork())
+    opt = AdamW(params, betas=(0.9, 0.95), weight_decay=0.05)
+    lr = 1.5e-4 * s["batch"] / 256
+    imgs = torch.rand(s["batch"], c.image_size, c.image_size, c.channels, generator=generator)
 
-    def __init__(self, s):
-        super().__init__()
-        self.grid = s["imageSize"] // s["patchSize"]
-        self.patch_embed = nn.Linear(s["patchSize"] ** 2 * s["channels"], s["width"])
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, s["width"]))
-        self.register_buffer("pos_embed", sincos_pos_embed(s["width"], self.grid, True).unsqueeze(0))
-        self.blocks = nn.ModuleList([Block(s["width"], s["heads"], s["mlpRatio"]) for _ in range(s["depth"])])
-        self.norm = nn.LayerNorm(s["width"], eps=1e-6)
-        nn.init.normal_(self.cls_token, std=0.02)
+    def step():
+        mask = rng_masking(rng, s["batch"], c.num_patches, run.mask_ratio)
+        eps = run.attack.eps / 255
+        start = (torch.rand(s["batch"], mask.num_visible, c.patch_dim, generator=torch.Generator().manual_seed(rng.seed())) * 2 - 1) * eps
+        result = pretrain_step(params, c, run, imgs, mask, start, lambda: rng_masking(rng, s["batch"], c.num_patches, run.mask_ratio))
+        opt.step(result.grads, lr)
+        return result.loss.item()
 
-    def forward(self, patches, ids_keep=None):
-        x = self.patch_embed(patches)
-        pos = self.pos_embed[:, 1:, :].expand(x.shape[0], -1, -1)
-        if ids_keep is not None:
-            pos = torch.gather(pos, 1, ids_keep.unsqueeze(-1).expand(-1, -1, pos.shape[2]))
-        x = x + pos
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+    return step
 
 
-class MaskedAutoencoder(nn.Module):
-    def __init__(self, s):
-        super().__init__()
-        self.s = s
-        self.encoder = Encoder(s)
-        dd = s["decoderWidth"]
-        self.decoder_embed = nn.Linear(s["width"], dd)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
-        self.register_buffer("decoder_pos_embed", sincos_pos_embed(dd, self.encoder.grid, True).unsqueeze(0))
-        self.decoder_blocks = nn.ModuleList(
-            [Block(dd, s["decoderHeads"], s["mlpRatio"]) for _ in range(s["decoderDepth"])]
-        )
-        self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)
-        self.decoder_pred = nn.Linear(dd, s["patchSize"] ** 2 * s["channels"])
-        nn.init.normal_(self.mask_token, std=0.02)
-        self.apply(init_weights)
+def make_pgdat(s, generator):
+    c, run = model_config(s), pgdat_settings(s)
+    rng = Rng(s["seed"])
+    params = M.init_params_rng(M.classifier_param_specs(c, s["classes"]), rng.fork(), 2e-5)
+    opt = AdamW(params, betas=(0.9, 0.999), weight_decay=0.05)
+    lr = 5e-3 * s["batch"] / 256
+    imgs = torch.rand(s["batch"], c.image_size, c.image_size, c.channels, generator=generator)
+    labels = torch.randint(0, s["classes"], (s["batch"],), generator=generator)
+    targets = torch.nn.functional.one_hot(labels, s["classes"]).float()
+    ids = list(range(s["batch"]))
 
-    def decode(self, latent, ids_restore):
-        x = self.decoder_embed(latent)
-        n, t, d = x.shape
-        mask_tokens = self.mask_token.repeat(n, ids_restore.shape[1] + 1 - t, 1)
-        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
-        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))
-        x = torch.cat([x[:, :1, :], x_], dim=1) + self.decoder_pos_embed
-        for block in self.decoder_blocks:
-            x = block(x)
-        return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
+    def step():
+        noise = start_noise(run, rng.next_uint32(), ids, tuple(imgs.shape))
+        result = finetune_step(params, c, run, imgs, targets, labels, noise, rng)
+        opt.step(result.grads, lr)
+        return result.loss.item()
 
-
-class Classifier(nn.Module):
-    def __init__(self, s):
-        super().__init__()
-        self.s = s
-        self.encoder = Encoder(s)
-        self.fc_norm = nn.LayerNorm(s["width"], eps=1e-6)
-        self.head = nn.Linear(s["width"], s["classes"])
-        self.apply(init_weights)
-
-    def forward(self, imgs):
-        x = self.encoder(patchify(imgs, self.s["patchSize"]))
-        return self.head(self.fc_norm(x[:, 1:, :].mean(dim=1)))
-
-
-def init_weights(m):
-    if isinstance(m, nn.Linear):
-        nn.init.xavier_uniform_(m.weight)
-        nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
-def adamw(model, lr, betas):
-    """MAE's parameter groups: no weight decay on biases, norms and tokens."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") or "token" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
-
-
-# ---------------------------------------------------------------- the MIMIR step
-def random_masking(n, l, ratio, generator):
-    keep = int(l * (1 - ratio))
-    noise = torch.rand(n, l, generator=generator)
-    ids_shuffle = torch.argsort(noise, dim=1)
-    ids_keep = torch.sort(ids_shuffle[:, :keep], dim=1).values  # visible patches in spatial order
-    ids_restore = torch.argsort(torch.cat([ids_keep, ids_shuffle[:, keep:]], dim=1), dim=1)
-    mask = torch.ones(n, l)
-    mask.scatter_(1, ids_keep, 0.0)
-    return ids_keep, ids_restore, mask
-
-
-def recon_loss(pred, target_patches, mask):
-    mean = target_patches.mean(dim=-1, keepdim=True)
-    var = target_patches.var(dim=-1, keepdim=True)
-    target = (target_patches - mean) / (var + 1e-6) ** 0.5
-    loss = ((pred - target) ** 2).mean(dim=-1)
-    return (loss * mask).sum() / mask.sum()
-
-
-def hsic(a, b, sigma):
-    """Biased HSIC tr(K_a H K_b H) / N^2 with Gaussian kernels exp(-||x - y||^2 / (2 sigma^2 d))."""
-    n = a.shape[0]
-
-    def kernel(x):
-        x = x.reshape(n, -1)
-        d2 = torch.cdist(x, x) ** 2
-        return torch.exp(-d2 / (2 * sigma**2 * x.shape[1]))
-
-    h = torch.eye(n) - 1.0 / n
-    return torch.trace(kernel(a) @ h @ kernel(b) @ h) / n**2
-
-
-def pretrain_step(model, opt, imgs, s, generator):
-    p = s["patchSize"]
-    eps, alpha = s["pretrainEps"] / 255, s["pretrainAlpha"] / 255
-    patches = patchify(imgs, p)
-    n, l, k = patches.shape
-    ids_keep, ids_restore, mask = random_masking(n, l, s["maskRatio"], generator)
-    vis = torch.gather(patches, 1, ids_keep.unsqueeze(-1).expand(-1, -1, k))
-
-    # Attack on the visible patches: uniform start, signed-gradient ascent on the reconstruction loss.
-    delta = (torch.rand(vis.shape, generator=generator) * 2 - 1) * eps
-    delta = torch.clamp(vis + delta, 0, 1) - vis
-    for _ in range(s["attackSteps"]):
-        delta.requires_grad_(True)
-        loss = recon_loss(model.decode(model.encoder(vis + delta, ids_keep), ids_restore), patches, mask)
-        (grad,) = torch.autograd.grad(loss, [delta])
-        with torch.no_grad():
-            delta = delta + alpha * grad.sign()
-            delta = torch.clamp(vis + torch.clamp(delta, -eps, eps), 0, 1) - vis
-
-    # Training pass on the adversarial visible patches, with the MI penalty.
-    adv_vis = vis + delta.detach()
-    latent = model.encoder(adv_vis, ids_keep)
-    recon = recon_loss(model.decode(latent, ids_restore), patches, mask)
-    adv_patches = patches.scatter(1, ids_keep.unsqueeze(-1).expand(-1, -1, k), adv_vis)
-    mi = hsic(adv_patches, latent, s["miSigma"])
-    loss = recon + s["miLambda"] * mi
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item()
-
-
-# ---------------------------------------------------------------- the PGD-AT step
-def pgd_at_step(model, opt, imgs, labels, s, generator):
-    eps, alpha = s["pgdEps"] / 255, s["pgdAlpha"] / 255
-    model.eval()
-    delta = (torch.rand(imgs.shape, generator=generator) * 2 - 1) * eps
-    x_adv = torch.clamp(imgs + delta, 0, 1)
-    for _ in range(s["pgdSteps"]):
-        x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), labels)
-        (grad,) = torch.autograd.grad(loss, [x_adv])
-        with torch.no_grad():
-            x_adv = x_adv + alpha * grad.sign()
-            x_adv = torch.clamp(torch.min(torch.max(x_adv, imgs - eps), imgs + eps), 0, 1)
-    model.train()
-    loss = F.cross_entropy(model(x_adv.detach()), labels)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item()
+    return step
 
 
 # ---------------------------------------------------------------- timing
@@ -325,17 +187,10 @@ def peak_rss_mib():
 
 def make_step(name, s, generator):
     """A closure that runs one training step of kind `name` on a fixed batch and returns its loss."""
-    n, c, size = s["batch"], s["channels"], s["imageSize"]
-    imgs = torch.rand(n, c, size, size, generator=generator)
     if name == "pretrain":
-        model = MaskedAutoencoder(s)
-        opt = adamw(model, 1.5e-4 * n / 256, (0.9, 0.95))
-        return lambda: pretrain_step(model, opt, imgs, s, generator)
+        return make_pretrain(s, generator)
     if name == "pgdat":
-        labels = torch.randint(0, s["classes"], (n,), generator=generator)
-        model = Classifier(s)
-        opt = adamw(model, 5e-3 * n / 256, (0.9, 0.999))
-        return lambda: pgd_at_step(model, opt, imgs, labels, s, generator)
+        return make_pgdat(s, generator)
     raise ValueError(f"unknown step {name}")
 
 

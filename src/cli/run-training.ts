@@ -26,6 +26,8 @@ export interface TrainingCommand {
   epochs?: number;
   json: boolean;
   backend?: string;
+  /** tfjs (default): a TensorFlow.js backend is selected in this process; torch: the run happens in Python. */
+  engine?: 'tfjs' | 'torch';
   run: (options: TrainingRunOptions) => Promise<unknown>;
 }
 
@@ -36,15 +38,21 @@ export interface TrainingCommand {
  * (the command reports them with fail(), also as a `failed` event in --json mode).
  */
 export async function runTrainingCommand(command: TrainingCommand): Promise<void> {
-  const { selectBackend } = await import('../engine/backend');
-  const { RunCancelledError } = await import('../engine/pretrain/trainer');
   if (command.resume && command.overwrite) {
     throw new Error('--overwrite starts a new run in --out <dir>; it does not go with --resume.');
   }
   const { resumeTarget } = await import('../engine/checkpoint');
   const target = command.resume ? resumeTarget(command.outDir) : { outDir: command.outDir, checkpoint: null };
   if (!command.resume) await prepareNewRunFolder(command);
-  await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
+  const torch = command.engine === 'torch';
+  if (!torch) {
+    const { selectBackend } = await import('../engine/backend');
+    await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
+  }
+  const isCancel = async (error: unknown): Promise<boolean> => {
+    if (torch) return error instanceof (await import('../torch/launch')).TorchRunCancelledError;
+    return error instanceof (await import('../engine/pretrain/trainer')).RunCancelledError;
+  };
   const render = command.json ? null : humanRenderer();
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
@@ -63,7 +71,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
       },
     });
   } catch (error) {
-    if (error instanceof RunCancelledError) {
+    if (await isCancel(error)) {
       process.stderr.write(`mimir: cancelled; resume with: mimir ${command.name} --resume ${target.outDir}\n`);
       process.exit(130);
     }

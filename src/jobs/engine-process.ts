@@ -4,6 +4,7 @@
  * backends and reports, or runs one job and streams its events; the parent stops it afterwards.
  */
 import { selectBackend } from '../engine/backend';
+import { RunEngine } from '../shared/engine-choice';
 import { ParentMessage, type EngineMessage, type JobKind, type JobSpec } from '../shared/engine-protocol';
 import type { EvaluationRequestInput } from '../shared/evaluation';
 import type { RunEvent, RunEventSink } from '../shared/run-events';
@@ -23,12 +24,32 @@ interface JobContext {
   signal: AbortSignal;
 }
 
+/**
+ * A run whose config names the PyTorch engine: its Python ranks started from here, their events
+ * (validated) passed on as this process's own; they resume from the run's checkpoints by themselves.
+ */
+async function runOnTorch(kind: 'pretrain' | 'finetune', config: unknown, context: JobContext): Promise<unknown> {
+  const engine = RunEngine.parse((config as { engine?: unknown }).engine);
+  if (engine.name !== 'torch') throw new Error('internal: not a PyTorch run');
+  const { finetuneJob, pretrainJob } = await import('../torch/job');
+  const { runTorchJob } = await import('../torch/launch');
+  const job = kind === 'pretrain' ? pretrainJob(config) : finetuneJob(config);
+  return runTorchJob(job, { ...context, nproc: engine.nproc, device: engine.device, precision: engine.precision });
+}
+
+const onTorch = (config: unknown): boolean =>
+  typeof config === 'object' && config !== null && (config as { engine?: { name?: unknown } }).engine?.name === 'torch';
+
 /** Each kind's engine entry point; a new run and a resumed one are the same call ('if-any'). */
 const JOBS: Record<JobKind, (config: unknown, context: JobContext) => Promise<unknown>> = {
   pretrain: async (config, context) =>
-    (await import('../engine/pretrain/trainer')).runPretraining(config, { ...context, resume: 'if-any' }),
+    onTorch(config)
+      ? runOnTorch('pretrain', config, context)
+      : (await import('../engine/pretrain/trainer')).runPretraining(config, { ...context, resume: 'if-any' }),
   finetune: async (config, context) =>
-    (await import('../engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
+    onTorch(config)
+      ? runOnTorch('finetune', config, context)
+      : (await import('../engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
   evaluate: async (config, context) => {
     // evaluate() validates its request itself (zod), as every kind here does.
     const { evaluate } = await import('../engine/evaluate');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
+import { RunEngine } from './engine-choice';
 import { ThreatModel } from './attack-config';
 import { AugmentationConfig, DatasetSource, FINETUNE_AUGMENTATION } from './dataset-config';
 import { ModelConfig, ModelPreset } from './model-config';
@@ -229,6 +230,8 @@ const finetuneFields = {
   keepCheckpoints: count('keepCheckpoints').default(3),
   /** Emit a metrics event every this many steps. */
   logEvery: count('logEvery').default(1),
+  /** The engine that trains the run; absent: tfjs. */
+  engine: RunEngine.optional(),
 };
 
 function checkFinetune(c: z.infer<z.ZodObject<typeof finetuneFields>>, ctx: z.RefinementCtx): void {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
+import { RunEngine } from './engine-choice';
 import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION } from './dataset-config';
 import { MiConfig } from './mi-config';
 import { ModelConfig, ModelPreset } from './model-config';
@@ -80,6 +81,8 @@ export const PretrainConfig = configObject({
   previewCount: z.number().int().min(1).max(16).default(8),
   /** Emit a metrics event every this many steps. */
   logEvery: z.number().int().min(1).default(1),
+  /** The engine that trains the run; absent: tfjs. */
+  engine: RunEngine.optional(),
 }).superRefine((c, ctx) => {
   if (c.attack.perturb === 'visible' && c.attack.attackMask === 'fresh') {
     ctx.addIssue({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BackendName } from './system';
+import { RunBackend } from './system';
 
 /**
  * What a training or evaluation run reports while it works. The engine emits these; the CLI prints
@@ -12,10 +12,26 @@ export type RunKind = z.infer<typeof RunKind>;
 export const PreviewKind = z.enum(['clean', 'masked', 'adversarial', 'perturbation', 'reconstruction']);
 export type PreviewKind = z.infer<typeof PreviewKind>;
 
+/** The PyTorch engine's compute, for the run header: devices, precision and processes. */
+export const TorchEngineInfo = z.object({
+  name: z.literal('torch'),
+  /** torch.__version__ */
+  version: z.string(),
+  device: z.enum(['cpu', 'cuda']),
+  /** 'cpu', or the CUDA devices' names. */
+  devices: z.array(z.string()),
+  precision: z.enum(['fp32', 'bf16']),
+  /** Processes training together (DDP ranks over all nodes). */
+  worldSize: z.number().int().positive(),
+});
+export type TorchEngineInfo = z.infer<typeof TorchEngineInfo>;
+
 export const StartedEvent = z.object({
   type: z.literal('started'),
   runKind: RunKind,
-  backend: BackendName,
+  backend: RunBackend,
+  /** Present on the PyTorch engine (backend 'torch'). */
+  engine: TorchEngineInfo.optional(),
   outDir: z.string(),
   /** Where the run starts: 0 for a new run, the checkpoint's step for a resumed one. */
   step: z.number().int().nonnegative(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BackendName } from './system';
+import { RunBackend } from './system';
 import { FailureCause } from './run-events';
 
 /**
@@ -51,7 +51,7 @@ export const Run = z.object({
    */
   parentRunId: z.string().nullable(),
   outDir: z.string().nullable(),
-  backend: BackendName.nullable(),
+  backend: RunBackend.nullable(),
   /** The engine process while the run is active. */
   pid: z.number().int().nullable(),
   createdAt: z.number(),
@@ -88,7 +88,7 @@ export const NewRun = z.object({
   kind: StoreRunKind,
   config: JsonObject.default({}),
   outDir: z.string().nullable().default(null),
-  backend: BackendName.nullable().default(null),
+  backend: RunBackend.nullable().default(null),
 });
 export type NewRun = z.input<typeof NewRun>;
 

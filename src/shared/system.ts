@@ -5,6 +5,11 @@ export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
 export const BackendName = z.enum(BACKEND_NAMES);
 export type BackendName = z.infer<typeof BackendName>;
 
+/** What a run computed on: a TensorFlow.js backend, or the PyTorch engine (python/mimir_torch). */
+export const RUN_BACKENDS = [...BACKEND_NAMES, 'torch'] as const;
+export const RunBackend = z.enum(RUN_BACKENDS);
+export type RunBackend = z.infer<typeof RunBackend>;
+
 /** One module that could provide a backend, and why it was or was not usable. */
 export const BackendCandidate = z.object({
   backend: BackendName,
@@ -35,6 +40,24 @@ export const GpuReport = z.object({
 });
 export type GpuReport = z.infer<typeof GpuReport>;
 
+/** The PyTorch engine as `mimir doctor` finds it: the Python it would run, torch, CUDA, or why it is unavailable. */
+export const TorchEngineReport = z.object({
+  available: z.boolean(),
+  /** The python3 that imports torch (MIMIR_PYTHON, /usr/bin/python3 or python3 on PATH). */
+  python: z.string().nullable(),
+  pythonVersion: z.string().nullable(),
+  torch: z.string().nullable(),
+  cuda: z.boolean(),
+  cudaVersion: z.string().nullable(),
+  devices: z.array(z.string()),
+  bf16: z.boolean(),
+  nccl: z.boolean(),
+  gloo: z.boolean(),
+  /** Why it is unavailable and how to install it; '' when available. */
+  reason: z.string(),
+});
+export type TorchEngineReport = z.infer<typeof TorchEngineReport>;
+
 export const SystemReport = z.object({
   chosen: BackendName,
   /** The module that provides the chosen backend, e.g. @tensorflow/tfjs-backend-wasm. */
@@ -52,6 +75,8 @@ export const SystemReport = z.object({
   /** Process that made the report: the CLI itself, or an engine process (utilityProcess / fork). */
   processKind: z.enum(['cli', 'engine-process']),
   pid: z.number().int(),
+  /** Filled by `mimir doctor` (probing Python costs a second or two, so other reports leave it out). */
+  torchEngine: TorchEngineReport.optional(),
 });
 export type SystemReport = z.infer<typeof SystemReport>;
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SystemReport } from '../../src/shared/system';
 import { ROOT } from '../helpers/build';
 import { runMimir } from '../helpers/cli';
+import { findPythonWithTorch } from '../engine/io/python-torch';
 // @ts-expect-error: a plain .mjs script without types
 import { nodeVersionProblem } from '../../scripts/check-node.mjs';
 
@@ -18,6 +19,26 @@ describe('mimir doctor', () => {
     const tensorflow = report.candidates.filter((c) => c.backend === 'tensorflow');
     expect(tensorflow).toHaveLength(2);
     if (report.chosen !== 'tensorflow') for (const c of tensorflow) expect(c.available).toBe(false);
+  });
+
+  it('reports the PyTorch engine: its python and torch version where found, else why and how to install it', () => {
+    const found = findPythonWithTorch();
+    const result = runMimir(['doctor', '--json']);
+    expect(result.status, result.stderr).toBe(0);
+    const report = SystemReport.parse(JSON.parse(result.stdout));
+    expect(report.torchEngine?.available).toBe(found.python !== null);
+    if (found.python) {
+      expect(report.torchEngine?.torch).toBe(found.python.torch);
+      expect(report.torchEngine?.gloo).toBe(true);
+      expect(runMimir(['doctor']).stdout).toMatch(
+        new RegExp(`^PyTorch engine: torch ${found.python.torch.replace(/\./g, '\\.')}`, 'm'),
+      );
+    }
+    const missing = runMimir(['doctor'], { MIMIR_PYTHON: '/nonexistent/python3' });
+    expect(missing.status, missing.stderr).toBe(0);
+    expect(missing.stdout).toMatch(
+      /^PyTorch engine: unavailable\. .*\/nonexistent\/python3.*install PyTorch \(Debian: apt-get install python3-torch/m,
+    );
   });
 
   it('prints a human report with every candidate', () => {
@@ -40,6 +61,8 @@ describe('mimir doctor', () => {
     expect(JSON.parse(bad.stdout)).toEqual({
       type: 'failed',
       message: 'Unknown backend "gpu" in MIMIR_BACKEND; choose one of: tensorflow, wasm, cpu.',
+      step: null,
+      lastCheckpoint: null,
     });
   });
 });

@@ -167,6 +167,8 @@ describe('mimir eval', () => {
     expect(JSON.parse(json.stdout)).toEqual({
       type: 'failed',
       message: 'Invalid evaluation request: examples.count: n must be at least 1',
+      step: null,
+      lastCheckpoint: null,
     });
     const human = runMimir(['eval', '--model', model, '--n', '0', '--out', tmp()]);
     expect(human.status).toBe(1);

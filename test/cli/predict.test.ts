@@ -97,6 +97,8 @@ describe('mimir predict', () => {
     expect(JSON.parse(json.stdout)).toEqual({
       type: 'failed',
       message: expect.stringMatching(/score 0 for image 0 is NaN: the checkpoint .* gives non-finite logits/),
+      step: null,
+      lastCheckpoint: null,
     });
     const human = runMimir(['predict', '--model', made.path, '--input', input]);
     expect(human.status).toBe(1);

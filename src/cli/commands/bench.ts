@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import { backendOption, fail, positiveInt } from '../output';
 
@@ -20,6 +20,7 @@ interface BenchCliOptions {
   threads?: number;
   seed?: number;
   compareTorch?: boolean;
+  engine?: 'tfjs' | 'torch';
   profile?: boolean;
   kernels?: number;
   wasmThreads?: number;
@@ -50,7 +51,16 @@ export function registerBench(program: Command): void {
     .option('--warmup <n>', 'warm-up steps per side, the first reported (default 1)', positiveInt)
     .option('--threads <n>', "PyTorch's threads (default 2)", positiveInt)
     .option('--seed <n>', 'seed (default 0)', positiveInt)
-    .option('--compare-torch', 'run the same steps in PyTorch (python3-torch) alternately and print the ratio')
+    .option(
+      '--compare-torch',
+      'run the same steps on the PyTorch engine (python/mimir_torch, python3-torch) alternately and print the ratio',
+    )
+    .addOption(
+      new Option(
+        '--engine <engine>',
+        "torch: the PyTorch engine's steps next to the tfjs engine's (as --compare-torch)",
+      ).choices(['tfjs', 'torch']),
+    )
     .option('--profile', 'profile one extra tfjs step per kind: per-kernel times and peak tensor memory')
     .option('--kernels <n>', 'kernel rows to print with --profile (default 12)', positiveInt)
     .option(
@@ -97,7 +107,7 @@ export function registerBench(program: Command): void {
         }
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const report = await runBench(parsed.data, {
-          compareTorch: options.compareTorch === true,
+          compareTorch: options.compareTorch === true || options.engine === 'torch',
           profile: options.profile === true,
           log: json ? undefined : (line) => process.stderr.write(`${line}\n`),
         });

@@ -1,6 +1,18 @@
 import type { Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend, type SystemReport } from '../../shared/system';
+import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '../../shared/system';
 import { backendOption, fail } from '../output';
+
+function formatTorchEngine(t: TorchEngineReport): string[] {
+  if (!t.available) return [`PyTorch engine: unavailable. ${t.reason}`];
+  const cuda = t.cuda
+    ? `CUDA ${t.cudaVersion ?? '?'}, ${t.devices.length} device${t.devices.length === 1 ? '' : 's'}${t.bf16 ? ', bf16' : ''}`
+    : 'no CUDA device (CPU processes)';
+  const collectives = [t.nccl ? 'NCCL' : null, t.gloo ? 'gloo' : null].filter(Boolean).join(', ') || 'none';
+  return [
+    `PyTorch engine: torch ${t.torch} on Python ${t.pythonVersion} (${t.python}); ${cuda}; collectives: ${collectives}`,
+    ...t.devices.map((name, i) => `  cuda:${i} ${name}`),
+  ];
+}
 
 /** The human form of `mimir doctor`. */
 export function formatDoctorReport(report: SystemReport): string {
@@ -22,6 +34,7 @@ export function formatDoctorReport(report: SystemReport): string {
     '',
     `Node ${report.node}${report.electron ? `, Electron ${report.electron}` : ''} on ${report.platform} ${report.arch}; ` +
       `${report.cpus} CPUs, ${report.memoryGiB} GiB; TensorFlow.js ${report.tfjsVersion}`,
+    ...(report.torchEngine ? ['', ...formatTorchEngine(report.torchEngine)] : []),
   ];
   return lines.join('\n');
 }
@@ -38,7 +51,11 @@ export function registerDoctor(program: Command): void {
       const json = options.json === true;
       try {
         const { selectBackend } = await import('../../engine/backend');
-        const report = await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        const { torchEngineReport } = await import('../../torch/python');
+        const report: SystemReport = {
+          ...(await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli')),
+          torchEngine: torchEngineReport(),
+        };
         process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
       } catch (error) {
         fail(error, json);

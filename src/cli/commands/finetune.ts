@@ -2,11 +2,12 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { readConfigFile } from '../config-file';
+import { torchLaunchFromFlags, withEngineOptions, type EngineFlags } from '../engine-options';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { runTrainingCommand } from '../run-training';
 
-interface FinetuneOptions extends TrainingDatasetFlags {
+interface FinetuneOptions extends TrainingDatasetFlags, EngineFlags {
   from?: string;
   scratch?: boolean;
   model?: string;
@@ -70,53 +71,73 @@ export function finetuneConfigFromFlags(options: FinetuneOptions): Record<string
 }
 
 export function registerFinetune(program: Command): void {
-  withTrainingDatasetOptions(
-    program
-      .command('finetune')
-      .description(
-        'fine-tune a ViT classifier from a pre-training checkpoint (or from scratch) with adversarial training',
-      )
-      .option(
-        '--from <checkpoint>',
-        'a pre-training checkpoint, its checkpoints/ folder or its run folder (newest good one)',
-      )
-      .option('--scratch', 'train every weight from scratch (the paper’s End2End baseline)')
-      .option('--model <preset>', `with --scratch: model preset (${MODEL_PRESETS.join(', ')})`)
-      .option('--method <method>', FINETUNE_METHODS.join(', ')),
-  )
-    .option('--eps <e>', 'threat-model radius in 1/255 units (default 8; 4 for ImageNet-sized images)', positiveNumber)
-    .option('--epochs <n>', 'epochs (with --resume: raise the total)', positiveInt)
-    .option('--batch <n>', 'batch size', positiveInt)
-    .option('--seed <n>', 'seed of the head, attacks, drop path and data order', positiveInt)
-    .option('--out <dir>', 'output folder for checkpoints and config.json')
-    .option('--config <file.json>', 'a fine-tuning config (JSON); flags override its fields')
-    .option(
-      '--resume <dir>',
-      'continue the run in <dir> from its newest good checkpoint (or <dir>/checkpoints/<name>: from that one)',
+  withEngineOptions(
+    withTrainingDatasetOptions(
+      program
+        .command('finetune')
+        .description(
+          'fine-tune a ViT classifier from a pre-training checkpoint (or from scratch) with adversarial training',
+        )
+        .option(
+          '--from <checkpoint>',
+          'a pre-training checkpoint, its checkpoints/ folder or its run folder (newest good one)',
+        )
+        .option('--scratch', 'train every weight from scratch (the paper’s End2End baseline)')
+        .option('--model <preset>', `with --scratch: model preset (${MODEL_PRESETS.join(', ')})`)
+        .option('--method <method>', FINETUNE_METHODS.join(', ')),
     )
-    .option('--overwrite', 'start over in an --out folder that holds a run, deleting its checkpoints and config.json')
-    .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
-    .addOption(backendOption())
-    .action(async (options: FinetuneOptions) => {
-      const json = options.json === true;
-      try {
-        const outDir = options.resume ?? options.out;
-        if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
-        const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
+      .option(
+        '--eps <e>',
+        'threat-model radius in 1/255 units (default 8; 4 for ImageNet-sized images)',
+        positiveNumber,
+      )
+      .option('--epochs <n>', 'epochs (with --resume: raise the total)', positiveInt)
+      .option('--batch <n>', 'batch size', positiveInt)
+      .option('--seed <n>', 'seed of the head, attacks, drop path and data order', positiveInt)
+      .option('--out <dir>', 'output folder for checkpoints and config.json')
+      .option('--config <file.json>', 'a fine-tuning config (JSON); flags override its fields')
+      .option(
+        '--resume <dir>',
+        'continue the run in <dir> from its newest good checkpoint (or <dir>/checkpoints/<name>: from that one)',
+      )
+      .option('--overwrite', 'start over in an --out folder that holds a run, deleting its checkpoints and config.json')
+      .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
+      .addOption(backendOption()),
+  ).action(async (options: FinetuneOptions) => {
+    const json = options.json === true;
+    try {
+      const outDir = options.resume ?? options.out;
+      if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
+      const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
 
-        const { runFinetuning } = await import('../../engine/finetune');
+      const launch = torchLaunchFromFlags(options);
+      const common = {
+        name: 'finetune' as const,
+        outDir,
+        resume: options.resume !== undefined,
+        overwrite: options.overwrite === true,
+        json,
+        ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
+      };
+      if (launch) {
+        const { finetuneJob, resumeJob } = await import('../../torch/job');
+        const { runTorchJob } = await import('../../torch/launch');
+        const job = options.resume !== undefined ? resumeJob('finetune', options.epochs) : finetuneJob(config);
         await runTrainingCommand({
-          name: 'finetune',
-          outDir,
-          resume: options.resume !== undefined,
-          overwrite: options.overwrite === true,
-          json,
-          ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-          ...(options.backend !== undefined ? { backend: options.backend } : {}),
-          run: (runOptions) => runFinetuning(config, runOptions),
+          ...common,
+          engine: 'torch',
+          run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
         });
-      } catch (error) {
-        fail(error, json);
+        return;
       }
-    });
+      const { runFinetuning } = await import('../../engine/finetune');
+      await runTrainingCommand({
+        ...common,
+        ...(options.backend !== undefined ? { backend: options.backend } : {}),
+        run: (runOptions) => runFinetuning(config, runOptions),
+      });
+    } catch (error) {
+      fail(error, json);
+    }
+  });
 }

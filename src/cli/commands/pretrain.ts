@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { readConfigFile } from '../config-file';
+import { torchLaunchFromFlags, withEngineOptions, type EngineFlags } from '../engine-options';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { PRETRAIN_MODES } from '../../shared/pretrain-config';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { runTrainingCommand } from '../run-training';
 
-interface PretrainOptions extends TrainingDatasetFlags {
+interface PretrainOptions extends TrainingDatasetFlags, EngineFlags {
   model?: string;
   mode?: string;
   epochs?: number;
@@ -21,10 +22,12 @@ interface PretrainOptions extends TrainingDatasetFlags {
 }
 
 export function registerPretrain(program: Command): void {
-  withTrainingDatasetOptions(
-    program
-      .command('pretrain')
-      .description('pre-train a ViT masked autoencoder with MIMIR, adversarial MAE or plain MAE'),
+  withEngineOptions(
+    withTrainingDatasetOptions(
+      program
+        .command('pretrain')
+        .description('pre-train a ViT masked autoencoder with MIMIR, adversarial MAE or plain MAE'),
+    ),
   )
     .option('--model <preset>', `model preset: ${MODEL_PRESETS.join(', ')}`)
     .option('--mode <mode>', `${PRETRAIN_MODES.join(', ')}`)
@@ -62,14 +65,29 @@ export function registerPretrain(program: Command): void {
           if (value !== undefined) config[key] = value;
         }
 
-        const { runPretraining } = await import('../../engine/pretrain/trainer');
-        await runTrainingCommand({
-          name: 'pretrain',
+        const launch = torchLaunchFromFlags(options);
+        const common = {
+          name: 'pretrain' as const,
           outDir,
           resume: options.resume !== undefined,
           overwrite: options.overwrite === true,
           json,
           ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
+        };
+        if (launch) {
+          const { pretrainJob, resumeJob } = await import('../../torch/job');
+          const { runTorchJob } = await import('../../torch/launch');
+          const job = options.resume !== undefined ? resumeJob('pretrain', options.epochs) : pretrainJob(config);
+          await runTrainingCommand({
+            ...common,
+            engine: 'torch',
+            run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
+          });
+          return;
+        }
+        const { runPretraining } = await import('../../engine/pretrain/trainer');
+        await runTrainingCommand({
+          ...common,
           ...(options.backend !== undefined ? { backend: options.backend } : {}),
           run: (runOptions) => runPretraining(config, runOptions),
         });

@@ -192,6 +192,11 @@ export interface PretrainStepOptions {
   rng: Rng;
   /** Also measure `penaltyGradRatio` (mode mimir with lambda > 0 only). */
   measurePenaltyGradient?: boolean;
+  /**
+   * Given instead of drawn from `rng` (the golden-step tests hand the same draws to the PyTorch
+   * engine): the step's mask (the caller keeps ownership) and perturb 'visible''s uniform start [N, Lv, K].
+   */
+  given?: { mask?: PatchMask; attackStart?: tf.Tensor3D };
 }
 
 /** Whether the MI penalty enters the loss: mode mimir with a positive lambda. */
@@ -280,10 +285,11 @@ export function pretrainStep({
   images,
   rng,
   measurePenaltyGradient = false,
+  given,
 }: PretrainStepOptions): PretrainStepResult {
   const n = images.shape[0];
   const order = run.mi.tokenOrder === 'shuffled' ? 'shuffled' : 'spatial';
-  const mask = randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
+  const mask = given?.mask ?? randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
   try {
     const attacked =
       run.mode === 'mae'
@@ -292,6 +298,7 @@ export function pretrainStep({
             maskRatio: run.maskRatio,
             normPixLoss: run.normPixLoss,
             rng,
+            start: given?.attackStart,
           });
     const trainMask =
       run.attack.attackMask === 'fresh' && run.mode !== 'mae'
@@ -342,6 +349,6 @@ export function pretrainStep({
       if (trainMask !== mask) trainMask.dispose();
     }
   } finally {
-    mask.dispose();
+    if (mask !== given?.mask) mask.dispose();
   }
 }

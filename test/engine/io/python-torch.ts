@@ -36,8 +36,17 @@ export function findPythonWithTorch(): { python: PythonWithTorch | null; reason:
 }
 
 /** Run a Python script and parse the JSON object on the last line of its output. */
-export function runPython<T = { ok: boolean; [key: string]: unknown }>(python: PythonWithTorch, args: string[]): T {
-  const run = spawnSync(python.executable, args, { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 2 ** 20 });
+export function runPython<T = { ok: boolean; [key: string]: unknown }>(
+  python: PythonWithTorch,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): T {
+  const run = spawnSync(python.executable, args, {
+    encoding: 'utf8',
+    timeout: options.timeoutMs ?? 120_000,
+    maxBuffer: 64 * 2 ** 20,
+    env: options.env ?? process.env,
+  });
   if (run.status !== 0) throw new Error(`python ${args.join(' ')} failed (exit ${run.status}): ${run.stderr}`);
   return JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as T;
 }

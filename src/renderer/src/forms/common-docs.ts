@@ -24,6 +24,24 @@ export const DATASET_DOCS: Record<string, FieldDoc> = {
   'dataset.onBadImage': { label: 'On an unreadable image' },
 };
 
+/** The engine choice of pre-training and fine-tuning runs (shared/engine-choice.ts). */
+export const ENGINE_DOCS: Record<string, FieldDoc> = {
+  engine: {
+    label: 'Engine',
+    help: 'Empty or TensorFlow.js: this machine’s engine process. PyTorch: the PyTorch engine (python3 with torch; see mimir doctor), on CUDA GPUs or CPU processes.',
+  },
+  'engine.name': { label: 'Engine' },
+  'engine.nproc': {
+    label: 'Processes',
+    help: 'One per GPU, or CPU processes (gloo); the batch is split between them.',
+  },
+  'engine.device': { label: 'Device', help: 'auto: CUDA where torch sees a GPU, else the CPU.' },
+  'engine.precision': {
+    label: 'Precision',
+    help: 'On CUDA: auto is bf16 autocast where the GPU supports it, else fp32; fp32 turns autocast off. The CPU always runs fp32.',
+  },
+};
+
 export const AUGMENTATION_DOCS: Record<string, FieldDoc> = {
   augmentation: { label: 'Augmentation' },
   'augmentation.kind': { label: 'Kind' },

@@ -1,5 +1,5 @@
 import { FinetuneConfig } from '../../../shared/finetune-config';
-import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
+import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, ENGINE_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
 import { docKey, objectNode, prefixDocs, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -35,6 +35,11 @@ const DOCS: Record<string, FieldDoc> = {
   ...prefixDocs('source.model', MODEL_DOCS, 'model'),
   'source.model': { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
   ...DATASET_DOCS,
+  ...ENGINE_DOCS,
+  engine: {
+    label: 'Engine',
+    help: 'Empty or TensorFlow.js: this machine’s engine process. PyTorch (python3 with torch; see mimir doctor) fine-tunes with natural, pgd-at, fast-at, trades and mart, without RandAugment or MixUp/CutMix.',
+  },
   ...AUGMENTATION_DOCS,
   randAugment: { label: 'RandAugment', help: 'torchvision’s RandAugment on top of the augmentation above.' },
   'randAugment.numOps': { label: 'Operations per image' },
@@ -131,6 +136,7 @@ export const FINETUNE_FORM: FormSpec = {
       keys: ['threat', 'attack', 'fastAt', 'trades', 'mart', 'generalist', 'dbat', 'apgdAt'],
     },
     { id: 'optimizer', title: 'Optimizer (AdamW)', keys: ['optimizer'] },
+    { id: 'engine', title: 'Compute engine', keys: ['engine'] },
     { id: 'held-out', title: 'Held-out checks', keys: ['heldOut'] },
     { id: 'outputs', title: 'Checkpoints and logging', keys: ['checkpointEvery', 'keepCheckpoints', 'logEvery'] },
   ]),

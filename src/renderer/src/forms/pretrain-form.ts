@@ -1,7 +1,7 @@
 import { MiEstimator } from '../../../shared/mi-config';
 import { expectedPenaltyShare, negligiblePenaltyWarning } from '../../../shared/mi-penalty';
 import { PretrainConfig } from '../../../shared/pretrain-config';
-import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
+import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, ENGINE_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
 import { docKey, objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -20,6 +20,7 @@ const DOCS: Record<string, FieldDoc> = {
   },
   seed: { label: 'Seed', help: 'Runs with the same seed and config repeat exactly.' },
   ...DATASET_DOCS,
+  ...ENGINE_DOCS,
   ...AUGMENTATION_DOCS,
   ...MODEL_DOCS,
   model: { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
@@ -116,6 +117,7 @@ export const PRETRAIN_FORM: FormSpec = {
     { id: 'attack', title: 'Attack', keys: ['attack'] },
     { id: 'mi', title: 'Mutual information', keys: ['mi'] },
     { id: 'optimizer', title: 'Optimizer (AdamW)', keys: ['optimizer'] },
+    { id: 'engine', title: 'Compute engine', keys: ['engine'] },
     {
       id: 'outputs',
       title: 'Checkpoints, previews and logging',

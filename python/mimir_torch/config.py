@@ -1,0 +1,202 @@
+"""Typed views of the run configs the Node side validated (src/shared/*-config.ts).
+
+Every value is read from the JSON as given: a missing key is an error naming it, never a default
+chosen here (the Node side's zod schemas own every default).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+
+class ConfigError(ValueError):
+    """A config JSON that lacks a key or holds a value of the wrong kind."""
+
+
+def need(obj: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise ConfigError(
+            f"{where}.{key} is missing: write the config with the workbench (mimir pretrain/finetune), "
+            "which fills every default"
+        )
+    return obj[key]
+
+
+def need_map(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = need(obj, key, where)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}.{key} must be an object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """src/shared/model-config.ts ModelConfig (a resolved preset or a full config)."""
+
+    image_size: int
+    patch_size: int
+    channels: int
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    decoder_width: int
+    decoder_depth: int
+    decoder_heads: int
+    normalize: Optional[Normalization]
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size * self.patch_size * self.channels
+
+    @staticmethod
+    def parse(obj: Mapping[str, Any], where: str = "model") -> "ModelConfig":
+        norm = obj.get("normalize")
+        config = ModelConfig(
+            image_size=int(need(obj, "imageSize", where)),
+            patch_size=int(need(obj, "patchSize", where)),
+            channels=int(need(obj, "channels", where)),
+            width=int(need(obj, "width", where)),
+            depth=int(need(obj, "depth", where)),
+            heads=int(need(obj, "heads", where)),
+            mlp_ratio=float(need(obj, "mlpRatio", where)),
+            decoder_width=int(need(obj, "decoderWidth", where)),
+            decoder_depth=int(need(obj, "decoderDepth", where)),
+            decoder_heads=int(need(obj, "decoderHeads", where)),
+            normalize=Normalization(mean=list(norm["mean"]), std=list(norm["std"])) if norm else None,
+        )
+        if config.image_size % config.patch_size != 0:
+            raise ConfigError(f"{where}: imageSize {config.image_size} is not divisible by patchSize {config.patch_size}")
+        return config
+
+
+@dataclass(frozen=True)
+class MiSettings:
+    """src/shared/mi-config.ts MiConfig plus pre-training's lambda and token order."""
+
+    estimator: str
+    sigma: float
+    bandwidth: str
+    alpha: float
+    eps_r: float
+    lam: float
+    token_order: str
+
+    @staticmethod
+    def parse(obj: Mapping[str, Any], where: str = "mi") -> "MiSettings":
+        estimator = str(need(obj, "estimator", where))
+        if estimator not in ("hsic", "nhsic", "renyi"):
+            raise ConfigError(f"{where}.estimator must be 'hsic', 'nhsic' or 'renyi', got {estimator!r}")
+        bandwidth = str(need(obj, "bandwidth", where))
+        if bandwidth not in ("fixed", "median"):
+            raise ConfigError(f"{where}.bandwidth must be 'fixed' or 'median', got {bandwidth!r}")
+        return MiSettings(
+            estimator=estimator,
+            sigma=float(need(obj, "sigma", where)),
+            bandwidth=bandwidth,
+            alpha=float(need(obj, "alpha", where)),
+            eps_r=float(need(obj, "epsR", where)),
+            lam=float(obj.get("lambda", 0.0)),
+            token_order=str(obj.get("tokenOrder", "spatial")),
+        )
+
+
+@dataclass(frozen=True)
+class PretrainAttack:
+    steps: int
+    eps: float  # 1/255 units
+    alpha: float  # 1/255 units
+    perturb: str  # visible | image
+    attack_mask: str  # shared | fresh
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """The step-level part of src/shared/pretrain-config.ts PretrainConfig."""
+
+    mode: str
+    mask_ratio: float
+    norm_pix_loss: bool
+    attack: PretrainAttack
+    mi: MiSettings
+
+    @staticmethod
+    def parse(obj: Mapping[str, Any], where: str = "pretrain") -> "PretrainSettings":
+        mode = str(need(obj, "mode", where))
+        if mode not in ("mae", "adv-mae", "mimir"):
+            raise ConfigError(f"{where}.mode must be 'mae', 'adv-mae' or 'mimir', got {mode!r}")
+        attack = need_map(obj, "attack", where)
+        return PretrainSettings(
+            mode=mode,
+            mask_ratio=float(need(obj, "maskRatio", where)),
+            norm_pix_loss=bool(need(obj, "normPixLoss", where)),
+            attack=PretrainAttack(
+                steps=int(need(attack, "steps", f"{where}.attack")),
+                eps=float(need(attack, "eps", f"{where}.attack")),
+                alpha=float(need(attack, "alpha", f"{where}.attack")),
+                perturb=str(need(attack, "perturb", f"{where}.attack")),
+                attack_mask=str(need(attack, "attackMask", f"{where}.attack")),
+            ),
+            mi=MiSettings.parse(need_map(obj, "mi", where), f"{where}.mi"),
+        )
+
+
+FINETUNE_METHODS_TORCH = ("natural", "pgd-at", "fast-at", "trades", "mart")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The step-level part of src/shared/finetune-config.ts ResolvedFinetuneConfig."""
+
+    method: str
+    threat: str
+    eps: float  # 1/255 units
+    attack_steps: int
+    attack_alpha: float  # 1/255 units
+    random_start: bool
+    fast_at_alpha_factor: float
+    trades_beta: float
+    mart_beta: float
+    drop_path: float
+    label_smoothing: float
+
+    @staticmethod
+    def parse(obj: Mapping[str, Any], where: str = "finetune") -> "FinetuneSettings":
+        method = str(need(obj, "method", where))
+        if method not in FINETUNE_METHODS_TORCH:
+            raise ConfigError(
+                f"{where}.method {method!r} is not available on the PyTorch engine yet "
+                f"(it offers {', '.join(FINETUNE_METHODS_TORCH)}): use --engine tfjs for it"
+            )
+        threat = need_map(obj, "threat", where)
+        attack = need_map(obj, "attack", where)
+        eps = threat.get("eps")
+        if eps is None:
+            raise ConfigError(f"{where}.threat.eps is missing: the Node side resolves it (resolveFinetuneConfig)")
+        return FinetuneSettings(
+            method=method,
+            threat=str(need(threat, "norm", f"{where}.threat")),
+            eps=float(eps),
+            attack_steps=int(need(attack, "steps", f"{where}.attack")),
+            attack_alpha=float(need(attack, "alpha", f"{where}.attack")),
+            random_start=bool(need(attack, "randomStart", f"{where}.attack")),
+            fast_at_alpha_factor=float(need(need_map(obj, "fastAt", where), "alphaFactor", f"{where}.fastAt")),
+            trades_beta=float(need(need_map(obj, "trades", where), "beta", f"{where}.trades")),
+            mart_beta=float(need(need_map(obj, "mart", where), "beta", f"{where}.mart")),
+            drop_path=float(need(obj, "dropPath", where)),
+            label_smoothing=float(need(obj, "labelSmoothing", where)),
+        )

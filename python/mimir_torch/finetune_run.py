@@ -1,0 +1,283 @@
+"""The fine-tuning loop of the PyTorch engine, as src/engine/finetune/trainer.ts: the classifier from a
+pre-training checkpoint of either engine (or from scratch), batches with pad-crop + flip, the
+method's step, AdamW with layer-wise lr decay and warm-up + cosine, held-out natural and PGD accuracy
+after each epoch, checkpoints (kind finetune, runConfig = the run's record) and resume.
+Methods: config.FINETUNE_METHODS_TORCH; RandAugment and MixUp/CutMix are tfjs-only for now (the Node
+side refuses them for this engine)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from . import model as M
+from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
+from .config import ConfigError, FinetuneSettings, ModelConfig
+from .data.batches import BatchIterator
+from .distributed import World, any_rank, average_gradients, average_scalars
+from .events import Emitter, StepEvents, non_finite_stop
+from .finetune_step import finetune_step, project, start_noise, steepest_direction
+from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
+from .rng import Rng
+from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
+
+CONFIG_FILE = "finetune-config.json"
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint itself, a folder of checkpoints, or a run folder: its newest checkpoint (checkpoint-path.ts)."""
+    if os.path.isfile(os.path.join(path, MANIFEST)):
+        return path
+    folder = path if os.path.isfile(os.path.join(path, LATEST)) else os.path.join(path, CHECKPOINTS_DIR)
+    found = find_latest(folder)
+    if found is None:
+        raise ConfigError(f"{path} is neither a checkpoint (no {MANIFEST}) nor a run folder with checkpoints")
+    return found
+
+
+def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, dataset, size: int, steps: int, alpha: float, seed: int, device: torch.device) -> Dict[str, float]:
+    """Natural and PGD-`steps` accuracy on the first `size` test images (fixed images and attack seed): an
+    example counts as robust when no PGD iterate, the random start included, is misclassified."""
+    frozen = {k: v.detach() for k, v in params.items()}
+    eps = run.eps / 255.0
+    count, natural, robust = 0, 0, 0
+    for start in range(0, min(size, len(dataset)), 128):
+        ids = list(range(start, min(start + 128, size, len(dataset))))
+        x_np, y_np = dataset.batch(ids)
+        x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).to(device)
+        with torch.no_grad():
+            clean_ok = M.classifier_forward(frozen, c, x).argmax(dim=1) == y
+        noise = start_noise(FinetuneSettings(**{**run.__dict__, "method": "pgd-at"}), seed, ids, tuple(x.shape))
+        current = project(x, x + noise.to(device), eps, run.threat)
+        still = clean_ok.clone()
+        for _ in range(steps):
+            current = current.detach().requires_grad_(True)
+            logits = M.classifier_forward(frozen, c, current)
+            still &= logits.argmax(dim=1) == y
+            (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y, reduction="sum"), [current])
+            current = project(x, current.detach() + alpha * steepest_direction(grad, run.threat), eps, run.threat)
+        with torch.no_grad():
+            still &= M.classifier_forward(frozen, c, current).argmax(dim=1) == y
+        count += len(ids)
+        natural += int(clean_ok.sum())
+        robust += int(still.sum())
+    return {"natural": natural / count if count else 0.0, "pgd": robust / count if count else 0.0}
+
+
+def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+    checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
+    state: Dict[str, Any] = {"step": 0, "last": None}
+
+    def fail(message: str) -> None:
+        emitter.emit({"type": "failed", "message": message, "step": state["step"], "lastCheckpoint": state["last"]})
+        raise RunFailed(message)
+
+    resume_from = find_latest(checkpoints)
+    if resume_from is None and (resume or job_config is None):
+        fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
+    stored = load_checkpoint(resume_from) if resume_from else None
+    if stored:
+        state["last"] = resume_from
+        if stored.manifest["kind"] != "finetune":
+            fail(f"{resume_from} is a {stored.manifest['kind']} checkpoint; --resume continues a fine-tuning run.")
+    record = dict(stored.manifest["runConfig"]) if stored else dict(job_config["record"])  # type: ignore[index]
+    if epochs_override is not None:
+        if stored and epochs_override < int(stored.manifest["epoch"]):
+            fail(f"--epochs {epochs_override} is below the {stored.manifest['epoch']} epochs the checkpoint has already done.")
+        record["epochs"] = epochs_override
+    try:
+        run = FinetuneSettings.parse(record, "config")
+        dataset = open_dataset(record["dataset"])
+        held_out = open_dataset({**record["dataset"], "split": "test"}) if int(record["heldOut"]["size"]) > 0 else None
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+        raise
+    num_classes = int(record["numClasses"])
+    if dataset.num_classes != num_classes:
+        fail(f"The classifier has {num_classes} classes but the dataset has {dataset.num_classes}.")
+    seed = int(record["seed"])
+    rng = Rng(seed)
+    pretrained_path = None
+    if stored:
+        model_config = ModelConfig.parse(stored.manifest["modelConfig"], "modelConfig")
+        params = M.init_params_rng(M.classifier_param_specs(model_config, num_classes), rng.fork())
+    elif record["source"]["kind"] == "pretrained":
+        try:
+            pretrained_path = resolve_checkpoint(record["source"]["checkpoint"])
+            source = load_checkpoint(pretrained_path)
+        except (ConfigError, ValueError) as error:
+            fail(f"--from {record['source']['checkpoint']}: {error}")
+            raise
+        if source.manifest["kind"] != "pretrain":
+            fail(f"{pretrained_path} is a fine-tuning checkpoint; fine-tuning starts from a pre-training checkpoint (the output of mimir pretrain).")
+        model_config = ModelConfig.parse(source.manifest["modelConfig"], "modelConfig")
+        if model_config.image_size != dataset.image_size:
+            fail(f"{pretrained_path} was pre-trained on {model_config.image_size} px images but the dataset has {dataset.image_size} px ones.")
+        params = M.classifier_from_encoder(source.params, model_config, num_classes, rng.fork(), float(record["headInitStd"]))
+    else:
+        model_config = ModelConfig.parse(job_config["model"], "model")  # type: ignore[index]
+        params = M.init_params_rng(M.classifier_param_specs(model_config, num_classes), rng.fork(), float(record["headInitStd"]))
+    M.check_params(params, M.classifier_param_specs(model_config, num_classes))
+    params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+    optim_cfg = record["optimizer"]
+    optimizer = AdamW(
+        params,
+        betas=(optim_cfg["beta1"], optim_cfg["beta2"]),
+        weight_decay=optim_cfg["weightDecay"],
+        max_grad_norm=optim_cfg["clipGrad"],
+        lr_scale=layerwise_lr_scale(model_config.depth, optim_cfg["layerDecay"]),
+    )
+    iterator_state = None
+    epoch = 0
+    if stored:
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(stored.params[k].reshape(p.shape).to(device))
+        if stored.optimizer:
+            o = stored.optimizer
+            optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
+        rng.restore(stored.manifest["rng"]["state"])
+        iterator_state = stored.manifest["rng"]["dataIterator"]
+        epoch = int(stored.manifest["epoch"])
+        state["step"] = int(stored.manifest["step"])
+    batch_size = int(record["batchSize"])
+    epochs = int(record["epochs"])
+    rows = world.rows(batch_size)
+    iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, record["augmentation"], iterator_state)
+    steps_per_epoch = iterator.batches_per_epoch
+    peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
+    if world.rank == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
+            f.write(json.dumps({**record, "model": _model_json(model_config), "pretrained": pretrained_path}, indent=2) + "\n")
+    emitter.emit(
+        {
+            "type": "started",
+            "runKind": "finetune",
+            "backend": "torch",
+            "engine": describe_engine(device, precision, world),
+            "outDir": out_dir,
+            "step": state["step"],
+            "epoch": epoch,
+            "totalSteps": steps_per_epoch * epochs,
+            "stepsPerEpoch": steps_per_epoch,
+            "resumedFrom": resume_from,
+        }
+    )
+    origin = f"resumed from {resume_from}" if resume_from else (f"from {pretrained_path}" if pretrained_path else "from scratch (End2End)")
+    emitter.log(
+        "info",
+        f"{run.method} fine-tuning {origin} on the PyTorch engine ({device.type}, {world.size} process{'es' if world.size > 1 else ''}): "
+        f"model {model_config.width}x{model_config.depth}, {num_classes} outputs, {steps_per_epoch} steps per epoch of {batch_size} images"
+        + (f", {run.threat} eps {run.eps:g}/255." if run.method != "natural" else "."),
+    )
+    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]))
+    started = time.perf_counter()
+    summary: Dict[str, float] = {}
+    last_lr = 0.0
+    adversarial = run.method != "natural"
+    while epoch < epochs:
+        sums = {"loss": 0.0, "clean": 0.0, "adv": 0.0, "images": 0, "steps": 0}
+        for b in range(steps_per_epoch):
+            if any_rank(stop.requested, world, device):
+                raise Cancelled()
+            step_start = time.perf_counter()
+            images_np, labels_np, indices = iterator.next()
+            lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
+            seed_step = rng.next_uint32() if adversarial else None
+            ids = list(indices[rows])
+            images = torch.from_numpy(images_np[rows]).to(device)
+            labels = torch.from_numpy(labels_np[rows]).to(device)
+            targets = torch.nn.functional.one_hot(labels, num_classes).float()
+            noise = start_noise(run, seed_step, ids, tuple(images.shape)).to(device) if seed_step is not None else None
+            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                result = finetune_step(params, model_config, run, images, targets, labels, noise, rng)
+            grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+            norm = optimizer.step(grads, lr)
+            state["step"] += 1
+            last_lr = lr
+            n = len(ids)
+            values = {"loss": result.loss.item(), "clean_acc": result.clean_correct.item() / n}
+            if result.adv_correct is not None:
+                values["adv_acc"] = result.adv_correct.item() / n
+            values.update({k: v.item() for k, v in result.parts.items()})
+            values = average_scalars(values, world, device)
+            if norm is not None:
+                values["grad_norm"] = norm
+            message = non_finite_stop(values, state["step"], epoch, state["last"])
+            if message:
+                fail(message)
+            sums["loss"] += values["loss"]
+            sums["clean"] += values["clean_acc"] * batch_size
+            sums["adv"] += values.get("adv_acc", 0.0) * batch_size
+            sums["images"] += batch_size
+            sums["steps"] += 1
+            events.after(state["step"], epoch, b, time.perf_counter() - step_start, values, lr, {})
+        epoch += 1
+        epoch_values = {"train_loss": sums["loss"] / sums["steps"], "train_clean_acc": sums["clean"] / sums["images"]}
+        if adversarial:
+            epoch_values["train_adv_acc"] = sums["adv"] / sums["images"]
+        every = int(record["heldOut"]["every"])
+        if held_out is not None and world.rank == 0 and (epoch % every == 0 or epoch == epochs):
+            alpha = record["heldOut"].get("alpha")
+            measured = held_out_accuracy(
+                params, model_config, run, held_out, int(record["heldOut"]["size"]), int(record["heldOut"]["pgdSteps"]),
+                (alpha / 255) if alpha is not None else run.eps / 255 / 4, seed, device,
+            )
+            epoch_values["heldout_natural_acc"] = measured["natural"]
+            epoch_values["heldout_pgd_acc"] = measured["pgd"]
+        summary.update(epoch_values)
+        emitter.emit({"type": "metrics", "step": state["step"], "epoch": epoch, "values": epoch_values})
+        if epoch % int(record["checkpointEvery"]) == 0 or epoch == epochs:
+            if world.rank == 0:
+                step_count, param_steps, m, v = optimizer.export_state()
+                saved = save_checkpoint(
+                    checkpoints,
+                    kind="finetune",
+                    epoch=epoch,
+                    step=state["step"],
+                    run_config=record,
+                    model_config=stored.manifest["modelConfig"] if stored else _model_json(model_config),
+                    params=params,
+                    optimizer=OptimizerState(step_count, param_steps, m, v, last_lr, [optim_cfg["beta1"], optim_cfg["beta2"]], optimizer.eps, optim_cfg["weightDecay"], optim_cfg["clipGrad"]),
+                    rng_state=list(rng.state()),
+                    data_iterator=iterator.state(),
+                    metrics=summary,
+                    backend=f"torch-{device.type}",
+                    keep_last=int(record["keepCheckpoints"]),
+                )
+                state["last"] = saved
+                emitter.emit({"type": "checkpoint", "step": state["step"], "epoch": epoch, "path": saved})
+            if world.distributed:
+                torch.distributed.barrier()
+    done = {
+        "type": "done",
+        "step": state["step"],
+        "epoch": epoch,
+        "checkpoint": state["last"] or "",
+        "seconds": time.perf_counter() - started,
+        "summary": {**summary, "images_per_s": events.images_per_second},
+    }
+    emitter.emit(done)
+    return done
+
+
+def _model_json(c: ModelConfig) -> Dict[str, Any]:
+    out: Dict[str, Any] = {
+        "imageSize": c.image_size,
+        "patchSize": c.patch_size,
+        "channels": c.channels,
+        "width": c.width,
+        "depth": c.depth,
+        "heads": c.heads,
+        "mlpRatio": c.mlp_ratio,
+        "decoderWidth": c.decoder_width,
+        "decoderDepth": c.decoder_depth,
+        "decoderHeads": c.decoder_heads,
+    }
+    if c.normalize is not None:
+        out["normalize"] = {"mean": list(c.normalize.mean), "std": list(c.normalize.std)}
+    return out

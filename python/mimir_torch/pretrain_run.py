@@ -1,0 +1,223 @@
+"""The pre-training loop of the PyTorch engine, as src/engine/pretrain/trainer.ts: data, MIMIR steps,
+AdamW with warm-up + cosine per iteration, metrics, previews, checkpoints, resume."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from . import model as M
+from .checkpoint import OptimizerState, find_latest, load_checkpoint, save_checkpoint
+from .config import ConfigError, ModelConfig, PretrainSettings
+from .data.batches import BatchIterator
+from .distributed import World, any_rank, average_gradients, average_scalars
+from .events import Emitter, StepEvents, non_finite_stop
+from .masking import rng_masking
+from .optim import AdamW, learning_rate_at, scaled_learning_rate
+from .pretrain_step import pretrain_step
+from .previews import write_preview_snapshot
+from .rng import Rng
+from .runtime import CHECKPOINTS_DIR, GRAD_DUMP_ENV, PREVIEWS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
+from .safetensors_io import write_safetensors
+
+CONFIG_FILE = "config.json"
+
+
+def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+    checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
+    state: Dict[str, Any] = {"step": 0, "last": None}
+
+    def fail(message: str) -> None:
+        emitter.emit({"type": "failed", "message": message, "step": state["step"], "lastCheckpoint": state["last"]})
+        raise RunFailed(message)
+
+    resume_from = find_latest(checkpoints)
+    if resume_from is None and (resume or job_config is None):
+        fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
+    stored = load_checkpoint(resume_from) if resume_from else None
+    if stored:
+        state["last"] = resume_from
+    config = dict(stored.manifest["runConfig"]) if stored else dict(job_config or {})
+    if epochs_override is not None:
+        if stored and epochs_override < int(stored.manifest["epoch"]):
+            fail(f"--epochs {epochs_override} is below the {stored.manifest['epoch']} epochs the checkpoint has already done.")
+        config["epochs"] = epochs_override
+    try:
+        run = PretrainSettings.parse(config, "config")
+        if not isinstance(config.get("model"), Mapping):
+            raise ConfigError("config.model must be a resolved model config (the Node side resolves presets)")
+        model_config = ModelConfig.parse(config["model"], "config.model")
+        dataset = open_dataset(config["dataset"])
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        fail(str(error))
+        raise  # unreachable: fail raises
+    if dataset.image_size != model_config.image_size:
+        fail(f"The model expects {model_config.image_size} px images but the dataset has {dataset.image_size} px ones; set model.imageSize or the dataset's imageSize.")
+    seed = int(config["seed"])
+    batch_size = int(config["batchSize"])
+    epochs = int(config["epochs"])
+    optim_cfg = config["optimizer"]
+    rows = world.rows(batch_size)
+    if world.rank == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
+            f.write(json.dumps(config, indent=2) + "\n")
+
+    rng = Rng(seed)
+    params = M.init_params_rng(M.mae_param_specs(model_config), rng.fork())
+    M.check_params(params, M.mae_param_specs(model_config))
+    params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+    # MAE's pre-training optimiser decays the cls and mask tokens (as the tfjs engine's createPretrainOptimizer).
+    optimizer = AdamW(
+        params,
+        betas=(optim_cfg["beta1"], optim_cfg["beta2"]),
+        weight_decay=optim_cfg["weightDecay"],
+        max_grad_norm=optim_cfg["clipGrad"],
+        no_decay_names=(),
+    )
+    iterator_state = None
+    epoch = 0
+    if stored:
+        M.check_params(stored.params, M.mae_param_specs(model_config))
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(stored.params[k].reshape(p.shape).to(device))
+        if stored.optimizer:
+            o = stored.optimizer
+            optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
+        rng.restore(stored.manifest["rng"]["state"])
+        iterator_state = stored.manifest["rng"]["dataIterator"]
+        epoch = int(stored.manifest["epoch"])
+        state["step"] = int(stored.manifest["step"])
+
+    iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, config["augmentation"], iterator_state)
+    steps_per_epoch = iterator.batches_per_epoch
+    total_steps = steps_per_epoch * epochs
+    peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
+    preview_count = min(int(config["previewCount"]), len(dataset))
+    preview_batch = torch.from_numpy(dataset.batch(list(range(preview_count)))[0]).to(device)
+    emitter.emit(
+        {
+            "type": "started",
+            "runKind": "pretrain",
+            "backend": "torch",
+            "engine": describe_engine(device, precision, world),
+            "outDir": out_dir,
+            "step": state["step"],
+            "epoch": epoch,
+            "totalSteps": total_steps,
+            "stepsPerEpoch": steps_per_epoch,
+            "resumedFrom": resume_from,
+        }
+    )
+    emitter.log(
+        "info",
+        f"{run.mode} pre-training on the PyTorch engine ({device.type}, {world.size} process{'es' if world.size > 1 else ''}): "
+        f"model {model_config.width}x{model_config.depth}, {steps_per_epoch} steps per epoch of {batch_size} images"
+        + (f", {batch_size // world.size} per process; MI on each process's local batch" if world.distributed else "")
+        + ".",
+    )
+    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]))
+    started = time.perf_counter()
+    summary: Dict[str, float] = {}
+    last_lr = 0.0
+
+    def preview() -> None:
+        if world.rank != 0:
+            return
+        step = state["step"]
+        directory = os.path.join(out_dir, PREVIEWS_DIR, f"step-{step:07d}")
+        snapshot = write_preview_snapshot(params, model_config, run, seed, preview_batch, directory)
+        emitter.emit({"type": "preview", "step": step, "epoch": epoch, "imageSize": model_config.image_size, **snapshot})
+
+    def draw_mask():
+        order = "shuffled" if run.mi.token_order == "shuffled" else "spatial"
+        return rng_masking(rng, batch_size, model_config.num_patches, run.mask_ratio, order)
+
+    def local(mask):
+        return type(mask)(mask.visible_ids[rows].to(device), mask.masked_ids[rows].to(device))
+
+    if state["step"] == 0:
+        preview()
+    while epoch < epochs:
+        sums = {"loss": 0.0, "recon": 0.0, "mi": 0.0, "count": 0}
+        for b in range(steps_per_epoch):
+            if any_rank(stop.requested, world, device):
+                raise Cancelled()
+            step_start = time.perf_counter()
+            images_np, _, _ = iterator.next()
+            images = torch.from_numpy(images_np[rows]).to(device)
+            lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
+            mask = draw_mask()
+            start = None
+            if run.mode != "mae":
+                generator = torch.Generator().manual_seed(rng.seed())
+                eps = run.attack.eps / 255
+                shape = (batch_size, mask.num_visible, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
+                start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps)[rows].to(device)
+            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()))
+            grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+            if os.environ.get(GRAD_DUMP_ENV):
+                # Test hook (the DDP gradient-equivalence test): the first step's averaged gradients, then stop.
+                if world.rank == 0:
+                    write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()})
+                raise Cancelled()
+            norm = optimizer.step(grads, lr)
+            state["step"] += 1
+            last_lr = lr
+            values = average_scalars(
+                {"loss": result.loss.item(), "recon_loss": result.recon.item(), "mi": result.mi.item(), "attack_loss": result.attack_loss.item()},
+                world,
+                device,
+            )
+            message = non_finite_stop(values, state["step"], epoch, state["last"])
+            if message:
+                fail(message)
+            sums["loss"] += values["loss"]
+            sums["recon"] += values["recon_loss"]
+            sums["mi"] += values["mi"]
+            sums["count"] += 1
+            events.after(state["step"], epoch, b, time.perf_counter() - step_start, values, lr, {"grad_norm": norm} if norm is not None else {})
+            if int(config["previewEvery"]) > 0 and state["step"] % int(config["previewEvery"]) == 0:
+                preview()
+        epoch += 1
+        summary = {"loss": sums["loss"] / sums["count"], "recon_loss": sums["recon"] / sums["count"], "mi": sums["mi"] / sums["count"]}
+        emitter.emit({"type": "metrics", "step": state["step"], "epoch": epoch, "values": {"epoch_" + k: v for k, v in summary.items()}})
+        if int(config["previewEvery"]) == 0:
+            preview()
+        if epoch % int(config["checkpointEvery"]) == 0 or epoch == epochs:
+            if world.rank == 0:
+                step_count, param_steps, m, v = optimizer.export_state()
+                saved = save_checkpoint(
+                    checkpoints,
+                    kind="pretrain",
+                    epoch=epoch,
+                    step=state["step"],
+                    run_config=config,
+                    model_config=config["model"],
+                    params=params,
+                    optimizer=OptimizerState(step_count, param_steps, m, v, last_lr, [optim_cfg["beta1"], optim_cfg["beta2"]], optimizer.eps, optim_cfg["weightDecay"], optim_cfg["clipGrad"]),
+                    rng_state=list(rng.state()),
+                    data_iterator=iterator.state(),
+                    metrics=summary,
+                    backend=f"torch-{device.type}",
+                    keep_last=int(config["keepCheckpoints"]),
+                )
+                state["last"] = saved
+                emitter.emit({"type": "checkpoint", "step": state["step"], "epoch": epoch, "path": saved})
+            if world.distributed:
+                torch.distributed.barrier()
+    done = {
+        "type": "done",
+        "step": state["step"],
+        "epoch": epoch,
+        "checkpoint": state["last"] or "",
+        "seconds": time.perf_counter() - started,
+        "summary": {**summary, "images_per_s": events.images_per_second},
+    }
+    emitter.emit(done)
+    return done

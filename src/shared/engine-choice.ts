@@ -1,0 +1,24 @@
+import { z } from 'zod';
+
+/**
+ * Which engine trains a run (pre-training and fine-tuning configs' optional `engine`; absent: tfjs).
+ * tfjs: TensorFlow.js in the engine process. torch: the PyTorch engine (python/mimir_torch), with
+ * `nproc` processes on this machine (one per GPU, or CPU processes with gloo), its device and, on
+ * CUDA, its precision.
+ */
+export const RunEngine = z.discriminatedUnion(
+  'name',
+  [
+    z.object({ name: z.literal('tfjs') }),
+    z.object({
+      name: z.literal('torch'),
+      nproc: z.number().int('nproc must be a whole number').min(1, 'nproc must be >= 1').default(1),
+      device: z.enum(['auto', 'cpu', 'cuda'], { error: "device must be 'auto', 'cpu' or 'cuda'" }).default('auto'),
+      precision: z
+        .enum(['auto', 'fp32', 'bf16'], { error: "precision must be 'auto', 'fp32' or 'bf16'" })
+        .default('auto'),
+    }),
+  ],
+  { error: "engine.name must be 'tfjs' or 'torch'" },
+);
+export type RunEngine = z.infer<typeof RunEngine>;
