@@ -16,6 +16,7 @@ import { registerMi } from './commands/mi';
 import { registerPredict } from './commands/predict';
 import { registerPretrain } from './commands/pretrain';
 import { registerServe } from './commands/serve';
+import { registerSweep } from './commands/sweep';
 
 const program = new Command()
   .name('mimir')
@@ -34,5 +35,6 @@ registerMi(program);
 registerPredict(program);
 registerPretrain(program);
 registerServe(program);
+registerSweep(program);
 
 await program.parseAsync(process.argv);

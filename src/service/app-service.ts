@@ -18,6 +18,7 @@ import { probeEngineProcess } from '../jobs/engine-host';
 import { JobRunner } from '../jobs/job-runner';
 import { StoreError } from '../store/errors';
 import { newRunId, RunStore } from '../store/run-store';
+import { createSweep, listSweeps, requireSweep } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
 
@@ -107,6 +108,16 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
       runner.enqueue(run.id);
       return store.getRun(run.id) ?? run;
     },
+    'sweeps.create': (spec) => {
+      const created = createSweep(store, spec, runsDir);
+      for (const run of created.runs) runner.enqueue(run.id);
+      return { sweep: created.sweep, runs: created.runs.map((run) => store.getRun(run.id) ?? run) };
+    },
+    'sweeps.list': () => listSweeps(store),
+    'sweeps.get': ({ experimentId }) => ({
+      sweep: requireSweep(store, experimentId),
+      runs: store.listRuns({ experimentId, sort: 'createdAt', direction: 'asc' }),
+    }),
     'runs.cancel': ({ id }) => runner.cancel(getRun(id).id),
     'runs.resume': ({ id }) => runner.resume(getRun(id).id),
     'runs.delete': ({ id, deleteFiles }) => {

@@ -16,6 +16,7 @@ import {
   RunFilter,
   TagCount,
 } from './store-types';
+import { Sweep, SweepSpec } from './sweep';
 import { SystemReport } from './system';
 
 const RunId = z.object({ id: z.string().min(1) });
@@ -140,6 +141,13 @@ export const apiMethods = {
       parentRunId: z.string().nullable().default(null),
     }),
     output: Run,
+  },
+  /** Expand a sweep spec into runs of a new experiment named after it, and queue them all. */
+  'sweeps.create': { input: SweepSpec, output: z.object({ sweep: Sweep, runs: z.array(Run) }) },
+  'sweeps.list': { input: z.object({}), output: z.array(Sweep) },
+  'sweeps.get': {
+    input: z.object({ experimentId: z.number().int().positive() }),
+    output: z.object({ sweep: Sweep, runs: z.array(Run) }),
   },
   'runs.cancel': { input: RunId, output: Run },
   /** Queue an interrupted, failed or cancelled run again; it continues from its last checkpoint. */

@@ -102,7 +102,19 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_run ON logs(run_id, id);
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: initialSchema }];
+/** A sweep is an experiment whose runs were expanded from one spec (src/shared/sweep.ts), kept here. */
+const sweeps = `
+CREATE TABLE sweeps (
+  experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id) ON DELETE CASCADE,
+  spec          TEXT NOT NULL CHECK (json_valid(spec)),
+  created_at    INTEGER NOT NULL
+);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: initialSchema },
+  { version: 2, name: 'sweeps', sql: sweeps },
+];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */
 export function checkMigrationOrder(migrations: readonly Migration[]): void {

@@ -40,6 +40,7 @@ describe('openDatabase', () => {
       'notes',
       'runs',
       'schema_migrations',
+      'sweeps',
       'tags',
     ]);
     // metrics is keyed (run_id, key, step), and a series query walks that key in step order.
@@ -101,7 +102,9 @@ describe('openDatabase', () => {
     };
     const error = storeError(() => openDatabase(file, { migrations: [...MIGRATIONS, broken] }));
     expect(error.code).toBe('migration-failed');
-    expect(error.message).toMatch(/Migration 2 \("broken"\).*rolled back.*no such table: no_such_table/);
+    expect(error.message).toMatch(
+      new RegExp(`Migration ${broken.version} \\("broken"\\).*rolled back.*no such table: no_such_table`),
+    );
     const db = openDatabase(file);
     expect(schemaVersion(db)).toBe(MIGRATIONS.length);
     expect(tables(db)).not.toContain('half_done');
