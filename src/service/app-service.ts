@@ -21,6 +21,7 @@ import { newRunId, RunStore } from '../store/run-store';
 import { createSweep, listSweeps, requireSweep } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
+import { paperTableFromStore } from './paper-tables';
 
 /**
  * The app API, transport-free: Electron's IPC handler (src/main) and web mode's HTTP server
@@ -151,6 +152,7 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
       if (modelRunId !== undefined) return store.listEvaluationsOfModel(getRun(modelRunId).id);
       throw new RequestError('Give runId or modelRunId.', 'invalid-input');
     },
+    'tables.build': (request) => paperTableFromStore(store, request),
     'runs.artifacts': ({ id, kind }) => store.listArtifacts(getRun(id).id, kind),
     'datasets.describe': ({ source }) => datasetRequest(() => datasets.describe(source)),
     'datasets.page': ({ source, offset, limit, label }) =>

@@ -16,6 +16,7 @@ import {
   RunFilter,
   TagCount,
 } from './store-types';
+import { PaperTable } from './paper-table';
 import { Sweep, SweepSpec } from './sweep';
 import { SystemReport } from './system';
 
@@ -181,6 +182,16 @@ export const apiMethods = {
   'evaluations.list': {
     input: z.object({ runId: z.string().optional(), modelRunId: z.string().optional() }),
     output: z.array(Evaluation),
+  },
+  /** A paper table of runs (or seed groups) and columns, with its CSV, Markdown and LaTeX text. */
+  'tables.build': {
+    input: z.object({
+      runIds: z.array(z.string().min(1)).min(1, 'pick at least one run'),
+      columns: z.array(z.string().min(1)).min(1, 'pick at least one column'),
+      group: z.boolean().default(false),
+      digits: z.number().int().min(0).max(4).default(2),
+    }),
+    output: z.object({ table: PaperTable, csv: z.string(), markdown: z.string(), latex: z.string() }),
   },
   'runs.artifacts': { input: RunId.extend({ kind: ArtifactKind.optional() }), output: z.array(Artifact) },
   /** Open a dataset source (kept open for the pages that follow) and describe it. */
