@@ -94,6 +94,20 @@ const EVALUATION_FIXED = new Set(['natural', 'robust', 'corruptions']);
 const isEvaluationColumn = (column: string): boolean =>
   EVALUATION_FIXED.has(column) || (!(column in FIXED_LABELS) && !/^(config|pretrain|summary)\./.test(column));
 
+/** Attack keys an evaluation report may hold (a table may ask for them before any run has one). */
+export const ATTACK_COLUMNS = [
+  'pgd20',
+  'autoattack',
+  'apgd-ce',
+  'apgd-t',
+  'fab-t',
+  'square',
+  'cw-l2',
+  'cw-linf',
+  'pgd-mi',
+  'pgd-fea',
+] as const;
+
 /** Every column key must be known, or an attack key some row's evaluation has. */
 export function checkColumns(columns: readonly string[], inputs: readonly TableRunInput[]): string[] {
   const attackKeys = new Set(
@@ -105,7 +119,7 @@ export function checkColumns(columns: readonly string[], inputs: readonly TableR
     const known =
       column in FIXED_LABELS || /^(config|pretrain|summary)\.[A-Za-z_][\w.-]*$/.test(column) || attackKeys.has(column);
     if (!known) {
-      const offered = [...Object.keys(FIXED_LABELS), ...[...attackKeys].filter((k) => !(k in FIXED_LABELS))];
+      const offered = [...new Set([...Object.keys(FIXED_LABELS), ...ATTACK_COLUMNS, ...attackKeys])];
       issues.push(
         `unknown column "${column}": use ${offered.join(', ')}, config.<path>, pretrain.<path> or summary.<metric>`,
       );

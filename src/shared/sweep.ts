@@ -33,6 +33,8 @@ export const SweepSpec = z
     base: JsonObject,
     grid: z.array(GridAxis).default([]),
     seeds: z.array(Seed).min(1, 'give at least one seed').default([0]),
+    /** The run every run of the sweep starts from (a fine-tuning's pre-training, an evaluation's model). */
+    parentRunId: z.string().min(1).nullable().default(null),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();

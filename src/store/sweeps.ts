@@ -53,6 +53,7 @@ export function createSweep(
         name: planned.name,
         kind: spec.kind,
         config: planned.config,
+        parentRunId: spec.parentRunId,
         outDir: path.join(runsDir, id),
       });
     });
