@@ -18,7 +18,7 @@ import { probeEngineProcess } from '../jobs/engine-host';
 import { JobRunner } from '../jobs/job-runner';
 import { StoreError } from '../store/errors';
 import { newRunId, RunStore } from '../store/run-store';
-import { createSweep, listSweeps, requireSweep } from '../store/sweeps';
+import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
 import { paperTableFromStore } from './paper-tables';
@@ -117,7 +117,7 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
     'sweeps.list': () => listSweeps(store),
     'sweeps.get': ({ experimentId }) => ({
       sweep: requireSweep(store, experimentId),
-      runs: store.listRuns({ experimentId, sort: 'createdAt', direction: 'asc' }),
+      runs: sweepRuns(store, experimentId),
     }),
     'runs.cancel': ({ id }) => runner.cancel(getRun(id).id),
     'runs.resume': ({ id }) => runner.resume(getRun(id).id),

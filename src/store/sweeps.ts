@@ -80,3 +80,15 @@ export function listSweeps(store: RunStore): Sweep[] {
   const rows = store.db.prepare(`${SELECT} ORDER BY s.created_at DESC, s.experiment_id DESC`).all() as SweepRow[];
   return rows.map(toSweep);
 }
+
+/** A sweep's runs in the order they were expanded (grid order, seeds innermost). */
+export function sweepRuns(store: RunStore, experimentId: number): Run[] {
+  const ids = store.db
+    .prepare('SELECT id FROM runs WHERE experiment_id = ? ORDER BY rowid')
+    .pluck()
+    .all(experimentId) as string[];
+  return ids.flatMap((id) => {
+    const run = store.getRun(id);
+    return run ? [run] : [];
+  });
+}

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RunStore } from '../../src/store/run-store';
-import { createSweep, getSweep, listSweeps } from '../../src/store/sweeps';
+import { createSweep, getSweep, listSweeps, sweepRuns } from '../../src/store/sweeps';
 import { storeError } from './expect-store-error';
 
 let store: RunStore;
@@ -40,6 +40,8 @@ describe('sweeps in the store', () => {
     expect(new Set(stored.map((r) => JSON.stringify([r.config.mi, r.config.attack, r.config.seed]))).size).toBe(8);
     expect(store.getExperiment(sweep.experimentId)).toMatchObject({ runCount: 8 });
     expect(getSweep(store, sweep.experimentId)).toEqual(sweep);
+    // Same clock for every run: the expansion order still holds.
+    expect(sweepRuns(store, sweep.experimentId).map((r) => r.id)).toEqual(runs.map((r) => r.id));
     expect(listSweeps(store)).toEqual([sweep]);
     expect(getSweep(store, store.defaultExperiment().id)).toBeNull();
   });
