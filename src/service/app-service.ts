@@ -21,7 +21,7 @@ import { newRunId, RunStore } from '../store/run-store';
 import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
-import { paperTableFromStore } from './paper-tables';
+import { paperTableFromStore, runFigures } from './paper-tables';
 
 /**
  * The app API, transport-free: Electron's IPC handler (src/main) and web mode's HTTP server
@@ -153,6 +153,7 @@ export function createAppService({ launch, forced, dataDir }: AppServiceOptions)
       throw new RequestError('Give runId or modelRunId.', 'invalid-input');
     },
     'tables.build': (request) => paperTableFromStore(store, request),
+    'runs.figures': ({ ids }) => runFigures(store, ids),
     'runs.artifacts': ({ id, kind }) => store.listArtifacts(getRun(id).id, kind),
     'datasets.describe': ({ source }) => datasetRequest(() => datasets.describe(source)),
     'datasets.page': ({ source, offset, limit, label }) =>

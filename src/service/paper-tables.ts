@@ -6,6 +6,7 @@ import {
   type TableFormat,
   type TableRunInput,
 } from '../shared/paper-table';
+import type { RunFigures } from '../shared/run-query';
 import type { Run } from '../shared/store-types';
 import { StoreError } from '../store/errors';
 import type { RunStore } from '../store/run-store';
@@ -29,13 +30,29 @@ export function tableInputs(store: RunStore, runIds: readonly string[]): TableRu
         : model.parentRunId !== null
           ? ((candidate) => (candidate.kind === 'pretrain' ? candidate : null))(get(model.parentRunId))
           : null;
-    const evaluations = run.kind === 'evaluate' ? store.listEvaluations(run.id) : store.listEvaluationsOfModel(run.id);
-    const reports = evaluations.flatMap((evaluation) => {
-      const parsed = EvaluationReport.safeParse(evaluation.results);
-      return parsed.success ? [parsed.data] : [];
-    });
-    return { run, model, pretrain, report: reports.at(-1) ?? null };
+    return { run, model, pretrain, report: latestReport(store, run) };
   });
+}
+
+/** The latest evaluation report of a run's model (for an evaluation run: its own), or null. */
+export function latestReport(store: RunStore, run: Run): EvaluationReport | null {
+  const evaluations = run.kind === 'evaluate' ? store.listEvaluations(run.id) : store.listEvaluationsOfModel(run.id);
+  for (let i = evaluations.length - 1; i >= 0; i--) {
+    const parsed = EvaluationReport.safeParse(evaluations[i]?.results);
+    if (parsed.success) return parsed.data;
+  }
+  return null;
+}
+
+/** Natural and worst-case robust accuracy of each run's latest evaluation (null: none). */
+export function runFigures(store: RunStore, runIds: readonly string[]): Record<string, RunFigures | null> {
+  const out: Record<string, RunFigures | null> = {};
+  for (const id of runIds) {
+    const run = store.getRun(id);
+    const report = run ? latestReport(store, run) : null;
+    out[id] = report ? { natural: report.naturalAccuracy, robust: report.worstCase?.robustAccuracy ?? null } : null;
+  }
+  return out;
 }
 
 export interface TableRequest {

@@ -183,6 +183,14 @@ export const apiMethods = {
     input: z.object({ runId: z.string().optional(), modelRunId: z.string().optional() }),
     output: z.array(Evaluation),
   },
+  /** Natural and worst-case robust accuracy of each run's latest evaluation (null where it has none). */
+  'runs.figures': {
+    input: z.object({ ids: z.array(z.string()).max(10_000) }),
+    output: z.record(
+      z.string(),
+      z.object({ natural: z.number().nullable(), robust: z.number().nullable() }).nullable(),
+    ),
+  },
   /** A paper table of runs (or seed groups) and columns, with its CSV, Markdown and LaTeX text. */
   'tables.build': {
     input: z.object({

@@ -127,3 +127,36 @@ export function summaryStats(runs: readonly { summary: Record<string, number> | 
   }
   return out;
 }
+
+export interface BandPoint {
+  step: number;
+  mean: number;
+  /** Sample std over the runs that have this step; null where only one has it. */
+  std: number | null;
+  n: number;
+}
+
+/**
+ * A group's curve: at every step any member logged, the mean ± sample std of the members' finite
+ * values there (a step with no finite value is left out).
+ */
+export function meanStdByStep(
+  series: readonly { steps: readonly number[]; values: readonly (number | null)[] }[],
+): BandPoint[] {
+  const byStep = new Map<number, number[]>();
+  for (const one of series) {
+    one.steps.forEach((step, i) => {
+      const value = one.values[i];
+      if (typeof value !== 'number' || !Number.isFinite(value)) return;
+      const list = byStep.get(step);
+      if (list) list.push(value);
+      else byStep.set(step, [value]);
+    });
+  }
+  return [...byStep.entries()]
+    .sort(([a], [b]) => a - b)
+    .flatMap(([step, values]) => {
+      const stat = meanStd(values);
+      return stat ? [{ step, ...stat }] : [];
+    });
+}

@@ -115,6 +115,14 @@ describe('tables.build', () => {
     expect(built.latex).toContain('\\begin{tabular}{lrrrr}');
   });
 
+  it("runs.figures gives each run's latest natural and worst-case accuracy, null without an evaluation", async () => {
+    const figures = await call('runs.figures', { ids: [...finetunes, 'no-such-run'] });
+    finetunes.forEach((id, i) => {
+      expect(figures[id]).toEqual({ natural: FIGURES[i]?.natural, robust: FIGURES[i]?.worst });
+    });
+    expect(figures['no-such-run']).toBeNull();
+  });
+
   it('refuses an unknown column as invalid input', async () => {
     await expect(call('tables.build', { runIds: finetunes, columns: ['natral'] })).rejects.toMatchObject({
       code: 'invalid-input',

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { formatMeanStd, groupKey, groupRuns, meanStd, summaryStats, varyingPaths } from '../../src/shared/groups';
+import {
+  formatMeanStd,
+  groupKey,
+  groupRuns,
+  meanStd,
+  meanStdByStep,
+  summaryStats,
+  varyingPaths,
+} from '../../src/shared/groups';
 
 const run = (id: string, config: Record<string, unknown>, kind = 'pretrain', parentRunId: string | null = null) => ({
   id,
@@ -74,5 +82,22 @@ describe('mean ± std', () => {
     const stats = summaryStats([{ summary: { loss: 1, acc: 0.5 } }, { summary: { loss: 3 } }, { summary: null }]);
     expect(stats.loss).toEqual({ mean: 2, std: Math.sqrt(2), n: 2 });
     expect(stats.acc).toEqual({ mean: 0.5, std: null, n: 1 });
+  });
+});
+
+describe('meanStdByStep', () => {
+  it('is the mean ± sample std of the runs at each step, over the runs that logged it', () => {
+    const band = meanStdByStep([
+      { steps: [0, 1, 2], values: [1, 2, 3] },
+      { steps: [0, 1, 2, 3], values: [3, null, 5, 7] },
+      { steps: [0, 2], values: [5, 4] },
+    ]);
+    // step 0: 1, 3, 5 -> mean 3, std 2; step 1: only 2; step 2: 3, 5, 4 -> mean 4, std 1; step 3: only 7.
+    expect(band).toEqual([
+      { step: 0, mean: 3, std: 2, n: 3 },
+      { step: 1, mean: 2, std: null, n: 1 },
+      { step: 2, mean: 4, std: 1, n: 3 },
+      { step: 3, mean: 7, std: null, n: 1 },
+    ]);
   });
 });
