@@ -116,4 +116,41 @@ describe('mimir sweep', () => {
       store.close();
     }
   });
+
+  it('without --dry-run queues the sweep and runs it to the end through the job runner, one JSON line per event', () => {
+    const dir = tmp();
+    const base = { model: 'micro', dataset: { kind: 'builtin', size: 32, imageSize: 16 }, epochs: 1, batchSize: 32 };
+    const result = runMimir([
+      'sweep',
+      '--config',
+      baseFile(dir, base),
+      '--grid',
+      'mode=mae,mimir',
+      '--name',
+      'run now',
+      '--json',
+      '--data-dir',
+      dir,
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    const lines = result.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (line) =>
+          JSON.parse(line) as { type: string; id?: string; status?: string; failed?: number; runs?: { id: string }[] },
+      );
+    expect(lines[0]?.type).toBe('sweep');
+    const ids = (lines[0]?.runs ?? []).map((r) => r.id);
+    expect(ids).toHaveLength(2);
+    const ended = lines.filter((line) => line.type === 'run-ended');
+    expect(ended.map((line) => [line.id, line.status]).sort()).toEqual(ids.map((id) => [id, 'done']).sort());
+    expect(lines.at(-1)).toEqual({ type: 'done', failed: 0 });
+    const store = RunStore.open(path.join(dir, 'mimir.db'));
+    try {
+      for (const id of ids) expect(store.getRun(id)).toMatchObject({ status: 'done', summary: expect.any(Object) });
+    } finally {
+      store.close();
+    }
+  }, 180_000);
 });
