@@ -17,10 +17,11 @@ import { microPretrain, WebApp } from '../helpers/web-app';
 const app = new WebApp();
 let base: Run;
 let sweep: { sweep: Sweep; runs: Run[] };
+let finetuned: Run[] = [];
 
 beforeAll(async () => {
   await app.start();
-  base = await app.createRun('pretrain', 'sweep base', microPretrain('mimir', 32, 1));
+  base = await app.createRun('pretrain', 'sweep base', microPretrain('mimir', 96, 2));
   await app.waitDone(base.id, 180_000);
 }, 240_000);
 afterAll(async () => {
@@ -44,11 +45,11 @@ describe('sweeps and paper tables in the browser', () => {
     await page.getByTestId('sweep-path-1').fill('attack.steps');
     await page.getByTestId('sweep-values-1').fill('1, 2');
     await page.getByTestId('sweep-seeds').fill('0,1');
-    await expect.poll(() => page.getByTestId('sweep-count').textContent()).toBe('8 runs');
+    await expect.poll(() => page.getByTestId('sweep-count').textContent(), { timeout: 30_000 }).toBe('8 runs');
     // A wrong value is refused before anything is queued.
     await page.getByTestId('sweep-values-1').fill('1, two');
     await expect
-      .poll(() => page.getByTestId('sweep-problems').textContent())
+      .poll(() => page.getByTestId('sweep-problems').textContent(), { timeout: 30_000 })
       .toMatch(/--grid attack.steps: the value "two" is refused/);
     await page.getByTestId('sweep-values-1').fill('1, 2');
     await page.getByTestId('sweep-queue').click();
@@ -56,7 +57,7 @@ describe('sweeps and paper tables in the browser', () => {
     const experimentId = Number(/#\/sweeps\/(\d+)$/.exec(page.url())?.[1]);
 
     const progress = page.getByTestId('sweep-progress');
-    await expect.poll(() => progress.getAttribute('data-total')).toBe('8');
+    await expect.poll(() => progress.getAttribute('data-total'), { timeout: 30_000 }).toBe('8');
     await expect.poll(() => progress.getAttribute('data-ended'), { timeout: 400_000, interval: 500 }).toBe('8');
     expect(await progress.getAttribute('data-done')).toBe('8');
 
@@ -79,7 +80,7 @@ describe('sweeps and paper tables in the browser', () => {
 
     // Every grid point is one row of n = 2 whose loss is the mean ± sample std of its two runs' final loss.
     const rows = page.getByTestId('sweep-results').locator('tbody tr');
-    await expect.poll(() => rows.count()).toBe(4);
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(4);
     const byId = new Map(sweep.runs.map((run) => [run.id, run]));
     for (let i = 0; i < 4; i++) {
       const row = rows.nth(i);
@@ -93,7 +94,48 @@ describe('sweeps and paper tables in the browser', () => {
       expect(await row.locator('td[data-column="summary.loss"]').textContent()).toBe(`${sig(mean)} ± ${sig(std)}`);
       expect(await row.locator('td').nth(1).textContent()).toBe('2');
     }
+
+    // Parallel coordinates: brushing the upper half of the lambda axis (log scale, 1e-5 at the bottom,
+    // 1e-3 at the top) selects the four lambda = 1e-3 runs.
+    const parallel = page.getByTestId('parallel-chart');
+    await expect.poll(() => parallel.getAttribute('data-selected'), { timeout: 30_000 }).toBe('8');
+    const box = await parallel.boundingBox();
+    if (!box) throw new Error('the parallel-coordinates chart is not laid out');
+    const x = box.x + Number(await parallel.getAttribute('data-left'));
+    await page.mouse.move(x, box.y + 44);
+    await page.mouse.down();
+    await page.mouse.move(x, box.y + 50 + (box.height - 80) / 2 - 10, { steps: 8 });
+    await page.mouse.up();
+    await expect.poll(() => parallel.getAttribute('data-selected'), { timeout: 30_000 }).toBe('4');
+    expect(await page.getByTestId('brushed-count').textContent()).toBe('4 selected');
+    const brushedIds = await page
+      .getByTestId('sweep-runs')
+      .locator('tr.brushed')
+      .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run-id')));
+    expect(brushedIds).toHaveLength(4);
+    for (const id of brushedIds) {
+      expect((byId.get(id ?? '')?.config as { mi: { lambda: number } }).mi.lambda).toBe(1e-3);
+    }
     await page.screenshot({ path: screenshotPath('sweep-page'), fullPage: true });
+
+    // Compare all eight runs grouped by seed: one line and one mean ± std band per grid point.
+    await page.getByTestId('sweep-compare').click();
+    await page.waitForURL(/#\/compare\?runs=/);
+    const loss = page.getByTestId('compare-chart-loss');
+    await expect.poll(() => loss.getAttribute('data-series'), { timeout: 60_000 }).toBe('8');
+    await page.getByTestId('compare-group-seeds').check();
+    await expect.poll(() => loss.getAttribute('data-series'), { timeout: 30_000 }).toBe('4');
+    await expect.poll(() => loss.getAttribute('data-bands'), { timeout: 30_000 }).toBe('4');
+    await page.screenshot({ path: screenshotPath('grouped-compare'), fullPage: true });
+    await page.getByTestId('compare-group-seeds').uncheck();
+
+    // The sweep is listed under Sweeps and links back to its page.
+    await page.getByTestId('nav-sweeps').click();
+    const listed = page.getByTestId('sweep-row');
+    await expect.poll(() => listed.count(), { timeout: 30_000 }).toBe(1);
+    expect(await listed.textContent()).toContain('lambda x steps');
+    await listed.getByRole('link').click();
+    await page.waitForURL(new RegExp(`#/sweeps/${experimentId}$`));
   }, 600_000);
 
   it('builds a grouped paper table of two seeds whose Markdown and LaTeX numbers equal the stored evaluations', async () => {
@@ -136,6 +178,7 @@ describe('sweeps and paper tables in the browser', () => {
       );
     }
     for (const run of evaluations) await app.waitDone(run.id, 300_000);
+    finetuned = finetunes;
     const reports = await Promise.all(
       evaluations.map(async (run) => {
         const stored = await app.call<Evaluation[]>('evaluations.list', { runId: run.id });
@@ -161,7 +204,7 @@ describe('sweeps and paper tables in the browser', () => {
     await page.getByTestId('table-column-autoattack').uncheck();
     await page.getByTestId('table-column-robust').uncheck();
     const text = page.getByTestId('table-text');
-    await expect.poll(() => text.textContent()).toContain('| Run | n | Natural | PGD-20 |');
+    await expect.poll(() => text.textContent(), { timeout: 30_000 }).toContain('| Run | n | Natural | PGD-20 |');
     const markdown = (await text.textContent()) ?? '';
     const row = markdown.trim().split('\n')[2] ?? '';
     expect(row).toBe(
@@ -169,7 +212,7 @@ describe('sweeps and paper tables in the browser', () => {
     );
 
     await page.getByTestId('table-format-latex').click();
-    await expect.poll(() => text.getAttribute('data-format')).toBe('latex');
+    await expect.poll(() => text.getAttribute('data-format'), { timeout: 30_000 }).toBe('latex');
     const latex = (await text.textContent()) ?? '';
     expect(latex).toContain(`& 2 & ${naturalMean} $\\pm$ ${naturalStd} & ${pgdMean} $\\pm$ ${pgdStd} \\\\`);
     await page.screenshot({ path: screenshotPath('paper-table-dialog') });
@@ -178,6 +221,78 @@ describe('sweeps and paper tables in the browser', () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('table-download').click()]);
     expect(download.suggestedFilename()).toBe('mimir-table.tex');
     expect(readFileSync((await download.path()) ?? '', 'utf8')).toBe(latex);
-    expect(app.problems).toEqual([]);
   }, 600_000);
+
+  it('fits the runs table in 1280 px with chosen columns (remembered), a structured filter and bulk tagging', async () => {
+    page = await app.openPage('#/runs', { width: 1280, height: 800 });
+    const rows = page.getByTestId('run-row');
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(1 + 8 + 2 + 2);
+    /** How far the page and the table's box are wider than what shows (0: no horizontal overflow). */
+    interface Box {
+      scrollWidth: number;
+      clientWidth: number;
+    }
+    const excess = (box: unknown) => (box as Box).scrollWidth - (box as Box).clientWidth;
+    const overflow = async () => ({
+      page: await page.locator('html').evaluate(excess),
+      table: await page.locator('.table-wrap').evaluate(excess),
+    });
+    expect(await overflow()).toEqual({ page: 0, table: 0 });
+
+    // Natural and worst-case accuracy of the latest evaluation are columns; a fine-tuning shows its evaluation's.
+    const [ft] = finetuned;
+    if (!ft) throw new Error('no fine-tuning run');
+    const stored = await app.call<Evaluation[]>('evaluations.list', { modelRunId: ft.id });
+    const report = stored.at(-1)?.results as EvaluationReport;
+    const cell = page.locator(`tr[data-run-id="${ft.id}"]`).getByTestId('figure-natural');
+    await expect
+      .poll(() => cell.textContent(), { timeout: 30_000 })
+      .toBe(`${(report.naturalAccuracy * 100).toFixed(1)}%`);
+
+    // Choose columns: hide Model, show Dataset; the choice survives a reload.
+    await page.getByTestId('runs-columns').locator('summary').click();
+    await page.getByTestId('runs-column-model').uncheck();
+    await page.getByTestId('runs-column-dataset').check();
+    const headers = () => page.getByTestId('runs-table').locator('thead th').allTextContents();
+    expect((await headers()).map((h) => h.trim())).toContain('Dataset');
+    await page.reload();
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(13);
+    const after = (await headers()).map((h) => h.replace(/[▲▼]/g, '').trim());
+    expect(after).toContain('Dataset');
+    expect(after).not.toContain('Model');
+    expect(await overflow()).toEqual({ page: 0, table: 0 });
+
+    // A structured filter: MIMIR runs with lambda below 1e-4 and 2 attack steps are the two seeds of one grid point.
+    await page.getByTestId('runs-search').fill('mode=mimir lambda<1e-4 steps=2');
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(2);
+    const expected = sweep.runs
+      .filter((run) => {
+        const c = run.config as { mi: { lambda: number }; attack: { steps: number } };
+        return c.mi.lambda < 1e-4 && c.attack.steps === 2;
+      })
+      .map((run) => run.id)
+      .sort();
+    const shownIds = async () =>
+      (await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run-id')))).sort();
+    expect(await shownIds()).toEqual(expected);
+    await page.screenshot({ path: screenshotPath('runs-table-1280'), fullPage: true });
+    // A bad term says what is wrong.
+    await page.getByTestId('runs-search').fill('robust>high');
+    await expect
+      .poll(() => page.getByTestId('runs-query-errors').textContent(), { timeout: 30_000 })
+      .toContain('> compares numbers; "high" is not one');
+
+    // Bulk tag the two filtered runs.
+    await page.getByTestId('runs-search').fill('mode=mimir lambda<1e-4 steps=2');
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(2);
+    for (const id of expected) await page.locator(`tr[data-run-id="${id}"] input[type="checkbox"]`).check();
+    await page.getByTestId('bulk-tag-input').fill('ablation');
+    await page.getByTestId('bulk-tag').click();
+    for (const id of expected) {
+      await expect
+        .poll(async () => (await app.call<Run>('runs.get', { id })).tags, { timeout: 30_000 })
+        .toEqual(['ablation']);
+    }
+    expect(app.problems).toEqual([]);
+  }, 300_000);
 });

@@ -3,7 +3,7 @@ import { JobKind } from '../../shared/engine-protocol';
 
 /**
  * A small hash router: `#/runs`, `#/runs/<id>`, `#/new` (`?kind=`, `?preset=<id>`, `?from=<run id>` to
- * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`), `#/compare?runs=a,b`, `#/sweeps/<experiment id>`,
+ * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`), `#/compare?runs=a,b`, `#/sweeps`, `#/sweeps/<experiment id>`,
  * `#/datasets`, `#/checkpoints`, `#/compute`. Hash routes work the same from Electron's file:// page and
  * from the web server.
  */
@@ -19,6 +19,7 @@ export type Route =
       checkpoint?: string | null;
     }
   | { name: 'compare'; ids: string[] }
+  | { name: 'sweeps' }
   | { name: 'sweep'; experimentId: number }
   | { name: 'datasets' }
   | { name: 'checkpoints' }
@@ -43,6 +44,7 @@ export function parseRoute(hash: string): Route {
   if (segments[0] === 'sweeps' && segments[1] && /^\d+$/.test(segments[1])) {
     return { name: 'sweep', experimentId: Number(segments[1]) };
   }
+  if (segments[0] === 'sweeps') return { name: 'sweeps' };
   if (segments[0] === 'compare') {
     const ids = (query.get('runs') ?? '').split(',').filter(Boolean);
     return { name: 'compare', ids };
@@ -65,6 +67,8 @@ export function routeHref(route: Route): string {
       return '#/datasets';
     case 'checkpoints':
       return '#/checkpoints';
+    case 'sweeps':
+      return '#/sweeps';
     case 'sweep':
       return `#/sweeps/${route.experimentId}`;
     case 'compare':
