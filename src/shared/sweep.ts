@@ -35,6 +35,11 @@ export const SweepSpec = z
     seeds: z.array(Seed).min(1, 'give at least one seed').default([0]),
     /** The run every run of the sweep starts from (a fine-tuning's pre-training, an evaluation's model). */
     parentRunId: z.string().min(1).nullable().default(null),
+    /**
+     * Runs to start from, each in turn (fine-tune or evaluate a whole sweep): every grid point once per
+     * run, from that run's checkpoint folder and with that run's seed (`seeds` is then not used).
+     */
+    fromRuns: z.array(z.string().min(1)).default([]),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();
@@ -47,6 +52,12 @@ export const SweepSpec = z
       }
       seen.add(axis.path);
     });
+    if (spec.fromRuns.length > 0 && spec.kind === 'pretrain') {
+      ctx.addIssue({ code: 'custom', path: ['fromRuns'], message: 'a pre-training starts from no run' });
+    }
+    if (spec.fromRuns.length > 0 && spec.parentRunId !== null) {
+      ctx.addIssue({ code: 'custom', path: ['fromRuns'], message: 'give fromRuns or parentRunId, not both' });
+    }
     if (new Set(spec.seeds).size !== spec.seeds.length) {
       ctx.addIssue({ code: 'custom', path: ['seeds'], message: 'a seed is listed twice' });
     }
@@ -61,6 +72,23 @@ export interface SweepRun {
   assignment: Record<string, GridValue>;
   seed: number;
   config: Record<string, unknown>;
+  /** The run it starts from (fromRuns), else null. */
+  parentRunId: string | null;
+}
+
+/** A run a sweep starts from (`fromRuns`), as the expansion needs it. */
+export interface SweepParent {
+  id: string;
+  name: string;
+  outDir: string;
+  seed: number;
+}
+
+/** A config that starts from `folder`: a fine-tuning's source, an evaluation's or landscape's checkpoint. */
+function startingFrom(kind: JobKind, config: unknown, folder: string): unknown {
+  return kind === 'finetune'
+    ? setAt(config, ['source'], { kind: 'pretrained', checkpoint: folder })
+    : setAt(config, ['checkpoint'], folder);
 }
 
 export type SweepExpansion = { ok: true; runs: SweepRun[] } | { ok: false; issues: string[] };
@@ -148,10 +176,23 @@ export function sweepRunName(sweepName: string, assignment: Record<string, GridV
  * The runs of a sweep, each config validated by its kind's schema, or every problem found: unknown
  * paths, values the field does not take, combinations the schema refuses, too many runs.
  */
-export function expandSweep(input: SweepSpecInput): SweepExpansion {
+export function expandSweep(input: SweepSpecInput, parents: readonly SweepParent[] = []): SweepExpansion {
   const parsedSpec = SweepSpec.safeParse(input);
   if (!parsedSpec.success) return { ok: false, issues: parsedSpec.error.issues.map(issueText) };
   const spec = parsedSpec.data;
+  const byId = new Map(parents.map((parent) => [parent.id, parent]));
+  const missing = spec.fromRuns.filter((id) => !byId.has(id));
+  if (missing.length > 0) {
+    return { ok: false, issues: [`fromRuns: no finished run with a folder: ${missing.join(', ')}.`] };
+  }
+  // Each run starts from a parent with the parent's seed, or from the spec's base once per seed.
+  const starts: { seed: number; parent: SweepParent | null }[] =
+    spec.fromRuns.length > 0
+      ? spec.fromRuns.map((id) => {
+          const parent = byId.get(id) as SweepParent;
+          return { seed: parent.seed, parent };
+        })
+      : spec.seeds.map((seed) => ({ seed, parent: null }));
   const base = parseRunConfig(spec.kind, spec.base);
   if (!base.ok) return { ok: false, issues: base.issues.map((issue) => `base config: ${issue}`) };
 
@@ -176,7 +217,7 @@ export function expandSweep(input: SweepSpecInput): SweepExpansion {
   if (issues.length > 0) return { ok: false, issues };
 
   const combos = crossProduct(spec.grid);
-  const total = combos.length * spec.seeds.length;
+  const total = combos.length * starts.length;
   if (total > MAX_SWEEP_RUNS) {
     return {
       ok: false,
@@ -185,8 +226,8 @@ export function expandSweep(input: SweepSpecInput): SweepExpansion {
   }
   const runs: SweepRun[] = [];
   for (const assignment of combos) {
-    for (const seed of spec.seeds) {
-      let config: unknown = spec.base;
+    for (const { seed, parent } of starts) {
+      let config: unknown = parent ? startingFrom(spec.kind, spec.base, parent.outDir) : spec.base;
       for (const [path, value] of Object.entries(assignment)) config = setAt(config, path.split('.'), value);
       config = setAt(config, [SEED_PATH], seed);
       const parsed = parseRunConfig(spec.kind, config);
@@ -199,10 +240,13 @@ export function expandSweep(input: SweepSpecInput): SweepExpansion {
       }
       runs.push({
         index: runs.length,
-        name: sweepRunName(spec.name, assignment, seed),
+        name: parent
+          ? [spec.name, ...Object.entries(assignment).map(([p, v]) => `${p}=${String(v)}`), parent.name].join(' · ')
+          : sweepRunName(spec.name, assignment, seed),
         assignment,
         seed,
         config: parsed.config,
+        parentRunId: parent?.id ?? spec.parentRunId,
       });
     }
   }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Sweep, SweepSpec, expandSweep, type SweepSpecInput } from '../shared/sweep';
+import { Sweep, SweepSpec, expandSweep, type SweepParent, type SweepSpecInput } from '../shared/sweep';
 import type { Run } from '../shared/store-types';
 import { StoreError } from './errors';
 import { newRunId, type RunStore } from './run-store';
@@ -34,9 +34,14 @@ export function createSweep(
   runsDir: string,
   now: () => number = Date.now,
 ): { sweep: Sweep; runs: Run[] } {
-  const expansion = expandSweep(input);
+  const parsed = SweepSpec.safeParse(input);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new StoreError('invalid-input', `The sweep is refused:\n${issues.join('\n')}`);
+  }
+  const spec = parsed.data;
+  const expansion = expandSweep(spec, sweepParents(store, spec.fromRuns));
   if (!expansion.ok) throw new StoreError('invalid-input', `The sweep is refused:\n${expansion.issues.join('\n')}`);
-  const spec = SweepSpec.parse(input);
   const create = store.db.transaction(() => {
     const experiment = store.createExperiment({
       name: spec.name,
@@ -53,13 +58,32 @@ export function createSweep(
         name: planned.name,
         kind: spec.kind,
         config: planned.config,
-        parentRunId: spec.parentRunId,
+        parentRunId: planned.parentRunId,
         outDir: path.join(runsDir, id),
       });
     });
     return { sweep: requireSweep(store, experiment.id), runs };
   });
   return create.immediate();
+}
+
+/** The runs a sweep starts from: each must exist, be done and have its folder. */
+function sweepParents(store: RunStore, ids: readonly string[]): SweepParent[] {
+  return ids.map((id) => {
+    const run = store.getRun(id);
+    if (!run) throw new StoreError('not-found', `The sweep starts from run ${id}, which is not in the store.`);
+    if (run.status !== 'done') {
+      throw new StoreError(
+        'invalid-input',
+        `The sweep starts from run "${run.name}" (${id}), which is ${run.status}: only finished runs have a final checkpoint.`,
+      );
+    }
+    if (!run.outDir) {
+      throw new StoreError('invalid-input', `The sweep starts from run "${run.name}" (${id}), which has no folder.`);
+    }
+    const seed = typeof run.config.seed === 'number' ? run.config.seed : 0;
+    return { id: run.id, name: run.name, outDir: run.outDir, seed };
+  });
 }
 
 const SELECT = 'SELECT s.*, e.name AS name FROM sweeps s JOIN experiments e ON e.id = s.experiment_id';

@@ -1,5 +1,6 @@
 import type { Run } from '../../src/shared/store-types';
-import type { RunStore } from '../../src/store/run-store';
+import path from 'node:path';
+import { newRunId, type RunStore } from '../../src/store/run-store';
 import { storedReport } from './evaluation-report';
 
 /** Figures of one fine-tuning's evaluation: natural, PGD-20, AutoAttack, worst case. */
@@ -13,14 +14,18 @@ export interface Figures {
 /**
  * A store holding two seed groups as the paper's Table II has them: MIMIR pre-trainings (lambda
  * 1e-5, three seeds; lambda 1e-3, two seeds), a PGD-AT fine-tuning of each, and an evaluation of
- * each fine-tuning with the given figures. Returns the fine-tuning runs in creation order.
+ * each fine-tuning with the given figures. Returns the fine-tuning runs in creation order. With
+ * `runsDir`, the pre-trainings have their folders there.
  */
-export function seedTableStore(store: RunStore, figures: Figures[]): Run[] {
+export function seedTableStore(store: RunStore, figures: Figures[], runsDir: string | null = null): Run[] {
   const lambdas = [1e-5, 1e-5, 1e-5, 1e-3, 1e-3];
   const seeds = [0, 1, 2, 0, 1];
   if (figures.length !== lambdas.length) throw new Error(`give ${lambdas.length} figures`);
   return figures.map((f, i) => {
+    const id = newRunId();
     const pretrain = store.createRun({
+      id,
+      outDir: runsDir === null ? null : path.join(runsDir, id),
       name: `mimir lambda ${lambdas[i]} · seed ${seeds[i]}`,
       kind: 'pretrain',
       config: { mode: 'mimir', epochs: 800, mi: { lambda: lambdas[i] }, seed: seeds[i] },

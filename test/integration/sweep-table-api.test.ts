@@ -32,7 +32,7 @@ let finetunes: string[];
 
 beforeAll(() => {
   const store = RunStore.open(path.join(dataDir, 'mimir.db'));
-  finetunes = seedTableStore(store, FIGURES).map((run) => run.id);
+  finetunes = seedTableStore(store, FIGURES, path.join(dataDir, 'runs')).map((run) => run.id);
   for (const run of store.listRuns({})) {
     store.updateRunStatus(run.id, 'running');
     store.updateRunStatus(run.id, 'done');
@@ -69,6 +69,31 @@ describe('sweeps through the app API', () => {
     const got = await call('sweeps.get', { experimentId: sweep.experimentId });
     expect(got.runs.map((r) => r.id)).toEqual(runs.map((r) => r.id));
     expect((await call('sweeps.list', {})).map((s) => s.name)).toEqual(['api sweep']);
+  });
+
+  it("fine-tunes every run of a list in one sweep, each from its run's folder with its seed", async () => {
+    const store = await call('runs.list', { kind: 'pretrain', status: 'done' });
+    const parents = store.filter((run) => run.name.startsWith('mimir lambda')).slice(0, 2);
+    const { runs } = await call('sweeps.create', {
+      name: 'fine-tune them',
+      kind: 'finetune',
+      base: { method: 'pgd-at', source: { kind: 'pretrained', checkpoint: '/x' }, epochs: 1, batchSize: 8 },
+      fromRuns: parents.map((run) => run.id),
+    });
+    expect(
+      runs.map((run) => [run.parentRunId, (run.config.source as { checkpoint: string }).checkpoint, run.config.seed]),
+    ).toEqual(parents.map((parent) => [parent.id, path.join(dataDir, 'runs', parent.id), parent.config.seed]));
+    // A run that has not finished has no final checkpoint to start from.
+    const queued = (await call('runs.list', { status: 'queued' }))[0];
+    if (!queued) throw new Error('expected a queued run');
+    await expect(
+      call('sweeps.create', {
+        name: 'too early',
+        kind: 'finetune',
+        base: { source: { kind: 'pretrained', checkpoint: '/x' } },
+        fromRuns: [queued.id],
+      }),
+    ).rejects.toMatchObject({ code: 'invalid-input', message: expect.stringContaining('which is queued') });
   });
 
   it('sweeps.create refuses a bad grid with every reason, as invalid input', async () => {

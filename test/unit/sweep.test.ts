@@ -118,3 +118,65 @@ describe('grid and seed arguments', () => {
     expect(() => parseSeedsArg('-1')).toThrow('whole numbers >= 0');
   });
 });
+
+describe('a sweep that starts from runs (fine-tune or evaluate a whole sweep)', () => {
+  const FINETUNE = {
+    method: 'pgd-at',
+    source: { kind: 'pretrained', checkpoint: '/runs/first' },
+    epochs: 1,
+    batchSize: 8,
+  };
+  const parents = [
+    { id: 'p0', name: 'mimir · seed 0', outDir: '/runs/p0', seed: 0 },
+    { id: 'p1', name: 'mimir · seed 1', outDir: '/runs/p1', seed: 1 },
+  ];
+
+  it("runs every grid point from each run's folder with that run's seed", () => {
+    const expansion = expandSweep(
+      {
+        name: 'ft',
+        kind: 'finetune',
+        base: FINETUNE,
+        grid: [{ path: 'epochs', values: [1, 2] }],
+        fromRuns: ['p0', 'p1'],
+      },
+      parents,
+    );
+    if (!expansion.ok) throw new Error(expansion.issues.join('\n'));
+    expect(
+      expansion.runs.map((r) => [
+        r.name,
+        r.parentRunId,
+        r.seed,
+        (r.config.source as { checkpoint: string }).checkpoint,
+        r.config.epochs,
+      ]),
+    ).toEqual([
+      ['ft · epochs=1 · mimir · seed 0', 'p0', 0, '/runs/p0', 1],
+      ['ft · epochs=1 · mimir · seed 1', 'p1', 1, '/runs/p1', 1],
+      ['ft · epochs=2 · mimir · seed 0', 'p0', 0, '/runs/p0', 2],
+      ['ft · epochs=2 · mimir · seed 1', 'p1', 1, '/runs/p1', 2],
+    ]);
+    expect(expansion.runs.every((r) => r.config.seed === r.seed)).toBe(true);
+  });
+
+  it('evaluations take the run folder as their checkpoint; unknown runs and pre-trainings are refused', () => {
+    const evaluation = {
+      checkpoint: '/runs/x',
+      dataset: { kind: 'builtin', split: 'test' },
+      examples: { count: 8 },
+      attacks: [{ attack: 'natural' }],
+    };
+    const expansion = expandSweep({ name: 'ev', kind: 'evaluate', base: evaluation, fromRuns: ['p1'] }, parents);
+    if (!expansion.ok) throw new Error(expansion.issues.join('\n'));
+    expect(expansion.runs.map((r) => [r.config.checkpoint, r.config.seed, r.parentRunId])).toEqual([
+      ['/runs/p1', 1, 'p1'],
+    ]);
+    expect(
+      issuesOf(expandSweep({ name: 'ev', kind: 'evaluate', base: evaluation, fromRuns: ['p9'] }, parents)),
+    ).toEqual(['fromRuns: no finished run with a folder: p9.']);
+    expect(issuesOf(expandSweep({ name: 'pt', base: BASE, fromRuns: ['p0'] }, parents))).toEqual([
+      'fromRuns: a pre-training starts from no run',
+    ]);
+  });
+});

@@ -3,7 +3,7 @@ import { JobKind } from '../../shared/engine-protocol';
 
 /**
  * A small hash router: `#/runs`, `#/runs/<id>`, `#/new` (`?kind=`, `?preset=<id>`, `?from=<run id>` to
- * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`), `#/compare?runs=a,b`, `#/sweeps`, `#/sweeps/<experiment id>`,
+ * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`, `?sweep=<id>` to start a sweep from a sweep's runs), `#/compare?runs=a,b`, `#/sweeps`, `#/sweeps/<experiment id>`,
  * `#/datasets`, `#/checkpoints`, `#/compute`. Hash routes work the same from Electron's file:// page and
  * from the web server.
  */
@@ -17,6 +17,8 @@ export type Route =
       from: string | null;
       parent?: string | null;
       checkpoint?: string | null;
+      /** A sweep whose finished runs a sweep of this kind starts from (fine-tune or evaluate it all). */
+      sweepFrom?: number | null;
     }
   | { name: 'compare'; ids: string[] }
   | { name: 'sweeps' }
@@ -39,6 +41,7 @@ export function parseRoute(hash: string): Route {
       from: query.get('from'),
       parent: query.get('parent'),
       checkpoint: query.get('checkpoint'),
+      sweepFrom: /^\d+$/.test(query.get('sweep') ?? '') ? Number(query.get('sweep')) : null,
     };
   }
   if (segments[0] === 'sweeps' && segments[1] && /^\d+$/.test(segments[1])) {
@@ -80,6 +83,7 @@ export function routeHref(route: Route): string {
       if (route.from) query.set('from', route.from);
       if (route.parent) query.set('parent', route.parent);
       if (route.checkpoint) query.set('checkpoint', route.checkpoint);
+      if (route.sweepFrom) query.set('sweep', String(route.sweepFrom));
       const text = query.toString();
       return `#/new${text ? `?${text}` : ''}`;
     }
