@@ -160,7 +160,10 @@ function labelConfig(input: TableRunInput): Record<string, unknown> {
     const { checkpoint: _path, ...rest } = source as Record<string, unknown>;
     out.source = rest;
   }
-  if (input.pretrain && input.pretrain.id !== input.model.id) out.pretrain = input.pretrain.config;
+  if (input.pretrain && input.pretrain.id !== input.model.id) {
+    const { seed: _seed, ...pretrain } = input.pretrain.config;
+    out.pretrain = pretrain;
+  }
   return out;
 }
 

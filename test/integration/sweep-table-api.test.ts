@@ -148,6 +148,12 @@ describe('tables.build', () => {
     expect(figures['no-such-run']).toBeNull();
   });
 
+  it("labels groups by what differs between them, not by their first members' pre-training seeds", async () => {
+    const reordered = [finetunes[0], finetunes[1], finetunes[2], finetunes[4], finetunes[3]];
+    const built = await call('tables.build', { runIds: reordered, columns: ['natural'], group: true });
+    expect(built.table.rows.map((r) => r.label)).toEqual(['pretrain.mi.lambda=0.00001', 'pretrain.mi.lambda=0.001']);
+  });
+
   it('refuses an unknown column as invalid input', async () => {
     await expect(call('tables.build', { runIds: finetunes, columns: ['natral'] })).rejects.toMatchObject({
       code: 'invalid-input',
