@@ -10,8 +10,9 @@ import { microPretrain, WebApp } from '../helpers/web-app';
 
 /**
  * The research workflow in Chromium against the real server and engine: a 2 x 2 sweep with 2 seeds
- * started from the new-run form, its page's progress and per-grid-point mean ± std, then a paper table
- * of two seeds' fine-tunings whose Markdown and LaTeX numbers equal their stored evaluations.
+ * started from the new-run form, its page's progress, per-grid-point mean ± std and parallel coordinates,
+ * a grouped Compare; the whole sweep fine-tuned in one action and a grouped paper table whose Markdown
+ * and LaTeX numbers equal the stored evaluations; the runs table at 1280 px.
  */
 
 const app = new WebApp();
@@ -138,30 +139,39 @@ describe('sweeps and paper tables in the browser', () => {
     await page.waitForURL(new RegExp(`#/sweeps/${experimentId}$`));
   }, 600_000);
 
-  it('builds a grouped paper table of two seeds whose Markdown and LaTeX numbers equal the stored evaluations', async () => {
-    const point = sweep.runs.filter((run) => {
-      const c = run.config as { mi: { lambda: number }; attack: { steps: number } };
-      return c.mi.lambda === 1e-5 && c.attack.steps === 1;
-    });
-    expect(point).toHaveLength(2);
-    const finetunes: Run[] = [];
+  it('fine-tunes the whole sweep in one action; its grouped paper table equals the stored evaluations', async () => {
+    // From the sweep page: one fine-tuning set up in the form, queued from each of the 8 finished runs.
+    await page.getByTestId('sweep-follow-up').click();
+    await page.waitForURL(/#\/new\?kind=finetune/);
+    await page.getByTestId('sweep-from-note').waitFor();
+    await page.getByTestId('field-epochs').fill('1');
+    await page.getByTestId('field-batchSize').fill('32');
+    await page.getByTestId('field-heldOut.size').fill('0');
+    await page.getByTestId('form-valid').waitFor();
+    await page.getByTestId('start-sweep').click();
+    await expect
+      .poll(() => page.getByTestId('sweep-from').textContent(), { timeout: 30_000 })
+      .toContain('each of the 8 finished runs of “lambda x steps”');
+    await page.getByTestId('sweep-name').fill('ft all');
+    await expect.poll(() => page.getByTestId('sweep-count').textContent(), { timeout: 30_000 }).toBe('8 runs');
+    await page.getByTestId('sweep-queue').click();
+    await page.waitForURL(/#\/sweeps\/\d+$/);
+    const experimentId = Number(/#\/sweeps\/(\d+)$/.exec(page.url())?.[1]);
+    const progress = page.getByTestId('sweep-progress');
+    await expect.poll(() => progress.getAttribute('data-ended'), { timeout: 400_000, interval: 500 }).toBe('8');
+    expect(await progress.getAttribute('data-done')).toBe('8');
+    const finetunes = (await app.call<{ runs: Run[] }>('sweeps.get', { experimentId })).runs;
+    const parents = new Map(sweep.runs.map((run) => [run.id, run]));
+    for (const run of finetunes) {
+      const parent = parents.get(run.parentRunId ?? '');
+      expect(parent, run.name).toBeDefined();
+      expect(run.config).toMatchObject({ seed: (parent?.config as { seed: number }).seed, epochs: 1 });
+      expect((run.config.source as { checkpoint: string }).checkpoint).toBe(app.runDir(parent?.id ?? ''));
+    }
+
+    // Evaluate each fine-tuning (natural and PGD-20 on 16 test images).
     const evaluations: Run[] = [];
-    for (const parent of point) {
-      const finetune = await app.createRun(
-        'finetune',
-        `ft of ${parent.name}`,
-        {
-          method: 'pgd-at',
-          source: { kind: 'pretrained', checkpoint: app.runDir(parent.id) },
-          dataset: { kind: 'builtin', size: 64, imageSize: 16 },
-          epochs: 1,
-          batchSize: 32,
-          heldOut: { size: 0 },
-          seed: (parent.config as { seed: number }).seed,
-        },
-        parent.id,
-      );
-      finetunes.push(finetune);
+    for (const finetune of finetunes) {
       evaluations.push(
         await app.createRun(
           'evaluate',
@@ -178,55 +188,60 @@ describe('sweeps and paper tables in the browser', () => {
       );
     }
     for (const run of evaluations) await app.waitDone(run.id, 300_000);
+    const reportOf = async (run: Run) =>
+      (await app.call<Evaluation[]>('evaluations.list', { runId: run.id })).at(-1)?.results as EvaluationReport;
+    const reports = await Promise.all(evaluations.map(reportOf));
     finetuned = finetunes;
-    const reports = await Promise.all(
-      evaluations.map(async (run) => {
-        const stored = await app.call<Evaluation[]>('evaluations.list', { runId: run.id });
-        return stored.at(-1)?.results as EvaluationReport;
-      }),
-    );
+
+    // Expected rows: one per pre-training grid point, mean ± sample std over its two seeds.
     const pct = (values: number[]) => {
       const { mean, std } = reference(values);
-      return [(mean * 100).toFixed(2), (std * 100).toFixed(2)];
+      return `${(mean * 100).toFixed(2)} ± ${(std * 100).toFixed(2)}`;
     };
-    const [naturalMean, naturalStd] = pct(reports.map((r) => r.naturalAccuracy));
-    const [pgdMean, pgdStd] = pct(
-      reports.map((r) => r.attacks.find((a) => a.key === 'pgd20')?.robustAccuracy ?? Number.NaN),
+    const expectedRows = [1e-5, 1e-3].flatMap((lambda) =>
+      [1, 2].map((steps) => {
+        const members = finetunes.flatMap((run, i) => {
+          const c = parents.get(run.parentRunId ?? '')?.config as { mi: { lambda: number }; attack: { steps: number } };
+          return c.mi.lambda === lambda && c.attack.steps === steps ? [reports[i] as EvaluationReport] : [];
+        });
+        expect(members).toHaveLength(2);
+        const natural = pct(members.map((r) => r.naturalAccuracy));
+        const pgd = pct(members.map((r) => r.attacks.find((a) => a.key === 'pgd20')?.robustAccuracy ?? Number.NaN));
+        return { label: `pretrain.attack.steps=${steps} pretrain.mi.lambda=${String(lambda)}`, natural, pgd };
+      }),
     );
 
-    page = await app.openPage('#/runs');
-    for (const run of finetunes) {
-      await page.locator(`tr[data-run-id="${run.id}"] input[type="checkbox"]`).check();
-    }
-    await page.getByTestId('paper-table-selected').click();
-    const dialog = page.getByTestId('paper-table-dialog');
-    await dialog.waitFor();
+    await page.getByTestId('sweep-paper-table').click();
+    await page.getByTestId('paper-table-dialog').waitFor();
     await page.getByTestId('table-column-autoattack').uncheck();
     await page.getByTestId('table-column-robust').uncheck();
     const text = page.getByTestId('table-text');
     await expect.poll(() => text.textContent(), { timeout: 30_000 }).toContain('| Run | n | Natural | PGD-20 |');
-    const markdown = (await text.textContent()) ?? '';
-    const row = markdown.trim().split('\n')[2] ?? '';
-    expect(row).toBe(
-      `| ft of lambda x steps · mi.lambda=0.00001 attack.steps=1 | 2 | ${naturalMean} ± ${naturalStd} | ${pgdMean} ± ${pgdStd} |`,
+    const markdown = ((await text.textContent()) ?? '').trim().split('\n');
+    expect(markdown).toHaveLength(2 + 4);
+    expect([...markdown.slice(2)].sort()).toEqual(
+      expectedRows.map((row) => `| ${row.label} | 2 | ${row.natural} | ${row.pgd} |`).sort(),
     );
 
     await page.getByTestId('table-format-latex').click();
     await expect.poll(() => text.getAttribute('data-format'), { timeout: 30_000 }).toBe('latex');
     const latex = (await text.textContent()) ?? '';
-    expect(latex).toContain(`& 2 & ${naturalMean} $\\pm$ ${naturalStd} & ${pgdMean} $\\pm$ ${pgdStd} \\\\`);
+    const tex = (cell: string) => cell.replace('±', '$\\pm$');
+    for (const row of expectedRows) {
+      expect(latex).toContain(`${row.label} & 2 & ${tex(row.natural)} & ${tex(row.pgd)} \\\\`);
+    }
     await page.screenshot({ path: screenshotPath('paper-table-dialog') });
 
     // Web mode hands the file to the browser as a download.
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('table-download').click()]);
     expect(download.suggestedFilename()).toBe('mimir-table.tex');
     expect(readFileSync((await download.path()) ?? '', 'utf8')).toBe(latex);
-  }, 600_000);
+  }, 900_000);
 
   it('fits the runs table in 1280 px with chosen columns (remembered), a structured filter and bulk tagging', async () => {
     page = await app.openPage('#/runs', { width: 1280, height: 800 });
     const rows = page.getByTestId('run-row');
-    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(1 + 8 + 2 + 2);
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(1 + 8 + 8 + 8);
     /** How far the page and the table's box are wider than what shows (0: no horizontal overflow). */
     interface Box {
       scrollWidth: number;
@@ -256,7 +271,7 @@ describe('sweeps and paper tables in the browser', () => {
     const headers = () => page.getByTestId('runs-table').locator('thead th').allTextContents();
     expect((await headers()).map((h) => h.trim())).toContain('Dataset');
     await page.reload();
-    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(13);
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(25);
     const after = (await headers()).map((h) => h.replace(/[▲▼]/g, '').trim());
     expect(after).toContain('Dataset');
     expect(after).not.toContain('Model');
