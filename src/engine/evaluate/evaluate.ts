@@ -41,7 +41,7 @@ import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
 import { writePngStrip } from '../io/png';
 import { mutualInformation } from '../mi/mutual-information';
-import { Rng } from '../rng';
+import { distinctSample } from '../rng';
 import { EvaluatedClassifier } from './model';
 import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
 import { AttackTally } from './tally';
@@ -88,14 +88,7 @@ export function selectExamples(
   }
   const n = Math.min(count, length);
   if (pick === 'first') return Array.from({ length: n }, (_, i) => i);
-  const rng = new Rng(seed);
-  // Floyd's algorithm: n distinct draws without materialising the whole index range.
-  const chosen = new Set<number>();
-  for (let j = length - n; j < length; j++) {
-    const t = rng.int(j + 1);
-    chosen.add(chosen.has(t) ? j : t);
-  }
-  return [...chosen].sort((a, b) => a - b);
+  return distinctSample(length, n, seed);
 }
 
 const fileKey = (key: string) => key.replace(/[^a-z0-9-]+/gi, '-');

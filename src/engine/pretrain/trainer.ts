@@ -7,6 +7,7 @@ import { PretrainConfig } from '../../shared/pretrain-config';
 import type { DoneEvent, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findLatestCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, openDataset, type Dataset } from '../data';
+import { datasetFraction } from '../data/subset';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
@@ -105,7 +106,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
 
   let dataset: Dataset;
   try {
-    dataset = await openDataset(config.dataset);
+    dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }

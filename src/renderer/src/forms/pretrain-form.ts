@@ -1,5 +1,12 @@
 import { PretrainConfig } from '../../../shared/pretrain-config';
-import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
+import {
+  AUGMENTATION_DOCS,
+  customModelFrom,
+  DATASET_DOCS,
+  MODEL_DOCS,
+  presetHelp,
+  TRAIN_FRACTION_DOCS,
+} from './common-docs';
 import { docKey, objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -18,6 +25,7 @@ const DOCS: Record<string, FieldDoc> = {
   },
   seed: { label: 'Seed', help: 'Runs with the same seed and config repeat exactly.' },
   ...DATASET_DOCS,
+  ...TRAIN_FRACTION_DOCS,
   ...AUGMENTATION_DOCS,
   ...MODEL_DOCS,
   model: { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
@@ -84,7 +92,7 @@ export const PRETRAIN_FORM: FormSpec = {
       title: 'Training',
       keys: ['mode', 'model', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
     },
-    { id: 'dataset', title: 'Dataset', keys: ['dataset'] },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction'] },
     { id: 'augmentation', title: 'Augmentation', keys: ['augmentation'] },
     { id: 'attack', title: 'Attack', keys: ['attack'] },
     { id: 'mi', title: 'Mutual information', keys: ['mi'] },
