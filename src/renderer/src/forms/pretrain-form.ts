@@ -114,7 +114,13 @@ export const PRETRAIN_FORM: FormSpec = {
     if (key === 'mi.sigma' && getAt(config, ['mi', 'bandwidth']) === 'median') return 'unused with median bandwidth';
     return null;
   },
-  hidden: () => false,
+  /** A plain MAE run hides the attack it does not make and the MI weight it does not use (adv-mae: the weight). */
+  hidden(path, config) {
+    const mode = getAt(config, ['mode']);
+    const key = docKey(path);
+    if (mode === 'mae' && (key === 'attack' || key.startsWith('attack.'))) return true;
+    return (mode === 'mae' || mode === 'adv-mae') && key === 'mi.lambda';
+  },
   valueHelp: (path, value) => (docKey(path) === 'model' ? presetHelp(value) : null),
   objectOptionStart: (path, config) => (docKey(path) === 'model' ? customModelFrom(config, path) : null),
 };
