@@ -216,7 +216,9 @@ describe('sweeps and paper tables in the browser', () => {
     await page.getByTestId('table-column-autoattack').uncheck();
     await page.getByTestId('table-column-robust').uncheck();
     const text = page.getByTestId('table-text');
-    await expect.poll(() => text.textContent(), { timeout: 30_000 }).toContain('| Run | n | Natural | PGD-20 |');
+    // The table is rebuilt after each change of columns: wait for the one with exactly these columns.
+    const header = async () => ((await text.textContent()) ?? '').split('\n')[0];
+    await expect.poll(header, { timeout: 30_000 }).toBe('| Run | n | Natural | PGD-20 |');
     const markdown = ((await text.textContent()) ?? '').trim().split('\n');
     expect(markdown).toHaveLength(2 + 4);
     expect([...markdown.slice(2)].sort()).toEqual(
@@ -238,7 +240,7 @@ describe('sweeps and paper tables in the browser', () => {
     expect(readFileSync((await download.path()) ?? '', 'utf8')).toBe(latex);
   }, 900_000);
 
-  it('fits the runs table in 1280 px with chosen columns (remembered), a structured filter and bulk tagging', async () => {
+  it('fits the runs table in 1280 px with chosen columns (remembered), a structured filter, bulk tagging; shortcuts', async () => {
     page = await app.openPage('#/runs', { width: 1280, height: 800 });
     const rows = page.getByTestId('run-row');
     await expect.poll(() => rows.count(), { timeout: 30_000 }).toBe(1 + 8 + 8 + 8);
@@ -308,6 +310,24 @@ describe('sweeps and paper tables in the browser', () => {
         .poll(async () => (await app.call<Run>('runs.get', { id })).tags, { timeout: 30_000 })
         .toEqual(['ablation']);
     }
+
+    // Keyboard shortcuts: ? lists them, n opens the new-run form, / comes back and focuses the search.
+    await page.getByRole('heading', { name: 'Runs' }).click();
+    await page.keyboard.press('?');
+    await expect.poll(() => page.getByTestId('shortcuts-help').isVisible(), { timeout: 30_000 }).toBe(true);
+    await page.keyboard.press('Escape');
+    await expect.poll(() => page.getByTestId('shortcuts-help').isVisible(), { timeout: 30_000 }).toBe(false);
+    await page.keyboard.press('n');
+    await page.waitForURL(/#\/new$/);
+    await page.getByRole('heading', { level: 1 }).click();
+    await page.keyboard.press('/');
+    await page.waitForURL(/#\/runs$/);
+    const search = page.getByTestId('runs-search');
+    const focused = (el: unknown) => {
+      const node = el as { ownerDocument: { activeElement: unknown } };
+      return node.ownerDocument.activeElement === el;
+    };
+    await expect.poll(() => search.evaluate(focused), { timeout: 30_000 }).toBe(true);
     expect(app.problems).toEqual([]);
   }, 300_000);
 });
