@@ -17,6 +17,8 @@ import { registerMi } from './commands/mi';
 import { registerPredict } from './commands/predict';
 import { registerPretrain } from './commands/pretrain';
 import { registerServe } from './commands/serve';
+import { registerSweep } from './commands/sweep';
+import { registerTable } from './commands/table';
 
 const program = new Command()
   .name('mimir')
@@ -36,5 +38,7 @@ registerMi(program);
 registerPredict(program);
 registerPretrain(program);
 registerServe(program);
+registerSweep(program);
+registerTable(program);
 
 await program.parseAsync(process.argv);

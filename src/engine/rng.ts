@@ -95,3 +95,15 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/** `n` distinct indices of 0..length-1 drawn with `seed`, in increasing order (Floyd's algorithm). */
+export function distinctSample(length: number, n: number, seed: number): number[] {
+  const rng = new Rng(seed);
+  const count = Math.min(n, length);
+  const chosen = new Set<number>();
+  for (let j = length - count; j < length; j++) {
+    const t = rng.int(j + 1);
+    chosen.add(chosen.has(t) ? j : t);
+  }
+  return [...chosen].sort((a, b) => a - b);
+}

@@ -21,8 +21,10 @@ import { JobRunner } from '../jobs/job-runner';
 import { lockDataFolder } from '../store/data-folder-lock';
 import { StoreError } from '../store/errors';
 import { newRunId, RunStore } from '../store/run-store';
+import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
+import { paperTableFromStore, runFigures } from './paper-tables';
 
 /**
  * The app API, transport-free: Electron's IPC handler (src/main) and web mode's HTTP server
@@ -144,6 +146,16 @@ export function createAppService(options: AppServiceOptions): AppService {
       runner.enqueue(run.id);
       return store.getRun(run.id) ?? run;
     },
+    'sweeps.create': (spec) => {
+      const created = createSweep(store, spec, runsDir);
+      for (const run of created.runs) runner.enqueue(run.id);
+      return { sweep: created.sweep, runs: created.runs.map((run) => store.getRun(run.id) ?? run) };
+    },
+    'sweeps.list': () => listSweeps(store),
+    'sweeps.get': ({ experimentId }) => ({
+      sweep: requireSweep(store, experimentId),
+      runs: sweepRuns(store, experimentId),
+    }),
     'runs.cancel': ({ id }) => runner.cancel(getRun(id).id),
     'runs.resume': ({ id }) => runner.resume(getRun(id).id),
     'runs.delete': async ({ id, deleteFiles }) => {
@@ -177,6 +189,8 @@ export function createAppService(options: AppServiceOptions): AppService {
       if (modelRunId !== undefined) return store.listEvaluationsOfModel(getRun(modelRunId).id);
       throw new RequestError('Give runId or modelRunId.', 'invalid-input');
     },
+    'tables.build': (request) => paperTableFromStore(store, request),
+    'runs.figures': ({ ids }) => runFigures(store, ids),
     'runs.artifacts': ({ id, kind }) => store.listArtifacts(getRun(id).id, kind),
     'datasets.describe': ({ source }) => datasetRequest(() => datasets.describe(source)),
     'datasets.page': ({ source, offset, limit, label }) =>

@@ -16,6 +16,8 @@ import {
   RunFilter,
   TagCount,
 } from './store-types';
+import { PaperTable } from './paper-table';
+import { Sweep, SweepSpec } from './sweep';
 import { SystemReport } from './system';
 
 const RunId = z.object({ id: z.string().min(1) });
@@ -143,6 +145,13 @@ export const apiMethods = {
     }),
     output: Run,
   },
+  /** Expand a sweep spec into runs of a new experiment named after it, and queue them all. */
+  'sweeps.create': { input: SweepSpec, output: z.object({ sweep: Sweep, runs: z.array(Run) }) },
+  'sweeps.list': { input: z.object({}), output: z.array(Sweep) },
+  'sweeps.get': {
+    input: z.object({ experimentId: z.number().int().positive() }),
+    output: z.object({ sweep: Sweep, runs: z.array(Run) }),
+  },
   'runs.cancel': { input: RunId, output: Run },
   /** Queue an interrupted, failed or cancelled run again; it continues from its last checkpoint. */
   'runs.resume': { input: RunId, output: Run },
@@ -175,6 +184,24 @@ export const apiMethods = {
   'evaluations.list': {
     input: z.object({ runId: z.string().optional(), modelRunId: z.string().optional() }),
     output: z.array(Evaluation),
+  },
+  /** Natural and worst-case robust accuracy of each run's latest evaluation (null where it has none). */
+  'runs.figures': {
+    input: z.object({ ids: z.array(z.string()).max(10_000) }),
+    output: z.record(
+      z.string(),
+      z.object({ natural: z.number().nullable(), robust: z.number().nullable() }).nullable(),
+    ),
+  },
+  /** A paper table of runs (or seed groups) and columns, with its CSV, Markdown and LaTeX text. */
+  'tables.build': {
+    input: z.object({
+      runIds: z.array(z.string().min(1)).min(1, 'pick at least one run'),
+      columns: z.array(z.string().min(1)).min(1, 'pick at least one column'),
+      group: z.boolean().default(false),
+      digits: z.number().int().min(0).max(4).default(2),
+    }),
+    output: z.object({ table: PaperTable, csv: z.string(), markdown: z.string(), latex: z.string() }),
   },
   'runs.artifacts': { input: RunId.extend({ kind: ArtifactKind.optional() }), output: z.array(Artifact) },
   /** Open a dataset source (kept open for the pages that follow) and describe it. */

@@ -197,3 +197,19 @@ export const DatasetDescription = z.object({
   summary: z.string(),
 });
 export type DatasetDescription = z.infer<typeof DatasetDescription>;
+
+/** A seeded share of the training set (paper Table XX): `fraction` of its images, drawn with `seed`. */
+export const TrainingFraction = configObject({
+  fraction: z
+    .number({ error: 'trainFraction.fraction must be a number' })
+    .gt(0, 'trainFraction.fraction must be above 0')
+    .max(1, 'trainFraction.fraction is a share of the training set: at most 1')
+    .default(1),
+  seed: z
+    .number({ error: 'trainFraction.seed must be a number' })
+    .int('trainFraction.seed must be a whole number')
+    .min(0, 'trainFraction.seed must be >= 0')
+    .max(0xffffffff, 'trainFraction.seed must fit in 32 bits')
+    .default(0),
+});
+export type TrainingFraction = z.infer<typeof TrainingFraction>;

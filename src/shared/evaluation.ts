@@ -195,12 +195,34 @@ export const AttackRequest = z.discriminatedUnion(
 export type AttackRequest = z.infer<typeof AttackRequest>;
 export type AttackRequestInput = z.input<typeof AttackRequest>;
 
-export const ExampleSelection = z.object({
-  /** How many examples of the split (capped at its size). */
-  count: count('n'),
-  /** 'first': indices 0..n-1; 'random': n distinct indices drawn with `seed`, in increasing order. */
-  pick: z.enum(['first', 'random']).default('first'),
-});
+export const ExampleSelection = z
+  .object({
+    /** How many examples of the split (capped at its size); with `ids`, their number. */
+    count: count('n'),
+    /**
+     * 'first': indices 0..n-1; 'random': n distinct indices drawn with `seed`, in increasing order;
+     * 'ids': exactly the split indices in `ids` (a fixed subset, e.g. RobustBench's 5,000 ImageNet images).
+     */
+    pick: z.enum(['first', 'random', 'ids']).default('first'),
+    ids: z.array(z.number().int('example ids are whole numbers').min(0, 'example ids are >= 0')).optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (s.pick === 'ids') {
+      if (!s.ids || s.ids.length === 0) {
+        ctx.addIssue({ code: 'custom', path: ['ids'], message: "pick 'ids' needs the list of example ids in ids" });
+      } else if (new Set(s.ids).size !== s.ids.length) {
+        ctx.addIssue({ code: 'custom', path: ['ids'], message: 'an example id is listed twice' });
+      } else if (s.count !== s.ids.length) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['count'],
+          message: `count is ${s.count} but ids lists ${s.ids.length} examples: give count ${s.ids.length}`,
+        });
+      }
+    } else if (s.ids !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['pick'], message: "ids is given: set pick to 'ids' to evaluate them" });
+    }
+  });
 export type ExampleSelection = z.infer<typeof ExampleSelection>;
 
 export const EvaluationRequest = z.object({
@@ -369,7 +391,7 @@ export const EvaluationReport = z.object({
   threat: ThreatModel,
   eps: z.number(),
   eps255: z.number(),
-  examples: EvaluatedExamples.extend({ pick: z.enum(['first', 'random']), seed: z.number().int() }),
+  examples: EvaluatedExamples.extend({ pick: z.enum(['first', 'random', 'ids']), seed: z.number().int() }),
   naturalAccuracy: z.number().min(0).max(1),
   attacks: z.array(AttackOutcome),
   worstCase: WorstCase.nullable(),

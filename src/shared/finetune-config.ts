@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
 import { ThreatModel } from './attack-config';
-import { AugmentationConfig, DatasetSource, FINETUNE_AUGMENTATION } from './dataset-config';
+import { AugmentationConfig, DatasetSource, FINETUNE_AUGMENTATION, TrainingFraction } from './dataset-config';
 import { ModelConfig, ModelPreset } from './model-config';
 
 /**
@@ -204,6 +204,8 @@ const finetuneFields = {
   method: FinetuneMethod.default('pgd-at'),
   source: FinetuneSource,
   dataset: DatasetSource.prefault({ kind: 'builtin' }),
+  /** Fine-tune on a seeded share of the training split; 1: all of it (the held-out checks use the test split). */
+  trainFraction: TrainingFraction.prefault({}),
   augmentation: AugmentationConfig.default(FINETUNE_AUGMENTATION),
   randAugment: RandAugmentConfig.nullable().default(null),
   mixup: MixupConfig.nullable().default(null),

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
-import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION } from './dataset-config';
+import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION, TrainingFraction } from './dataset-config';
 import { MiConfig } from './mi-config';
 import { ModelConfig, ModelPreset } from './model-config';
 
@@ -63,6 +63,8 @@ export const PretrainConfig = configObject({
   /** A preset name (sized for the dataset's images) or a full model configuration. */
   model: z.union([ModelPreset, ModelConfig]).default('vit-s'),
   dataset: DatasetSource.prefault({ kind: 'builtin' }),
+  /** Train on a seeded share of the dataset (Table XX); 1: all of it. */
+  trainFraction: TrainingFraction.prefault({}),
   augmentation: AugmentationConfig.default(PRETRAIN_AUGMENTATION),
   epochs: z.number().int().min(1, 'epochs must be >= 1').default(800),
   batchSize: z.number().int().min(2, 'batchSize must be >= 2 (MI needs pairs of samples)').default(512),

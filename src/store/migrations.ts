@@ -104,6 +104,15 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_run ON logs(run_id, id);
 `;
 
+/** A sweep is an experiment whose runs were expanded from one spec (src/shared/sweep.ts), kept here. */
+const sweeps = `
+CREATE TABLE sweeps (
+  experiment_id INTEGER PRIMARY KEY REFERENCES experiments(id) ON DELETE CASCADE,
+  spec          TEXT NOT NULL CHECK (json_valid(spec)),
+  created_at    INTEGER NOT NULL
+);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: initialSchema },
   // Rows written while the parent was taken from the caller (a duplicated run kept its old parent).
@@ -114,6 +123,7 @@ export const MIGRATIONS: readonly Migration[] = [
     // Why a failed run failed (config: edit a copy; run: resume may help). Older failures stay NULL.
     sql: `ALTER TABLE runs ADD COLUMN error_cause TEXT CHECK (error_cause IS NULL OR error_cause IN ('config', 'run'));`,
   },
+  { version: 4, name: 'sweeps', sql: sweeps },
 ];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -173,5 +173,25 @@ describe('mimir eval', () => {
     const human = runMimir(['eval', '--model', model, '--n', '0', '--out', tmp()]);
     expect(human.status).toBe(1);
     expect(human.stderr).toBe('mimir: Invalid evaluation request: examples.count: n must be at least 1\n');
+  });
+
+  it('--ids evaluates exactly the example ids a file lists, and says what is wrong with a bad list', () => {
+    const dir = tmp();
+    const file = path.join(dir, 'ids.txt');
+    writeFileSync(file, '12, 3\n40\n');
+    const run = runMimir(['eval', '--model', model, '--attacks', 'natural', '--ids', file, '--out', tmp(), '--json']);
+    expect(run.status, run.stderr).toBe(0);
+    const report = EvaluationReport.parse(JSON.parse(run.stdout));
+    expect(report.examples).toMatchObject({ count: 3, ids: [12, 3, 40], pick: 'ids' });
+
+    writeFileSync(file, '[1, 2.5]');
+    const bad = runMimir(['eval', '--model', model, '--attacks', 'natural', '--ids', file, '--out', tmp(), '--json']);
+    expect(bad.status).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({
+      type: 'failed',
+      message: expect.stringContaining(
+        'expected whole numbers >= 0 (a JSON array, or separated by commas or white space); item 2 is "2.5"',
+      ),
+    });
   }, 120_000);
 });

@@ -65,7 +65,9 @@ describe('comparing runs in Chromium (web mode, real engine)', () => {
 
     // Metric curves on shared axes: one line per run, every step of both.
     for (const key of ['loss', 'mi']) {
-      await expect.poll(() => page.getByTestId(`compare-chart-${key}`).getAttribute('data-series')).toBe('2');
+      await expect
+        .poll(() => page.getByTestId(`compare-chart-${key}`).getAttribute('data-series'), { timeout: 30_000 })
+        .toBe('2');
       expect(await pointsOf(key)).toBe(2 * STEPS);
     }
     // The tooltip names both runs with their exact values at the hovered step.
@@ -132,7 +134,7 @@ describe('comparing runs in Chromium (web mode, real engine)', () => {
     await page.mouse.wheel(0, -100_000);
     await page.screenshot({ path: screenshotPath('compare-mae-vs-mimir'), fullPage: true });
     await page.close();
-  });
+  }, 240_000);
 
   it('steps through a run’s own previews and opens one at full size, pixel for pixel', async () => {
     page = await app.openPage(`#/runs/${mimir.id}`);

@@ -40,6 +40,7 @@ describe('openDatabase', () => {
       'notes',
       'runs',
       'schema_migrations',
+      'sweeps',
       'tags',
     ]);
     // metrics is keyed (run_id, key, step), and a series query walks that key in step order.

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { THREAT_MODELS } from '../../shared/attack-config';
@@ -25,6 +26,7 @@ interface EvalOptions {
   eps: string;
   n: number;
   pick: 'first' | 'random';
+  ids?: string;
   threat: 'linf' | 'l2';
   seed: number;
   batch: number;
@@ -108,6 +110,27 @@ function parseEps(value: string): number {
   return eps;
 }
 
+/** `--ids <file>`: the example ids it lists, as an example selection. */
+function exampleIdsFrom(file: string): { count: number; pick: 'ids'; ids: number[] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new Error(`--ids ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
+      cause: error,
+    });
+  }
+  const words = text.trim().startsWith('[') ? (JSON.parse(text) as unknown[]).map(String) : text.split(/[\s,]+/);
+  const ids = words.filter((word) => word.trim() !== '').map((word) => Number(word));
+  const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0);
+  if (ids.length === 0 || bad >= 0) {
+    throw new Error(
+      `--ids ${file}: expected whole numbers >= 0 (a JSON array, or separated by commas or white space)${bad >= 0 ? `; item ${bad + 1} is "${words.filter((w) => w.trim() !== '')[bad]}"` : ''}.`,
+    );
+  }
+  return { count: ids.length, pick: 'ids', ids };
+}
+
 function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 }
@@ -136,6 +159,10 @@ export function registerEval(program: Command): void {
     )
     .addOption(new Option('--threat <norm>', 'threat model').choices(THREAT_MODELS).default('linf'))
     .option('--seed <n>', 'seed of every random draw (attack starts, example sample, corruption noise)', positiveInt, 0)
+    .option(
+      '--ids <file>',
+      'evaluate exactly these split indices: a file holding a JSON array or numbers separated by commas or white space (e.g. RobustBench’s ImageNet subset); replaces --n and --pick',
+    )
     .option('--batch <n>', 'examples per batch', positiveInt, 64)
     .option('--out <dir>', 'folder for report.json and the flipped examples (default ./eval-<time>)')
     .addOption(
@@ -196,7 +223,7 @@ export function registerEval(program: Command): void {
         const request: EvaluationRequestInput = {
           checkpoint,
           dataset,
-          examples: { count: options.n, pick: options.pick },
+          examples: options.ids !== undefined ? exampleIdsFrom(options.ids) : { count: options.n, pick: options.pick },
           attacks: attacksFromWords(options.attacks).map((a) =>
             a.attack === 'pgd20' || a.attack === 'pgd' ? { ...a, keep: options.pgdKeep } : a,
           ),

@@ -41,7 +41,7 @@ import {
 import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
 import { writePngStrip } from '../io/png';
-import { Rng } from '../rng';
+import { distinctSample } from '../rng';
 import { noEvidenceFlags } from './evidence';
 import { EvaluatedClassifier } from './model';
 import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
@@ -67,18 +67,29 @@ export class EvaluationCancelledError extends Error {
   }
 }
 
-/** Indices of the evaluated examples: the first n, or n distinct ones drawn with the seed (increasing). */
-export function selectExamples(length: number, count: number, pick: 'first' | 'random', seed: number): number[] {
+/**
+ * Indices of the evaluated examples: the first n, n distinct ones drawn with the seed (increasing), or
+ * the given ids (in their order), each of which must be in the split.
+ */
+export function selectExamples(
+  length: number,
+  count: number,
+  pick: 'first' | 'random' | 'ids',
+  seed: number,
+  ids: readonly number[] = [],
+): number[] {
+  if (pick === 'ids') {
+    const outside = ids.filter((id) => id >= length);
+    if (outside.length > 0) {
+      throw new RangeError(
+        `examples.ids: ${outside.slice(0, 5).join(', ')}${outside.length > 5 ? ', ...' : ''} ${outside.length === 1 ? 'is' : 'are'} past the end of the split (${length} examples, ids 0 to ${length - 1}).`,
+      );
+    }
+    return [...ids];
+  }
   const n = Math.min(count, length);
   if (pick === 'first') return Array.from({ length: n }, (_, i) => i);
-  const rng = new Rng(seed);
-  // Floyd's algorithm: n distinct draws without materialising the whole index range.
-  const chosen = new Set<number>();
-  for (let j = length - n; j < length; j++) {
-    const t = rng.int(j + 1);
-    chosen.add(chosen.has(t) ? j : t);
-  }
-  return [...chosen].sort((a, b) => a - b);
+  return distinctSample(length, n, seed);
 }
 
 const fileKey = (key: string) => key.replace(/[^a-z0-9-]+/gi, '-');
@@ -135,7 +146,13 @@ async function runEvaluation(
     const ckpt = model.checkpoint;
     const dataset = await openDataset(request.dataset);
     checkCompatible(dataset, ckpt.modelConfig.imageSize, ckpt.numClasses, ckpt.classNames, emit);
-    const ids = selectExamples(dataset.length, request.examples.count, request.examples.pick, request.seed);
+    const ids = selectExamples(
+      dataset.length,
+      request.examples.count,
+      request.examples.pick,
+      request.seed,
+      request.examples.ids,
+    );
     const source = `${dataset.description.kind}/${dataset.description.split}`;
     const examples: EvaluatedExamples = { count: ids.length, ids, source };
     const plan = planEvaluation(request, dataset.imageSize);

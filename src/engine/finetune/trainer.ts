@@ -23,6 +23,7 @@ import {
   saveCheckpoint,
 } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, datasetProblem, openDataset, type Dataset } from '../data';
+import { datasetFraction } from '../data/subset';
 import { disposeParams, initClassifierParams, type ParamMap } from '../model';
 import { RunCancelledError, RunFailedError } from '../pretrain/trainer';
 import { Rng } from '../rng';
@@ -137,7 +138,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
 
   let dataset: Dataset;
   try {
-    dataset = await openDataset(config.dataset);
+    dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
   } catch (error) {
     return fail(messageOf(error));
   }

@@ -10,6 +10,7 @@ import { PretrainConfig, type PretrainOptimizer } from '../../shared/pretrain-co
 import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, modelForDataset, openDataset, type Dataset } from '../data';
+import { datasetFraction } from '../data/subset';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW, isNoWeightDecayInPretraining } from '../train/optimizer';
@@ -111,7 +112,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
 
   let dataset: Dataset;
   try {
-    dataset = await openDataset(config.dataset);
+    dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }

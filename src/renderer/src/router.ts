@@ -3,7 +3,7 @@ import { JobKind } from '../../shared/engine-protocol';
 
 /**
  * A small hash router: `#/runs`, `#/runs/<id>`, `#/new` (`?kind=`, `?preset=<id>`, `?from=<run id>` to
- * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`), `#/compare?runs=a,b`,
+ * duplicate, `?parent=<run id>` to start from a run's checkpoint, `?checkpoint=<path>`, `?sweep=<id>` to start a sweep from a sweep's runs), `#/compare?runs=a,b`, `#/sweeps`, `#/sweeps/<experiment id>`,
  * `#/datasets`, `#/checkpoints`, `#/compute`. Hash routes work the same from Electron's file:// page and
  * from the web server.
  */
@@ -17,8 +17,12 @@ export type Route =
       from: string | null;
       parent?: string | null;
       checkpoint?: string | null;
+      /** A sweep whose finished runs a sweep of this kind starts from (fine-tune or evaluate it all). */
+      sweepFrom?: number | null;
     }
   | { name: 'compare'; ids: string[] }
+  | { name: 'sweeps' }
+  | { name: 'sweep'; experimentId: number }
   | { name: 'datasets' }
   | { name: 'checkpoints' }
   | { name: 'compute' };
@@ -37,8 +41,13 @@ export function parseRoute(hash: string): Route {
       from: query.get('from'),
       parent: query.get('parent'),
       checkpoint: query.get('checkpoint'),
+      sweepFrom: /^\d+$/.test(query.get('sweep') ?? '') ? Number(query.get('sweep')) : null,
     };
   }
+  if (segments[0] === 'sweeps' && segments[1] && /^\d+$/.test(segments[1])) {
+    return { name: 'sweep', experimentId: Number(segments[1]) };
+  }
+  if (segments[0] === 'sweeps') return { name: 'sweeps' };
   if (segments[0] === 'compare') {
     const ids = (query.get('runs') ?? '').split(',').filter(Boolean);
     return { name: 'compare', ids };
@@ -61,6 +70,10 @@ export function routeHref(route: Route): string {
       return '#/datasets';
     case 'checkpoints':
       return '#/checkpoints';
+    case 'sweeps':
+      return '#/sweeps';
+    case 'sweep':
+      return `#/sweeps/${route.experimentId}`;
     case 'compare':
       return `#/compare${route.ids.length > 0 ? `?runs=${route.ids.map(encodeURIComponent).join(',')}` : ''}`;
     case 'new': {
@@ -70,6 +83,7 @@ export function routeHref(route: Route): string {
       if (route.from) query.set('from', route.from);
       if (route.parent) query.set('parent', route.parent);
       if (route.checkpoint) query.set('checkpoint', route.checkpoint);
+      if (route.sweepFrom) query.set('sweep', String(route.sweepFrom));
       const text = query.toString();
       return `#/new${text ? `?${text}` : ''}`;
     }

@@ -229,6 +229,48 @@ describe('evaluate', () => {
     expect(real.noEvidence).toEqual([]);
   }, 300_000);
 
+  it('evaluates exactly a given list of example ids, recorded in the report', async () => {
+    const ids = [150, 3, 77, 41];
+    const report = await evaluate(
+      {
+        checkpoint,
+        dataset: DATASET,
+        examples: { count: 4, pick: 'ids', ids },
+        attacks: [{ attack: 'natural' }],
+        maskingChecks: false,
+      },
+      { outDir: tmp() },
+    );
+    expect(report.examples).toMatchObject({ count: 4, ids, pick: 'ids' });
+    // The same examples one by one: the accuracy over the list is the mean of theirs.
+    let correct = 0;
+    for (const id of ids) {
+      const one = await evaluate(
+        {
+          checkpoint,
+          dataset: DATASET,
+          examples: { count: 1, pick: 'ids', ids: [id] },
+          attacks: [{ attack: 'natural' }],
+          maskingChecks: false,
+        },
+        { outDir: tmp() },
+      );
+      correct += one.naturalAccuracy;
+    }
+    expect(report.naturalAccuracy).toBeCloseTo(correct / ids.length, 12);
+    await expect(
+      evaluate(
+        {
+          checkpoint,
+          dataset: DATASET,
+          examples: { count: 1, pick: 'ids', ids: [200] },
+          attacks: [{ attack: 'natural' }],
+        },
+        { outDir: tmp() },
+      ),
+    ).rejects.toThrow('examples.ids: 200 is past the end of the split (200 examples, ids 0 to 199).');
+  }, 300_000);
+
   it('gives each example the same result whatever the batch, and samples examples with the seed', async () => {
     const base = {
       checkpoint,

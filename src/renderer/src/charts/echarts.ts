@@ -1,21 +1,25 @@
 import {
   CustomChart,
   LineChart,
+  ParallelChart,
   ScatterChart,
   type CustomSeriesOption,
   type LineSeriesOption,
+  type ParallelSeriesOption,
   type ScatterSeriesOption,
 } from 'echarts/charts';
 import {
   DataZoomComponent,
   GridComponent,
   LegendComponent,
+  ParallelComponent,
   ToolboxComponent,
   TooltipComponent,
   VisualMapContinuousComponent,
   type DataZoomComponentOption,
   type GridComponentOption,
   type LegendComponentOption,
+  type ParallelComponentOption,
   type ToolboxComponentOption,
   type TooltipComponentOption,
   type VisualMapComponentOption,
@@ -25,7 +29,8 @@ import { CanvasRenderer } from 'echarts/renderers';
 
 /**
  * ECharts with only what the charts use (tree-shaken): line series (metrics), custom and scatter series
- * (the loss landscape's cells and its centre), a legend, a continuous colour scale, on a canvas.
+ * (the loss landscape's cells and its centre), parallel coordinates (sweeps), a legend, a continuous colour
+ * scale, on a canvas.
  */
 echarts.use([
   LineChart,
@@ -37,6 +42,8 @@ echarts.use([
   ToolboxComponent,
   LegendComponent,
   VisualMapContinuousComponent,
+  ParallelChart,
+  ParallelComponent,
   CanvasRenderer,
 ]);
 
@@ -53,4 +60,8 @@ export type MetricChartOption = echarts.ComposeOption<
   | ToolboxComponentOption
   | LegendComponentOption
   | VisualMapComponentOption
+>;
+
+export type ParallelChartOption = echarts.ComposeOption<
+  ParallelSeriesOption | ParallelComponentOption | TooltipComponentOption
 >;

@@ -42,6 +42,16 @@ export const ENGINE_DOCS: Record<string, FieldDoc> = {
   },
 };
 
+/** The seeded share of the training set a pre-training or fine-tuning uses (Table XX). */
+export const TRAIN_FRACTION_DOCS: Record<string, FieldDoc> = {
+  trainFraction: { label: 'Share of the training set' },
+  'trainFraction.fraction': {
+    label: 'Fraction',
+    help: 'Train on this share of the training split (1: all of it), drawn with the seed below.',
+  },
+  'trainFraction.seed': { label: 'Share seed', help: 'Which images the share holds; the same seed, the same images.' },
+};
+
 export const AUGMENTATION_DOCS: Record<string, FieldDoc> = {
   augmentation: { label: 'Augmentation' },
   'augmentation.kind': { label: 'Kind' },

@@ -15,7 +15,14 @@ const DOCS: Record<string, FieldDoc> = {
   ...DATASET_DOCS,
   examples: { label: 'Examples' },
   'examples.count': { label: 'n (examples)', help: 'How many examples of the split (capped at its size).' },
-  'examples.pick': { label: 'Which', help: 'first: indices 0..n−1; random: n distinct indices drawn with the seed.' },
+  'examples.pick': {
+    label: 'Which',
+    help: 'first: indices 0..n−1; random: n distinct indices drawn with the seed; ids: exactly the listed indices.',
+  },
+  'examples.ids': {
+    label: 'Example ids',
+    help: 'With Which = ids: the split indices to evaluate (a fixed subset, e.g. RobustBench’s 5,000 ImageNet images); n must equal their number.',
+  },
   attacks: {
     label: 'Attacks',
     help: 'Robust accuracy under each; the worst case counts an example broken by any attack within the threat model.',

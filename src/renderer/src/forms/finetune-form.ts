@@ -1,5 +1,13 @@
 import { FinetuneConfig } from '../../../shared/finetune-config';
-import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, ENGINE_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
+import {
+  AUGMENTATION_DOCS,
+  customModelFrom,
+  DATASET_DOCS,
+  ENGINE_DOCS,
+  MODEL_DOCS,
+  presetHelp,
+  TRAIN_FRACTION_DOCS,
+} from './common-docs';
 import { docKey, objectNode, prefixDocs, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -35,6 +43,7 @@ const DOCS: Record<string, FieldDoc> = {
   ...prefixDocs('source.model', MODEL_DOCS, 'model'),
   'source.model': { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
   ...DATASET_DOCS,
+  ...TRAIN_FRACTION_DOCS,
   ...ENGINE_DOCS,
   engine: {
     label: 'Engine',
@@ -128,7 +137,7 @@ export const FINETUNE_FORM: FormSpec = {
       title: 'Training',
       keys: ['method', 'epochs', 'batchSize', 'dropPath', 'labelSmoothing', 'headInitStd', 'seed'],
     },
-    { id: 'dataset', title: 'Dataset', keys: ['dataset'] },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction'] },
     { id: 'augmentation', title: 'Augmentation', keys: ['augmentation', 'randAugment', 'mixup'] },
     {
       id: 'threat',

@@ -1,7 +1,15 @@
 import { MiEstimator } from '../../../shared/mi-config';
 import { expectedPenaltyShare, negligiblePenaltyWarning } from '../../../shared/mi-penalty';
 import { PretrainConfig } from '../../../shared/pretrain-config';
-import { AUGMENTATION_DOCS, customModelFrom, DATASET_DOCS, ENGINE_DOCS, MODEL_DOCS, presetHelp } from './common-docs';
+import {
+  AUGMENTATION_DOCS,
+  customModelFrom,
+  DATASET_DOCS,
+  ENGINE_DOCS,
+  MODEL_DOCS,
+  presetHelp,
+  TRAIN_FRACTION_DOCS,
+} from './common-docs';
 import { docKey, objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -20,6 +28,7 @@ const DOCS: Record<string, FieldDoc> = {
   },
   seed: { label: 'Seed', help: 'Runs with the same seed and config repeat exactly.' },
   ...DATASET_DOCS,
+  ...TRAIN_FRACTION_DOCS,
   ...ENGINE_DOCS,
   ...AUGMENTATION_DOCS,
   ...MODEL_DOCS,
@@ -112,7 +121,7 @@ export const PRETRAIN_FORM: FormSpec = {
       title: 'Training',
       keys: ['mode', 'model', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
     },
-    { id: 'dataset', title: 'Dataset', keys: ['dataset'] },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction'] },
     { id: 'augmentation', title: 'Augmentation', keys: ['augmentation'] },
     { id: 'attack', title: 'Attack', keys: ['attack'] },
     { id: 'mi', title: 'Mutual information', keys: ['mi'] },
@@ -135,7 +144,13 @@ export const PRETRAIN_FORM: FormSpec = {
     if (key === 'mi.sigma' && getAt(config, ['mi', 'bandwidth']) === 'median') return 'unused with median bandwidth';
     return null;
   },
-  hidden: () => false,
+  /** A plain MAE run hides the attack it does not make and the MI weight it does not use (adv-mae: the weight). */
+  hidden(path, config) {
+    const mode = getAt(config, ['mode']);
+    const key = docKey(path);
+    if (mode === 'mae' && (key === 'attack' || key.startsWith('attack.'))) return true;
+    return (mode === 'mae' || mode === 'adv-mae') && key === 'mi.lambda';
+  },
   warnings: penaltyWarnings,
   valueHelp: (path, value) => (docKey(path) === 'model' ? presetHelp(value) : null),
   objectOptionStart: (path, config) => (docKey(path) === 'model' ? customModelFrom(config, path) : null),

@@ -3,13 +3,25 @@ import { computed, ref, watch } from 'vue';
 import type { ApiInput } from '../../../shared/api';
 import type { PushMessage } from '../../../shared/push';
 import type { ProgressEvent } from '../../../shared/run-events';
+import { matchesRunQuery, parseRunQuery, type RunFigures } from '../../../shared/run-query';
 import type { Run, RunFilter, RunStatus, StoreRunKind, TagCount } from '../../../shared/store-types';
 import { api } from '../api/client';
 import { latestLoad } from '../latest';
 import { runDataset, runMode, runModel, runProgress } from '../run-info';
 
 export type RunSortKey =
-  'status' | 'name' | 'kind' | 'model' | 'dataset' | 'progress' | 'imagesPerSecond' | 'createdAt' | 'loss' | 'mi';
+  | 'status'
+  | 'name'
+  | 'kind'
+  | 'model'
+  | 'dataset'
+  | 'progress'
+  | 'imagesPerSecond'
+  | 'createdAt'
+  | 'loss'
+  | 'mi'
+  | 'natural'
+  | 'robust';
 
 export interface RunSort {
   key: RunSortKey;
@@ -45,8 +57,12 @@ const STATUS_ORDER: Record<RunStatus, number> = {
 
 type SortValue = string | number | null;
 
-function sortValue(run: Run, key: RunSortKey): SortValue {
+function sortValue(run: Run, key: RunSortKey, figures: RunFigures | null): SortValue {
   switch (key) {
+    case 'natural':
+      return figures?.natural ?? null;
+    case 'robust':
+      return figures?.robust ?? null;
     case 'status':
       return STATUS_ORDER[run.status];
     case 'name':
@@ -71,9 +87,9 @@ function sortValue(run: Run, key: RunSortKey): SortValue {
 }
 
 /** Rows without a value go last whatever the direction, as the store does for summary sorts. */
-function compareRuns(a: Run, b: Run, sort: RunSort): number {
-  const x = sortValue(a, sort.key);
-  const y = sortValue(b, sort.key);
+function compareRuns(a: Run, b: Run, sort: RunSort, figures: Record<string, RunFigures | null>): number {
+  const x = sortValue(a, sort.key, figures[a.id] ?? null);
+  const y = sortValue(b, sort.key, figures[b.id] ?? null);
   if (x === null || y === null) return x === y ? b.createdAt - a.createdAt : x === null ? 1 : -1;
   const order = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
   return (sort.direction === 'asc' ? order : -order) || b.createdAt - a.createdAt;
@@ -98,6 +114,10 @@ export const useRunsStore = defineStore('runs', () => {
   const loaded = ref(false);
   const tags = ref<TagCount[]>([]);
   const selected = ref<string[]>([]);
+  /** Natural and worst-case accuracy of each listed run's latest evaluation. */
+  const figures = ref<Record<string, RunFigures | null>>({});
+  /** The search box read as structured terms (`lambda<1e-3 robust>0.4`) and text words. */
+  const query = computed(() => parseRunQuery(filter.value.text));
 
   function matchesFilter(run: Run): boolean {
     const f = filter.value;
@@ -105,7 +125,8 @@ export const useRunsStore = defineStore('runs', () => {
       (f.statuses.length === 0 || f.statuses.includes(run.status)) &&
       (f.kind === '' || run.kind === f.kind) &&
       (f.tag === '' || run.tags.includes(f.tag)) &&
-      matchesText(run, f.text)
+      matchesText(run, query.value.text) &&
+      matchesRunQuery(run, query.value, figures.value[run.id] ?? null)
     );
   }
 
@@ -113,7 +134,8 @@ export const useRunsStore = defineStore('runs', () => {
     listIds.value
       .map((id) => byId.value[id])
       .filter((run): run is Run => run !== undefined)
-      .sort((a, b) => compareRuns(a, b, sort.value)),
+      .filter((run) => matchesRunQuery(run, query.value, figures.value[run.id] ?? null))
+      .sort((a, b) => compareRuns(a, b, sort.value, figures.value)),
   );
 
   function serverFilter(): RunFilter {
@@ -122,7 +144,7 @@ export const useRunsStore = defineStore('runs', () => {
     return {
       ...(f.statuses.length > 0 ? { status: f.statuses } : {}),
       ...(f.kind ? { kind: f.kind } : {}),
-      ...(f.text.trim() ? { text: f.text.trim() } : {}),
+      ...(query.value.text.trim() ? { text: query.value.text.trim() } : {}),
       ...(f.tag ? { tag: f.tag } : {}),
       sort: serverSort ?? 'createdAt',
       direction: serverSort ? sort.value.direction : 'desc',
@@ -134,6 +156,9 @@ export const useRunsStore = defineStore('runs', () => {
     return loader.run(async (token) => {
       const [runs, tagCounts] = await Promise.all([api.call('runs.list', serverFilter()), api.call('runs.tags', {})]);
       if (!token.current) return;
+      const found = await api.call('runs.figures', { ids: runs.map((run) => run.id) });
+      if (!token.current) return;
+      figures.value = found;
       const next = { ...byId.value };
       for (const run of runs) next[run.id] = run;
       byId.value = next;
@@ -191,9 +216,20 @@ export const useRunsStore = defineStore('runs', () => {
     };
   }
 
+  /** An evaluation that ended may change its model's figures. */
+  async function refreshFigures(): Promise<void> {
+    try {
+      figures.value = await api.call('runs.figures', { ids: listIds.value });
+    } catch {
+      // the figures are refreshed with the next load
+    }
+  }
+
   function applyPush(message: PushMessage): void {
-    if (message.type === 'run-updated') upsert(message.run);
-    else if (message.event.type === 'progress') applyProgress(message.runId, message.event);
+    if (message.type === 'run-updated') {
+      upsert(message.run);
+      if (message.run.kind === 'evaluate' && message.run.status === 'done') void refreshFigures();
+    } else if (message.event.type === 'progress') applyProgress(message.runId, message.event);
   }
 
   async function fetchRun(id: string): Promise<Run> {
@@ -265,6 +301,8 @@ export const useRunsStore = defineStore('runs', () => {
   return {
     byId,
     rows,
+    figures,
+    query,
     filter,
     sort,
     loading: loader.loading,
