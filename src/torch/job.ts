@@ -1,5 +1,6 @@
 import { CIFAR10_CLASSES } from '../engine/data/cifar10';
-import { BUILTIN_CLASSES, builtinSize, type DatasetSource } from '../shared/dataset-config';
+import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type TrainingFraction } from '../shared/dataset-config';
+import { describeIssues } from '../shared/config-object';
 import {
   FinetuneConfig,
   resolveFinetuneConfig,
@@ -53,6 +54,15 @@ function torchDataset(source: DatasetSource): { dataset: DatasetSource; imageSiz
   }
 }
 
+/** A share of the training set (Table XX) is drawn by the tfjs engine only so far. */
+function refuseTrainFraction(share: TrainingFraction): void {
+  if (share.fraction < 1) {
+    throw new Error(
+      `trainFraction ${share.fraction} runs on the tfjs engine only so far: set it to 1 or use --engine tfjs.`,
+    );
+  }
+}
+
 /** The job of `mimir <kind> --resume DIR --engine torch`: the stored checkpoint's config is used. */
 export function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): TorchJob {
   return kind === 'pretrain'
@@ -63,10 +73,10 @@ export function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): Torc
 export function pretrainJob(configInput: unknown, epochsOverride?: number): TorchJob & { kind: 'pretrain' } {
   const parsed = PretrainConfig.safeParse(configInput);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`).join('; ');
-    throw new Error(`Invalid pre-training config: ${issues}`);
+    throw new Error(`Invalid pre-training config: ${describeIssues(parsed.error)}`);
   }
   const config = parsed.data;
+  refuseTrainFraction(config.trainFraction);
   const { dataset, imageSize } = torchDataset(config.dataset);
   const model = typeof config.model === 'string' ? modelConfigFromPreset(config.model, imageSize) : config.model;
   if (model.imageSize !== imageSize) {
@@ -85,10 +95,10 @@ export function pretrainJob(configInput: unknown, epochsOverride?: number): Torc
 export function finetuneJob(configInput: unknown, epochsOverride?: number): TorchJob {
   const parsed = FinetuneConfig.safeParse(configInput);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`).join('; ');
-    throw new Error(`Invalid fine-tuning config: ${issues}`);
+    throw new Error(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
   }
   const config = resolveFinetuneConfig(parsed.data);
+  refuseTrainFraction(config.trainFraction);
   if (!TORCH_FINETUNE_METHODS.includes(config.method)) {
     throw new Error(
       `The PyTorch engine fine-tunes with ${TORCH_FINETUNE_METHODS.join(', ')} so far, not ${config.method}: use --engine tfjs for it.`,
