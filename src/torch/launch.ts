@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { writeFileAtomic } from '../engine/io/atomic-file';
 import { RunEvent, type DoneEvent, type RunEventSink } from '../shared/run-events';
 import type { TorchJob } from './job';
 import { discoverTorch, pythonPackageRoot } from './python';
@@ -99,7 +100,7 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
   }
   await mkdir(options.outDir, { recursive: true });
   const jobFile = path.join(options.outDir, torchJobFile(nodeRank));
-  await writeFile(jobFile, `${JSON.stringify(job, null, 2)}\n`);
+  await writeFileAtomic(jobFile, `${JSON.stringify(job, null, 2)}\n`);
   const masterPort = options.masterPort ?? (await freePort());
   const masterAddr = options.masterAddr ?? '127.0.0.1';
   const worldSize = nproc * nnodes;

@@ -79,6 +79,8 @@ describe('mimir sweep', () => {
     expect(JSON.parse(json.stdout)).toEqual({
       type: 'failed',
       message: expect.stringContaining('--grid "attack.steps": write path=value,value'),
+      step: null,
+      lastCheckpoint: null,
     });
   });
 

@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { writeFileAtomic } from '../../engine/io/atomic-file';
 import { fail, positiveInt } from '../output';
 
 /**
@@ -84,10 +85,11 @@ export function registerLaunch(program: Command): void {
       '<mimir-args...>',
       'after --: the pretrain or finetune command line, e.g. -- pretrain --model vit-s --out runs/a',
     )
-    .action((args: string[], options: LaunchOptions) => {
+    .action(async (args: string[], options: LaunchOptions) => {
       try {
         if (!options.slurm) throw new Error('Give --slurm: mimir launch writes Slurm sbatch scripts.');
-        writeFileSync(options.output, sbatchScript(args, options), { mode: 0o755 });
+        await writeFileAtomic(options.output, sbatchScript(args, options));
+        await chmod(options.output, 0o755);
         process.stdout.write(`wrote ${options.output}: submit it with sbatch ${options.output}\n`);
       } catch (error) {
         fail(error, false);

@@ -1,7 +1,8 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { TABLE_FORMATS, type TableFormat } from '../../shared/paper-table';
+import { writeFileAtomic } from '../../engine/io/atomic-file';
 import { defaultHome, fail, positiveInt } from '../output';
 
 interface TableOptions {
@@ -56,7 +57,7 @@ export function registerTable(program: Command): void {
             digits: Math.min(options.digits, 4),
           });
           const text = built[options.format];
-          if (options.out) writeFileSync(options.out, text);
+          if (options.out) await writeFileAtomic(options.out, text);
           else process.stdout.write(text);
         } finally {
           store.close();
