@@ -6,6 +6,8 @@ export default defineConfig({
     environment: 'node',
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // expect.poll waits on a condition; its default of 1 s is too short when CI shares the cores.
+    expect: { poll: { timeout: 30_000 } },
     // Two cores: TensorFlow.js suites compete for them, so files run in at most two workers.
     maxWorkers: 2,
     globalSetup: ['./test/helpers/temp-root.ts'],

@@ -39,7 +39,7 @@ describe('mimir doctor', () => {
     expect(missing.stdout).toMatch(
       /^PyTorch engine: unavailable\. .*\/nonexistent\/python3.*install PyTorch \(Debian: apt-get install python3-torch/m,
     );
-  });
+  }, 240_000); // three doctor runs, each importing torch: over a minute on a loaded machine
 
   it('prints a human report with every candidate', () => {
     const result = runMimir(['doctor'], { MIMIR_BACKEND: '' });

@@ -63,7 +63,8 @@ describe('mimir launch --slurm', () => {
 
       const bin = path.join(dir, 'bin');
       mkdirSync(bin);
-      writeFileSync(path.join(bin, 'scontrol'), '#!/bin/bash\necho 127.0.0.1\necho 127.0.0.2\n');
+      // A node list longer than a pipe's buffer, as on a large cluster: the script must read past line 1.
+      writeFileSync(path.join(bin, 'scontrol'), '#!/bin/bash\necho 127.0.0.1\nyes 127.0.0.2 | head -n 100000\n');
       // srun's stand-in: the command once per node, in parallel, node 0's stdout kept apart.
       writeFileSync(
         path.join(bin, 'srun'),

@@ -56,7 +56,9 @@ export function sbatchScript(args: string[], options: LaunchOptions): string {
     '# Written by `mimir launch --slurm`. Node 0 prints the run events; other nodes print only their logs.',
     'set -euo pipefail',
     `MIMIR_CMD=\${MIMIR_CMD:-${shellQuote(defaultMimir())}}`,
-    'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+    // sed reads to the end: `head -n 1` would close the pipe early, and under pipefail scontrol's SIGPIPE
+    // (a long node list) would abort the job.
+    'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)',
     `MASTER_PORT=\${MASTER_PORT:-${options.masterPort}}`,
     'export MIMIR_CMD MASTER_ADDR MASTER_PORT',
     `srun --ntasks-per-node=1 bash -c 'exec $MIMIR_CMD ${args.map(shellQuote).join(' ').replace(/'/g, `'\\''`)} ` +
