@@ -1,12 +1,7 @@
 import { CIFAR10_CLASSES } from '../engine/data/cifar10';
 import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type TrainingFraction } from '../shared/dataset-config';
 import { describeIssues } from '../shared/config-object';
-import {
-  FinetuneConfig,
-  resolveFinetuneConfig,
-  type FinetuneMethod,
-  type FinetuneRecord,
-} from '../shared/finetune-config';
+import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '../shared/finetune-config';
 import { modelConfigFromPreset, type ModelConfig } from '../shared/model-config';
 import { PretrainConfig } from '../shared/pretrain-config';
 
@@ -32,9 +27,6 @@ export type TorchJob =
       resume?: boolean;
       epochsOverride?: number;
     };
-
-/** Fine-tuning methods of the PyTorch engine (python/mimir_torch/config.py FINETUNE_METHODS_TORCH). */
-export const TORCH_FINETUNE_METHODS: readonly FinetuneMethod[] = ['natural', 'pgd-at', 'fast-at', 'trades', 'mart'];
 
 /** Datasets the PyTorch engine reads: the source with its size resolved, the image size and the classes. */
 function torchDataset(source: DatasetSource): { dataset: DatasetSource; imageSize: number; classNames: string[] } {
@@ -99,11 +91,6 @@ export function finetuneJob(configInput: unknown, epochsOverride?: number): Torc
   }
   const config = resolveFinetuneConfig(parsed.data);
   refuseTrainFraction(config.trainFraction);
-  if (!TORCH_FINETUNE_METHODS.includes(config.method)) {
-    throw new Error(
-      `The PyTorch engine fine-tunes with ${TORCH_FINETUNE_METHODS.join(', ')} so far, not ${config.method}: use --engine tfjs for it.`,
-    );
-  }
   if (config.randAugment !== null || config.mixup !== null) {
     throw new Error(
       'RandAugment and MixUp/CutMix run on the tfjs engine only so far: turn them off or use --engine tfjs.',
