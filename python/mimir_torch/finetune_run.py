@@ -17,7 +17,7 @@ import torch
 
 from . import model as M
 from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
-from .config import ConfigError, FinetuneSettings, ModelConfig
+from .config import ConfigError, FinetuneSettings, ModelConfig, need_map
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
@@ -25,6 +25,7 @@ from .finetune_step import finetune_step, merge_dbat_logits, project, start_nois
 from .generalist import GeneralistTrainer
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
+from .data.subset import dataset_fraction
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
 
 CONFIG_FILE = "finetune-config.json"
@@ -101,7 +102,7 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         record["epochs"] = epochs_override
     try:
         run = FinetuneSettings.parse(record, "config")
-        dataset = open_dataset(record["dataset"])
+        dataset = dataset_fraction(open_dataset(record["dataset"]), need_map(record, "trainFraction", "config"))
         held_out = open_dataset({**record["dataset"], "split": "test"}) if int(record["heldOut"]["size"]) > 0 else None
     except (ConfigError, FileNotFoundError, ValueError) as error:
         fail(str(error))
