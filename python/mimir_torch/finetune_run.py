@@ -3,8 +3,7 @@ pre-training checkpoint of either engine (or from scratch), batches with pad-cro
 method's step (Generalist: its learners, whose state is checkpointed beside the run's in
 generalist-state/), AdamW with layer-wise lr decay and warm-up + cosine, held-out natural and PGD
 accuracy after each epoch (DBAT: on its merged scores), checkpoints (kind finetune, runConfig = the
-run's record) and resume. RandAugment and MixUp/CutMix are tfjs-only for now (the Node side refuses
-them for this engine)."""
+run's record) and resume. RandAugment and MixUp/CutMix as the tfjs engine (data/augment.py)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +17,7 @@ import torch
 from . import model as M
 from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
 from .config import ConfigError, FinetuneSettings, ModelConfig, need_map
+from .data.augment import mix_batch, rand_augment_batch
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
@@ -203,12 +203,16 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
                 raise Cancelled()
             step_start = time.perf_counter()
             images_np, labels_np, indices = iterator.next()
+            # trainer.ts nextTrainBatch: RandAugment, then MixUp/CutMix, from the run's Rng before the step's draws.
+            if record["randAugment"] is not None:
+                rand_augment_batch(images_np, record["randAugment"], rng)
+            images_np, targets_np, labels_np, _, _ = mix_batch(images_np, labels_np, num_classes, record["mixup"], rng)
             lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
             seed_step = rng.next_uint32() if adversarial else None
             ids = list(indices[rows])
             images = torch.from_numpy(images_np[rows]).to(device)
             labels = torch.from_numpy(labels_np[rows]).to(device)
-            targets = torch.nn.functional.one_hot(labels, num_classes).float()
+            targets = torch.from_numpy(targets_np[rows]).to(device)
             noise = start_noise(run, seed_step, ids, tuple(images.shape)) if seed_step is not None else None
             noise = noise.to(device) if noise is not None else None
             n = len(ids)

@@ -94,11 +94,6 @@ export async function finetuneJob(configInput: unknown, epochsOverride?: number)
     throw new Error(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
   }
   const config = resolveFinetuneConfig(parsed.data);
-  if (config.randAugment !== null || config.mixup !== null) {
-    throw new Error(
-      'RandAugment and MixUp/CutMix run on the tfjs engine only so far: turn them off or use --engine tfjs.',
-    );
-  }
   const { dataset, imageSize, classNames } = await torchDataset(config.dataset);
   let model: ModelConfig | null = null;
   if (config.source.kind === 'scratch') {

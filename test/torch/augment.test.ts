@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,7 @@ import { decodeSafetensors, encodeSafetensors } from '../../src/engine/io/safete
 import { Rng } from '../../src/engine/rng';
 import { MixupConfig, RandAugmentConfig } from '../../src/shared/finetune-config';
 import { findPythonWithTorch, runPython, type PythonWithTorch } from '../engine/io/python-torch';
+import { events, runMimir } from '../helpers/cli';
 import { PYTHON_DIR } from './golden';
 
 /**
@@ -174,4 +176,51 @@ for c, config in enumerate(configs):
     expect(worst).toBeLessThanOrEqual(1);
     expect([...kinds].sort()).toEqual(['cutmix', 'mixup', 'none']);
   });
+
+  it('mimir finetune --engine torch with RandAugment and MixUp/CutMix takes the tfjs engine steps (per-step losses 1e-5)', () => {
+    const settings = path.join(dir, 'augmented.json');
+    const common = { logEvery: 1, heldOut: { size: 0 }, headInitStd: 0.02 };
+    writeFileSync(settings, JSON.stringify({ ...common, randAugment: { numOps: 2 }, mixup: {} }));
+    const plain = path.join(dir, 'plain.json');
+    writeFileSync(plain, JSON.stringify(common));
+    const losses = (engine: 'tfjs' | 'torch', config: string): number[] => {
+      const result = runMimir(
+        [
+          'finetune',
+          ...(engine === 'torch' ? ['--engine', 'torch'] : []),
+          '--scratch',
+          '--model',
+          'micro',
+          '--method',
+          'natural',
+          '--dataset-size',
+          '32',
+          '--image-size',
+          '16',
+          '--batch',
+          '8',
+          '--epochs',
+          '1',
+          '--config',
+          config,
+          '--out',
+          path.join(dir, `run-${engine}-${path.basename(config, '.json')}`),
+          '--json',
+        ],
+        { OMP_NUM_THREADS: '1' },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      return events(result.stdout).flatMap((e) =>
+        e.type === 'metrics' && e.values.loss !== undefined ? [e.values.loss] : [],
+      );
+    };
+    const [tfjs, torch, unaugmented] = [losses('tfjs', settings), losses('torch', settings), losses('torch', plain)];
+    expect(torch).toHaveLength(4);
+    expect(tfjs).toHaveLength(4);
+    torch.forEach((loss, i) =>
+      expect(Math.abs(loss - (tfjs[i] ?? NaN)) / Math.abs(loss), `step ${i + 1}`).toBeLessThan(1e-5),
+    );
+    // The augmentations change the batches, so the comparison above would see them go wrong.
+    expect(unaugmented.some((loss, i) => Math.abs(loss - (torch[i] ?? NaN)) > 1e-4)).toBe(true);
+  }, 600_000);
 });
