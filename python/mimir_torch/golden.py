@@ -11,7 +11,11 @@ DIR/inputs.safetensors: "param.<name>" (the workbench's names and layouts), "ima
   finetune: "targets" [N, C], "labels" int32 [N], "attack.start" (absent for natural); case.json's
   "rng": {"seed", "ids"}: the step's Rng (its first draw seeds the attack streams, then drop path
   draws from it) and the batch's dataset ids; the start this engine draws itself from those streams
-  is written as "start.own", for comparison with the given one.
+  is written as "start.own", for comparison with the given one; "rng.epoch" (DBAT's targets depend on it).
+  Generalist: "grad.robust.<name>" and "grad.natural.<name>", then its update (each learner's AdamW with
+  the run's optimizer settings, the EMAs and the global mix at case.json's "generalist" {epoch,
+  batchIndex, stepsPerEpoch}) from the given "update.robust.<name>" / "update.natural.<name>";
+  "param.<name>" of the global model and of every learner and EMA after it.
 Writes DIR/outputs.safetensors ("grad.<name>", "param.<name>" after the update, "adversarial"); prints one JSON line, {"results": [the
 scalars of each DIR, in order]} (one process for every case: torch's import is most of the time).
 """
