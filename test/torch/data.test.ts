@@ -245,6 +245,46 @@ print(json.dumps({"length": len(d)}))
     expect(torch.record.classNames).toEqual(tfjs.record.classNames);
     expect(torch.record.trainFraction).toEqual({ fraction: 0.5, seed: 4 });
   }, 600_000);
+
+  it('mimir pretrain --engine torch with trainFraction 0.5 takes the tfjs engine steps on the same share (losses 1e-5)', () => {
+    const settings = path.join(dir, 'pretrain-share.json');
+    writeFileSync(settings, JSON.stringify({ trainFraction: { fraction: 0.5, seed: 3 }, logEvery: 1 }));
+    const losses = (engine: 'tfjs' | 'torch'): number[] => {
+      const result = runMimir(
+        [
+          'pretrain',
+          ...(engine === 'torch' ? ['--engine', 'torch'] : []),
+          '--model',
+          'micro',
+          '--mode',
+          'mae',
+          '--image-size',
+          '16',
+          '--dataset-size',
+          '32',
+          '--batch',
+          '8',
+          '--epochs',
+          '1',
+          '--config',
+          settings,
+          '--out',
+          path.join(dir, `pretrain-share-${engine}`),
+          '--json',
+        ],
+        { OMP_NUM_THREADS: '1' },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      return events(result.stdout).flatMap((e) =>
+        e.type === 'metrics' && e.values.loss !== undefined ? [e.values.loss] : [],
+      );
+    };
+    const [tfjs, torch] = [losses('tfjs'), losses('torch')];
+    // 16 of the 32 images: 2 steps of 8.
+    expect(torch).toHaveLength(2);
+    expect(tfjs).toHaveLength(2);
+    torch.forEach((loss, i) => expect(Math.abs(loss - (tfjs[i] ?? NaN)) / loss, `step ${i + 1}`).toBeLessThan(1e-5));
+  }, 600_000);
 });
 
 /** Python binds `d` in `setup`; all its examples go to `file`; returns its length, classes and files. */
