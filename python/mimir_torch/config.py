@@ -155,7 +155,30 @@ class PretrainSettings:
         )
 
 
-FINETUNE_METHODS_TORCH = ("natural", "pgd-at", "fast-at", "trades", "mart")
+FINETUNE_METHODS_TORCH = ("natural", "pgd-at", "fast-at", "trades", "mart", "generalist", "dbat", "apgd-at")
+
+
+@dataclass(frozen=True)
+class GeneralistSettings:
+    """src/shared/finetune-config.ts GeneralistSettings."""
+
+    ema_decay: float
+    robust_weight_start: float
+    robust_weight_end: float
+    mix_ramp_start: float
+    sync_start: float
+    sync_every: int
+
+    @staticmethod
+    def parse(obj: Mapping[str, Any], where: str) -> "GeneralistSettings":
+        return GeneralistSettings(
+            ema_decay=float(need(obj, "emaDecay", where)),
+            robust_weight_start=float(need(obj, "robustWeightStart", where)),
+            robust_weight_end=float(need(obj, "robustWeightEnd", where)),
+            mix_ramp_start=float(need(obj, "mixRampStart", where)),
+            sync_start=float(need(obj, "syncStart", where)),
+            sync_every=int(need(obj, "syncEvery", where)),
+        )
 
 
 @dataclass(frozen=True)
@@ -173,20 +196,38 @@ class FinetuneSettings:
     mart_beta: float
     drop_path: float
     label_smoothing: float
+    epochs: int
+    dbat_attack: str
+    dbat_real_target_epochs: float
+    dbat_merge: str
+    dbat_label_smoothing: Optional[float]  # None: the run's label_smoothing
+    apgd_steps: int
+    apgd_rho: float
+    generalist: GeneralistSettings
+
+    @property
+    def effective_label_smoothing(self) -> float:
+        """finetune-config.ts effectiveLabelSmoothing: DBAT's own smoothing for dbat, the run's otherwise."""
+        if self.method == "dbat" and self.dbat_label_smoothing is not None:
+            return self.dbat_label_smoothing
+        return self.label_smoothing
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "finetune") -> "FinetuneSettings":
         method = str(need(obj, "method", where))
         if method not in FINETUNE_METHODS_TORCH:
             raise ConfigError(
-                f"{where}.method {method!r} is not available on the PyTorch engine yet "
-                f"(it offers {', '.join(FINETUNE_METHODS_TORCH)}): use --engine tfjs for it"
+                f"{where}.method {method!r} is not a fine-tuning method of the PyTorch engine "
+                f"(it offers {', '.join(FINETUNE_METHODS_TORCH)})"
             )
         threat = need_map(obj, "threat", where)
         attack = need_map(obj, "attack", where)
+        dbat = need_map(obj, "dbat", where)
+        apgd = need_map(obj, "apgdAt", where)
         eps = threat.get("eps")
         if eps is None:
             raise ConfigError(f"{where}.threat.eps is missing: the Node side resolves it (resolveFinetuneConfig)")
+        dbat_smoothing = need(dbat, "labelSmoothing", f"{where}.dbat")
         return FinetuneSettings(
             method=method,
             threat=str(need(threat, "norm", f"{where}.threat")),
@@ -199,4 +240,12 @@ class FinetuneSettings:
             mart_beta=float(need(need_map(obj, "mart", where), "beta", f"{where}.mart")),
             drop_path=float(need(obj, "dropPath", where)),
             label_smoothing=float(need(obj, "labelSmoothing", where)),
+            epochs=int(need(obj, "epochs", where)),
+            dbat_attack=str(need(dbat, "attack", f"{where}.dbat")),
+            dbat_real_target_epochs=float(need(dbat, "realTargetEpochs", f"{where}.dbat")),
+            dbat_merge=str(need(dbat, "merge", f"{where}.dbat")),
+            dbat_label_smoothing=None if dbat_smoothing is None else float(dbat_smoothing),
+            apgd_steps=int(need(apgd, "steps", f"{where}.apgdAt")),
+            apgd_rho=float(need(apgd, "rho", f"{where}.apgdAt")),
+            generalist=GeneralistSettings.parse(need_map(obj, "generalist", where), f"{where}.generalist"),
         )

@@ -1,13 +1,14 @@
 """The fine-tuning loop of the PyTorch engine, as src/engine/finetune/trainer.ts: the classifier from a
 pre-training checkpoint of either engine (or from scratch), batches with pad-crop + flip, the
-method's step, AdamW with layer-wise lr decay and warm-up + cosine, held-out natural and PGD accuracy
-after each epoch, checkpoints (kind finetune, runConfig = the run's record) and resume.
-Methods: config.FINETUNE_METHODS_TORCH; RandAugment and MixUp/CutMix are tfjs-only for now (the Node
-side refuses them for this engine)."""
+method's step (Generalist: its learners, whose state is checkpointed beside the run's in
+generalist-state/), AdamW with layer-wise lr decay and warm-up + cosine, held-out natural and PGD
+accuracy after each epoch (DBAT: on its merged scores), checkpoints (kind finetune, runConfig = the
+run's record) and resume. RandAugment and MixUp/CutMix as the tfjs engine (data/augment.py)."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from typing import Any, Dict, Mapping, Optional
 
@@ -15,16 +16,21 @@ import torch
 
 from . import model as M
 from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
-from .config import ConfigError, FinetuneSettings, ModelConfig
+from .config import ConfigError, FinetuneSettings, ModelConfig, need_map
+from .data.augment import mix_batch, rand_augment_batch
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
-from .finetune_step import finetune_step, project, start_noise, steepest_direction
+from .finetune_step import finetune_step, merge_dbat_logits, project, start_noise, steepest_direction
+from .generalist import GeneralistTrainer
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
+from .data.subset import dataset_fraction
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
 
 CONFIG_FILE = "finetune-config.json"
+# Beside checkpoints/: Generalist's learners and their optimiser, one checkpoint per main one, same name (trainer.ts).
+GENERALIST_STATE_DIR = "generalist-state"
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -40,8 +46,14 @@ def resolve_checkpoint(path: str) -> str:
 
 def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, dataset, size: int, steps: int, alpha: float, seed: int, device: torch.device) -> Dict[str, float]:
     """Natural and PGD-`steps` accuracy on the first `size` test images (fixed images and attack seed): an
-    example counts as robust when no PGD iterate, the random start included, is misclassified."""
+    example counts as robust when no PGD iterate, the random start included, is misclassified. DBAT's
+    classifier is measured (and attacked) on its merged class scores."""
     frozen = {k: v.detach() for k, v in params.items()}
+
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        z = M.classifier_forward(frozen, c, x)
+        return merge_dbat_logits(z, dataset.num_classes, run.dbat_merge) if run.method == "dbat" else z
+
     eps = run.eps / 255.0
     count, natural, robust = 0, 0, 0
     for start in range(0, min(size, len(dataset)), 128):
@@ -49,18 +61,18 @@ def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, d
         x_np, y_np = dataset.batch(ids)
         x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).to(device)
         with torch.no_grad():
-            clean_ok = M.classifier_forward(frozen, c, x).argmax(dim=1) == y
+            clean_ok = scores(x).argmax(dim=1) == y
         noise = start_noise(FinetuneSettings(**{**run.__dict__, "method": "pgd-at"}), seed, ids, tuple(x.shape))
         current = project(x, x + noise.to(device), eps, run.threat)
         still = clean_ok.clone()
         for _ in range(steps):
             current = current.detach().requires_grad_(True)
-            logits = M.classifier_forward(frozen, c, current)
+            logits = scores(current)
             still &= logits.argmax(dim=1) == y
             (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y, reduction="sum"), [current])
             current = project(x, current.detach() + alpha * steepest_direction(grad, run.threat), eps, run.threat)
         with torch.no_grad():
-            still &= M.classifier_forward(frozen, c, current).argmax(dim=1) == y
+            still &= scores(current).argmax(dim=1) == y
         count += len(ids)
         natural += int(clean_ok.sum())
         robust += int(still.sum())
@@ -90,12 +102,13 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         record["epochs"] = epochs_override
     try:
         run = FinetuneSettings.parse(record, "config")
-        dataset = open_dataset(record["dataset"])
+        dataset = dataset_fraction(open_dataset(record["dataset"]), need_map(record, "trainFraction", "config"))
         held_out = open_dataset({**record["dataset"], "split": "test"}) if int(record["heldOut"]["size"]) > 0 else None
     except (ConfigError, FileNotFoundError, ValueError) as error:
         fail(str(error))
         raise
     num_classes = int(record["numClasses"])
+    outputs = 2 * num_classes if run.method == "dbat" else num_classes  # finetune-config.ts headOutputs
     if dataset.num_classes != num_classes:
         fail(f"The classifier has {num_classes} classes but the dataset has {dataset.num_classes}.")
     seed = int(record["seed"])
@@ -103,7 +116,7 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
     pretrained_path = None
     if stored:
         model_config = ModelConfig.parse(stored.manifest["modelConfig"], "modelConfig")
-        params = M.init_params_rng(M.classifier_param_specs(model_config, num_classes), rng.fork())
+        params = M.init_params_rng(M.classifier_param_specs(model_config, outputs), rng.fork())
     elif record["source"]["kind"] == "pretrained":
         try:
             pretrained_path = resolve_checkpoint(record["source"]["checkpoint"])
@@ -116,29 +129,33 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         model_config = ModelConfig.parse(source.manifest["modelConfig"], "modelConfig")
         if model_config.image_size != dataset.image_size:
             fail(f"{pretrained_path} was pre-trained on {model_config.image_size} px images but the dataset has {dataset.image_size} px ones.")
-        params = M.classifier_from_encoder(source.params, model_config, num_classes, rng.fork(), float(record["headInitStd"]))
+        params = M.classifier_from_encoder(source.params, model_config, outputs, rng.fork(), float(record["headInitStd"]))
     else:
         model_config = ModelConfig.parse(job_config["model"], "model")  # type: ignore[index]
-        params = M.init_params_rng(M.classifier_param_specs(model_config, num_classes), rng.fork(), float(record["headInitStd"]))
-    M.check_params(params, M.classifier_param_specs(model_config, num_classes))
+        params = M.init_params_rng(M.classifier_param_specs(model_config, outputs), rng.fork(), float(record["headInitStd"]))
+    M.check_params(params, M.classifier_param_specs(model_config, outputs))
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     optim_cfg = record["optimizer"]
-    optimizer = AdamW(
+    generalist = GeneralistTrainer(params, model_config, run, optim_cfg) if run.method == "generalist" else None
+    optimizer = None if generalist else AdamW(
         params,
         betas=(optim_cfg["beta1"], optim_cfg["beta2"]),
         weight_decay=optim_cfg["weightDecay"],
         max_grad_norm=optim_cfg["clipGrad"],
         lr_scale=layerwise_lr_scale(model_config.depth, optim_cfg["layerDecay"]),
     )
+    state_dir = os.path.join(out_dir, GENERALIST_STATE_DIR)
     iterator_state = None
     epoch = 0
     if stored:
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(stored.params[k].reshape(p.shape).to(device))
-        if stored.optimizer:
+        if stored.optimizer and optimizer:
             o = stored.optimizer
             optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
+        if generalist:
+            _restore_generalist(generalist, os.path.join(state_dir, os.path.basename(resume_from)), int(stored.manifest["step"]), device, fail)
         rng.restore(stored.manifest["rng"]["state"])
         iterator_state = stored.manifest["rng"]["dataIterator"]
         epoch = int(stored.manifest["epoch"])
@@ -186,27 +203,49 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
                 raise Cancelled()
             step_start = time.perf_counter()
             images_np, labels_np, indices = iterator.next()
+            # trainer.ts nextTrainBatch: RandAugment, then MixUp/CutMix, from the run's Rng before the step's draws.
+            if record["randAugment"] is not None:
+                rand_augment_batch(images_np, record["randAugment"], rng)
+            images_np, targets_np, labels_np, _, _ = mix_batch(images_np, labels_np, num_classes, record["mixup"], rng)
             lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
             seed_step = rng.next_uint32() if adversarial else None
             ids = list(indices[rows])
             images = torch.from_numpy(images_np[rows]).to(device)
             labels = torch.from_numpy(labels_np[rows]).to(device)
-            targets = torch.nn.functional.one_hot(labels, num_classes).float()
-            noise = start_noise(run, seed_step, ids, tuple(images.shape)).to(device) if seed_step is not None else None
-            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                result = finetune_step(params, model_config, run, images, targets, labels, noise, rng)
-            grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
-            norm = optimizer.step(grads, lr)
+            targets = torch.from_numpy(targets_np[rows]).to(device)
+            noise = start_noise(run, seed_step, ids, tuple(images.shape)) if seed_step is not None else None
+            noise = noise.to(device) if noise is not None else None
+            n = len(ids)
+            if generalist:
+                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                    g = generalist.gradients(images, targets, labels, noise, rng)
+                robust_weight, _, _ = generalist.apply(
+                    average_gradients({k: t.float() for k, t in g.robust.items()}, world),
+                    average_gradients({k: t.float() for k, t in g.natural.items()}, world),
+                    lr, epoch, b, steps_per_epoch, state["step"],
+                )
+                values = {
+                    "loss": g.robust_loss.item(),
+                    "natural_loss": g.natural_loss.item(),
+                    "clean_acc": g.clean_correct.item() / n,
+                    "adv_acc": g.adv_correct.item() / n,
+                }
+                values = average_scalars(values, world, device)
+                values["robust_weight"] = robust_weight
+            else:
+                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                    result = finetune_step(params, model_config, run, images, targets, labels, noise, rng, seed=seed_step, ids=ids, epoch=epoch)
+                grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+                norm = optimizer.step(grads, lr) if optimizer else None
+                values = {"loss": result.loss.item(), "clean_acc": result.clean_correct.item() / n}
+                if result.adv_correct is not None:
+                    values["adv_acc"] = result.adv_correct.item() / n
+                values.update({k: v.item() for k, v in result.parts.items()})
+                values = average_scalars(values, world, device)
+                if norm is not None:
+                    values["grad_norm"] = norm
             state["step"] += 1
             last_lr = lr
-            n = len(ids)
-            values = {"loss": result.loss.item(), "clean_acc": result.clean_correct.item() / n}
-            if result.adv_correct is not None:
-                values["adv_acc"] = result.adv_correct.item() / n
-            values.update({k: v.item() for k, v in result.parts.items()})
-            values = average_scalars(values, world, device)
-            if norm is not None:
-                values["grad_norm"] = norm
             message = non_finite_stop(values, state["step"], epoch, state["last"])
             if message:
                 fail(message)
@@ -233,22 +272,29 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         emitter.emit({"type": "metrics", "step": state["step"], "epoch": epoch, "values": epoch_values})
         if epoch % int(record["checkpointEvery"]) == 0 or epoch == epochs:
             if world.rank == 0:
-                step_count, param_steps, m, v = optimizer.export_state()
-                saved = save_checkpoint(
-                    checkpoints,
+                common = dict(
                     kind="finetune",
                     epoch=epoch,
                     step=state["step"],
                     run_config=record,
                     model_config=stored.manifest["modelConfig"] if stored else _model_json(model_config),
-                    params=params,
-                    optimizer=OptimizerState(step_count, param_steps, m, v, last_lr, [optim_cfg["beta1"], optim_cfg["beta2"]], optimizer.eps, optim_cfg["weightDecay"], optim_cfg["clipGrad"]),
                     rng_state=list(rng.state()),
                     data_iterator=iterator.state(),
                     metrics=summary,
                     backend=f"torch-{device.type}",
-                    keep_last=int(record["keepCheckpoints"]),
                 )
+                if generalist:
+                    # The learners first: a crash between the two saves leaves the previous pair intact.
+                    save_checkpoint(state_dir, params=generalist.state, optimizer=_optimizer_state(generalist.optimizer, last_lr), **common)  # type: ignore[arg-type]
+                saved = save_checkpoint(
+                    checkpoints,
+                    params=params,
+                    optimizer=_optimizer_state(optimizer, last_lr) if optimizer else None,
+                    keep_last=int(record["keepCheckpoints"]),
+                    **common,  # type: ignore[arg-type]
+                )
+                if generalist:
+                    _prune_orphan_states(state_dir, checkpoints, os.path.basename(saved))
                 state["last"] = saved
                 emitter.emit({"type": "checkpoint", "step": state["step"], "epoch": epoch, "path": saved})
             if world.distributed:
@@ -263,6 +309,40 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
     }
     emitter.emit(done)
     return done
+
+
+def _optimizer_state(optimizer: AdamW, lr: float) -> OptimizerState:
+    step_count, param_steps, m, v = optimizer.export_state()
+    return OptimizerState(step_count, param_steps, m, v, lr, list(optimizer.betas), optimizer.eps, optimizer.weight_decay, optimizer.max_grad_norm)
+
+
+def _restore_generalist(trainer: GeneralistTrainer, path: str, step: int, device: torch.device, fail) -> None:
+    """The learners and their optimiser from the state checkpoint beside the main one (same name, same step)."""
+    try:
+        stored = load_checkpoint(path)
+    except (ConfigError, ValueError) as error:
+        fail(f"Cannot resume: Generalist's learner state {path} is unreadable ({error})")
+        raise
+    if int(stored.manifest["step"]) != step:
+        fail(f"Cannot resume: Generalist's learner state {path} holds step {stored.manifest['step']}, the checkpoint step {step}")
+    with torch.no_grad():
+        for k, p in trainer.state.items():
+            if k not in stored.params:
+                fail(f"Cannot resume: Generalist's learner state {path} lacks {k}")
+            p.copy_(stored.params[k].reshape(p.shape).to(device))
+    if stored.optimizer is None:
+        fail(f"Cannot resume: Generalist's learner state {path} holds no optimiser state")
+    o = stored.optimizer
+    trainer.optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
+
+
+def _prune_orphan_states(state_dir: str, checkpoints: str, current: str) -> None:
+    """Remove Generalist state checkpoints whose main checkpoint is gone (kept: `current`)."""
+    mains = {e for e in os.listdir(checkpoints) if os.path.isdir(os.path.join(checkpoints, e))}
+    for entry in os.listdir(state_dir):
+        full = os.path.join(state_dir, entry)
+        if os.path.isdir(full) and not entry.startswith(".") and entry != current and entry not in mains:
+            shutil.rmtree(full, ignore_errors=True)
 
 
 def _model_json(c: ModelConfig) -> Dict[str, Any]:

@@ -1,12 +1,12 @@
 """One fine-tuning step (spec section 5) as src/engine/finetune/step.ts: adversarial examples made with
 the classifier in evaluation mode (no drop path, weights as constants), then the method's loss in
 train mode (drop path) and its gradients w.r.t. every parameter. Methods: natural, pgd-at, fast-at,
-trades, mart (the rest are tfjs-only for now: config.FINETUNE_METHODS_TORCH).
+trades, mart, dbat, apgd-at (generalist's two learners: generalist.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +54,25 @@ def mart_loss(clean: torch.Tensor, adv: torch.Tensor, targets: torch.Tensor, har
     true_probs = (clean_probs * hard).sum(dim=1)
     robust = (kl * (1.0000001 - true_probs)).mean()
     return boosted + beta * robust, boosted, robust
+
+
+def merge_dbat_logits(logits: torch.Tensor, num_classes: int, merge: str) -> torch.Tensor:
+    """outputs.ts mergeDbatLogits: class y scores merge(z_y, z_{y+C}), 'max' or 'logsumexp'."""
+    if logits.shape[1] != 2 * num_classes:
+        raise ValueError(f"DBAT logits have {logits.shape[1]} outputs, expected 2 x {num_classes}")
+    real, dummy = logits[:, :num_classes], logits[:, num_classes:]
+    top = torch.maximum(real, dummy)
+    if merge == "max":
+        return top
+    return top + torch.log(torch.exp(real - top) + torch.exp(dummy - top))
+
+
+def dbat_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """losses.ts dbatLoss: CE over the 2N rows [clean; adversarial] of 2C logits, clean rows' targets in
+    the first C outputs, adversarial rows' in the dummy ones, then smoothing over all 2C."""
+    zeros = torch.zeros_like(targets)
+    both = torch.cat([torch.cat([targets, zeros], dim=1), torch.cat([zeros, targets], dim=1)], dim=0)
+    return soft_cross_entropy(logits, smooth_targets(both, smoothing)).mean()
 
 
 def correct_count(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -108,10 +127,33 @@ class FinetuneStepResult:
     grads: Dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _grads(params: M.Params, loss: torch.Tensor) -> Dict[str, torch.Tensor]:
+def parameter_grads(params: M.Params, loss: torch.Tensor) -> Dict[str, torch.Tensor]:
     names = list(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
     return {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, grads)}
+
+
+def dbat_target_classes(run: FinetuneSettings, labels, ids, seed: int, epoch: int, num_classes: int, least_likely) -> List[int]:
+    """step.ts dbatTargetClasses: the least likely output where it is neither y nor y + C, else a draw
+    from the example's 'dbat-target' stream: a real class other than y early on, any of the 2C outputs
+    but y and y + C later."""
+    c = num_classes
+    real_only = least_likely is None and epoch + 1 < run.dbat_real_target_epochs * run.epochs
+    out: List[int] = []
+    for i, (y, example) in enumerate(zip(labels, ids)):
+        ll = None if least_likely is None else least_likely[i]
+        if ll is not None and ll != y and ll != y + c:
+            out.append(ll)
+            continue
+        stream = Rng(stream_seed(seed, int(example), "dbat-target", 0))
+        if real_only:
+            k = stream.int(c - 1)
+            out.append(k + 1 if k >= y else k)
+            continue
+        k = stream.int(2 * c - 2)
+        skipped = k + 1 if k >= y else k
+        out.append(skipped + 1 if skipped >= y + c else skipped)
+    return out
 
 
 def finetune_step(
@@ -123,13 +165,18 @@ def finetune_step(
     labels: torch.Tensor,
     start_noise: Optional[torch.Tensor],
     rng: Optional[Rng],
+    seed: Optional[int] = None,
+    ids: Optional[Sequence[int]] = None,
+    epoch: int = 0,
 ) -> FinetuneStepResult:
     """One step on NHWC images with probability-row targets [N, C] and hard labels [N].
 
     start_noise: the attack's random start as an offset from x (pgd-at / fast-at: uniform in the eps-box,
-    projected here; trades / mart: 0.001 N(0, 1), added unprojected); rng: drop path's draws."""
+    projected here; trades / mart / dbat: 0.001 N(0, 1), added unprojected; apgd-at: none); rng: drop
+    path's draws; seed, ids and epoch: DBAT's targeted attack (its per-example target streams)."""
     eps = run.eps / 255.0
     alpha = run.attack_alpha / 255.0
+    num_classes = targets.shape[1]
     frozen = {n: p.detach() for n, p in params.items()}
 
     def eval_logits(x: torch.Tensor) -> torch.Tensor:
@@ -138,17 +185,26 @@ def finetune_step(
     def train_logits(x: torch.Tensor) -> torch.Tensor:
         return M.classifier_forward(params, c, x, run.drop_path, rng)
 
-    smoothed = smooth_targets(targets, run.label_smoothing)
+    def scores(z: torch.Tensor) -> torch.Tensor:
+        return merge_dbat_logits(z, num_classes, run.dbat_merge) if run.method == "dbat" else z
+
+    smoothed = smooth_targets(targets, run.effective_label_smoothing)
     if run.method == "natural":
         z = train_logits(images)
         loss = soft_cross_entropy(z, smoothed).mean()
-        return FinetuneStepResult(loss.detach(), {}, correct_count(z.detach(), labels), None, None, _grads(params, loss))
-
-    if start_noise is None:
-        raise ValueError(f"method {run.method} needs the attack's random start")
+        return FinetuneStepResult(loss.detach(), {}, correct_count(z.detach(), labels), None, None, parameter_grads(params, loss))
 
     def ce_objective(z: torch.Tensor) -> torch.Tensor:
         return soft_cross_entropy(z, targets)
+
+    if run.method == "apgd-at":
+        from .apgd_train import apgd_highest_loss  # apgd_train builds on this module's geometry
+
+        x_adv = apgd_highest_loss(eval_logits, images, labels, eps, run.apgd_steps, run.apgd_rho, run.threat)
+        return _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits)
+
+    if start_noise is None:
+        raise ValueError(f"method {run.method} needs the attack's random start")
 
     if run.method in ("pgd-at", "fast-at"):
         fast = run.method == "fast-at"
@@ -157,11 +213,7 @@ def finetune_step(
         uniform = fast or run.random_start
         start = project(images, images + start_noise, eps, run.threat) if uniform else images.clone()
         x_adv = ascend(eval_logits, images, ce_objective, start, eps, step_alpha, steps, run.threat)
-        with torch.no_grad():
-            clean_correct = correct_count(eval_logits(images), labels)
-        z = train_logits(x_adv)
-        loss = soft_cross_entropy(z, smoothed).mean()
-        return FinetuneStepResult(loss.detach(), {}, clean_correct, correct_count(z.detach(), labels), x_adv, _grads(params, loss))
+        return _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits)
 
     start = images + start_noise
     if run.method == "trades":
@@ -170,29 +222,60 @@ def finetune_step(
         x_adv = ascend(eval_logits, images, lambda z: kl_from_logits(clean_eval, z), start, eps, alpha, run.attack_steps, run.threat)
     elif run.method == "mart":
         x_adv = ascend(eval_logits, images, ce_objective, start, eps, alpha, run.attack_steps, run.threat)
+    elif run.method == "dbat":
+        if run.dbat_attack == "untargeted":
+            x_adv = ascend(lambda x: scores(eval_logits(x)), images, ce_objective, start, eps, alpha, run.attack_steps, run.threat)
+        else:
+            if seed is None or ids is None:
+                raise ValueError("DBAT's targeted attack needs the step's seed and the batch's dataset ids")
+            least_likely = None
+            if run.dbat_attack == "targeted-ll":
+                with torch.no_grad():
+                    least_likely = [int(v) for v in eval_logits(images).argmin(dim=1).tolist()]
+            chosen = dbat_target_classes(run, [int(v) for v in labels.tolist()], ids, seed, epoch, num_classes, least_likely)
+            toward = torch.nn.functional.one_hot(torch.tensor(chosen, device=images.device), 2 * num_classes).to(images.dtype)
+            x_adv = ascend(eval_logits, images, lambda z: -soft_cross_entropy(z, toward), start, eps, alpha, run.attack_steps, run.threat)
     else:
-        raise ValueError(f"method {run.method!r} is not available on the PyTorch engine")
+        raise ValueError(f"method {run.method!r} has no single-model step (generalist: generalist.py)")
 
     n = images.shape[0]
     z = train_logits(torch.cat([images, x_adv], dim=0))
     clean, adv = z[:n], z[n:]
-    hard = torch.nn.functional.one_hot(labels.long(), targets.shape[1]).to(z.dtype)
+    hard = torch.nn.functional.one_hot(labels.long(), num_classes).to(z.dtype)
+    parts: Dict[str, torch.Tensor] = {}
     if run.method == "trades":
         loss, natural, robust = trades_loss(clean, adv, smoothed, run.trades_beta)
         parts = {"natural_loss": natural.detach(), "robust_loss": robust.detach()}
-    else:
+    elif run.method == "mart":
         loss, boosted, robust = mart_loss(clean, adv, smoothed, hard, run.mart_beta)
         parts = {"boosted_ce": boosted.detach(), "robust_loss": robust.detach()}
+    else:
+        loss = dbat_loss(z, targets, run.effective_label_smoothing)
     return FinetuneStepResult(
-        loss.detach(), parts, correct_count(clean.detach(), labels), correct_count(adv.detach(), labels), x_adv, _grads(params, loss)
+        loss.detach(),
+        parts,
+        correct_count(scores(clean.detach()), labels),
+        correct_count(scores(adv.detach()), labels),
+        x_adv,
+        parameter_grads(params, loss),
     )
+
+
+def _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits) -> FinetuneStepResult:
+    """pgd-at, fast-at, apgd-at: the training pass sees only adversarial images; clean accuracy costs one forward pass."""
+    with torch.no_grad():
+        clean_correct = correct_count(eval_logits(images), labels)
+    z = train_logits(x_adv)
+    loss = soft_cross_entropy(z, smoothed).mean()
+    return FinetuneStepResult(loss.detach(), {}, clean_correct, correct_count(z.detach(), labels), x_adv, parameter_grads(params, loss))
 
 
 def start_noise(run: FinetuneSettings, seed: int, ids, shape) -> Optional[torch.Tensor]:
     """The attack's random start as an offset from x, from each example's own stream (attacks/streams.ts,
     finetune/adversary.ts): uniform in the eps-box (l_inf) or a uniform direction with radius eps * U(0, 1)
-    (l_2) for pgd-at / fast-at; 0.001 N(0, 1) for trades / mart; None for natural."""
-    if run.method == "natural":
+    (l_2) for pgd-at / fast-at / generalist; 0.001 N(0, 1) for trades / mart / dbat; None for natural and
+    apgd-at (it starts at x)."""
+    if run.method in ("natural", "apgd-at"):
         return None
     lanes = RngLanes([stream_seed(seed, int(i), "pgd", 0) for i in ids])
     per_row = int(shape[1] * shape[2] * shape[3])
@@ -201,7 +284,7 @@ def start_noise(run: FinetuneSettings, seed: int, ids, shape) -> Optional[torch.
     def rows(draw) -> np.ndarray:  # [examples, per_row], each row one stream's draws in order, stored as float32
         return np.stack([draw() for _ in range(per_row)], axis=1).astype(np.float32)
 
-    if run.method in ("trades", "mart"):
+    if run.method in ("trades", "mart", "dbat"):
         values = (rows(lanes.normal).astype(np.float64) * NORMAL_START_STD).astype(np.float32)
     elif run.threat == "linf":
         values = (rows(lambda: 2 * lanes.uniform() - 1).astype(np.float64) * eps).astype(np.float32)

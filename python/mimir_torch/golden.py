@@ -11,7 +11,11 @@ DIR/inputs.safetensors: "param.<name>" (the workbench's names and layouts), "ima
   finetune: "targets" [N, C], "labels" int32 [N], "attack.start" (absent for natural); case.json's
   "rng": {"seed", "ids"}: the step's Rng (its first draw seeds the attack streams, then drop path
   draws from it) and the batch's dataset ids; the start this engine draws itself from those streams
-  is written as "start.own", for comparison with the given one.
+  is written as "start.own", for comparison with the given one; "rng.epoch" (DBAT's targets depend on it).
+  Generalist: "grad.robust.<name>" and "grad.natural.<name>", then its update (each learner's AdamW with
+  the run's optimizer settings, the EMAs and the global mix at case.json's "generalist" {epoch,
+  batchIndex, stepsPerEpoch}) from the given "update.robust.<name>" / "update.natural.<name>";
+  "param.<name>" of the global model and of every learner and EMA after it.
 Writes DIR/outputs.safetensors ("grad.<name>", "param.<name>" after the update, "adversarial"); prints one JSON line, {"results": [the
 scalars of each DIR, in order]} (one process for every case: torch's import is most of the time).
 """
@@ -29,6 +33,7 @@ from .finetune_step import finetune_step
 from .masking import PatchMask
 from .optim import NO_WEIGHT_DECAY_NAMES, AdamW, layerwise_lr_scale
 from .finetune_step import start_noise
+from .generalist import GeneralistTrainer
 from .pretrain_step import pretrain_step
 from .rng import Rng
 from .safetensors_io import read_safetensors, write_safetensors
@@ -63,14 +68,21 @@ def run_case(directory: str) -> Dict[str, object]:
         }
         outputs["adversarial"] = r.adversarial
         grads = r.grads
+    elif case["run"]["method"] == "generalist":
+        return _generalist_case(directory, case, inputs, model, params, images, outputs)
     else:
         run_ft = FinetuneSettings.parse(case["run"], "run")
         rng = Rng(int(case["rng"]["seed"]))
-        if run_ft.method != "natural":
-            own = start_noise(run_ft, rng.next_uint32(), case["rng"]["ids"], tuple(images.shape))
+        ids = case["rng"]["ids"]
+        seed = rng.next_uint32() if run_ft.method != "natural" else None
+        if seed is not None:
+            own = start_noise(run_ft, seed, ids, tuple(images.shape))
             if own is not None:
                 outputs["start.own"] = own
-        f = finetune_step(params, model, run_ft, images, inputs["targets"].float(), inputs["labels"].long(), start, rng)
+        f = finetune_step(
+            params, model, run_ft, images, inputs["targets"].float(), inputs["labels"].long(), start, rng,
+            seed=seed, ids=ids, epoch=int(case["rng"].get("epoch", 0)),
+        )
         scalars = {"loss": f.loss.item(), "cleanCorrect": f.clean_correct.item()}
         scalars.update({k: v.item() for k, v in f.parts.items()})
         if f.adv_correct is not None:
@@ -96,6 +108,48 @@ def run_case(directory: str) -> Dict[str, object]:
     for name, p in params.items():
         outputs[f"param.{name}"] = p.detach()
     write_safetensors(os.path.join(directory, "outputs.safetensors"), outputs)
+    return {"ok": True, "torch": torch.__version__, **scalars}
+
+
+def _generalist_case(directory, case, inputs, model, params, images, outputs) -> Dict[str, object]:
+    """Both learners' gradients ("grad.robust.<name>", "grad.natural.<name>"), then the trainer's update
+    from the given ones ("update.robust.<name>", ...): "param.<name>" of the global model and of every
+    learner and EMA after it. The optimiser is the run's (case.json's "optimizer" gives only the lr)."""
+    run = FinetuneSettings.parse(case["run"], "run")
+    rng = Rng(int(case["rng"]["seed"]))
+    seed = rng.next_uint32()
+    noise = start_noise(run, seed, case["rng"]["ids"], tuple(images.shape))
+    if noise is not None:
+        outputs["start.own"] = noise
+    given_start = inputs.get("attack.start")
+    trainer = GeneralistTrainer(params, model, run, case["run"]["optimizer"])
+    g = trainer.gradients(images, inputs["targets"].float(), inputs["labels"].long(), given_start, rng)
+    for prefix, grads in (("robust.", g.robust), ("natural.", g.natural)):
+        for name, grad in grads.items():
+            outputs[f"grad.{prefix}{name}"] = grad
+    given = {k[len("update.") :]: v.float() for k, v in inputs.items() if k.startswith("update.")}
+    robust = {k[len("robust.") :]: v for k, v in given.items() if k.startswith("robust.")}
+    natural = {k[len("natural.") :]: v for k, v in given.items() if k.startswith("natural.")}
+    step = case["generalist"]
+    weight, synced, norms = trainer.apply(
+        robust, natural, case["optimizer"]["lr"], int(step["epoch"]), int(step["batchIndex"]), int(step["stepsPerEpoch"]), 0
+    )
+    for name, p in params.items():
+        outputs[f"param.{name}"] = p.detach()
+    for name, p in trainer.state.items():
+        outputs[f"param.{name}"] = p.detach()
+    write_safetensors(os.path.join(directory, "outputs.safetensors"), outputs)
+    scalars: Dict[str, object] = {
+        "loss": g.robust_loss.item(),
+        "naturalLoss": g.natural_loss.item(),
+        "cleanCorrect": g.clean_correct.item(),
+        "advCorrect": g.adv_correct.item(),
+        "robustWeight": weight,
+        "synced": 1.0 if synced else 0.0,
+    }
+    if norms:
+        scalars["gradNorm"] = norms[0]
+        scalars["naturalGradNorm"] = norms[1]
     return {"ok": True, "torch": torch.__version__, **scalars}
 
 

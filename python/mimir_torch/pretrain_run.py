@@ -11,7 +11,7 @@ import torch
 
 from . import model as M
 from .checkpoint import OptimizerState, find_latest, load_checkpoint, save_checkpoint
-from .config import ConfigError, ModelConfig, PretrainSettings
+from .config import ConfigError, ModelConfig, PretrainSettings, need_map
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
@@ -20,6 +20,7 @@ from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
 from .previews import write_preview_snapshot
 from .rng import Rng
+from .data.subset import dataset_fraction
 from .runtime import CHECKPOINTS_DIR, GRAD_DUMP_ENV, PREVIEWS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
 from .safetensors_io import write_safetensors
 
@@ -50,7 +51,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         if not isinstance(config.get("model"), Mapping):
             raise ConfigError("config.model must be a resolved model config (the Node side resolves presets)")
         model_config = ModelConfig.parse(config["model"], "config.model")
-        dataset = open_dataset(config["dataset"])
+        dataset = dataset_fraction(open_dataset(config["dataset"]), need_map(config, "trainFraction", "config"))
     except (ConfigError, FileNotFoundError, ValueError) as error:
         fail(str(error))
         raise  # unreachable: fail raises

@@ -11,6 +11,7 @@ import torch
 
 from .config import ConfigError
 from .data.cifar10 import Cifar10Dataset
+from .data.image_folder import ImageFolderDataset
 from .data.procedural import BuiltinDataset
 from .distributed import World
 
@@ -37,7 +38,9 @@ def open_dataset(source: Mapping[str, Any]):
     if kind == "cifar10":
         root = source.get("root") or os.path.join(os.environ.get("MIMIR_DATA", os.path.expanduser("~/.mimir/datasets")), "cifar10")
         return Cifar10Dataset(root, source["split"])
-    raise ConfigError(f"dataset kind {kind!r} is not available on the PyTorch engine yet (builtin, cifar10): use --engine tfjs")
+    if kind == "folder":
+        return ImageFolderDataset(source)
+    raise ConfigError(f"dataset kind {kind!r} is not available on the PyTorch engine yet (builtin, cifar10, folder): use --engine tfjs")
 
 
 def pick_device(choice: str) -> torch.device:

@@ -33,7 +33,7 @@ async function runOnTorch(kind: 'pretrain' | 'finetune', config: unknown, contex
   if (engine.name !== 'torch') throw new Error('internal: not a PyTorch run');
   const { finetuneJob, pretrainJob } = await import('../torch/job');
   const { runTorchJob } = await import('../torch/launch');
-  const job = kind === 'pretrain' ? pretrainJob(config) : finetuneJob(config);
+  const job = kind === 'pretrain' ? await pretrainJob(config) : await finetuneJob(config);
   return runTorchJob(job, { ...context, nproc: engine.nproc, device: engine.device, precision: engine.precision });
 }
 

@@ -1,12 +1,7 @@
 import { CIFAR10_CLASSES } from '../engine/data/cifar10';
-import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type TrainingFraction } from '../shared/dataset-config';
+import { BUILTIN_CLASSES, builtinSize, type DatasetSource } from '../shared/dataset-config';
 import { describeIssues } from '../shared/config-object';
-import {
-  FinetuneConfig,
-  resolveFinetuneConfig,
-  type FinetuneMethod,
-  type FinetuneRecord,
-} from '../shared/finetune-config';
+import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '../shared/finetune-config';
 import { modelConfigFromPreset, type ModelConfig } from '../shared/model-config';
 import { PretrainConfig } from '../shared/pretrain-config';
 
@@ -33,11 +28,14 @@ export type TorchJob =
       epochsOverride?: number;
     };
 
-/** Fine-tuning methods of the PyTorch engine (python/mimir_torch/config.py FINETUNE_METHODS_TORCH). */
-export const TORCH_FINETUNE_METHODS: readonly FinetuneMethod[] = ['natural', 'pgd-at', 'fast-at', 'trades', 'mart'];
-
-/** Datasets the PyTorch engine reads: the source with its size resolved, the image size and the classes. */
-function torchDataset(source: DatasetSource): { dataset: DatasetSource; imageSize: number; classNames: string[] } {
+/**
+ * Datasets the PyTorch engine reads: the source with its size resolved, the image size and the classes
+ * (an image folder's are listed here, as the tfjs engine lists them, so a missing or empty folder is
+ * refused before Python starts).
+ */
+async function torchDataset(
+  source: DatasetSource,
+): Promise<{ dataset: DatasetSource; imageSize: number; classNames: string[] }> {
   switch (source.kind) {
     case 'builtin':
       return {
@@ -47,37 +45,35 @@ function torchDataset(source: DatasetSource): { dataset: DatasetSource; imageSiz
       };
     case 'cifar10':
       return { dataset: source, imageSize: 32, classNames: [...CIFAR10_CLASSES] };
+    case 'folder': {
+      const { openImageFolder } = await import('../engine/data/image-folder');
+      const folder = await openImageFolder(source);
+      return { dataset: source, imageSize: source.imageSize, classNames: [...folder.classNames] };
+    }
     default:
       throw new Error(
-        `The PyTorch engine reads the built-in set and CIFAR-10 so far, not '${source.kind}': use --engine tfjs for it.`,
+        `The PyTorch engine reads the built-in set, CIFAR-10 and image folders so far, not '${source.kind}': use --engine tfjs for it.`,
       );
   }
 }
 
-/** A share of the training set (Table XX) is drawn by the tfjs engine only so far. */
-function refuseTrainFraction(share: TrainingFraction): void {
-  if (share.fraction < 1) {
-    throw new Error(
-      `trainFraction ${share.fraction} runs on the tfjs engine only so far: set it to 1 or use --engine tfjs.`,
-    );
-  }
-}
-
 /** The job of `mimir <kind> --resume DIR --engine torch`: the stored checkpoint's config is used. */
-export function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): TorchJob {
+export async function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): Promise<TorchJob> {
   return kind === 'pretrain'
-    ? { kind, config: pretrainJob({}).config, resume: true, ...(epochsOverride ? { epochsOverride } : {}) }
+    ? { kind, config: (await pretrainJob({})).config, resume: true, ...(epochsOverride ? { epochsOverride } : {}) }
     : { kind, config: null, resume: true, ...(epochsOverride ? { epochsOverride } : {}) };
 }
 
-export function pretrainJob(configInput: unknown, epochsOverride?: number): TorchJob & { kind: 'pretrain' } {
+export async function pretrainJob(
+  configInput: unknown,
+  epochsOverride?: number,
+): Promise<TorchJob & { kind: 'pretrain' }> {
   const parsed = PretrainConfig.safeParse(configInput);
   if (!parsed.success) {
     throw new Error(`Invalid pre-training config: ${describeIssues(parsed.error)}`);
   }
   const config = parsed.data;
-  refuseTrainFraction(config.trainFraction);
-  const { dataset, imageSize } = torchDataset(config.dataset);
+  const { dataset, imageSize } = await torchDataset(config.dataset);
   const model = typeof config.model === 'string' ? modelConfigFromPreset(config.model, imageSize) : config.model;
   if (model.imageSize !== imageSize) {
     throw new Error(
@@ -92,24 +88,13 @@ export function pretrainJob(configInput: unknown, epochsOverride?: number): Torc
  * base lr for the dataset), the record its checkpoints store (numClasses, classNames), the scratch
  * model sized for the dataset. What the PyTorch engine does not do yet is refused here, by name.
  */
-export function finetuneJob(configInput: unknown, epochsOverride?: number): TorchJob {
+export async function finetuneJob(configInput: unknown, epochsOverride?: number): Promise<TorchJob> {
   const parsed = FinetuneConfig.safeParse(configInput);
   if (!parsed.success) {
     throw new Error(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
   }
   const config = resolveFinetuneConfig(parsed.data);
-  refuseTrainFraction(config.trainFraction);
-  if (!TORCH_FINETUNE_METHODS.includes(config.method)) {
-    throw new Error(
-      `The PyTorch engine fine-tunes with ${TORCH_FINETUNE_METHODS.join(', ')} so far, not ${config.method}: use --engine tfjs for it.`,
-    );
-  }
-  if (config.randAugment !== null || config.mixup !== null) {
-    throw new Error(
-      'RandAugment and MixUp/CutMix run on the tfjs engine only so far: turn them off or use --engine tfjs.',
-    );
-  }
-  const { dataset, imageSize, classNames } = torchDataset(config.dataset);
+  const { dataset, imageSize, classNames } = await torchDataset(config.dataset);
   let model: ModelConfig | null = null;
   if (config.source.kind === 'scratch') {
     const source = config.source.model;

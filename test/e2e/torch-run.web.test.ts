@@ -127,4 +127,40 @@ describe.skipIf(!found.python)('a PyTorch-engine run from the form (Chromium, we
     expect(evaluated.status, evaluated.error ?? '').toBe('done');
     expect(problems).toEqual([]);
   }, 600_000);
+
+  it('fine-tunes with DBAT on torch from the form (the Compute engine help lists every method) to done', async () => {
+    page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    page.on('pageerror', (error) => problems.push(error.message));
+    await page.goto(`${server.url}#/new?kind=finetune`);
+    await page.getByTestId('new-run-view').and(page.locator('[data-kind="finetune"]')).waitFor();
+    await page.getByTestId('field-source.kind').selectOption('scratch');
+    await page.getByTestId('field-source.model').selectOption('micro');
+    await page.getByTestId('field-method').selectOption('dbat');
+    await page.getByTestId('field-dataset.size').fill('64');
+    await page.getByTestId('field-dataset.imageSize').fill('16');
+    await page.getByTestId('field-epochs').fill('1');
+    await page.getByTestId('field-batchSize').fill('16');
+    await page.getByTestId('field-attack.steps').fill('2');
+    await page.getByTestId('field-heldOut.size').fill('0');
+    await page.getByTestId('field-engine.name').selectOption('torch');
+    await page.getByTestId('field-engine.device').selectOption('cpu');
+    await page.getByTestId('run-name-input').fill('e2e torch DBAT');
+    await page.getByTestId('form-valid').waitFor();
+    await page.screenshot({ path: screenshotPath('torch-finetune-form'), fullPage: true });
+    await page.getByTestId('start-run').click();
+    await page.getByTestId('run-view').waitFor();
+    const id = decodeURIComponent(new URL(page.url()).hash.replace('#/runs/', ''));
+    await page
+      .getByTestId('run-view')
+      .getByTestId('run-status')
+      .and(page.locator('[data-status="done"]'))
+      .waitFor({ timeout: 240_000 });
+    const points = Number(await page.getByTestId('chart-loss').getAttribute('data-points'));
+    expect(points).toBe(4);
+    await page.screenshot({ path: screenshotPath('torch-finetune-done'), fullPage: true });
+    const run = await callApi<Run>('runs.get', { id });
+    expect(run.backend).toBe('torch');
+    expect(run.status, run.error ?? '').toBe('done');
+    expect(problems).toEqual([]);
+  }, 600_000);
 });

@@ -4,13 +4,13 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleStreams, normalRows, signedUniformRows } from '../../src/engine/attacks/streams';
-import { NORMAL_START_STD, finetuneStep } from '../../src/engine/finetune';
+import { GeneralistTrainer, NORMAL_START_STD, finetuneStep } from '../../src/engine/finetune';
 import { disposeParams, initClassifierParams, initMaeParams, randomMasking } from '../../src/engine/model';
 import { pretrainStep } from '../../src/engine/pretrain/step';
 import { Rng } from '../../src/engine/rng';
 import { AdamW, isNoWeightDecayInPretraining } from '../../src/engine/train/optimizer';
 import { layerwiseLrScale } from '../../src/engine/train/schedule';
-import { type FinetuneMethod } from '../../src/shared/finetune-config';
+import { headOutputs, type FinetuneConfigInput, type FinetuneMethod } from '../../src/shared/finetune-config';
 import { PretrainConfig, type PretrainConfigInput } from '../../src/shared/pretrain-config';
 import { modelConfigFromPreset, numPatches, patchDim } from '../../src/shared/model-config';
 import { useBackend } from '../helpers/backend';
@@ -43,7 +43,17 @@ const N = 8;
 const MODEL = modelConfigFromPreset('micro', 16);
 const TOLERANCE = 1e-4;
 /** Scalars compared relative to themselves; the others relative to the loss. */
-const RELATIVE_SCALARS = ['loss', 'recon', 'mi', 'attackLoss', 'gradNorm'];
+const RELATIVE_SCALARS = [
+  'loss',
+  'recon',
+  'mi',
+  'attackLoss',
+  'gradNorm',
+  'naturalLoss',
+  'naturalGradNorm',
+  'robustWeight',
+  'synced',
+];
 
 /**
  * MIMIR cases with a lambda that makes the penalty a sizeable part of the gradient (at the paper's
@@ -67,7 +77,13 @@ const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput }> = [
  * near-equal probabilities times beta 6) moved the patch embedding's gradient by 2.5e-4 in relative
  * norm, and a larger head made the 3-step sign attack itself diverge between the engines.
  */
-const FINETUNE_CASES: Array<{ name: string; method: FinetuneMethod; dropPath: number }> = [
+const FINETUNE_CASES: Array<{
+  name: string;
+  method: Exclude<FinetuneMethod, 'generalist'>;
+  dropPath: number;
+  overrides?: Partial<FinetuneConfigInput>;
+  epoch?: number;
+}> = [
   ...(['natural', 'pgd-at', 'fast-at', 'trades', 'mart'] as const).map((method) => ({
     name: method,
     method,
@@ -75,6 +91,35 @@ const FINETUNE_CASES: Array<{ name: string; method: FinetuneMethod; dropPath: nu
   })),
   { name: 'pgd-at+drop-path', method: 'pgd-at', dropPath: 0.2 },
   { name: 'mart+drop-path', method: 'mart', dropPath: 0.2 },
+  // DBAT's targeted attack towards any of the 2C outputs but y and y + C (past realTargetEpochs).
+  { name: 'dbat', method: 'dbat', dropPath: 0 },
+  // ... towards a real class other than y (epoch 0 of 20: before realTargetEpochs 0.1 * 20).
+  { name: 'dbat-real-targets', method: 'dbat', dropPath: 0, overrides: { epochs: 20 } },
+  { name: 'dbat-targeted-ll', method: 'dbat', dropPath: 0, overrides: { dbat: { attack: 'targeted-ll' } } },
+  {
+    name: 'dbat-untargeted-logsumexp',
+    method: 'dbat',
+    dropPath: 0,
+    overrides: { dbat: { attack: 'untargeted', merge: 'logsumexp' } },
+  },
+  // APGD-AT, l_inf: 3 iterations, each followed by a step-size check (halving, restart from the best
+  // point). Not more: its steps are 2 eps along sign(g), and from the 4th iteration on a few input
+  // gradients near 0 take float32 noise's sign, which puts those pixels on the other side of the ball
+  // (2 of 6,144 pixels differ between the engines after 4 iterations, 8 after 10; PyTorch in float32
+  // and float64 differ in 12 after 10), so the gradients differ by about 1e-3.
+  { name: 'apgd-at', method: 'apgd-at', dropPath: 0, overrides: { apgdAt: { steps: 3 } } },
+  // l_2 (normalised gradient steps, no sign): the default 10 iterations, a check after each of iterations 1 to 9.
+  { name: 'apgd-at-l2', method: 'apgd-at', dropPath: 0, overrides: { threat: { norm: 'l2' } } },
+];
+
+/**
+ * Generalist: both learners' gradients, then the trainer's update from the tfjs gradients (each
+ * learner's AdamW with clipping, the EMAs, the global mix), in a mixing step (robust weight 0.7) and
+ * in a sync epoch (the learners take the global weights).
+ */
+const GENERALIST_CASES: Array<{ name: string; generalist: Record<string, number> }> = [
+  { name: 'generalist', generalist: { robustWeightStart: 0.7 } },
+  { name: 'generalist-sync', generalist: { robustWeightStart: 0.7, syncStart: 0, syncEvery: 1 } },
 ];
 
 interface TfjsOutputs {
@@ -187,11 +232,10 @@ async function pretrainCase(
 
 async function finetuneCase(
   dir: string,
-  method: FinetuneMethod,
-  dropPath: number,
+  { method, dropPath, overrides, epoch = 0 }: (typeof FINETUNE_CASES)[number],
 ): Promise<{ golden: GoldenCase; tfjs: TfjsOutputs }> {
-  const run = microRun(method, { dropPath, attack: { steps: 3 } });
-  const params = initClassifierParams(MODEL, 10, new Rng(3), { headInitStd: run.headInitStd });
+  const run = microRun(method, { dropPath, attack: { steps: 3 }, ...overrides });
+  const params = initClassifierParams(MODEL, headOutputs(method, 10), new Rng(3), { headInitStd: run.headInitStd });
   const batch = builtinBatch(N);
   // finetuneStep's first draw seeds the per-example attack streams; the start is made from them as adversary.ts does.
   const seed = new Rng(5).nextUint32();
@@ -199,17 +243,21 @@ async function finetuneCase(
   const perRow = MODEL.imageSize * MODEL.imageSize * MODEL.channels;
   const eps = run.threat.eps / 255;
   const start =
-    method === 'trades' || method === 'mart'
-      ? normalRows(streams, perRow).map((v) => v * NORMAL_START_STD)
-      : signedUniformRows(streams, perRow).map((v) => v * eps);
+    method === 'apgd-at'
+      ? null
+      : method === 'trades' || method === 'mart' || method === 'dbat'
+        ? normalRows(streams, perRow).map((v) => v * NORMAL_START_STD)
+        : signedUniformRows(streams, perRow).map((v) => v * eps);
   try {
     const inputs = await paramEntries(params);
     inputs.set('images', await entry(batch.images));
     inputs.set('targets', await entry(batch.targets));
     inputs.set('labels', await entry(batch.labels));
-    if (method !== 'natural') inputs.set('attack.start', { dtype: 'F32', shape: batch.images.shape, values: start });
+    if (method !== 'natural' && start) {
+      inputs.set('attack.start', { dtype: 'F32', shape: batch.images.shape, values: start });
+    }
     const result = await finetuneStep(
-      { params, modelConfig: MODEL, run, numClasses: 10, epoch: 0, rng: new Rng(5) },
+      { params, modelConfig: MODEL, run, numClasses: 10, epoch, rng: new Rng(5) },
       batch,
     );
     const scalars: Record<string, number> = {
@@ -231,14 +279,93 @@ async function finetuneCase(
         model: MODEL,
         run,
         optimizer: FINETUNE_OPTIMIZER,
-        rng: { seed: 5, ids: Array.from(batch.ids) },
+        rng: { seed: 5, ids: Array.from(batch.ids), epoch },
         inputs,
       },
-      tfjs: { scalars, grads, before, after, ...(method !== 'natural' ? { start } : {}) },
+      tfjs: { scalars, grads, before, after, ...(method !== 'natural' && start ? { start } : {}) },
     };
   } finally {
     disposeBatch(batch);
     disposeParams(params);
+  }
+}
+
+/** Generalist's step position: epoch 0, batch 0 of 4 (robust weight at its start value before the ramp). */
+const GENERALIST_STEP = { epoch: 0, batchIndex: 0, stepsPerEpoch: 4 };
+
+async function generalistCase(
+  dir: string,
+  generalist: Record<string, number>,
+): Promise<{ golden: GoldenCase; tfjs: TfjsOutputs }> {
+  // The run's optimizer is the learners' (clipping below the gradient norm, so it clips).
+  const run = microRun('generalist', { attack: { steps: 3 }, generalist, optimizer: { clipGrad: 0.05 } });
+  const global = initClassifierParams(MODEL, 10, new Rng(3), { headInitStd: run.headInitStd });
+  const batch = builtinBatch(N);
+  const trainer = new GeneralistTrainer(global, MODEL, run);
+  const seed = new Rng(5).nextUint32();
+  const perRow = MODEL.imageSize * MODEL.imageSize * MODEL.channels;
+  const eps = run.threat.eps / 255;
+  const start = signedUniformRows(exampleStreams(seed, batch.ids, 'pgd', 0), perRow).map((v) => v * eps);
+  try {
+    const inputs = await paramEntries(global);
+    inputs.set('images', await entry(batch.images));
+    inputs.set('targets', await entry(batch.targets));
+    inputs.set('labels', await entry(batch.labels));
+    inputs.set('attack.start', { dtype: 'F32', shape: batch.images.shape, values: start });
+    const g = trainer.gradients(batch, new Rng(5));
+    const scalars: Record<string, number> = {
+      loss: (await g.robust.loss.data())[0] ?? NaN,
+      naturalLoss: (await g.natural.loss.data())[0] ?? NaN,
+      cleanCorrect: (await g.cleanCorrect.data())[0] ?? NaN,
+      advCorrect: (await g.advCorrect.data())[0] ?? NaN,
+    };
+    const grads = new Map<string, Float32Array>();
+    for (const [prefix, step] of [
+      ['robust.', g.robust],
+      ['natural.', g.natural],
+    ] as const) {
+      for (const [name, grad] of step.grads) {
+        grads.set(`${prefix}${name}`, Float32Array.from(await grad.data()));
+        inputs.set(`update.${prefix}${name}`, await entry(grad));
+      }
+    }
+    const before = new Map([...(await readAll(global)), ...(await readAll(trainer.state))]);
+    const applied = trainer.apply(g.robust.grads, g.natural.grads, {
+      lr: FINETUNE_OPTIMIZER.lr,
+      ...GENERALIST_STEP,
+      updatesBefore: 0,
+    });
+    scalars.robustWeight = applied.robustWeight;
+    scalars.synced = applied.synced ? 1 : 0;
+    const norms = await Promise.all(applied.gradNorms.map(async (n) => (await n.data())[0] ?? NaN));
+    [scalars.gradNorm, scalars.naturalGradNorm] = norms;
+    const after = new Map([...(await readAll(global)), ...(await readAll(trainer.state))]);
+    tf.dispose([
+      g.robust.loss,
+      g.natural.loss,
+      g.cleanCorrect,
+      g.advCorrect,
+      ...g.robust.grads.values(),
+      ...g.natural.grads.values(),
+      ...applied.gradNorms,
+    ]);
+    return {
+      golden: {
+        dir,
+        kind: 'finetune',
+        model: MODEL,
+        run,
+        optimizer: FINETUNE_OPTIMIZER,
+        rng: { seed: 5, ids: Array.from(batch.ids) },
+        generalist: GENERALIST_STEP,
+        inputs,
+      },
+      tfjs: { scalars, grads, before, after, start },
+    };
+  } finally {
+    trainer.dispose();
+    disposeBatch(batch);
+    disposeParams(global);
   }
 }
 
@@ -264,8 +391,14 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
       cases.push(made.golden);
       tfjs.push(made.tfjs);
     }
-    for (const { name, method, dropPath } of FINETUNE_CASES) {
-      const made = await finetuneCase(path.join(root, name), method, dropPath);
+    for (const c of FINETUNE_CASES) {
+      const made = await finetuneCase(path.join(root, c.name), c);
+      names.push(c.name);
+      cases.push(made.golden);
+      tfjs.push(made.tfjs);
+    }
+    for (const { name, generalist } of GENERALIST_CASES) {
+      const made = await generalistCase(path.join(root, name), generalist);
       names.push(name);
       cases.push(made.golden);
       tfjs.push(made.tfjs);
@@ -310,10 +443,14 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
 
   for (const { name } of PRETRAIN_CASES) it(`pre-training ${name}`, () => void check(name));
   for (const { name } of FINETUNE_CASES) it(`fine-tuning ${name}`, () => void check(name));
+  for (const { name } of GENERALIST_CASES) it(`fine-tuning ${name}`, () => void check(name));
 
   it("the PyTorch engine draws the same attack starts from the examples' streams (bit for bit)", () => {
-    for (const { name, method } of FINETUNE_CASES) {
-      if (method === 'natural') continue;
+    const withStarts = [
+      ...FINETUNE_CASES.filter((c) => c.method !== 'natural' && c.method !== 'apgd-at'),
+      ...GENERALIST_CASES,
+    ];
+    for (const { name } of withStarts) {
       const ours = tfjs[names.indexOf(name)]?.start;
       const theirs = torch[names.indexOf(name)]?.tensors.get('start.own');
       expect(theirs, name).toBeDefined();

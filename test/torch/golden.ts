@@ -33,8 +33,10 @@ export interface GoldenCase {
   model: ModelConfig;
   run: unknown;
   optimizer: GoldenOptimizer;
-  /** Fine-tuning: the step's Rng seed and the batch's dataset ids. */
-  rng?: { seed: number; ids: number[] };
+  /** Fine-tuning: the step's Rng seed, the batch's dataset ids and the 0-based epoch (DBAT's targets depend on it). */
+  rng?: { seed: number; ids: number[]; epoch?: number };
+  /** Generalist: where in the run the step falls (the robust weight and sync depend on it). */
+  generalist?: { epoch: number; batchIndex: number; stepsPerEpoch: number };
   inputs: Map<string, Entry>;
 }
 
@@ -53,7 +55,14 @@ export async function writeCase(c: GoldenCase): Promise<void> {
   await mkdir(c.dir, { recursive: true });
   await writeFile(
     path.join(c.dir, 'case.json'),
-    JSON.stringify({ kind: c.kind, model: c.model, run: c.run, optimizer: c.optimizer, rng: c.rng }),
+    JSON.stringify({
+      kind: c.kind,
+      model: c.model,
+      run: c.run,
+      optimizer: c.optimizer,
+      rng: c.rng,
+      generalist: c.generalist,
+    }),
   );
   await writeFile(path.join(c.dir, 'inputs.safetensors'), encodeSafetensors(c.inputs));
 }

@@ -122,7 +122,8 @@ export function registerFinetune(program: Command): void {
       if (launch) {
         const { finetuneJob, resumeJob } = await import('../../torch/job');
         const { runTorchJob } = await import('../../torch/launch');
-        const job = options.resume !== undefined ? resumeJob('finetune', options.epochs) : finetuneJob(config);
+        const job =
+          options.resume !== undefined ? await resumeJob('finetune', options.epochs) : await finetuneJob(config);
         await runTrainingCommand({
           ...common,
           engine: 'torch',

@@ -77,7 +77,8 @@ export function registerPretrain(program: Command): void {
         if (launch) {
           const { pretrainJob, resumeJob } = await import('../../torch/job');
           const { runTorchJob } = await import('../../torch/launch');
-          const job = options.resume !== undefined ? resumeJob('pretrain', options.epochs) : pretrainJob(config);
+          const job =
+            options.resume !== undefined ? await resumeJob('pretrain', options.epochs) : await pretrainJob(config);
           await runTrainingCommand({
             ...common,
             engine: 'torch',

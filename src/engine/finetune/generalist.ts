@@ -119,9 +119,38 @@ export class GeneralistTrainer {
     batch: TrainBatch,
     options: { lr: number; epoch: number; batchIndex: number; stepsPerEpoch: number; updatesBefore: number; rng: Rng },
   ): GeneralistStepResult {
+    const g = this.gradients(batch, options.rng);
+    const { robustWeight, synced, gradNorms } = this.apply(g.robust.grads, g.natural.grads, options);
+    tf.dispose([...g.robust.grads.values(), ...g.natural.grads.values()]);
+    const { cleanCorrect, advCorrect } = g;
+    return {
+      loss: g.robust.loss,
+      naturalLoss: g.natural.loss,
+      cleanCorrect,
+      advCorrect,
+      robustWeight,
+      synced,
+      gradNorms,
+      dispose: () => tf.dispose([g.robust.loss, g.natural.loss, cleanCorrect, advCorrect, ...gradNorms]),
+    };
+  }
+
+  /**
+   * Both learners' losses and gradients on a batch (the robust learner's on PGD examples made on
+   * itself, first; then the natural learner's): the first half of step(). The caller disposes them.
+   */
+  gradients(
+    batch: TrainBatch,
+    rng: Rng,
+  ): {
+    robust: { loss: tf.Scalar; grads: Map<string, tf.Tensor> };
+    natural: { loss: tf.Scalar; grads: Map<string, tf.Tensor> };
+    cleanCorrect: tf.Scalar;
+    advCorrect: tf.Scalar;
+  } {
     const { run, modelConfig } = this;
     const { threat, eps, alpha } = attackBudget(run);
-    const seed = options.rng.nextUint32();
+    const seed = rng.nextUint32();
     const xAdv = ascend(evalClassifier(this.robust, modelConfig), batch.images, crossEntropyObjective(batch.targets), {
       threat,
       eps,
@@ -133,28 +162,44 @@ export class GeneralistTrainer {
     });
     const targets = smoothTargets(batch.targets, run.labelSmoothing);
     const kept: { adv?: tf.Scalar; clean?: tf.Scalar } = {};
-    const robustStep = gradientsOf(this.robust, (keep) => {
-      const z = trainLogits(this.robust, modelConfig, xAdv, run.dropPath, options.rng);
+    const robust = gradientsOf(this.robust, (keep) => {
+      const z = trainLogits(this.robust, modelConfig, xAdv, run.dropPath, rng);
       kept.adv = keep(correctCount(z, batch.labels));
       return tf.mean(softCrossEntropy(z, targets)) as tf.Scalar;
     });
     xAdv.dispose();
-    const naturalStep = gradientsOf(this.natural, (keep) => {
-      const z = trainLogits(this.natural, modelConfig, batch.images, run.dropPath, options.rng);
+    const natural = gradientsOf(this.natural, (keep) => {
+      const z = trainLogits(this.natural, modelConfig, batch.images, run.dropPath, rng);
       kept.clean = keep(correctCount(z, batch.labels));
       return tf.mean(softCrossEntropy(z, targets)) as tf.Scalar;
     });
     targets.dispose();
+    return {
+      robust,
+      natural,
+      cleanCorrect: kept.clean ?? tf.scalar(Number.NaN),
+      advCorrect: kept.adv ?? tf.scalar(Number.NaN),
+    };
+  }
 
+  /**
+   * The second half of step(): each learner's AdamW update from its gradients (robust first), the EMA
+   * and global updates, and a sync in sync epochs. The gradients stay the caller's.
+   */
+  apply(
+    robustGrads: Map<string, tf.Tensor>,
+    naturalGrads: Map<string, tf.Tensor>,
+    options: { lr: number; epoch: number; batchIndex: number; stepsPerEpoch: number; updatesBefore: number },
+  ): { robustWeight: number; synced: boolean; gradNorms: tf.Scalar[] } {
+    const { run } = this;
     const gradNorms: tf.Scalar[] = [];
-    for (const [prefix, step] of [
-      ['robust.', robustStep],
-      ['natural.', naturalStep],
+    for (const [prefix, grads] of [
+      ['robust.', robustGrads],
+      ['natural.', naturalGrads],
     ] as const) {
-      const prefixed = new Map([...step.grads].map(([name, grad]) => [`${prefix}${name}`, grad]));
+      const prefixed = new Map([...grads].map(([name, grad]) => [`${prefix}${name}`, grad]));
       const { gradNorm } = this.optimizer.applyGradients(prefixed, options.lr);
       if (gradNorm) gradNorms.push(gradNorm);
-      tf.dispose([...step.grads.values()]);
     }
 
     const t = options.epoch + (options.batchIndex + 1) / options.stepsPerEpoch;
@@ -162,19 +207,7 @@ export class GeneralistTrainer {
     this.updateAverages(emaDecayAt(run.generalist.emaDecay, options.updatesBefore), robustWeight);
     const synced = isSyncEpoch(run.generalist, options.epoch + 1, run.epochs);
     if (synced) this.syncLearners();
-
-    const cleanCorrect = kept.clean ?? tf.scalar(Number.NaN);
-    const advCorrect = kept.adv ?? tf.scalar(Number.NaN);
-    return {
-      loss: robustStep.loss,
-      naturalLoss: naturalStep.loss,
-      cleanCorrect,
-      advCorrect,
-      robustWeight,
-      synced,
-      gradNorms,
-      dispose: () => tf.dispose([robustStep.loss, naturalStep.loss, cleanCorrect, advCorrect, ...gradNorms]),
-    };
+    return { robustWeight, synced, gradNorms };
   }
 
   /** EMA(learner) <- d EMA + (1 - d) learner; global <- d global + (1 - d) (w EMA(robust) + (1 - w) EMA(natural)). */

@@ -47,7 +47,7 @@ const DOCS: Record<string, FieldDoc> = {
   ...ENGINE_DOCS,
   engine: {
     label: 'Engine',
-    help: 'Empty or TensorFlow.js: this machine’s engine process. PyTorch (python3 with torch; see mimir doctor) fine-tunes with natural, pgd-at, fast-at, trades and mart, without RandAugment or MixUp/CutMix.',
+    help: 'Empty or TensorFlow.js: this machine’s engine process. PyTorch (python3 with torch; see mimir doctor) fine-tunes with every method and augmentation.',
   },
   ...AUGMENTATION_DOCS,
   randAugment: { label: 'RandAugment', help: 'torchvision’s RandAugment on top of the augmentation above.' },
