@@ -7,7 +7,7 @@ import {
   type FinetuneMethod,
   type FinetuneRecord,
 } from '../shared/finetune-config';
-import { modelConfigFromPreset, type ModelConfig } from '../shared/model-config';
+import { modelConfigFromPreset, withDecoder, type ModelConfig } from '../shared/model-config';
 import { PretrainConfig } from '../shared/pretrain-config';
 
 /**
@@ -84,7 +84,11 @@ export function pretrainJob(configInput: unknown, epochsOverride?: number): Torc
       `The model expects ${model.imageSize} px images but the dataset has ${imageSize} px ones; set model.imageSize or the dataset's imageSize.`,
     );
   }
-  return { kind: 'pretrain', config: { ...config, model, dataset }, ...(epochsOverride ? { epochsOverride } : {}) };
+  return {
+    kind: 'pretrain',
+    config: { ...config, model: withDecoder(model, config.decoder), dataset },
+    ...(epochsOverride ? { epochsOverride } : {}),
+  };
 }
 
 /**

@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../io/atomic-file';
 import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
 import { describeIssues } from '../../shared/config-object';
 import { negligiblePenaltyWarning } from '../../shared/mi-penalty';
-import type { ModelConfig } from '../../shared/model-config';
+import { withDecoder, type ModelConfig } from '../../shared/model-config';
 import { PretrainConfig, type PretrainOptimizer } from '../../shared/pretrain-config';
 import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
@@ -58,8 +58,9 @@ export const CHECKPOINTS_DIR = RUN_CHECKPOINTS_DIR;
 export const PREVIEWS_DIR = 'previews';
 export const CONFIG_FILE = 'config.json';
 
-export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
-  return modelForDataset(model, dataset);
+/** The run's model for the dataset's images, with the config's decoder size. */
+export function resolveModelConfig(config: Pick<PretrainConfig, 'model' | 'decoder'>, dataset: Dataset): ModelConfig {
+  return withDecoder(modelForDataset(config.model, dataset), config.decoder);
 }
 
 /** AdamW as MAE's pre-training builds it: betas and decay from the config, cls and mask tokens decayed. */
@@ -118,7 +119,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   }
   let modelConfig: ModelConfig;
   try {
-    modelConfig = resolveModelConfig(config.model, dataset);
+    modelConfig = resolveModelConfig(config, dataset);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
