@@ -238,7 +238,7 @@ export function withDecoder(model: ModelConfig, decoder: DecoderSize | undefined
     return `${field}: ${issue.message}`;
   });
   throw new Error(
-    `The decoder setting does not fit the model (${why.join('; ')}); change decoder.width or decoder.heads.`,
+    `The decoder setting does not fit the model (${why.join('; ')}); change decoder.width or decoder.heads`,
   );
 }
 

@@ -3,7 +3,7 @@ import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
 import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION, TrainingFraction } from './dataset-config';
 import { MiConfig, MiLayer } from './mi-config';
-import { DecoderSize, ModelConfig, ModelPreset, modelDepth } from './model-config';
+import { DecoderSize, ModelConfig, ModelPreset, modelConfigFromPreset, modelDepth, withDecoder } from './model-config';
 
 /**
  * A pre-training run (spec section 3, paper Algorithm 1 and Table XV). Epsilons and step sizes are
@@ -97,6 +97,17 @@ export const PretrainConfig = configObject({
       message:
         "attackMask 'fresh' needs perturb 'image': a visible-patch perturbation belongs to the mask it was made on",
     });
+  }
+  if (c.decoder) {
+    try {
+      withDecoder(typeof c.model === 'string' ? modelConfigFromPreset(c.model) : c.model, c.decoder);
+    } catch (error) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['decoder'],
+        message: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
   const depth = modelDepth(c.model);
   if (typeof c.mi.layer.block === 'number' && c.mi.layer.block > depth) {
