@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
-import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION, TrainingFraction } from './dataset-config';
+import {
+  AugmentationConfig,
+  DatasetSource,
+  ExtraData,
+  PRETRAIN_AUGMENTATION,
+  TrainingFraction,
+} from './dataset-config';
 import { MiConfig, MiLayer } from './mi-config';
 import { DecoderSize, ModelConfig, ModelPreset, modelConfigFromPreset, modelDepth, withDecoder } from './model-config';
 
@@ -69,6 +75,8 @@ export const PretrainConfig = configObject({
   dataset: DatasetSource.prefault({ kind: 'builtin' }),
   /** Train on a seeded share of the dataset (Table XX); 1: all of it. */
   trainFraction: TrainingFraction.prefault({}),
+  /** Generated images mixed into every batch at a ratio (Table XVIII); absent: none. */
+  extraData: ExtraData.optional(),
   augmentation: AugmentationConfig.default(PRETRAIN_AUGMENTATION),
   epochs: z.number().int().min(1, 'epochs must be >= 1').default(800),
   batchSize: z.number().int().min(2, 'batchSize must be >= 2 (MI needs pairs of samples)').default(512),

@@ -1,5 +1,11 @@
 import { CIFAR10_CLASSES } from '../engine/data/cifar10';
-import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type TrainingFraction } from '../shared/dataset-config';
+import {
+  BUILTIN_CLASSES,
+  builtinSize,
+  type DatasetSource,
+  type ExtraData,
+  type TrainingFraction,
+} from '../shared/dataset-config';
 import { describeIssues } from '../shared/config-object';
 import {
   FinetuneConfig,
@@ -63,6 +69,14 @@ function refuseTrainFraction(share: TrainingFraction): void {
   }
 }
 
+function refuseExtraData(extra: ExtraData | undefined): void {
+  if (extra) {
+    throw new Error(
+      `extraData (${extra.path}) is mixed in by the tfjs engine only so far: leave extraData out or use --engine tfjs.`,
+    );
+  }
+}
+
 /** The job of `mimir <kind> --resume DIR --engine torch`: the stored checkpoint's config is used. */
 export function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): TorchJob {
   return kind === 'pretrain'
@@ -77,6 +91,7 @@ export function pretrainJob(configInput: unknown, epochsOverride?: number): Torc
   }
   const config = parsed.data;
   refuseTrainFraction(config.trainFraction);
+  refuseExtraData(config.extraData);
   const { dataset, imageSize } = torchDataset(config.dataset);
   const model = typeof config.model === 'string' ? modelConfigFromPreset(config.model, imageSize) : config.model;
   if (model.imageSize !== imageSize) {
@@ -103,6 +118,7 @@ export function finetuneJob(configInput: unknown, epochsOverride?: number): Torc
   }
   const config = resolveFinetuneConfig(parsed.data);
   refuseTrainFraction(config.trainFraction);
+  refuseExtraData(config.extraData);
   if (!TORCH_FINETUNE_METHODS.includes(config.method)) {
     throw new Error(
       `The PyTorch engine fine-tunes with ${TORCH_FINETUNE_METHODS.join(', ')} so far, not ${config.method}: use --engine tfjs for it.`,

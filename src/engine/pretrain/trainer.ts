@@ -11,6 +11,7 @@ import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shar
 import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, modelForDataset, openDataset, type Dataset } from '../data';
 import { datasetFraction } from '../data/subset';
+import { openExtraData } from '../data/extra-data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW, isNoWeightDecayInPretraining } from '../train/optimizer';
@@ -112,8 +113,10 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   }
 
   let dataset: Dataset;
+  let extra: Dataset | null = null;
   try {
     dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
+    if (config.extraData) extra = await openExtraData(config.extraData, dataset);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
@@ -145,6 +148,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
       augmentation: config.augmentation,
       prefetch: 1,
       ...(iteratorState ? { state: iteratorState } : {}),
+      ...(extra && config.extraData ? { extra: { dataset: extra, ratio: config.extraData.ratio } } : {}),
     });
   } catch (error) {
     optimizer.dispose();

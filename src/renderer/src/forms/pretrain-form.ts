@@ -144,7 +144,7 @@ export const PRETRAIN_FORM: FormSpec = {
       title: 'Training',
       keys: ['mode', 'model', 'decoder', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
     },
-    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction'] },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction', 'extraData'] },
     { id: 'augmentation', title: 'Augmentation', keys: ['augmentation'] },
     { id: 'attack', title: 'Attack', keys: ['attack'] },
     { id: 'mi', title: 'Mutual information', keys: ['mi'] },
