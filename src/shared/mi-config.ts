@@ -79,12 +79,12 @@ export type MiLayer = z.output<typeof MiLayer>;
 /** The paper's layer: the last block, after the final norm. */
 export const DEFAULT_MI_LAYER: MiLayer = { block: 'last', finalNorm: true };
 
-/** The block index (0-based) whose output MI takes, or a message when the encoder has no such block. */
-export function miBlockIndex(layer: MiLayer, depth: number): number {
+/** The block index (0-based) whose output MI takes; an error naming `what` when the encoder has no such block. */
+export function miBlockIndex(layer: Pick<MiLayer, 'block'>, depth: number, what = 'mi.layer.block'): number {
   if (layer.block === 'last') return depth - 1;
   if (layer.block > depth) {
     throw new Error(
-      `mi.layer.block ${layer.block} is past the encoder's ${depth} block${depth === 1 ? '' : 's'}: give 1..${depth} or 'last'.`,
+      `${what} ${layer.block} is past the encoder's ${depth} block${depth === 1 ? '' : 's'}: give 1..${depth} or 'last'.`,
     );
   }
   return layer.block - 1;
