@@ -6,7 +6,7 @@ chosen here (the Node side's zod schemas own every default).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 
 class ConfigError(ValueError):
@@ -95,6 +95,9 @@ class MiSettings:
     eps_r: float
     lam: float
     token_order: str
+    # mi.layer (Table XXI): block index counted from 1, 0 for the last; and whether the final norm applies.
+    layer_block: int = 0
+    layer_final_norm: bool = True
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "mi") -> "MiSettings":
@@ -112,7 +115,17 @@ class MiSettings:
             eps_r=float(need(obj, "epsR", where)),
             lam=float(obj.get("lambda", 0.0)),
             token_order=str(obj.get("tokenOrder", "spatial")),
+            **_mi_layer(obj.get("layer", {}), f"{where}.layer"),
         )
+
+
+def _mi_layer(obj: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"{where} must be an object")
+    block = obj.get("block", "last")
+    if block != "last" and (not isinstance(block, int) or isinstance(block, bool) or block < 1):
+        raise ConfigError(f"{where}.block must be 'last' or a block number from 1, got {block!r}")
+    return {"layer_block": 0 if block == "last" else block, "layer_final_norm": bool(obj.get("finalNorm", True))}
 
 
 @dataclass(frozen=True)

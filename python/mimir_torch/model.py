@@ -232,9 +232,15 @@ def block(params: Params, prefix: str, x: torch.Tensor, heads: int, rate: float 
     return _residual(x, linear(params, f"{prefix}.mlp.fc2", hidden), rate, rng)
 
 
-def stack(params: Params, prefix: str, depth: int, x: torch.Tensor, heads: int, drop_path: float = 0.0, rng: Optional[Rng] = None) -> torch.Tensor:
+def stack(
+    params: Params, prefix: str, depth: int, x: torch.Tensor, heads: int, drop_path: float = 0.0, rng: Optional[Rng] = None,
+    outputs: Optional[List[torch.Tensor]] = None,
+) -> torch.Tensor:
+    """`outputs`, when given, receives each block's output (for a penalty taken inside the stack)."""
     for i, rate in enumerate(drop_path_rates(drop_path, depth)):
         x = block(params, f"{prefix}.{i}", x, heads, rate, rng)
+        if outputs is not None:
+            outputs.append(x)
     return x
 
 
@@ -251,10 +257,25 @@ def _embed(params: Params, c: ModelConfig, patches: torch.Tensor, pos: torch.Ten
 # ---------------------------------------------------------------- the masked autoencoder
 def encode_visible(params: Params, c: ModelConfig, patches: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
     """Visible pixel patches [N, Lv, K] with their ids [N, Lv] -> latent [N, 1 + Lv, D] (after the final norm)."""
+    return encode_visible_with_layer(params, c, patches, visible_ids, 0, True)[0]
+
+
+def encode_visible_with_layer(
+    params: Params, c: ModelConfig, patches: torch.Tensor, visible_ids: torch.Tensor, block_number: int, final_norm: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(latent, the features MI takes): block `block_number`'s output (counted from 1; 0: the last), through
+    the final norm when `final_norm` (src/engine/model/mae.ts encodeVisibleWithLayer)."""
+    if block_number > c.depth:
+        raise ValueError(f"mi.layer.block {block_number} is past the encoder's {c.depth} blocks")
     table = sincos_pos_embed(c.width, c.grid).to(patches.device)
     pos = table[visible_ids.long() + 1]
     tokens = _with_cls(params, _embed(params, c, patches, pos))
-    return layer_norm(params, "norm", stack(params, "blocks", c.depth, tokens, c.heads))
+    outputs: List[torch.Tensor] = []
+    latent = layer_norm(params, "norm", stack(params, "blocks", c.depth, tokens, c.heads, outputs=outputs))
+    tapped = outputs[(block_number or c.depth) - 1]
+    if tapped is outputs[-1] and final_norm:
+        return latent, latent
+    return latent, (layer_norm(params, "norm", tapped) if final_norm else tapped)
 
 
 def decode(params: Params, c: ModelConfig, latent: torch.Tensor, visible_ids: torch.Tensor, masked_ids: torch.Tensor) -> torch.Tensor:

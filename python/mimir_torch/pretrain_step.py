@@ -2,7 +2,8 @@
 
   1. delta from a uniform start in the eps-ball; `steps` signed-gradient ascent steps of size alpha on
      the reconstruction loss, projected to the eps-ball and to [0, 1];
-  2. z = encoder(x + delta); loss = recon(decoder(z), clean x on masked patches) + lambda * MI(x + delta, z);
+  2. z = encoder(x + delta); loss = recon(decoder(z), clean x on masked patches) + lambda * MI(x + delta, z),
+     MI's z taken at mi.layer (Table XXI: block k's output, with or without the final norm);
   3. gradients of the loss w.r.t. every parameter (the caller steps the optimiser).
 
 perturb 'visible': delta lives on the encoder's visible patches (the paper) and the attack's target is
@@ -110,11 +111,13 @@ def pretrain_step(
         if run.attack.attack_mask == "fresh":
             train_mask = draw_mask()
     vis = M.gather_rows(M.patchify(adversarial, c.patch_size), train_mask.visible_ids)
-    latent = M.encode_visible(params, c, vis, train_mask.visible_ids)
+    latent, features = M.encode_visible_with_layer(
+        params, c, vis, train_mask.visible_ids, run.mi.layer_block, run.mi.layer_final_norm
+    )
     pred = M.decode(params, c, latent, train_mask.visible_ids, train_mask.masked_ids)
     targets = M.ordered_patches(c, images, train_mask.visible_ids, train_mask.masked_ids)
     recon = M.reconstruction_loss(pred, targets, train_mask.num_visible, run.norm_pix_loss)
-    mi = mutual_information(M.patchify(adversarial, c.patch_size), latent, run.mi)
+    mi = mutual_information(M.patchify(adversarial, c.patch_size), features, run.mi)
     loss = recon + run.mi.lam * mi if run.mode == "mimir" and run.mi.lam > 0 else recon
     names = list(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)

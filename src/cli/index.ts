@@ -18,6 +18,7 @@ import { registerPredict } from './commands/predict';
 import { registerPretrain } from './commands/pretrain';
 import { registerServe } from './commands/serve';
 import { registerSweep } from './commands/sweep';
+import { registerMetrics } from './commands/metrics';
 import { registerTable } from './commands/table';
 
 const program = new Command()
@@ -40,5 +41,6 @@ registerPretrain(program);
 registerServe(program);
 registerSweep(program);
 registerTable(program);
+registerMetrics(program);
 
 await program.parseAsync(process.argv);

@@ -97,6 +97,8 @@ export const PgdMiSpec = z.object({
   lambda: z.number({ error: 'lambda must be a number' }).finite(),
   /** Which MI estimator the objective used, e.g. 'hsic'. */
   estimator: z.string().min(1),
+  /** The block (from 1) whose tokens MI took; absent: the last. */
+  block: z.number().int().min(1).optional(),
 });
 export type PgdMiSpec = z.infer<typeof PgdMiSpec>;
 

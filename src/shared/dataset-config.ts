@@ -213,3 +213,23 @@ export const TrainingFraction = configObject({
     .default(0),
 });
 export type TrainingFraction = z.infer<typeof TrainingFraction>;
+
+/**
+ * Extra generated training images (paper Table XVIII: EDM's CIFAR-10 and Tiny-ImageNet sets of Wang
+ * et al. 2023) mixed into every batch: `ratio` of each batch comes from the .npz, the rest from the
+ * dataset, whose size still sets the epoch. The .npz holds uint8 images [N, H, W, 3] ("image" or
+ * "x") and integer labels [N] ("label" or "y"), as EDM's archives do.
+ */
+export const ExtraData = configObject({
+  path: z
+    .string({ error: 'extraData.path must be a file path' })
+    .min(1, 'extraData.path: give the .npz file of generated images')
+    .refine((file) => file.toLowerCase().endsWith('.npz'), 'extraData.path must name a .npz file'),
+  /** Wang et al. 2023's default (unsup_fraction) is 0.7: 70% of each batch generated. */
+  ratio: z
+    .number({ error: 'extraData.ratio must be a number' })
+    .gt(0, 'extraData.ratio must be above 0 (leave extraData out for none)')
+    .lt(1, 'extraData.ratio must be below 1: some of each batch comes from the dataset')
+    .default(0.7),
+});
+export type ExtraData = z.infer<typeof ExtraData>;

@@ -155,6 +155,13 @@ export const PgdMiRequest = z.object({
   lambda: z.number().finite().default(1e-5),
   /** The authors' PGD-MI uses hsic_normalized_cca (nhsic), as their pre-training does. */
   estimator: MiEstimator.default('nhsic'),
+  /**
+   * The classifier block whose tokens MI takes (Table XXI's layers), counted from 1; absent or
+   * 'last': the last block's (the authors' forward_features).
+   */
+  block: z
+    .union([z.literal('last'), z.number().int('block must be a whole number').min(1, 'block counts from 1')])
+    .optional(),
   /** Step size in 1/255 units; default 2 (l_inf) or eps / 4 (l_2). */
   alpha: positive('alpha').optional(),
 });

@@ -2,7 +2,13 @@ import { z } from 'zod';
 import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
 import { ThreatModel } from './attack-config';
-import { AugmentationConfig, DatasetSource, FINETUNE_AUGMENTATION, TrainingFraction } from './dataset-config';
+import {
+  AugmentationConfig,
+  DatasetSource,
+  ExtraData,
+  FINETUNE_AUGMENTATION,
+  TrainingFraction,
+} from './dataset-config';
 import { ModelConfig, ModelPreset } from './model-config';
 
 /**
@@ -206,6 +212,8 @@ const finetuneFields = {
   dataset: DatasetSource.prefault({ kind: 'builtin' }),
   /** Fine-tune on a seeded share of the training split; 1: all of it (the held-out checks use the test split). */
   trainFraction: TrainingFraction.prefault({}),
+  /** Generated images mixed into every batch at a ratio (Table XVIII); absent: none. */
+  extraData: ExtraData.optional(),
   augmentation: AugmentationConfig.default(FINETUNE_AUGMENTATION),
   randAugment: RandAugmentConfig.nullable().default(null),
   mixup: MixupConfig.nullable().default(null),

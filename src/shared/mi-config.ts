@@ -56,3 +56,36 @@ export const MiConfig = MiOptions.extend({
 });
 export type MiConfig = z.output<typeof MiConfig>;
 export type MiConfigInput = z.input<typeof MiConfig>;
+
+/**
+ * Where the MI penalty takes z (paper Table XXI): the output of encoder block `block` (1-based, as
+ * the paper counts: 12 is ViT-S's last) or 'last', with or without the encoder's final LayerNorm.
+ * The default, the last block after the final norm, is the paper's choice.
+ */
+export const MiLayer = configObject({
+  block: z
+    .union([
+      z.literal('last'),
+      z
+        .number({ error: "mi.layer.block must be 'last' or a block number" })
+        .int('mi.layer.block must be a whole number')
+        .min(1, 'mi.layer.block counts from 1 (the first block)'),
+    ])
+    .default('last'),
+  finalNorm: z.boolean({ error: 'mi.layer.finalNorm must be true or false' }).default(true),
+});
+export type MiLayer = z.output<typeof MiLayer>;
+
+/** The paper's layer: the last block, after the final norm. */
+export const DEFAULT_MI_LAYER: MiLayer = { block: 'last', finalNorm: true };
+
+/** The block index (0-based) whose output MI takes; an error naming `what` when the encoder has no such block. */
+export function miBlockIndex(layer: Pick<MiLayer, 'block'>, depth: number, what = 'mi.layer.block'): number {
+  if (layer.block === 'last') return depth - 1;
+  if (layer.block > depth) {
+    throw new Error(
+      `${what} ${layer.block} is past the encoder's ${depth} block${depth === 1 ? '' : 's'}: give 1..${depth} or 'last'.`,
+    );
+  }
+  return layer.block - 1;
+}

@@ -206,3 +206,43 @@ export function patchDim(config: ModelConfig): number {
 export function numVisiblePatches(config: ModelConfig, maskRatio: number): number {
   return Math.floor(numPatches(config) * (1 - maskRatio));
 }
+
+/**
+ * The MAE decoder's size as one pre-training setting (paper Table XIX: depth 2, 4, 6 and width 128,
+ * 256, 512), over whatever model the run uses, a preset included; a field left out keeps the
+ * model's own. Only pre-training uses the decoder.
+ */
+export const DecoderSize = configObject({
+  depth: positiveInt('decoder.depth').optional(),
+  width: positiveInt('decoder.width').optional(),
+  /** The width must split into this many heads (and be divisible by 4, for the position embedding). */
+  heads: positiveInt('decoder.heads').optional(),
+});
+export type DecoderSize = z.infer<typeof DecoderSize>;
+
+const DECODER_FIELDS = { decoderDepth: 'decoder.depth', decoderWidth: 'decoder.width', decoderHeads: 'decoder.heads' };
+
+/** `model` with `decoder`'s fields in place of its own; throws an Error naming the decoder field that does not fit. */
+export function withDecoder(model: ModelConfig, decoder: DecoderSize | undefined): ModelConfig {
+  if (!decoder) return model;
+  const parsed = ModelConfig.safeParse({
+    ...model,
+    decoderDepth: decoder.depth ?? model.decoderDepth,
+    decoderWidth: decoder.width ?? model.decoderWidth,
+    decoderHeads: decoder.heads ?? model.decoderHeads,
+  });
+  if (parsed.success) return parsed.data;
+  const why = parsed.error.issues.map((issue) => {
+    const key = String(issue.path[0] ?? '');
+    const field = DECODER_FIELDS[key as keyof typeof DECODER_FIELDS] ?? `model.${key}`;
+    return `${field}: ${issue.message}`;
+  });
+  throw new Error(
+    `The decoder setting does not fit the model (${why.join('; ')}); change decoder.width or decoder.heads`,
+  );
+}
+
+/** The encoder depth of a run's model, a preset's or a full config's. */
+export function modelDepth(model: ModelPreset | ModelConfig): number {
+  return typeof model === 'string' ? PRESETS[model].depth : model.depth;
+}

@@ -239,7 +239,8 @@ export function formatCell(cell: TableCell, digits: number): string {
   return std === null ? number(mean) : `${number(mean)} ± ${number(std)}`;
 }
 
-function csvField(text: string): string {
+/** One CSV field (RFC 4180): quoted when it holds a quote, comma or line break. */
+export function csvField(text: string): string {
   return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 

@@ -1,9 +1,15 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
-import { AugmentationConfig, DatasetSource, PRETRAIN_AUGMENTATION, TrainingFraction } from './dataset-config';
-import { MiConfig } from './mi-config';
-import { ModelConfig, ModelPreset } from './model-config';
+import {
+  AugmentationConfig,
+  DatasetSource,
+  ExtraData,
+  PRETRAIN_AUGMENTATION,
+  TrainingFraction,
+} from './dataset-config';
+import { MiConfig, MiLayer } from './mi-config';
+import { DecoderSize, ModelConfig, ModelPreset, modelConfigFromPreset, modelDepth, withDecoder } from './model-config';
 
 /**
  * A pre-training run (spec section 3, paper Algorithm 1 and Table XV). Epsilons and step sizes are
@@ -32,6 +38,8 @@ export const PretrainMi = MiConfig.extend({
   lambda: z.number().min(0, 'lambda must be >= 0').default(1e-5),
   /** Order of z's visible tokens when flattened for MI: spatial (the paper) or shuffled (the code). */
   tokenOrder: z.enum(['spatial', 'shuffled']).default('spatial'),
+  /** Which encoder output z is for MI (Table XXI); default the last block after the final norm. */
+  layer: MiLayer.prefault({}),
   /**
    * Measure penalty_grad_ratio (the penalty's gradient norm on the encoder over the reconstruction's)
    * at step 1 and then every this many steps; each costs an extra forward and backward pass through
@@ -62,9 +70,13 @@ export const PretrainConfig = configObject({
   mode: PretrainMode.default('mimir'),
   /** A preset name (sized for the dataset's images) or a full model configuration. */
   model: z.union([ModelPreset, ModelConfig]).default('vit-s'),
+  /** The decoder's depth, width and heads over the model's (Table XIX); absent: the model's own. */
+  decoder: DecoderSize.optional(),
   dataset: DatasetSource.prefault({ kind: 'builtin' }),
   /** Train on a seeded share of the dataset (Table XX); 1: all of it. */
   trainFraction: TrainingFraction.prefault({}),
+  /** Generated images mixed into every batch at a ratio (Table XVIII); absent: none. */
+  extraData: ExtraData.optional(),
   augmentation: AugmentationConfig.default(PRETRAIN_AUGMENTATION),
   epochs: z.number().int().min(1, 'epochs must be >= 1').default(800),
   batchSize: z.number().int().min(2, 'batchSize must be >= 2 (MI needs pairs of samples)').default(512),
@@ -92,6 +104,25 @@ export const PretrainConfig = configObject({
       path: ['attack', 'attackMask'],
       message:
         "attackMask 'fresh' needs perturb 'image': a visible-patch perturbation belongs to the mask it was made on",
+    });
+  }
+  if (c.decoder) {
+    try {
+      withDecoder(typeof c.model === 'string' ? modelConfigFromPreset(c.model) : c.model, c.decoder);
+    } catch (error) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['decoder'],
+        message: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+  const depth = modelDepth(c.model);
+  if (typeof c.mi.layer.block === 'number' && c.mi.layer.block > depth) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['mi', 'layer', 'block'],
+      message: `block ${c.mi.layer.block} is past the encoder's ${depth} blocks: give 1..${depth} or 'last'`,
     });
   }
   if (c.attack.alpha > 4 * c.attack.eps && c.mode !== 'mae') {

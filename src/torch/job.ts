@@ -1,8 +1,8 @@
 import { CIFAR10_CLASSES } from '../engine/data/cifar10';
-import { BUILTIN_CLASSES, builtinSize, type DatasetSource } from '../shared/dataset-config';
+import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type ExtraData } from '../shared/dataset-config';
 import { describeIssues } from '../shared/config-object';
 import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '../shared/finetune-config';
-import { modelConfigFromPreset, type ModelConfig } from '../shared/model-config';
+import { modelConfigFromPreset, withDecoder, type ModelConfig } from '../shared/model-config';
 import { PretrainConfig } from '../shared/pretrain-config';
 
 /**
@@ -57,6 +57,14 @@ async function torchDataset(
   }
 }
 
+function refuseExtraData(extra: ExtraData | undefined): void {
+  if (extra) {
+    throw new Error(
+      `extraData (${extra.path}) is mixed in by the tfjs engine only so far: leave extraData out or use --engine tfjs.`,
+    );
+  }
+}
+
 /** The job of `mimir <kind> --resume DIR --engine torch`: the stored checkpoint's config is used. */
 export async function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): Promise<TorchJob> {
   return kind === 'pretrain'
@@ -73,6 +81,7 @@ export async function pretrainJob(
     throw new Error(`Invalid pre-training config: ${describeIssues(parsed.error)}`);
   }
   const config = parsed.data;
+  refuseExtraData(config.extraData);
   const { dataset, imageSize } = await torchDataset(config.dataset);
   const model = typeof config.model === 'string' ? modelConfigFromPreset(config.model, imageSize) : config.model;
   if (model.imageSize !== imageSize) {
@@ -80,7 +89,11 @@ export async function pretrainJob(
       `The model expects ${model.imageSize} px images but the dataset has ${imageSize} px ones; set model.imageSize or the dataset's imageSize.`,
     );
   }
-  return { kind: 'pretrain', config: { ...config, model, dataset }, ...(epochsOverride ? { epochsOverride } : {}) };
+  return {
+    kind: 'pretrain',
+    config: { ...config, model: withDecoder(model, config.decoder), dataset },
+    ...(epochsOverride ? { epochsOverride } : {}),
+  };
 }
 
 /**
@@ -94,6 +107,7 @@ export async function finetuneJob(configInput: unknown, epochsOverride?: number)
     throw new Error(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
   }
   const config = resolveFinetuneConfig(parsed.data);
+  refuseExtraData(config.extraData);
   const { dataset, imageSize, classNames } = await torchDataset(config.dataset);
   let model: ModelConfig | null = null;
   if (config.source.kind === 'scratch') {

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { findLatestCheckpoint } from '../../src/engine/checkpoint/find';
 import { RunStore } from '../../src/store/run-store';
 import { listSweeps } from '../../src/store/sweeps';
 import { runMimir } from '../helpers/cli';
@@ -155,4 +156,62 @@ describe('mimir sweep', () => {
       store.close();
     }
   }, 180_000);
+
+  it('sweeps the decoder size (Table XIX) over a preset: decoder.depth x decoder.width expand, train, and checkpoint that decoder', async () => {
+    const dir = tmp();
+    const base = {
+      mode: 'mae',
+      model: 'micro',
+      dataset: { kind: 'builtin', size: 32, imageSize: 16 },
+      epochs: 1,
+      batchSize: 32,
+    };
+    const grid = ['--grid', 'decoder.depth=1,2', '--grid', 'decoder.width=16,32'];
+    const dry = runMimir(['sweep', '--config', baseFile(dir, base), ...grid, '--dry-run', '--json']);
+    expect(dry.status, dry.stderr).toBe(0);
+    const planned = (JSON.parse(dry.stdout) as { runs: { config: { decoder: unknown; model: string } }[] }).runs;
+    expect(planned.map((r) => r.config.decoder)).toEqual([
+      { depth: 1, width: 16 },
+      { depth: 1, width: 32 },
+      { depth: 2, width: 16 },
+      { depth: 2, width: 32 },
+    ]);
+    expect(planned.every((r) => r.config.model === 'micro')).toBe(true);
+
+    const result = runMimir(['sweep', '--config', baseFile(dir, base), ...grid, '--json', '--data-dir', dir]);
+    expect(result.status, result.stderr).toBe(0);
+    const first = JSON.parse(result.stdout.split('\n')[0] ?? '') as { runs: { id: string }[] };
+    const store = RunStore.open(path.join(dir, 'mimir.db'));
+    try {
+      const decoders: unknown[] = [];
+      for (const { id } of first.runs) {
+        const run = store.getRun(id);
+        expect(run?.status).toBe('done');
+        const latest = await findLatestCheckpoint(path.join(run?.outDir ?? '', 'checkpoints'));
+        if (latest.status !== 'ok') throw new Error(`run ${id} has no checkpoint: ${latest.status}`);
+        const model = latest.manifest.modelConfig as { decoderDepth: number; decoderWidth: number; depth: number };
+        // The preset's encoder (depth 2) with the swept decoder.
+        expect(model.depth).toBe(2);
+        decoders.push([model.decoderDepth, model.decoderWidth]);
+      }
+      expect(decoders.sort()).toEqual([
+        [1, 16],
+        [1, 32],
+        [2, 16],
+        [2, 32],
+      ]);
+    } finally {
+      store.close();
+    }
+  }, 300_000);
+
+  it('refuses decoder heads that do not divide the width, naming the decoder setting, exit 1', () => {
+    const dir = tmp();
+    const base = { mode: 'mae', model: 'micro', epochs: 1 };
+    const result = runMimir(['sweep', '--config', baseFile(dir, base), '--grid', 'decoder.heads=2,3', '--dry-run']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('the combination decoder.heads=3 seed 0 is refused');
+    expect(result.stderr).toContain('decoder.heads: decoderWidth 32 is not divisible by decoderHeads 3');
+    expect(result.stderr).not.toContain('decoder.heads=2 seed');
+  });
 });

@@ -57,6 +57,15 @@ describe('runs.create refuses a dataset the run cannot use', () => {
     );
   });
 
+  it('refuses extra data whose .npz does not exist, on pre-training and fine-tuning', async () => {
+    const missing = path.join(images, 'no-such.npz');
+    const extraData = { path: missing, ratio: 0.5 };
+    const dataset = { kind: 'builtin', size: 64, imageSize: 16 };
+    const message = `extraData: ${missing} does not exist; give the path of the .npz file.`;
+    expect(await refusal('pretrain', { model: 'micro', dataset, extraData })).toBe(message);
+    expect(await refusal('finetune', { source: scratch, dataset, extraData })).toBe(message);
+  });
+
   it('refuses an image size the patch grid does not divide', async () => {
     const dataset = { kind: 'builtin', size: 64, imageSize: 30 };
     expect(await refusal('pretrain', { model: 'micro', dataset })).toMatch(

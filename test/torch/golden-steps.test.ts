@@ -69,6 +69,15 @@ const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput }> = [
     name: 'mimir-nhsic-median',
     config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02, bandwidth: 'median' } },
   },
+  // MI at block 1 of the micro model's 2 (Table XXI), without and with the final norm.
+  {
+    name: 'mimir-nhsic-block1',
+    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02, layer: { block: 1, finalNorm: false } } },
+  },
+  {
+    name: 'mimir-nhsic-block1-norm',
+    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02, layer: { block: 1, finalNorm: true } } },
+  },
 ];
 
 /**
@@ -458,9 +467,16 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
     }
   });
 
+  it('MI taken at block 1 is another estimate than at the last block, with and without the final norm', () => {
+    const mi = (name: string): number => tfjs[names.indexOf(name)]?.scalars.mi ?? NaN;
+    const estimates = ['mimir-nhsic', 'mimir-nhsic-block1', 'mimir-nhsic-block1-norm'].map(mi);
+    for (const value of estimates) expect(Number.isFinite(value)).toBe(true);
+    expect(new Set(estimates.map((v) => v.toPrecision(6))).size).toBe(3);
+  });
+
   it('the MI penalty moves the gradients of the mimir cases (so a wrong MI gradient would show)', () => {
     const adv = tfjs[names.indexOf('adv-mae')];
-    for (const name of ['mimir-nhsic', 'mimir-hsic', 'mimir-renyi']) {
+    for (const name of ['mimir-nhsic', 'mimir-hsic', 'mimir-renyi', 'mimir-nhsic-block1', 'mimir-nhsic-block1-norm']) {
       const ours = tfjs[names.indexOf(name)];
       if (!ours || !adv) throw new Error('cases missing');
       const { loss, recon } = ours.scalars;

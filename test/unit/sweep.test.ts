@@ -9,6 +9,26 @@ function issuesOf(expansion: SweepExpansion): string[] {
 }
 
 describe('expandSweep', () => {
+  it("grids the MI layer (Table XXI): block numbers and 'last', with and without the final norm; a block past the depth is refused", () => {
+    const expansion = expandSweep({
+      name: 'layer',
+      base: BASE,
+      grid: [
+        { path: 'mi.layer.block', values: [1, 2, 'last'] },
+        { path: 'mi.layer.finalNorm', values: [true, false] },
+      ],
+      seeds: [0],
+    });
+    if (!expansion.ok) throw new Error(expansion.issues.join('\n'));
+    expect(expansion.runs.map((r) => (r.config.mi as { layer: unknown }).layer)).toEqual(
+      [1, 2, 'last'].flatMap((block) => [true, false].map((finalNorm) => ({ block, finalNorm }))),
+    );
+    const past = issuesOf(expandSweep({ name: 'x', base: BASE, grid: [{ path: 'mi.layer.block', values: [2, 3] }] }));
+    expect(past).toEqual([
+      "the combination mi.layer.block=3 seed 0 is refused: mi.layer.block: block 3 is past the encoder's 2 blocks: give 1..2 or 'last'.",
+    ]);
+  });
+
   it('queues the cross product of the grid once per seed, each run with its own seed and values', () => {
     const expansion = expandSweep({
       name: 'lam',

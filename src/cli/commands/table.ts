@@ -1,9 +1,8 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { TABLE_FORMATS, type TableFormat } from '../../shared/paper-table';
 import { writeFileAtomic } from '../../engine/io/atomic-file';
-import { defaultHome, fail, positiveInt } from '../output';
+import { fail, positiveInt } from '../output';
+import { openExistingStore } from '../store-arg';
 
 interface TableOptions {
   runs: string;
@@ -38,15 +37,8 @@ export function registerTable(program: Command): void {
     .option('--data-dir <dir>', 'where the experiment store lives (default ~/.mimir, or $MIMIR_HOME)')
     .action(async (options: TableOptions) => {
       try {
-        const [{ RunStore }, { paperTableFromStore }] = await Promise.all([
-          import('../../store/run-store'),
-          import('../../service/paper-tables'),
-        ]);
-        const dataDir = options.dataDir ?? defaultHome();
-        const file = path.join(dataDir, 'mimir.db');
-        if (!existsSync(file))
-          throw new Error(`There is no experiment store at ${file}: give --data-dir or set MIMIR_HOME.`);
-        const store = RunStore.open(file);
+        const { paperTableFromStore } = await import('../../service/paper-tables');
+        const store = await openExistingStore(options.dataDir);
         try {
           const runIds = list(options.runs);
           if (runIds.length === 0) throw new Error('--runs: give at least one run id.');

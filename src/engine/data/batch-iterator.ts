@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { NO_AUGMENTATION, type AugmentationConfig } from '../../shared/dataset-config';
-import { Rng, type RngState } from '../rng';
+import { distinctSample, Rng, type RngState } from '../rng';
 import { augmentBatch } from './augment';
 import type { Dataset } from './dataset';
 import { hashSeed } from './hash';
@@ -28,7 +28,17 @@ export interface BatchIteratorOptions {
   prefetch?: number;
   /** Resume exactly where a saved iterator stood. */
   state?: BatchIteratorState;
+  /**
+   * Extra (generated) images mixed into every batch: round(ratio x batchSize) of each batch are
+   * drawn from `dataset` (distinct within the batch, seeded by the epoch and batch), the rest come
+   * from the main dataset in epoch order, which alone sets the epoch's length. Their indices follow
+   * the main dataset's: main.length + extra index.
+   */
+  extra?: { dataset: Dataset; ratio: number };
 }
+
+/** Salt of the stream that picks a batch's extra images (apart from its augmentation's). */
+const EXTRA_STREAM = 0x65787472;
 
 /** One batch as plain arrays (what the loader produces before it becomes tensors). */
 export interface ArrayBatch {
@@ -69,6 +79,10 @@ interface EpochPlan {
 export class BatchIterator {
   readonly batchSize: number;
   readonly batchesPerEpoch: number;
+  /** Images of each batch from the main dataset, and from the extra one. */
+  readonly mainPerBatch: number;
+  readonly extraPerBatch: number;
+  private readonly extra: Dataset | null;
   private readonly shuffle: boolean;
   private readonly augmentation: AugmentationConfig;
   private readonly prefetchDepth: number;
@@ -91,13 +105,22 @@ export class BatchIterator {
     this.shuffle = options.shuffle ?? true;
     this.augmentation = options.augmentation ?? NO_AUGMENTATION;
     this.prefetchDepth = Math.max(0, Math.floor(options.prefetch ?? 1));
+    this.extra = options.extra?.dataset ?? null;
+    this.extraPerBatch = options.extra ? Math.round(options.extra.ratio * this.batchSize) : 0;
+    this.mainPerBatch = this.batchSize - this.extraPerBatch;
+    if (options.extra && (this.extraPerBatch === 0 || this.mainPerBatch === 0)) {
+      throw new RangeError(
+        `extraData.ratio ${options.extra.ratio} of a batch of ${this.batchSize} is ${this.extraPerBatch} generated images and ${this.mainPerBatch} of the dataset; ` +
+          'choose a ratio (or batch size) that leaves at least one of each.',
+      );
+    }
     const dropLast = options.dropLast ?? true;
     this.batchesPerEpoch = dropLast
-      ? Math.floor(dataset.length / this.batchSize)
-      : Math.ceil(dataset.length / this.batchSize);
+      ? Math.floor(dataset.length / this.mainPerBatch)
+      : Math.ceil(dataset.length / this.mainPerBatch);
     if (this.batchesPerEpoch === 0) {
       throw new RangeError(
-        `The ${dataset.description.split} set has ${dataset.length} images, fewer than one batch of ${this.batchSize}.`,
+        `The ${dataset.description.split} set has ${dataset.length} images, fewer than one batch of ${this.mainPerBatch}.`,
       );
     }
     const state = options.state ?? { epoch: 0, batch: 0, epochRng: new Rng(options.seed).state() };
@@ -176,9 +199,22 @@ export class BatchIterator {
   }
 
   private async load(plan: EpochPlan, batch: number): Promise<ArrayBatch> {
-    const start = batch * this.batchSize;
-    const indices = plan.order.slice(start, Math.min(start + this.batchSize, plan.order.length));
-    const { images, labels } = await this.dataset.get(indices);
+    const start = batch * this.mainPerBatch;
+    const main = plan.order.slice(start, Math.min(start + this.mainPerBatch, plan.order.length));
+    let { images, labels } = await this.dataset.get(main);
+    let indices = main;
+    if (this.extra) {
+      const seed = hashSeed(plan.augmentSeed, batch, EXTRA_STREAM);
+      const picked = Int32Array.from(distinctSample(this.extra.length, this.extraPerBatch, seed));
+      const added = await this.extra.get(picked);
+      images = concat(Float32Array, images, added.images);
+      labels = concat(Int32Array, labels, added.labels);
+      indices = concat(
+        Int32Array,
+        main,
+        picked.map((i) => i + this.dataset.length),
+      );
+    }
     const rng = new Rng(hashSeed(plan.augmentSeed, batch));
     const augmented = augmentBatch(images, indices.length, this.dataset.imageSize, this.augmentation, rng);
     return { images: augmented, labels, indices, epoch: plan.epoch, batch };
@@ -209,6 +245,13 @@ export class BatchIterator {
     const augmentSeed = rng.nextUint32();
     return { epoch, order, augmentSeed, startRng: [...startRng], nextRng: rng.state() };
   }
+}
+
+function concat<T extends Float32Array | Int32Array>(Kind: { new (length: number): T }, a: T, b: T): T {
+  const out = new Kind(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }
 
 function step(cursor: { epoch: number; batch: number }, perEpoch: number): { epoch: number; batch: number } {

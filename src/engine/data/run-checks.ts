@@ -1,6 +1,7 @@
+import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { describeIssues } from '../../shared/config-object';
-import { DatasetSource } from '../../shared/dataset-config';
+import { DatasetSource, ExtraData } from '../../shared/dataset-config';
 import type { JobKind } from '../../shared/engine-protocol';
 import { ModelConfig, ModelPreset, modelConfigFromPreset } from '../../shared/model-config';
 import type { Dataset } from './dataset';
@@ -61,6 +62,19 @@ export async function checkRunDataset(kind: JobKind, config: Record<string, unkn
   if (problem !== null) throw new Error(problem);
   const model = runModel(kind, config);
   if (model !== null) modelForDataset(model, dataset);
+  const extra = ExtraData.safeParse(config.extraData);
+  if (extra.success && !(await isFile(extra.data.path))) {
+    // The archive itself (up to 2 GiB) is read and checked by the trainer, not on the app's main process.
+    throw new Error(`extraData: ${extra.data.path} does not exist; give the path of the .npz file.`);
+  }
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** The model a run builds itself (pre-training, fine-tuning from scratch); null when it comes from a checkpoint. */

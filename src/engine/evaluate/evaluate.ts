@@ -434,7 +434,10 @@ async function runPlanned(
     );
   } else {
     const extras: RunAttackExtras = { ids, signal, features: model.features };
-    if (planned.mi) extras.mi = model.featureMi(planned.mi);
+    if (planned.mi) {
+      const block = planned.spec.attack === 'pgd-mi' ? planned.spec.block : undefined;
+      extras.mi = model.featureMi(planned.mi, {}, block);
+    }
     const result = await runAttack(model.classify, x, labels, planned.spec, extras);
     xAdv = result.xAdv;
     tally.gradientCalls += result.gradientCalls;

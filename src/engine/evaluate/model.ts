@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { MiEstimator, MiOptionsInput } from '../../shared/mi-config';
+import { miBlockIndex, type MiEstimator, type MiOptionsInput } from '../../shared/mi-config';
 import type { Classifier } from '../attacks';
 import { loadClassifierCheckpoint, type ClassifierCheckpoint } from '../finetune/classifier-checkpoint';
 import { classScores } from '../finetune/outputs';
@@ -17,7 +17,9 @@ import { classifierForward } from '../model';
  * Both must be called inside a tf.tidy or tf.grad scope, as every attack does.
  */
 export class EvaluatedClassifier {
-  private last: { input: tf.Tensor4D; features: tf.Tensor3D } | null = null;
+  private last: { input: tf.Tensor4D; features: tf.Tensor3D; tapped?: tf.Tensor3D | undefined } | null = null;
+  /** The block (0-based) whose tokens `classify` also keeps, for PGD-MI at block k; null: none. */
+  private tapBlock: number | null = null;
 
   constructor(readonly checkpoint: ClassifierCheckpoint) {}
 
@@ -27,10 +29,22 @@ export class EvaluatedClassifier {
 
   readonly classify: Classifier = (x) => {
     const c = this.checkpoint;
-    const out = classifierForward(c.params, c.modelConfig, x, { trainParams: false });
-    this.last = { input: x, features: out.tokens };
+    const out = classifierForward(c.params, c.modelConfig, x, { trainParams: false }, this.tapBlock ?? undefined);
+    this.last = { input: x, features: out.tokens, tapped: out.tapped };
     return classScores(out.logits, c.method, c.numClasses, c.merge);
   };
+
+  /** Every token after block `index` (0-based), as `features` reads the last block's. */
+  private blockFeatures(x: tf.Tensor4D, index: number): tf.Tensor3D {
+    const last = this.last;
+    if (last && last.input === x && last.tapped && !last.tapped.isDisposed && this.tapBlock === index) {
+      return last.tapped;
+    }
+    const c = this.checkpoint;
+    const tapped = classifierForward(c.params, c.modelConfig, x, { trainParams: false }, index).tapped;
+    if (!tapped) throw new Error(`internal: no tokens after block ${index + 1}`);
+    return tapped;
+  }
 
   readonly features = (x: tf.Tensor4D): tf.Tensor3D => {
     const last = this.last;
@@ -40,11 +54,17 @@ export class EvaluatedClassifier {
   };
 
   /**
-   * PGD-MI's MI term: I(x + delta, features(x + delta)), each flattened per sample. MI is a batch
+   * PGD-MI's MI term: I(x + delta, features(x + delta)), each flattened per sample; with `block`
+   * (from 1), the tokens after that block instead of the last's. MI is a batch
    * statistic: a lone example has none (0), and its objective is plain CE.
    */
-  featureMi(estimator: MiEstimator, options: MiOptionsInput = {}): (xAdv: tf.Tensor4D) => tf.Scalar {
-    return (xa) => (xa.shape[0] < 2 ? tf.scalar(0) : mutualInformation(estimator, xa, this.features(xa), options));
+  featureMi(estimator: MiEstimator, options: MiOptionsInput = {}, block?: number): (xAdv: tf.Tensor4D) => tf.Scalar {
+    const index =
+      block === undefined ? null : miBlockIndex({ block }, this.checkpoint.modelConfig.depth, 'PGD-MI block');
+    this.tapBlock = index === this.checkpoint.modelConfig.depth - 1 ? null : index;
+    const tap = this.tapBlock;
+    const features = (xa: tf.Tensor4D) => (tap === null ? this.features(xa) : this.blockFeatures(xa, tap));
+    return (xa) => (xa.shape[0] < 2 ? tf.scalar(0) : mutualInformation(estimator, xa, features(xa), options));
   }
 
   dispose(): void {

@@ -199,6 +199,7 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
             restarts: 1,
             lambda: request_.lambda,
             estimator: request_.estimator,
+            ...(typeof request_.block === 'number' ? { block: request_.block } : {}),
             seed,
           },
           { mi: request_.estimator },

@@ -24,6 +24,7 @@ import {
 } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, datasetProblem, openDataset, type Dataset } from '../data';
 import { datasetFraction } from '../data/subset';
+import { openExtraData } from '../data/extra-data';
 import { disposeParams, initClassifierParams, type ParamMap } from '../model';
 import { RunCancelledError, RunFailedError } from '../pretrain/trainer';
 import { Rng } from '../rng';
@@ -137,8 +138,10 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
   }
 
   let dataset: Dataset;
+  let extra: Dataset | null = null;
   try {
     dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
+    if (config.extraData) extra = await openExtraData(config.extraData, dataset);
   } catch (error) {
     return fail(messageOf(error));
   }
@@ -238,6 +241,7 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       augmentation: config.augmentation,
       prefetch: 1,
       ...(iteratorState ? { state: iteratorState } : {}),
+      ...(extra && config.extraData ? { extra: { dataset: extra, ratio: config.extraData.ratio } } : {}),
     });
   } catch (error) {
     disposeModel();

@@ -46,7 +46,7 @@ function dtypeOf(descr: string): NpyDtype {
 }
 
 /** The header is a Python dict literal, e.g. {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }. */
-function parseHeader(header: string): { dtype: NpyDtype; shape: number[] } {
+function parseHeader(header: string): { descr: string; shape: number[] } {
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(header);
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header);
   const shape = /'shape'\s*:\s*\(([^)]*)\)/.exec(header);
@@ -66,7 +66,7 @@ function parseHeader(header: string): { dtype: NpyDtype; shape: number[] } {
       if (!Number.isSafeInteger(dim) || dim < 0) throw new NpyFormatError(`malformed shape (${shape[1]}).`);
       return dim;
     });
-  return { dtype: dtypeOf(descr[1] ?? ''), shape: dims };
+  return { descr: descr[1] ?? '', shape: dims };
 }
 
 const hostIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -88,8 +88,46 @@ function typedData(dtype: NpyDtype, bytes: Uint8Array, count: number): NpyArray[
   return Int32Array.from({ length: count }, (_, i) => view.getInt32(4 * i, true));
 }
 
-/** Parse the bytes of a .npy file. */
-export function decodeNpy(bytes: Uint8Array): NpyArray {
+/**
+ * Integer labels from the bytes of a .npy file of any common integer dtype (NumPy's default int64
+ * included, as EDM's generated-data archives store them), as int32; a value outside int32 is refused.
+ */
+export function decodeNpyIntegers(bytes: Uint8Array): { shape: number[]; data: Int32Array } {
+  const { descr, shape, data } = npyLayout(bytes);
+  const count = shape.reduce((p, d) => p * d, 1);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const readers: Record<string, [number, (offset: number) => number]> = {
+    '<i8': [8, (o) => Number(view.getBigInt64(o, true))],
+    '<u8': [8, (o) => Number(view.getBigUint64(o, true))],
+    '<i4': [4, (o) => view.getInt32(o, true)],
+    '<u4': [4, (o) => view.getUint32(o, true)],
+    '<i2': [2, (o) => view.getInt16(o, true)],
+    '<u2': [2, (o) => view.getUint16(o, true)],
+    '|i1': [1, (o) => view.getInt8(o)],
+    '|u1': [1, (o) => view.getUint8(o)],
+    '<u1': [1, (o) => view.getUint8(o)],
+  };
+  const reader = readers[descr];
+  if (!reader)
+    throw new NpyFormatError(`dtype '${descr}' is not an integer type (labels need int64, int32, ... or uint8).`);
+  const [size, read] = reader;
+  if (data.length !== count * size) {
+    throw new NpyFormatError(
+      `shape (${shape.join(', ')}) of '${descr}' needs ${count * size} bytes, the file has ${data.length}.`,
+    );
+  }
+  const out = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const value = read(i * size);
+    if (value < -0x80000000 || value > 0x7fffffff)
+      throw new NpyFormatError(`value ${value} at ${i} does not fit in int32.`);
+    out[i] = value;
+  }
+  return { shape, data: out };
+}
+
+/** The header's dtype descriptor and shape, and the data bytes, of a .npy file (any dtype). */
+function npyLayout(bytes: Uint8Array): { descr: string; shape: number[]; data: Uint8Array } {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b))
     throw new NpyFormatError('not a .npy file (no \\x93NUMPY magic).');
   const major = bytes[6] ?? 0;
@@ -113,11 +151,19 @@ export function decodeNpy(bytes: Uint8Array): NpyArray {
   const headerBytes = bytes.subarray(headerStart, dataStart);
   // Version 3.0 allows UTF-8 in the header; 1.0 and 2.0 are latin-1.
   const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(headerBytes);
-  const { dtype, shape } = parseHeader(header);
+  const { descr, shape } = parseHeader(header);
+  return { descr, shape, data: bytes.subarray(dataStart) };
+}
+
+/** Parse the bytes of a .npy file. */
+export function decodeNpy(bytes: Uint8Array): NpyArray {
+  const layout = npyLayout(bytes);
+  const { shape } = layout;
+  const dtype = dtypeOf(layout.descr);
 
   const count = shape.reduce((p, d) => p * d, 1);
   const needed = count * ITEM_SIZE[dtype];
-  const available = bytes.length - dataStart;
+  const available = layout.data.length;
   if (available < needed) {
     throw new NpyFormatError(
       `truncated data: shape (${shape.join(', ')}) of ${dtype} needs ${needed} bytes, the file has ${available}.`,
@@ -128,7 +174,7 @@ export function decodeNpy(bytes: Uint8Array): NpyArray {
       `${available - needed} bytes after the data of shape (${shape.join(', ')}) ${dtype}; the file is not a plain .npy array.`,
     );
   }
-  const data = typedData(dtype, bytes.subarray(dataStart), count);
+  const data = typedData(dtype, layout.data, count);
   return { dtype, shape, data } as NpyArray;
 }
 

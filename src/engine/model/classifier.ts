@@ -20,6 +20,8 @@ export type ClassifierOutput = {
   tokens: tf.Tensor3D;
   /** The pooled, fc_norm-ed features the head sees: [N, width]. */
   pooled: tf.Tensor2D;
+  /** With `tapBlock` (0-based): every token after that block, [N, 1 + L, width] (PGD-MI at block k). */
+  tapped?: tf.Tensor3D;
 };
 
 export function classifierForward(
@@ -27,6 +29,7 @@ export function classifierForward(
   config: ModelConfig,
   images: tf.Tensor4D,
   options: ForwardOptions = {},
+  tapBlock?: number,
 ): ClassifierOutput {
   return tf.tidy(() => {
     const n = images.shape[0];
@@ -41,10 +44,18 @@ export function classifierForward(
     );
     const shape = { batch: n, tokens: l + 1, heads: config.heads };
     const flat = tf.reshape(tokens, [n * (l + 1), d]) as tf.Tensor2D;
-    const out = tf.reshape(transformerStack(params, 'blocks', config.depth, flat, shape, options), [n, l + 1, d]);
+    const blockOutputs: tf.Tensor2D[] = [];
+    const last = transformerStack(params, 'blocks', config.depth, flat, shape, options, blockOutputs);
+    const out = tf.reshape(last, [n, l + 1, d]);
     const pooled = tf.mean(tf.slice(out, [0, 1, 0], [n, l, d]), 1) as tf.Tensor2D;
     const features = normLayer(params, 'fc_norm', pooled, options);
-    return { logits: linearLayer(params, 'head', features, options), tokens: out as tf.Tensor3D, pooled: features };
+    const tapped = tapBlock === undefined ? undefined : blockOutputs[tapBlock];
+    return {
+      logits: linearLayer(params, 'head', features, options),
+      tokens: out as tf.Tensor3D,
+      pooled: features,
+      ...(tapped ? { tapped: tf.reshape(tapped, [n, l + 1, d]) as tf.Tensor3D } : {}),
+    };
   });
 }
 

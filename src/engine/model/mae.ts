@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { DEFAULT_MI_LAYER, miBlockIndex, type MiLayer } from '../../shared/mi-config';
 import { gridSize, patchDim, type ModelConfig } from '../../shared/model-config';
 import type { PatchMask } from './masking';
 import { getParam, type ParamMap } from './params';
@@ -90,6 +91,23 @@ export function encodeVisible(
   visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
   options: ForwardOptions = {},
 ): tf.Tensor3D {
+  return encodeVisibleWithLayer(params, config, patches, visibleIds, DEFAULT_MI_LAYER, options).latent;
+}
+
+/**
+ * encodeVisible that also returns the encoder output `layer` names (mi.layer, Table XXI): block k's
+ * output [N, 1 + Lv, width], through the final LayerNorm when `layer.finalNorm`. For the default
+ * layer (the last block, normed) `features` is `latent` itself.
+ */
+export function encodeVisibleWithLayer(
+  params: ParamMap,
+  config: ModelConfig,
+  patches: tf.Tensor3D,
+  visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
+  layer: MiLayer,
+  options: ForwardOptions = {},
+): { latent: tf.Tensor3D; features: tf.Tensor3D } {
+  const tapped = miBlockIndex(layer, config.depth);
   return tf.tidy(() => {
     const [n, lv] = patches.shape;
     const ids = visibleIds instanceof tf.Tensor ? visibleIds : visibleIds.visibleIds;
@@ -103,13 +121,20 @@ export function encodeVisible(
     const tokens = prependCls(params, 'cls_token', embedPatches(params, config, patches, pos, options));
     const shape = { batch: n, tokens: lv + 1, heads: config.heads };
     const flat = tf.reshape(tokens, [n * (lv + 1), config.width]) as tf.Tensor2D;
-    const out = normLayer(
-      params,
-      'norm',
-      transformerStack(params, 'blocks', config.depth, flat, shape, options),
-      options,
-    );
-    return tf.reshape(out, [n, lv + 1, config.width]);
+    const blockOutputs: tf.Tensor2D[] = [];
+    const last = transformerStack(params, 'blocks', config.depth, flat, shape, options, blockOutputs);
+    const out = normLayer(params, 'norm', last, options);
+    const latent = tf.reshape(out, [n, lv + 1, config.width]) as tf.Tensor3D;
+    const block = blockOutputs[tapped] as tf.Tensor2D;
+    const features =
+      tapped === config.depth - 1 && layer.finalNorm
+        ? latent
+        : (tf.reshape(layer.finalNorm ? normLayer(params, 'norm', block, options) : block, [
+            n,
+            lv + 1,
+            config.width,
+          ]) as tf.Tensor3D);
+    return { latent, features };
   });
 }
 

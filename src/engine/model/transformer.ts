@@ -81,7 +81,10 @@ export function transformerBlock(
   return residual(x1, linearLayer(params, `${prefix}.mlp.fc2`, hidden, options), dropRate, rng, shape.batch);
 }
 
-/** Run `depth` blocks named `${prefix}.{i}` on tokens [B*T, D]. */
+/**
+ * Run `depth` blocks named `${prefix}.{i}` on tokens [B*T, D]; `blockOutputs`, when given, receives
+ * each block's output (index i holds block i's), for a penalty taken inside the stack.
+ */
 export function transformerStack(
   params: ParamMap,
   prefix: string,
@@ -89,10 +92,14 @@ export function transformerStack(
   x: tf.Tensor2D,
   shape: { batch: number; tokens: number; heads: number },
   options: ForwardOptions,
+  blockOutputs?: tf.Tensor2D[],
 ): tf.Tensor2D {
   const rates = dropPathRates(options.dropPath?.rate ?? 0, depth);
   let out = x;
-  for (let i = 0; i < depth; i++) out = transformerBlock(params, `${prefix}.${i}`, out, shape, options, rates[i] ?? 0);
+  for (let i = 0; i < depth; i++) {
+    out = transformerBlock(params, `${prefix}.${i}`, out, shape, options, rates[i] ?? 0);
+    blockOutputs?.push(out);
+  }
   return out;
 }
 

@@ -5,6 +5,7 @@ import { mutualInformation } from '../mi/mutual-information';
 import {
   decode,
   encodeVisible,
+  encodeVisibleWithLayer,
   orderedTargets,
   patchify,
   randomMasking,
@@ -23,6 +24,7 @@ import type { Rng } from '../rng';
  *      clean image, detached; 'image': the adversarial image itself, differentiated through, as the
  *      authors' code does (so masked pixels move too, through the target);
  *   2. z = encoder(x + delta); loss = recon(decoder(z), clean x on masked patches) + lambda * MI(x + delta, z);
+ *      MI takes z at mi.layer (Table XXI: block k's output, with or without the final norm; by default z itself);
  *   3. gradients of the loss w.r.t. every parameter (the caller applies them).
  * `perturb: visible` puts delta on the encoder's visible patches only (the paper); `image` on the whole
  * image (the authors' code). `attackMask: fresh` draws a new mask for every forward pass (the code).
@@ -226,8 +228,9 @@ function penaltyGradientRatio(
   return tf.tidy(() => {
     const { grads } = tf.variableGrads(
       () => {
-        const latent = encodeVisible(params, config, visiblePatches(config, adversarial, mask), mask);
-        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), latent, run.mi);
+        const input = visiblePatches(config, adversarial, mask);
+        const { features } = encodeVisibleWithLayer(params, config, input, mask, run.mi.layer);
+        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), features, run.mi);
         return tf.mul(mi, run.mi.lambda) as tf.Scalar;
       },
       names.map((name) => params.get(name) as tf.Variable),
@@ -260,12 +263,15 @@ export function penaltyAtStart(
   const mask = randomMasking(rng, images.shape[0], numPatches(config), run.maskRatio);
   try {
     const [recon, mi] = tf.tidy(() => {
-      const latent = encodeVisible(params, config, visiblePatches(config, images, mask), mask, { trainParams: false });
+      const input = visiblePatches(config, images, mask);
+      const { latent, features } = encodeVisibleWithLayer(params, config, input, mask, run.mi.layer, {
+        trainParams: false,
+      });
       const pred = decode(params, config, latent, mask, { trainParams: false });
       const targets = orderedTargets(config, images, mask);
       return [
         reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss: run.normPixLoss }),
-        mutualInformation(run.mi.estimator, patchify(images, config.patchSize), latent, run.mi),
+        mutualInformation(run.mi.estimator, patchify(images, config.patchSize), features, run.mi),
       ];
     });
     const values = { recon: recon.dataSync()[0] ?? NaN, mi: mi.dataSync()[0] ?? NaN };
@@ -309,12 +315,12 @@ export function pretrainStep({
       const kept: tf.Scalar[] = [];
       const { value: loss, grads } = tf.variableGrads(() => {
         const input = visiblePatches(config, adversarial, trainMask);
-        const latent = encodeVisible(params, config, input, trainMask);
+        const { latent, features } = encodeVisibleWithLayer(params, config, input, trainMask, run.mi.layer);
         const pred = decode(params, config, latent, trainMask);
         const recon = reconstructionLoss(pred, orderedTargets(config, images, trainMask), trainMask.numVisible, {
           normPixLoss: run.normPixLoss,
         });
-        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), latent, run.mi);
+        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), features, run.mi);
         kept.push(tf.keep(recon), tf.keep(mi));
         return penaltyIsOn(run) ? tf.add(recon, tf.mul(mi, run.mi.lambda)) : tf.clone(recon);
       }, [...params.values()]);

@@ -5,12 +5,13 @@ import { writeFileAtomic } from '../io/atomic-file';
 import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
 import { describeIssues } from '../../shared/config-object';
 import { negligiblePenaltyWarning } from '../../shared/mi-penalty';
-import type { ModelConfig } from '../../shared/model-config';
+import { withDecoder, type ModelConfig } from '../../shared/model-config';
 import { PretrainConfig, type PretrainOptimizer } from '../../shared/pretrain-config';
 import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
 import { findResumeCheckpoint, restoreCheckpoint, saveCheckpoint, describeLatest } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, modelForDataset, openDataset, type Dataset } from '../data';
 import { datasetFraction } from '../data/subset';
+import { openExtraData } from '../data/extra-data';
 import { disposeParams, initMaeParams, type ParamMap } from '../model';
 import { Rng } from '../rng';
 import { AdamW, isNoWeightDecayInPretraining } from '../train/optimizer';
@@ -58,8 +59,9 @@ export const CHECKPOINTS_DIR = RUN_CHECKPOINTS_DIR;
 export const PREVIEWS_DIR = 'previews';
 export const CONFIG_FILE = 'config.json';
 
-export function resolveModelConfig(model: PretrainConfig['model'], dataset: Dataset): ModelConfig {
-  return modelForDataset(model, dataset);
+/** The run's model for the dataset's images, with the config's decoder size. */
+export function resolveModelConfig(config: Pick<PretrainConfig, 'model' | 'decoder'>, dataset: Dataset): ModelConfig {
+  return withDecoder(modelForDataset(config.model, dataset), config.decoder);
 }
 
 /** AdamW as MAE's pre-training builds it: betas and decay from the config, cls and mask tokens decayed. */
@@ -111,14 +113,16 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
   }
 
   let dataset: Dataset;
+  let extra: Dataset | null = null;
   try {
     dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
+    if (config.extraData) extra = await openExtraData(config.extraData, dataset);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
   let modelConfig: ModelConfig;
   try {
-    modelConfig = resolveModelConfig(config.model, dataset);
+    modelConfig = resolveModelConfig(config, dataset);
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
@@ -144,6 +148,7 @@ export async function runPretraining(configInput: unknown, options: PretrainRunO
       augmentation: config.augmentation,
       prefetch: 1,
       ...(iteratorState ? { state: iteratorState } : {}),
+      ...(extra && config.extraData ? { extra: { dataset: extra, ratio: config.extraData.ratio } } : {}),
     });
   } catch (error) {
     optimizer.dispose();

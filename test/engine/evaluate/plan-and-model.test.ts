@@ -169,6 +169,46 @@ describe('the evaluated classifier', () => {
     tf.dispose([xa, fea, value, yTensor, yOneHot]);
   });
 
+  it("PGD-MI at block k takes MI on the tokens after block k (float64 reference), in the classifier's own pass", async () => {
+    const refParams = toRefParams(made.params);
+    const l = (MICRO.imageSize / MICRO.patchSize) ** 2;
+    const ids = Array.from({ length: l }, (_, i) => i);
+    const n = x.shape[0];
+    const v = x.dataSync();
+    const size = v.length / n;
+    const images = Array.from({ length: n }, (_, i) => Float64Array.from(v.subarray(i * size, (i + 1) * size)));
+    const tokensAt = (depth: number) =>
+      images.map((image) =>
+        ref
+          .encoder(refParams, { ...MICRO, depth }, ref.patchify(image, MICRO), ids, false)
+          .flatMap((r) => Array.from(r)),
+      );
+    const pixels = images.map((image) => Array.from(image));
+    const options = { sigma: 5, bandwidth: 'fixed' as const, alpha: 1.01, epsR: 1e-5 };
+    const [atBlock1, atLast] = [hsicRef(pixels, tokensAt(1), options), hsicRef(pixels, tokensAt(MICRO.depth), options)];
+    const estimate = async (block?: number) => {
+      const mi = model.featureMi('hsic', { sigma: 5 }, block);
+      // As an attack calls it: classify, then the MI term on the same input inside one scope.
+      const value = tf.tidy(() => {
+        model.classify(x);
+        return mi(x);
+      });
+      const out = (await value.data())[0] ?? NaN;
+      value.dispose();
+      return out;
+    };
+    const relative = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+    expect(relative(await estimate(1), atBlock1)).toBeLessThan(1e-4);
+    expect(relative(await estimate(), atLast)).toBeLessThan(1e-4);
+    expect(relative(await estimate(MICRO.depth), atLast)).toBeLessThan(1e-4);
+    expect(relative(atBlock1, atLast)).toBeGreaterThan(1e-3);
+    expect(() => model.featureMi('hsic', {}, 3)).toThrow(
+      "PGD-MI block 3 is past the encoder's 2 blocks: give 1..2 or 'last'.",
+    );
+    const planned = planEvaluation(request('natural', { attacks: [{ attack: 'pgd-mi', block: 1 }] }), 16);
+    expect(planned.attacks[0]?.kind === 'single' ? planned.attacks[0].spec : null).toMatchObject({ block: 1 });
+  });
+
   it('PGD-MI with lambda 0 is PGD-100 on CE; a large lambda changes the attack; PGD-fea ascends the feature distance', async () => {
     const eps = 8 / 255;
     const pgdBase = { threat: 'linf' as const, eps, steps: 100, alpha: 2 / 255, seed: 4 };

@@ -50,6 +50,19 @@ export const TRAIN_FRACTION_DOCS: Record<string, FieldDoc> = {
     help: 'Train on this share of the training split (1: all of it), drawn with the seed below.',
   },
   'trainFraction.seed': { label: 'Share seed', help: 'Which images the share holds; the same seed, the same images.' },
+  extraData: {
+    label: 'Extra generated data (Table XVIII)',
+    help: 'Mix generated images (e.g. EDM’s, Wang et al. 2023) into every batch; off: the dataset alone.',
+  },
+  'extraData.path': {
+    label: '.npz file',
+    help: 'uint8 images [N, H, W, 3] as "image" or "x" and labels [N] as "label" or "y"; the dataset’s image size and classes.',
+    placeholder: '/data/cifar10-edm-1m.npz',
+  },
+  'extraData.ratio': {
+    label: 'Share of each batch',
+    help: 'Of every batch this share is generated (Wang et al.: 0.7), the rest from the dataset, which sets the epoch.',
+  },
 };
 
 export const AUGMENTATION_DOCS: Record<string, FieldDoc> = {

@@ -137,7 +137,7 @@ export const FINETUNE_FORM: FormSpec = {
       title: 'Training',
       keys: ['method', 'epochs', 'batchSize', 'dropPath', 'labelSmoothing', 'headInitStd', 'seed'],
     },
-    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction'] },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction', 'extraData'] },
     { id: 'augmentation', title: 'Augmentation', keys: ['augmentation', 'randAugment', 'mixup'] },
     {
       id: 'threat',

@@ -70,6 +70,29 @@ const DOCS: Record<string, FieldDoc> = {
   },
   'mi.alpha': { label: 'Rényi order α', help: 'Order of the matrix-based Rényi entropy (estimator renyi); above 1.' },
   'mi.epsR': { label: 'nHSIC ridge ε', help: 'Ridge of nhsic: R = Kc (Kc + ε N I)⁻¹.' },
+  'mi.layer': { label: 'MI layer (Table XXI)' },
+  'mi.layer.block': {
+    label: 'Block',
+    help: 'The encoder block whose output z MI takes, counted from 1 (ViT-S: 1..12); last: the paper’s choice.',
+    optionNames: ['Last', 'Block number'],
+  },
+  'mi.layer.finalNorm': {
+    label: 'Through the final norm',
+    help: 'Apply the encoder’s final LayerNorm to that output first (the paper: on; off makes MI oscillate in early blocks).',
+  },
+  decoder: {
+    label: 'Decoder size (Table XIX)',
+    help: 'The MAE decoder’s depth, width and heads over the model’s (a preset’s included); off: the model’s own.',
+  },
+  'decoder.depth': {
+    label: 'Decoder depth',
+    help: 'Transformer blocks in the decoder (the paper: 2; Table XIX: 2, 4, 6).',
+  },
+  'decoder.width': {
+    label: 'Decoder width',
+    help: 'Hidden size (the paper: 128; Table XIX: 128, 256, 512); divisible by 4 and by the heads.',
+  },
+  'decoder.heads': { label: 'Decoder heads', help: 'Attention heads (the paper: 16); empty: the model’s own.' },
   'mi.penaltyGradEvery': {
     label: 'Penalty gradient ratio every (steps)',
     help: 'Record ‖∇ λ·MI‖ / ‖∇ recon‖ on the encoder at step 1 and every N steps (an extra backward pass); 0: never.',
@@ -119,9 +142,9 @@ export const PRETRAIN_FORM: FormSpec = {
     {
       id: 'training',
       title: 'Training',
-      keys: ['mode', 'model', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
+      keys: ['mode', 'model', 'decoder', 'epochs', 'batchSize', 'maskRatio', 'normPixLoss', 'seed'],
     },
-    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction'] },
+    { id: 'dataset', title: 'Dataset', keys: ['dataset', 'trainFraction', 'extraData'] },
     { id: 'augmentation', title: 'Augmentation', keys: ['augmentation'] },
     { id: 'attack', title: 'Attack', keys: ['attack'] },
     { id: 'mi', title: 'Mutual information', keys: ['mi'] },
