@@ -1,7 +1,11 @@
 import js from '@eslint/js';
 import pluginVue from 'eslint-plugin-vue';
 import globals from 'globals';
+import { fileURLToPath } from 'node:url';
 import tseslint from 'typescript-eslint';
+import { layersRule } from './eslint/layers-rule.mjs';
+
+const root = fileURLToPath(new URL('.', import.meta.url));
 
 export default tseslint.config(
   { ignores: ['out/**', 'dist/**', 'node_modules/**', 'test-results/**', 'runs/**'] },
@@ -32,5 +36,11 @@ export default tseslint.config(
       'vue/html-indent': 'off',
       'vue/html-closing-bracket-newline': 'off',
     },
+  },
+  {
+    // The import rules of docs/architecture.md (Layers); the table is eslint/layers.mjs.
+    files: ['src/**/*.{ts,mts,vue}'],
+    plugins: { mimir: { rules: { layers: layersRule(root) } } },
+    rules: { 'mimir/layers': 'error' },
   },
 );

@@ -1,4 +1,4 @@
-import type { Run, RunStatus } from '../../shared/store-types';
+import type { Run, RunStatus } from '@shared/store-types';
 
 /** What the screens show about a run, read from its stored config (defensively: older runs may differ). */
 
