@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { RunEventSink } from '../shared/run-events';
 import { BACKEND_ENV, readForcedBackend } from '../shared/system';
 import { humanRenderer } from './progress-line';
+import { ctrlCSignal, exitInterrupted } from './cancel';
 
 /** The options every training entry point (runPretraining, runFinetuning) takes. */
 export interface TrainingRunOptions {
@@ -54,8 +55,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     return error instanceof (await import('../engine/pretrain/trainer')).RunCancelledError;
   };
   const render = command.json ? null : humanRenderer();
-  const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
+  const signal = ctrlCSignal();
   let reported = false;
   try {
     await command.run({
@@ -63,7 +63,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
       resume: command.resume,
       ...(target.checkpoint !== null ? { resumeFrom: target.checkpoint } : {}),
       ...(command.resume && command.epochs !== undefined ? { epochsOverride: command.epochs } : {}),
-      signal: controller.signal,
+      signal,
       emit: (event) => {
         if (event.type === 'failed') reported = true;
         if (command.json) process.stdout.write(`${JSON.stringify(event)}\n`);
@@ -72,8 +72,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     });
   } catch (error) {
     if (await isCancel(error)) {
-      process.stderr.write(`mimir: cancelled; resume with: mimir ${command.name} --resume ${target.outDir}\n`);
-      process.exit(130);
+      exitInterrupted(`cancelled; resume with: mimir ${command.name} --resume ${target.outDir}`);
     }
     // The run's own `failed` event said it; anything else is said by the caller's fail().
     if (command.json && reported) process.exit(1);

@@ -6,6 +6,7 @@ import { torchLaunchFromFlags, withEngineOptions, type EngineFlags } from '../en
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { runTrainingCommand } from '../run-training';
+import { isRecord } from '@shared/unknown-value';
 
 interface FinetuneOptions extends TrainingDatasetFlags, EngineFlags {
   from?: string;
@@ -32,7 +33,7 @@ function positiveNumber(value: string): number {
 }
 
 function asObject(value: unknown): Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  return isRecord(value) ? value : {};
 }
 
 /** The run config: the --config file's fields, overridden by the flags given. */
