@@ -1,0 +1,29 @@
+import { computed } from 'vue';
+import { fieldId, fieldTestId, useFormModel } from '../../forms/form-model';
+import { fieldDoc, fieldLabel } from '../../forms/form-spec';
+import type { FieldPath } from '../../forms/paths';
+import type { FormNode } from '../../forms/schema-walk';
+
+/** What every field component of a schema-driven form reads about its field: names, value, issues, help. */
+export function useField(props: { node: FormNode; path: FieldPath }) {
+  const form = useFormModel();
+  const doc = computed(() => fieldDoc(form.spec(), props.path));
+  const value = computed(() => form.get(props.path));
+  return {
+    form,
+    doc,
+    value,
+    id: computed(() => fieldId(props.path)),
+    testId: computed(() => fieldTestId(props.path)),
+    label: computed(() => fieldLabel(form.spec(), props.path)),
+    issues: computed(() => form.issuesAt(props.path)),
+    inactive: computed(() => form.spec().inactiveReason(props.path, form.root())),
+    // A model preset explains itself better than the field's general help.
+    help: computed(
+      () => form.spec().valueHelp(props.path, value.value) ?? doc.value.help ?? props.node.description ?? null,
+    ),
+    /** What an emptied control stores: null where the schema allows it, else nothing. */
+    emptyValue: computed(() => (props.node.nullable ? null : undefined)),
+    set: (next: unknown): void => form.set(props.path, next),
+  };
+}
