@@ -5,6 +5,7 @@ import type { RunEventSink } from '../shared/run-events';
 import { BACKEND_ENV, readForcedBackend } from '../shared/system';
 import { humanRenderer } from './progress-line';
 import { ctrlCSignal, exitInterrupted } from './cancel';
+import { torchLaunchFromFlags, type EngineFlags } from './engine-options';
 
 /** The options every training entry point (runPretraining, runFinetuning) takes. */
 export interface TrainingRunOptions {
@@ -98,4 +99,56 @@ async function prepareNewRunFolder({ name, outDir, overwrite }: TrainingCommand)
   for (const entry of [CHECKPOINTS_DIR, PREVIEWS_DIR, CONFIG_FILE]) {
     await rm(path.join(outDir, entry), { recursive: true, force: true });
   }
+}
+
+/** The flags `mimir pretrain` and `mimir finetune` share. */
+export interface TrainingFlags extends EngineFlags {
+  epochs?: number;
+  resume?: string;
+  overwrite?: boolean;
+  json?: boolean;
+  backend?: string;
+}
+
+/**
+ * Runs `mimir pretrain|finetune` once its config is built: a job for the PyTorch engine with
+ * `--engine torch`, else the TensorFlow.js trainer that `loadTfjsRun` imports (lazily: it is heavy).
+ */
+export async function runTrainingFromFlags(
+  name: TrainingCommand['name'],
+  flags: TrainingFlags,
+  outDir: string,
+  config: unknown,
+  loadTfjsRun: () => Promise<TrainingCommand['run']>,
+): Promise<void> {
+  const launch = torchLaunchFromFlags(flags);
+  const common = {
+    name,
+    outDir,
+    resume: flags.resume !== undefined,
+    overwrite: flags.overwrite === true,
+    json: flags.json === true,
+    ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+  };
+  if (launch) {
+    const { finetuneJob, pretrainJob, resumeJob } = await import('../torch/job');
+    const { runTorchJob } = await import('../torch/launch');
+    const job =
+      flags.resume !== undefined
+        ? resumeJob(name, flags.epochs)
+        : name === 'pretrain'
+          ? pretrainJob(config)
+          : finetuneJob(config);
+    await runTrainingCommand({
+      ...common,
+      engine: 'torch',
+      run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
+    });
+    return;
+  }
+  await runTrainingCommand({
+    ...common,
+    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    run: await loadTfjsRun(),
+  });
 }

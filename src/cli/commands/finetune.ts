@@ -2,10 +2,10 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { readConfigFile } from '../config-file';
-import { torchLaunchFromFlags, withEngineOptions, type EngineFlags } from '../engine-options';
+import { withEngineOptions, type EngineFlags } from '../engine-options';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { runTrainingCommand } from '../run-training';
+import { runTrainingFromFlags } from '../run-training';
 import { isRecord } from '@shared/unknown-value';
 
 interface FinetuneOptions extends TrainingDatasetFlags, EngineFlags {
@@ -111,31 +111,9 @@ export function registerFinetune(program: Command): void {
       if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
       const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
 
-      const launch = torchLaunchFromFlags(options);
-      const common = {
-        name: 'finetune' as const,
-        outDir,
-        resume: options.resume !== undefined,
-        overwrite: options.overwrite === true,
-        json,
-        ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-      };
-      if (launch) {
-        const { finetuneJob, resumeJob } = await import('../../torch/job');
-        const { runTorchJob } = await import('../../torch/launch');
-        const job = options.resume !== undefined ? resumeJob('finetune', options.epochs) : finetuneJob(config);
-        await runTrainingCommand({
-          ...common,
-          engine: 'torch',
-          run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
-        });
-        return;
-      }
-      const { runFinetuning } = await import('../../engine/finetune');
-      await runTrainingCommand({
-        ...common,
-        ...(options.backend !== undefined ? { backend: options.backend } : {}),
-        run: (runOptions) => runFinetuning(config, runOptions),
+      await runTrainingFromFlags('finetune', options, outDir, config, async () => {
+        const { runFinetuning } = await import('../../engine/finetune');
+        return (runOptions) => runFinetuning(config, runOptions);
       });
     } catch (error) {
       fail(error, json);
