@@ -2,27 +2,22 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { readConfigFile } from '../config-file';
-import { withEngineOptions, type EngineFlags } from '../engine-options';
+import { withEngineOptions } from '../engine-options';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { runTrainingFromFlags } from '../run-training';
+import { runTrainingFromFlags, type TrainingFlags } from '../run-training';
 import { isRecord } from '@shared/unknown-value';
 
-interface FinetuneOptions extends TrainingDatasetFlags, EngineFlags {
+interface FinetuneOptions extends TrainingDatasetFlags, TrainingFlags {
   from?: string;
   scratch?: boolean;
   model?: string;
   method?: string;
   eps?: number;
-  epochs?: number;
   batch?: number;
   seed?: number;
   out?: string;
   config?: string;
-  resume?: string;
-  overwrite?: boolean;
-  json?: boolean;
-  backend?: string;
 }
 
 /** commander parser for a number > 0 (`--eps 8`, `--eps 127.5`). */

@@ -1,24 +1,19 @@
 import type { Command } from 'commander';
 import { readConfigFile } from '../config-file';
-import { withEngineOptions, type EngineFlags } from '../engine-options';
+import { withEngineOptions } from '../engine-options';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { PRETRAIN_MODES } from '../../shared/pretrain-config';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { runTrainingFromFlags } from '../run-training';
+import { runTrainingFromFlags, type TrainingFlags } from '../run-training';
 
-interface PretrainOptions extends TrainingDatasetFlags, EngineFlags {
+interface PretrainOptions extends TrainingDatasetFlags, TrainingFlags {
   model?: string;
   mode?: string;
-  epochs?: number;
   batch?: number;
   seed?: number;
   out?: string;
   config?: string;
-  resume?: string;
-  overwrite?: boolean;
-  json?: boolean;
-  backend?: string;
 }
 
 export function registerPretrain(program: Command): void {
