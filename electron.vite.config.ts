@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import vue from '@vitejs/plugin-vue';
 import { defineConfig } from 'electron-vite';
 import type { Plugin } from 'vite';
+import { resolveAliases } from './eslint/layers.mjs';
 import { RENDERER_CSP } from './src/shared/csp';
 
 /** One Content-Security-Policy for the Electron page (meta tag) and the web server (header). */
@@ -16,8 +17,12 @@ function rendererCsp(): Plugin {
   };
 }
 
+// The path aliases (@shared, @engine, ...) of eslint/layers.mjs, for every target.
+const resolveOptions = { alias: resolveAliases(resolve('.')) };
+
 export default defineConfig({
   main: {
+    resolve: resolveOptions,
     build: {
       // TensorFlow.js is bundled: tfjs-core's gradients are registered only by its ES-module build
       // (dist/register_all_gradients.js, extensionless imports that Node cannot load), while Node
@@ -35,6 +40,7 @@ export default defineConfig({
     },
   },
   preload: {
+    resolve: resolveOptions,
     build: {
       externalizeDeps: true,
       rollupOptions: {
@@ -44,6 +50,7 @@ export default defineConfig({
     },
   },
   renderer: {
+    resolve: resolveOptions,
     plugins: [vue(), rendererCsp()],
   },
 });

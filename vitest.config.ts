@@ -1,6 +1,10 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { resolveAliases } from './eslint/layers.mjs';
 
 export default defineConfig({
+  // The path aliases (@shared, @engine, ...) of eslint/layers.mjs.
+  resolve: { alias: resolveAliases(fileURLToPath(new URL('.', import.meta.url))) },
   test: {
     include: ['test/**/*.test.ts'],
     environment: 'node',

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { errorMessage } from '@shared/unknown-value';
 
 /** The JSON object of a `--config` file, or an error that says what is wrong with the file. */
 export function readConfigFile(file: string): Record<string, unknown> {
@@ -6,7 +7,7 @@ export function readConfigFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new Error(`--config ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
+    throw new Error(`--config ${file}: cannot read it (${errorMessage(error)}).`, {
       cause: error,
     });
   }
@@ -15,9 +16,6 @@ export function readConfigFile(file: string): Record<string, unknown> {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (error) {
-    throw new Error(
-      `--config ${file} is not a JSON object: ${error instanceof Error ? error.message : String(error)}.`,
-      { cause: error },
-    );
+    throw new Error(`--config ${file} is not a JSON object: ${errorMessage(error)}.`, { cause: error });
   }
 }

@@ -3,16 +3,7 @@ import type { TorchLaunch } from '../torch/launch';
 import { positiveInt } from './output';
 
 /** `--engine tfjs|torch` and the PyTorch engine's launch flags, shared by `mimir pretrain` and `mimir finetune`. */
-export interface EngineFlags {
-  engine?: 'tfjs' | 'torch';
-  nproc?: number;
-  nnodes?: number;
-  nodeRank?: number;
-  masterAddr?: string;
-  masterPort?: number;
-  device?: 'auto' | 'cpu' | 'cuda';
-  precision?: 'auto' | 'fp32' | 'bf16';
-}
+export type EngineFlags = Omit<TorchLaunch, 'threads'> & { engine?: 'tfjs' | 'torch' };
 
 export function withEngineOptions(command: Command): Command {
   return command

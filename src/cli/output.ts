@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { describeIssues } from '../shared/config-object';
 import type { FailedEvent } from '../shared/run-events';
 import { BACKEND_NAMES } from '../shared/system';
+import { errorMessage } from '@shared/unknown-value';
 
 /** The --backend option every command that runs tensor work takes. */
 export const backendOption = (): Option =>
@@ -16,12 +17,7 @@ export const backendOption = (): Option =>
  */
 export function fail(error: unknown, json: boolean): never {
   // A zod error's own message is its issues as JSON: say them in one line instead.
-  const message =
-    error instanceof z.ZodError
-      ? describeIssues(error, '(input)')
-      : error instanceof Error
-        ? error.message
-        : String(error);
+  const message = error instanceof z.ZodError ? describeIssues(error, '(input)') : errorMessage(error);
   if (json) {
     const event: FailedEvent = { type: 'failed', message, step: null, lastCheckpoint: null };
     process.stdout.write(`${JSON.stringify(event)}\n`);

@@ -4,6 +4,8 @@ import path from 'node:path';
 import type { RunEventSink } from '../shared/run-events';
 import { BACKEND_ENV, readForcedBackend } from '../shared/system';
 import { humanRenderer } from './progress-line';
+import { ctrlCSignal, exitInterrupted } from './cancel';
+import { torchLaunchFromFlags, type EngineFlags } from './engine-options';
 
 /** The options every training entry point (runPretraining, runFinetuning) takes. */
 export interface TrainingRunOptions {
@@ -54,8 +56,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     return error instanceof (await import('../engine/pretrain/trainer')).RunCancelledError;
   };
   const render = command.json ? null : humanRenderer();
-  const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
+  const signal = ctrlCSignal();
   let reported = false;
   try {
     await command.run({
@@ -63,7 +64,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
       resume: command.resume,
       ...(target.checkpoint !== null ? { resumeFrom: target.checkpoint } : {}),
       ...(command.resume && command.epochs !== undefined ? { epochsOverride: command.epochs } : {}),
-      signal: controller.signal,
+      signal,
       emit: (event) => {
         if (event.type === 'failed') reported = true;
         if (command.json) process.stdout.write(`${JSON.stringify(event)}\n`);
@@ -72,8 +73,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     });
   } catch (error) {
     if (await isCancel(error)) {
-      process.stderr.write(`mimir: cancelled; resume with: mimir ${command.name} --resume ${target.outDir}\n`);
-      process.exit(130);
+      exitInterrupted(`cancelled; resume with: mimir ${command.name} --resume ${target.outDir}`);
     }
     // The run's own `failed` event said it; anything else is said by the caller's fail().
     if (command.json && reported) process.exit(1);
@@ -99,4 +99,56 @@ async function prepareNewRunFolder({ name, outDir, overwrite }: TrainingCommand)
   for (const entry of [CHECKPOINTS_DIR, PREVIEWS_DIR, CONFIG_FILE]) {
     await rm(path.join(outDir, entry), { recursive: true, force: true });
   }
+}
+
+/** The flags `mimir pretrain` and `mimir finetune` share. */
+export interface TrainingFlags extends EngineFlags {
+  epochs?: number;
+  resume?: string;
+  overwrite?: boolean;
+  json?: boolean;
+  backend?: string;
+}
+
+/**
+ * Runs `mimir pretrain|finetune` once its config is built: a job for the PyTorch engine with
+ * `--engine torch`, else the TensorFlow.js trainer that `loadTfjsRun` imports (lazily: it is heavy).
+ */
+export async function runTrainingFromFlags(
+  name: TrainingCommand['name'],
+  flags: TrainingFlags,
+  outDir: string,
+  config: unknown,
+  loadTfjsRun: () => Promise<TrainingCommand['run']>,
+): Promise<void> {
+  const launch = torchLaunchFromFlags(flags);
+  const common = {
+    name,
+    outDir,
+    resume: flags.resume !== undefined,
+    overwrite: flags.overwrite === true,
+    json: flags.json === true,
+    ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
+  };
+  if (launch) {
+    const { finetuneJob, pretrainJob, resumeJob } = await import('../torch/job');
+    const { runTorchJob } = await import('../torch/launch');
+    const job =
+      flags.resume !== undefined
+        ? await resumeJob(name, flags.epochs)
+        : name === 'pretrain'
+          ? await pretrainJob(config)
+          : await finetuneJob(config);
+    await runTrainingCommand({
+      ...common,
+      engine: 'torch',
+      run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
+    });
+    return;
+  }
+  await runTrainingCommand({
+    ...common,
+    ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
+    run: await loadTfjsRun(),
+  });
 }

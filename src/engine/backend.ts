@@ -13,6 +13,7 @@ import {
 } from '../shared/system';
 import { probeGpu } from './gpu';
 import { activeWasmThreads, registerThreadedWasm } from './wasm-threads';
+import { errorMessage } from '@shared/unknown-value';
 
 const requireModule = createRequire(import.meta.url);
 
@@ -27,7 +28,7 @@ export class BackendUnavailableError extends Error {
 }
 
 function firstLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = errorMessage(error);
   return text.split('\n')[0]?.trim() ?? text;
 }
 

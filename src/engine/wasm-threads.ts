@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendWasm, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { writeFileAtomic } from './io/atomic-file';
+import { errorMessage } from '@shared/unknown-value';
 
 /**
  * tfjs-backend-wasm's multi-threaded build under Node, for the shared memory it brings: the engine's
@@ -104,7 +105,7 @@ async function register(threads: number): Promise<{ ok: boolean; reason: string 
   } catch (error) {
     return {
       ok: false,
-      reason: `the threaded module did not start: ${error instanceof Error ? error.message : String(error)}`,
+      reason: `the threaded module did not start: ${errorMessage(error)}`,
     };
   }
   module.tfjs = {

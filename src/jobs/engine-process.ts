@@ -1,3 +1,4 @@
+import { errorMessage } from '@shared/unknown-value';
 /**
  * Entry point of an engine process (Electron utilityProcess, or a Node fork from the CLI and web
  * mode). It loads TensorFlow.js, so the parent never blocks on tensor work. It either probes the
@@ -15,8 +16,6 @@ const parent = connectToParent();
 const post = (message: EngineMessage): void => parent.post(message);
 const cancel = new AbortController();
 let busy = false;
-
-const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 interface JobContext {
   outDir: string;
@@ -81,7 +80,7 @@ async function runJob(job: JobSpec, forced: ForcedBackend | null): Promise<void>
       post({ type: 'finished', outcome: 'cancelled' });
       return;
     }
-    if (!reportedFailure) emit({ type: 'failed', message: errorText(error), step: null, lastCheckpoint: null });
+    if (!reportedFailure) emit({ type: 'failed', message: errorMessage(error), step: null, lastCheckpoint: null });
     post({ type: 'finished', outcome: 'failed' });
   }
 }
@@ -97,7 +96,7 @@ parent.onMessage((raw) => {
     case 'probe':
       selectBackend(message.forced, 'engine-process')
         .then((report) => post({ type: 'ready', report }))
-        .catch((error: unknown) => post({ type: 'failed', message: errorText(error) }));
+        .catch((error: unknown) => post({ type: 'failed', message: errorMessage(error) }));
       break;
     case 'run':
       if (busy) {
@@ -106,7 +105,7 @@ parent.onMessage((raw) => {
       }
       busy = true;
       runJob(message.job, message.forced).catch((error: unknown) =>
-        post({ type: 'failed', message: errorText(error) }),
+        post({ type: 'failed', message: errorMessage(error) }),
       );
       break;
     case 'cancel':

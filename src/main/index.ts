@@ -1,3 +1,4 @@
+import { errorMessage } from '@shared/unknown-value';
 /**
  * Electron main process: one window, the app API over IPC, engine work in utility processes.
  * It never runs tensor work itself: a blocked main process freezes every window.
@@ -40,7 +41,7 @@ void app.whenReady().then(() => {
     service = createAppService({ launch: utilityLauncher, forced, dataDir, owner: 'MIMIR Workbench (the app)' });
   } catch (error) {
     // e.g. the data folder is in use by another MIMIR: say so and stop, having changed nothing.
-    dialog.showErrorBox('MIMIR Workbench cannot start', error instanceof Error ? error.message : String(error));
+    dialog.showErrorBox('MIMIR Workbench cannot start', errorMessage(error));
     app.exit(1);
     return;
   }

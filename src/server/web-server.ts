@@ -7,6 +7,7 @@ import path from 'node:path';
 import { WebSocketServer } from 'ws';
 import { RENDERER_CSP } from '../shared/csp';
 import type { AppService } from '../service/app-service';
+import { errorMessage } from '@shared/unknown-value';
 
 /**
  * Web mode: the renderer and the app API over HTTP on 127.0.0.1, for a GPU box reached over SSH
@@ -130,7 +131,7 @@ export async function startWebServer({
     void route(request, response).catch((error: unknown) => {
       if (response.headersSent) return;
       if (error instanceof HttpError) send(response, error.status, error.message);
-      else send(response, 500, error instanceof Error ? error.message : String(error));
+      else send(response, 500, errorMessage(error));
     });
   });
 
@@ -159,11 +160,7 @@ export async function startWebServer({
       try {
         body = JSON.parse(text);
       } catch (error) {
-        return send(
-          response,
-          400,
-          `Request body is not JSON: ${error instanceof Error ? error.message : String(error)}`,
-        );
+        return send(response, 400, `Request body is not JSON: ${errorMessage(error)}`);
       }
       return send(response, 200, JSON.stringify(await service.handle(body)), 'application/json');
     }

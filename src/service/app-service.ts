@@ -25,6 +25,7 @@ import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweep
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
 import { paperTableFromStore, runFigures } from './paper-tables';
+import { errorMessage } from '@shared/unknown-value';
 
 /**
  * The app API, transport-free: Electron's IPC handler (src/main) and web mode's HTTP server
@@ -132,7 +133,7 @@ export function createAppService(options: AppServiceOptions): AppService {
       // Refused now rather than failing once queued: a missing folder, one class, a patch size that does not fit.
       const { checkRunDataset } = await import('../engine/data/run-checks');
       await checkRunDataset(kind, parsed.config).catch((error: unknown) => {
-        throw new RequestError(error instanceof Error ? error.message : String(error), 'invalid-input');
+        throw new RequestError(errorMessage(error), 'invalid-input');
       });
       const id = newRunId();
       const run = store.createRun({
@@ -271,7 +272,7 @@ export function createAppService(options: AppServiceOptions): AppService {
       const value = await handler(input.data);
       return { ok: true, value: apiMethods[method].output.parse(value) };
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       const code =
         error instanceof RequestError || error instanceof CatalogError
           ? error.code

@@ -9,6 +9,7 @@ import type { Run } from '../shared/store-types';
 import type { RunStore } from '../store/run-store';
 import { readRegularFile } from '../engine/io/read-file';
 import { checkExportTargets, existingExportFiles } from '../engine/export/targets';
+import { errorMessage } from '@shared/unknown-value';
 
 /**
  * Checkpoints for the pickers (those of done pre-training and fine-tuning runs, and imported ones),
@@ -54,7 +55,7 @@ async function asUserError<T>(work: () => Promise<T>): Promise<T> {
     return await work();
   } catch (error) {
     if (error instanceof CatalogError) throw error;
-    throw new CatalogError(error instanceof Error ? error.message : String(error), 'invalid-input');
+    throw new CatalogError(errorMessage(error), 'invalid-input');
   }
 }
 

@@ -10,6 +10,7 @@ import type { RunFigures } from '../shared/run-query';
 import type { Run } from '../shared/store-types';
 import { StoreError } from '../store/errors';
 import type { RunStore } from '../store/run-store';
+import { errorMessage } from '@shared/unknown-value';
 
 /**
  * What a paper table is built from, read from the store: each run, the run whose model it is (an
@@ -72,7 +73,7 @@ export function paperTableFromStore(
   try {
     table = buildPaperTable(inputs, request.columns, request.group);
   } catch (error) {
-    throw new StoreError('invalid-input', error instanceof Error ? error.message : String(error));
+    throw new StoreError('invalid-input', errorMessage(error));
   }
   return {
     table,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { count, positive } from './zod-numbers';
 
 /**
  * Attack protocols and their results (spec section 6). Pure data: the engine runs a parsed spec,
@@ -38,16 +39,6 @@ export const ATTACK_VERSIONS = {
 } as const;
 export type AttackName = keyof typeof ATTACK_VERSIONS;
 
-const count = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .int(`${what} must be a whole number`)
-    .min(1, `${what} must be at least 1`);
-const positive = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .positive(`${what} must be positive`)
-    .finite(`${what} must be finite`);
 const eps = positive('eps').describe('radius of the threat model in [0, 1] pixel units (8/255 for eps 8)');
 const seed = z
   .number({ error: 'seed must be a number' })

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { count, positive } from './zod-numbers';
 import {
   AttackRunRecord,
   AutoAttackRecord,
@@ -63,17 +64,6 @@ export const Severity = z
   .max(5, 'severity must be 1 to 5');
 
 // ---- the request -----------------------------------------------------------------------------------
-
-const count = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .int(`${what} must be a whole number`)
-    .min(1, `${what} must be at least 1`);
-const positive = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .positive(`${what} must be positive`)
-    .finite(`${what} must be finite`);
 
 /** The attacks and measurements an evaluation can run, by their request names. */
 export const EVALUATION_ATTACKS = [

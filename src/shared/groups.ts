@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SEED_PATH } from './sweep';
+import { isRecord } from './unknown-value';
 
 /**
  * Seed groups (the paper's Table II: mean ± std over three seeds): runs of one kind whose configs
@@ -69,7 +70,7 @@ export function groupRuns<R extends GroupableRun>(
 
 /** Dotted paths of the leaves (arrays count as leaves) of a JSON object. */
 function leaves(value: unknown, prefix: string, out: Map<string, string>): void {
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+  if (isRecord(value)) {
     for (const [key, child] of Object.entries(value)) leaves(child, prefix ? `${prefix}.${key}` : key, out);
   } else {
     out.set(prefix, stableJson(value));

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { count, positive } from './zod-numbers';
 import { ATTACK_VERSIONS, ThreatModel } from './attack-config';
 import { CheckpointKind } from './checkpoint';
 import { DatasetDescription, DatasetSource } from './dataset-config';
@@ -32,29 +33,19 @@ export function lossesFor(kind: CheckpointKind): readonly LandscapeLoss[] {
   return kind === 'finetune' ? ['ce', 'pgd-ce'] : ['recon'];
 }
 
-const count = (what: string, max: number) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .int(`${what} must be a whole number`)
-    .min(1, `${what} must be at least 1`)
-    .max(max, `${what} must be at most ${max}`);
-const positive = (what: string) =>
-  z
-    .number({ error: `${what} must be a number` })
-    .positive(`${what} must be positive`)
-    .finite(`${what} must be finite`);
+const countUpTo = (what: string, max: number) => count(what).max(max, `${what} must be at most ${max}`);
 
 /** The adversary of `pgd-ce`; epsilons in [0, 1] pixel units (8/255 for eps 8). */
 export const LandscapePgd = z.object({
   threat: ThreatModel.default('linf'),
   eps: positive('pgd.eps').default(8 / 255),
-  steps: count('pgd.steps', 1000).default(10),
+  steps: countUpTo('pgd.steps', 1000).default(10),
   alpha: positive('pgd.alpha').default(2 / 255),
   randomStart: z.boolean().default(true),
 });
 export type LandscapePgd = z.infer<typeof LandscapePgd>;
 
-const gridCount = count('grid', 401);
+const gridCount = countUpTo('grid', 401);
 /** Points per axis: one number for a square grid, or [alpha points, beta points]. */
 export const LandscapeGrid = z.union([gridCount, z.tuple([gridCount, gridCount])], {
   error: 'grid must be a whole number of points per axis, or a pair [alpha points, beta points]',
@@ -70,7 +61,7 @@ export const LandscapeRequest = z.object({
   checkpoint: z.string().trim().min(1, 'checkpoint must name a checkpoint directory'),
   dataset: DatasetSource,
   /** The first `examples` images of the dataset, in index order. */
-  examples: count('examples', 1_000_000).default(256),
+  examples: countUpTo('examples', 1_000_000).default(256),
   grid: LandscapeGrid.default(21),
   /** Range of alpha and beta, in units of the normalised directions (1 = the weights' own filter norms). */
   span: span.default([-1, 1]),
@@ -79,7 +70,7 @@ export const LandscapeRequest = z.object({
   pgd: LandscapePgd.default(LandscapePgd.parse({})),
   /** Seeds the two directions, the reconstruction masks and PGD's random starts. */
   seed: z.number().int().min(0).max(0xffffffff, 'seed must fit in 32 bits').default(0),
-  batchSize: count('batchSize', 65_536).default(64),
+  batchSize: countUpTo('batchSize', 65_536).default(64),
   /** Zero direction for biases and LayerNorm parameters (Li et al.'s usual setting). */
   ignoreBiasNorm: z.boolean().default(true),
   /** recon: mask ratio and norm_pix targets; default the checkpoint's run config, else 0.75 and true. */

@@ -3,6 +3,7 @@ import { JobKind } from './engine-protocol';
 import { getAt, setAt } from './paths';
 import { RUN_CONFIG_SCHEMAS, parseRunConfig } from './run-configs';
 import { JsonObject } from './store-types';
+import { isRecord } from './unknown-value';
 
 /**
  * A sweep (W&B's word; an experiment of the store): one base config, a grid of dotted config paths
@@ -93,10 +94,6 @@ export const MAX_SWEEP_RUNS = 1000;
 
 const show = (value: unknown): string => JSON.stringify(value);
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** The schema of the field at `path` (as declared: optional, nullable), or what went wrong on the way. */
 function fieldSchema(root: z.ZodType, path: string[]): { ok: true; schema: z.ZodType } | { ok: false; why: string } {
   let declared: z.ZodType = root;
@@ -144,7 +141,7 @@ function checkPath(kind: JobKind, base: Record<string, unknown>, path: string): 
   for (let i = 1; i < keys.length; i++) {
     const prefix = keys.slice(0, i);
     const value = getAt(base, prefix);
-    if (value !== undefined && !isObject(value)) {
+    if (value !== undefined && !isRecord(value)) {
       return `--grid ${path}: ${prefix.join('.')} is ${show(value)} in the base config, not an object: write it out in full (e.g. the model's fields instead of a preset name) to sweep ${path}.`;
     }
   }

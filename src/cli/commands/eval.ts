@@ -14,6 +14,8 @@ import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { humanRenderer } from '../progress-line';
+import { errorMessage } from '@shared/unknown-value';
+import { ctrlCSignal, exitInterrupted } from '../cancel';
 
 interface EvalOptions {
   model: string;
@@ -116,7 +118,7 @@ function exampleIdsFrom(file: string): { count: number; pick: 'ids'; ids: number
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new Error(`--ids ${file}: cannot read it (${error instanceof Error ? error.message : String(error)}).`, {
+    throw new Error(`--ids ${file}: cannot read it (${errorMessage(error)}).`, {
       cause: error,
     });
   }
@@ -237,13 +239,11 @@ export function registerEval(program: Command): void {
         const { evaluate, EvaluationCancelledError } = await import('../../engine/evaluate');
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const render = json ? null : humanRenderer();
-        const controller = new AbortController();
-        process.once('SIGINT', () => controller.abort());
         let finished = false;
         try {
           const report = await evaluate(request, {
             outDir,
-            signal: controller.signal,
+            signal: ctrlCSignal(),
             emit: (event) => {
               // The closing per-attack lines would repeat the table printed below.
               if (event.type === 'progress' && event.step === event.totalSteps) finished = true;
@@ -256,8 +256,7 @@ export function registerEval(program: Command): void {
           );
         } catch (error) {
           if (error instanceof EvaluationCancelledError) {
-            process.stderr.write('mimir: evaluation cancelled\n');
-            process.exit(130);
+            exitInterrupted('evaluation cancelled');
           }
           throw error;
         }

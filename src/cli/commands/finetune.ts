@@ -2,26 +2,22 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FINETUNE_METHODS } from '../../shared/finetune-config';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { readConfigFile } from '../config-file';
-import { torchLaunchFromFlags, withEngineOptions, type EngineFlags } from '../engine-options';
+import { withEngineOptions } from '../engine-options';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { runTrainingCommand } from '../run-training';
+import { runTrainingFromFlags, type TrainingFlags } from '../run-training';
+import { isRecord } from '@shared/unknown-value';
 
-interface FinetuneOptions extends TrainingDatasetFlags, EngineFlags {
+interface FinetuneOptions extends TrainingDatasetFlags, TrainingFlags {
   from?: string;
   scratch?: boolean;
   model?: string;
   method?: string;
   eps?: number;
-  epochs?: number;
   batch?: number;
   seed?: number;
   out?: string;
   config?: string;
-  resume?: string;
-  overwrite?: boolean;
-  json?: boolean;
-  backend?: string;
 }
 
 /** commander parser for a number > 0 (`--eps 8`, `--eps 127.5`). */
@@ -32,7 +28,7 @@ function positiveNumber(value: string): number {
 }
 
 function asObject(value: unknown): Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  return isRecord(value) ? value : {};
 }
 
 /** The run config: the --config file's fields, overridden by the flags given. */
@@ -110,32 +106,9 @@ export function registerFinetune(program: Command): void {
       if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
       const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
 
-      const launch = torchLaunchFromFlags(options);
-      const common = {
-        name: 'finetune' as const,
-        outDir,
-        resume: options.resume !== undefined,
-        overwrite: options.overwrite === true,
-        json,
-        ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-      };
-      if (launch) {
-        const { finetuneJob, resumeJob } = await import('../../torch/job');
-        const { runTorchJob } = await import('../../torch/launch');
-        const job =
-          options.resume !== undefined ? await resumeJob('finetune', options.epochs) : await finetuneJob(config);
-        await runTrainingCommand({
-          ...common,
-          engine: 'torch',
-          run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
-        });
-        return;
-      }
-      const { runFinetuning } = await import('../../engine/finetune');
-      await runTrainingCommand({
-        ...common,
-        ...(options.backend !== undefined ? { backend: options.backend } : {}),
-        run: (runOptions) => runFinetuning(config, runOptions),
+      await runTrainingFromFlags('finetune', options, outDir, config, async () => {
+        const { runFinetuning } = await import('../../engine/finetune');
+        return (runOptions) => runFinetuning(config, runOptions);
       });
     } catch (error) {
       fail(error, json);

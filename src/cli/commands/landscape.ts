@@ -7,6 +7,7 @@ import type { RunEvent } from '../../shared/run-events';
 import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
+import { ctrlCSignal, exitInterrupted } from '../cancel';
 
 interface LandscapeOptions {
   model: string;
@@ -208,19 +209,16 @@ export function registerLandscape(program: Command): void {
         const { computeLandscape, landscapeFile, LandscapeCancelledError } = await import('../../engine/landscape');
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const render = json ? null : progressRenderer();
-        const controller = new AbortController();
-        process.once('SIGINT', () => controller.abort());
         let result: LandscapeResult;
         try {
           result = await computeLandscape(request, {
             outDir,
-            signal: controller.signal,
+            signal: ctrlCSignal(),
             emit: (event) => (json ? process.stdout.write(`${JSON.stringify(event)}\n`) : render?.(event)),
           });
         } catch (error) {
           if (error instanceof LandscapeCancelledError) {
-            process.stderr.write('mimir: cancelled; nothing was written\n');
-            process.exit(130);
+            exitInterrupted('cancelled; nothing was written');
           }
           // The engine already printed its `failed` event in --json mode.
           if (json) process.exit(1);

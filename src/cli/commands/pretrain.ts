@@ -1,24 +1,19 @@
 import type { Command } from 'commander';
 import { readConfigFile } from '../config-file';
-import { torchLaunchFromFlags, withEngineOptions, type EngineFlags } from '../engine-options';
+import { withEngineOptions } from '../engine-options';
 import { MODEL_PRESETS } from '../../shared/model-config';
 import { PRETRAIN_MODES } from '../../shared/pretrain-config';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
-import { runTrainingCommand } from '../run-training';
+import { runTrainingFromFlags, type TrainingFlags } from '../run-training';
 
-interface PretrainOptions extends TrainingDatasetFlags, EngineFlags {
+interface PretrainOptions extends TrainingDatasetFlags, TrainingFlags {
   model?: string;
   mode?: string;
-  epochs?: number;
   batch?: number;
   seed?: number;
   out?: string;
   config?: string;
-  resume?: string;
-  overwrite?: boolean;
-  json?: boolean;
-  backend?: string;
 }
 
 export function registerPretrain(program: Command): void {
@@ -65,32 +60,9 @@ export function registerPretrain(program: Command): void {
           if (value !== undefined) config[key] = value;
         }
 
-        const launch = torchLaunchFromFlags(options);
-        const common = {
-          name: 'pretrain' as const,
-          outDir,
-          resume: options.resume !== undefined,
-          overwrite: options.overwrite === true,
-          json,
-          ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-        };
-        if (launch) {
-          const { pretrainJob, resumeJob } = await import('../../torch/job');
-          const { runTorchJob } = await import('../../torch/launch');
-          const job =
-            options.resume !== undefined ? await resumeJob('pretrain', options.epochs) : await pretrainJob(config);
-          await runTrainingCommand({
-            ...common,
-            engine: 'torch',
-            run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
-          });
-          return;
-        }
-        const { runPretraining } = await import('../../engine/pretrain/trainer');
-        await runTrainingCommand({
-          ...common,
-          ...(options.backend !== undefined ? { backend: options.backend } : {}),
-          run: (runOptions) => runPretraining(config, runOptions),
+        await runTrainingFromFlags('pretrain', options, outDir, config, async () => {
+          const { runPretraining } = await import('../../engine/pretrain/trainer');
+          return (runOptions) => runPretraining(config, runOptions);
         });
       } catch (error) {
         fail(error, json);

@@ -7,6 +7,7 @@ import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
 import type { Run } from '../../shared/store-types';
 import { readConfigFile } from '../config-file';
 import { backendOption, defaultHome, fail } from '../output';
+import { exitInterrupted } from '../cancel';
 
 interface SweepOptions {
   config: string;
@@ -58,10 +59,7 @@ async function runSweep(spec: SweepSpecInput, options: SweepOptions, dataDir: st
   });
   const onSignal = (): void => {
     service.close();
-    process.stderr.write(
-      "mimir: stopped; the sweep's unfinished runs are interrupted or queued: resume them in the app.\n",
-    );
-    process.exit(130);
+    exitInterrupted("stopped; the sweep's unfinished runs are interrupted or queued: resume them in the app.");
   };
   process.once('SIGINT', onSignal);
   try {

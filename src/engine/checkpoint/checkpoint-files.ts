@@ -1,3 +1,4 @@
+import { isRecord } from '@shared/unknown-value';
 /**
  * Reading and verifying one checkpoint directory: the manifest against its schema, each file
  * against its recorded size and sha256, each safetensors file against the format.
@@ -51,8 +52,8 @@ export async function readManifest(checkpoint: string): Promise<CheckpointManife
       `${CHECKPOINT_MANIFEST_FILE} is not valid JSON (${(error as Error).message})`,
     );
   }
-  if (typeof json === 'object' && json !== null && !Array.isArray(json)) {
-    const { format, version } = json as { format?: unknown; version?: unknown };
+  if (isRecord(json)) {
+    const { format, version } = json;
     if (format !== CHECKPOINT_FORMAT) {
       throw new CheckpointError(
         checkpoint,

@@ -1,3 +1,4 @@
+import { errorMessage } from '@shared/unknown-value';
 /**
  * Finding the checkpoint to resume from (--resume). The `latest` pointer names it; a checkpoint
  * directory that is newer than the pointer (a crash between the directory's rename and the
@@ -123,7 +124,7 @@ async function verify(checkpoint: string): Promise<string | null> {
 
 function problemOf(error: unknown): string {
   if (error instanceof CheckpointError) return error.message;
-  return error instanceof Error ? error.message : String(error);
+  return errorMessage(error);
 }
 
 /**

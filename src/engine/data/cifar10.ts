@@ -1,8 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Cifar10Source, DatasetDescription } from '../../shared/dataset-config';
-import { CHANNELS, DatasetError, checkIndex, errorText, type Dataset, type ExampleBatch } from './dataset';
+import { CHANNELS, DatasetError, checkIndex, type Dataset, type ExampleBatch } from './dataset';
 import { readTarFiles } from './tar-reader';
+import { errorMessage } from '@shared/unknown-value';
 
 export const CIFAR10_ARCHIVE = 'cifar-10-binary.tar.gz';
 export const CIFAR10_FOLDER = 'cifar-10-batches-bin';
@@ -139,7 +140,9 @@ export async function openCifar10(source: Cifar10Source, options: Cifar10Options
       try {
         contents.set(name, await readFile(file));
       } catch (error) {
-        throw new DatasetError('corrupt', `CIFAR-10: cannot read ${file}: ${errorText(error)}`, file, { cause: error });
+        throw new DatasetError('corrupt', `CIFAR-10: cannot read ${file}: ${errorMessage(error)}`, file, {
+          cause: error,
+        });
       }
     }
     meta = await readFile(where(CIFAR10_META)).catch(() => null);

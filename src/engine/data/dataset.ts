@@ -47,7 +47,3 @@ export function checkIndex(dataset: { length: number; description: DatasetDescri
     );
   }
 }
-
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

@@ -3,8 +3,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CIFAR10_ARCHIVE } from './cifar10';
-import { DatasetError, errorText } from './dataset';
+import { DatasetError } from './dataset';
 import { syncDirectory } from '../io/atomic-file';
+import { errorMessage } from '@shared/unknown-value';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
@@ -115,7 +116,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
           offset > 0
             ? `; ${offset.toLocaleString('en-US')} bytes are kept in ${part} and the next try resumes from there`
             : '';
-        throw new DatasetError('download', `Download of ${url} failed: ${errorText(error)}${saved}.`, url, {
+        throw new DatasetError('download', `Download of ${url} failed: ${errorMessage(error)}${saved}.`, url, {
           cause: error,
         });
       }
@@ -144,7 +145,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       response = await fetch(url, { headers, signal });
     } catch (error) {
       throw new Interrupted(
-        `cannot connect: ${errorText(error)}${error instanceof Error && error.cause ? ` (${errorText(error.cause)})` : ''}`,
+        `cannot connect: ${errorMessage(error)}${error instanceof Error && error.cause ? ` (${errorMessage(error.cause)})` : ''}`,
       );
     }
     let append = offset > 0;
@@ -199,7 +200,7 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
       } catch (error) {
         if (signal?.aborted) throw error;
         throw new Interrupted(
-          `the connection broke after ${offset.toLocaleString('en-US')} bytes: ${errorText(error)}`,
+          `the connection broke after ${offset.toLocaleString('en-US')} bytes: ${errorMessage(error)}`,
         );
       }
       // The part file is the download's temporary file: flushed to disk before it is renamed into place.

@@ -2,7 +2,8 @@ import type { ExtraData } from '../../shared/dataset-config';
 import { decodeNpy, decodeNpyIntegers, NpyFormatError } from '../io/npy';
 import { decodeNpz, NpzFormatError } from '../io/npz';
 import { FileReadError, readRegularFile } from '../io/read-file';
-import { CHANNELS, checkIndex, DatasetError, errorText, type Dataset } from './dataset';
+import { errorMessage } from '../../shared/unknown-value';
+import { CHANNELS, checkIndex, DatasetError, type Dataset } from './dataset';
 
 /** What readFile can hold: a larger archive must be cut into a smaller one. */
 const MAX_NPZ_BYTES = 2 ** 31 - 1;
@@ -23,7 +24,7 @@ export async function openExtraData(extra: ExtraData, base: Dataset): Promise<Da
     if (error instanceof FileReadError && error.code === 'not-found') {
       throw new DatasetError('missing', `extraData: ${file} does not exist; give the path of the .npz file.`, file);
     }
-    throw new DatasetError('invalid', `extraData: ${errorText(error)}`, file, { cause: error });
+    throw new DatasetError('invalid', `extraData: ${errorMessage(error)}`, file, { cause: error });
   }
   let arrays: Map<string, Uint8Array>;
   try {

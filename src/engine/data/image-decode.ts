@@ -1,5 +1,6 @@
 import type SharpType from 'sharp';
-import { DatasetError, errorText } from './dataset';
+import { DatasetError } from './dataset';
+import { errorMessage } from '@shared/unknown-value';
 
 type Sharp = typeof SharpType;
 let sharpLoading: Promise<Sharp> | null = null;
@@ -10,7 +11,7 @@ function loadSharp(): Promise<Sharp> {
     (module) => module.default,
     (error: unknown) => {
       sharpLoading = null;
-      throw new DatasetError('invalid', `The image library (sharp) could not be loaded: ${errorText(error)}`, null, {
+      throw new DatasetError('invalid', `The image library (sharp) could not be loaded: ${errorMessage(error)}`, null, {
         cause: error,
       });
     },
@@ -40,10 +41,10 @@ export async function decodeImageFile(file: string, size: number): Promise<Uint8
     }
   } catch (error) {
     const missing =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' || errorText(error).startsWith('Input file is missing');
+      (error as NodeJS.ErrnoException).code === 'ENOENT' || errorMessage(error).startsWith('Input file is missing');
     throw new DatasetError(
       missing ? 'missing' : 'unreadable-image',
-      `Cannot read image ${file}: ${errorText(error)}`,
+      `Cannot read image ${file}: ${errorMessage(error)}`,
       file,
       { cause: error },
     );

@@ -2,9 +2,10 @@ import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatasetDescription, FolderSource } from '../../shared/dataset-config';
-import { CHANNELS, DatasetError, checkIndex, errorText, type Dataset, type ExampleBatch } from './dataset';
+import { CHANNELS, DatasetError, checkIndex, type Dataset, type ExampleBatch } from './dataset';
 import { hashString } from './hash';
 import { decodeImageFile } from './image-decode';
+import { errorMessage } from '@shared/unknown-value';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png'] as const;
 const SPLIT_FOLDERS = { train: ['train'], test: ['val', 'test', 'validation'] } as const;
@@ -95,9 +96,14 @@ async function listDirectory(dir: string): Promise<string[]> {
     return (await readdir(dir)).sort();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new DatasetError(code === 'ENOENT' ? 'missing' : 'invalid', `Cannot list ${dir}: ${errorText(error)}`, dir, {
-      cause: error,
-    });
+    throw new DatasetError(
+      code === 'ENOENT' ? 'missing' : 'invalid',
+      `Cannot list ${dir}: ${errorMessage(error)}`,
+      dir,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -110,7 +116,7 @@ export async function listImages(dir: string): Promise<string[]> {
   try {
     entries = await readdir(dir, { recursive: true, withFileTypes: true });
   } catch (error) {
-    throw new DatasetError('missing', `Cannot list ${dir}: ${errorText(error)}`, dir, { cause: error });
+    throw new DatasetError('missing', `Cannot list ${dir}: ${errorMessage(error)}`, dir, { cause: error });
   }
   return entries
     .filter((entry) => (entry.isFile() || entry.isSymbolicLink()) && isImageFile(entry.name))

@@ -6,6 +6,7 @@ import type { JobKind } from '../../shared/engine-protocol';
 import { ModelConfig, ModelPreset, modelConfigFromPreset } from '../../shared/model-config';
 import type { Dataset } from './dataset';
 import { openDataset } from './open-dataset';
+import { errorMessage } from '@shared/unknown-value';
 
 /** A model as run configs give it: a preset sized for the dataset's images, or a full configuration. */
 export type RunModel = ModelPreset | ModelConfig;
@@ -26,12 +27,7 @@ export function modelForDataset(model: RunModel, dataset: Pick<Dataset, 'imageSi
   try {
     return modelConfigFromPreset(model, dataset.imageSize);
   } catch (error) {
-    const why =
-      error instanceof z.ZodError
-        ? describeIssues(error, 'model')
-        : error instanceof Error
-          ? error.message
-          : String(error);
+    const why = error instanceof z.ZodError ? describeIssues(error, 'model') : errorMessage(error);
     throw new Error(
       `Model ${model} does not fit the dataset's ${dataset.imageSize} px images (${why}); choose an image size the patch grid divides, or give a model config.`,
       { cause: error },

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { DatasetError, errorText } from './dataset';
+import { DatasetError } from './dataset';
+import { errorMessage } from '@shared/unknown-value';
 
 const BLOCK = 512;
 
@@ -146,7 +147,7 @@ export async function readTarFiles(
     if (code === 'ENOENT') {
       throw new DatasetError('missing', `${archivePath} does not exist.`, archivePath, { cause: error });
     }
-    throw fail(errorText(error), error);
+    throw fail(errorMessage(error), error);
   } finally {
     stream.destroy();
     source.destroy();

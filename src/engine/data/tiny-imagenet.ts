@@ -1,8 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { TinyImageNetSource } from '../../shared/dataset-config';
-import { DatasetError, errorText } from './dataset';
+import { DatasetError } from './dataset';
 import { ImageFileDataset, listImages, type ImageRecord } from './image-folder';
+import { errorMessage } from '@shared/unknown-value';
 
 const LAYOUT =
   'expected the Tiny-ImageNet layout: wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt';
@@ -23,7 +24,7 @@ async function readText(file: string, what: string): Promise<string> {
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
     throw new DatasetError(
       missing ? 'missing' : 'corrupt',
-      `Tiny-ImageNet: cannot read ${what} ${file}: ${errorText(error)} (${LAYOUT}).`,
+      `Tiny-ImageNet: cannot read ${what} ${file}: ${errorMessage(error)} (${LAYOUT}).`,
       file,
       { cause: error },
     );

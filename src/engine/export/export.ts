@@ -19,6 +19,7 @@ import {
 } from './config';
 import { checkExportTargets, configPathFor } from './targets';
 import { fromTorchLayout, isEncoderName, nativeRoles, toTorchLayout, type ExportKind, type Weights } from './layout';
+import { errorMessage } from '@shared/unknown-value';
 
 export { configPathFor } from './targets';
 
@@ -179,10 +180,7 @@ export async function importCheckpoint(file: string, options: { config?: string 
   try {
     json = JSON.parse((await readRegularFile(configFile, MAX_CONFIG_BYTES)).toString('utf8'));
   } catch (error) {
-    throw new Error(
-      `${configFile}: cannot read the model config (${error instanceof Error ? error.message : String(error)})`,
-      { cause: error },
-    );
+    throw new Error(`${configFile}: cannot read the model config (${errorMessage(error)})`, { cause: error });
   }
   const parsed = ExportConfig.safeParse(json);
   if (!parsed.success) {

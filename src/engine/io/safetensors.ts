@@ -1,3 +1,4 @@
+import { errorMessage, isRecord } from '@shared/unknown-value';
 /**
  * The safetensors file format (huggingface/safetensors): an 8-byte little-endian header length N,
  * N bytes of JSON `{"__metadata__": {string: string}, "<name>": {"dtype", "shape", "data_offsets"}}`
@@ -345,9 +346,9 @@ export function decodeHeader(prefix: Uint8Array, fileBytes: number, source: stri
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    return fail(`header is not valid JSON (${error instanceof Error ? error.message : String(error)})`);
+    return fail(`header is not valid JSON (${errorMessage(error)})`);
   }
-  if (!isPlainObject(parsed)) return fail('header is not a JSON object');
+  if (!isRecord(parsed)) return fail('header is not a JSON object');
   const duplicate = firstDuplicateTopLevelKey(text);
   if (duplicate !== null) fail(`duplicate tensor name "${duplicate}" in the header`);
 
@@ -355,14 +356,14 @@ export function decodeHeader(prefix: Uint8Array, fileBytes: number, source: stri
   const entries = new Map<string, HeaderEntry>();
   for (const [name, value] of Object.entries(parsed)) {
     if (name === METADATA_KEY) {
-      if (!isPlainObject(value)) fail(`${METADATA_KEY} is not an object`);
+      if (!isRecord(value)) fail(`${METADATA_KEY} is not an object`);
       for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
         if (typeof item !== 'string') fail(`${METADATA_KEY}."${key}" is not a string`);
         metadata[key] = item as string;
       }
       continue;
     }
-    if (!isPlainObject(value)) return fail(`tensor "${name}": entry is not an object`);
+    if (!isRecord(value)) return fail(`tensor "${name}": entry is not an object`);
     const { dtype, shape, data_offsets: offsets } = value;
     if (typeof dtype !== 'string' || !(SAFETENSORS_DTYPES as readonly string[]).includes(dtype)) {
       fail(`tensor "${name}": unknown dtype ${JSON.stringify(dtype)} (supported: ${SAFETENSORS_DTYPES.join(', ')})`);
@@ -411,10 +412,6 @@ export function decodeHeader(prefix: Uint8Array, fileBytes: number, source: stri
   }
   if (previousEnd !== dataBytes) fail(`${dataBytes - previousEnd} trailing bytes after the last tensor`);
   return { metadata, entries, dataStart: 8 + headerBytes };
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**

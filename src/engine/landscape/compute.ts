@@ -29,6 +29,7 @@ import {
   type ExampleSet,
 } from './objectives';
 import { LandscapeCancelledError, sweepPlane, type PointEvaluator, type PointValue } from './sweep';
+import { errorMessage } from '@shared/unknown-value';
 
 export interface LandscapeRunOptions {
   /** landscape.json is written here (created if missing). */
@@ -47,10 +48,6 @@ export class LandscapeFailedError extends Error {
 
 export function landscapeFile(outDir: string): string {
   return path.join(outDir, LANDSCAPE_FILE);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The run config's own mask ratio / norm_pix setting, when the checkpoint records one. */
@@ -83,7 +80,7 @@ export async function computeLandscape(requestInput: unknown, options: Landscape
   try {
     model = await loadCheckpointModel(request.checkpoint);
   } catch (error) {
-    return fail(messageOf(error));
+    return fail(errorMessage(error));
   }
   let examples: ExampleSet | null = null;
   let masks: PatchMask[] = [];
@@ -99,7 +96,7 @@ export async function computeLandscape(requestInput: unknown, options: Landscape
     try {
       dataset = await openDataset(request.dataset);
     } catch (error) {
-      return fail(messageOf(error));
+      return fail(errorMessage(error));
     }
     if (dataset.imageSize !== model.config.imageSize) {
       fail(
@@ -261,7 +258,7 @@ export async function computeLandscape(requestInput: unknown, options: Landscape
       emit({ type: 'log', level: 'warn', message: `Cancelled after ${pointsDone} grid points; nothing was written.` });
       throw error instanceof LandscapeCancelledError ? error : new LandscapeCancelledError();
     }
-    return fail(`The landscape stopped after ${pointsDone} grid points: ${messageOf(error)}`);
+    return fail(`The landscape stopped after ${pointsDone} grid points: ${errorMessage(error)}`);
   } finally {
     for (const mask of masks) mask.dispose();
     examples?.dispose();

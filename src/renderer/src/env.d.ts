@@ -1,5 +1,5 @@
 /// <reference types="vite/client" />
-import type { ApiTransport } from '../../shared/api';
+import type { ApiTransport } from '@shared/api';
 
 declare global {
   interface Window {

@@ -1,5 +1,5 @@
-import { EvaluationReport, type AttackOutcome, type PgdIterate, type Protocol } from '../../shared/evaluation';
-import type { Evaluation } from '../../shared/store-types';
+import { EvaluationReport, type AttackOutcome, type PgdIterate, type Protocol } from '@shared/evaluation';
+import type { Evaluation } from '@shared/store-types';
 
 /** Reading stored evaluations for the screens: their reports, percentages and protocols in words. */
 

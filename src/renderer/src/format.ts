@@ -61,6 +61,5 @@ export function formatCount(value: number): string {
   return value.toLocaleString('en-US');
 }
 
-export function errorMessage(failure: unknown): string {
-  return failure instanceof Error ? failure.message : String(failure);
-}
+// The renderer's views and stores take it from here, with the other formatting.
+export { errorMessage } from '@shared/unknown-value';

@@ -1,13 +1,10 @@
-import type { Run, RunStatus } from '../../shared/store-types';
+import type { Run, RunStatus } from '@shared/store-types';
+import { isRecord } from '@shared/unknown-value';
 
 /** What the screens show about a run, read from its stored config (defensively: older runs may differ). */
 
 function field(config: Record<string, unknown>, key: string): unknown {
   return config[key];
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** pretrain: mae / adv-mae / mimir; finetune: its method (pgd-at, ...); evaluate: its attacks; landscape: its loss. */

@@ -1,4 +1,4 @@
-import { describePreset, MODEL_PRESETS, modelConfigFromPreset, type ModelPreset } from '../../../shared/model-config';
+import { describePreset, MODEL_PRESETS, modelConfigFromPreset, type ModelPreset } from '@shared/model-config';
 import type { FieldDoc } from './form-spec';
 import { getAt, type FieldPath } from './paths';
 

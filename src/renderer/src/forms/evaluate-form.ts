@@ -1,4 +1,4 @@
-import { EvaluationRequest } from '../../../shared/evaluation';
+import { EvaluationRequest } from '@shared/evaluation';
 import { DATASET_DOCS } from './common-docs';
 import { objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 

@@ -1,4 +1,4 @@
-import { FinetuneConfig } from '../../../shared/finetune-config';
+import { FinetuneConfig } from '@shared/finetune-config';
 import {
   AUGMENTATION_DOCS,
   customModelFrom,

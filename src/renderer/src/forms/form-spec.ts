@@ -1,6 +1,6 @@
 import type { z } from 'zod';
-import type { CheckpointKind } from '../../../shared/checkpoint';
-import type { JobKind } from '../../../shared/engine-protocol';
+import type { CheckpointKind } from '@shared/checkpoint';
+import type { JobKind } from '@shared/engine-protocol';
 import { describeSchema, type FormNode, type FormNodeOf } from './schema-walk';
 import type { FieldPath } from './paths';
 

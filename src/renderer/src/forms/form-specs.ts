@@ -1,4 +1,4 @@
-import type { JobKind } from '../../../shared/engine-protocol';
+import type { JobKind } from '@shared/engine-protocol';
 import { EVALUATE_FORM } from './evaluate-form';
 import { FINETUNE_FORM } from './finetune-form';
 import type { FormSpec } from './form-spec';

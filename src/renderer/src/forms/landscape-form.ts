@@ -1,4 +1,4 @@
-import { LandscapeRequest } from '../../../shared/landscape';
+import { LandscapeRequest } from '@shared/landscape';
 import { DATASET_DOCS } from './common-docs';
 import { docKey, objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';

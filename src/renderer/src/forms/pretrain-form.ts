@@ -1,6 +1,6 @@
-import { MiEstimator } from '../../../shared/mi-config';
-import { expectedPenaltyShare, negligiblePenaltyWarning } from '../../../shared/mi-penalty';
-import { PretrainConfig } from '../../../shared/pretrain-config';
+import { MiEstimator } from '@shared/mi-config';
+import { expectedPenaltyShare, negligiblePenaltyWarning } from '@shared/mi-penalty';
+import { PretrainConfig } from '@shared/pretrain-config';
 import {
   AUGMENTATION_DOCS,
   customModelFrom,

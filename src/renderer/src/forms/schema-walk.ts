@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isRecord } from '@shared/unknown-value';
 
 /**
  * A zod 4 schema read as a form: which control each field needs, with the schema's own defaults,
@@ -135,10 +136,6 @@ export function describeSchema(schema: z.ZodType): FormNode {
   return { ...meta, kind: 'json' };
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /**
  * A value for `node` built from defaults only (objects get each field's default; required fields stay
  * empty). An object's own default may be partial (a `.prefault({})` is parsed, not used as is), so it is
@@ -147,12 +144,12 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 export function defaultValueOf(node: FormNode): unknown {
   if (node.hasDefault) {
     const given = structuredClone(node.defaultValue);
-    if (!isPlainObject(given)) return given;
+    if (!isRecord(given)) return given;
     if (node.kind === 'object') return { ...fieldDefaults(node), ...given };
     if (node.kind === 'tagged-union') {
       const option = node.options.find((o) => o.tag === String(given[node.discriminator]));
       const base = option ? defaultValueOf({ ...option.node, hasDefault: false }) : {};
-      return { ...(isPlainObject(base) ? base : {}), ...given };
+      return { ...(isRecord(base) ? base : {}), ...given };
     }
     return given;
   }
@@ -197,7 +194,7 @@ export function unionOptionIndex(node: FormNodeOf<'union'>, value: unknown): num
 function valueFits(node: FormNode, value: unknown): boolean {
   switch (node.kind) {
     case 'object':
-      return typeof value === 'object' && value !== null && !Array.isArray(value);
+      return isRecord(value);
     case 'enum':
       return typeof value === 'string' && node.options.includes(value);
     case 'number':

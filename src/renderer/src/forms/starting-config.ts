@@ -1,5 +1,5 @@
-import { DatasetSource } from '../../../shared/dataset-config';
-import type { JobKind } from '../../../shared/engine-protocol';
+import { DatasetSource } from '@shared/dataset-config';
+import type { JobKind } from '@shared/engine-protocol';
 import { FORM_SPECS } from './form-specs';
 import { getAt, setAt, type FieldPath } from './paths';
 import { defaultValueOf } from './schema-walk';

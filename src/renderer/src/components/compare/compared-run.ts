@@ -1,4 +1,4 @@
-import type { Run } from '../../../../shared/store-types';
+import type { Run } from '@shared/store-types';
 
 /** A run in a comparison, with the colour its lines, swatches and previews carry. */
 export interface ComparedRun {
