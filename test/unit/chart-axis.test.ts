@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { constantSeriesBounds } from '../../src/renderer/src/charts/axis-range';
-import { wrapText } from '../../src/renderer/src/charts/chart-style';
+import { compactTick, wrapText } from '../../src/renderer/src/charts/chart-style';
 
 describe('the value axis of a constant series', () => {
   it('spans a round, symmetric range around the value, so the line is flat in the middle', () => {
@@ -52,5 +52,19 @@ describe('the title and run names drawn into a chart PNG', () => {
     expect(wrapText('mimir lambda 1e-3 · seed 0', 130, measure)).toEqual(['mimir lambda', '1e-3 · seed 0']);
     expect(wrapText('a-very-long-single-word', 50, measure)).toEqual(['a-very-long-single-word']);
     expect(wrapText('', 50, measure)).toEqual([]);
+  });
+});
+
+describe('axis ticks', () => {
+  it('tell apart the close ticks of a constant series, in at most 4 significant digits', () => {
+    const bounds = constantSeriesBounds([2 ** -10]) ?? { min: NaN, max: NaN };
+    const step = (bounds.max - bounds.min) / 4;
+    const ticks = [0, 1, 2, 3, 4].map((i) => compactTick(bounds.min + i * step));
+    expect(new Set(ticks).size).toBe(5);
+    expect(ticks).toEqual(['9.666e-4', '9.716e-4', '9.766e-4', '9.816e-4', '9.866e-4']);
+    expect(compactTick(9.75e-4)).toBe('9.75e-4');
+    expect(compactTick(0.25)).toBe('0.25');
+    expect(compactTick(123456)).toBe('1.235e5');
+    expect(compactTick(0)).toBe('0');
   });
 });

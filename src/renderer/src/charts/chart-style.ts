@@ -14,11 +14,16 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/**
+ * An axis tick in at most 4 significant digits, as short as it reads: 0.25, 1.5e-5, 9.75e-4. Ticks
+ * close together (a constant series' narrow axis) keep the digits that tell them apart.
+ */
 export function compactTick(value: number): string {
   if (value === 0) return '0';
+  const short = Number(value.toPrecision(4));
   const magnitude = Math.abs(value);
-  if (magnitude >= 1e4 || magnitude < 1e-3) return value.toExponential(1).replace('e+', 'e');
-  return String(Number(value.toPrecision(4)));
+  if (magnitude >= 1e4 || magnitude < 1e-3) return short.toExponential().replace('e+', 'e');
+  return String(short);
 }
 
 export function percentTick(value: number): string {
