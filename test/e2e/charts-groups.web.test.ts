@@ -130,6 +130,20 @@ describe('seed groups, chart PNGs and dark mode in Chromium (web mode, real engi
     await page.getByTestId('show-group').check();
     await expect.poll(() => loss.getAttribute('data-bands'), { timeout: 30_000 }).toBe('1');
     expect(await page.getByTestId('group-note').textContent()).toContain('e2e group (group, n=2)');
+    // The band's last point is the mean ± sample std of both runs' stored losses at the last step.
+    const stored = await app.call<{ runId: string; steps: number[]; values: (number | null)[] }[]>('runs.metrics', {
+      ids: runs.map((r) => r.id),
+      keys: ['loss'],
+    });
+    const lastStep = Math.max(...stored.flatMap((s) => s.steps));
+    const [a = NaN, b = NaN] = stored.map((s) => s.values[s.steps.indexOf(lastStep)] ?? NaN);
+    // n = 2: the sample std is |a - b| / sqrt(2).
+    const mean = (a + b) / 2;
+    const std = Math.abs(a - b) / Math.SQRT2;
+    const [step, shownMean, shownStd] = ((await loss.getAttribute('data-group-last')) ?? '').split(':').map(Number);
+    expect(step).toBe(lastStep);
+    expect(shownMean).toBeCloseTo(mean, 12);
+    expect(shownStd).toBeCloseTo(std, 12);
     await page.screenshot({ path: screenshotPath('run-group-band'), fullPage: true });
   });
 
