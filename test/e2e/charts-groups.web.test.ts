@@ -207,5 +207,10 @@ describe('seed groups, chart PNGs and dark mode in Chromium (web mode, real engi
     );
     expect(corner).toEqual([27, 33, 41]);
     await page.screenshot({ path: screenshotPath('dark-mode'), fullPage: true });
+    await page.getByTestId('nav-runs').click();
+    await page.getByTestId('runs-group-by-seed').check();
+    await page.getByTestId('group-expand').click();
+    await page.getByTestId('member-row').first().waitFor();
+    await page.screenshot({ path: screenshotPath('dark-mode-runs') });
   });
 });
