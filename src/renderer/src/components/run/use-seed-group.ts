@@ -31,10 +31,10 @@ export function useSeedGroup(run: Ref<Run | null>, enabled: Ref<boolean>) {
   async function load(target: Run): Promise<void> {
     await loader.run(async (token) => {
       const candidates = await api.call('runs.list', { kind: target.kind, limit: 1000 });
-      const parents = new Map<string, Run>();
-      for (const id of new Set(candidates.flatMap((r) => (r.parentRunId ? [r.parentRunId] : [])))) {
-        parents.set(id, await api.call('runs.get', { id }));
-      }
+      const parentIds = [...new Set(candidates.flatMap((r) => (r.parentRunId ? [r.parentRunId] : [])))];
+      // A deleted parent has no group: its children then group by the checkpoint path they name.
+      const found = await Promise.all(parentIds.map((id) => api.call('runs.get', { id }).catch(() => null)));
+      const parents = new Map(found.flatMap((p) => (p ? [[p.id, p] as const] : [])));
       if (!token.current) return;
       const parentKeyOf = (id: string) => {
         const parent = parents.get(id);
