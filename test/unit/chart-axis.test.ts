@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { constantSeriesBounds } from '../../src/renderer/src/charts/axis-range';
-import { compactTick, wrapText } from '../../src/renderer/src/charts/chart-style';
+import { compactTick, tooltipBelow, wrapText } from '../../src/renderer/src/charts/chart-style';
 
 describe('the value axis of a constant series', () => {
   it('spans a round, symmetric range around the value, so the line is flat in the middle', () => {
@@ -66,5 +66,23 @@ describe('axis ticks', () => {
     expect(compactTick(0.25)).toBe('0.25');
     expect(compactTick(123456)).toBe('1.235e5');
     expect(compactTick(0)).toBe('0');
+  });
+});
+
+describe('tooltip placement', () => {
+  const place = tooltipBelow(28);
+  const at = (x: number, y: number) =>
+    place([x, y], null, null, null, { contentSize: [120, 60], viewSize: [400, 230] });
+
+  it('never goes above the legend row, wherever the pointer is', () => {
+    for (const y of [0, 5, 20, 27]) expect(at(100, y)[1]).toBeGreaterThanOrEqual(28);
+  });
+
+  it('sits beside the pointer, flipping left near the right edge, and stays inside the chart', () => {
+    expect(at(100, 100)).toEqual([114, 114]);
+    const [x, y] = at(350, 220);
+    expect(x).toBe(350 - 14 - 120);
+    expect(y + 60).toBeLessThanOrEqual(230);
+    expect(at(20, 100)[0]).toBeGreaterThanOrEqual(0);
   });
 });
