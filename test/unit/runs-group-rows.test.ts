@@ -5,6 +5,7 @@ import {
   parentKeyFrom,
   type GroupRow,
 } from '../../src/renderer/src/components/runs/group-rows';
+import { seedlessName } from '../../src/shared/groups';
 import type { RunFigures } from '../../src/shared/run-query';
 import type { Run } from '../../src/shared/store-types';
 
@@ -151,5 +152,12 @@ describe('the runs table grouped by seed', () => {
       'f0+f1',
       'g0',
     ]);
+  });
+});
+
+describe('a group name', () => {
+  it("is the run's name without the seed a sweep appends", () => {
+    expect(seedlessName('mimir lambda 1e-3 · seed 12')).toBe('mimir lambda 1e-3');
+    expect(seedlessName('seed study')).toBe('seed study');
   });
 });

@@ -1,5 +1,5 @@
 import { shallowRef, watch, type Ref } from 'vue';
-import { groupKey, meanStdByStep, type BandPoint } from '../../../../shared/groups';
+import { groupKey, meanStdByStep, seedlessName, type BandPoint } from '../../../../shared/groups';
 import type { Run } from '../../../../shared/store-types';
 import { api } from '../../api/client';
 import { latestLoad } from '../../latest';
@@ -16,7 +16,7 @@ const MAX_POINTS = 2000;
 
 /** "mimir lambda 1e-3 · seed 1" → "mimir lambda 1e-3": the name the seeds of a group share. */
 export function groupDisplayName(runName: string, n: number): string {
-  return `${runName.replace(/\s*·\s*seed\s+\d+$/, '')} (group, n=${n})`;
+  return `${seedlessName(runName)} (group, n=${n})`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { formatMeanStd, groupKey, groupRuns, meanStd, type MeanStd } from '../../../../shared/groups';
+import { formatMeanStd, groupKey, groupRuns, meanStd, seedlessName, type MeanStd } from '../../../../shared/groups';
 import type { RunFigures } from '../../../../shared/run-query';
 import type { Run } from '../../../../shared/store-types';
 import { formatMetric } from '../../format';
@@ -84,7 +84,7 @@ export function groupTableRows(
     return {
       type: 'group',
       key: group.key,
-      name: first.name.replace(/\s*·\s*seed\s+\d+$/, ''),
+      name: seedlessName(first.name),
       runs: group.runs,
       stats,
     };
