@@ -31,6 +31,11 @@ export function stableJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
+/** A run's name without the " · seed N" a sweep gives each seed: the name its group shares. */
+export function seedlessName(name: string): string {
+  return name.replace(/\s*·\s*seed\s+\d+$/, '');
+}
+
 /** The config without its seed, and with the checkpoint it starts from named by its parent's group. */
 function setupOf(run: GroupableRun, parentKey: string | null): Record<string, unknown> {
   const { [SEED_PATH]: _seed, ...rest } = run.config;

@@ -1,12 +1,10 @@
-import type { EChartsType } from './echarts';
+/** What every chart shares: axis names, tick and tooltip formatting and placement, run colours. */
 
-/** What every chart shares: axis styling, tick and tooltip formatting, run colours, saving as PNG. */
-
-export const AXIS_GREY = '#66707d';
-export const GRID_LINE = '#eceff3';
-
-/** One colour per run in a comparison (colour-blind-safe order: Okabe-Ito, then a few more). */
-export const RUN_COLORS = ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#e69f00', '#56b4e9', '#000000', '#8c564b'];
+/**
+ * One colour per run in a comparison (colour-blind-safe order: Okabe-Ito, then a few more), with a mid
+ * grey in place of Okabe-Ito's black so every line reads on the light and the dark background.
+ */
+export const RUN_COLORS = ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#e69f00', '#56b4e9', '#8a8f98', '#8c564b'];
 
 export function runColor(index: number): string {
   return RUN_COLORS[index % RUN_COLORS.length] ?? '#2f6fdf';
@@ -16,11 +14,16 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/**
+ * An axis tick in at most 4 significant digits, as short as it reads: 0.25, 1.5e-5, 9.75e-4. Ticks
+ * close together (a constant series' narrow axis) keep the digits that tell them apart.
+ */
 export function compactTick(value: number): string {
   if (value === 0) return '0';
+  const short = Number(value.toPrecision(4));
   const magnitude = Math.abs(value);
-  if (magnitude >= 1e4 || magnitude < 1e-3) return value.toExponential(1).replace('e+', 'e');
-  return String(Number(value.toPrecision(4)));
+  if (magnitude >= 1e4 || magnitude < 1e-3) return short.toExponential().replace('e+', 'e');
+  return String(short);
 }
 
 export function percentTick(value: number): string {
@@ -28,9 +31,27 @@ export function percentTick(value: number): string {
 }
 
 export function axisName(name: string) {
-  return {
-    name,
-    nameTextStyle: { color: AXIS_GREY, fontSize: 10 },
+  return { name, nameTextStyle: { fontSize: 10 } };
+}
+
+/**
+ * Where a tooltip goes: beside the pointer, never above `top` px (the legend's row) and never past
+ * the chart's edges, so it does not cover the legend it explains.
+ */
+export function tooltipBelow(top: number) {
+  return (
+    point: number[],
+    _params: unknown,
+    _dom: unknown,
+    _rect: unknown,
+    size: { contentSize: number[]; viewSize: number[] },
+  ): [number, number] => {
+    const [x = 0, y = 0] = point;
+    const [width = 0, height = 0] = size.contentSize;
+    const [viewWidth = 0, viewHeight = 0] = size.viewSize;
+    const left = x + 14 + width <= viewWidth ? x + 14 : Math.max(0, x - 14 - width);
+    const below = Math.min(y + 14, Math.max(top, viewHeight - height));
+    return [left, Math.max(top, below)];
   };
 }
 
@@ -48,14 +69,17 @@ export function fileStem(title: string): string {
   );
 }
 
-/** Download the chart as a PNG (twice the screen resolution, on white). */
-export function saveChartPng(chart: EChartsType | null, title: string): void {
-  if (!chart) return;
-  const url = chart.getDataURL({ type: 'png', pixelRatio: 2, backgroundColor: '#ffffff' });
-  const link = document.createElement('a');
-  link.href = url;
-  link.download = `${fileStem(title)}.png`;
-  document.body.appendChild(link);
-  link.click();
-  link.remove();
+/** `text` broken at spaces into lines no wider than `width` as `measure` counts it. */
+export function wrapText(text: string, width: number, measure: (s: string) => number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && measure(next) > width) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line) lines.push(line);
+  return lines;
 }

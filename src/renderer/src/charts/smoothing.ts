@@ -14,3 +14,6 @@ export function smoothEma(values: readonly (number | null)[], weight: number): (
     return last / (1 - weight ** count);
   });
 }
+
+/** The one default smoothing weight of every metric chart (run page and Compare), shown beside the slider. */
+export const DEFAULT_SMOOTHING = 0.6;
