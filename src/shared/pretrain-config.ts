@@ -10,6 +10,7 @@ import {
 } from './dataset-config';
 import { MiConfig, MiLayer } from './mi-config';
 import { DecoderSize, ModelConfig, ModelPreset, modelConfigFromPreset, modelDepth, withDecoder } from './model-config';
+import { errorMessage } from './unknown-value';
 
 /**
  * A pre-training run (spec section 3, paper Algorithm 1 and Table XV). Epsilons and step sizes are
@@ -113,7 +114,7 @@ export const PretrainConfig = configObject({
       ctx.addIssue({
         code: 'custom',
         path: ['decoder'],
-        message: error instanceof Error ? error.message : String(error),
+        message: errorMessage(error),
       });
     }
   }

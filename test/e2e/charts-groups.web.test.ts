@@ -184,8 +184,9 @@ describe('seed groups, chart PNGs and dark mode in Chromium (web mode, real engi
     await read('window.scrollTo(0, document.body.scrollHeight)');
     await expect.poll(() => read<number>('window.scrollY')).toBeGreaterThan(200);
     const after = await page.locator('.sidebar').boundingBox();
-    expect(after?.y).toBe(before?.y);
-    expect(after?.height).toBe(before?.height);
+    // Within a pixel: a sticky box may land on another sub-pixel offset after the scroll.
+    expect(Math.abs((after?.y ?? NaN) - (before?.y ?? NaN))).toBeLessThan(1);
+    expect(Math.abs((after?.height ?? NaN) - (before?.height ?? NaN))).toBeLessThan(1);
     await read('window.scrollTo(0, 0)');
   });
 

@@ -45,6 +45,11 @@ const DOCS: Record<string, FieldDoc> = {
   'attacks.learningRate': { label: 'Learning rate' },
   'attacks.lambda': { label: 'λ (MI weight)' },
   'attacks.estimator': { label: 'MI estimator' },
+  'attacks.block': {
+    label: 'MI at block',
+    placeholder: 'last',
+    help: 'PGD-MI: the block (from 1) whose output tokens the MI is taken on; empty: the last, after the final norm.',
+  },
   'attacks.types': { label: 'Corruption types' },
   'attacks.severities': { label: 'Severities', placeholder: '1, 2, 3, 4, 5' },
   'attacks.table': {
