@@ -51,7 +51,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
   }
   const isCancel = async (error: unknown): Promise<boolean> => {
     if (torch) return error instanceof (await import('../torch/launch')).TorchRunCancelledError;
-    return error instanceof (await import('../engine/pretrain/trainer')).RunCancelledError;
+    return error instanceof (await import('../engine/train/run-lifecycle')).RunCancelledError;
   };
   const render = command.json ? null : humanRenderer();
   const controller = new AbortController();

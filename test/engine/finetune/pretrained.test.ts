@@ -6,7 +6,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../../../src/engine/checkpoint';
 import { FinetuneSourceError, initialClassifier, runFinetuning } from '../../../src/engine/finetune';
 import { disposeParams } from '../../../src/engine/model';
-import { RunFailedError, collectEvents, runPretraining } from '../../../src/engine/pretrain/trainer';
+import { runPretraining } from '../../../src/engine/pretrain/trainer';
+import { RunFailedError, collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
 

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FINETUNE_METHODS, type FinetuneConfigInput } from '../../../src/shared/finetune-config';
 import { RunEvent } from '../../../src/shared/run-events';
 import { GENERALIST_STATE_DIR, loadClassifierCheckpoint, runFinetuning } from '../../../src/engine/finetune';
-import { RunCancelledError, RunFailedError, collectEvents } from '../../../src/engine/pretrain/trainer';
+import { RunCancelledError, RunFailedError, collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { useBackend } from '../../helpers/backend';
 import { MICRO_DATASET } from './helpers';
 
