@@ -1,23 +1,16 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { RunEventSink } from '../shared/run-events';
+import type { TrainingRunOptions } from '../engine/train/run-lifecycle';
+import type { TorchLaunch } from '../torch/launch';
 import { BACKEND_ENV, readForcedBackend } from '../shared/system';
 import { humanRenderer } from './progress-line';
 
-/** The options every training entry point (runPretraining, runFinetuning) takes. */
-export interface TrainingRunOptions {
-  outDir: string;
-  resume: boolean;
-  resumeFrom?: string;
-  epochsOverride?: number;
-  signal: AbortSignal;
-  emit: RunEventSink;
-}
-
 export interface TrainingCommand {
-  /** The subcommand, for the resume hint: `mimir <name> --resume DIR`. */
+  /** The subcommand (the run's kind), for the resume hint: `mimir <name> --resume DIR`. */
   name: 'pretrain' | 'finetune';
+  /** The run's config (ignored on --resume: the checkpoint's is used). */
+  config: unknown;
   outDir: string;
   /** --resume was given (then `epochs` raises the total, and outDir may name one of the run's checkpoints). */
   resume: boolean;
@@ -26,9 +19,8 @@ export interface TrainingCommand {
   epochs?: number;
   json: boolean;
   backend?: string;
-  /** tfjs (default): a TensorFlow.js backend is selected in this process; torch: the run happens in Python. */
-  engine?: 'tfjs' | 'torch';
-  run: (options: TrainingRunOptions) => Promise<unknown>;
+  /** null: the TensorFlow.js engine, a backend selected in this process; else the PyTorch ranks to start. */
+  torch: TorchLaunch | null;
 }
 
 /**
@@ -44,7 +36,8 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
   const { resumeTarget } = await import('../engine/checkpoint');
   const target = command.resume ? resumeTarget(command.outDir) : { outDir: command.outDir, checkpoint: null };
   if (!command.resume) await prepareNewRunFolder(command);
-  const torch = command.engine === 'torch';
+  const run = await trainingEntry(command);
+  const torch = command.torch !== null;
   if (!torch) {
     const { selectBackend } = await import('../engine/backend');
     await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
@@ -58,7 +51,7 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
   process.once('SIGINT', () => controller.abort());
   let reported = false;
   try {
-    await command.run({
+    await run({
       outDir: target.outDir,
       resume: command.resume,
       ...(target.checkpoint !== null ? { resumeFrom: target.checkpoint } : {}),
@@ -79,6 +72,24 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     if (command.json && reported) process.exit(1);
     throw error;
   }
+}
+
+type TrainingEntry = (options: TrainingRunOptions) => Promise<unknown>;
+
+/** The engine's entry point for the command: its Python ranks, or runPretraining / runFinetuning here. */
+async function trainingEntry({ name, config, resume, epochs, torch }: TrainingCommand): Promise<TrainingEntry> {
+  if (torch) {
+    const { finetuneJob, pretrainJob, resumeJob } = await import('../torch/job');
+    const { runTorchJob } = await import('../torch/launch');
+    const job = resume ? resumeJob(name, epochs) : name === 'pretrain' ? pretrainJob(config) : finetuneJob(config);
+    return (options) => runTorchJob(job, { ...torch, ...options });
+  }
+  if (name === 'pretrain') {
+    const { runPretraining } = await import('../engine/pretrain/trainer');
+    return (options) => runPretraining(config, options);
+  }
+  const { runFinetuning } = await import('../engine/finetune');
+  return (options) => runFinetuning(config, options);
 }
 
 /**

@@ -110,31 +110,16 @@ export function registerFinetune(program: Command): void {
       if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
       const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
 
-      const launch = torchLaunchFromFlags(options);
-      const common = {
-        name: 'finetune' as const,
+      await runTrainingCommand({
+        name: 'finetune',
+        config,
         outDir,
         resume: options.resume !== undefined,
         overwrite: options.overwrite === true,
         json,
         ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-      };
-      if (launch) {
-        const { finetuneJob, resumeJob } = await import('../../torch/job');
-        const { runTorchJob } = await import('../../torch/launch');
-        const job = options.resume !== undefined ? resumeJob('finetune', options.epochs) : finetuneJob(config);
-        await runTrainingCommand({
-          ...common,
-          engine: 'torch',
-          run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
-        });
-        return;
-      }
-      const { runFinetuning } = await import('../../engine/finetune');
-      await runTrainingCommand({
-        ...common,
         ...(options.backend !== undefined ? { backend: options.backend } : {}),
-        run: (runOptions) => runFinetuning(config, runOptions),
+        torch: torchLaunchFromFlags(options),
       });
     } catch (error) {
       fail(error, json);

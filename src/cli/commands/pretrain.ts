@@ -65,31 +65,16 @@ export function registerPretrain(program: Command): void {
           if (value !== undefined) config[key] = value;
         }
 
-        const launch = torchLaunchFromFlags(options);
-        const common = {
-          name: 'pretrain' as const,
+        await runTrainingCommand({
+          name: 'pretrain',
+          config,
           outDir,
           resume: options.resume !== undefined,
           overwrite: options.overwrite === true,
           json,
           ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-        };
-        if (launch) {
-          const { pretrainJob, resumeJob } = await import('../../torch/job');
-          const { runTorchJob } = await import('../../torch/launch');
-          const job = options.resume !== undefined ? resumeJob('pretrain', options.epochs) : pretrainJob(config);
-          await runTrainingCommand({
-            ...common,
-            engine: 'torch',
-            run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
-          });
-          return;
-        }
-        const { runPretraining } = await import('../../engine/pretrain/trainer');
-        await runTrainingCommand({
-          ...common,
           ...(options.backend !== undefined ? { backend: options.backend } : {}),
-          run: (runOptions) => runPretraining(config, runOptions),
+          torch: torchLaunchFromFlags(options),
         });
       } catch (error) {
         fail(error, json);
