@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from . import model as M
-from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
+from .checkpoint import LATEST, MANIFEST, find_latest, load_checkpoint
 from .config import ConfigError, FinetuneSettings, ModelConfig
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
@@ -23,6 +23,7 @@ from .finetune_step import finetune_step, project, start_noise, steepest_directi
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
+from .train_lifecycle import finish, save_epoch_checkpoint
 
 CONFIG_FILE = "finetune-config.json"
 
@@ -232,37 +233,26 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         summary.update(epoch_values)
         emitter.emit({"type": "metrics", "step": state["step"], "epoch": epoch, "values": epoch_values})
         if epoch % int(record["checkpointEvery"]) == 0 or epoch == epochs:
-            if world.rank == 0:
-                step_count, param_steps, m, v = optimizer.export_state()
-                saved = save_checkpoint(
-                    checkpoints,
-                    kind="finetune",
-                    epoch=epoch,
-                    step=state["step"],
-                    run_config=record,
-                    model_config=stored.manifest["modelConfig"] if stored else _model_json(model_config),
-                    params=params,
-                    optimizer=OptimizerState(step_count, param_steps, m, v, last_lr, [optim_cfg["beta1"], optim_cfg["beta2"]], optimizer.eps, optim_cfg["weightDecay"], optim_cfg["clipGrad"]),
-                    rng_state=list(rng.state()),
-                    data_iterator=iterator.state(),
-                    metrics=summary,
-                    backend=f"torch-{device.type}",
-                    keep_last=int(record["keepCheckpoints"]),
-                )
-                state["last"] = saved
-                emitter.emit({"type": "checkpoint", "step": state["step"], "epoch": epoch, "path": saved})
-            if world.distributed:
-                torch.distributed.barrier()
-    done = {
-        "type": "done",
-        "step": state["step"],
-        "epoch": epoch,
-        "checkpoint": state["last"] or "",
-        "seconds": time.perf_counter() - started,
-        "summary": {**summary, "images_per_s": events.images_per_second},
-    }
-    emitter.emit(done)
-    return done
+            save_epoch_checkpoint(
+                emitter,
+                world,
+                state,
+                checkpoints,
+                kind="finetune",
+                epoch=epoch,
+                run_config=record,
+                model_config=stored.manifest["modelConfig"] if stored else _model_json(model_config),
+                params=params,
+                optimizer=optimizer,
+                optim_cfg=optim_cfg,
+                lr=last_lr,
+                rng_state=rng.state(),
+                data_iterator=iterator.state(),
+                metrics=summary,
+                device=device,
+                keep_last=int(record["keepCheckpoints"]),
+            )
+    return finish(emitter, state, epoch, started, summary, events)
 
 
 def _model_json(c: ModelConfig) -> Dict[str, Any]:

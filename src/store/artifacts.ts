@@ -1,3 +1,4 @@
+import type { RunOutput } from '../shared/run-events';
 import {
   NewArtifact,
   NewEvaluation,
@@ -18,6 +19,13 @@ import {
   type EvaluationRow,
   type LogRow,
 } from './rows';
+
+/** The artifact a run's output is recorded as: a landscape.json is the data of the landscape's plot. */
+export const OUTPUT_ARTIFACT: Record<RunOutput['kind'], ArtifactKind> = {
+  checkpoint: 'checkpoint',
+  report: 'report',
+  landscape: 'plot',
+};
 
 /** The log levels at or above each minimum, most verbose first. */
 const LEVELS_FROM: Record<LogLevel, LogLevel[]> = {
@@ -41,9 +49,9 @@ function prepare(db: SqliteDatabase) {
     ofRun: db.prepare('SELECT * FROM artifacts WHERE run_id = ? ORDER BY step, id'),
     ofRunAndKind: db.prepare('SELECT * FROM artifacts WHERE run_id = ? AND kind = ? ORDER BY step, id'),
     // The final checkpoint may have been reported already by a checkpoint event: mark it final.
-    finalCheckpoint: db.prepare(
+    finalOutput: db.prepare(
       `INSERT INTO artifacts (run_id, kind, path, step, metadata, created_at)
-       VALUES (?, 'checkpoint', ?, ?, json_object('epoch', ?, 'final', json('true')), ?)
+       VALUES (?, ?, ?, ?, json_object('epoch', ?, 'final', json('true')), ?)
        ON CONFLICT (run_id, kind, path, step) DO UPDATE SET metadata = json_set(metadata, '$.final', json('true'))`,
     ),
     dropStepArtifactsAfter: db.prepare(
@@ -99,9 +107,9 @@ export class ArtifactsTable {
     this.stmt.insert.run(runId, kind, path, step, JSON.stringify(metadata), now);
   }
 
-  /** Inside the caller's transaction: the checkpoint a run ended with, marked final. */
-  recordFinalCheckpoint(runId: string, path: string, step: number, epoch: number, now: number): void {
-    this.stmt.finalCheckpoint.run(runId, path, step, epoch, now);
+  /** Inside the caller's transaction: what a run ended with (see OUTPUT_ARTIFACT), marked final. */
+  recordFinalOutput(runId: string, output: RunOutput, step: number, epoch: number, now: number): void {
+    this.stmt.finalOutput.run(runId, OUTPUT_ARTIFACT[output.kind], output.path, step, epoch, now);
   }
 
   /** Previews and checkpoints after `step` go (a restart). */

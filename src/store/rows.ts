@@ -1,6 +1,6 @@
 /** Rows as SQLite returns them, and their mapping to the shared objects: the only place that knows both. */
 import type { z } from 'zod';
-import type { FailureCause } from '../shared/run-events';
+import type { FailureCause, RunOutput } from '../shared/run-events';
 import { Artifact, Evaluation, Experiment, LogEntry, Run } from '../shared/store-types';
 import { StoreError } from './errors';
 
@@ -36,6 +36,8 @@ export interface RunRow {
   error: string | null;
   error_cause: FailureCause | null;
   last_checkpoint: string | null;
+  output_kind: RunOutput['kind'] | null;
+  output_path: string | null;
   summary: string | null;
   tags: string;
   note: string | null;
@@ -103,6 +105,7 @@ export function toRun(row: RunRow): Run {
     error: row.error,
     errorCause: row.error_cause,
     lastCheckpoint: row.last_checkpoint,
+    output: row.output_kind === null ? null : { kind: row.output_kind, path: row.output_path },
     summary: row.summary === null ? null : JSON.parse(row.summary),
     tags: JSON.parse(row.tags),
     note: row.note,

@@ -45,8 +45,11 @@ function prepare(db: SqliteDatabase) {
        WHERE id = ?`,
     ),
     lastCheckpoint: db.prepare('UPDATE runs SET last_checkpoint = ? WHERE id = ?'),
+    // A training run's final checkpoint is its last one; other kinds' outputs leave last_checkpoint alone.
     done: db.prepare(
-      'UPDATE runs SET step = ?, epoch = ?, last_checkpoint = ?, summary = ?, eta_seconds = NULL WHERE id = ?',
+      `UPDATE runs SET step = ?, epoch = ?, output_kind = ?, output_path = ?,
+         last_checkpoint = coalesce(?, last_checkpoint), summary = ?, eta_seconds = NULL
+       WHERE id = ?`,
     ),
     failed: db.prepare(
       'UPDATE runs SET step = coalesce(?, step), last_checkpoint = coalesce(?, last_checkpoint) WHERE id = ?',
@@ -302,8 +305,18 @@ export class RunStore {
         return;
       case 'done':
         this.runs.transition(runId, 'done', now, {});
-        this.artifacts.recordFinalCheckpoint(runId, event.checkpoint, event.step, event.epoch, now);
-        s.done.run(event.step, event.epoch, event.checkpoint, JSON.stringify(event.summary), runId);
+        if (event.output !== null) {
+          this.artifacts.recordFinalOutput(runId, event.output, event.step, event.epoch, now);
+        }
+        s.done.run(
+          event.step,
+          event.epoch,
+          event.output?.kind ?? null,
+          event.output?.path ?? null,
+          event.output?.kind === 'checkpoint' ? event.output.path : null,
+          JSON.stringify(event.summary),
+          runId,
+        );
         this.artifacts.log(runId, 'info', `done at step ${event.step} in ${event.seconds.toFixed(1)} s`, now);
         return;
       case 'failed':

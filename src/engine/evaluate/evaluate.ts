@@ -324,7 +324,7 @@ async function runEvaluation(
       type: 'done',
       step: totalUnits,
       epoch: 1,
-      checkpoint: file,
+      output: { kind: 'report', path: file },
       seconds: (performance.now() - started) / 1000,
       summary,
     });

@@ -270,7 +270,7 @@ export async function runTraining<C extends TrainingPlan>(
       type: 'done',
       step,
       epoch,
-      checkpoint: lastCheckpoint ?? '',
+      output: lastCheckpoint === null ? null : { kind: 'checkpoint', path: lastCheckpoint },
       seconds: (performance.now() - started) / 1000,
       summary: { ...session.summary, images_per_s: stepEvents.imagesPerSecond },
     };

@@ -31,7 +31,7 @@ describe('fine-tuning from a MIMIR pre-training checkpoint', () => {
       },
       { outDir: pretrainDir, emit: () => undefined },
     );
-    pretrainCheckpoint = done.checkpoint;
+    pretrainCheckpoint = done.output?.path ?? '';
   });
 
   it("copies the encoder's weights exactly and starts fc_norm and the head fresh", async () => {
@@ -87,7 +87,7 @@ describe('fine-tuning from a MIMIR pre-training checkpoint', () => {
       },
       { outDir, emit },
     );
-    expect(done.checkpoint).toBe(path.join(outDir, 'checkpoints', 'epoch-0001'));
+    expect(done.output).toEqual({ kind: 'checkpoint', path: path.join(outDir, 'checkpoints', 'epoch-0001') });
     const log = events.find((e) => e.type === 'log');
     expect(log?.type === 'log' && log.message).toContain(`pgd-at fine-tuning from ${pretrainCheckpoint}`);
     const written = JSON.parse(readFileSync(path.join(outDir, 'config.json'), 'utf8'));

@@ -53,7 +53,7 @@ describe('fine-tuning runs (wasm)', () => {
       }
       const epochEnd = events.find((e) => e.type === 'metrics' && e.values.train_loss !== undefined);
       expect(epochEnd?.type === 'metrics' && epochEnd.values.heldout_pgd_acc !== undefined).toBe(true);
-      expect(done.checkpoint).toBe(path.join(outDir, 'checkpoints', 'epoch-0001'));
+      expect(done.output).toEqual({ kind: 'checkpoint', path: path.join(outDir, 'checkpoints', 'epoch-0001') });
       expect(existsSync(path.join(outDir, GENERALIST_STATE_DIR))).toBe(method === 'generalist');
 
       const model = await loadClassifierCheckpoint(outDir);
@@ -63,7 +63,7 @@ describe('fine-tuning runs (wasm)', () => {
       expect(scores.shape).toEqual([2, 10]);
       scores.dispose();
       model.dispose();
-      const manifest = JSON.parse(readFileSync(path.join(done.checkpoint, 'checkpoint.json'), 'utf8'));
+      const manifest = JSON.parse(readFileSync(path.join(done.output?.path ?? '', 'checkpoint.json'), 'utf8'));
       expect(manifest.kind).toBe('finetune');
       expect(manifest.runConfig).toMatchObject({
         method,
