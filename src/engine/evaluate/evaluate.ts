@@ -21,6 +21,7 @@ import type { RunEvent, RunEventSink } from '../../shared/run-events';
 import {
   blackBoxCheck,
   maskingReport,
+  maskingWarnings,
   randomnessCheck,
   unboundedEpsCheck,
   zeroGradientCheck,
@@ -249,7 +250,7 @@ async function runEvaluation(
       });
       masking = { report: merged, examples: masking.examples };
       if (blackBox.check.flagged) {
-        const sentence = merged.warnings.find((w) => w.startsWith('Square'));
+        const sentence = maskingWarnings({ blackBox: blackBox.check }).find((w) => w.kind === 'black-box')?.message;
         const target = outcomes.find((o) => o.key === blackBox.key);
         if (sentence && target) target.warnings.push(sentence);
       }
@@ -387,7 +388,8 @@ function attachMaskingWarnings(
   report: GradientMaskingReport | null,
 ): void {
   if (!report) return;
-  const sentences = report.warnings.filter((w) => !w.startsWith('Square'));
+  const { zeroGradient, randomness, unboundedEps } = report;
+  const sentences = maskingWarnings({ zeroGradient, randomness, unboundedEps }).map((w) => w.message);
   outcomes.forEach((o, i) => {
     const planned = tallies[i]?.planned;
     if (planned && isGradientAttack(planned)) o.warnings.push(...sentences);
