@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from . import model as M
-from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
+from .checkpoint import LATEST, MANIFEST, find_latest, load_checkpoint
 from .config import ConfigError, FinetuneSettings, ModelConfig, need_map
 from .data.augment import mix_batch, rand_augment_batch
 from .data.batches import BatchIterator
@@ -27,6 +27,7 @@ from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_
 from .rng import Rng
 from .data.subset import dataset_fraction
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
+from .train_lifecycle import Companion, finish, save_epoch_checkpoint
 
 CONFIG_FILE = "finetune-config.json"
 # Beside checkpoints/: Generalist's learners and their optimiser, one checkpoint per main one, same name (trainer.ts).
@@ -271,49 +272,30 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         summary.update(epoch_values)
         emitter.emit({"type": "metrics", "step": state["step"], "epoch": epoch, "values": epoch_values})
         if epoch % int(record["checkpointEvery"]) == 0 or epoch == epochs:
-            if world.rank == 0:
-                common = dict(
-                    kind="finetune",
-                    epoch=epoch,
-                    step=state["step"],
-                    run_config=record,
-                    model_config=stored.manifest["modelConfig"] if stored else _model_json(model_config),
-                    rng_state=list(rng.state()),
-                    data_iterator=iterator.state(),
-                    metrics=summary,
-                    backend=f"torch-{device.type}",
-                )
-                if generalist:
-                    # The learners first: a crash between the two saves leaves the previous pair intact.
-                    save_checkpoint(state_dir, params=generalist.state, optimizer=_optimizer_state(generalist.optimizer, last_lr), **common)  # type: ignore[arg-type]
-                saved = save_checkpoint(
-                    checkpoints,
-                    params=params,
-                    optimizer=_optimizer_state(optimizer, last_lr) if optimizer else None,
-                    keep_last=int(record["keepCheckpoints"]),
-                    **common,  # type: ignore[arg-type]
-                )
-                if generalist:
-                    _prune_orphan_states(state_dir, checkpoints, os.path.basename(saved))
-                state["last"] = saved
-                emitter.emit({"type": "checkpoint", "step": state["step"], "epoch": epoch, "path": saved})
-            if world.distributed:
-                torch.distributed.barrier()
-    done = {
-        "type": "done",
-        "step": state["step"],
-        "epoch": epoch,
-        "checkpoint": state["last"] or "",
-        "seconds": time.perf_counter() - started,
-        "summary": {**summary, "images_per_s": events.images_per_second},
-    }
-    emitter.emit(done)
-    return done
-
-
-def _optimizer_state(optimizer: AdamW, lr: float) -> OptimizerState:
-    step_count, param_steps, m, v = optimizer.export_state()
-    return OptimizerState(step_count, param_steps, m, v, lr, list(optimizer.betas), optimizer.eps, optimizer.weight_decay, optimizer.max_grad_norm)
+            save_epoch_checkpoint(
+                emitter,
+                world,
+                state,
+                checkpoints,
+                kind="finetune",
+                epoch=epoch,
+                run_config=record,
+                model_config=stored.manifest["modelConfig"] if stored else _model_json(model_config),
+                params=params,
+                optimizer=optimizer,
+                lr=last_lr,
+                rng_state=rng.state(),
+                data_iterator=iterator.state(),
+                metrics=summary,
+                device=device,
+                keep_last=int(record["keepCheckpoints"]),
+                companion=(
+                    Companion(state_dir, generalist.state, generalist.optimizer, lambda current: _prune_orphan_states(state_dir, checkpoints, current))
+                    if generalist
+                    else None
+                ),
+            )
+    return finish(emitter, state, epoch, started, summary, events)
 
 
 def _restore_generalist(trainer: GeneralistTrainer, path: str, step: int, device: torch.device, fail) -> None:

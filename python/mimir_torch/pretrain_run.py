@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from . import model as M
-from .checkpoint import OptimizerState, find_latest, load_checkpoint, save_checkpoint
+from .checkpoint import find_latest, load_checkpoint
 from .config import ConfigError, ModelConfig, PretrainSettings, need_map
 from .data.batches import BatchIterator
 from .distributed import World, any_rank, average_gradients, average_scalars
@@ -23,6 +23,7 @@ from .rng import Rng
 from .data.subset import dataset_fraction
 from .runtime import CHECKPOINTS_DIR, GRAD_DUMP_ENV, PREVIEWS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
 from .safetensors_io import write_safetensors
+from .train_lifecycle import finish, save_epoch_checkpoint
 
 CONFIG_FILE = "config.json"
 
@@ -191,34 +192,22 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         if int(config["previewEvery"]) == 0:
             preview()
         if epoch % int(config["checkpointEvery"]) == 0 or epoch == epochs:
-            if world.rank == 0:
-                step_count, param_steps, m, v = optimizer.export_state()
-                saved = save_checkpoint(
-                    checkpoints,
-                    kind="pretrain",
-                    epoch=epoch,
-                    step=state["step"],
-                    run_config=config,
-                    model_config=config["model"],
-                    params=params,
-                    optimizer=OptimizerState(step_count, param_steps, m, v, last_lr, [optim_cfg["beta1"], optim_cfg["beta2"]], optimizer.eps, optim_cfg["weightDecay"], optim_cfg["clipGrad"]),
-                    rng_state=list(rng.state()),
-                    data_iterator=iterator.state(),
-                    metrics=summary,
-                    backend=f"torch-{device.type}",
-                    keep_last=int(config["keepCheckpoints"]),
-                )
-                state["last"] = saved
-                emitter.emit({"type": "checkpoint", "step": state["step"], "epoch": epoch, "path": saved})
-            if world.distributed:
-                torch.distributed.barrier()
-    done = {
-        "type": "done",
-        "step": state["step"],
-        "epoch": epoch,
-        "checkpoint": state["last"] or "",
-        "seconds": time.perf_counter() - started,
-        "summary": {**summary, "images_per_s": events.images_per_second},
-    }
-    emitter.emit(done)
-    return done
+            save_epoch_checkpoint(
+                emitter,
+                world,
+                state,
+                checkpoints,
+                kind="pretrain",
+                epoch=epoch,
+                run_config=config,
+                model_config=config["model"],
+                params=params,
+                optimizer=optimizer,
+                lr=last_lr,
+                rng_state=rng.state(),
+                data_iterator=iterator.state(),
+                metrics=summary,
+                device=device,
+                keep_last=int(config["keepCheckpoints"]),
+            )
+    return finish(emitter, state, epoch, started, summary, events)

@@ -54,7 +54,7 @@ export function humanRenderer(stream: NodeJS.WriteStream = process.stderr): (eve
         break;
       case 'done':
         if (tty) stream.write('\n');
-        stream.write(`done in ${clock(event.seconds)}: ${event.checkpoint}\n`);
+        stream.write(`done in ${clock(event.seconds)}: ${event.output?.path ?? 'no checkpoint written'}\n`);
         break;
       case 'failed':
         if (tty) stream.write('\n');

@@ -1,25 +1,18 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { RunEventSink } from '../shared/run-events';
+import type { TrainingRunOptions } from '../engine/train/run-lifecycle';
+import type { TorchLaunch } from '../torch/launch';
 import { BACKEND_ENV, readForcedBackend } from '../shared/system';
 import { humanRenderer } from './progress-line';
 import { ctrlCSignal, exitInterrupted } from './cancel';
 import { torchLaunchFromFlags, type EngineFlags } from './engine-options';
 
-/** The options every training entry point (runPretraining, runFinetuning) takes. */
-export interface TrainingRunOptions {
-  outDir: string;
-  resume: boolean;
-  resumeFrom?: string;
-  epochsOverride?: number;
-  signal: AbortSignal;
-  emit: RunEventSink;
-}
-
 export interface TrainingCommand {
-  /** The subcommand, for the resume hint: `mimir <name> --resume DIR`. */
+  /** The subcommand (the run's kind), for the resume hint: `mimir <name> --resume DIR`. */
   name: 'pretrain' | 'finetune';
+  /** The run's config (ignored on --resume: the checkpoint's is used). */
+  config: unknown;
   outDir: string;
   /** --resume was given (then `epochs` raises the total, and outDir may name one of the run's checkpoints). */
   resume: boolean;
@@ -28,9 +21,8 @@ export interface TrainingCommand {
   epochs?: number;
   json: boolean;
   backend?: string;
-  /** tfjs (default): a TensorFlow.js backend is selected in this process; torch: the run happens in Python. */
-  engine?: 'tfjs' | 'torch';
-  run: (options: TrainingRunOptions) => Promise<unknown>;
+  /** null: the TensorFlow.js engine, a backend selected in this process; else the PyTorch ranks to start. */
+  torch: TorchLaunch | null;
 }
 
 /**
@@ -46,20 +38,21 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
   const { resumeTarget } = await import('../engine/checkpoint');
   const target = command.resume ? resumeTarget(command.outDir) : { outDir: command.outDir, checkpoint: null };
   if (!command.resume) await prepareNewRunFolder(command);
-  const torch = command.engine === 'torch';
+  const run = await trainingEntry(command);
+  const torch = command.torch !== null;
   if (!torch) {
     const { selectBackend } = await import('../engine/backend');
     await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
   }
   const isCancel = async (error: unknown): Promise<boolean> => {
     if (torch) return error instanceof (await import('../torch/launch')).TorchRunCancelledError;
-    return error instanceof (await import('../engine/pretrain/trainer')).RunCancelledError;
+    return error instanceof (await import('../engine/train/run-lifecycle')).RunCancelledError;
   };
   const render = command.json ? null : humanRenderer();
   const signal = ctrlCSignal();
   let reported = false;
   try {
-    await command.run({
+    await run({
       outDir: target.outDir,
       resume: command.resume,
       ...(target.checkpoint !== null ? { resumeFrom: target.checkpoint } : {}),
@@ -79,6 +72,28 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
     if (command.json && reported) process.exit(1);
     throw error;
   }
+}
+
+type TrainingEntry = (options: TrainingRunOptions) => Promise<unknown>;
+
+/** The engine's entry point for the command: its Python ranks, or runPretraining / runFinetuning here. */
+async function trainingEntry({ name, config, resume, epochs, torch }: TrainingCommand): Promise<TrainingEntry> {
+  if (torch) {
+    const { finetuneJob, pretrainJob, resumeJob } = await import('../torch/job');
+    const { runTorchJob } = await import('../torch/launch');
+    const job = resume
+      ? await resumeJob(name, epochs)
+      : name === 'pretrain'
+        ? await pretrainJob(config)
+        : await finetuneJob(config);
+    return (options) => runTorchJob(job, { ...torch, ...options });
+  }
+  if (name === 'pretrain') {
+    const { runPretraining } = await import('../engine/pretrain/trainer');
+    return (options) => runPretraining(config, options);
+  }
+  const { runFinetuning } = await import('../engine/finetune');
+  return (options) => runFinetuning(config, options);
 }
 
 /**
@@ -110,45 +125,22 @@ export interface TrainingFlags extends EngineFlags {
   backend?: string;
 }
 
-/**
- * Runs `mimir pretrain|finetune` once its config is built: a job for the PyTorch engine with
- * `--engine torch`, else the TensorFlow.js trainer that `loadTfjsRun` imports (lazily: it is heavy).
- */
+/** Runs `mimir pretrain|finetune` once its config is built, on the engine the flags choose. */
 export async function runTrainingFromFlags(
   name: TrainingCommand['name'],
   flags: TrainingFlags,
   outDir: string,
   config: unknown,
-  loadTfjsRun: () => Promise<TrainingCommand['run']>,
 ): Promise<void> {
-  const launch = torchLaunchFromFlags(flags);
-  const common = {
+  await runTrainingCommand({
     name,
+    config,
     outDir,
     resume: flags.resume !== undefined,
     overwrite: flags.overwrite === true,
     json: flags.json === true,
     ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
-  };
-  if (launch) {
-    const { finetuneJob, pretrainJob, resumeJob } = await import('../torch/job');
-    const { runTorchJob } = await import('../torch/launch');
-    const job =
-      flags.resume !== undefined
-        ? await resumeJob(name, flags.epochs)
-        : name === 'pretrain'
-          ? await pretrainJob(config)
-          : await finetuneJob(config);
-    await runTrainingCommand({
-      ...common,
-      engine: 'torch',
-      run: (runOptions) => runTorchJob(job, { ...launch, ...runOptions }),
-    });
-    return;
-  }
-  await runTrainingCommand({
-    ...common,
     ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
-    run: await loadTfjsRun(),
+    torch: torchLaunchFromFlags(flags),
   });
 }

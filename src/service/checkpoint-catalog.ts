@@ -170,7 +170,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
           detail: runDetail(run),
           step: artifact.step,
           epoch: typeof epoch === 'number' ? epoch : null,
-          final: run.status === 'done' && artifact.path === run.lastCheckpoint,
+          final: run.output?.kind === 'checkpoint' && artifact.path === run.output.path,
           createdAt: artifact.createdAt,
         });
       }

@@ -101,11 +101,21 @@ export const LogEvent = z.object({
 });
 export type LogEvent = z.infer<typeof LogEvent>;
 
+/**
+ * What a finished run produced: a training run's final checkpoint, an evaluation's report.json, a
+ * landscape's landscape.json. null: a training run that wrote no checkpoint (it had no epoch left).
+ */
+export const RunOutput = z.object({
+  kind: z.enum(['checkpoint', 'report', 'landscape']),
+  path: z.string().min(1),
+});
+export type RunOutput = z.infer<typeof RunOutput>;
+
 export const DoneEvent = z.object({
   type: z.literal('done'),
   step: z.number().int().nonnegative(),
   epoch: z.number().int().nonnegative(),
-  checkpoint: z.string(),
+  output: RunOutput.nullable(),
   seconds: z.number().nonnegative(),
   summary: z.record(z.string(), z.number()),
 });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { RunBackend } from './system';
-import { FailureCause } from './run-events';
+import { FailureCause, RunOutput } from './run-events';
 
 /**
  * The experiment store's objects (src/store) as the rest of the app sees them: runs, their metrics,
@@ -68,7 +68,10 @@ export const Run = z.object({
   error: z.string().nullable(),
   /** A failed run's cause (config: offer Duplicate and edit, not Resume); null otherwise. */
   errorCause: FailureCause.nullable(),
+  /** A training run's last good checkpoint (what Resume continues from); null for other kinds. */
   lastCheckpoint: z.string().nullable(),
+  /** What the run produced, from its `done` event: a final checkpoint, a report or a landscape. */
+  output: RunOutput.nullable(),
   /** The `done` event's summary (final metrics). */
   summary: z.record(z.string(), z.number()).nullable(),
   tags: z.array(z.string()),

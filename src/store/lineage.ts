@@ -12,11 +12,10 @@ import type { SqliteDatabase } from './database';
 /** Finds the run owning a path: the run whose output folder is the path or its nearest ancestor. */
 export type CheckpointOwner = (checkpoint: string, exceptRunId?: string) => string | null;
 
-export function checkpointOwners(db: SqliteDatabase): CheckpointOwner {
-  const rows = db.prepare('SELECT id, out_dir FROM runs WHERE out_dir IS NOT NULL').all() as {
-    id: string;
-    out_dir: string;
-  }[];
+/** The rows checkpointOwners reads. */
+export const RUN_FOLDERS_SQL = 'SELECT id, out_dir FROM runs WHERE out_dir IS NOT NULL';
+
+export function checkpointOwners(rows: readonly { id: string; out_dir: string }[]): CheckpointOwner {
   const byFolder = new Map(rows.map((row) => [path.resolve(row.out_dir), row.id]));
   return (checkpoint, exceptRunId) => {
     for (let dir = path.resolve(checkpoint); ; dir = path.dirname(dir)) {
@@ -40,7 +39,7 @@ export function deriveParentRunId(
 
 /** Re-derive every run's parent from its config (a migration for rows written before the rule). */
 export function rederiveParents(db: SqliteDatabase): void {
-  const owners = checkpointOwners(db);
+  const owners = checkpointOwners(db.prepare(RUN_FOLDERS_SQL).all() as { id: string; out_dir: string }[]);
   const rows = db.prepare('SELECT id, kind, config, parent_run_id FROM runs').all() as {
     id: string;
     kind: string;

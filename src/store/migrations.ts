@@ -1,5 +1,6 @@
 import type { SqliteDatabase } from './database';
 import { rederiveParents } from './lineage';
+import { typeRunOutputs } from './run-outputs';
 
 /**
  * The store's schema, as numbered migrations applied in order, each in one transaction, and recorded
@@ -124,6 +125,8 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `ALTER TABLE runs ADD COLUMN error_cause TEXT CHECK (error_cause IS NULL OR error_cause IN ('config', 'run'));`,
   },
   { version: 4, name: 'sweeps', sql: sweeps },
+  // A done run's output had been stored as its checkpoint whatever it was (a report, a landscape's model).
+  { version: 5, name: 'typed run outputs', apply: typeRunOutputs },
 ];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Sweep, SweepSpec, expandSweep, type SweepParent, type SweepSpecInput } from '../shared/sweep';
 import type { Run } from '../shared/store-types';
+import type { SqliteDatabase } from './database';
 import { StoreError } from './errors';
 import { newRunId, type RunStore } from './run-store';
 
@@ -14,6 +15,29 @@ interface SweepRow {
   spec: string;
   created_at: number;
   name: string;
+}
+
+const SELECT = 'SELECT s.*, e.name AS name FROM sweeps s JOIN experiments e ON e.id = s.experiment_id';
+
+function prepare(db: SqliteDatabase) {
+  return {
+    insert: db.prepare('INSERT INTO sweeps (experiment_id, spec, created_at) VALUES (?, ?, ?)'),
+    byExperiment: db.prepare(`${SELECT} WHERE s.experiment_id = ?`),
+    all: db.prepare(`${SELECT} ORDER BY s.created_at DESC, s.experiment_id DESC`),
+    runIds: db.prepare('SELECT id FROM runs WHERE experiment_id = ? ORDER BY rowid').pluck(),
+  };
+}
+
+/** The sweep statements of each open store, prepared once. */
+const prepared = new WeakMap<SqliteDatabase, ReturnType<typeof prepare>>();
+
+function statements(store: RunStore): ReturnType<typeof prepare> {
+  let stmt = prepared.get(store.db);
+  if (stmt === undefined) {
+    stmt = prepare(store.db);
+    prepared.set(store.db, stmt);
+  }
+  return stmt;
 }
 
 const toSweep = (row: SweepRow): Sweep =>
@@ -47,9 +71,7 @@ export function createSweep(
       name: spec.name,
       description: `Sweep of ${expansion.runs.length} ${spec.kind} runs.`,
     });
-    store.db
-      .prepare('INSERT INTO sweeps (experiment_id, spec, created_at) VALUES (?, ?, ?)')
-      .run(experiment.id, JSON.stringify(spec), now());
+    statements(store).insert.run(experiment.id, JSON.stringify(spec), now());
     const runs = expansion.runs.map((planned) => {
       const id = newRunId();
       return store.createRun({
@@ -85,10 +107,8 @@ function sweepParents(store: RunStore, ids: readonly string[]): SweepParent[] {
   });
 }
 
-const SELECT = 'SELECT s.*, e.name AS name FROM sweeps s JOIN experiments e ON e.id = s.experiment_id';
-
 export function getSweep(store: RunStore, experimentId: number): Sweep | null {
-  const row = store.db.prepare(`${SELECT} WHERE s.experiment_id = ?`).get(experimentId) as SweepRow | undefined;
+  const row = statements(store).byExperiment.get(experimentId) as SweepRow | undefined;
   return row === undefined ? null : toSweep(row);
 }
 
@@ -100,16 +120,13 @@ export function requireSweep(store: RunStore, experimentId: number): Sweep {
 
 /** Every sweep, newest first. */
 export function listSweeps(store: RunStore): Sweep[] {
-  const rows = store.db.prepare(`${SELECT} ORDER BY s.created_at DESC, s.experiment_id DESC`).all() as SweepRow[];
+  const rows = statements(store).all.all() as SweepRow[];
   return rows.map(toSweep);
 }
 
 /** A sweep's runs in the order they were expanded (grid order, seeds innermost). */
 export function sweepRuns(store: RunStore, experimentId: number): Run[] {
-  const ids = store.db
-    .prepare('SELECT id FROM runs WHERE experiment_id = ? ORDER BY rowid')
-    .pluck()
-    .all(experimentId) as string[];
+  const ids = statements(store).runIds.all(experimentId) as string[];
   return ids.flatMap((id) => {
     const run = store.getRun(id);
     return run ? [run] : [];

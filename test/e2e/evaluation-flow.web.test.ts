@@ -124,6 +124,10 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
     const flipped = report.attacks.reduce((sum, outcome) => sum + (outcome.flipped.images?.indices.length ?? 0), 0);
     if (flipped > 0) await expect.poll(() => page.getByTestId('flipped-example').count()).toBeGreaterThan(0);
     else await page.getByTestId('no-flipped').waitFor();
+    // The run's output is its report (typed), not a checkpoint of the evaluation.
+    const output = page.getByTestId('run-output');
+    expect(await output.getAttribute('data-kind')).toBe('report');
+    expect(await output.textContent()).toMatch(/report\.json$/);
     await page.screenshot({ path: screenshotPath('evaluation-report'), fullPage: true });
 
     // The fine-tuned run lists it. The printed URL's token is answered with a redirect, so this is a
@@ -146,6 +150,9 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
     const plot = page.getByTestId('landscape-plot');
     await expect.poll(() => plot.getAttribute('data-points')).toBe('25');
     expect(Number(await page.getByTestId('landscape-centre').textContent())).toBeGreaterThan(0);
+    // Its output is its landscape.json, not the model it was computed around.
+    expect(await page.getByTestId('run-output').getAttribute('data-kind')).toBe('landscape');
+    expect(await page.getByTestId('run-output').textContent()).toMatch(/landscape\.json$/);
     await page.screenshot({ path: screenshotPath('evaluation-landscape'), fullPage: true });
 
     expect(app.problems, app.problems.join('\n')).toEqual([]);

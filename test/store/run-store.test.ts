@@ -294,7 +294,7 @@ describe('recordEvent', () => {
       type: 'done',
       step: 1000,
       epoch: 10,
-      checkpoint: '/runs/a/ckpt-1000',
+      output: { kind: 'checkpoint', path: '/runs/a/ckpt-1000' },
       seconds: 123.4,
       summary: { loss: 0.12, mi: 0.03 },
     });
@@ -304,6 +304,7 @@ describe('recordEvent', () => {
       endedAt: 9000,
       step: 1000,
       lastCheckpoint: '/runs/a/ckpt-1000',
+      output: { kind: 'checkpoint', path: '/runs/a/ckpt-1000' },
       summary: { loss: 0.12, mi: 0.03 },
       etaSeconds: null,
     });
@@ -313,7 +314,14 @@ describe('recordEvent', () => {
     ]);
     expect(store.listLogs(run.id).at(-1)?.message).toBe('done at step 1000 in 123.4 s');
     const direct = runIn('running'); // done without an earlier checkpoint event
-    store.recordEvent(direct.id, { type: 'done', step: 7, epoch: 1, checkpoint: '/c7', seconds: 0, summary: {} });
+    store.recordEvent(direct.id, {
+      type: 'done',
+      step: 7,
+      epoch: 1,
+      output: { kind: 'checkpoint', path: '/c7' },
+      seconds: 0,
+      summary: {},
+    });
     expect(store.listArtifacts(direct.id).map((a) => [a.kind, a.path, a.step, a.metadata])).toEqual([
       ['checkpoint', '/c7', 7, { epoch: 1, final: true }],
     ]);
@@ -410,7 +418,7 @@ describe('listRuns', () => {
       type: 'done',
       step: 10,
       epoch: 1,
-      checkpoint: 'c',
+      output: { kind: 'checkpoint', path: 'c' },
       seconds: 1,
       summary: { loss: 0.3 },
     });
@@ -418,7 +426,7 @@ describe('listRuns', () => {
       type: 'done',
       step: 10,
       epoch: 1,
-      checkpoint: 'c',
+      output: { kind: 'checkpoint', path: 'c' },
       seconds: 1,
       summary: { loss: 0.2 },
     });

@@ -86,14 +86,14 @@ describe('mimir pretrain and finetune --engine torch', () => {
         .toString(),
     ).toBe('PNG');
     const done = list.at(-1);
-    expect(done).toMatchObject({ type: 'done', epoch: 2, step: 8 });
+    expect(done).toMatchObject({ type: 'done', epoch: 2, step: 8, output: { kind: 'checkpoint' } });
     if (done?.type !== 'done') throw new Error('not done');
 
     const finetuned = tmp();
     const ft = runMimir([
       'finetune',
       '--from',
-      done.checkpoint,
+      done.output?.path ?? '',
       '--method',
       'pgd-at',
       '--dataset-size',
@@ -117,7 +117,7 @@ describe('mimir pretrain and finetune --engine torch', () => {
     const ev = runMimir([
       'eval',
       '--model',
-      ftDone.checkpoint,
+      ftDone.output?.path ?? '',
       '--attacks',
       'natural,pgd:3',
       '--n',

@@ -13,16 +13,6 @@ const GENERATED = new Set([
   'src/engine/kernels/kernels-wasm.ts',
 ]);
 
-/**
- * Files over the limit that the engine and store restructure of issue 15 is splitting, with their size
- * when this test was written: they may not grow. Once that work has landed, remove the entries (the
- * test passes with or without them then).
- */
-const KNOWN_OVERSIZE = new Map([
-  ['src/store/run-store.ts', 874],
-  ['src/engine/evaluate/evaluate.ts', 748],
-]);
-
 function sourceFiles(folder: string): string[] {
   return readdirSync(join(root, folder), { withFileTypes: true }).flatMap((entry) => {
     const path = `${folder}/${entry.name}`;
@@ -49,12 +39,8 @@ describe('source file size', () => {
     const over = files
       .filter((path) => !GENERATED.has(path))
       .map((path) => ({ path, lines: lineCount(path) }))
-      .filter(({ path, lines }) => lines > (KNOWN_OVERSIZE.get(path) ?? MAX_LINES))
-      .map(({ path, lines }) =>
-        KNOWN_OVERSIZE.has(path)
-          ? `${path}: ${lines} lines, grown past the ${KNOWN_OVERSIZE.get(path)} it had when listed as known (split it)`
-          : `${path}: ${lines} lines (split it into modules of at most ${MAX_LINES})`,
-      );
+      .filter(({ lines }) => lines > MAX_LINES)
+      .map(({ path, lines }) => `${path}: ${lines} lines (split it into modules of at most ${MAX_LINES})`);
     expect(over).toEqual([]);
   });
 });

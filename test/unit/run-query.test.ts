@@ -27,6 +27,7 @@ function run(id: string, config: Record<string, unknown>, extra: Partial<Run> = 
     error: null,
     errorCause: null,
     lastCheckpoint: null,
+    output: null,
     summary: null,
     tags: [],
     note: null,

@@ -10,7 +10,7 @@ const run = Run.parse({
   ...{ id: RUN_ID, experimentId: 1, name: 'r', kind: 'pretrain', status: 'running', config: {} },
   ...{ parentRunId: null, outDir: '/runs/r', backend: 'wasm', pid: 1, createdAt: 0, startedAt: 0, endedAt: null },
   ...{ lastEventAt: 0, step: 37, totalSteps: 186, epoch: 4, epochs: 19, imagesPerSecond: 1, etaSeconds: 1 },
-  ...{ error: null, errorCause: null, lastCheckpoint: null, summary: null, tags: [], note: null },
+  ...{ error: null, errorCause: null, lastCheckpoint: null, output: null, summary: null, tags: [], note: null },
 });
 const answers: Record<string, unknown> = {
   'runs.get': run,

@@ -41,6 +41,7 @@ function run(
     error: null,
     errorCause: null,
     lastCheckpoint: null,
+    output: null,
     summary: loss === null ? null : { loss },
     tags: [],
     note: null,

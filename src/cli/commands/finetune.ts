@@ -106,10 +106,7 @@ export function registerFinetune(program: Command): void {
       if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
       const config = options.resume !== undefined ? {} : finetuneConfigFromFlags(options);
 
-      await runTrainingFromFlags('finetune', options, outDir, config, async () => {
-        const { runFinetuning } = await import('../../engine/finetune');
-        return (runOptions) => runFinetuning(config, runOptions);
-      });
+      await runTrainingFromFlags('finetune', options, outDir, config);
     } catch (error) {
       fail(error, json);
     }

@@ -60,10 +60,7 @@ export function registerPretrain(program: Command): void {
           if (value !== undefined) config[key] = value;
         }
 
-        await runTrainingFromFlags('pretrain', options, outDir, config, async () => {
-          const { runPretraining } = await import('../../engine/pretrain/trainer');
-          return (runOptions) => runPretraining(config, runOptions);
-        });
+        await runTrainingFromFlags('pretrain', options, outDir, config);
       } catch (error) {
         fail(error, json);
       }

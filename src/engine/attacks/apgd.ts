@@ -236,6 +236,87 @@ function checkClasses(loss: LogitLossName, classes: number): void {
   if (classes < needed) throw new Error(`the ${loss} loss needs at least ${needed} classes; the model has ${classes}`);
 }
 
+/** What one round attacks the still-robust `rows` with (its loss on their logits) and what it made to do so. */
+interface RoundLoss {
+  loss: (logits: tf.Tensor2D) => tf.Tensor1D;
+  /** Disposed after the round. */
+  tensors: tf.Tensor[];
+  /** Sees the round's run before it is merged (APGD-T: which target produced an example's point). */
+  beforeMerge?: (rows: number[], run: RunResult, kept: Merged) => void;
+}
+
+interface Rounds {
+  /** The stream of the rounds' starting points, and the attack's name in progress reports. */
+  name: string;
+  count: number;
+  iterations: number;
+  lossFor: (round: number, rows: number[], yOneHot: tf.Tensor2D) => RoundLoss;
+}
+
+/**
+ * AutoAttack's restart loop, shared by APGD and APGD-T: each round runs APGD from a fresh seeded
+ * start on the examples still robust, and its result is folded into the kept points (mergeRun).
+ * Examples misclassified clean are never attacked (their point stays x).
+ */
+async function attackInRounds(
+  model: Classifier,
+  x: tf.Tensor4D,
+  start: Awaited<ReturnType<typeof startAttack>>,
+  options: CommonAttackOptions & { threat: ThreatModel; eps: number; rho?: number },
+  rounds: Rounds,
+): Promise<tf.Tensor4D> {
+  const { y, ids, counter, clean } = start;
+  const merged: Merged = {
+    xAdv: tf.clone(x),
+    robust: [...clean.correct],
+    keptLoss: new Float32Array(y.length).fill(-Infinity),
+  };
+  const { iterations } = rounds;
+  for (let round = 0; round < rounds.count; round++) {
+    const rows = Array.from(y.keys()).filter((i) => merged.robust[i]);
+    if (rows.length === 0) break;
+    const xs = takeRows(x, rows);
+    const ys = pick(y, rows);
+    const yOneHot = oneHot(ys, clean.classes);
+    const roundLoss = rounds.lossFor(round, rows, yOneHot);
+    const startPoint = apgdStart(
+      exampleStreams(options.seed ?? 0, pick(ids, rows), rounds.name, round),
+      xs.shape,
+      options.threat,
+      options.eps,
+    );
+    try {
+      const run = await apgdRun(
+        model,
+        xs,
+        ys,
+        roundLoss.loss,
+        startPoint,
+        {
+          threat: options.threat,
+          eps: options.eps,
+          iterations,
+          rho: options.rho ?? 0.75,
+          signal: options.signal,
+          report: (done) =>
+            options.onProgress?.({
+              attack: rounds.name,
+              done: round * iterations + done,
+              total: rounds.count * iterations,
+              active: rows.length,
+            }),
+        },
+        counter,
+      );
+      roundLoss.beforeMerge?.(rows, run, merged);
+      mergeRun(merged, rows, run);
+    } finally {
+      tf.dispose([xs, yOneHot, startPoint, ...roundLoss.tensors]);
+    }
+  }
+  return merged.xAdv;
+}
+
 /**
  * APGD with the CE, DLR or margin loss (APGD-CE / APGD-DLR). Examples misclassified clean are not
  * attacked (their xAdv is x); each restart attacks only examples still robust.
@@ -247,63 +328,26 @@ export async function apgd(
   options: ApgdOptions,
 ): Promise<AttackResult> {
   const lossName = options.loss ?? 'ce';
-  const iterations = options.iterations ?? 100;
-  const restarts = options.restarts ?? 1;
-  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
+  const start = await startAttack(model, x, labels, options.ids);
+  const { y, counter, clean } = start;
   clean.logits.dispose();
   checkClasses(lossName, clean.classes);
 
-  const merged: Merged = {
-    xAdv: tf.clone(x),
-    robust: [...clean.correct],
-    keptLoss: new Float32Array(y.length).fill(-Infinity),
-  };
-  for (let round = 0; round < restarts; round++) {
-    const rows = Array.from(y.keys()).filter((i) => merged.robust[i]);
-    if (rows.length === 0) break;
-    const xs = takeRows(x, rows);
-    const ys = pick(y, rows);
-    const yOneHot = oneHot(ys, clean.classes);
-    const start = apgdStart(
-      exampleStreams(options.seed ?? 0, pick(ids, rows), `apgd-${lossName}`, round),
-      xs.shape,
-      options.threat,
-      options.eps,
-    );
-    try {
-      const run = await apgdRun(
-        model,
-        xs,
-        ys,
-        (z) => logitLoss(lossName, z, { y: yOneHot }),
-        start,
-        {
-          threat: options.threat,
-          eps: options.eps,
-          iterations,
-          rho: options.rho ?? 0.75,
-          signal: options.signal,
-          report: (done) =>
-            options.onProgress?.({
-              attack: `apgd-${lossName}`,
-              done: round * iterations + done,
-              total: restarts * iterations,
-              active: rows.length,
-            }),
-        },
-        counter,
-      );
-      mergeRun(merged, rows, run);
-    } finally {
-      tf.dispose([xs, yOneHot, start]);
-    }
-  }
+  const xAdv = await attackInRounds(model, x, start, options, {
+    name: `apgd-${lossName}`,
+    count: options.restarts ?? 1,
+    iterations: options.iterations ?? 100,
+    lossFor: (_round, _rows, yOneHot) => ({
+      loss: (z) => logitLoss(lossName, z, { y: yOneHot }),
+      tensors: [],
+    }),
+  });
   const yAll = oneHot(y, clean.classes);
   try {
     return await finishAttack({
       model,
       x,
-      xAdv: merged.xAdv,
+      xAdv,
       labels: y,
       cleanCorrect: clean.correct,
       threat: options.threat,
@@ -325,9 +369,9 @@ export async function apgdTargeted(
   labels: Labels,
   options: ApgdTargetedOptions,
 ): Promise<ApgdTargetedResult> {
-  const iterations = options.iterations ?? 100;
   const restarts = options.restarts ?? 1;
-  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
+  const start = await startAttack(model, x, labels, options.ids);
+  const { y, counter, clean } = start;
   checkClasses('dlr-targeted', clean.classes);
   const targetsUsed = Math.min(options.targets ?? 9, clean.classes - 1);
   const ranking = tf.topk(clean.logits, targetsUsed + 1);
@@ -337,63 +381,32 @@ export async function apgdTargeted(
   // The target whose run produced each example's xAdv, for reporting the loss there.
   const lastTarget = Int32Array.from(y.keys(), (i) => targetOf(i, 2));
 
-  const merged: Merged = {
-    xAdv: tf.clone(x),
-    robust: [...clean.correct],
-    keptLoss: new Float32Array(y.length).fill(-Infinity),
-  };
-  const total = targetsUsed * restarts * iterations;
-  for (let rank = 2; rank <= targetsUsed + 1; rank++) {
-    for (let restart = 0; restart < restarts; restart++) {
-      const rows = Array.from(y.keys()).filter((i) => merged.robust[i]);
-      if (rows.length === 0) break;
-      const round = (rank - 2) * restarts + restart;
-      const xs = takeRows(x, rows);
-      const ys = pick(y, rows);
-      const targets = Int32Array.from(rows, (r) => targetOf(r, rank));
-      const yOneHot = oneHot(ys, clean.classes);
+  // Round (rank - 2) * restarts + restart attacks the target of that rank (2: the runner-up class).
+  const xAdv = await attackInRounds(model, x, start, options, {
+    name: 'apgd-t',
+    count: targetsUsed * restarts,
+    iterations: options.iterations ?? 100,
+    lossFor: (round, rows, yOneHot) => {
+      const targets = Int32Array.from(rows, (r) => targetOf(r, 2 + Math.floor(round / restarts)));
       const targetOneHot = oneHot(targets, clean.classes);
-      const start = apgdStart(
-        exampleStreams(options.seed ?? 0, pick(ids, rows), 'apgd-t', round),
-        xs.shape,
-        options.threat,
-        options.eps,
-      );
-      try {
-        const run = await apgdRun(
-          model,
-          xs,
-          ys,
-          (z) => logitLoss('dlr-targeted', z, { y: yOneHot, target: targetOneHot }),
-          start,
-          {
-            threat: options.threat,
-            eps: options.eps,
-            iterations,
-            rho: options.rho ?? 0.75,
-            signal: options.signal,
-            report: (done) =>
-              options.onProgress?.({ attack: 'apgd-t', done: round * iterations + done, total, active: rows.length }),
-          },
-          counter,
-        );
-        rows.forEach((r, j) => {
-          if (!run.robust[j] || (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity))
-            lastTarget[r] = targets[j] ?? 0;
-        });
-        mergeRun(merged, rows, run);
-      } finally {
-        tf.dispose([xs, yOneHot, targetOneHot, start]);
-      }
-    }
-  }
+      return {
+        loss: (z) => logitLoss('dlr-targeted', z, { y: yOneHot, target: targetOneHot }),
+        tensors: [targetOneHot],
+        beforeMerge: (_rows, run, kept) =>
+          rows.forEach((r, j) => {
+            if (!run.robust[j] || (run.lossBest[j] ?? -Infinity) > (kept.keptLoss[r] ?? -Infinity))
+              lastTarget[r] = targets[j] ?? 0;
+          }),
+      };
+    },
+  });
   const yAll = oneHot(y, clean.classes);
   const targetAll = oneHot(lastTarget, clean.classes);
   try {
     const result = await finishAttack({
       model,
       x,
-      xAdv: merged.xAdv,
+      xAdv,
       labels: y,
       cleanCorrect: clean.correct,
       threat: options.threat,

@@ -136,40 +136,60 @@ export async function unboundedEpsCheck(
   return { eps, accuracy, flagged: accuracy > (options.maxAccuracy ?? 0.01) };
 }
 
-/** Collects the checks that were run into the shared report shape, with a sentence per warning. */
-export function maskingReport(parts: {
+/** Which check a gradient-masking warning comes from (the report keeps only the sentences). */
+export type MaskingWarningKind = 'zero-gradient' | 'randomness' | 'black-box' | 'unbounded-eps';
+
+export interface MaskingWarning {
+  kind: MaskingWarningKind;
+  message: string;
+}
+
+export interface MaskingChecks {
   zeroGradient?: ZeroGradientCheck;
   randomness?: RandomnessCheck;
   blackBox?: BlackBoxCheck | null;
   unboundedEps?: UnboundedEpsCheck;
-}): GradientMaskingReport {
-  const warnings: string[] = [];
+}
+
+/** A sentence per flagged check, with the check it comes from. */
+export function maskingWarnings(parts: MaskingChecks): MaskingWarning[] {
+  const warnings: MaskingWarning[] = [];
   const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
   if (parts.zeroGradient?.flagged) {
-    warnings.push(
-      `${parts.zeroGradient.count} of ${parts.zeroGradient.total} examples have an all-zero input gradient: gradient-based attacks cannot move them.`,
-    );
+    warnings.push({
+      kind: 'zero-gradient',
+      message: `${parts.zeroGradient.count} of ${parts.zeroGradient.total} examples have an all-zero input gradient: gradient-based attacks cannot move them.`,
+    });
   }
   if (parts.randomness?.flagged) {
-    warnings.push(
-      'The model gives different outputs for the same input: it looks randomised; use an attack with expectation over transformation.',
-    );
+    warnings.push({
+      kind: 'randomness',
+      message:
+        'The model gives different outputs for the same input: it looks randomised; use an attack with expectation over transformation.',
+    });
   }
   if (parts.blackBox?.flagged) {
-    warnings.push(
-      `Square (black-box) lowered the robust accuracy to ${pct(parts.blackBox.squareAccuracy)}, below the white-box attacks' ${pct(parts.blackBox.bestWhiteBoxAccuracy)}: gradients may be masked.`,
-    );
+    warnings.push({
+      kind: 'black-box',
+      message: `Square (black-box) lowered the robust accuracy to ${pct(parts.blackBox.squareAccuracy)}, below the white-box attacks' ${pct(parts.blackBox.bestWhiteBoxAccuracy)}: gradients may be masked.`,
+    });
   }
   if (parts.unboundedEps?.flagged) {
-    warnings.push(
-      `With an unbounded radius the attack still leaves ${pct(parts.unboundedEps.accuracy)} accuracy, where ~0% is expected.`,
-    );
+    warnings.push({
+      kind: 'unbounded-eps',
+      message: `With an unbounded radius the attack still leaves ${pct(parts.unboundedEps.accuracy)} accuracy, where ~0% is expected.`,
+    });
   }
+  return warnings;
+}
+
+/** Collects the checks that were run into the shared report shape, with a sentence per warning. */
+export function maskingReport(parts: MaskingChecks): GradientMaskingReport {
   return {
     ...(parts.zeroGradient ? { zeroGradient: parts.zeroGradient } : {}),
     ...(parts.randomness ? { randomness: parts.randomness } : {}),
     ...(parts.blackBox ? { blackBoxBelowWhiteBox: parts.blackBox } : {}),
     ...(parts.unboundedEps ? { unboundedEps: parts.unboundedEps } : {}),
-    warnings,
+    warnings: maskingWarnings(parts).map((warning) => warning.message),
   };
 }

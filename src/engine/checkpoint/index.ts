@@ -5,6 +5,7 @@ export {
   findResumeCheckpoint,
   resumeTarget,
   type FindOptions,
+  type GoodCheckpoint,
   type LatestCheckpoint,
 } from './find';
 export {

@@ -1,13 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  AttackRunRecord,
-  AutoAttackRecord,
-  epsTo255,
-  type EvaluatedExamples,
-  type GradientMaskingReport,
-} from '../../shared/attack-config';
+import { type EvaluatedExamples, type GradientMaskingReport } from '../../shared/attack-config';
 import { describeIssues } from '../../shared/config-object';
 import {
   EVALUATION_FORMAT,
@@ -16,44 +10,32 @@ import {
   EVALUATION_VERSIONS,
   EvaluationReport,
   EvaluationRequest,
-  FLIPPED_IMAGES_DIR,
   type AttackOutcome,
   type CorruptionCell,
   type CorruptionReport,
   type EvaluationRequestInput,
-  type FlippedImages,
-  type Protocol,
   type WorstCase,
 } from '../../shared/evaluation';
 import { writeFileAtomic } from '../io/atomic-file';
 import type { RunEvent, RunEventSink } from '../../shared/run-events';
 import {
-  autoAttack,
   blackBoxCheck,
   maskingReport,
+  maskingWarnings,
   randomnessCheck,
-  runAttack,
   unboundedEpsCheck,
   zeroGradientCheck,
   type BlackBoxCheck,
-  type RunAttackExtras,
 } from '../attacks';
 import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
-import { writePngStrip } from '../io/png';
 import { distinctSample } from '../rng';
 import { noEvidenceFlags } from './evidence';
 import { EvaluatedClassifier } from './model';
-import { implementationOf, planEvaluation, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
+import { planEvaluation, type EvaluationPlan, type PlannedAttack } from './plan';
+import { predictionsAt, runPlanned, type BatchContext } from './batch';
 import { AttackTally } from './tally';
 
-/**
- * Robust evaluation (spec section 6) of a fine-tuned classifier: natural accuracy, the requested
- * attacks, the per-point worst case over the attacks within the threat model, gradient-masking
- * checks, flipped examples (listed, and a few written as PNG strips) and common-corruption accuracy.
- * Batches of examples go through every attack in turn, so memory stays at one batch whatever n is.
- * Progress and logs go out as run events; the report is returned and written to outDir/report.json.
- */
 export interface EvaluateOptions {
   outDir: string;
   emit?: RunEventSink;
@@ -92,28 +74,21 @@ export function selectExamples(
   return distinctSample(length, n, seed);
 }
 
-const fileKey = (key: string) => key.replace(/[^a-z0-9-]+/gi, '-');
-
-async function argmaxOf(logits: tf.Tensor2D): Promise<Int32Array> {
-  const a = tf.argMax(logits, 1);
-  const data = (await a.data()) as Int32Array;
-  a.dispose();
-  return data;
-}
-
-async function predictionsAt(model: EvaluatedClassifier, x: tf.Tensor4D): Promise<Int32Array> {
-  const logits = tf.tidy(() => model.classify(x));
-  const pred = await argmaxOf(logits);
-  logits.dispose();
-  return pred;
-}
-
 function isGradientAttack(planned: PlannedAttack): boolean {
   if (planned.kind === 'natural') return false;
   if (planned.kind === 'autoattack') return true;
   return planned.spec.attack !== 'square';
 }
 
+/**
+ * Robust evaluation (spec section 6) of a fine-tuned classifier: natural accuracy, the requested
+ * attacks, the per-point worst case over the attacks within the threat model, gradient-masking
+ * checks, flipped examples (listed, and a few written as PNG strips) and common-corruption accuracy.
+ * Batches of examples go through every attack in turn (batch.ts), each attack's tally gathering its
+ * outcome (tally.ts), so memory stays at one batch whatever n is. Progress and logs go out as run
+ * events; the report is returned and written to outDir/report.json. A cancel throws
+ * EvaluationCancelledError; any other error is a `failed` event, then thrown.
+ */
 export async function evaluate(input: EvaluationRequestInput, options: EvaluateOptions): Promise<EvaluationReport> {
   const emit = options.emit ?? (() => undefined);
   try {
@@ -200,6 +175,16 @@ async function runEvaluation(
         const correct = Array.from(data.labels, (label, i) => cleanPred[i] === label);
         cleanCorrect.push(...correct);
         progress.advance(n);
+        const batch: BatchContext = {
+          model,
+          x,
+          labels: data.labels,
+          ids: batchIds,
+          cleanPred,
+          cleanCorrect: correct,
+          batchSize,
+          signal: options.signal,
+        };
 
         if (b === 0 && request.maskingChecks && plan.attacks.some(isGradientAttack)) {
           masking = await maskingChecks(model, x, data.labels, plan, request.seed, { count: n, ids: batchIds, source });
@@ -208,17 +193,7 @@ async function runEvaluation(
         for (const tally of tallies) {
           throwIfCancelled(options.signal);
           const t0 = performance.now();
-          await runPlanned(
-            tally,
-            model,
-            x,
-            data.labels,
-            batchIds,
-            cleanPred,
-            correct,
-            request.batchSize,
-            options.signal,
-          );
+          await runPlanned(tally, batch);
           tally.durationMs += performance.now() - t0;
           progress.advance(n);
         }
@@ -253,7 +228,16 @@ async function runEvaluation(
     const outcomes: AttackOutcome[] = [];
     await mkdir(options.outDir, { recursive: true });
     for (const tally of tallies) {
-      outcomes.push(await outcomeOf(tally, plan, request.seed, backend, examples, options.outDir, dataset.imageSize));
+      outcomes.push(
+        await tally.outcome({
+          plan,
+          seed: request.seed,
+          backend,
+          examples,
+          outDir: options.outDir,
+          imageSize: dataset.imageSize,
+        }),
+      );
     }
     attachMaskingWarnings(outcomes, tallies, masking?.report ?? null);
     const blackBox = blackBoxFromOutcomes(outcomes, tallies, examples.count);
@@ -266,7 +250,7 @@ async function runEvaluation(
       });
       masking = { report: merged, examples: masking.examples };
       if (blackBox.check.flagged) {
-        const sentence = merged.warnings.find((w) => w.startsWith('Square'));
+        const sentence = maskingWarnings({ blackBox: blackBox.check }).find((w) => w.kind === 'black-box')?.message;
         const target = outcomes.find((o) => o.key === blackBox.key);
         if (sentence && target) target.warnings.push(sentence);
       }
@@ -324,7 +308,7 @@ async function runEvaluation(
       type: 'done',
       step: totalUnits,
       epoch: 1,
-      checkpoint: file,
+      output: { kind: 'report', path: file },
       seconds: (performance.now() - started) / 1000,
       summary,
     });
@@ -383,112 +367,6 @@ function progressReporter(emit: RunEventSink, totalUnits: number): { advance(ima
   };
 }
 
-/** Run one planned attack on a batch and add its outcome (and flipped examples' images) to the tally. */
-async function runPlanned(
-  tally: AttackTally,
-  model: EvaluatedClassifier,
-  x: tf.Tensor4D,
-  labels: Int32Array,
-  ids: number[],
-  cleanPred: Int32Array,
-  cleanCorrect: boolean[],
-  batchSize: number,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const planned = tally.planned;
-  if (planned.kind === 'natural') {
-    tally.addBatch({
-      ids,
-      labels,
-      cleanPred,
-      advPred: cleanPred,
-      cleanCorrect,
-      robust: cleanCorrect,
-      margin: new Float32Array(ids.length).fill(Number.NaN),
-      norm: new Float32Array(ids.length),
-    });
-    tally.forwardCalls += 1;
-    return;
-  }
-  let xAdv: tf.Tensor4D;
-  if (planned.kind === 'autoattack') {
-    const result = await autoAttack(model.classify, x, labels, planned.spec, { ids, batchSize, signal });
-    xAdv = result.xAdv;
-    tally.addStages(result.stages, ids.length);
-    tally.brokenBy.push(...result.brokenBy);
-    for (const d of result.deviations) tally.deviations.add(d);
-    tally.gradientCalls += result.gradientCalls;
-    tally.forwardCalls += result.forwardCalls;
-    await addOutcome(
-      tally,
-      model,
-      x,
-      xAdv,
-      labels,
-      ids,
-      cleanPred,
-      result.cleanCorrect,
-      result.robust,
-      undefined,
-      result,
-    );
-  } else {
-    const extras: RunAttackExtras = { ids, signal, features: model.features };
-    if (planned.mi) {
-      const block = planned.spec.attack === 'pgd-mi' ? planned.spec.block : undefined;
-      extras.mi = model.featureMi(planned.mi, {}, block);
-    }
-    const result = await runAttack(model.classify, x, labels, planned.spec, extras);
-    xAdv = result.xAdv;
-    tally.gradientCalls += result.gradientCalls;
-    tally.forwardCalls += result.forwardCalls;
-    const within = planned.withinEps && 'robustWithinEps' in result ? result.robustWithinEps : undefined;
-    await addOutcome(tally, model, x, xAdv, labels, ids, cleanPred, result.cleanCorrect, result.robust, within, result);
-  }
-  xAdv.dispose();
-}
-
-async function addOutcome(
-  tally: AttackTally,
-  model: EvaluatedClassifier,
-  x: tf.Tensor4D,
-  xAdv: tf.Tensor4D,
-  labels: Int32Array,
-  ids: number[],
-  cleanPred: Int32Array,
-  cleanCorrect: boolean[],
-  robust: boolean[],
-  robustWithinEps: boolean[] | undefined,
-  result: { margin: Float32Array; norm: Float32Array },
-): Promise<void> {
-  const advPred = await predictionsAt(model, xAdv);
-  tally.forwardCalls += 1;
-  const wanted = tally.addBatch({
-    ids,
-    labels,
-    cleanPred,
-    advPred,
-    cleanCorrect,
-    robust,
-    robustWithinEps,
-    margin: result.margin,
-    norm: result.norm,
-  });
-  if (wanted.length === 0) return;
-  const rows = tf.tensor1d(Int32Array.from(wanted), 'int32');
-  const [clean, adversarial] = tf.tidy(() => [tf.gather(x, rows), tf.gather(xAdv, rows)]);
-  const [cleanData, advData] = await Promise.all([clean.data(), adversarial.data()]);
-  tf.dispose([rows, clean, adversarial]);
-  const pixels = x.shape[1] * x.shape[2] * x.shape[3];
-  wanted.forEach((row, j) => {
-    tally.samples.push({
-      index: ids[row] ?? 0,
-      clean: Float32Array.from(cleanData.subarray(j * pixels, (j + 1) * pixels)),
-      adversarial: Float32Array.from(advData.subarray(j * pixels, (j + 1) * pixels)),
-    });
-  });
-}
-
 async function maskingChecks(
   model: EvaluatedClassifier,
   x: tf.Tensor4D,
@@ -510,7 +388,8 @@ function attachMaskingWarnings(
   report: GradientMaskingReport | null,
 ): void {
   if (!report) return;
-  const sentences = report.warnings.filter((w) => !w.startsWith('Square'));
+  const { zeroGradient, randomness, unboundedEps } = report;
+  const sentences = maskingWarnings({ zeroGradient, randomness, unboundedEps }).map((w) => w.message);
   outcomes.forEach((o, i) => {
     const planned = tallies[i]?.planned;
     if (planned && isGradientAttack(planned)) o.warnings.push(...sentences);
@@ -545,156 +424,6 @@ function blackBoxFromOutcomes(
     .map((o) => o.robustAccuracy);
   const check = blackBoxCheck({ square: square.robustAccuracy, whiteBox });
   return check ? { check, key: square.key } : null;
-}
-
-function protocolOf(
-  planned: PlannedAttack,
-  plan: EvaluationPlan,
-  seed: number,
-  backend: string,
-  examples: EvaluatedExamples,
-): Protocol {
-  if (planned.kind === 'natural') {
-    return {
-      threat: null,
-      eps: null,
-      eps255: null,
-      attack: 'natural',
-      implementation: EVALUATION_VERSIONS.natural,
-      steps: null,
-      restarts: null,
-      seed,
-      examples,
-      backend,
-      inWorstCase: true,
-      iterate: null,
-    };
-  }
-  const { steps, restarts } = stepsAndRestarts(planned.spec);
-  const spec = planned.spec;
-  const iterate =
-    spec.attack === 'pgd' || spec.attack === 'pgd-mi' || spec.attack === 'pgd-fea' ? (spec.keep ?? 'best') : null;
-  const isCwL2 = planned.kind === 'single' && planned.spec.attack === 'cw-l2';
-  const bounded = !isCwL2 || (planned.kind === 'single' && planned.withinEps);
-  return {
-    threat: isCwL2 ? 'l2' : plan.threat,
-    eps: bounded ? plan.eps : null,
-    eps255: bounded ? epsTo255(plan.eps) : null,
-    attack: planned.label,
-    implementation: implementationOf(planned.spec),
-    steps,
-    restarts,
-    seed,
-    examples,
-    backend,
-    inWorstCase: planned.kind === 'autoattack' || planned.inWorstCase,
-    iterate,
-  };
-}
-
-async function writeFlippedImages(
-  tally: AttackTally,
-  outDir: string,
-  imageSize: number,
-  eps: number,
-): Promise<FlippedImages | null> {
-  const samples = tally.samples;
-  if (samples.length === 0) return null;
-  const dir = path.join(outDir, FLIPPED_IMAGES_DIR);
-  await mkdir(dir, { recursive: true });
-  const pixels = imageSize * imageSize * 3;
-  const clean = new Float32Array(samples.length * pixels);
-  const adversarial = new Float32Array(samples.length * pixels);
-  samples.forEach((s, i) => {
-    clean.set(s.clean, i * pixels);
-    adversarial.set(s.adversarial, i * pixels);
-  });
-  const planned = tally.planned;
-  const boundedLinf = planned.kind !== 'natural' && !(planned.kind === 'single' && planned.spec.attack === 'cw-l2');
-  const threatIsLinf = planned.kind !== 'natural' && 'threat' in planned.spec && planned.spec.threat === 'linf';
-  // l_inf: +-eps fills the range; otherwise the largest |delta| shown does.
-  let largest = 0;
-  for (let i = 0; i < clean.length; i++) largest = Math.max(largest, Math.abs((adversarial[i] ?? 0) - (clean[i] ?? 0)));
-  const scale = boundedLinf && threatIsLinf ? 0.5 / eps : 0.5 / Math.max(largest, 1e-6);
-  const perturbation = adversarial.map((v, i) => 0.5 + scale * (v - (clean[i] ?? 0)));
-  const base = fileKey(tally.planned.key);
-  const files = {
-    clean: `${base}-clean.png`,
-    adversarial: `${base}-adversarial.png`,
-    perturbation: `${base}-perturbation.png`,
-  };
-  await writePngStrip(path.join(dir, files.clean), clean, samples.length, imageSize);
-  await writePngStrip(path.join(dir, files.adversarial), adversarial, samples.length, imageSize);
-  await writePngStrip(path.join(dir, files.perturbation), perturbation, samples.length, imageSize);
-  return { ...files, indices: samples.map((s) => s.index), imageSize, perturbationScale: scale };
-}
-
-async function outcomeOf(
-  tally: AttackTally,
-  plan: EvaluationPlan,
-  seed: number,
-  backend: string,
-  examples: EvaluatedExamples,
-  outDir: string,
-  imageSize: number,
-): Promise<AttackOutcome> {
-  const planned = tally.planned;
-  const protocol = protocolOf(planned, plan, seed, backend, examples);
-  const cleanAccuracy = tally.share(tally.cleanCorrect);
-  const robustAccuracy = tally.share(tally.robust);
-  const warnings: string[] = [];
-  let record: AttackOutcome['record'];
-  let robustAccuracyWithinEps: number | undefined;
-  if (planned.kind === 'autoattack') {
-    const deviations = [...tally.deviations];
-    warnings.push(...deviations);
-    record = AutoAttackRecord.parse({
-      spec: planned.spec,
-      implementation: implementationOf(planned.spec),
-      backend,
-      examples,
-      cleanAccuracy,
-      robustAccuracy,
-      stages: tally.stages(examples.count),
-      brokenBy: tally.brokenBy,
-      deviations,
-      durationMs: tally.durationMs,
-    });
-  } else if (planned.kind === 'single') {
-    if (planned.withinEps) robustAccuracyWithinEps = tally.share(tally.robustWithinEps);
-    record = AttackRunRecord.parse({
-      spec: planned.spec,
-      implementation: implementationOf(planned.spec),
-      backend,
-      examples,
-      cleanAccuracy,
-      robustAccuracy,
-      ...(robustAccuracyWithinEps !== undefined ? { robustAccuracyWithinEps } : {}),
-      perExample: { robust: tally.robust, margin: tally.margin, norm: tally.norm },
-      gradientCalls: tally.gradientCalls,
-      forwardCalls: tally.forwardCalls,
-      durationMs: tally.durationMs,
-    });
-    if (planned.spec.attack === 'cw-l2' && !planned.withinEps) {
-      warnings.push('CW-l2 is unbounded here: it counts every flip at any l_2 distance (see the norms in its record).');
-    }
-    if (planned.spec.attack === 'pgd-mi') {
-      warnings.push(`PGD-MI's MI term is a batch statistic: its numbers depend on the batch size.`);
-    }
-  }
-  const images = await writeFlippedImages(tally, outDir, imageSize, plan.eps);
-  return {
-    key: planned.key,
-    label: planned.label,
-    cleanAccuracy,
-    robustAccuracy,
-    ...(robustAccuracyWithinEps !== undefined ? { robustAccuracyWithinEps } : {}),
-    protocol,
-    ...(record ? { record } : {}),
-    warnings,
-    flipped: { count: tally.flippedCount, listed: tally.flipped, images },
-    durationMs: tally.durationMs,
-  };
 }
 
 /** Per example: robust only if every counted attack left it correctly classified. */

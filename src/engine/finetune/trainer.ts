@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describeIssues } from '../../shared/config-object';
@@ -11,26 +11,28 @@ import {
   resolveFinetuneConfig,
   type ResolvedFinetuneConfig,
 } from '../../shared/finetune-config';
-import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig } from '../../shared/model-config';
-import type { DoneEvent, FailureCause, RunEventSink } from '../../shared/run-events';
-import {
-  CheckpointError,
-  describeLatest,
-  findResumeCheckpoint,
-  readManifest,
-  restoreCheckpoint,
-  saveCheckpoint,
-} from '../checkpoint';
-import { BatchIterator, BatchIteratorState, datasetProblem, openDataset, type Dataset } from '../data';
+import type { DoneEvent, RunEvent } from '../../shared/run-events';
+import { CheckpointError, readManifest, restoreCheckpoint, saveCheckpoint, type GoodCheckpoint } from '../checkpoint';
+import { BatchIterator, datasetProblem, openDataset, type Dataset } from '../data';
+import { errorMessage } from '../../shared/unknown-value';
 import { datasetFraction } from '../data/subset';
-import { openExtraData } from '../data/extra-data';
 import { disposeParams, initClassifierParams, type ParamMap } from '../model';
-import { RunCancelledError, RunFailedError } from '../pretrain/trainer';
 import { Rng } from '../rng';
 import { AdamW } from '../train/optimizer';
-import { layerwiseLrScale, learningRateAtIteration, scaledLearningRate } from '../train/schedule';
-import { nonFiniteStop, StepEvents } from '../train/step-events';
+import {
+  RunFailedError,
+  runTraining,
+  type CheckpointCommon,
+  type Position,
+  type SetupContext,
+  type StepInput,
+  type StepOutput,
+  type Trainer,
+  type TrainingRunOptions,
+  type TrainingSession,
+} from '../train/run-lifecycle';
+import { layerwiseLrScale } from '../train/schedule';
 import { mixBatch, randAugmentBatch } from './augment';
 import { RUN_CHECKPOINTS_DIR } from './checkpoint-path';
 import { GeneralistTrainer } from './generalist';
@@ -40,33 +42,15 @@ import { classScores } from './outputs';
 import { attackBudget, evalClassifier, finetuneStep, type TrainBatch } from './step';
 
 /**
- * The fine-tuning loop, shaped as the pre-training one: data (pad-crop + flip, then RandAugment and
- * MixUp/CutMix when on), one step of the method per batch, AdamW with layer-wise lr decay and
- * warm-up + cosine per iteration, metrics per step, train and held-out accuracy per epoch,
- * checkpoints and exact resume, a NaN stop that names the last good checkpoint, cancel.
+ * Fine-tuning (the lifecycle is train/run-lifecycle.ts): data (pad-crop + flip, then RandAugment and
+ * MixUp/CutMix when on), one step of the method per batch, AdamW with layer-wise lr decay, train and
+ * held-out accuracy per epoch, checkpoints (with Generalist's learners beside them).
  */
-export interface FinetuneRunOptions {
-  outDir: string;
-  /**
-   * Continue from the newest good checkpoint in outDir (its stored config wins; `epochs` may be
-   * raised). true: there must be one; 'if-any': start afresh when there is none.
-   */
-  resume?: boolean | 'if-any';
-  /** With resume: continue from this checkpoint of outDir's instead of the newest one. */
-  resumeFrom?: string;
-  epochsOverride?: number;
-  emit: RunEventSink;
-  /** Stops the run at the next step boundary (the last checkpoint stays). */
-  signal?: AbortSignal;
-}
+export type FinetuneRunOptions = TrainingRunOptions;
 
 /** Beside checkpoints/: Generalist's learners and their optimiser, one checkpoint per main one, same name. */
 export const GENERALIST_STATE_DIR = 'generalist-state';
-export const FINETUNE_CONFIG_FILE = 'config.json';
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+export { CONFIG_FILE as FINETUNE_CONFIG_FILE } from '../train/run-lifecycle';
 
 interface Sums {
   loss: number;
@@ -90,60 +74,36 @@ export function createFinetuneOptimizer(params: ParamMap, settings: FinetuneOpti
 }
 
 export async function runFinetuning(configInput: unknown, options: FinetuneRunOptions): Promise<DoneEvent> {
-  const { emit, outDir } = options;
-  const checkpointsDir = path.join(outDir, RUN_CHECKPOINTS_DIR);
-  const stateDir = path.join(outDir, GENERALIST_STATE_DIR);
-  let lastCheckpoint: string | null = null;
-  let step = 0;
-  /** `config`: the config or its data cannot work (edit a copy); `run`: this attempt stopped (resume may help). */
-  const fail = (message: string, cause: FailureCause = 'config'): never => {
-    emit({ type: 'failed', message, step, lastCheckpoint, cause });
-    throw new RunFailedError(message);
-  };
+  return runTraining(finetuner, configInput, options);
+}
 
-  let stored: Awaited<ReturnType<typeof findResumeCheckpoint>> | null = null;
-  if (options.resume) {
-    stored = await findResumeCheckpoint(checkpointsDir, options.resumeFrom ?? null);
-    if (stored.status === 'none' && options.resume === true) {
-      fail(`Nothing to resume in ${outDir}: it holds no checkpoint (${checkpointsDir}).`, 'run');
+const finetuner: Trainer<ResolvedFinetuneConfig> = {
+  runKind: 'finetune',
+  title: 'Fine-tuning',
+  readConfig(input, resumed, fail) {
+    if (resumed) {
+      const parsed = FinetuneRecord.safeParse(resumed.manifest.runConfig);
+      if (!parsed.success) {
+        return fail(`The checkpoint's fine-tuning config is invalid: ${describeIssues(parsed.error)}`, 'run');
+      }
+      const { numClasses: _n, classNames: _c, ...rest } = parsed.data;
+      return rest;
     }
-    if (stored.status === 'corrupt') fail(describeLatest(stored), 'run');
-  }
-  const resumed = stored?.status === 'ok' ? stored : null;
-  if (resumed) lastCheckpoint = resumed.path;
-  if (resumed && resumed.manifest.kind !== 'finetune') {
-    fail(`${resumed.path} is a ${resumed.manifest.kind} checkpoint; --resume continues a fine-tuning run.`, 'run');
-  }
-
-  let config: ResolvedFinetuneConfig;
-  let recordClasses: { numClasses: number; classNames: string[] } | null = null;
-  if (resumed) {
-    const parsed = FinetuneRecord.safeParse(resumed.manifest.runConfig);
-    if (!parsed.success)
-      return fail(`The checkpoint's fine-tuning config is invalid: ${describeIssues(parsed.error)}`, 'run');
-    const { numClasses, classNames, ...rest } = parsed.data;
-    config = rest;
-    recordClasses = { numClasses, classNames };
-  } else {
-    const parsed = FinetuneConfig.safeParse(configInput);
+    const parsed = FinetuneConfig.safeParse(input);
     if (!parsed.success) return fail(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
-    config = resolveFinetuneConfig(parsed.data);
-  }
-  if (options.epochsOverride !== undefined) {
-    const done = resumed?.manifest.epoch ?? 0;
-    if (options.epochsOverride < done) {
-      fail(`--epochs ${options.epochsOverride} is below the ${done} epochs the checkpoint has already done.`);
-    }
-    config = { ...config, epochs: options.epochsOverride };
-  }
+    return resolveFinetuneConfig(parsed.data);
+  },
+  setup: setupFinetuning,
+};
 
+async function setupFinetuning(config: ResolvedFinetuneConfig, context: SetupContext): Promise<FinetuneSession> {
+  const { resumed, fail } = context;
+  const recordClasses = resumed ? FinetuneRecord.parse(resumed.manifest.runConfig) : null;
   let dataset: Dataset;
-  let extra: Dataset | null = null;
   try {
     dataset = datasetFraction(await openDataset(config.dataset), config.trainFraction);
-    if (config.extraData) extra = await openExtraData(config.extraData, dataset);
   } catch (error) {
-    return fail(messageOf(error));
+    return fail(errorMessage(error));
   }
   const problem = datasetProblem('finetune', dataset);
   if (problem !== null) return fail(problem);
@@ -162,11 +122,10 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     try {
       heldOut = await openDataset({ ...config.dataset, split: 'test' });
     } catch (error) {
-      heldOutWarnings.push(`No held-out accuracy: the test split cannot be opened (${messageOf(error)}).`);
+      heldOutWarnings.push(`No held-out accuracy: the test split cannot be opened (${errorMessage(error)}).`);
     }
   }
 
-  const rng = new Rng(config.seed);
   let params: ParamMap;
   let modelConfig: ModelConfig;
   let pretrained: Awaited<ReturnType<typeof initialClassifier>>['pretrained'] = null;
@@ -176,13 +135,13 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       if (!parsedModel.success)
         return fail(`The checkpoint's model config is invalid: ${describeIssues(parsedModel.error)}`, 'run');
       modelConfig = parsedModel.data;
-      params = initClassifierParams(modelConfig, outputs, rng.fork(), { headInitStd: config.headInitStd });
+      params = initClassifierParams(modelConfig, outputs, context.rng.fork(), { headInitStd: config.headInitStd });
     } else {
       const initial = await initialClassifier(
         config.source,
         dataset.imageSize,
         outputs,
-        rng.fork(),
+        context.rng.fork(),
         config.headInitStd,
       );
       params = initial.params;
@@ -191,112 +150,201 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
     }
   } catch (error) {
     if (error instanceof FinetuneSourceError || error instanceof CheckpointError || error instanceof RunFailedError) {
-      return fail(messageOf(error));
+      return fail(errorMessage(error));
     }
-    return fail(`Cannot build the classifier: ${messageOf(error)}`);
+    return fail(`Cannot build the classifier: ${errorMessage(error)}`);
   }
-
   const record: FinetuneRecord = { ...config, numClasses, classNames };
-  const generalist = config.method === 'generalist' ? new GeneralistTrainer(params, modelConfig, config) : null;
-  const optimizer = generalist ? null : createFinetuneOptimizer(params, config.optimizer, modelConfig.depth);
-  const disposeModel = () => {
-    optimizer?.dispose();
-    generalist?.dispose();
-    disposeParams(params);
-  };
-
-  let iteratorState: BatchIteratorState | undefined;
-  let epoch = 0;
-  try {
-    if (resumed) {
-      await restoreCheckpoint(resumed.path, params, optimizer, { kind: 'finetune' });
-      if (generalist) {
-        const statePath = path.join(stateDir, path.basename(resumed.path));
-        const stateManifest = await readManifest(statePath).catch((error: unknown) => {
-          throw new CheckpointError(statePath, `Generalist's learner state is unreadable (${messageOf(error)})`);
-        });
-        if (stateManifest.step !== resumed.manifest.step) {
-          throw new CheckpointError(
-            statePath,
-            `holds step ${stateManifest.step}, the checkpoint ${resumed.path} step ${resumed.manifest.step}`,
-          );
-        }
-        await restoreCheckpoint(statePath, generalist.state, generalist.optimizer, { kind: 'finetune' });
-      }
-      rng.restore(resumed.manifest.rng.state);
-      iteratorState = BatchIteratorState.parse(resumed.manifest.rng.dataIterator);
-      epoch = resumed.manifest.epoch;
-      step = resumed.manifest.step;
-    }
-  } catch (error) {
-    disposeModel();
-    return fail(`Cannot resume from ${resumed?.path}: ${messageOf(error)}`, 'run');
-  }
-
-  let iterator: BatchIterator;
-  try {
-    iterator = new BatchIterator(dataset, {
-      batchSize: config.batchSize,
-      seed: config.seed ^ 0x9e3779b9,
-      augmentation: config.augmentation,
-      prefetch: 1,
-      ...(iteratorState ? { state: iteratorState } : {}),
-      ...(extra && config.extraData ? { extra: { dataset: extra, ratio: config.extraData.ratio } } : {}),
-    });
-  } catch (error) {
-    disposeModel();
-    return fail(messageOf(error));
-  }
-
-  await mkdir(outDir, { recursive: true });
-  await writeFileAtomic(
-    path.join(outDir, FINETUNE_CONFIG_FILE),
-    `${JSON.stringify({ ...record, model: modelConfig, pretrained: pretrained ? { path: pretrained.path, epoch: pretrained.epoch } : null }, null, 2)}\n`,
+  return new FinetuneSession(
+    {
+      config,
+      record,
+      modelConfig,
+      numClasses,
+      pretrained: pretrained ? { path: pretrained.path, epoch: pretrained.epoch } : null,
+      heldOut,
+      heldOutWarnings,
+    },
+    dataset,
+    params,
+    context,
   );
+}
 
-  const stepsPerEpoch = iterator.batchesPerEpoch;
-  const totalSteps = stepsPerEpoch * config.epochs;
-  const lrConfig = {
-    lr: scaledLearningRate(config.optimizer.baseLr, config.batchSize),
-    minLr: config.optimizer.minLr,
-    warmupEpochs: config.optimizer.warmupEpochs,
-    epochs: config.epochs,
-  };
-  const budget = attackBudget(config);
-  const adversarial = isAdversarialMethod(config.method);
-  const runModel = (): ParamMap => generalist?.global ?? params;
+interface FinetunePlan {
+  config: ResolvedFinetuneConfig;
+  record: FinetuneRecord;
+  modelConfig: ModelConfig;
+  numClasses: number;
+  /** The pre-training checkpoint the encoder came from (null from scratch or when resumed). */
+  pretrained: { path: string; epoch: number } | null;
+  heldOut: Dataset | null;
+  heldOutWarnings: string[];
+}
 
-  emit({
-    type: 'started',
-    runKind: 'finetune',
-    backend: tf.getBackend() as 'tensorflow' | 'wasm' | 'cpu',
-    outDir,
-    step,
-    epoch,
-    totalSteps,
-    stepsPerEpoch,
-    resumedFrom: resumed?.path ?? null,
-  });
-  emit({
-    type: 'log',
-    level: 'info',
-    message:
-      `${config.method} fine-tuning ${origin(config, pretrained?.path ?? null, resumed?.path ?? null)} on ${dataset.description.summary} ` +
-      `Model ${modelConfig.width}x${modelConfig.depth}, ${outputs} outputs, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images` +
-      (adversarial ? `, ${config.threat.norm} eps ${config.threat.eps}/255.` : '.'),
-  });
-  for (const message of heldOutWarnings) emit({ type: 'log', level: 'warn', message });
+/** One fine-tuning run's classifier (or Generalist's learners), its optimiser and its epoch tallies. */
+class FinetuneSession implements TrainingSession {
+  readonly configFile: unknown;
+  readonly summary: Record<string, number> = {};
+  private sums: Sums = { loss: 0, clean: 0, adv: 0, images: 0, steps: 0 };
+  private readonly generalist: GeneralistTrainer | null;
+  private readonly optimizer: AdamW | null;
+  private resumedFrom: string | null = null;
 
-  const started = performance.now();
-  let lastLr = 0;
-  const summary: Record<string, number> = {};
-  const stepEvents = new StepEvents(emit, { ...config, stepsPerEpoch });
+  constructor(
+    private readonly plan: FinetunePlan,
+    readonly dataset: Dataset,
+    private readonly params: ParamMap,
+    private readonly context: SetupContext,
+  ) {
+    const { config, record, modelConfig } = plan;
+    this.generalist = config.method === 'generalist' ? new GeneralistTrainer(params, modelConfig, config) : null;
+    this.optimizer = this.generalist ? null : createFinetuneOptimizer(params, config.optimizer, modelConfig.depth);
+    this.configFile = {
+      ...record,
+      model: modelConfig,
+      pretrained: plan.pretrained,
+    };
+  }
 
-  const measureHeldOut = async (): Promise<HeldOutResult | null> => {
+  private get model(): ParamMap {
+    return this.generalist?.global ?? this.params;
+  }
+
+  async restore(resumed: GoodCheckpoint): Promise<void> {
+    this.resumedFrom = resumed.path;
+    await restoreCheckpoint(resumed.path, this.params, this.optimizer, { kind: 'finetune' });
+    if (!this.generalist) return;
+    const statePath = path.join(this.context.outDir, GENERALIST_STATE_DIR, path.basename(resumed.path));
+    const stateManifest = await readManifest(statePath).catch((error: unknown) => {
+      throw new CheckpointError(statePath, `Generalist's learner state is unreadable (${errorMessage(error)})`);
+    });
+    if (stateManifest.step !== resumed.manifest.step) {
+      throw new CheckpointError(
+        statePath,
+        `holds step ${stateManifest.step}, the checkpoint ${resumed.path} step ${resumed.manifest.step}`,
+      );
+    }
+    await restoreCheckpoint(statePath, this.generalist.state, this.generalist.optimizer, { kind: 'finetune' });
+  }
+
+  intro(stepsPerEpoch: number): Array<Extract<RunEvent, { type: 'log' }>> {
+    const { config, modelConfig, numClasses } = this.plan;
+    const outputs = headOutputs(config.method, numClasses);
+    const from = origin(config, this.plan.pretrained?.path ?? null, this.resumedFrom);
+    return [
+      {
+        type: 'log',
+        level: 'info',
+        message:
+          `${config.method} fine-tuning ${from} on ${this.dataset.description.summary} ` +
+          `Model ${modelConfig.width}x${modelConfig.depth}, ${outputs} outputs, ${stepsPerEpoch} steps per epoch of ${config.batchSize} images` +
+          (isAdversarialMethod(config.method) ? `, ${config.threat.norm} eps ${config.threat.eps}/255.` : '.'),
+      },
+      ...this.plan.heldOutWarnings.map((message) => ({ type: 'log' as const, level: 'warn' as const, message })),
+    ];
+  }
+
+  async step({ epoch, step, batch: b, lr, iterator }: StepInput): Promise<StepOutput> {
+    const { config, modelConfig, numClasses } = this.plan;
+    const { rng } = this.context;
+    const batch = await nextTrainBatch(iterator, config, numClasses, this.dataset.imageSize, rng);
+    let values: Record<string, number>;
+    try {
+      values = this.generalist
+        ? await generalistStep(this.generalist, batch, {
+            lr,
+            epoch,
+            batchIndex: b,
+            stepsPerEpoch: iterator.batchesPerEpoch,
+            updatesBefore: step,
+            rng,
+          })
+        : await singleStep(
+            { params: this.params, modelConfig, run: config, numClasses, epoch, rng },
+            batch,
+            this.optimizer ?? unreachable(),
+            lr,
+          );
+    } finally {
+      tf.dispose([batch.images, batch.targets, batch.labels]);
+    }
+    const n = batch.labelValues.length;
+    this.sums.loss += values.loss ?? 0;
+    this.sums.clean += (values.clean_acc ?? 0) * n;
+    this.sums.adv += (values.adv_acc ?? 0) * n;
+    this.sums.images += n;
+    this.sums.steps += 1;
+    return { values };
+  }
+
+  async endEpoch(at: Position): Promise<void> {
+    const { config } = this.plan;
+    const { sums } = this;
+    const epochValues: Record<string, number> = {
+      train_loss: sums.loss / sums.steps,
+      train_clean_acc: sums.clean / sums.images,
+      ...(isAdversarialMethod(config.method) ? { train_adv_acc: sums.adv / sums.images } : {}),
+    };
+    this.sums = { loss: 0, clean: 0, adv: 0, images: 0, steps: 0 };
+    if (at.epoch % config.heldOut.every === 0 || at.epoch === config.epochs) {
+      const measured = await this.measureHeldOut();
+      if (measured) {
+        epochValues.heldout_natural_acc = measured.natural;
+        epochValues.heldout_pgd_acc = measured.pgd;
+      }
+    }
+    Object.assign(this.summary, epochValues);
+    const { emit } = this.context;
+    emit({ type: 'metrics', ...at, values: epochValues });
+    emit({
+      type: 'log',
+      level: 'info',
+      message: epochLine(at.epoch, config.epochs, epochValues, config.heldOut.pgdSteps),
+    });
+  }
+
+  async save({ lr, ...rest }: CheckpointCommon): Promise<string> {
+    const { outDir } = this.context;
+    const checkpointsDir = path.join(outDir, RUN_CHECKPOINTS_DIR);
+    const stateDir = path.join(outDir, GENERALIST_STATE_DIR);
+    const common = {
+      kind: 'finetune' as const,
+      ...rest,
+      runConfig: JSON.parse(JSON.stringify(this.plan.record)),
+      modelConfig: JSON.parse(JSON.stringify(this.plan.modelConfig)),
+    };
+    if (this.generalist) {
+      // The learners first: a crash between the two saves leaves the previous pair intact.
+      await saveCheckpoint(stateDir, {
+        ...common,
+        params: this.generalist.state,
+        optimizer: { adamw: this.generalist.optimizer, lr },
+      });
+    }
+    const saved = await saveCheckpoint(
+      checkpointsDir,
+      { ...common, params: this.model, optimizer: this.optimizer ? { adamw: this.optimizer, lr } : null },
+      { keepLast: this.plan.config.keepCheckpoints },
+    );
+    if (this.generalist) await pruneOrphanStates(stateDir, checkpointsDir, path.basename(saved.path));
+    return saved.path;
+  }
+
+  dispose(): void {
+    this.optimizer?.dispose();
+    this.generalist?.dispose();
+    disposeParams(this.params);
+  }
+
+  private async measureHeldOut(): Promise<HeldOutResult | null> {
+    const { config, modelConfig, numClasses, heldOut } = this.plan;
     if (!heldOut) return null;
-    const model = runModel();
+    const model = this.model;
+    const budget = attackBudget(config);
     const scores = (x: tf.Tensor4D) =>
       tf.tidy(() => classScores(evalClassifier(model, modelConfig)(x), config.method, numClasses, config.dbat.merge));
+    const { signal } = this.context;
     return heldOutAccuracy(scores, heldOut, {
       size: config.heldOut.size,
       batchSize: Math.min(config.batchSize, 128),
@@ -305,125 +353,8 @@ export async function runFinetuning(configInput: unknown, options: FinetuneRunOp
       alpha: config.heldOut.alpha !== undefined ? config.heldOut.alpha / 255 : budget.eps / 4,
       steps: config.heldOut.pgdSteps,
       seed: config.seed,
-      ...(options.signal ? { signal: options.signal } : {}),
+      ...(signal ? { signal } : {}),
     });
-  };
-
-  const saveAll = async (): Promise<void> => {
-    const common = {
-      kind: 'finetune' as const,
-      epoch,
-      step,
-      runConfig: JSON.parse(JSON.stringify(record)),
-      modelConfig: JSON.parse(JSON.stringify(modelConfig)),
-      rng: { state: rng.state(), dataIterator: iterator.state() },
-      metrics: summary,
-    };
-    if (generalist) {
-      // The learners first: a crash between the two saves leaves the previous pair intact.
-      await saveCheckpoint(stateDir, {
-        ...common,
-        params: generalist.state,
-        optimizer: { adamw: generalist.optimizer, lr: lastLr },
-      });
-    }
-    const saved = await saveCheckpoint(
-      checkpointsDir,
-      { ...common, params: runModel(), optimizer: optimizer ? { adamw: optimizer, lr: lastLr } : null },
-      { keepLast: config.keepCheckpoints },
-    );
-    if (generalist) await pruneOrphanStates(stateDir, checkpointsDir, path.basename(saved.path));
-    lastCheckpoint = saved.path;
-    emit({ type: 'checkpoint', step, epoch, path: saved.path });
-  };
-
-  try {
-    while (epoch < config.epochs) {
-      const sums: Sums = { loss: 0, clean: 0, adv: 0, images: 0, steps: 0 };
-      for (let b = 0; b < stepsPerEpoch; b++) {
-        if (options.signal?.aborted) throw new RunCancelledError();
-        const stepStart = performance.now();
-        const batch = await nextTrainBatch(iterator, config, numClasses, dataset.imageSize, rng);
-        const lr = learningRateAtIteration(lrConfig, epoch, b, stepsPerEpoch);
-        let values: Record<string, number>;
-        try {
-          values = generalist
-            ? await generalistStep(generalist, batch, {
-                lr,
-                epoch,
-                batchIndex: b,
-                stepsPerEpoch,
-                updatesBefore: step,
-                rng,
-              })
-            : await singleStep(
-                { params, modelConfig, run: config, numClasses, epoch, rng },
-                batch,
-                optimizer ?? unreachable(),
-                lr,
-              );
-        } finally {
-          tf.dispose([batch.images, batch.targets, batch.labels]);
-        }
-        const n = batch.labelValues.length;
-        step += 1;
-        lastLr = lr;
-        const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
-        if (stop) fail(stop, 'run');
-        const seconds = (performance.now() - stepStart) / 1000;
-        sums.loss += values.loss ?? 0;
-        sums.clean += (values.clean_acc ?? 0) * n;
-        sums.adv += (values.adv_acc ?? 0) * n;
-        sums.images += n;
-        sums.steps += 1;
-        stepEvents.after(step, epoch, b, seconds, values, lr);
-      }
-      epoch += 1;
-      const epochValues: Record<string, number> = {
-        train_loss: sums.loss / sums.steps,
-        train_clean_acc: sums.clean / sums.images,
-        ...(adversarial ? { train_adv_acc: sums.adv / sums.images } : {}),
-      };
-      if (epoch % config.heldOut.every === 0 || epoch === config.epochs) {
-        const measured = await measureHeldOut();
-        if (measured) {
-          epochValues.heldout_natural_acc = measured.natural;
-          epochValues.heldout_pgd_acc = measured.pgd;
-        }
-      }
-      Object.assign(summary, epochValues);
-      emit({ type: 'metrics', step, epoch, values: epochValues });
-      emit({
-        type: 'log',
-        level: 'info',
-        message: epochLine(epoch, config.epochs, epochValues, config.heldOut.pgdSteps),
-      });
-      if (epoch % config.checkpointEvery === 0 || epoch === config.epochs) await saveAll();
-    }
-    const done: DoneEvent = {
-      type: 'done',
-      step,
-      epoch,
-      checkpoint: lastCheckpoint ?? '',
-      seconds: (performance.now() - started) / 1000,
-      summary: { ...summary, images_per_s: stepEvents.imagesPerSecond },
-    };
-    emit(done);
-    return done;
-  } catch (error) {
-    if (error instanceof RunFailedError) throw error;
-    if (error instanceof RunCancelledError || options.signal?.aborted) {
-      emit({
-        type: 'log',
-        level: 'warn',
-        message: `Cancelled at step ${step}; the last checkpoint (${lastCheckpoint ?? 'none'}) is kept.`,
-      });
-      throw error instanceof RunCancelledError ? error : new RunCancelledError();
-    }
-    return fail(`Fine-tuning stopped at step ${step}: ${messageOf(error)}`, 'run');
-  } finally {
-    iterator.close();
-    disposeModel();
   }
 }
 

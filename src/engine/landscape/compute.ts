@@ -241,7 +241,7 @@ export async function computeLandscape(requestInput: unknown, options: Landscape
       type: 'done',
       step: totalPoints,
       epoch: rows,
-      checkpoint: model.path,
+      output: { kind: 'landscape', path: file },
       seconds,
       summary: {
         ...(result.min ? { loss_min: result.min.value } : {}),

@@ -5,6 +5,7 @@ import { cwL2 } from '../../../src/engine/attacks/cw';
 import {
   blackBoxCheck,
   maskingReport,
+  maskingWarnings,
   randomnessCheck,
   unboundedEpsCheck,
   zeroGradientCheck,
@@ -159,6 +160,15 @@ describe.each(['cpu', 'wasm'] as const)('gradient-masking checks on %s', (backen
       unboundedEps: maskedUnbounded,
     });
     expect(report.warnings).toHaveLength(4);
+    // Each sentence says which check raised it (the evaluation places them by kind, not by wording).
+    const parts = { zeroGradient: maskedZero, randomness: random, blackBox: check, unboundedEps: maskedUnbounded };
+    expect(maskingWarnings(parts).map((w) => w.kind)).toEqual([
+      'zero-gradient',
+      'randomness',
+      'black-box',
+      'unbounded-eps',
+    ]);
+    expect(maskingWarnings(parts).map((w) => w.message)).toEqual(report.warnings);
     expect(maskingReport({ zeroGradient: plainZero, unboundedEps: plainUnbounded }).warnings).toEqual([]);
     tf.dispose([x, whiteBox.xAdv, blackBox.xAdv]);
     net.dispose();

@@ -7,7 +7,7 @@ import { BatchIterator, BuiltinDataset, type Dataset } from '../../../src/engine
 import { openExtraData } from '../../../src/engine/data/extra-data';
 import { runFinetuning } from '../../../src/engine/finetune';
 import { encodeNpy } from '../../../src/engine/io/npy';
-import { collectEvents, RunFailedError } from '../../../src/engine/pretrain/trainer';
+import { collectEvents, RunFailedError } from '../../../src/engine/train/run-lifecycle';
 import { BuiltinSource, ExtraData } from '../../../src/shared/dataset-config';
 import { useBackend } from '../../helpers/backend';
 import { int64Npy, npz } from '../../helpers/npz';

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BuiltinDataset } from '../../../src/engine/data';
 import { datasetFraction } from '../../../src/engine/data/subset';
-import { collectEvents, runPretraining } from '../../../src/engine/pretrain/trainer';
+import { runPretraining } from '../../../src/engine/pretrain/trainer';
+import { collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { BuiltinSource } from '../../../src/shared/dataset-config';
 import { useBackend } from '../../helpers/backend';
 

@@ -167,7 +167,7 @@ describe('evaluate', () => {
     expect(report.masking?.randomness?.flagged).toBe(false);
     expect(events[0]?.type).toBe('started');
     const last = events.at(-1);
-    expect(last).toMatchObject({ type: 'done', checkpoint: path.join(outDir, 'report.json') });
+    expect(last).toMatchObject({ type: 'done', output: { kind: 'report', path: path.join(outDir, 'report.json') } });
     const progress = events.filter((e) => e.type === 'progress');
     expect(progress.at(-1)).toMatchObject({ step: progress.at(-1)?.totalSteps });
     expect(existsSync(path.join(outDir, 'report.json'))).toBe(true);

@@ -6,7 +6,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../../../src/engine/checkpoint';
 import { FinetuneSourceError, initialClassifier, runFinetuning } from '../../../src/engine/finetune';
 import { disposeParams } from '../../../src/engine/model';
-import { RunFailedError, collectEvents, runPretraining } from '../../../src/engine/pretrain/trainer';
+import { runPretraining } from '../../../src/engine/pretrain/trainer';
+import { RunFailedError, collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
 
@@ -30,7 +31,7 @@ describe('fine-tuning from a MIMIR pre-training checkpoint', () => {
       },
       { outDir: pretrainDir, emit: () => undefined },
     );
-    pretrainCheckpoint = done.checkpoint;
+    pretrainCheckpoint = done.output?.path ?? '';
   });
 
   it("copies the encoder's weights exactly and starts fc_norm and the head fresh", async () => {
@@ -86,7 +87,7 @@ describe('fine-tuning from a MIMIR pre-training checkpoint', () => {
       },
       { outDir, emit },
     );
-    expect(done.checkpoint).toBe(path.join(outDir, 'checkpoints', 'epoch-0001'));
+    expect(done.output).toEqual({ kind: 'checkpoint', path: path.join(outDir, 'checkpoints', 'epoch-0001') });
     const log = events.find((e) => e.type === 'log');
     expect(log?.type === 'log' && log.message).toContain(`pgd-at fine-tuning from ${pretrainCheckpoint}`);
     const written = JSON.parse(readFileSync(path.join(outDir, 'config.json'), 'utf8'));

@@ -6,7 +6,7 @@ import type { FinetuneConfigInput } from '../../../src/shared/finetune-config';
 import { saveCheckpoint } from '../../../src/engine/checkpoint';
 import { loadClassifierCheckpoint, runFinetuning } from '../../../src/engine/finetune';
 import { disposeParams, initMaeParams } from '../../../src/engine/model';
-import { collectEvents } from '../../../src/engine/pretrain/trainer';
+import { collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { Rng } from '../../../src/engine/rng';
 import { useBackend } from '../../helpers/backend';
 

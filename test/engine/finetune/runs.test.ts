@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FINETUNE_METHODS, type FinetuneConfigInput } from '../../../src/shared/finetune-config';
 import { RunEvent } from '../../../src/shared/run-events';
 import { GENERALIST_STATE_DIR, loadClassifierCheckpoint, runFinetuning } from '../../../src/engine/finetune';
-import { RunCancelledError, RunFailedError, collectEvents } from '../../../src/engine/pretrain/trainer';
+import { RunCancelledError, RunFailedError, collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { useBackend } from '../../helpers/backend';
 import { MICRO_DATASET } from './helpers';
 
@@ -53,7 +53,7 @@ describe('fine-tuning runs (wasm)', () => {
       }
       const epochEnd = events.find((e) => e.type === 'metrics' && e.values.train_loss !== undefined);
       expect(epochEnd?.type === 'metrics' && epochEnd.values.heldout_pgd_acc !== undefined).toBe(true);
-      expect(done.checkpoint).toBe(path.join(outDir, 'checkpoints', 'epoch-0001'));
+      expect(done.output).toEqual({ kind: 'checkpoint', path: path.join(outDir, 'checkpoints', 'epoch-0001') });
       expect(existsSync(path.join(outDir, GENERALIST_STATE_DIR))).toBe(method === 'generalist');
 
       const model = await loadClassifierCheckpoint(outDir);
@@ -63,7 +63,7 @@ describe('fine-tuning runs (wasm)', () => {
       expect(scores.shape).toEqual([2, 10]);
       scores.dispose();
       model.dispose();
-      const manifest = JSON.parse(readFileSync(path.join(done.checkpoint, 'checkpoint.json'), 'utf8'));
+      const manifest = JSON.parse(readFileSync(path.join(done.output?.path ?? '', 'checkpoint.json'), 'utf8'));
       expect(manifest.kind).toBe('finetune');
       expect(manifest.runConfig).toMatchObject({
         method,

@@ -6,7 +6,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openDataset } from '../../../src/engine/data';
 import { initMaeParams, disposeParams } from '../../../src/engine/model';
 import { isEncoderParam, penaltyAtStart, pretrainStep } from '../../../src/engine/pretrain/step';
-import { collectEvents, runPretraining } from '../../../src/engine/pretrain/trainer';
+import { runPretraining } from '../../../src/engine/pretrain/trainer';
+import { collectEvents } from '../../../src/engine/train/run-lifecycle';
 import { Rng } from '../../../src/engine/rng';
 import {
   expectedPenaltyShare,
