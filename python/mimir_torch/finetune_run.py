@@ -17,7 +17,7 @@ from . import model as M
 from .checkpoint import LATEST, MANIFEST, OptimizerState, find_latest, load_checkpoint, save_checkpoint
 from .config import ConfigError, FinetuneSettings, ModelConfig
 from .data.batches import BatchIterator
-from .distributed import World, any_rank, average_gradients, average_scalars
+from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, project, start_noise, steepest_direction
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
@@ -145,8 +145,13 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         state["step"] = int(stored.manifest["step"])
     batch_size = int(record["batchSize"])
     epochs = int(record["epochs"])
-    rows = world.rows(batch_size)
     iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, record["augmentation"], iterator_state)
+    try:
+        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
+    except ValueError as error:
+        fail(str(error))
+    rows = sampler.rows
+    average = GradientAverager(params, world)
     steps_per_epoch = iterator.batches_per_epoch
     peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
     if world.rank == 0:
@@ -185,17 +190,18 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
             if any_rank(stop.requested, world, device):
                 raise Cancelled()
             step_start = time.perf_counter()
+            sampler.set_order(iterator.plan.order)
+            ids = sampler.batch_indices(iterator.batch)
             images_np, labels_np, indices = iterator.next()
             lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
             seed_step = rng.next_uint32() if adversarial else None
-            ids = list(indices[rows])
             images = torch.from_numpy(images_np[rows]).to(device)
             labels = torch.from_numpy(labels_np[rows]).to(device)
             targets = torch.nn.functional.one_hot(labels, num_classes).float()
             noise = start_noise(run, seed_step, ids, tuple(images.shape)).to(device) if seed_step is not None else None
             with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
                 result = finetune_step(params, model_config, run, images, targets, labels, noise, rng)
-            grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+            grads = average({k: g.float() for k, g in result.grads.items()})
             norm = optimizer.step(grads, lr)
             state["step"] += 1
             last_lr = lr

@@ -13,7 +13,7 @@ from . import model as M
 from .checkpoint import OptimizerState, find_latest, load_checkpoint, save_checkpoint
 from .config import ConfigError, ModelConfig, PretrainSettings
 from .data.batches import BatchIterator
-from .distributed import World, any_rank, average_gradients, average_scalars
+from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .masking import rng_masking
 from .optim import AdamW, learning_rate_at, scaled_learning_rate
@@ -60,7 +60,6 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     batch_size = int(config["batchSize"])
     epochs = int(config["epochs"])
     optim_cfg = config["optimizer"]
-    rows = world.rows(batch_size)
     if world.rank == 0:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
@@ -94,6 +93,12 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         state["step"] = int(stored.manifest["step"])
 
     iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, config["augmentation"], iterator_state)
+    try:
+        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
+    except ValueError as error:
+        fail(str(error))
+    rows = sampler.rows
+    average = GradientAverager(params, world)
     steps_per_epoch = iterator.batches_per_epoch
     total_steps = steps_per_epoch * epochs
     peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
@@ -117,7 +122,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         "info",
         f"{run.mode} pre-training on the PyTorch engine ({device.type}, {world.size} process{'es' if world.size > 1 else ''}): "
         f"model {model_config.width}x{model_config.depth}, {steps_per_epoch} steps per epoch of {batch_size} images"
-        + (f", {batch_size // world.size} per process; MI on each process's local batch" if world.distributed else "")
+        + (f", {sampler.per_rank} per process; gradients averaged by {average.description}; MI on each process's local batch" if world.distributed else "")
         + ".",
     )
     events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]))
@@ -160,11 +165,11 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
                 start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps)[rows].to(device)
             with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
                 result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()))
-            grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+            grads = average({k: g.float() for k, g in result.grads.items()})
             if os.environ.get(GRAD_DUMP_ENV):
                 # Test hook (the DDP gradient-equivalence test): the first step's averaged gradients, then stop.
                 if world.rank == 0:
-                    write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()})
+                    write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()}, {"averagedBy": average.description})
                 raise Cancelled()
             norm = optimizer.step(grads, lr)
             state["step"] += 1
