@@ -213,7 +213,9 @@ describe('mimir pretrain and finetune --engine torch', () => {
     const [single, ddp] = dumps.map((file) => decodeSafetensors(readFileSync(file)));
     // Who averaged: the rank's GradientAverager names the class of the module that ran the all-reduce.
     expect(single?.metadata.averagedBy).toBe('one process');
-    expect(ddp?.metadata.averagedBy).toBe('torch.nn.parallel.distributed.DistributedDataParallel over gloo (2 processes)');
+    expect(ddp?.metadata.averagedBy).toBe(
+      'torch.nn.parallel.distributed.DistributedDataParallel over gloo (2 processes)',
+    );
     const [one, two] = [single?.tensors, ddp?.tensors];
     let worst = 0;
     for (const [name, g] of one ?? new Map()) {
