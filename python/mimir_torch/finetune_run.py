@@ -20,6 +20,7 @@ from .data.batches import BatchIterator
 from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, project, start_noise, steepest_direction
+from .precision import Precision
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
@@ -67,7 +68,7 @@ def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, d
     return {"natural": natural / count if count else 0.0, "pgd": robust / count if count else 0.0}
 
 
-def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
     checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
     state: Dict[str, Any] = {"step": 0, "last": None}
 
@@ -179,6 +180,8 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         f"model {model_config.width}x{model_config.depth}, {num_classes} outputs, {steps_per_epoch} steps per epoch of {batch_size} images"
         + (f", {run.threat} eps {run.eps:g}/255." if run.method != "natural" else "."),
     )
+    if precision.note:
+        emitter.log("info", precision.note)
     events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
@@ -199,7 +202,7 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
             labels = torch.from_numpy(labels_np[rows]).to(device)
             targets = torch.nn.functional.one_hot(labels, num_classes).float()
             noise = start_noise(run, seed_step, ids, tuple(images.shape)).to(device) if seed_step is not None else None
-            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+            with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
                 result = finetune_step(params, model_config, run, images, targets, labels, noise, rng)
             grads = average({k: g.float() for k, g in result.grads.items()})
             norm = optimizer.step(grads, lr)

@@ -16,6 +16,7 @@ from .data.batches import BatchIterator
 from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .masking import rng_masking
+from .precision import Precision
 from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
 from .previews import write_preview_snapshot
@@ -26,7 +27,7 @@ from .safetensors_io import write_safetensors
 CONFIG_FILE = "config.json"
 
 
-def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
     checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
     state: Dict[str, Any] = {"step": 0, "last": None}
 
@@ -125,6 +126,8 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         + (f", {sampler.per_rank} per process; gradients averaged by {average.description}; MI on each process's local batch" if world.distributed else "")
         + ".",
     )
+    if precision.note:
+        emitter.log("info", precision.note)
     events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
@@ -163,16 +166,19 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
                 eps = run.attack.eps / 255
                 shape = (batch_size, mask.num_visible, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
                 start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps)[rows].to(device)
-            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()))
+            with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
+                result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()), precision.loss_scale())
             grads = average({k: g.float() for k, g in result.grads.items()})
             if os.environ.get(GRAD_DUMP_ENV):
                 # Test hook (the DDP gradient-equivalence test): the first step's averaged gradients, then stop.
                 if world.rank == 0:
                     write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()}, {"averagedBy": average.description})
                 raise Cancelled()
-            norm = optimizer.step(grads, lr)
+            norm, skipped = optimizer.scaled_step(grads, lr, precision.scaler)
             state["step"] += 1
+            if skipped:
+                emitter.log("warn", f"step {state['step']}: fp16 gradients overflowed (inf or NaN); GradScaler skipped this update and lowered the loss scale to {precision.loss_scale():g}.")
+                norm = None  # the norm of overflowed gradients is not a measurement
             last_lr = lr
             values = average_scalars(
                 {"loss": result.loss.item(), "recon_loss": result.recon.item(), "mi": result.mi.item(), "attack_loss": result.attack_loss.item()},

@@ -32,7 +32,7 @@ export interface TorchLaunch {
   masterAddr?: string;
   masterPort?: number;
   device?: 'auto' | 'cpu' | 'cuda';
-  precision?: 'auto' | 'fp32' | 'bf16';
+  precision?: 'auto' | 'fp32' | 'bf16' | 'fp16';
   /** CPU threads per process (default: cores / processes, at least 1). */
   threads?: number;
 }
