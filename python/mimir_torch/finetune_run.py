@@ -21,6 +21,7 @@ from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, 
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, project, start_noise, steepest_direction
 from .precision import Precision
+from .system_metrics import system_metrics
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
 from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
@@ -182,7 +183,7 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
     )
     if precision.note:
         emitter.log("info", precision.note)
-    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]))
+    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]), system_metrics(device, world.rank, lambda m: emitter.log("warn", m)))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
     last_lr = 0.0

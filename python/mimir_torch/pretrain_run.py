@@ -17,6 +17,7 @@ from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, 
 from .events import Emitter, StepEvents, non_finite_stop
 from .masking import rng_masking
 from .precision import Precision
+from .system_metrics import system_metrics
 from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
 from .previews import write_preview_snapshot
@@ -128,7 +129,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     )
     if precision.note:
         emitter.log("info", precision.note)
-    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]))
+    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]), system_metrics(device, world.rank, lambda m: emitter.log("warn", m)))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
     last_lr = 0.0
