@@ -124,6 +124,12 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `ALTER TABLE runs ADD COLUMN error_cause TEXT CHECK (error_cause IS NULL OR error_cause IN ('config', 'run'));`,
   },
   { version: 4, name: 'sweeps', sql: sweeps },
+  {
+    version: 5,
+    name: 'run engine',
+    // The PyTorch engine's compute as its started event said (JSON TorchEngineInfo); NULL for tfjs runs.
+    sql: `ALTER TABLE runs ADD COLUMN engine TEXT CHECK (engine IS NULL OR json_valid(engine));`,
+  },
 ];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */

@@ -57,6 +57,7 @@ interface RunRow {
   parent_run_id: string | null;
   out_dir: string | null;
   backend: string | null;
+  engine: string | null;
   pid: number | null;
   created_at: number;
   started_at: number | null;
@@ -124,6 +125,7 @@ function toRun(row: RunRow): Run {
     parentRunId: row.parent_run_id,
     outDir: row.out_dir,
     backend: row.backend,
+    engine: row.engine === null ? null : (JSON.parse(row.engine) as unknown),
     pid: row.pid,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -539,12 +541,13 @@ export class RunStore {
         if (this.statusOf(runId) !== 'running') this.transition(runId, 'running', now, {});
         this.db
           .prepare(
-            `UPDATE runs SET backend = ?, out_dir = ?, step = ?, epoch = ?, total_steps = ?, epochs = ?,
+            `UPDATE runs SET backend = ?, engine = ?, out_dir = ?, step = ?, epoch = ?, total_steps = ?, epochs = ?,
                started_at = coalesce(started_at, ?)
              WHERE id = ?`,
           )
           .run(
             event.backend,
+            event.engine ? JSON.stringify(event.engine) : null,
             event.outDir,
             event.step,
             event.epoch,
