@@ -196,7 +196,7 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
             step_start = time.perf_counter()
             sampler.set_order(iterator.plan.order)
             ids = sampler.batch_indices(iterator.batch)
-            images_np, labels_np, indices = iterator.next()
+            images_np, labels_np, _ = iterator.next()
             lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
             seed_step = rng.next_uint32() if adversarial else None
             images = torch.from_numpy(images_np[rows]).to(device)
