@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 
 class Emitter:
@@ -39,8 +39,9 @@ def non_finite_stop(values: Mapping[str, float], step: int, epoch: int, last_che
 class StepEvents:
     """step-events.ts's StepEvents: throughput (the run's first step left out) and the per-step events."""
 
-    def __init__(self, emitter: Emitter, batch_size: int, epochs: int, steps_per_epoch: int, log_every: int) -> None:
+    def __init__(self, emitter: Emitter, batch_size: int, epochs: int, steps_per_epoch: int, log_every: int, system: Optional[Callable[[], Dict[str, float]]] = None) -> None:
         self.emitter = emitter
+        self.system = system  # system metrics (GPU utilisation and memory), sampled with each metrics event
         self.batch_size, self.epochs, self.steps_per_epoch, self.log_every = batch_size, epochs, steps_per_epoch, log_every
         self.images = 0
         self.seconds = 0.0
@@ -60,7 +61,7 @@ class StepEvents:
                     "type": "metrics",
                     "step": step,
                     "epoch": epoch + (b + 1) / self.steps_per_epoch,
-                    "values": {**values, "lr": lr, "images_per_s": ips, **extra},
+                    "values": {**values, "lr": lr, "images_per_s": ips, **extra, **(self.system() if self.system else {})},
                 }
             )
         total = self.steps_per_epoch * self.epochs

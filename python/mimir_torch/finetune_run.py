@@ -19,10 +19,12 @@ from .checkpoint import LATEST, MANIFEST, find_latest, load_checkpoint
 from .config import ConfigError, FinetuneSettings, ModelConfig, need_map
 from .data.augment import mix_batch, rand_augment_batch
 from .data.batches import BatchIterator
-from .distributed import World, any_rank, average_gradients, average_scalars
+from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, merge_dbat_logits, project, start_noise, steepest_direction
 from .generalist import GeneralistTrainer
+from .precision import Precision
+from .system_metrics import system_metrics
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
 from .data.subset import dataset_fraction
@@ -80,7 +82,7 @@ def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, d
     return {"natural": natural / count if count else 0.0, "pgd": robust / count if count else 0.0}
 
 
-def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
     checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
     state: Dict[str, Any] = {"step": 0, "last": None}
 
@@ -163,8 +165,13 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         state["step"] = int(stored.manifest["step"])
     batch_size = int(record["batchSize"])
     epochs = int(record["epochs"])
-    rows = world.rows(batch_size)
     iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, record["augmentation"], iterator_state)
+    try:
+        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
+    except ValueError as error:
+        fail(str(error))
+    rows = sampler.rows
+    average = GradientAverager(params, world)
     steps_per_epoch = iterator.batches_per_epoch
     peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
     if world.rank == 0:
@@ -192,7 +199,9 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         f"model {model_config.width}x{model_config.depth}, {num_classes} outputs, {steps_per_epoch} steps per epoch of {batch_size} images"
         + (f", {run.threat} eps {run.eps:g}/255." if run.method != "natural" else "."),
     )
-    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]))
+    if precision.note:
+        emitter.log("info", precision.note)
+    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]), system_metrics(device, world.rank, lambda m: emitter.log("warn", m)))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
     last_lr = 0.0
@@ -203,14 +212,15 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
             if any_rank(stop.requested, world, device):
                 raise Cancelled()
             step_start = time.perf_counter()
-            images_np, labels_np, indices = iterator.next()
+            sampler.set_order(iterator.plan.order)
+            ids = sampler.batch_indices(iterator.batch)
+            images_np, labels_np, _ = iterator.next()
             # trainer.ts nextTrainBatch: RandAugment, then MixUp/CutMix, from the run's Rng before the step's draws.
             if record["randAugment"] is not None:
                 rand_augment_batch(images_np, record["randAugment"], rng)
             images_np, targets_np, labels_np, _, _ = mix_batch(images_np, labels_np, num_classes, record["mixup"], rng)
             lr = learning_rate_at(peak_lr, optim_cfg["minLr"], optim_cfg["warmupEpochs"], epochs, epoch + b / steps_per_epoch)
             seed_step = rng.next_uint32() if adversarial else None
-            ids = list(indices[rows])
             images = torch.from_numpy(images_np[rows]).to(device)
             labels = torch.from_numpy(labels_np[rows]).to(device)
             targets = torch.from_numpy(targets_np[rows]).to(device)
@@ -218,11 +228,11 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
             noise = noise.to(device) if noise is not None else None
             n = len(ids)
             if generalist:
-                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
                     g = generalist.gradients(images, targets, labels, noise, rng)
                 robust_weight, _, _ = generalist.apply(
-                    average_gradients({k: t.float() for k, t in g.robust.items()}, world),
-                    average_gradients({k: t.float() for k, t in g.natural.items()}, world),
+                    average({k: t.float() for k, t in g.robust.items()}),
+                    average({k: t.float() for k, t in g.natural.items()}),
                     lr, epoch, b, steps_per_epoch, state["step"],
                 )
                 values = {
@@ -234,9 +244,9 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
                 values = average_scalars(values, world, device)
                 values["robust_weight"] = robust_weight
             else:
-                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
                     result = finetune_step(params, model_config, run, images, targets, labels, noise, rng, seed=seed_step, ids=ids, epoch=epoch)
-                grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+                grads = average({k: g.float() for k, g in result.grads.items()})
                 norm = optimizer.step(grads, lr) if optimizer else None
                 values = {"loss": result.loss.item(), "clean_acc": result.clean_correct.item() / n}
                 if result.adv_correct is not None:

@@ -10,6 +10,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .precision import Scaler
+
 NO_WEIGHT_DECAY_NAMES = ("cls_token", "mask_token", "dist_token", "pos_embed", "decoder_pos_embed")
 
 
@@ -79,18 +81,37 @@ class AdamW:
 
     def step(self, grads: Dict[str, torch.Tensor], lr: float) -> Optional[float]:
         """Apply gradients at the schedule's lr; returns the pre-clipping gradient norm when clipping is on."""
+        norm, _ = self.scaled_step(grads, lr, None)
+        return norm
+
+    def scaled_step(self, grads: Dict[str, torch.Tensor], lr: float, scaler: Optional["Scaler"]) -> Tuple[Optional[float], bool]:
+        """step() for gradients of a loss multiplied by the scaler's scale (fp16): GradScaler's recipe
+        (unscale_, clip, step, update); the update is skipped when a gradient is inf or NaN, and the scaler
+        then lowers its scale. Returns (pre-clipping norm, whether the update was skipped)."""
         for name in self.names:
             self.params[name].grad = grads[name].detach().clone() if name in grads else None
+        scaling = scaler is not None and scaler.is_enabled()
+        if scaling:
+            scale_before = scaler.get_scale()
+            scaler.unscale_(self.optimizer)
         norm = None
         if self.max_grad_norm is not None:
             norm = float(torch.nn.utils.clip_grad_norm_([self.params[n] for n in self.names if n in grads], self.max_grad_norm))
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        self.optimizer.step()
+        skipped = False
+        if scaling:
+            scaler.step(self.optimizer)
+            scaler.update()
+            # GradScaler lowers its scale exactly when it found inf/NaN and skipped optimizer.step().
+            skipped = scaler.get_scale() < scale_before
+        else:
+            self.optimizer.step()
         for name in self.names:
             self.params[name].grad = None
-        self.step_count += 1
-        return norm
+        if not skipped:
+            self.step_count += 1
+        return norm, skipped
 
     def export_state(self) -> Tuple[int, Dict[str, int], Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """(step, per-parameter steps, m, v) in the checkpoint's terms."""

@@ -13,9 +13,11 @@ from . import model as M
 from .checkpoint import find_latest, load_checkpoint
 from .config import ConfigError, ModelConfig, PretrainSettings, need_map
 from .data.batches import BatchIterator
-from .distributed import World, any_rank, average_gradients, average_scalars
+from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .masking import rng_masking
+from .precision import Precision
+from .system_metrics import system_metrics
 from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
 from .previews import write_preview_snapshot
@@ -28,7 +30,7 @@ from .train_lifecycle import finish, save_epoch_checkpoint
 CONFIG_FILE = "config.json"
 
 
-def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Optional[torch.dtype], world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
+def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
     checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
     state: Dict[str, Any] = {"step": 0, "last": None}
 
@@ -62,7 +64,6 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     batch_size = int(config["batchSize"])
     epochs = int(config["epochs"])
     optim_cfg = config["optimizer"]
-    rows = world.rows(batch_size)
     if world.rank == 0:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
@@ -96,6 +97,12 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         state["step"] = int(stored.manifest["step"])
 
     iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, config["augmentation"], iterator_state)
+    try:
+        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
+    except ValueError as error:
+        fail(str(error))
+    rows = sampler.rows
+    average = GradientAverager(params, world)
     steps_per_epoch = iterator.batches_per_epoch
     total_steps = steps_per_epoch * epochs
     peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
@@ -119,10 +126,12 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         "info",
         f"{run.mode} pre-training on the PyTorch engine ({device.type}, {world.size} process{'es' if world.size > 1 else ''}): "
         f"model {model_config.width}x{model_config.depth}, {steps_per_epoch} steps per epoch of {batch_size} images"
-        + (f", {batch_size // world.size} per process; MI on each process's local batch" if world.distributed else "")
+        + (f", {sampler.per_rank} per process; gradients averaged by {average.description}; MI on each process's local batch" if world.distributed else "")
         + ".",
     )
-    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]))
+    if precision.note:
+        emitter.log("info", precision.note)
+    events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]), system_metrics(device, world.rank, lambda m: emitter.log("warn", m)))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
     last_lr = 0.0
@@ -160,16 +169,19 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
                 eps = run.attack.eps / 255
                 shape = (batch_size, mask.num_visible, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
                 start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps)[rows].to(device)
-            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()))
-            grads = average_gradients({k: g.float() for k, g in result.grads.items()}, world)
+            with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
+                result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()), precision.loss_scale())
+            grads = average({k: g.float() for k, g in result.grads.items()})
             if os.environ.get(GRAD_DUMP_ENV):
                 # Test hook (the DDP gradient-equivalence test): the first step's averaged gradients, then stop.
                 if world.rank == 0:
-                    write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()})
+                    write_safetensors(os.environ[GRAD_DUMP_ENV], {k: g.detach().cpu() for k, g in grads.items()}, {"averagedBy": average.description})
                 raise Cancelled()
-            norm = optimizer.step(grads, lr)
+            norm, skipped = optimizer.scaled_step(grads, lr, precision.scaler)
             state["step"] += 1
+            if skipped:
+                emitter.log("warn", f"step {state['step']}: fp16 gradients overflowed (inf or NaN); GradScaler skipped this update and lowered the loss scale to {precision.loss_scale():g}.")
+                norm = None  # the norm of overflowed gradients is not a measurement
             last_lr = lr
             values = average_scalars(
                 {"loss": result.loss.item(), "recon_loss": result.recon.item(), "mi": result.mi.item(), "attack_loss": result.attack_loss.item()},

@@ -100,8 +100,10 @@ def pretrain_step(
     mask: PatchMask,
     attack_start: Optional[torch.Tensor],
     draw_mask: Callable[[], PatchMask],
+    loss_scale: float = 1.0,
 ) -> PretrainStepResult:
-    """Steps 1-3 for one batch with the given mask and attack start (the trainer draws them)."""
+    """Steps 1-3 for one batch with the given mask and attack start (the trainer draws them). The
+    gradients are of loss * loss_scale (fp16's loss scaling; the optimiser unscales them)."""
     adversarial, attack_loss = images, None
     train_mask = mask
     if run.mode != "mae":
@@ -120,7 +122,8 @@ def pretrain_step(
     mi = mutual_information(M.patchify(adversarial, c.patch_size), features, run.mi)
     loss = recon + run.mi.lam * mi if run.mode == "mimir" and run.mi.lam > 0 else recon
     names = list(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+    scaled = loss * loss_scale if loss_scale != 1.0 else loss
+    grads = torch.autograd.grad(scaled, [params[n] for n in names], allow_unused=True)
     named = {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, grads)}
     return PretrainStepResult(
         loss=loss.detach(),

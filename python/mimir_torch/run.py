@@ -1,6 +1,6 @@
 """The PyTorch engine's run entry point:
 
-  python3 -m mimir_torch.run --config job.json --out DIR [--device auto|cpu|cuda] [--precision auto|fp32|bf16]
+  python3 -m mimir_torch.run --config job.json --out DIR [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16]
 
 job.json (written by the workbench, src/torch/job.ts): {"kind": "pretrain" | "finetune", "config": the
 run config validated by the Node side's zod schema and filled with every default (model presets and
@@ -35,8 +35,9 @@ from .runtime import (
     Stop,
     die_with_parent,
     pick_device,
-    pick_precision,
 )
+from .config import ConfigError
+from .precision import CHOICES, make_precision
 
 
 def main(argv: List[str]) -> int:
@@ -44,7 +45,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--config", required=True, help="job JSON written by the workbench: {kind, config}")
     parser.add_argument("--out", required=True, help="the run's folder (resumes from its checkpoints)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--precision", choices=list(CHOICES), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per process (0: torch's default)")
     args = parser.parse_args(argv)
     with open(args.config) as f:
@@ -62,7 +63,12 @@ def main(argv: List[str]) -> int:
         if runner is None:
             emitter.emit({"type": "failed", "message": f"job kind {kind!r} is not available on the PyTorch engine (pretrain, finetune): use --engine tfjs", "step": None, "lastCheckpoint": None})
             return EXIT_FAILED
-        runner(job["config"], bool(job.get("resume", False)), job.get("epochsOverride"), os.path.abspath(args.out), device, pick_precision(args.precision, device), world, emitter, stop)
+        try:
+            precision = make_precision(args.precision, device, loss_scaling=kind == "pretrain")
+        except ConfigError as error:
+            emitter.emit({"type": "failed", "message": str(error), "step": None, "lastCheckpoint": None})
+            return EXIT_FAILED
+        runner(job["config"], bool(job.get("resume", False)), job.get("epochsOverride"), os.path.abspath(args.out), device, precision, world, emitter, stop)
         return EXIT_DONE
     except RunFailed:
         return EXIT_FAILED

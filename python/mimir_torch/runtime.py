@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping
 
 import torch
 
@@ -14,6 +14,7 @@ from .data.cifar10 import Cifar10Dataset
 from .data.image_folder import ImageFolderDataset
 from .data.procedural import BuiltinDataset
 from .distributed import World
+from .precision import Precision
 
 CHECKPOINTS_DIR = "checkpoints"
 PREVIEWS_DIR = "previews"
@@ -51,16 +52,6 @@ def pick_device(choice: str) -> torch.device:
     return torch.device("cpu")
 
 
-def pick_precision(choice: str, device: torch.device) -> Optional[torch.dtype]:
-    """None for fp32. On CUDA, auto is bf16 autocast where the GPU supports it, else fp32 (fp16 would need
-    loss scaling, which this engine does not do yet). On the CPU, always fp32."""
-    if device.type != "cuda" or choice == "fp32":
-        return None
-    if choice == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("--precision bf16: this GPU does not support bfloat16; use --precision fp32")
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-
-
 def die_with_parent() -> None:
     """When the process that launched the ranks dies (even by SIGKILL), the ranks die too (Linux:
     PR_SET_PDEATHSIG), so a killed `mimir pretrain` leaves no orphan training on; a resume then
@@ -90,13 +81,13 @@ class Stop:
         self.requested = True
 
 
-def describe_engine(device: torch.device, precision: Optional[torch.dtype], world: World) -> Dict[str, Any]:
+def describe_engine(device: torch.device, precision: Precision, world: World) -> Dict[str, Any]:
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if device.type == "cuda" else ["cpu"]
     return {
         "name": "torch",
         "version": torch.__version__,
         "device": device.type,
         "devices": devices,
-        "precision": "bf16" if precision == torch.bfloat16 else "fp32",
+        "precision": precision.name,
         "worldSize": world.size,
     }

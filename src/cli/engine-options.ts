@@ -22,11 +22,10 @@ export function withEngineOptions(command: Command): Command {
     .option('--master-port <port>', 'torch: the port node 0 listens on', positiveInt)
     .addOption(new Option('--device <device>', 'torch: auto, cpu or cuda').choices(['auto', 'cpu', 'cuda']))
     .addOption(
-      new Option('--precision <p>', 'torch on CUDA: auto (bf16 where supported, else fp32), fp32, bf16').choices([
-        'auto',
-        'fp32',
-        'bf16',
-      ]),
+      new Option(
+        '--precision <p>',
+        'torch on CUDA: auto (bf16 where supported, else fp16 with loss scaling in pre-training, fp32 in fine-tuning), fp32, bf16, fp16',
+      ).choices(['auto', 'fp32', 'bf16', 'fp16']),
     );
 }
 

@@ -17,6 +17,7 @@ import type { ForcedBackend, SystemReport } from '../shared/system';
 import type { ProcessLauncher } from '../jobs/channel';
 import { FileReadError, readRegularFile } from '../engine/io/read-file';
 import { probeEngineProcess } from '../jobs/engine-host';
+import { torchEngineReport } from '../torch/python';
 import { JobRunner } from '../jobs/job-runner';
 import { lockDataFolder } from '../store/data-folder-lock';
 import { StoreError } from '../store/errors';
@@ -117,10 +118,12 @@ export function createAppService(options: AppServiceOptions): AppService {
 
   const handlers: Handlers = {
     'system.report': () => {
-      report ??= probeEngineProcess(launch, forced).catch((error: unknown) => {
-        report = null; // let the next call try again rather than cache a failure
-        throw error;
-      });
+      report ??= probeEngineProcess(launch, forced)
+        .then(async (found) => ({ ...found, torchEngine: await torchEngineReport() }))
+        .catch((error: unknown) => {
+          report = null; // let the next call try again rather than cache a failure
+          throw error;
+        });
       return report;
     },
     'presets.list': () => RUN_PRESETS,

@@ -15,7 +15,7 @@ export const RunEngine = z.discriminatedUnion(
       nproc: z.number().int('nproc must be a whole number').min(1, 'nproc must be >= 1').default(1),
       device: z.enum(['auto', 'cpu', 'cuda'], { error: "device must be 'auto', 'cpu' or 'cuda'" }).default('auto'),
       precision: z
-        .enum(['auto', 'fp32', 'bf16'], { error: "precision must be 'auto', 'fp32' or 'bf16'" })
+        .enum(['auto', 'fp32', 'bf16', 'fp16'], { error: "precision must be 'auto', 'fp32', 'bf16' or 'fp16'" })
         .default('auto'),
     }),
   ],

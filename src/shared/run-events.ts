@@ -20,7 +20,7 @@ export const TorchEngineInfo = z.object({
   device: z.enum(['cpu', 'cuda']),
   /** 'cpu', or the CUDA devices' names. */
   devices: z.array(z.string()),
-  precision: z.enum(['fp32', 'bf16']),
+  precision: z.enum(['fp32', 'bf16', 'fp16']),
   /** Processes training together (DDP ranks over all nodes). */
   worldSize: z.number().int().positive(),
 });

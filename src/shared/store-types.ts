@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { RunBackend } from './system';
-import { FailureCause, RunOutput } from './run-events';
+import { FailureCause, RunOutput, TorchEngineInfo } from './run-events';
 
 /**
  * The experiment store's objects (src/store) as the rest of the app sees them: runs, their metrics,
@@ -52,6 +52,8 @@ export const Run = z.object({
   parentRunId: z.string().nullable(),
   outDir: z.string().nullable(),
   backend: RunBackend.nullable(),
+  /** The PyTorch engine's processes, devices and precision (its started event); null or absent for tfjs runs. */
+  engine: TorchEngineInfo.nullish(),
   /** The engine process while the run is active. */
   pid: z.number().int().nullable(),
   createdAt: z.number(),

@@ -55,6 +55,10 @@ export const TorchEngineReport = z.object({
   gloo: z.boolean(),
   /** Why it is unavailable and how to install it; '' when available. */
   reason: z.string(),
+  /** Who starts the ranks (src/torch/torchrun.ts): torchrun where its probe passes, else the launcher itself; null when unavailable. */
+  launcher: z.enum(['torchrun', 'own']).nullable(),
+  /** Why that launcher: the torchrun probe's outcome. */
+  launcherReason: z.string(),
 });
 export type TorchEngineReport = z.infer<typeof TorchEngineReport>;
 

@@ -127,6 +127,12 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'sweeps', sql: sweeps },
   // A done run's output had been stored as its checkpoint whatever it was (a report, a landscape's model).
   { version: 5, name: 'typed run outputs', apply: typeRunOutputs },
+  {
+    version: 6,
+    name: 'run engine',
+    // The PyTorch engine's compute as its started event said (JSON TorchEngineInfo); NULL for tfjs runs.
+    sql: `ALTER TABLE runs ADD COLUMN engine TEXT CHECK (engine IS NULL OR json_valid(engine));`,
+  },
 ];
 
 /** Throws unless versions are 1, 2, 3, ... in order: a gap or duplicate is a programming error. */

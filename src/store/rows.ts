@@ -22,6 +22,7 @@ export interface RunRow {
   parent_run_id: string | null;
   out_dir: string | null;
   backend: string | null;
+  engine: string | null;
   pid: number | null;
   created_at: number;
   started_at: number | null;
@@ -91,6 +92,7 @@ export function toRun(row: RunRow): Run {
     parentRunId: row.parent_run_id,
     outDir: row.out_dir,
     backend: row.backend,
+    engine: row.engine === null ? null : (JSON.parse(row.engine) as unknown),
     pid: row.pid,
     createdAt: row.created_at,
     startedAt: row.started_at,

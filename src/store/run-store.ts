@@ -40,7 +40,7 @@ function prepare(db: SqliteDatabase) {
        WHERE id = ?`,
     ),
     started: db.prepare(
-      `UPDATE runs SET backend = ?, out_dir = ?, step = ?, epoch = ?, total_steps = ?, epochs = ?,
+      `UPDATE runs SET backend = ?, engine = ?, out_dir = ?, step = ?, epoch = ?, total_steps = ?, epochs = ?,
          started_at = coalesce(started_at, ?)
        WHERE id = ?`,
     ),
@@ -256,6 +256,7 @@ export class RunStore {
         if (this.runs.statusOf(runId) !== 'running') this.runs.transition(runId, 'running', now, {});
         s.started.run(
           event.backend,
+          event.engine ? JSON.stringify(event.engine) : null,
           event.outDir,
           event.step,
           event.epoch,

@@ -7,14 +7,15 @@ import { writeFileAtomic } from '../engine/io/atomic-file';
 import { RunEvent, type DoneEvent, type RunEventSink } from '../shared/run-events';
 import type { TorchJob } from './job';
 import { discoverTorch, pythonPackageRoot } from './python';
+import { chooseLauncher, torchrunArgs } from './torchrun';
 
 /**
- * Running a job on the PyTorch engine: the job file, then one Python process per rank
- * (`python3 -m mimir_torch.run`), each given the environment torchrun would set (RANK, WORLD_SIZE,
- * LOCAL_RANK, MASTER_ADDR, MASTER_PORT; Debian's torch 1.13 torchrun does not start on Python 3.11,
- * so the ranks are started here). Rank 0's stdout carries the run events, each validated with the
- * RunEvent schema before it is passed on; every rank's stderr goes to `log`. An abort sends SIGTERM to
- * every rank: they stop together at the next step boundary.
+ * Running a job on the PyTorch engine: the job file, then the ranks (`python3 -m mimir_torch.run`),
+ * started by torchrun where it works, else one process per rank started here with the environment
+ * torchrun would set (torchrun.ts decides). Rank 0's stdout carries the run events, each validated
+ * with the RunEvent schema before it is passed on; stderr goes to `log`. An abort sends SIGTERM to
+ * every started process (torchrun passes it on to its ranks): they stop together at the next step
+ * boundary.
  */
 
 /** The job file in the run's folder; one per node, since several nodes may share the folder. */
@@ -31,7 +32,7 @@ export interface TorchLaunch {
   masterAddr?: string;
   masterPort?: number;
   device?: 'auto' | 'cpu' | 'cuda';
-  precision?: 'auto' | 'fp32' | 'bf16';
+  precision?: 'auto' | 'fp32' | 'bf16' | 'fp16';
   /** CPU threads per process (default: cores / processes, at least 1). */
   threads?: number;
 }
@@ -109,35 +110,38 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
   const pythonPath = [pythonPackageRoot(), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
   const log = options.log ?? ((line: string, rank: number) => process.stderr.write(`[torch rank ${rank}] ${line}\n`));
 
-  const children: ChildProcess[] = [];
-  let done: DoneEvent | null = null;
-  let failed: string | null = null;
-  let badOutput: string | null = null;
-  const exits: Promise<{ rank: number; code: number | null; signal: NodeJS.Signals | null }>[] = [];
-  for (let local = 0; local < nproc; local++) {
-    const rank = nodeRank * nproc + local;
-    const child = spawn(
-      python.executable,
-      [
-        '-m',
-        'mimir_torch.run',
-        '--config',
-        jobFile,
-        '--out',
-        options.outDir,
-        '--device',
-        options.device ?? 'auto',
-        '--precision',
-        options.precision ?? 'auto',
-        '--threads',
-        String(threads),
-      ],
-      {
+  const runArgs = [
+    '-m',
+    'mimir_torch.run',
+    '--config',
+    jobFile,
+    '--out',
+    options.outDir,
+    '--device',
+    options.device ?? 'auto',
+    '--precision',
+    options.precision ?? 'auto',
+    '--threads',
+    String(threads),
+  ];
+  const baseEnv = { ...process.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' };
+  const launcher = await chooseLauncher(python, pythonPath, freePort);
+  const rank0 = nodeRank * nproc;
+  // Each started process: the rank it is (for the log), and whether its stdout carries rank 0's events.
+  const started: { child: ChildProcess; rank: number; label: string; events: boolean }[] = [];
+  if (launcher.kind === 'torchrun') {
+    const [executable = '', ...prefix] = launcher.command;
+    const args = [...prefix, ...torchrunArgs({ nproc, nnodes, nodeRank, masterAddr, masterPort }), ...runArgs];
+    // Every rank under torchrun shares its stdout; only rank 0 prints events (events.py).
+    const child = spawn(executable, args, { stdio: ['ignore', 'pipe', 'pipe'], env: baseEnv });
+    started.push({ child, rank: rank0, label: 'torchrun', events: nodeRank === 0 });
+  } else {
+    for (let local = 0; local < nproc; local++) {
+      const rank = rank0 + local;
+      const child = spawn(python.executable, runArgs, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: {
-          ...process.env,
-          PYTHONPATH: pythonPath,
-          PYTHONUNBUFFERED: '1',
+          ...baseEnv,
           RANK: String(rank),
           LOCAL_RANK: String(local),
           WORLD_SIZE: String(worldSize),
@@ -145,13 +149,22 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
           MASTER_ADDR: masterAddr,
           MASTER_PORT: String(masterPort),
         },
-      },
-    );
-    children.push(child);
+      });
+      started.push({ child, rank, label: `rank ${rank}`, events: rank === 0 });
+    }
+  }
+  log(`ranks started by ${launcher.kind === 'torchrun' ? 'torchrun' : 'the launcher'}: ${launcher.reason}`, rank0);
+
+  const children = started.map((s) => s.child);
+  let done: DoneEvent | null = null;
+  let failed: string | null = null;
+  let badOutput: string | null = null;
+  const exits: Promise<{ rank: number; label: string; code: number | null; signal: NodeJS.Signals | null }>[] = [];
+  for (const { child, rank, label, events } of started) {
     const { stdout, stderr } = child;
     if (!stdout || !stderr) throw new Error('internal: a rank was started without pipes');
     createInterface({ input: stderr }).on('line', (line) => log(line, rank));
-    if (rank === 0) {
+    if (events) {
       createInterface({ input: stdout }).on('line', (line) => {
         if (line.trim() === '') return;
         let event: RunEvent;
@@ -168,7 +181,7 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
     } else {
       stdout.resume();
     }
-    exits.push(new Promise((resolve) => child.on('exit', (code, signal) => resolve({ rank, code, signal }))));
+    exits.push(new Promise((resolve) => child.on('exit', (code, signal) => resolve({ rank, label, code, signal }))));
   }
   const cancel = () => children.forEach((child) => child.exitCode === null && child.kill('SIGTERM'));
   options.signal?.addEventListener('abort', cancel, { once: true });
@@ -180,11 +193,11 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
   );
   const results = await Promise.all(exits);
   options.signal?.removeEventListener('abort', cancel);
-  const rank0 = results.find((r) => r.rank === nodeRank * nproc);
+  const first = results.find((r) => r.rank === rank0);
   if (badOutput) throw new TorchRunFailedError(badOutput);
-  if (done && rank0?.code === 0) return done;
+  if (done && first?.code === 0) return done;
   if (options.signal?.aborted || results.some((r) => r.code === 130)) throw new TorchRunCancelledError();
   if (nodeRank > 0 && results.every((r) => r.code === 0)) return null;
-  const codes = results.map((r) => `rank ${r.rank}: ${r.signal ?? `exit ${r.code}`}`).join(', ');
+  const codes = results.map((r) => `${r.label}: ${r.signal ?? `exit ${r.code}`}`).join(', ');
   throw new TorchRunFailedError(failed ?? `The PyTorch engine stopped without finishing (${codes}); its log is above.`);
 }

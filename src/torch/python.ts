@@ -122,9 +122,12 @@ export function pythonPackageRoot(): string {
   }
 }
 
-/** The discovery as the system report carries it. */
-export function torchEngineReport(found: TorchDiscovery = discoverTorch()): TorchEngineReport {
+/** The discovery as the system report carries it, with the launcher the ranks would get (probing torchrun once). */
+export async function torchEngineReport(found: TorchDiscovery = discoverTorch()): Promise<TorchEngineReport> {
   const p = found.python;
+  const { chooseLauncher } = await import('./torchrun');
+  const { freePort } = await import('./launch');
+  const launcher = p ? await chooseLauncher(p, pythonPackageRoot(), freePort) : null;
   return {
     available: p !== null,
     python: p?.executable ?? null,
@@ -137,5 +140,7 @@ export function torchEngineReport(found: TorchDiscovery = discoverTorch()): Torc
     nccl: p?.nccl ?? false,
     gloo: p?.gloo ?? false,
     reason: found.reason,
+    launcher: launcher?.kind ?? null,
+    launcherReason: launcher?.reason ?? '',
   };
 }

@@ -185,7 +185,7 @@ describe('mimir pretrain and finetune --engine torch', () => {
     for (const [name, t] of x) expect(Array.from(y.get(name)?.data ?? []), name).toEqual(Array.from(t.data));
   }, 600_000);
 
-  it('--nproc 2 (gloo) on a batch of 8 averages the same MAE gradients as one process on it (1e-5)', () => {
+  it('--nproc 2 (gloo): DistributedDataParallel averages the same MAE gradients as one process on the batch of 8 (1e-5)', () => {
     const dumps = [tmp(), tmp()].map((d) => path.join(d, 'grads.safetensors'));
     for (const [i, nproc] of ['1', '2'].entries()) {
       const dir = tmp();
@@ -210,7 +210,13 @@ describe('mimir pretrain and finetune --engine torch', () => {
       // The hook stops the run after the first step's gradients: a cancel.
       expect(run.status, run.stderr).toBe(130);
     }
-    const [one, two] = dumps.map((file) => decodeSafetensors(readFileSync(file)).tensors);
+    const [single, ddp] = dumps.map((file) => decodeSafetensors(readFileSync(file)));
+    // Who averaged: the rank's GradientAverager names the class of the module that ran the all-reduce.
+    expect(single?.metadata.averagedBy).toBe('one process');
+    expect(ddp?.metadata.averagedBy).toBe(
+      'torch.nn.parallel.distributed.DistributedDataParallel over gloo (2 processes)',
+    );
+    const [one, two] = [single?.tensors, ddp?.tensors];
     let worst = 0;
     for (const [name, g] of one ?? new Map()) {
       const other = two?.get(name);

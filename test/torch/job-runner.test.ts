@@ -75,6 +75,15 @@ describe('the job runner with the PyTorch engine', () => {
     const run = await until(service, created.id, (r) => r.status === 'done' || r.status === 'failed', 300_000);
     expect(run.status, run.error ?? '').toBe('done');
     expect(run.backend).toBe('torch');
+    // The run header's compute line comes from the started event, stored with the run.
+    expect(run.engine).toEqual({
+      name: 'torch',
+      version: found.python?.torch,
+      device: 'cpu',
+      devices: ['cpu'],
+      precision: 'fp32',
+      worldSize: 2,
+    });
     expect(run.step).toBe(8);
     const [loss] = await call(service, 'runs.metrics', { ids: [run.id], keys: ['loss'] });
     // Once per step: node 0's rank 0 alone reports.

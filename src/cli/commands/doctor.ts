@@ -11,6 +11,7 @@ function formatTorchEngine(t: TorchEngineReport): string[] {
   return [
     `PyTorch engine: torch ${t.torch} on Python ${t.pythonVersion} (${t.python}); ${cuda}; collectives: ${collectives}`,
     ...t.devices.map((name, i) => `  cuda:${i} ${name}`),
+    `  ranks started by: ${t.launcher === 'torchrun' ? 'torchrun' : 'the launcher (own rank environment)'}: ${t.launcherReason}`,
   ];
 }
 
@@ -54,7 +55,7 @@ export function registerDoctor(program: Command): void {
         const { torchEngineReport } = await import('../../torch/python');
         const report: SystemReport = {
           ...(await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli')),
-          torchEngine: torchEngineReport(),
+          torchEngine: await torchEngineReport(),
         };
         process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
       } catch (error) {

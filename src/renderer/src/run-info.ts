@@ -85,3 +85,22 @@ export function runElapsed(run: Run, now: number): number | null {
   const end = run.endedAt ?? (run.status === 'running' ? now : run.lastEventAt);
   return end === null ? null : (end - run.startedAt) / 1000;
 }
+
+const TFJS_BACKENDS: Record<string, string> = { wasm: 'wasm', cpu: 'cpu', tensorflow: 'tfjs-node', webgpu: 'WebGPU' };
+
+/** The run's engine, processes, devices and precision: "PyTorch · 2 processes · cpu · fp32", "TensorFlow.js · wasm". */
+export function runCompute(run: Run): string {
+  const engine = run.engine;
+  if (engine) {
+    const processes = `${engine.worldSize} process${engine.worldSize === 1 ? '' : 'es'}`;
+    const names = [...new Set(engine.devices)];
+    const devices =
+      engine.device === 'cuda'
+        ? `cuda (${names.map((name) => `${engine.devices.filter((d) => d === name).length} × ${name}`).join(', ')})`
+        : 'cpu';
+    return `PyTorch · ${processes} · ${devices} · ${engine.precision}`;
+  }
+  if (run.backend === 'torch') return 'PyTorch';
+  if (run.backend) return `TensorFlow.js · ${TFJS_BACKENDS[run.backend] ?? run.backend}`;
+  return '';
+}

@@ -19,6 +19,10 @@ export const METRIC_ORDER = [
   'epoch_loss',
   'epoch_recon_loss',
   'epoch_mi',
+  'sys_gpu_util_pct',
+  'sys_gpu_mem_allocated_mib',
+  'sys_gpu_mem_peak_mib',
+  'sys_gpu_mem_used_mib',
 ];
 
 export const METRIC_TITLES: Record<string, string> = {
@@ -42,6 +46,10 @@ export const METRIC_TITLES: Record<string, string> = {
   heldout_natural_acc: 'Held-out natural accuracy',
   heldout_pgd_acc: 'Held-out PGD accuracy',
   natural_accuracy: 'Natural accuracy',
+  sys_gpu_util_pct: 'System: GPU utilisation',
+  sys_gpu_mem_allocated_mib: 'System: GPU memory allocated by torch',
+  sys_gpu_mem_peak_mib: 'System: peak GPU memory allocated by torch',
+  sys_gpu_mem_used_mib: 'System: GPU memory used (all processes)',
 };
 
 /** The y-axis name of a metric: what it is measured in. */
@@ -56,6 +64,10 @@ const METRIC_UNITS: Record<string, string> = {
   lr: 'learning rate',
   images_per_s: 'images / s',
   grad_norm: 'l2 norm',
+  sys_gpu_util_pct: '% (nvidia-smi)',
+  sys_gpu_mem_allocated_mib: 'MiB',
+  sys_gpu_mem_peak_mib: 'MiB',
+  sys_gpu_mem_used_mib: 'MiB (nvidia-smi)',
 };
 
 /** What a metric is, where its title does not say it all (the chart title's tooltip). */
