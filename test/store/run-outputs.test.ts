@@ -104,7 +104,7 @@ describe("a run's typed output", () => {
 
     const store = RunStore.open(file);
     try {
-      expect(schemaVersion(store.db)).toBe(5);
+      expect(schemaVersion(store.db)).toBe(MIGRATIONS.length);
       const view = (id: string) => {
         const run = store.getRun(id);
         return { lastCheckpoint: run?.lastCheckpoint, output: run?.output };
