@@ -1,5 +1,3 @@
-import os from 'node:os';
-import path from 'node:path';
 import { InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import { describeIssues } from '../shared/config-object';
@@ -33,7 +31,4 @@ export function positiveInt(value: string): number {
   return number;
 }
 
-/** The workbench's own folder for the store and the runs: $MIMIR_HOME, or ~/.mimir. */
-export function defaultHome(): string {
-  return process.env.MIMIR_HOME ?? path.join(os.homedir(), '.mimir');
-}
+export { defaultHome } from '../engine/io/home';
