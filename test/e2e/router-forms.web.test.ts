@@ -38,7 +38,7 @@ describe('routes (web mode)', () => {
       ['#/no/such/page', 'runs-view'],
     ];
     for (const [hash, testId] of screens) {
-      await page.evaluate((next) => (window.location.hash = next), hash);
+      await page.goto(`${app.url}${hash}`);
       await page.getByTestId(testId).waitFor({ timeout: 30_000 });
     }
     expect(await page.getByTestId('new-run-view').count()).toBe(0);

@@ -1,9 +1,10 @@
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import type { DatasetInfo, DatasetPage } from '../../../shared/api';
+import type { DatasetImage, DatasetInfo, DatasetPage } from '../../../shared/api';
 import { DatasetSource } from '../../../shared/dataset-config';
 import { api } from '../api/client';
-import { latestLoad, type LoadToken } from '../latest';
+import { errorMessage } from '../format';
+import { latestLoad, latestOnly, type LoadToken } from '../latest';
 
 /** The dataset browser: the source being edited, the opened dataset, its current page and class filter. */
 export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
@@ -59,6 +60,21 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
     return loader.run(fetchPage);
   }
 
+  /** A second click before the first image arrives shows the second image. */
+  const imageLoad = latestOnly();
+  /** One image at full size; null when a later click superseded it or it failed (then `error` says why). */
+  async function fetchImage(index: number): Promise<DatasetImage | null> {
+    if (!source.value) return null;
+    const token = imageLoad.begin();
+    try {
+      const image = await api.call('datasets.image', { source: source.value, index });
+      return token.current ? image : null;
+    } catch (failure) {
+      if (token.current) loader.error.value = errorMessage(failure);
+      return null;
+    }
+  }
+
   function goTo(index: number): void {
     offset.value = Math.min(Math.max(0, index), pageCount.value - 1) * pageSize.value;
     void loadPage();
@@ -93,6 +109,7 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
     pageIndex,
     open,
     loadPage,
+    fetchImage,
     goTo,
     filter,
     setPageSize,
