@@ -1,5 +1,6 @@
 import type { Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { screenshotPath } from '../helpers/browser';
 import { WebApp } from '../helpers/web-app';
 
 /**
@@ -104,6 +105,32 @@ describe('the new-run form’s leave guard (web mode)', () => {
     await page.getByTestId('new-run-view').waitFor();
     expect(await page.getByTestId('run-name-input').inputValue()).toBe('my unsaved run');
     expect(await page.getByTestId('field-epochs').inputValue()).toBe('7');
+    expect(app.problems).toEqual([]);
+    await page.close();
+  }, 120_000);
+});
+
+describe('the fine-tuning form’s effective budget and learning rate (web mode)', () => {
+  it('shows eps in /255 and pixel units and the lr after batch scaling, as the engine resolves them', async () => {
+    const page = await app.openPage('#/new?kind=finetune', { width: 1440, height: 1000 });
+    await page.getByTestId('new-run-view').waitFor();
+    await page.getByTestId('field-batchSize').fill('64');
+    // Reference (float64): the built-in dataset's defaults, eps 8/255 and base lr 5e-3; lr = 5e-3 * 64 / 256.
+    const lr = (5e-3 * 64) / 256;
+    await expect.poll(() => page.getByTestId('summary-lr').innerText()).toContain(lr.toExponential(2));
+    expect(lr.toExponential(2)).toBe('1.25e-3');
+    expect(await page.getByTestId('summary-lr-derivation').innerText()).toBe('= 5.00e-3 (dataset default) × 64 / 256');
+    expect(await page.getByTestId('summary-eps').innerText()).toContain(`8/255 = ${(8 / 255).toPrecision(4)} (linf)`);
+
+    await page.getByTestId('field-threat.eps').fill('4');
+    await page.getByTestId('field-optimizer.baseLr').fill('0.002');
+    await expect
+      .poll(() => page.getByTestId('summary-eps').innerText())
+      .toBe(`4/255 = ${(4 / 255).toPrecision(4)} (linf)`);
+    await expect
+      .poll(() => page.getByTestId('summary-lr').innerText())
+      .toBe(`${((2e-3 * 64) / 256).toExponential(2)}\n= 2.00e-3 × 64 / 256`);
+    await page.getByTestId('run-summary').screenshot({ path: screenshotPath('finetune-effective') });
     expect(app.problems).toEqual([]);
     await page.close();
   }, 120_000);
