@@ -135,3 +135,24 @@ describe('the fine-tuning form’s effective budget and learning rate (web mode)
     await page.close();
   }, 120_000);
 });
+
+describe('the dataset browser (web mode)', () => {
+  it('clears its grid when a source fails to open, and resets the path when the kind changes', async () => {
+    const page = await app.openPage('#/datasets');
+    // The built-in set opens by itself.
+    await expect.poll(() => page.getByTestId('dataset-tile').count(), { timeout: 60_000 }).toBeGreaterThan(0);
+
+    await page.getByTestId('field-dataset.kind').selectOption('folder');
+    const root = page.getByTestId('field-dataset.root');
+    await root.fill('/no/such/image-folder');
+    await page.getByTestId('dataset-open').click();
+    await page.getByTestId('dataset-error').waitFor({ timeout: 60_000 });
+    expect(await page.getByTestId('dataset-error').innerText()).toContain('/no/such/image-folder');
+    expect(await page.getByTestId('dataset-tile').count()).toBe(0);
+    expect(await page.getByTestId('dataset-classes').count()).toBe(0);
+
+    await page.getByTestId('field-dataset.kind').selectOption('cifar10');
+    await expect.poll(() => page.getByTestId('field-dataset.root').inputValue()).toBe('');
+    await page.close();
+  }, 120_000);
+});

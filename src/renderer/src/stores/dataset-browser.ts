@@ -1,5 +1,5 @@
 import { defineStore } from 'pinia';
-import { computed, ref } from 'vue';
+import { computed, ref, watch } from 'vue';
 import type { DatasetImage, DatasetInfo, DatasetPage } from '../../../shared/api';
 import { DatasetSource } from '../../../shared/dataset-config';
 import { api } from '../api/client';
@@ -26,34 +26,61 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
   const pageCount = computed(() => Math.max(1, Math.ceil(total.value / pageSize.value)));
   const pageIndex = computed(() => Math.floor((page.value?.offset ?? offset.value) / pageSize.value));
 
+  // Another kind of source does not live at the last kind's path: a CIFAR-10 folder is no image folder.
+  watch(
+    () => (draft.value.dataset as { kind?: unknown } | undefined)?.kind,
+    (kind, previous) => {
+      const dataset = draft.value.dataset as Record<string, unknown>;
+      if (previous === undefined || kind === previous || !('root' in dataset)) return;
+      draft.value = { ...draft.value, dataset: { ...dataset, root: '' } };
+    },
+  );
+
+  /** A failed load shows its error alone: no grid (or classes) of what was open before. */
+  function clearShown(): void {
+    source.value = null;
+    info.value = null;
+    page.value = null;
+  }
+
   function open(): Promise<void> {
     const parsed = validation.value;
     if (!parsed.success) return Promise.resolve();
     return loader.run(async (token) => {
       const opened = parsed.data;
-      const described = await api.call('datasets.describe', { source: opened });
-      if (!token.current) return;
-      source.value = opened;
-      info.value = described;
-      page.value = null;
-      label.value = null;
-      offset.value = 0;
-      await fetchPage(token);
+      try {
+        const described = await api.call('datasets.describe', { source: opened });
+        if (!token.current) return;
+        source.value = opened;
+        info.value = described;
+        page.value = null;
+        label.value = null;
+        offset.value = 0;
+        await fetchPage(token);
+      } catch (failure) {
+        if (token.current) clearShown();
+        throw failure;
+      }
     });
   }
 
   async function fetchPage(token: LoadToken): Promise<void> {
     if (!source.value) return;
     const started = performance.now();
-    const next = await api.call('datasets.page', {
-      source: source.value,
-      offset: offset.value,
-      limit: pageSize.value,
-      label: label.value,
-    });
-    if (!token.current) return;
-    page.value = next;
-    pageMs.value = performance.now() - started;
+    try {
+      const next = await api.call('datasets.page', {
+        source: source.value,
+        offset: offset.value,
+        limit: pageSize.value,
+        label: label.value,
+      });
+      if (!token.current) return;
+      page.value = next;
+      pageMs.value = performance.now() - started;
+    } catch (failure) {
+      if (token.current) page.value = null;
+      throw failure;
+    }
   }
 
   function loadPage(): Promise<void> {
