@@ -38,6 +38,11 @@ export interface AppService {
    * queued ones. Once; createAppService does it unless told `startJobs: false`.
    */
   startJobs(): void;
+  /**
+   * Whether `file` is one this service exported (weights or config JSON), which web mode may send to the
+   * browser as a download; no other file of the machine is handed out.
+   */
+  exported(file: string): boolean;
   /** Stop the jobs (their runs become interrupted, resumable), close the store, let go of the data folder. */
   close(): void;
 }
@@ -114,6 +119,8 @@ export function createAppService(options: AppServiceOptions): AppService {
     return run;
   };
 
+  /** Files exports.write wrote in this session (web mode's downloads). */
+  const exportedFiles = new Set<string>();
   const handlers: Handlers = {
     'system.report': () => {
       report ??= probeEngineProcess(launch, forced).catch((error: unknown) => {
@@ -201,7 +208,11 @@ export function createAppService(options: AppServiceOptions): AppService {
       return checkpoints.list({ ...(kind ? { kind } : {}), ...(runId !== undefined ? { runId } : {}) });
     },
     'exports.suggest': ({ checkpoint, naming }) => checkpoints.suggest(checkpoint, naming),
-    'exports.write': (input) => checkpoints.write(input),
+    'exports.write': async (input) => {
+      const outcome = await checkpoints.write(input);
+      exportedFiles.add(path.resolve(outcome.file)).add(path.resolve(outcome.configFile));
+      return outcome;
+    },
     'exports.import': ({ file, config }) => checkpoints.importFile({ file, ...(config ? { config } : {}) }),
     'files.read': async ({ runId, path: requested }) => {
       const run = getRun(runId);
@@ -286,6 +297,7 @@ export function createAppService(options: AppServiceOptions): AppService {
     handle,
     onPush: (listener) => runner.onPush(listener),
     startJobs,
+    exported: (file) => exportedFiles.has(path.resolve(file)),
     close: () => {
       runner.shutdown();
       store.close();

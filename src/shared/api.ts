@@ -317,3 +317,6 @@ export function readApiResponse<M extends ApiMethod>(method: M, raw: unknown): A
   }
   return value.data as ApiOutput<M>;
 }
+
+/** Web mode's download of an exported file: GET DOWNLOAD_PATH?file=<path> (only files the workbench exported). */
+export const DOWNLOAD_PATH = '/api/download';

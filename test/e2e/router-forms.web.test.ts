@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { screenshotPath } from '../helpers/browser';
@@ -155,4 +157,48 @@ describe('the dataset browser (web mode)', () => {
     await expect.poll(() => page.getByTestId('field-dataset.root').inputValue()).toBe('');
     await page.close();
   }, 120_000);
+});
+
+describe('exports in web mode', () => {
+  it('offers the exported weights and config as browser downloads, byte for byte the written files', async () => {
+    const run = await app.createRun('finetune', 'e2e classifier to download', {
+      method: 'natural',
+      source: { kind: 'scratch', model: 'micro' },
+      dataset: { kind: 'builtin', size: 64, imageSize: 16 },
+      epochs: 1,
+      batchSize: 32,
+      heldOut: { size: 0 },
+    });
+    await app.waitDone(run.id, 120_000);
+    const page = await app.openPage(`#/runs/${run.id}`);
+    await page.getByTestId('action-export').click();
+    await page.getByTestId('export-dialog').waitFor();
+    await expect.poll(() => page.getByTestId('export-file').inputValue()).toMatch(/\.safetensors$/);
+    await page.getByTestId('export-write').click();
+    await page.getByTestId('export-done').waitFor();
+    const written = (await page.getByTestId('export-outcome-file').textContent()) ?? '';
+    await page.screenshot({ path: screenshotPath('export-web-download') });
+
+    for (const [testId, file] of [
+      ['export-download', written],
+      ['export-download-config', written.replace(/\.safetensors$/, '.json')],
+    ] as const) {
+      const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId(testId).click()]);
+      expect(download.suggestedFilename()).toBe(path.basename(file));
+      const saved = await download.path();
+      expect(readFileSync(saved).equals(readFileSync(file))).toBe(true);
+    }
+
+    // Nothing else of the machine is handed out, even with the token.
+    const refused = await fetch(
+      `${app.url.replace(/\/\?.*$/, '')}/api/download?file=${encodeURIComponent('/etc/passwd')}`,
+      {
+        headers: { Authorization: `Bearer ${new URL(app.url).searchParams.get('token') ?? ''}` },
+      },
+    );
+    expect(refused.status).toBe(404);
+    expect(await refused.text()).toContain('not a file this workbench exported');
+    expect(app.problems).toEqual([]);
+    await page.close();
+  }, 240_000);
 });

@@ -1,9 +1,9 @@
 import { onScopeDispose, ref, type Ref } from 'vue';
-import type { ApiInput, ApiMethod, ApiOutput } from '../../../shared/api';
+import { DOWNLOAD_PATH, type ApiInput, type ApiMethod, type ApiOutput } from '../../../shared/api';
 import type { PushMessage } from '../../../shared/push';
 import { errorMessage } from '../format';
 import { useQuery, type Query } from '../query';
-import { api } from './client';
+import { api, transportName } from './client';
 
 /**
  * The composables through which components reach the API (components and views never import the
@@ -48,4 +48,12 @@ export function useApiAction<M extends ApiMethod>(method: M): ApiAction<M> {
 /** Receive the server's pushes while the calling component lives. */
 export function useApiPush(listener: (message: PushMessage) => void): void {
   onScopeDispose(api.onPush(listener));
+}
+
+/**
+ * Web mode: the address that downloads a file the workbench exported (the browser may be on another
+ * machine than the files); null in the desktop app, where the file already is on this machine.
+ */
+export function exportDownloadHref(file: string): string | null {
+  return transportName === 'web' ? `${DOWNLOAD_PATH}?file=${encodeURIComponent(file)}` : null;
 }
