@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Run } from '../../src/shared/store-types';
 import { screenshotPath } from '../helpers/browser';
 import { WebApp } from '../helpers/web-app';
 
@@ -198,6 +199,41 @@ describe('exports in web mode', () => {
     );
     expect(refused.status).toBe(404);
     expect(await refused.text()).toContain('not a file this workbench exported');
+    expect(app.problems).toEqual([]);
+    await page.close();
+  }, 240_000);
+});
+
+describe('the time estimate before Start (web mode)', () => {
+  it('is unknown without a measurement, measures on request, then says minutes from the measured images/s', async () => {
+    const page = await app.openPage('#/new', { width: 1440, height: 1000 });
+    await page.getByTestId('new-run-view').waitFor();
+    await page.getByTestId('field-model').selectOption('micro');
+    await page.getByTestId('field-dataset.size').fill('256');
+    await page.getByTestId('field-dataset.imageSize').fill('16');
+    await page.getByTestId('field-epochs').fill('2');
+    await page.getByTestId('field-batchSize').fill('32');
+    const estimate = page.getByTestId('summary-estimate');
+    // Once the system report says which backend the engine uses.
+    await expect
+      .poll(() => estimate.innerText(), { timeout: 60_000 })
+      .toMatch(/^unknown\nno finished pretrain run of this model on (tensorflow|wasm|cpu) yet\nMeasure$/);
+    expect(await estimate.getAttribute('data-state')).toBe('no-measurement');
+
+    await page.getByTestId('estimate-measure').click();
+    await expect.poll(() => estimate.getAttribute('data-state'), { timeout: 180_000 }).toBe('known');
+    const [measured] = await app.call<Run[]>('runs.list', { kind: ['pretrain'], status: 'done' });
+    if (!measured?.imagesPerSecond) throw new Error('the measuring run reported no images/s');
+    expect(measured.name).toMatch(/^measure · /);
+    expect(measured.config).toMatchObject({ epochs: 1, dataset: { size: 128 } });
+    // Reference: 8 whole batches of 32 × 2 epochs over the measured rate.
+    const seconds = (Math.floor(256 / 32) * 32 * 2) / measured.imagesPerSecond;
+    const about =
+      seconds < 90 ? `about ${Math.max(1, Math.round(seconds))} s` : `about ${Math.round(seconds / 60)} min`;
+    expect(await estimate.innerText()).toBe(
+      `${about} on ${measured.backend}\nmeasured ${measured.imagesPerSecond.toPrecision(3)} images/s (1 finished run of this model)`,
+    );
+    await page.screenshot({ path: screenshotPath('new-run-estimate') });
     expect(app.problems).toEqual([]);
     await page.close();
   }, 240_000);
