@@ -238,3 +238,22 @@ describe('the time estimate before Start (web mode)', () => {
     await page.close();
   }, 240_000);
 });
+
+describe('the quick fine-tune preset (web mode)', () => {
+  it('applies its settings over the chosen checkpoint and says what the run will show', async () => {
+    const page = await app.openPage('#/new?kind=finetune&checkpoint=%2Ftmp%2Fsome-checkpoint');
+    await page.getByTestId('new-run-view').waitFor();
+    await expect.poll(() => page.getByTestId('field-source.checkpoint').inputValue()).toBe('/tmp/some-checkpoint');
+    const preset = page.getByTestId('preset-quick-finetune');
+    expect(await preset.innerText()).toContain('What you will see: the loss falling and the two held-out accuracies');
+    await preset.click();
+    await expect.poll(() => page.getByTestId('field-epochs').inputValue()).toBe('10');
+    expect(await page.getByTestId('field-source.checkpoint').inputValue()).toBe('/tmp/some-checkpoint');
+    expect(await page.getByTestId('field-dataset.size').inputValue()).toBe('5000');
+    expect(await page.getByTestId('field-threat.eps').inputValue()).toBe('4');
+    expect(await page.getByTestId('field-attack.steps').inputValue()).toBe('3');
+    expect(await page.getByTestId('summary-eps').innerText()).toContain('4/255');
+    expect(app.problems).toEqual([]);
+    await page.close();
+  }, 120_000);
+});

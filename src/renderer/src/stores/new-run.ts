@@ -131,6 +131,29 @@ export const useNewRunStore = defineStore('new-run', () => {
     submitError.value = null;
   }
 
+  /**
+   * A fine-tuning preset's settings over the draft: the checkpoint stays, and so does the dataset unless
+   * it is the built-in set (then the preset's size and such apply to it).
+   */
+  function applySettings(preset: RunPreset): void {
+    const current = config.value;
+    // A JSON copy: the preset is reactive state, which structuredClone refuses.
+    const { dataset: presetDataset, ...settings } = JSON.parse(JSON.stringify(preset.config)) as Record<
+      string,
+      unknown
+    >;
+    const dataset =
+      isRecord(current.dataset) && isRecord(presetDataset) && current.dataset.kind === presetDataset.kind
+        ? { ...current.dataset, ...presetDataset }
+        : current.dataset;
+    update({
+      config: completed({ ...current, ...settings, dataset, source: current.source }),
+      source: draft.value.source ?? { kind: 'preset', id: preset.id, name: preset.name },
+      edited: true,
+    });
+    submitError.value = null;
+  }
+
   function loadRun(run: Run): void {
     kind.value = run.kind;
     update({
@@ -252,6 +275,7 @@ export const useNewRunStore = defineStore('new-run', () => {
     effectiveName,
     setKind,
     loadPreset,
+    applySettings,
     loadRun,
     loadDefaults,
     startFrom,
