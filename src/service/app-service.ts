@@ -24,6 +24,7 @@ import { newRunId, RunStore } from '../store/run-store';
 import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
+import { createCifar10Download } from './dataset-download';
 import { paperTableFromStore, runFigures } from './paper-tables';
 
 /**
@@ -121,6 +122,7 @@ export function createAppService(options: AppServiceOptions): AppService {
 
   /** Files exports.write wrote in this session (web mode's downloads). */
   const exportedFiles = new Set<string>();
+  const cifar10Download = createCifar10Download();
   const handlers: Handlers = {
     'system.report': () => {
       report ??= probeEngineProcess(launch, forced).catch((error: unknown) => {
@@ -202,6 +204,7 @@ export function createAppService(options: AppServiceOptions): AppService {
     'datasets.describe': ({ source }) => datasetRequest(() => datasets.describe(source)),
     'datasets.page': ({ source, offset, limit, label }) =>
       datasetRequest(() => datasets.page(source, offset, limit, label)),
+    'datasets.download': ({ start, root }) => (start ? cifar10Download.start(root) : cifar10Download.status()),
     'datasets.image': ({ source, index }) => datasetRequest(() => datasets.image(source, index)),
     'checkpoints.list': ({ kind, runId }) => {
       if (runId !== undefined) getRun(runId);

@@ -1,8 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { Dialog, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Run } from '../../src/shared/store-types';
+import { cifarArchive } from '../engine/data/helpers/cifar';
 import { screenshotPath } from '../helpers/browser';
 import { WebApp } from '../helpers/web-app';
 
@@ -256,4 +261,83 @@ describe('the quick fine-tune preset (web mode)', () => {
     expect(app.problems).toEqual([]);
     await page.close();
   }, 120_000);
+});
+
+describe('Download CIFAR-10 in the dataset browser (web mode, local server)', () => {
+  it('says why when offline, shows progress, verifies the archive and opens it', async () => {
+    // An archive in CIFAR-10's binary format with the official 10,000 records per batch (generated
+    // pixels, so it compresses to little), served in two halves: the second waits until the test has
+    // seen the progress.
+    const archive = cifarArchive(10_000);
+    const half = Math.floor(archive.length / 2);
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const server = http.createServer((_request, response) => {
+      response.writeHead(200, { 'Content-Length': String(archive.length) });
+      response.write(archive.subarray(0, half));
+      void released.then(() => response.end(archive.subarray(half)));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const dataRoot = mkdtempSync(path.join(os.tmpdir(), 'mimir-e2e-cifar-'));
+    const saved = {
+      url: process.env.MIMIR_CIFAR10_URL,
+      md5: process.env.MIMIR_CIFAR10_MD5,
+      data: process.env.MIMIR_DATA,
+    };
+    try {
+      process.env.MIMIR_DATA = dataRoot;
+      process.env.MIMIR_CIFAR10_MD5 = createHash('md5').update(archive).digest('hex');
+      // Offline: nothing listens on port 9 of this machine.
+      process.env.MIMIR_CIFAR10_URL = 'http://127.0.0.1:9/cifar-10-binary.tar.gz';
+      const page = await app.openPage('#/datasets', { width: 1440, height: 1000 });
+      await page.getByTestId('field-dataset.kind').selectOption('cifar10');
+      await page.getByTestId('cifar-download-start').click();
+      const error = page.getByTestId('cifar-download-error');
+      await error.waitFor({ timeout: 60_000 });
+      expect(await error.innerText()).toMatch(
+        /^Download of http:\/\/127\.0\.0\.1:9\/cifar-10-binary\.tar\.gz failed: .+ Check the connection .* press Download again: it resumes\.$/s,
+      );
+
+      process.env.MIMIR_CIFAR10_URL = `http://127.0.0.1:${port}/cifar-10-binary.tar.gz`;
+      await page.getByTestId('cifar-download-start').click();
+      const status = page.getByTestId('cifar-download-status');
+      await page.getByTestId('cifar-download-progress').waitFor({ timeout: 60_000 });
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+      await expect
+        .poll(() => status.innerText(), { timeout: 60_000 })
+        .toBe(`${mib(half)} of ${mib(archive.length)} from ${process.env.MIMIR_CIFAR10_URL}`);
+      await page.screenshot({ path: screenshotPath('dataset-download') });
+      release();
+
+      const dir = path.join(dataRoot, 'cifar10');
+      await expect.poll(() => status.innerText(), { timeout: 60_000 }).toBe(`Downloaded and verified into ${dir}.`);
+      expect(readFileSync(path.join(dir, 'cifar-10-binary.tar.gz')).equals(archive)).toBe(true);
+      // The browser opens it with the CIFAR-10 reader: 5 training batches of 10,000 images.
+      await expect.poll(() => page.getByTestId('field-dataset.root').inputValue()).toBe(dir);
+      // (The built-in set opened with the page stays shown until then.)
+      const classes = page.getByTestId('dataset-classes').or(page.getByTestId('dataset-error'));
+      await expect
+        .poll(async () => (await classes.allInnerTexts()).join(' | '), { timeout: 60_000 })
+        .toContain('10 classes · 50,000 images of 32 px');
+      expect(await page.getByTestId('dataset-error').count()).toBe(0);
+      expect(await page.getByTestId('dataset-tile').count()).toBe(100);
+      expect(await page.locator('[data-class="0"]').innerText()).toContain('airplane');
+      expect(await page.getByTestId('cifar-download-error').count()).toBe(0);
+      await page.screenshot({ path: screenshotPath('dataset-download-done') });
+      await page.close();
+    } finally {
+      release();
+      server.close();
+      for (const [key, value] of [
+        ['MIMIR_CIFAR10_URL', saved.url],
+        ['MIMIR_CIFAR10_MD5', saved.md5],
+        ['MIMIR_DATA', saved.data],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+      rmSync(dataRoot, { recursive: true, force: true });
+    }
+  }, 240_000);
 });

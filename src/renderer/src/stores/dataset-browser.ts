@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia';
 import { computed, ref, watch } from 'vue';
-import type { DatasetImage, DatasetInfo, DatasetPage } from '../../../shared/api';
+import type { DatasetImage, DatasetInfo, DatasetPage, DownloadStatus } from '../../../shared/api';
 import { DatasetSource } from '../../../shared/dataset-config';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
@@ -102,6 +102,40 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
     }
   }
 
+  /** CIFAR-10's download, polled while it runs; once verified, the browser opens it. */
+  const download = ref<DownloadStatus | null>(null);
+  async function startDownload(): Promise<void> {
+    const dataset = draft.value.dataset as Record<string, unknown>;
+    const root = dataset.kind === 'cifar10' && typeof dataset.root === 'string' ? dataset.root.trim() : '';
+    try {
+      let status = await api.call('datasets.download', { dataset: 'cifar10', start: true, ...(root ? { root } : {}) });
+      download.value = status;
+      while (status.state === 'running') {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        status = await api.call('datasets.download', { dataset: 'cifar10' });
+        download.value = status;
+      }
+    } catch (failure) {
+      download.value = {
+        state: 'failed',
+        receivedBytes: 0,
+        totalBytes: null,
+        dir: null,
+        url: null,
+        error: errorMessage(failure),
+      };
+      return;
+    }
+    const done = download.value;
+    if (done.state !== 'done' || !done.dir) return;
+    const current = draft.value.dataset as Record<string, unknown>;
+    draft.value = {
+      ...draft.value,
+      dataset: { ...(current.kind === 'cifar10' ? current : { kind: 'cifar10' }), root: done.dir },
+    };
+    await open();
+  }
+
   function goTo(index: number): void {
     offset.value = Math.min(Math.max(0, index), pageCount.value - 1) * pageSize.value;
     void loadPage();
@@ -137,6 +171,8 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
     open,
     loadPage,
     fetchImage,
+    download,
+    startDownload,
     goTo,
     filter,
     setPageSize,
