@@ -48,7 +48,8 @@ describe('an evaluation with no evidence of robustness (web mode, real engine)',
 
     const page = await app.openPage(`#/runs/${run.id}`);
     const banners = page.getByTestId('no-evidence');
-    await expect.poll(() => banners.count()).toBe(2);
+    // The run view is loaded on first visit, then the evaluation: a busy machine needs more than a second.
+    await expect.poll(() => banners.count(), { timeout: 30_000 }).toBe(2);
     expect(await banners.nth(0).getAttribute('data-kind')).toBe('at-chance');
     expect(await banners.nth(0).locator('strong').textContent()).toBe(
       'No evidence of robustness: the model is at chance',

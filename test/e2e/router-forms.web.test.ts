@@ -177,6 +177,14 @@ describe('exports in web mode', () => {
     });
     await app.waitDone(run.id, 120_000);
     const page = await app.openPage(`#/runs/${run.id}`);
+    // The run's config view shows the budget and rate it trained with (reference: the built-in set's
+    // defaults, eps 8/255 and base lr 5e-3, scaled by 32 / 256).
+    const effectiveEps = page.locator('[data-config-path="effective.eps"]');
+    await effectiveEps.waitFor();
+    expect(await effectiveEps.innerText()).toBe(`8/255 = ${(8 / 255).toPrecision(4)} (linf), the dataset’s default`);
+    expect(await page.locator('[data-config-path="effective.lr"]').innerText()).toBe(
+      `${((5e-3 * 32) / 256).toExponential(2)} = 5.00e-3 (the dataset’s default) × 32 / 256`,
+    );
     await page.getByTestId('action-export').click();
     await page.getByTestId('export-dialog').waitFor();
     await expect.poll(() => page.getByTestId('export-file').inputValue()).toMatch(/\.safetensors$/);
