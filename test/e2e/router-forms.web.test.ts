@@ -329,7 +329,8 @@ describe('Download CIFAR-10 in the dataset browser (web mode, local server)', ()
         .poll(async () => (await classes.allInnerTexts()).join(' | '), { timeout: 60_000 })
         .toContain('10 classes · 50,000 images of 32 px');
       expect(await page.getByTestId('dataset-error').count()).toBe(0);
-      expect(await page.getByTestId('dataset-tile').count()).toBe(100);
+      // The page of images follows the description.
+      await expect.poll(() => page.getByTestId('dataset-tile').count(), { timeout: 60_000 }).toBe(100);
       expect(await page.locator('[data-class="0"]').innerText()).toContain('airplane');
       expect(await page.getByTestId('cifar-download-error').count()).toBe(0);
       await page.screenshot({ path: screenshotPath('dataset-download-done') });
