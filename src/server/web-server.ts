@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { WebSocketServer } from 'ws';
+import { DOWNLOAD_PATH } from '../shared/api';
 import { RENDERER_CSP } from '../shared/csp';
 import type { AppService } from '../service/app-service';
 import { errorMessage } from '@shared/unknown-value';
@@ -166,6 +167,7 @@ export async function startWebServer({
     }
 
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(response, 405, 'Use GET.');
+    if (url.pathname === DOWNLOAD_PATH) return download(url.searchParams.get('file') ?? '', response);
     if (url.searchParams.has('token')) {
       // The token becomes the cookie; the address loses it (a 303 to itself without ?token=).
       url.searchParams.delete('token');
@@ -190,6 +192,25 @@ export async function startWebServer({
     };
     response.writeHead(200, headers);
     createReadStream(real).pipe(response);
+  }
+
+  /** An exported file to the browser as a download (the browser may run on another machine than the files). */
+  async function download(file: string, response: ServerResponse): Promise<void> {
+    if (!service.exported(file)) {
+      return send(response, 404, `${file || 'No file'} is not a file this workbench exported; export it first.`);
+    }
+    const size = await stat(file).then(
+      (found) => (found.isFile() ? found.size : null),
+      () => null,
+    );
+    if (size === null) return send(response, 404, `${file} is gone: export it again.`);
+    response.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(size),
+      'Content-Disposition': `attachment; filename*=UTF-8''${encodeURIComponent(path.basename(file))}`,
+      'Cache-Control': 'no-store',
+    });
+    createReadStream(file).pipe(response);
   }
 
   const sockets = new WebSocketServer({ noServer: true });

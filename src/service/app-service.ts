@@ -25,6 +25,7 @@ import { newRunId, RunStore } from '../store/run-store';
 import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
+import { createCifar10Download } from './dataset-download';
 import { paperTableFromStore, runFigures } from './paper-tables';
 import { errorMessage } from '@shared/unknown-value';
 
@@ -40,6 +41,11 @@ export interface AppService {
    * queued ones. Once; createAppService does it unless told `startJobs: false`.
    */
   startJobs(): void;
+  /**
+   * Whether `file` is one this service exported (weights or config JSON), which web mode may send to the
+   * browser as a download; no other file of the machine is handed out.
+   */
+  exported(file: string): boolean;
   /** Stop the jobs (their runs become interrupted, resumable), close the store, let go of the data folder. */
   close(): void;
 }
@@ -116,6 +122,9 @@ export function createAppService(options: AppServiceOptions): AppService {
     return run;
   };
 
+  /** Files exports.write wrote in this session (web mode's downloads). */
+  const exportedFiles = new Set<string>();
+  const cifar10Download = createCifar10Download();
   const handlers: Handlers = {
     'system.report': () => {
       report ??= probeEngineProcess(launch, forced)
@@ -199,13 +208,18 @@ export function createAppService(options: AppServiceOptions): AppService {
     'datasets.describe': ({ source }) => datasetRequest(() => datasets.describe(source)),
     'datasets.page': ({ source, offset, limit, label }) =>
       datasetRequest(() => datasets.page(source, offset, limit, label)),
+    'datasets.download': ({ start, root }) => (start ? cifar10Download.start(root) : cifar10Download.status()),
     'datasets.image': ({ source, index }) => datasetRequest(() => datasets.image(source, index)),
     'checkpoints.list': ({ kind, runId }) => {
       if (runId !== undefined) getRun(runId);
       return checkpoints.list({ ...(kind ? { kind } : {}), ...(runId !== undefined ? { runId } : {}) });
     },
     'exports.suggest': ({ checkpoint, naming }) => checkpoints.suggest(checkpoint, naming),
-    'exports.write': (input) => checkpoints.write(input),
+    'exports.write': async (input) => {
+      const outcome = await checkpoints.write(input);
+      exportedFiles.add(path.resolve(outcome.file)).add(path.resolve(outcome.configFile));
+      return outcome;
+    },
     'exports.import': ({ file, config }) => checkpoints.importFile({ file, ...(config ? { config } : {}) }),
     'files.read': async ({ runId, path: requested }) => {
       const run = getRun(runId);
@@ -290,6 +304,7 @@ export function createAppService(options: AppServiceOptions): AppService {
     handle,
     onPush: (listener) => runner.onPush(listener),
     startJobs,
+    exported: (file) => exportedFiles.has(path.resolve(file)),
     close: () => {
       runner.shutdown();
       store.close();

@@ -65,6 +65,19 @@ export const DatasetImage = z.object({
 export type DatasetImage = z.infer<typeof DatasetImage>;
 
 /** A checkpoint a picker offers: one a done pre-training or fine-tuning run saved, or an imported one. */
+/** The dataset browser's CIFAR-10 download, as polled. */
+export const DownloadStatus = z.object({
+  state: z.enum(['idle', 'running', 'done', 'failed']),
+  receivedBytes: z.number().nonnegative(),
+  /** Null until the server says (Content-Length). */
+  totalBytes: z.number().nonnegative().nullable(),
+  /** The folder the archive goes into (a CIFAR-10 source's root). */
+  dir: z.string().nullable(),
+  url: z.string().nullable(),
+  error: z.string().nullable(),
+});
+export type DownloadStatus = z.infer<typeof DownloadStatus>;
+
 export const CheckpointEntry = z.object({
   path: z.string(),
   kind: CheckpointKind,
@@ -206,6 +219,18 @@ export const apiMethods = {
   'runs.artifacts': { input: RunId.extend({ kind: ArtifactKind.optional() }), output: z.array(Artifact) },
   /** Open a dataset source (kept open for the pages that follow) and describe it. */
   'datasets.describe': { input: z.object({ source: DatasetSource }), output: DatasetInfo },
+  /**
+   * CIFAR-10's download: `start` begins it (into `root`, default $MIMIR_DATA/cifar10 or
+   * ~/.mimir/datasets/cifar10) unless one runs; either way the answer is its status, to poll.
+   */
+  'datasets.download': {
+    input: z.object({
+      dataset: z.literal('cifar10'),
+      start: z.boolean().default(false),
+      root: z.string().trim().min(1, 'root must be a folder').optional(),
+    }),
+    output: DownloadStatus,
+  },
   /** A page of a dataset, optionally of one class only (`label`), as a PNG sprite sheet. */
   'datasets.page': {
     input: z.object({
@@ -317,3 +342,6 @@ export function readApiResponse<M extends ApiMethod>(method: M, raw: unknown): A
   }
   return value.data as ApiOutput<M>;
 }
+
+/** Web mode's download of an exported file: GET DOWNLOAD_PATH?file=<path> (only files the workbench exported). */
+export const DOWNLOAD_PATH = '/api/download';

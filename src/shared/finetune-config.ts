@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
 import { RunEngine } from './engine-choice';
-import { ThreatModel } from './attack-config';
+import { epsFrom255, ThreatModel } from './attack-config';
 import {
   AugmentationConfig,
   DatasetSource,
@@ -9,6 +9,7 @@ import {
   FINETUNE_AUGMENTATION,
   TrainingFraction,
 } from './dataset-config';
+import { scaledLearningRate } from './learning-rate';
 import { ModelConfig, ModelPreset } from './model-config';
 
 /**
@@ -314,19 +315,86 @@ export function datasetDefaults(dataset: DatasetSource): { eps: number; baseLr: 
   };
 }
 
-export type ResolvedFinetuneConfig = Omit<FinetuneConfig, 'threat' | 'optimizer'> & {
+/** A config (or the part of one that sets the budget and rate) with its dataset defaults filled in. */
+type Resolved<C extends Pick<FinetuneConfig, 'dataset' | 'threat' | 'optimizer'>> = Omit<C, 'threat' | 'optimizer'> & {
   threat: Required<FinetuneThreat>;
   optimizer: FinetuneOptimizer & { baseLr: number };
 };
+export type ResolvedFinetuneConfig = Resolved<FinetuneConfig>;
 
 /** The config with threat.eps and optimizer.baseLr filled in from the dataset where they were left out. */
-export function resolveFinetuneConfig(config: FinetuneConfig): ResolvedFinetuneConfig {
+export function resolveFinetuneConfig<C extends Pick<FinetuneConfig, 'dataset' | 'threat' | 'optimizer'>>(
+  config: C,
+): Resolved<C> {
   const defaults = datasetDefaults(config.dataset);
   return {
     ...config,
     threat: { norm: config.threat.norm, eps: config.threat.eps ?? defaults.eps },
     optimizer: { ...config.optimizer, baseLr: config.optimizer.baseLr ?? defaults.baseLr },
   };
+}
+
+/** The attack settings of the run in [0, 1] pixel units. */
+export function attackBudget(run: Pick<ResolvedFinetuneConfig, 'threat' | 'attack'>): {
+  threat: ResolvedFinetuneConfig['threat']['norm'];
+  eps: number;
+  alpha: number;
+} {
+  return { threat: run.threat.norm, eps: epsFrom255(run.threat.eps), alpha: epsFrom255(run.attack.alpha) };
+}
+
+/** The budget and learning rate a fine-tuning run trains with, as the engines compute them. */
+export interface EffectiveFinetune {
+  threat: ResolvedFinetuneConfig['threat']['norm'];
+  /** In 1/255 units, and whether it is the dataset's default (threat.eps left out). */
+  eps255: number;
+  epsDefault: boolean;
+  /** In [0, 1] pixel units. */
+  eps: number;
+  /** Whether the method trains on adversarial examples (else the budget applies to held-out PGD only). */
+  adversarial: boolean;
+  baseLr: number;
+  lrDefault: boolean;
+  batchSize: number;
+  /** The peak learning rate: baseLr * batchSize / 256. */
+  lr: number;
+}
+
+/** The fields that decide a fine-tuning's budget and learning rate. */
+const FinetuneBudgetFields = FinetuneConfigObject.pick({
+  method: true,
+  dataset: true,
+  threat: true,
+  optimizer: true,
+  attack: true,
+  batchSize: true,
+});
+type FinetuneBudgetFields = z.infer<typeof FinetuneBudgetFields>;
+
+export function effectiveFinetune(config: FinetuneBudgetFields): EffectiveFinetune {
+  const resolved = resolveFinetuneConfig(config);
+  const budget = attackBudget(resolved);
+  return {
+    threat: budget.threat,
+    eps255: resolved.threat.eps,
+    epsDefault: config.threat.eps === undefined,
+    eps: budget.eps,
+    adversarial: isAdversarialMethod(config.method),
+    baseLr: resolved.optimizer.baseLr,
+    lrDefault: config.optimizer.baseLr === undefined,
+    batchSize: resolved.batchSize,
+    lr: scaledLearningRate(resolved.optimizer.baseLr, resolved.batchSize),
+  };
+}
+
+/**
+ * effectiveFinetune of a form's config, which may be incomplete elsewhere (no checkpoint chosen yet):
+ * only the fields that decide the budget and rate must be valid; null when one is not.
+ */
+export function effectiveFinetuneOf(config: Record<string, unknown>): EffectiveFinetune | null {
+  const keys = Object.keys(FinetuneBudgetFields.shape).filter((key) => key in config);
+  const parsed = FinetuneBudgetFields.safeParse(Object.fromEntries(keys.map((key) => [key, config[key]])));
+  return parsed.success ? effectiveFinetune(parsed.data) : null;
 }
 
 /** The label smoothing a run's training loss uses: DBAT's own (0.5 unless set) for dbat, the run's otherwise. */

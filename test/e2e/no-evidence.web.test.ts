@@ -48,6 +48,7 @@ describe('an evaluation with no evidence of robustness (web mode, real engine)',
 
     const page = await app.openPage(`#/runs/${run.id}`);
     const banners = page.getByTestId('no-evidence');
+    // The run view is loaded on first visit, then the evaluation: a busy machine needs more than a second.
     await expect.poll(() => banners.count(), { timeout: 30_000 }).toBe(2);
     expect(await banners.nth(0).getAttribute('data-kind')).toBe('at-chance');
     expect(await banners.nth(0).locator('strong').textContent()).toBe(

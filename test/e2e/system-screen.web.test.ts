@@ -37,8 +37,8 @@ describe('the system screen in Chromium (web mode)', () => {
     page.on('pageerror', (error) => problems.push(error.message));
 
     await page.goto(server.url);
-    // The token became a cookie and left the address bar (and the history).
-    expect(page.url()).toBe(`http://127.0.0.1:${server.port}/`);
+    // The token became a cookie and left the address bar (and the history); the router writes its home, #/.
+    expect(page.url()).toBe(`http://127.0.0.1:${server.port}/#/`);
     // The backend badge is always in the header; it opens the Compute page.
     await page.getByTestId('backend-badge-link').click();
     const chosen = page.getByTestId('chosen-backend');

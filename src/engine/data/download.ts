@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { CIFAR10_ARCHIVE } from './cifar10';
 import { DatasetError } from './dataset';
@@ -9,6 +10,22 @@ import { errorMessage } from '@shared/unknown-value';
 
 export const CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const CIFAR10_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
+/** A mirror of the archive (or a test's local server) in place of the official address, and its MD5. */
+export const CIFAR10_URL_ENV = 'MIMIR_CIFAR10_URL';
+export const CIFAR10_MD5_ENV = 'MIMIR_CIFAR10_MD5';
+
+/** Where datasets go unless told: $MIMIR_DATA, or ~/.mimir/datasets. */
+export function defaultDatasetsDir(): string {
+  return process.env.MIMIR_DATA ?? path.join(os.homedir(), '.mimir', 'datasets');
+}
+
+/** The CIFAR-10 archive's address and MD5: the official ones unless MIMIR_CIFAR10_URL / _MD5 say otherwise. */
+export function cifar10Origin(): { url: string; md5: string } {
+  return {
+    url: process.env[CIFAR10_URL_ENV] || CIFAR10_URL,
+    md5: process.env[CIFAR10_MD5_ENV] || CIFAR10_MD5,
+  };
+}
 
 export interface DownloadProgress {
   receivedBytes: number;

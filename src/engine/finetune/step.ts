@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { effectiveLabelSmoothing, type ResolvedFinetuneConfig } from '../../shared/finetune-config';
+import { attackBudget, effectiveLabelSmoothing, type ResolvedFinetuneConfig } from '../../shared/finetune-config';
 import type { ModelConfig } from '../../shared/model-config';
 import { apgdHighestLoss, type Classifier } from '../attacks';
 import { exampleStreams } from '../attacks/streams';
@@ -49,14 +49,8 @@ export interface StepResult {
   dispose(): void;
 }
 
-/** The attack settings of the run in [0, 1] pixel units. */
-export function attackBudget(run: ResolvedFinetuneConfig): {
-  threat: ResolvedFinetuneConfig['threat']['norm'];
-  eps: number;
-  alpha: number;
-} {
-  return { threat: run.threat.norm, eps: run.threat.eps / 255, alpha: run.attack.alpha / 255 };
-}
+// The attack settings in pixel units are defined in shared/ (the fine-tuning form shows them).
+export { attackBudget };
 
 /** The classifier as attacks see it: raw head outputs, evaluation mode, weights as constants. */
 export function evalClassifier(params: ParamMap, modelConfig: ModelConfig): Classifier {

@@ -5,10 +5,8 @@
  * (BEiT / MAE's util/lr_decay.param_groups_lrd).
  */
 
-/** The linear scaling rule: absolute lr = base lr * effective batch size / 256. */
-export function scaledLearningRate(baseLr: number, batchSize: number): number {
-  return (baseLr * batchSize) / 256;
-}
+// The linear scaling rule lives in shared/ (the forms show the rate a run will use).
+export { scaledLearningRate } from '../../shared/learning-rate';
 
 export interface CosineScheduleConfig {
   /** Peak (absolute) learning rate, reached at the end of the warm-up. */

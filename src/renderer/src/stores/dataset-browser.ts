@@ -1,9 +1,10 @@
 import { defineStore } from 'pinia';
-import { computed, ref } from 'vue';
-import type { DatasetInfo, DatasetPage } from '../../../shared/api';
+import { computed, ref, watch } from 'vue';
+import type { DatasetImage, DatasetInfo, DatasetPage, DownloadStatus } from '../../../shared/api';
 import { DatasetSource } from '../../../shared/dataset-config';
 import { api } from '../api/client';
-import { latestLoad, type LoadToken } from '../latest';
+import { errorMessage } from '../format';
+import { latestLoad, latestOnly, type LoadToken } from '../latest';
 
 /** The dataset browser: the source being edited, the opened dataset, its current page and class filter. */
 export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
@@ -25,38 +26,114 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
   const pageCount = computed(() => Math.max(1, Math.ceil(total.value / pageSize.value)));
   const pageIndex = computed(() => Math.floor((page.value?.offset ?? offset.value) / pageSize.value));
 
+  // Another kind of source does not live at the last kind's path: a CIFAR-10 folder is no image folder.
+  watch(
+    () => (draft.value.dataset as { kind?: unknown } | undefined)?.kind,
+    (kind, previous) => {
+      const dataset = draft.value.dataset as Record<string, unknown>;
+      if (previous === undefined || kind === previous || !('root' in dataset)) return;
+      draft.value = { ...draft.value, dataset: { ...dataset, root: '' } };
+    },
+  );
+
+  /** A failed load shows its error alone: no grid (or classes) of what was open before. */
+  function clearShown(): void {
+    source.value = null;
+    info.value = null;
+    page.value = null;
+  }
+
   function open(): Promise<void> {
     const parsed = validation.value;
     if (!parsed.success) return Promise.resolve();
     return loader.run(async (token) => {
       const opened = parsed.data;
-      const described = await api.call('datasets.describe', { source: opened });
-      if (!token.current) return;
-      source.value = opened;
-      info.value = described;
-      page.value = null;
-      label.value = null;
-      offset.value = 0;
-      await fetchPage(token);
+      try {
+        const described = await api.call('datasets.describe', { source: opened });
+        if (!token.current) return;
+        source.value = opened;
+        info.value = described;
+        page.value = null;
+        label.value = null;
+        offset.value = 0;
+        await fetchPage(token);
+      } catch (failure) {
+        if (token.current) clearShown();
+        throw failure;
+      }
     });
   }
 
   async function fetchPage(token: LoadToken): Promise<void> {
     if (!source.value) return;
     const started = performance.now();
-    const next = await api.call('datasets.page', {
-      source: source.value,
-      offset: offset.value,
-      limit: pageSize.value,
-      label: label.value,
-    });
-    if (!token.current) return;
-    page.value = next;
-    pageMs.value = performance.now() - started;
+    try {
+      const next = await api.call('datasets.page', {
+        source: source.value,
+        offset: offset.value,
+        limit: pageSize.value,
+        label: label.value,
+      });
+      if (!token.current) return;
+      page.value = next;
+      pageMs.value = performance.now() - started;
+    } catch (failure) {
+      if (token.current) page.value = null;
+      throw failure;
+    }
   }
 
   function loadPage(): Promise<void> {
     return loader.run(fetchPage);
+  }
+
+  /** A second click before the first image arrives shows the second image. */
+  const imageLoad = latestOnly();
+  /** One image at full size; null when a later click superseded it or it failed (then `error` says why). */
+  async function fetchImage(index: number): Promise<DatasetImage | null> {
+    if (!source.value) return null;
+    const token = imageLoad.begin();
+    try {
+      const image = await api.call('datasets.image', { source: source.value, index });
+      return token.current ? image : null;
+    } catch (failure) {
+      if (token.current) loader.error.value = errorMessage(failure);
+      return null;
+    }
+  }
+
+  /** CIFAR-10's download, polled while it runs; once verified, the browser opens it. */
+  const download = ref<DownloadStatus | null>(null);
+  async function startDownload(): Promise<void> {
+    const dataset = draft.value.dataset as Record<string, unknown>;
+    const root = dataset.kind === 'cifar10' && typeof dataset.root === 'string' ? dataset.root.trim() : '';
+    try {
+      let status = await api.call('datasets.download', { dataset: 'cifar10', start: true, ...(root ? { root } : {}) });
+      download.value = status;
+      while (status.state === 'running') {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        status = await api.call('datasets.download', { dataset: 'cifar10' });
+        download.value = status;
+      }
+    } catch (failure) {
+      download.value = {
+        state: 'failed',
+        receivedBytes: 0,
+        totalBytes: null,
+        dir: null,
+        url: null,
+        error: errorMessage(failure),
+      };
+      return;
+    }
+    const done = download.value;
+    if (done.state !== 'done' || !done.dir) return;
+    const current = draft.value.dataset as Record<string, unknown>;
+    draft.value = {
+      ...draft.value,
+      dataset: { ...(current.kind === 'cifar10' ? current : { kind: 'cifar10' }), root: done.dir },
+    };
+    await open();
   }
 
   function goTo(index: number): void {
@@ -93,6 +170,9 @@ export const useDatasetBrowserStore = defineStore('dataset-browser', () => {
     pageIndex,
     open,
     loadPage,
+    fetchImage,
+    download,
+    startDownload,
     goTo,
     filter,
     setPageSize,

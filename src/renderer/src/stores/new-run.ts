@@ -26,6 +26,8 @@ interface Draft {
   nameEdited: boolean;
   source: DraftSource | null;
   parentRunId: string | null;
+  /** The user changed a setting or the name since the draft was loaded (a leave guard asks before leaving). */
+  edited: boolean;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -33,7 +35,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function emptyDraft(kind: JobKind): Draft {
-  return { config: startingConfig(kind), name: '', nameEdited: false, source: null, parentRunId: null };
+  return { config: startingConfig(kind), name: '', nameEdited: false, source: null, parentRunId: null, edited: false };
 }
 
 /** The dataset a run trained on, as the test split (for evaluating or mapping the landscape of its model). */
@@ -66,6 +68,7 @@ export const useNewRunStore = defineStore('new-run', () => {
   const nameEdited = computed(() => draft.value.nameEdited);
   const source = computed(() => draft.value.source);
   const parentRunId = computed(() => draft.value.parentRunId);
+  const edited = computed(() => draft.value.edited);
 
   const validation = computed(() => spec.value.schema.safeParse(config.value));
   const issues = computed(() => issuesByPath(validation.value.success ? undefined : validation.value.error));
@@ -123,6 +126,30 @@ export const useNewRunStore = defineStore('new-run', () => {
       name: '',
       nameEdited: false,
       parentRunId: null,
+      edited: false,
+    });
+    submitError.value = null;
+  }
+
+  /**
+   * A fine-tuning preset's settings over the draft: the checkpoint stays, and so does the dataset unless
+   * it is the built-in set (then the preset's size and such apply to it).
+   */
+  function applySettings(preset: RunPreset): void {
+    const current = config.value;
+    // A JSON copy: the preset is reactive state, which structuredClone refuses.
+    const { dataset: presetDataset, ...settings } = JSON.parse(JSON.stringify(preset.config)) as Record<
+      string,
+      unknown
+    >;
+    const dataset =
+      isRecord(current.dataset) && isRecord(presetDataset) && current.dataset.kind === presetDataset.kind
+        ? { ...current.dataset, ...presetDataset }
+        : current.dataset;
+    update({
+      config: completed({ ...current, ...settings, dataset, source: current.source }),
+      source: draft.value.source ?? { kind: 'preset', id: preset.id, name: preset.name },
+      edited: true,
     });
     submitError.value = null;
   }
@@ -135,6 +162,7 @@ export const useNewRunStore = defineStore('new-run', () => {
       name: `${run.name} (copy)`,
       nameEdited: true,
       parentRunId: run.parentRunId,
+      edited: false,
     });
     submitError.value = null;
   }
@@ -176,12 +204,18 @@ export const useNewRunStore = defineStore('new-run', () => {
       name: '',
       nameEdited: false,
       parentRunId: parent?.id ?? null,
+      edited: false,
     });
     submitError.value = null;
   }
 
   function setName(value: string): void {
-    update({ name: value, nameEdited: value.trim().length > 0 });
+    update({ name: value, nameEdited: value.trim().length > 0, edited: true });
+  }
+
+  /** The draft was started (as a sweep, say): nothing unsaved remains. */
+  function markStarted(): void {
+    update({ edited: false });
   }
 
   function get(path: FieldPath): unknown {
@@ -189,7 +223,7 @@ export const useNewRunStore = defineStore('new-run', () => {
   }
 
   function set(path: FieldPath, value: unknown): void {
-    update({ config: setAt(config.value, path, value) as Record<string, unknown> });
+    update({ config: setAt(config.value, path, value) as Record<string, unknown>, edited: true });
   }
 
   function issuesAt(path: FieldPath): string[] {
@@ -208,11 +242,13 @@ export const useNewRunStore = defineStore('new-run', () => {
     submitting.value = true;
     submitError.value = null;
     try {
-      return await runs.create({
+      const run = await runs.create({
         kind: kind.value,
         name: effectiveName.value.trim(),
         config: config.value,
       });
+      markStarted();
+      return run;
     } catch (failure) {
       submitError.value = failure instanceof Error ? failure.message : String(failure);
       return null;
@@ -229,6 +265,7 @@ export const useNewRunStore = defineStore('new-run', () => {
     nameEdited,
     source,
     parentRunId,
+    edited,
     submitting,
     submitError,
     validation,
@@ -238,10 +275,12 @@ export const useNewRunStore = defineStore('new-run', () => {
     effectiveName,
     setKind,
     loadPreset,
+    applySettings,
     loadRun,
     loadDefaults,
     startFrom,
     setName,
+    markStarted,
     get,
     set,
     issuesAt,
