@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { DownloadStatus } from '../shared/api';
-import { errorText } from '../engine/data/dataset';
+import { errorMessage } from '../shared/unknown-value';
 import { CIFAR10_URL_ENV, cifar10Origin, defaultDatasetsDir, downloadCifar10 } from '../engine/data/download';
 
 /**
@@ -33,7 +33,7 @@ export function createCifar10Download() {
         status = {
           ...status,
           state: 'failed',
-          error: `${errorText(error)} Check the connection (or set ${CIFAR10_URL_ENV} to a mirror) and press Download again: it resumes.`,
+          error: `${errorMessage(error)} Check the connection (or set ${CIFAR10_URL_ENV} to a mirror) and press Download again: it resumes.`,
         };
       },
     );

@@ -34,6 +34,7 @@ function run(overrides: Partial<Run>): Run {
     error: null,
     errorCause: null,
     lastCheckpoint: null,
+    output: null,
     summary: null,
     tags: [],
     note: null,
