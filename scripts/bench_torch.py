@@ -100,18 +100,8 @@ def pretrain_settings(s):
 
 
 def pgdat_settings(s):
-    return FinetuneSettings.parse(
-        {
-            "method": "pgd-at",
-            "threat": {"norm": "linf", "eps": s["pgdEps"]},
-            "attack": {"steps": s["pgdSteps"], "alpha": s["pgdAlpha"], "randomStart": True},
-            "fastAt": {"alphaFactor": 1.25},
-            "trades": {"beta": 6},
-            "mart": {"beta": 6},
-            "dropPath": 0.0,
-            "labelSmoothing": 0.0,
-        }
-    )
+    # The Node side resolved every default of the PGD-AT config (torch-side.ts pgdAtRecord).
+    return FinetuneSettings.parse(s["finetune"])
 
 
 def make_pretrain(s, generator):

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { FinetuneConfig, resolveFinetuneConfig, type ResolvedFinetuneConfig } from '@shared/finetune-config';
 import type { BenchSettings, BenchStepName } from './settings';
 
 /**
@@ -84,7 +85,8 @@ export class TorchSide {
   }
 
   static async start(python: PythonWithTorch, settings: BenchSettings, script = findTorchScript()): Promise<TorchSide> {
-    const child = spawn(python.executable, [script, '--serve', JSON.stringify(settings)], { stdio: 'pipe' });
+    const request = { ...settings, finetune: pgdAtRecord(settings) };
+    const child = spawn(python.executable, [script, '--serve', JSON.stringify(request)], { stdio: 'pipe' });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString()).slice(-4000);
@@ -115,4 +117,21 @@ export class TorchSide {
     this.child.stdin.end('quit\n');
     await exited;
   }
+}
+
+/**
+ * The PGD-AT step's settings with every default filled, as a run's job file carries them (the PyTorch
+ * side parses them; it never fills a default itself). The dataset and source only fill defaults here.
+ */
+function pgdAtRecord(s: BenchSettings): ResolvedFinetuneConfig {
+  return resolveFinetuneConfig(
+    FinetuneConfig.parse({
+      method: 'pgd-at',
+      source: { kind: 'scratch' },
+      threat: { norm: 'linf', eps: s.pgdEps },
+      attack: { steps: s.pgdSteps, alpha: s.pgdAlpha, randomStart: true },
+      dropPath: 0,
+      labelSmoothing: 0,
+    }),
+  );
 }
