@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { DatasetSourceInput } from '../shared/dataset-config';
+import type { DatasetSourceInput } from '@shared/dataset-config';
 import { positiveInt } from './output';
 
 /** Where `--dataset cifar10` looks when --data-root is not given. */

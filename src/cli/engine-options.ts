@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { TorchLaunch } from '../torch/launch';
+import type { TorchLaunch } from '@torch/launch';
 import { positiveInt } from './output';
 
 /** `--engine tfjs|torch` and the PyTorch engine's launch flags, shared by `mimir pretrain` and `mimir finetune`. */

@@ -1,8 +1,8 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
-import { describeIssues } from '../shared/config-object';
-import type { FailedEvent } from '../shared/run-events';
-import { BACKEND_NAMES } from '../shared/system';
+import { describeIssues } from '@shared/config-object';
+import type { FailedEvent } from '@shared/run-events';
+import { BACKEND_NAMES } from '@shared/system';
 import { errorMessage } from '@shared/unknown-value';
 
 /** The --backend option every command that runs tensor work takes. */
@@ -31,4 +31,4 @@ export function positiveInt(value: string): number {
   return number;
 }
 
-export { defaultHome } from '../engine/io/home';
+export { defaultHome } from '@engine/io/home';

@@ -1,4 +1,4 @@
-import type { RunEvent } from '../shared/run-events';
+import type { RunEvent } from '@shared/run-events';
 
 function clock(seconds: number): string {
   if (!Number.isFinite(seconds)) return '--:--';

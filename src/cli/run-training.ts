@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { TrainingRunOptions } from '../engine/train/run-lifecycle';
-import type { TorchLaunch } from '../torch/launch';
-import { BACKEND_ENV, readForcedBackend } from '../shared/system';
+import type { TrainingRunOptions } from '@engine/train/run-lifecycle';
+import type { TorchLaunch } from '@torch/launch';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { humanRenderer } from './progress-line';
 import { ctrlCSignal, exitInterrupted } from './cancel';
 import { torchLaunchFromFlags, type EngineFlags } from './engine-options';
@@ -35,18 +35,18 @@ export async function runTrainingCommand(command: TrainingCommand): Promise<void
   if (command.resume && command.overwrite) {
     throw new Error('--overwrite starts a new run in --out <dir>; it does not go with --resume.');
   }
-  const { resumeTarget } = await import('../engine/checkpoint');
+  const { resumeTarget } = await import('@engine/checkpoint');
   const target = command.resume ? resumeTarget(command.outDir) : { outDir: command.outDir, checkpoint: null };
   if (!command.resume) await prepareNewRunFolder(command);
   const run = await trainingEntry(command);
   const torch = command.torch !== null;
   if (!torch) {
-    const { selectBackend } = await import('../engine/backend');
+    const { selectBackend } = await import('@engine/backend');
     await selectBackend(readForcedBackend(command.backend, process.env[BACKEND_ENV]), 'cli');
   }
   const isCancel = async (error: unknown): Promise<boolean> => {
-    if (torch) return error instanceof (await import('../torch/launch')).TorchRunCancelledError;
-    return error instanceof (await import('../engine/train/run-lifecycle')).RunCancelledError;
+    if (torch) return error instanceof (await import('@torch/launch')).TorchRunCancelledError;
+    return error instanceof (await import('@engine/train/run-lifecycle')).RunCancelledError;
   };
   const render = command.json ? null : humanRenderer();
   const signal = ctrlCSignal();
@@ -79,8 +79,8 @@ type TrainingEntry = (options: TrainingRunOptions) => Promise<unknown>;
 /** The engine's entry point for the command: its Python ranks, or runPretraining / runFinetuning here. */
 async function trainingEntry({ name, config, resume, epochs, torch }: TrainingCommand): Promise<TrainingEntry> {
   if (torch) {
-    const { finetuneJob, pretrainJob, resumeJob } = await import('../torch/job');
-    const { runTorchJob } = await import('../torch/launch');
+    const { finetuneJob, pretrainJob, resumeJob } = await import('@torch/job');
+    const { runTorchJob } = await import('@torch/launch');
     const job = resume
       ? await resumeJob(name, epochs)
       : name === 'pretrain'
@@ -89,10 +89,10 @@ async function trainingEntry({ name, config, resume, epochs, torch }: TrainingCo
     return (options) => runTorchJob(job, { ...torch, ...options });
   }
   if (name === 'pretrain') {
-    const { runPretraining } = await import('../engine/pretrain/trainer');
+    const { runPretraining } = await import('@engine/pretrain/trainer');
     return (options) => runPretraining(config, options);
   }
-  const { runFinetuning } = await import('../engine/finetune');
+  const { runFinetuning } = await import('@engine/finetune');
   return (options) => runFinetuning(config, options);
 }
 
@@ -102,7 +102,7 @@ async function trainingEntry({ name, config, resume, epochs, torch }: TrainingCo
  * run's checkpoints never mix with the old one's.
  */
 async function prepareNewRunFolder({ name, outDir, overwrite }: TrainingCommand): Promise<void> {
-  const { CHECKPOINTS_DIR, CONFIG_FILE, PREVIEWS_DIR } = await import('../engine/pretrain/trainer');
+  const { CHECKPOINTS_DIR, CONFIG_FILE, PREVIEWS_DIR } = await import('@engine/pretrain/trainer');
   const held = [CONFIG_FILE, `${CHECKPOINTS_DIR}/`].filter((entry) => existsSync(path.join(outDir, entry)));
   if (held.length === 0) return;
   if (!overwrite) {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { RunStore } from '../store/run-store';
+import type { RunStore } from '@store/run-store';
 import { defaultHome } from './output';
 
 /**
@@ -10,6 +10,6 @@ import { defaultHome } from './output';
 export async function openExistingStore(dataDir: string | undefined): Promise<RunStore> {
   const file = path.join(dataDir ?? defaultHome(), 'mimir.db');
   if (!existsSync(file)) throw new Error(`There is no experiment store at ${file}: give --data-dir or set MIMIR_HOME.`);
-  const { RunStore } = await import('../store/run-store');
+  const { RunStore } = await import('@store/run-store');
   return RunStore.open(file);
 }

@@ -10,7 +10,7 @@ import {
   type ForcedBackend,
   type GpuReport,
   type SystemReport,
-} from '../shared/system';
+} from '@shared/system';
 import { probeGpu } from './gpu';
 import { activeWasmThreads, registerThreadedWasm } from './wasm-threads';
 import { errorMessage } from '@shared/unknown-value';

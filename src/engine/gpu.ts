@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { GpuReport } from '../shared/system';
+import type { GpuReport } from '@shared/system';
 
 /** The shared libraries @tensorflow/tfjs-node-gpu 4.22 (libtensorflow 2.9) needs: CUDA 11.2 and cuDNN 8.1. */
 export const REQUIRED_CUDA_LIBRARIES = ['libcudart.so.11.0', 'libcublas.so.11', 'libcudnn.so.8'] as const;

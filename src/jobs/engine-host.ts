@@ -1,5 +1,5 @@
-import { EngineMessage, type ParentMessage } from '../shared/engine-protocol';
-import type { ForcedBackend, SystemReport } from '../shared/system';
+import { EngineMessage, type ParentMessage } from '@shared/engine-protocol';
+import type { ForcedBackend, SystemReport } from '@shared/system';
 import { builtFile } from './build-output';
 import type { ProcessLauncher } from './channel';
 

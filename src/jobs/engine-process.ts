@@ -4,12 +4,12 @@ import { errorMessage } from '@shared/unknown-value';
  * mode). It loads TensorFlow.js, so the parent never blocks on tensor work. It either probes the
  * backends and reports, or runs one job and streams its events; the parent stops it afterwards.
  */
-import { selectBackend } from '../engine/backend';
-import { RunEngine } from '../shared/engine-choice';
-import { ParentMessage, type EngineMessage, type JobKind, type JobSpec } from '../shared/engine-protocol';
-import type { EvaluationRequestInput } from '../shared/evaluation';
-import type { RunEvent, RunEventSink } from '../shared/run-events';
-import type { ForcedBackend } from '../shared/system';
+import { selectBackend } from '@engine/backend';
+import { RunEngine } from '@shared/engine-choice';
+import { ParentMessage, type EngineMessage, type JobKind, type JobSpec } from '@shared/engine-protocol';
+import type { EvaluationRequestInput } from '@shared/evaluation';
+import type { RunEvent, RunEventSink } from '@shared/run-events';
+import type { ForcedBackend } from '@shared/system';
 import { connectToParent } from './parent-port';
 
 const parent = connectToParent();
@@ -30,8 +30,8 @@ interface JobContext {
 async function runOnTorch(kind: 'pretrain' | 'finetune', config: unknown, context: JobContext): Promise<unknown> {
   const engine = RunEngine.parse((config as { engine?: unknown }).engine);
   if (engine.name !== 'torch') throw new Error('internal: not a PyTorch run');
-  const { finetuneJob, pretrainJob } = await import('../torch/job');
-  const { runTorchJob } = await import('../torch/launch');
+  const { finetuneJob, pretrainJob } = await import('@torch/job');
+  const { runTorchJob } = await import('@torch/launch');
   const job = kind === 'pretrain' ? await pretrainJob(config) : await finetuneJob(config);
   return runTorchJob(job, { ...context, nproc: engine.nproc, device: engine.device, precision: engine.precision });
 }
@@ -44,14 +44,14 @@ const JOBS: Record<JobKind, (config: unknown, context: JobContext) => Promise<un
   pretrain: async (config, context) =>
     onTorch(config)
       ? runOnTorch('pretrain', config, context)
-      : (await import('../engine/pretrain/trainer')).runPretraining(config, { ...context, resume: 'if-any' }),
+      : (await import('@engine/pretrain/trainer')).runPretraining(config, { ...context, resume: 'if-any' }),
   finetune: async (config, context) =>
     onTorch(config)
       ? runOnTorch('finetune', config, context)
-      : (await import('../engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
+      : (await import('@engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
   evaluate: async (config, context) => {
     // evaluate() validates its request itself (zod), as every kind here does.
-    const { evaluate } = await import('../engine/evaluate');
+    const { evaluate } = await import('@engine/evaluate');
     // The report goes to the parent before `done`, so it stores both without reading report.json.
     const held: RunEvent[] = [];
     const report = await evaluate(config as EvaluationRequestInput, {
@@ -61,7 +61,7 @@ const JOBS: Record<JobKind, (config: unknown, context: JobContext) => Promise<un
     post({ type: 'evaluation', report });
     for (const event of held) context.emit(event);
   },
-  landscape: async (config, context) => (await import('../engine/landscape')).computeLandscape(config, context),
+  landscape: async (config, context) => (await import('@engine/landscape')).computeLandscape(config, context),
 };
 
 async function runJob(job: JobSpec, forced: ForcedBackend | null): Promise<void> {

@@ -1,9 +1,9 @@
-import { EngineMessage, JobKind, type JobSpec, type ParentMessage } from '../shared/engine-protocol';
-import type { EvaluationReport } from '../shared/evaluation';
-import type { PushMessage } from '../shared/push';
-import type { Run } from '../shared/store-types';
-import type { ForcedBackend } from '../shared/system';
-import type { RunStore } from '../store/run-store';
+import { EngineMessage, JobKind, type JobSpec, type ParentMessage } from '@shared/engine-protocol';
+import type { EvaluationReport } from '@shared/evaluation';
+import type { PushMessage } from '@shared/push';
+import type { Run } from '@shared/store-types';
+import type { ForcedBackend } from '@shared/system';
+import type { RunStore } from '@store/run-store';
 import { builtFile, packageRoot } from './build-output';
 import type { ProcessChannel, ProcessLauncher } from './channel';
 

@@ -5,9 +5,9 @@ import { errorMessage } from '@shared/unknown-value';
  */
 import path from 'node:path';
 import { app, BrowserWindow, dialog, ipcMain, session } from 'electron';
-import { createAppService, type AppService } from '../service/app-service';
-import { API_CHANNEL, PUSH_CHANNEL } from '../shared/ipc';
-import { readForcedBackend } from '../shared/system';
+import { createAppService, type AppService } from '@service/app-service';
+import { API_CHANNEL, PUSH_CHANNEL } from '@shared/ipc';
+import { readForcedBackend } from '@shared/system';
 import { isAppSender, type AppPage } from './ipc-sender';
 import { utilityLauncher } from './utility-launcher';
 import { secureWebPreferences } from './web-preferences';

@@ -1,5 +1,5 @@
 import { utilityProcess } from 'electron';
-import type { ProcessLauncher } from '../jobs/channel';
+import type { ProcessLauncher } from '@jobs/channel';
 
 /** Start an engine process as an Electron utilityProcess (a Node process Electron manages). */
 export const utilityLauncher: ProcessLauncher = (entry, args) => {

@@ -5,8 +5,8 @@
  * renderer's API client on this side).
  */
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
-import type { ApiRequest, ApiTransport } from '../shared/api';
-import { API_CHANNEL, PUSH_CHANNEL } from '../shared/ipc';
+import type { ApiRequest, ApiTransport } from '@shared/api';
+import { API_CHANNEL, PUSH_CHANNEL } from '@shared/ipc';
 
 const transport: ApiTransport = {
   call: (request: ApiRequest) => ipcRenderer.invoke(API_CHANNEL, request),

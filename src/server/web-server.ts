@@ -5,9 +5,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { WebSocketServer } from 'ws';
-import { DOWNLOAD_PATH } from '../shared/api';
-import { RENDERER_CSP } from '../shared/csp';
-import type { AppService } from '../service/app-service';
+import { DOWNLOAD_PATH } from '@shared/api';
+import { RENDERER_CSP } from '@shared/csp';
+import type { AppService } from '@service/app-service';
 import { errorMessage } from '@shared/unknown-value';
 
 /**

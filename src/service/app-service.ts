@@ -2,27 +2,20 @@ import { mkdirSync } from 'node:fs';
 import { realpath, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
-import {
-  ApiRequest,
-  apiMethods,
-  type ApiMethod,
-  type ApiMethods,
-  type ApiOutput,
-  type ApiResponse,
-} from '../shared/api';
-import { parseRunConfig } from '../shared/run-configs';
-import { RUN_PRESETS } from '../shared/presets';
-import type { PushMessage } from '../shared/push';
-import type { ForcedBackend, SystemReport } from '../shared/system';
-import type { ProcessLauncher } from '../jobs/channel';
-import { FileReadError, readRegularFile } from '../engine/io/read-file';
-import { probeEngineProcess } from '../jobs/engine-host';
-import { torchEngineReport } from '../torch/python';
-import { JobRunner } from '../jobs/job-runner';
-import { lockDataFolder } from '../store/data-folder-lock';
-import { StoreError } from '../store/errors';
-import { newRunId, RunStore } from '../store/run-store';
-import { createSweep, listSweeps, requireSweep, sweepRuns } from '../store/sweeps';
+import { ApiRequest, apiMethods, type ApiMethod, type ApiMethods, type ApiOutput, type ApiResponse } from '@shared/api';
+import { parseRunConfig } from '@shared/run-configs';
+import { RUN_PRESETS } from '@shared/presets';
+import type { PushMessage } from '@shared/push';
+import type { ForcedBackend, SystemReport } from '@shared/system';
+import type { ProcessLauncher } from '@jobs/channel';
+import { FileReadError, readRegularFile } from '@engine/io/read-file';
+import { probeEngineProcess } from '@jobs/engine-host';
+import { torchEngineReport } from '@torch/python';
+import { JobRunner } from '@jobs/job-runner';
+import { lockDataFolder } from '@store/data-folder-lock';
+import { StoreError } from '@store/errors';
+import { newRunId, RunStore } from '@store/run-store';
+import { createSweep, listSweeps, requireSweep, sweepRuns } from '@store/sweeps';
 import { CatalogError, createCheckpointCatalog } from './checkpoint-catalog';
 import { createDatasetBrowser } from './dataset-browser';
 import { createCifar10Download } from './dataset-download';
@@ -143,7 +136,7 @@ export function createAppService(options: AppServiceOptions): AppService {
       const parsed = parseRunConfig(kind, config);
       if (!parsed.ok) throw new RequestError(`Invalid ${kind} config: ${parsed.issues.join('; ')}`, 'invalid-input');
       // Refused now rather than failing once queued: a missing folder, one class, a patch size that does not fit.
-      const { checkRunDataset } = await import('../engine/data/run-checks');
+      const { checkRunDataset } = await import('@engine/data/run-checks');
       await checkRunDataset(kind, parsed.config).catch((error: unknown) => {
         throw new RequestError(errorMessage(error), 'invalid-input');
       });

@@ -3,12 +3,12 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import type { CheckpointEntry, ExportNaming, ExportOutcome, ImportOutcome } from '../shared/api';
-import { CHECKPOINT_MANIFEST_FILE, CheckpointKind } from '../shared/checkpoint';
-import type { Run } from '../shared/store-types';
-import type { RunStore } from '../store/run-store';
-import { readRegularFile } from '../engine/io/read-file';
-import { checkExportTargets, existingExportFiles } from '../engine/export/targets';
+import type { CheckpointEntry, ExportNaming, ExportOutcome, ImportOutcome } from '@shared/api';
+import { CHECKPOINT_MANIFEST_FILE, CheckpointKind } from '@shared/checkpoint';
+import type { Run } from '@shared/store-types';
+import type { RunStore } from '@store/run-store';
+import { readRegularFile } from '@engine/io/read-file';
+import { checkExportTargets, existingExportFiles } from '@engine/export/targets';
 import { errorMessage } from '@shared/unknown-value';
 
 /**
@@ -241,7 +241,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
       if ((await statOrNull(folder))?.isDirectory() === false)
         throw new CatalogError(`${folder} is a file, not a folder.`, 'invalid-input');
       await mkdir(folder, { recursive: true });
-      const { exportCheckpoint } = await import('../engine/export/export');
+      const { exportCheckpoint } = await import('@engine/export/export');
       const result = await asUserError(() => exportCheckpoint(checkpoint, file, { naming, decoder, overwrite }));
       const outcome = {
         file: result.file,
@@ -265,7 +265,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
       for (let i = 2; await statOrNull(path.join(importsDir, name)); i++) name = `${base}-${i}`;
       const outDir = path.join(importsDir, name);
       const [{ importToCheckpoint }, tf] = await Promise.all([
-        import('../engine/export/export'),
+        import('@engine/export/export'),
         import('@tensorflow/tfjs-core'),
         import('@tensorflow/tfjs-backend-cpu'),
       ]);

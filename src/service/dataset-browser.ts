@@ -1,6 +1,6 @@
-import { BUILTIN_CLASSES, DatasetSource, type DatasetSourceInput } from '../shared/dataset-config';
-import type { DatasetImage, DatasetInfo, DatasetPage } from '../shared/api';
-import type { Dataset } from '../engine/data/dataset';
+import { BUILTIN_CLASSES, DatasetSource, type DatasetSourceInput } from '@shared/dataset-config';
+import type { DatasetImage, DatasetInfo, DatasetPage } from '@shared/api';
+import type { Dataset } from '@engine/data/dataset';
 
 /**
  * The dataset browser's side of the app API: open a dataset source (kept open for the next pages),
@@ -58,7 +58,7 @@ export function createDatasetBrowser(): DatasetBrowser {
     let opened = cache.get(key);
     if (!opened) {
       opened = (async () => {
-        const { openDataset } = await import('../engine/data/open-dataset');
+        const { openDataset } = await import('@engine/data/open-dataset');
         return { dataset: await openDataset(source), byClass: null };
       })();
       cache.set(key, opened);
@@ -100,7 +100,7 @@ export function createDatasetBrowser(): DatasetBrowser {
   }
 
   async function encode(images: Float32Array, count: number, size: number, columns: number): Promise<string> {
-    const { encodePngStrip } = await import('../engine/io/png');
+    const { encodePngStrip } = await import('@engine/io/png');
     return (await encodePngStrip(images, count, size, 3, columns)).toString('base64');
   }
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
-import type { DownloadStatus } from '../shared/api';
-import { errorMessage } from '../shared/unknown-value';
-import { CIFAR10_URL_ENV, cifar10Origin, defaultDatasetsDir, downloadCifar10 } from '../engine/data/download';
+import type { DownloadStatus } from '@shared/api';
+import { errorMessage } from '@shared/unknown-value';
+import { CIFAR10_URL_ENV, cifar10Origin, defaultDatasetsDir, downloadCifar10 } from '@engine/data/download';
 
 /**
  * The CIFAR-10 download the dataset browser starts: one at a time, from the official address (or

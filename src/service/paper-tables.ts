@@ -1,15 +1,15 @@
-import { EvaluationReport } from '../shared/evaluation';
+import { EvaluationReport } from '@shared/evaluation';
 import {
   buildPaperTable,
   renderPaperTable,
   type PaperTable,
   type TableFormat,
   type TableRunInput,
-} from '../shared/paper-table';
-import type { RunFigures } from '../shared/run-query';
-import type { Run } from '../shared/store-types';
-import { StoreError } from '../store/errors';
-import type { RunStore } from '../store/run-store';
+} from '@shared/paper-table';
+import type { RunFigures } from '@shared/run-query';
+import type { Run } from '@shared/store-types';
+import { StoreError } from '@store/errors';
+import type { RunStore } from '@store/run-store';
 import { errorMessage } from '@shared/unknown-value';
 
 /**

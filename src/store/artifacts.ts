@@ -1,4 +1,4 @@
-import type { RunOutput } from '../shared/run-events';
+import type { RunOutput } from '@shared/run-events';
 import {
   NewArtifact,
   NewEvaluation,
@@ -7,7 +7,7 @@ import {
   type Evaluation,
   type LogEntry,
   type LogLevel,
-} from '../shared/store-types';
+} from '@shared/store-types';
 import type { SqliteDatabase } from './database';
 import {
   parseInput,

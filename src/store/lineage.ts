@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { modelCheckpointOf } from '../shared/run-configs';
+import { modelCheckpointOf } from '@shared/run-configs';
 import type { SqliteDatabase } from './database';
 
 /**

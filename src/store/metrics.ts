@@ -1,4 +1,4 @@
-import { MetricSeriesQuery, type MetricSeries } from '../shared/store-types';
+import { MetricSeriesQuery, type MetricSeries } from '@shared/store-types';
 import type { SqliteDatabase } from './database';
 import { downsampleRows, type MetricRow } from './downsample';
 import { parseInput } from './rows';

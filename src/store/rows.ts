@@ -1,7 +1,7 @@
 /** Rows as SQLite returns them, and their mapping to the shared objects: the only place that knows both. */
 import type { z } from 'zod';
-import type { FailureCause, RunOutput } from '../shared/run-events';
-import { Artifact, Evaluation, Experiment, LogEntry, Run } from '../shared/store-types';
+import type { FailureCause, RunOutput } from '@shared/run-events';
+import { Artifact, Evaluation, Experiment, LogEntry, Run } from '@shared/store-types';
 import { StoreError } from './errors';
 
 export interface ExperimentRow {

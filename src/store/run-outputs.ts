@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { LANDSCAPE_FILE } from '../shared/landscape';
+import { LANDSCAPE_FILE } from '@shared/landscape';
 import type { SqliteDatabase } from './database';
 
 /**

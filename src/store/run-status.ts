@@ -1,4 +1,4 @@
-import type { RunStatus } from '../shared/store-types';
+import type { RunStatus } from '@shared/store-types';
 
 /**
  * The legal status changes. A queued run may also be cancelled or fail before it starts (its process

@@ -1,4 +1,4 @@
-import { lastKeptStep, type RunEvent } from '../shared/run-events';
+import { lastKeptStep, type RunEvent } from '@shared/run-events';
 import type {
   Artifact,
   ArtifactKind,
@@ -16,7 +16,7 @@ import type {
   RunFilter,
   RunStatus,
   TagCount,
-} from '../shared/store-types';
+} from '@shared/store-types';
 import { ArtifactsTable } from './artifacts';
 import { openDatabase, type OpenDatabaseOptions, type SqliteDatabase } from './database';
 import { StoreError } from './errors';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
-import type { FailureCause } from '../shared/run-events';
+import type { FailureCause } from '@shared/run-events';
 import {
   NewExperiment,
   NewRun,
@@ -10,7 +10,7 @@ import {
   type Run,
   type RunStatus,
   type TagCount,
-} from '../shared/store-types';
+} from '@shared/store-types';
 import type { ArtifactsTable } from './artifacts';
 import type { SqliteDatabase } from './database';
 import { StoreError, sqliteCode } from './errors';

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { Sweep, SweepSpec, expandSweep, type SweepParent, type SweepSpecInput } from '../shared/sweep';
-import type { Run } from '../shared/store-types';
+import { Sweep, SweepSpec, expandSweep, type SweepParent, type SweepSpecInput } from '@shared/sweep';
+import type { Run } from '@shared/store-types';
 import type { SqliteDatabase } from './database';
 import { StoreError } from './errors';
 import { newRunId, type RunStore } from './run-store';

@@ -1,9 +1,9 @@
-import { CIFAR10_CLASSES } from '../engine/data/cifar10';
-import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type ExtraData } from '../shared/dataset-config';
-import { describeIssues } from '../shared/config-object';
-import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '../shared/finetune-config';
-import { modelConfigFromPreset, withDecoder, type ModelConfig } from '../shared/model-config';
-import { PretrainConfig } from '../shared/pretrain-config';
+import { CIFAR10_CLASSES } from '@engine/data/cifar10';
+import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type ExtraData } from '@shared/dataset-config';
+import { describeIssues } from '@shared/config-object';
+import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '@shared/finetune-config';
+import { modelConfigFromPreset, withDecoder, type ModelConfig } from '@shared/model-config';
+import { PretrainConfig } from '@shared/pretrain-config';
 
 /**
  * The job file the PyTorch engine reads (python3 -m mimir_torch.run --config job.json): the run config
@@ -46,7 +46,7 @@ async function torchDataset(
     case 'cifar10':
       return { dataset: source, imageSize: 32, classNames: [...CIFAR10_CLASSES] };
     case 'folder': {
-      const { openImageFolder } = await import('../engine/data/image-folder');
+      const { openImageFolder } = await import('@engine/data/image-folder');
       const folder = await openImageFolder(source);
       return { dataset: source, imageSize: source.imageSize, classNames: [...folder.classNames] };
     }

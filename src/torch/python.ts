@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import type { TorchEngineReport } from '../shared/system';
+import type { TorchEngineReport } from '@shared/system';
 
 /**
  * Finding the PyTorch engine: a python3 that imports torch ($MIMIR_PYTHON, then Debian's

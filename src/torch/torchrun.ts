@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { defaultHome } from '../engine/io/home';
-import { writeFileAtomic } from '../engine/io/atomic-file';
+import { defaultHome } from '@engine/io/home';
+import { writeFileAtomic } from '@engine/io/atomic-file';
 import type { TorchPython } from './python';
 
 /**

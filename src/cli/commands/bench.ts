@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { backendOption, fail, positiveInt } from '../output';
 
 interface BenchCliOptions {
@@ -99,8 +99,8 @@ export function registerBench(program: Command): void {
           if (options[key] !== undefined) settings[key] = options[key];
         }
         if (options.wasmThreads !== undefined) process.env.MIMIR_WASM_THREADS = String(options.wasmThreads);
-        const { selectBackend } = await import('../../engine/backend');
-        const { BenchSettings, formatBenchReport, runBench } = await import('../../engine/bench');
+        const { selectBackend } = await import('@engine/backend');
+        const { BenchSettings, formatBenchReport, runBench } = await import('@engine/bench');
         const parsed = BenchSettings.safeParse(settings);
         if (!parsed.success) {
           throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`).join('; '));

@@ -22,7 +22,7 @@ export function registerDatasets(program: Command): void {
       try {
         if (name !== 'cifar10')
           throw new Error(`Cannot download "${name}": only cifar10 is downloadable (give other datasets as folders).`);
-        const { downloadCifar10 } = await import('../../engine/data/download');
+        const { downloadCifar10 } = await import('@engine/data/download');
         const dir = options.dataRoot ?? path.join(defaultDataRoot(), 'cifar10');
         const result = await downloadCifar10(dir, {
           ...(options.url ? { url: options.url } : {}),
@@ -56,7 +56,7 @@ export function registerDatasets(program: Command): void {
       const json = options.json === true;
       try {
         if (options.split !== 'train' && options.split !== 'test') throw new Error('--split must be train or test.');
-        const { openDataset } = await import('../../engine/data');
+        const { openDataset } = await import('@engine/data');
         const dataset = await openDataset(
           datasetFromArg(name, { dataRoot: options.dataRoot, imageSize: options.imageSize, split: options.split }),
         );

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '../../shared/system';
+import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '@shared/system';
 import { backendOption, fail } from '../output';
 
 function formatTorchEngine(t: TorchEngineReport): string[] {
@@ -51,8 +51,8 @@ export function registerDoctor(program: Command): void {
     .action(async (options: { json?: boolean; backend?: string }) => {
       const json = options.json === true;
       try {
-        const { selectBackend } = await import('../../engine/backend');
-        const { torchEngineReport } = await import('../../torch/python');
+        const { selectBackend } = await import('@engine/backend');
+        const { torchEngineReport } = await import('@torch/python');
         const report: SystemReport = {
           ...(await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli')),
           torchEngine: await torchEngineReport(),

@@ -1,16 +1,16 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { THREAT_MODELS } from '../../shared/attack-config';
+import { THREAT_MODELS } from '@shared/attack-config';
 import {
   attacksFromWords,
   PGD_ITERATES,
   type EvaluationReport,
   type EvaluationRequestInput,
   type PgdIterate,
-} from '../../shared/evaluation';
-import type { DatasetSourceInput } from '../../shared/dataset-config';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+} from '@shared/evaluation';
+import type { DatasetSourceInput } from '@shared/dataset-config';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { humanRenderer } from '../progress-line';
@@ -182,9 +182,9 @@ export function registerEval(program: Command): void {
       const json = options.json === true;
       try {
         const outDir = path.resolve(options.out ?? `eval-${timestamp()}`);
-        const { resolveCheckpointPath } = await import('../../engine/finetune/checkpoint-path');
-        const { readManifest } = await import('../../engine/checkpoint');
-        const { FinetuneRecord } = await import('../../shared/finetune-config');
+        const { resolveCheckpointPath } = await import('@engine/finetune/checkpoint-path');
+        const { readManifest } = await import('@engine/checkpoint');
+        const { FinetuneRecord } = await import('@shared/finetune-config');
         const checkpoint = await resolveCheckpointPath(options.model);
         const manifest = await readManifest(checkpoint);
         const record = FinetuneRecord.safeParse(manifest.runConfig);
@@ -235,8 +235,8 @@ export function registerEval(program: Command): void {
           batchSize: options.batch,
           maskingChecks: options.maskingChecks,
         };
-        const { selectBackend } = await import('../../engine/backend');
-        const { evaluate, EvaluationCancelledError } = await import('../../engine/evaluate');
+        const { selectBackend } = await import('@engine/backend');
+        const { evaluate, EvaluationCancelledError } = await import('@engine/evaluate');
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const render = json ? null : humanRenderer();
         let finished = false;

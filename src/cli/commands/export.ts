@@ -28,7 +28,7 @@ export function registerExport(program: Command): void {
       const json = options.json === true;
       try {
         // Layout conversion only: no backend needed.
-        const { exportCheckpoint } = await import('../../engine/export');
+        const { exportCheckpoint } = await import('@engine/export');
         const result = await exportCheckpoint(options.model, options.to, {
           naming: options.naming,
           decoder: options.decoder === true,

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { FINETUNE_METHODS } from '../../shared/finetune-config';
-import { MODEL_PRESETS } from '../../shared/model-config';
+import { FINETUNE_METHODS } from '@shared/finetune-config';
+import { MODEL_PRESETS } from '@shared/model-config';
 import { readConfigFile } from '../config-file';
 import { withEngineOptions } from '../engine-options';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';

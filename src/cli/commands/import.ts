@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { backendOption, fail } from '../output';
 
 interface ImportOptions {
@@ -22,8 +22,8 @@ export function registerImport(program: Command): void {
     .action(async (options: ImportOptions) => {
       const json = options.json === true;
       try {
-        const { selectBackend } = await import('../../engine/backend');
-        const { importToCheckpoint } = await import('../../engine/export');
+        const { selectBackend } = await import('@engine/backend');
+        const { importToCheckpoint } = await import('@engine/export');
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const { saved, model } = await importToCheckpoint(
           options.from,

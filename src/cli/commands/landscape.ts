@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { epsFrom255 } from '../../shared/attack-config';
-import { DatasetSource } from '../../shared/dataset-config';
-import { LANDSCAPE_LOSSES, type LandscapeRequestInput, type LandscapeResult } from '../../shared/landscape';
-import type { RunEvent } from '../../shared/run-events';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { epsFrom255 } from '@shared/attack-config';
+import { DatasetSource } from '@shared/dataset-config';
+import { LANDSCAPE_LOSSES, type LandscapeRequestInput, type LandscapeResult } from '@shared/landscape';
+import type { RunEvent } from '@shared/run-events';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { datasetFromArg } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { ctrlCSignal, exitInterrupted } from '../cancel';
@@ -171,8 +171,8 @@ export function registerLandscape(program: Command): void {
     .action(async (options: LandscapeOptions) => {
       const json = options.json === true;
       try {
-        const { resolveCheckpointPath } = await import('../../engine/finetune/checkpoint-path');
-        const { readManifest } = await import('../../engine/checkpoint');
+        const { resolveCheckpointPath } = await import('@engine/finetune/checkpoint-path');
+        const { readManifest } = await import('@engine/checkpoint');
         const checkpoint = await resolveCheckpointPath(options.model);
         const manifest = await readManifest(checkpoint);
         const modelImageSize = (manifest.modelConfig as { imageSize?: unknown } | null)?.imageSize;
@@ -205,8 +205,8 @@ export function registerLandscape(program: Command): void {
         };
         const outDir = path.resolve(options.out ?? defaultOutDir(checkpoint, loss));
 
-        const { selectBackend } = await import('../../engine/backend');
-        const { computeLandscape, landscapeFile, LandscapeCancelledError } = await import('../../engine/landscape');
+        const { selectBackend } = await import('@engine/backend');
+        const { computeLandscape, landscapeFile, LandscapeCancelledError } = await import('@engine/landscape');
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const render = json ? null : progressRenderer();
         let result: LandscapeResult;

@@ -2,7 +2,7 @@ import { chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { writeFileAtomic } from '../../engine/io/atomic-file';
+import { writeFileAtomic } from '@engine/io/atomic-file';
 import { fail, positiveInt } from '../output';
 
 /**

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
-import { writeFileAtomic } from '../../engine/io/atomic-file';
-import { METRICS_FORMATS, metricsCsv, type MetricsFormat } from '../../shared/metric-csv';
+import { writeFileAtomic } from '@engine/io/atomic-file';
+import { METRICS_FORMATS, metricsCsv, type MetricsFormat } from '@shared/metric-csv';
 import { fail } from '../output';
 import { openExistingStore } from '../store-arg';
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { MI_ESTIMATORS, KERNEL_BANDWIDTHS, MiConfig } from '../../shared/mi-config';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { MI_ESTIMATORS, KERNEL_BANDWIDTHS, MiConfig } from '@shared/mi-config';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { backendOption, fail } from '../output';
 
 interface MiCommandOptions {
@@ -70,7 +70,7 @@ export function registerMi(program: Command): void {
         ] as const) {
           if (!existsSync(file)) throw new Error(`${flag}: no such file: ${file}`);
         }
-        const { readNpy } = await import('../../engine/io/npy');
+        const { readNpy } = await import('@engine/io/npy');
         const [a, b] = await Promise.all([readNpy(options.a), readNpy(options.b)]);
         const describe = (flag: string, shape: number[], data: ArrayLike<number>): { n: number; d: number } => {
           if (shape.length === 0) throw new Error(`${flag}: a scalar has no sample axis; rows are samples.`);
@@ -93,10 +93,10 @@ export function registerMi(program: Command): void {
         }
         if (shapeA.n < 2) throw new Error(`at least 2 samples are needed, the files have ${shapeA.n}.`);
 
-        const { selectBackend } = await import('../../engine/backend');
+        const { selectBackend } = await import('@engine/backend');
         const report = await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const tf = await import('@tensorflow/tfjs-core');
-        const { mutualInformation } = await import('../../engine/mi/mutual-information');
+        const { mutualInformation } = await import('@engine/mi/mutual-information');
         const value = tf.tidy(() => {
           const ta = tf.tensor(Float32Array.from(a.data), [shapeA.n, shapeA.d]);
           const tb = tf.tensor(Float32Array.from(b.data), [shapeB.n, shapeB.d]);

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { backendOption, fail, positiveInt } from '../output';
 
 interface PredictOptions {
@@ -26,14 +26,14 @@ export function registerPredict(program: Command): void {
       const json = options.json === true;
       try {
         if (!existsSync(options.input)) throw new Error(`--input: no such file: ${options.input}`);
-        const { readNpy, writeNpy } = await import('../../engine/io/npy');
+        const { readNpy, writeNpy } = await import('@engine/io/npy');
         const array = await readNpy(options.input);
         if (array.dtype !== 'float32' && array.dtype !== 'float64') {
           throw new Error(`--input holds ${array.dtype}; give float32 pixels in [0, 1] (divide uint8 images by 255)`);
         }
         const images = array.data instanceof Float32Array ? array.data : Float32Array.from(array.data);
-        const { selectBackend } = await import('../../engine/backend');
-        const { predictLogits } = await import('../../engine/evaluate/predict');
+        const { selectBackend } = await import('@engine/backend');
+        const { predictLogits } = await import('@engine/evaluate/predict');
         const report = await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const result = await predictLogits(options.model, images, array.shape, { batchSize: options.batch });
         if (options.output)

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { readConfigFile } from '../config-file';
 import { withEngineOptions } from '../engine-options';
-import { MODEL_PRESETS } from '../../shared/model-config';
-import { PRETRAIN_MODES } from '../../shared/pretrain-config';
+import { MODEL_PRESETS } from '@shared/model-config';
+import { PRETRAIN_MODES } from '@shared/pretrain-config';
 import { trainingDatasetFromFlags, withTrainingDatasetOptions, type TrainingDatasetFlags } from '../dataset-arg';
 import { backendOption, fail, positiveInt } from '../output';
 import { runTrainingFromFlags, type TrainingFlags } from '../run-training';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { backendOption, defaultHome, fail } from '../output';
 
 /** A fixed default, so an SSH port forward (ssh -L 8420:127.0.0.1:8420 gpu-box) keeps working across restarts. */
@@ -18,10 +18,10 @@ export function registerServe(program: Command): void {
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new Error(`--port must be 0..65535, not "${options.port}".`);
         const [{ createAppService }, { forkLauncher }, { startWebServer }, { builtFile }] = await Promise.all([
-          import('../../service/app-service'),
-          import('../../jobs/channel'),
-          import('../../server/web-server'),
-          import('../../jobs/build-output'),
+          import('@service/app-service'),
+          import('@jobs/channel'),
+          import('@server/web-server'),
+          import('@jobs/build-output'),
         ]);
         const forced = readForcedBackend(options.backend, process.env[BACKEND_ENV]);
         const dataDir = options.dataDir ?? defaultHome();

@@ -1,10 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { JOB_KINDS } from '../../shared/engine-protocol';
-import { expandSweep, parseGridArg, parseSeedsArg, type SweepSpecInput } from '../../shared/sweep';
-import { BACKEND_ENV, readForcedBackend } from '../../shared/system';
-import type { Run } from '../../shared/store-types';
+import { JOB_KINDS } from '@shared/engine-protocol';
+import { expandSweep, parseGridArg, parseSeedsArg, type SweepSpecInput } from '@shared/sweep';
+import { BACKEND_ENV, readForcedBackend } from '@shared/system';
+import type { Run } from '@shared/store-types';
 import { readConfigFile } from '../config-file';
 import { backendOption, defaultHome, fail } from '../output';
 import { exitInterrupted } from '../cancel';
@@ -34,8 +34,8 @@ function defaultName(configFile: string): string {
 /** Queue the sweep through the app service and wait until every run of it has ended. */
 async function runSweep(spec: SweepSpecInput, options: SweepOptions, dataDir: string): Promise<number> {
   const [{ createAppService }, { forkLauncher }] = await Promise.all([
-    import('../../service/app-service'),
-    import('../../jobs/channel'),
+    import('@service/app-service'),
+    import('@jobs/channel'),
   ]);
   const forced = readForcedBackend(options.backend, process.env[BACKEND_ENV]);
   const service = createAppService({ launch: forkLauncher, forced, dataDir });
@@ -139,8 +139,8 @@ export function registerSweep(program: Command): void {
         const dataDir = options.dataDir ?? defaultHome();
         if (options.queueOnly) {
           const [{ RunStore }, { createSweep }] = await Promise.all([
-            import('../../store/run-store'),
-            import('../../store/sweeps'),
+            import('@store/run-store'),
+            import('@store/sweeps'),
           ]);
           mkdirSync(path.join(dataDir, 'runs'), { recursive: true });
           const store = RunStore.open(path.join(dataDir, 'mimir.db'));

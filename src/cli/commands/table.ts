@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
-import { TABLE_FORMATS, type TableFormat } from '../../shared/paper-table';
-import { writeFileAtomic } from '../../engine/io/atomic-file';
+import { TABLE_FORMATS, type TableFormat } from '@shared/paper-table';
+import { writeFileAtomic } from '@engine/io/atomic-file';
 import { fail, positiveInt } from '../output';
 import { openExistingStore } from '../store-arg';
 
@@ -37,7 +37,7 @@ export function registerTable(program: Command): void {
     .option('--data-dir <dir>', 'where the experiment store lives (default ~/.mimir, or $MIMIR_HOME)')
     .action(async (options: TableOptions) => {
       try {
-        const { paperTableFromStore } = await import('../../service/paper-tables');
+        const { paperTableFromStore } = await import('@service/paper-tables');
         const store = await openExistingStore(options.dataDir);
         try {
           const runIds = list(options.runs);

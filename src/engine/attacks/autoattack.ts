@@ -4,7 +4,7 @@ import {
   type AutoAttackComponent,
   type AutoAttackSpecInput,
   type AutoAttackStage,
-} from '../../shared/attack-config';
+} from '@shared/attack-config';
 import { apgd, apgdTargeted } from './apgd';
 import { fabTargeted } from './fab';
 import { minClassesFor } from './losses';

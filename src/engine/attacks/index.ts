@@ -1,5 +1,5 @@
 /** The attack suite (spec section 6). Every attack: (model, x in [0, 1] NHWC, labels, options) -> AttackResult. */
-export { epsFrom255, epsTo255, standardAutoAttack, AUTOATTACK_STANDARD_COMPONENTS } from '../../shared/attack-config';
+export { epsFrom255, epsTo255, standardAutoAttack, AUTOATTACK_STANDARD_COMPONENTS } from '@shared/attack-config';
 export type { AttackProgress, AttackResult, Classifier, CommonAttackOptions, Labels, ThreatModel } from './types';
 export {
   fgsm,

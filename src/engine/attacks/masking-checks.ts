@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AutoAttackStage, GradientMaskingReport } from '../../shared/attack-config';
+import type { AutoAttackStage, GradientMaskingReport } from '@shared/attack-config';
 import { apgd } from './apgd';
 import { crossEntropyLoss } from './losses';
 import { QueryCounter, lossAndGradient, oneHot, predictions } from './oracle';

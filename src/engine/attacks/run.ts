@@ -7,7 +7,7 @@ import {
   AutoAttackSpec,
   type AttackSpecInput,
   type AutoAttackSpecInput,
-} from '../../shared/attack-config';
+} from '@shared/attack-config';
 import { apgd, apgdTargeted } from './apgd';
 import type { AutoAttackResult } from './autoattack';
 import { cwL2, type CwL2Result } from './cw';

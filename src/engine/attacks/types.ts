@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-export type { ThreatModel } from '../../shared/attack-config';
+export type { ThreatModel } from '@shared/attack-config';
 
 /**
  * Any differentiable classifier: NHWC images in [0, 1] to logits. Attacks call it inside tf.grad with

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ModelConfig } from '../../shared/model-config';
+import { ModelConfig } from '@shared/model-config';
 
 /**
  * What `mimir bench` measures: the model, the batch and the two training steps, in one flat object

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { PretrainAttack, PretrainMi } from '../../shared/pretrain-config';
+import { PretrainAttack, PretrainMi } from '@shared/pretrain-config';
 import { ThreatBall, steepestDirection } from '../attacks/geometry';
 import { crossEntropyLoss } from '../attacks/losses';
 import { QueryCounter, lossAndGradient, oneHot } from '../attacks/oracle';

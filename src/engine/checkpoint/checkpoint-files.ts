@@ -14,7 +14,7 @@ import {
   CHECKPOINT_VERSION,
   CheckpointManifest,
   type CheckpointFileInfo,
-} from '../../shared/checkpoint';
+} from '@shared/checkpoint';
 import { decodeSafetensors, SafetensorsError, type SafetensorsFile } from '../io/safetensors';
 
 export class CheckpointError extends Error {

@@ -7,7 +7,7 @@ import { errorMessage } from '@shared/unknown-value';
  */
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { RUN_CHECKPOINTS_DIR, type CheckpointManifest } from '../../shared/checkpoint';
+import { RUN_CHECKPOINTS_DIR, type CheckpointManifest } from '@shared/checkpoint';
 import { CheckpointError, readCheckpoint, readManifest } from './checkpoint-files';
 import { isCheckpointName, readLatestPointer } from './save';
 

@@ -11,7 +11,7 @@ import {
   OPTIMIZER_V_PREFIX,
   type CheckpointKind,
   type CheckpointManifest,
-} from '../../shared/checkpoint';
+} from '@shared/checkpoint';
 import type { SafetensorsFile } from '../io/safetensors';
 import type { AdamW, AdamWStateValues } from '../train/optimizer';
 import { CheckpointError, readCheckpoint } from './checkpoint-files';

@@ -19,7 +19,7 @@ import {
   OPTIMIZER_M_PREFIX,
   OPTIMIZER_V_PREFIX,
   type CheckpointKind,
-} from '../../shared/checkpoint';
+} from '@shared/checkpoint';
 import { isTemporarySibling, syncDirectory, writeFileAtomic } from '../io/atomic-file';
 import { tensorSource, writeSafetensors, type TensorSource } from '../io/safetensors';
 import type { RngState } from '../rng';

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { CorruptionTable, CorruptionType } from '../../shared/evaluation';
+import type { CorruptionTable, CorruptionType } from '@shared/evaluation';
 import { exampleStreams } from '../attacks/streams';
 import type { Rng } from '../rng';
 import { clampIndex, diskKernel, filter2d, gaussianKernel1d, separableFilter, boxResize } from './filters';

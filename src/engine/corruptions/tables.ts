@@ -1,4 +1,4 @@
-import type { CorruptionTable, CorruptionType } from '../../shared/evaluation';
+import type { CorruptionTable, CorruptionType } from '@shared/evaluation';
 
 /**
  * Severity parameters of Hendrycks & Dietterich's generation scripts (make_cifar_c.py,

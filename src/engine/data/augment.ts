@@ -1,4 +1,4 @@
-import type { AugmentationConfig } from '../../shared/dataset-config';
+import type { AugmentationConfig } from '@shared/dataset-config';
 import type { Rng } from '../rng';
 import { CHANNELS } from './dataset';
 

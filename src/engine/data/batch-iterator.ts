@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { NO_AUGMENTATION, type AugmentationConfig } from '../../shared/dataset-config';
+import { NO_AUGMENTATION, type AugmentationConfig } from '@shared/dataset-config';
 import { distinctSample, Rng, type RngState } from '../rng';
 import { augmentBatch } from './augment';
 import type { Dataset } from './dataset';

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Cifar10Source, DatasetDescription } from '../../shared/dataset-config';
+import type { Cifar10Source, DatasetDescription } from '@shared/dataset-config';
 import { CHANNELS, DatasetError, checkIndex, type Dataset, type ExampleBatch } from './dataset';
 import { readTarFiles } from './tar-reader';
 import { errorMessage } from '@shared/unknown-value';

@@ -1,4 +1,4 @@
-import type { DatasetDescription } from '../../shared/dataset-config';
+import type { DatasetDescription } from '@shared/dataset-config';
 
 /** Images and labels of some dataset indices: images NHWC float32 in [0, 1], labels class ids. */
 export interface ExampleBatch {

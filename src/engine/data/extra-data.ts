@@ -1,8 +1,8 @@
-import type { ExtraData } from '../../shared/dataset-config';
+import type { ExtraData } from '@shared/dataset-config';
 import { decodeNpy, decodeNpyIntegers, NpyFormatError } from '../io/npy';
 import { decodeNpz, NpzFormatError } from '../io/npz';
 import { FileReadError, readRegularFile } from '../io/read-file';
-import { errorMessage } from '../../shared/unknown-value';
+import { errorMessage } from '@shared/unknown-value';
 import { CHANNELS, checkIndex, DatasetError, type Dataset } from './dataset';
 
 /** What readFile can hold: a larger archive must be cut into a smaller one. */

@@ -1,7 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { DatasetDescription, FolderSource } from '../../shared/dataset-config';
+import type { DatasetDescription, FolderSource } from '@shared/dataset-config';
 import { CHANNELS, DatasetError, checkIndex, type Dataset, type ExampleBatch } from './dataset';
 import { hashString } from './hash';
 import { decodeImageFile } from './image-decode';

@@ -1,4 +1,4 @@
-import { DatasetSource, type DatasetSourceInput } from '../../shared/dataset-config';
+import { DatasetSource, type DatasetSourceInput } from '@shared/dataset-config';
 import { openCifar10, type Cifar10Options } from './cifar10';
 import type { Dataset } from './dataset';
 import { openImageFolder } from './image-folder';

@@ -1,4 +1,4 @@
-import { BUILTIN_CLASSES, builtinSize, type BuiltinSource, type DatasetDescription } from '../../shared/dataset-config';
+import { BUILTIN_CLASSES, builtinSize, type BuiltinSource, type DatasetDescription } from '@shared/dataset-config';
 import { Rng } from '../rng';
 import { CHANNELS, checkIndex, type Dataset, type ExampleBatch } from './dataset';
 import { hashSeed } from './hash';

@@ -1,9 +1,9 @@
 import { stat } from 'node:fs/promises';
 import { z } from 'zod';
-import { describeIssues } from '../../shared/config-object';
-import { DatasetSource, ExtraData } from '../../shared/dataset-config';
-import type { JobKind } from '../../shared/engine-protocol';
-import { ModelConfig, ModelPreset, modelConfigFromPreset } from '../../shared/model-config';
+import { describeIssues } from '@shared/config-object';
+import { DatasetSource, ExtraData } from '@shared/dataset-config';
+import type { JobKind } from '@shared/engine-protocol';
+import { ModelConfig, ModelPreset, modelConfigFromPreset } from '@shared/model-config';
 import type { Dataset } from './dataset';
 import { openDataset } from './open-dataset';
 import { errorMessage } from '@shared/unknown-value';

@@ -1,4 +1,4 @@
-import type { TrainingFraction } from '../../shared/dataset-config';
+import type { TrainingFraction } from '@shared/dataset-config';
 import { distinctSample } from '../rng';
 import type { Dataset } from './dataset';
 import { checkIndex } from './dataset';

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { TinyImageNetSource } from '../../shared/dataset-config';
+import type { TinyImageNetSource } from '@shared/dataset-config';
 import { DatasetError } from './dataset';
 import { ImageFileDataset, listImages, type ImageRecord } from './image-folder';
 import { errorMessage } from '@shared/unknown-value';

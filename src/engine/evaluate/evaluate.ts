@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type EvaluatedExamples, type GradientMaskingReport } from '../../shared/attack-config';
-import { describeIssues } from '../../shared/config-object';
+import { type EvaluatedExamples, type GradientMaskingReport } from '@shared/attack-config';
+import { describeIssues } from '@shared/config-object';
 import {
   EVALUATION_FORMAT,
   EVALUATION_REPORT_FILE,
@@ -15,9 +15,9 @@ import {
   type CorruptionReport,
   type EvaluationRequestInput,
   type WorstCase,
-} from '../../shared/evaluation';
+} from '@shared/evaluation';
 import { writeFileAtomic } from '../io/atomic-file';
-import type { RunEvent, RunEventSink } from '../../shared/run-events';
+import type { RunEvent, RunEventSink } from '@shared/run-events';
 import {
   blackBoxCheck,
   maskingReport,

@@ -1,4 +1,4 @@
-import type { AttackOutcome, NoEvidenceFlag, WorstCase } from '../../shared/evaluation';
+import type { AttackOutcome, NoEvidenceFlag, WorstCase } from '@shared/evaluation';
 
 /** Natural accuracy this close to chance (or below it) measures nothing (issue 11: 2 points). */
 export const CHANCE_MARGIN = 0.02;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { miBlockIndex, type MiEstimator, type MiOptionsInput } from '../../shared/mi-config';
+import { miBlockIndex, type MiEstimator, type MiOptionsInput } from '@shared/mi-config';
 import type { Classifier } from '../attacks';
 import { loadClassifierCheckpoint, type ClassifierCheckpoint } from '../finetune/classifier-checkpoint';
 import { classScores } from '../finetune/outputs';

@@ -7,9 +7,9 @@ import {
   type AttackSpecInput,
   type AutoAttackSpec,
   type ThreatModel,
-} from '../../shared/attack-config';
-import type { CorruptionTable, CorruptionType, EvaluationRequest } from '../../shared/evaluation';
-import type { MiEstimator } from '../../shared/mi-config';
+} from '@shared/attack-config';
+import type { CorruptionTable, CorruptionType, EvaluationRequest } from '@shared/evaluation';
+import type { MiEstimator } from '@shared/mi-config';
 import type { SingleAttackSpec } from '../attacks';
 import { tableForImageSize } from '../corruptions';
 

@@ -6,7 +6,7 @@ import {
   epsTo255,
   type AutoAttackStage,
   type EvaluatedExamples,
-} from '../../shared/attack-config';
+} from '@shared/attack-config';
 import {
   EVALUATION_VERSIONS,
   FLIPPED_IMAGES_DIR,
@@ -14,7 +14,7 @@ import {
   type FlippedExample,
   type FlippedImages,
   type Protocol,
-} from '../../shared/evaluation';
+} from '@shared/evaluation';
 import { writePngStrip } from '../io/png';
 import { implementationOf, stepsAndRestarts, type EvaluationPlan, type PlannedAttack } from './plan';
 

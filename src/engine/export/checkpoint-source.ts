@@ -1,5 +1,5 @@
-import { FinetuneRecord, type FinetuneRecord as FinetuneRecordType } from '../../shared/finetune-config';
-import type { ModelConfig } from '../../shared/model-config';
+import { FinetuneRecord, type FinetuneRecord as FinetuneRecordType } from '@shared/finetune-config';
+import type { ModelConfig } from '@shared/model-config';
 
 /** What a fine-tuning checkpoint's run record says about its classifier (method, classes), or null when it has none. */
 export function classifierRecord(runConfig: unknown): FinetuneRecordType | null {

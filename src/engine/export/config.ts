@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ModelConfig } from '../../shared/model-config';
+import { ModelConfig } from '@shared/model-config';
 
 /**
  * The JSON written beside an exported safetensors file. `model_args` are the keyword arguments of

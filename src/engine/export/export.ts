@@ -2,7 +2,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../io/atomic-file';
-import { ModelConfig, type ModelConfigInput } from '../../shared/model-config';
+import { ModelConfig, type ModelConfigInput } from '@shared/model-config';
 import { loadCheckpoint, saveCheckpoint, type SavedCheckpoint } from '../checkpoint';
 import { readRegularFile } from '../io/read-file';
 import { decodeSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';

@@ -1,4 +1,4 @@
-import { gridSize, type ModelConfig } from '../../shared/model-config';
+import { gridSize, type ModelConfig } from '@shared/model-config';
 import { classifierParamSpecs, maeParamSpecs, type ParamRole } from '../model/params';
 import { sincosPosEmbed } from '../model/pos-embed';
 

@@ -1,4 +1,4 @@
-import type { MixupConfig, RandAugmentConfig } from '../../shared/finetune-config';
+import type { MixupConfig, RandAugmentConfig } from '@shared/finetune-config';
 import { CHANNELS } from '../data/dataset';
 import type { Rng } from '../rng';
 

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { CHECKPOINT_LATEST_FILE, CHECKPOINT_MANIFEST_FILE, RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
+import { CHECKPOINT_LATEST_FILE, CHECKPOINT_MANIFEST_FILE, RUN_CHECKPOINTS_DIR } from '@shared/checkpoint';
 import { describeLatest, findLatestCheckpoint } from '../checkpoint';
 
 export { RUN_CHECKPOINTS_DIR };

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CHECKPOINT_MODEL_FILE, type CheckpointManifest } from '../../shared/checkpoint';
-import { FinetuneRecord, headOutputs, type DbatMerge, type FinetuneMethod } from '../../shared/finetune-config';
-import { ModelConfig } from '../../shared/model-config';
+import { CHECKPOINT_MODEL_FILE, type CheckpointManifest } from '@shared/checkpoint';
+import { FinetuneRecord, headOutputs, type DbatMerge, type FinetuneMethod } from '@shared/finetune-config';
+import { ModelConfig } from '@shared/model-config';
 import { CheckpointError, compareShapes, loadCheckpoint, shapesOf } from '../checkpoint';
 import { classifierForward, classifierParamSpecs, disposeParams, type ParamMap } from '../model';
 import { resolveCheckpointPath } from './checkpoint-path';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { GeneralistSettings, ResolvedFinetuneConfig } from '../../shared/finetune-config';
-import type { ModelConfig } from '../../shared/model-config';
+import type { GeneralistSettings, ResolvedFinetuneConfig } from '@shared/finetune-config';
+import type { ModelConfig } from '@shared/model-config';
 import { disposeParams, type ParamMap } from '../model';
 import type { Rng } from '../rng';
 import { AdamW, isNoWeightDecay } from '../train/optimizer';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CHECKPOINT_MODEL_FILE } from '../../shared/checkpoint';
-import type { FinetuneSource } from '../../shared/finetune-config';
-import { ModelConfig, type ModelPreset } from '../../shared/model-config';
+import { CHECKPOINT_MODEL_FILE } from '@shared/checkpoint';
+import type { FinetuneSource } from '@shared/finetune-config';
+import { ModelConfig, type ModelPreset } from '@shared/model-config';
 import { CheckpointError, compareShapes, loadCheckpoint, shapesOf } from '../checkpoint';
 import {
   classifierParamSpecs,

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { DbatMerge, FinetuneMethod } from '../../shared/finetune-config';
+import type { DbatMerge, FinetuneMethod } from '@shared/finetune-config';
 
 /**
  * DBAT's test-time scores (Levi & Kontorovich 2024): the head has 2C outputs, class y scores

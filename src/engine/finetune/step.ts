@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { attackBudget, effectiveLabelSmoothing, type ResolvedFinetuneConfig } from '../../shared/finetune-config';
-import type { ModelConfig } from '../../shared/model-config';
+import { attackBudget, effectiveLabelSmoothing, type ResolvedFinetuneConfig } from '@shared/finetune-config';
+import type { ModelConfig } from '@shared/model-config';
 import { apgdHighestLoss, type Classifier } from '../attacks';
 import { exampleStreams } from '../attacks/streams';
 import { classifierForward, type ParamMap } from '../model';

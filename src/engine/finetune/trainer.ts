@@ -1,7 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { describeIssues } from '../../shared/config-object';
+import { describeIssues } from '@shared/config-object';
 import {
   FinetuneConfig,
   FinetuneRecord,
@@ -10,12 +10,12 @@ import {
   isAdversarialMethod,
   resolveFinetuneConfig,
   type ResolvedFinetuneConfig,
-} from '../../shared/finetune-config';
-import { ModelConfig } from '../../shared/model-config';
-import type { DoneEvent, RunEvent } from '../../shared/run-events';
+} from '@shared/finetune-config';
+import { ModelConfig } from '@shared/model-config';
+import type { DoneEvent, RunEvent } from '@shared/run-events';
 import { CheckpointError, readManifest, restoreCheckpoint, saveCheckpoint, type GoodCheckpoint } from '../checkpoint';
 import { BatchIterator, datasetProblem, openDataset, type Dataset } from '../data';
-import { errorMessage } from '../../shared/unknown-value';
+import { errorMessage } from '@shared/unknown-value';
 import { datasetFraction } from '../data/subset';
 import { disposeParams, initClassifierParams, type ParamMap } from '../model';
 import { Rng } from '../rng';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { CHECKPOINT_MODEL_FILE, type CheckpointKind, type CheckpointManifest } from '../../shared/checkpoint';
-import type { DbatMerge } from '../../shared/finetune-config';
-import { ModelConfig } from '../../shared/model-config';
+import { CHECKPOINT_MODEL_FILE, type CheckpointKind, type CheckpointManifest } from '@shared/checkpoint';
+import type { DbatMerge } from '@shared/finetune-config';
+import { ModelConfig } from '@shared/model-config';
 import type { Classifier } from '../attacks';
 import { CheckpointError, compareShapes, loadCheckpoint, readManifest, shapesOf } from '../checkpoint';
 import { loadClassifierCheckpoint } from '../finetune/classifier-checkpoint';

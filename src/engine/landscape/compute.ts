@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { describeIssues } from '../../shared/config-object';
+import { describeIssues } from '@shared/config-object';
 import {
   gridCoordinates,
   gridShape,
@@ -13,9 +13,9 @@ import {
   LandscapeResult,
   lossesFor,
   type LandscapeLoss,
-} from '../../shared/landscape';
+} from '@shared/landscape';
 import { writeFileAtomic } from '../io/atomic-file';
-import type { RunEventSink } from '../../shared/run-events';
+import type { RunEventSink } from '@shared/run-events';
 import { openDataset, type Dataset } from '../data';
 import { disposeParams, type PatchMask } from '../model';
 import { loadCheckpointModel, type CheckpointModel } from './checkpoint-model';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { LandscapePgd } from '../../shared/landscape';
-import { numPatches, type ModelConfig } from '../../shared/model-config';
+import type { LandscapePgd } from '@shared/landscape';
+import { numPatches, type ModelConfig } from '@shared/model-config';
 import { crossEntropyLoss, pgd, type Classifier } from '../attacks';
 import { evaluationBatches, type Dataset } from '../data';
 import { maeForward, randomMasking, type ParamMap, type PatchMask } from '../model';

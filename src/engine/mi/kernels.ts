@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { MiOptions } from '../../shared/mi-config';
+import type { MiOptions } from '@shared/mi-config';
 
 export type KernelBandwidth = Pick<MiOptions, 'sigma' | 'bandwidth'>;
 

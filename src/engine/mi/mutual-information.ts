@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 // The estimators are used under tf.grad; tfjs-core alone registers no gradients.
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { MiOptions, type MiEstimator, type MiOptionsInput } from '../../shared/mi-config';
+import { MiOptions, type MiEstimator, type MiOptionsInput } from '@shared/mi-config';
 import { flattenSamples, gaussianKernelExponent } from './kernels';
 import { regularisedProjection, renyiEntropyOfShiftedKernel } from './linalg-ops';
 

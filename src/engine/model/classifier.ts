@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { gridSize, type ModelConfig } from '../../shared/model-config';
+import { gridSize, type ModelConfig } from '@shared/model-config';
 import { embedPatches } from './mae';
 import type { ParamMap } from './params';
 import { patchify } from './patches';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DEFAULT_MI_LAYER, miBlockIndex, type MiLayer } from '../../shared/mi-config';
-import { gridSize, patchDim, type ModelConfig } from '../../shared/model-config';
+import { DEFAULT_MI_LAYER, miBlockIndex, type MiLayer } from '@shared/mi-config';
+import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
 import type { PatchMask } from './masking';
 import { getParam, type ParamMap } from './params';
 import { batchGather, gatherPatches, normalizePatches, patchify } from './patches';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { patchDim, type ModelConfig } from '../../shared/model-config';
+import { patchDim, type ModelConfig } from '@shared/model-config';
 import type { Rng } from '../rng';
 
 /**

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { patchDim, type ModelConfig } from '../../shared/model-config';
+import { patchDim, type ModelConfig } from '@shared/model-config';
 
 /**
  * Images NHWC [N, H, W, C] <-> patches [N, L, p*p*C], patch l = i*grid + j (row i, column j), its

@@ -1,9 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { numPatches, type ModelConfig } from '../../shared/model-config';
-import type { PretrainConfig } from '../../shared/pretrain-config';
-import type { PreviewKind } from '../../shared/run-events';
+import { numPatches, type ModelConfig } from '@shared/model-config';
+import type { PretrainConfig } from '@shared/pretrain-config';
+import type { PreviewKind } from '@shared/run-events';
 import { writePngStrip } from '../io/png';
 import {
   decode,

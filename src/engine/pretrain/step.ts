@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { numPatches, type ModelConfig } from '../../shared/model-config';
-import type { PretrainConfig } from '../../shared/pretrain-config';
+import { numPatches, type ModelConfig } from '@shared/model-config';
+import type { PretrainConfig } from '@shared/pretrain-config';
 import { mutualInformation } from '../mi/mutual-information';
 import {
   decode,

@@ -1,14 +1,14 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { RUN_CHECKPOINTS_DIR } from '../../shared/checkpoint';
-import type { AugmentationConfig, ExtraData } from '../../shared/dataset-config';
-import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '../../shared/run-events';
+import { RUN_CHECKPOINTS_DIR } from '@shared/checkpoint';
+import type { AugmentationConfig, ExtraData } from '@shared/dataset-config';
+import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '@shared/run-events';
 import { describeLatest, findResumeCheckpoint, type GoodCheckpoint } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, type Dataset } from '../data';
 import { openExtraData } from '../data/extra-data';
 import { writeFileAtomic } from '../io/atomic-file';
-import { errorMessage } from '../../shared/unknown-value';
+import { errorMessage } from '@shared/unknown-value';
 import { Rng, type RngState } from '../rng';
 import { learningRateAtIteration, scaledLearningRate } from './schedule';
 import { nonFiniteStop, StepEvents } from './step-events';

@@ -6,7 +6,7 @@
  */
 
 // The linear scaling rule lives in shared/ (the forms show the rate a run will use).
-export { scaledLearningRate } from '../../shared/learning-rate';
+export { scaledLearningRate } from '@shared/learning-rate';
 
 export interface CosineScheduleConfig {
   /** Peak (absolute) learning rate, reached at the end of the warm-up. */

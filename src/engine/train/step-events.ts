@@ -1,4 +1,4 @@
-import type { RunEventSink } from '../../shared/run-events';
+import type { RunEventSink } from '@shared/run-events';
 
 export interface StepPlan {
   batchSize: number;

@@ -6,7 +6,7 @@ import {
   type RouteLocationNormalizedLoaded,
   type RouteLocationRaw,
 } from 'vue-router';
-import { JobKind } from '../../shared/engine-protocol';
+import { JobKind } from '@shared/engine-protocol';
 
 /**
  * The app's routes (vue-router, hash history): `#/runs`, `#/runs/<id>`, `#/new` (`?kind=`, `?preset=<id>`,

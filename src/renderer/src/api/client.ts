@@ -1,5 +1,5 @@
-import { readApiResponse, type ApiTransport, type AppApi } from '../../../shared/api';
-import { PushMessage } from '../../../shared/push';
+import { readApiResponse, type ApiTransport, type AppApi } from '@shared/api';
+import { PushMessage } from '@shared/push';
 
 /**
  * Web mode: requests over HTTP and pushes over a WebSocket; the server's cookie (set from the URL's

@@ -1,7 +1,7 @@
-import type { ApiOutput } from '../../../shared/api';
-import type { RunFigures } from '../../../shared/run-query';
-import type { Run } from '../../../shared/store-types';
-import type { Sweep } from '../../../shared/sweep';
+import type { ApiOutput } from '@shared/api';
+import type { RunFigures } from '@shared/run-query';
+import type { Run } from '@shared/store-types';
+import type { Sweep } from '@shared/sweep';
 import { api } from './client';
 
 /**

@@ -1,6 +1,6 @@
 import { onScopeDispose, ref, type Ref } from 'vue';
-import { DOWNLOAD_PATH, type ApiInput, type ApiMethod, type ApiOutput } from '../../../shared/api';
-import type { PushMessage } from '../../../shared/push';
+import { DOWNLOAD_PATH, type ApiInput, type ApiMethod, type ApiOutput } from '@shared/api';
+import type { PushMessage } from '@shared/push';
 import { errorMessage } from '../format';
 import { useQuery, type Query } from '../query';
 import { api, transportName } from './client';

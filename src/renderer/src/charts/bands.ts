@@ -1,4 +1,4 @@
-import type { BandPoint } from '../../../shared/groups';
+import type { BandPoint } from '@shared/groups';
 
 /**
  * A mean ± std band as two stacked line series: the lower edge (invisible) and the band's width

@@ -1,4 +1,4 @@
-import { metricsCsv, metricsFileStem } from '../../../shared/metric-csv';
+import { metricsCsv, metricsFileStem } from '@shared/metric-csv';
 import { api } from '../api/client';
 import { downloadText } from '../download';
 

@@ -1,6 +1,6 @@
-import { getAt } from '../../../shared/paths';
-import type { RunFigures } from '../../../shared/run-query';
-import type { Run } from '../../../shared/store-types';
+import { getAt } from '@shared/paths';
+import type { RunFigures } from '@shared/run-query';
+import type { Run } from '@shared/store-types';
 
 /**
  * Parallel coordinates of runs: one axis per chosen config path and per final metric (and the latest

@@ -1,8 +1,8 @@
-import { BUILTIN_DEFAULT_SIZE } from '../../../shared/dataset-config';
-import type { JobKind } from '../../../shared/engine-protocol';
-import type { Run } from '../../../shared/store-types';
-import type { RunBackend } from '../../../shared/system';
-import { gridShape, LandscapeGrid } from '../../../shared/landscape';
+import { BUILTIN_DEFAULT_SIZE } from '@shared/dataset-config';
+import type { JobKind } from '@shared/engine-protocol';
+import type { Run } from '@shared/store-types';
+import type { RunBackend } from '@shared/system';
+import { gridShape, LandscapeGrid } from '@shared/landscape';
 import { modelLabel } from '../run-info';
 
 /**

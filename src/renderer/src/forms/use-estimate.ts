@@ -1,6 +1,6 @@
 import { computed, ref, watch, type Ref } from 'vue';
-import type { JobKind } from '../../../shared/engine-protocol';
-import type { RunBackend } from '../../../shared/system';
+import type { JobKind } from '@shared/engine-protocol';
+import type { RunBackend } from '@shared/system';
 import { useApiQuery } from '../api/use-api';
 import { errorMessage } from '../format';
 import { useRunsStore } from '../stores/runs';

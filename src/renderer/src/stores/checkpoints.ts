@@ -1,7 +1,7 @@
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import type { CheckpointEntry } from '../../../shared/api';
-import type { CheckpointKind } from '../../../shared/checkpoint';
+import type { CheckpointEntry } from '@shared/api';
+import type { CheckpointKind } from '@shared/checkpoint';
 import { api } from '../api/client';
 import { latestLoad } from '../latest';
 

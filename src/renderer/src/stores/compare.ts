@@ -1,9 +1,9 @@
 import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
-import type { Evaluation, MetricSeries, Run } from '../../../shared/store-types';
+import type { Evaluation, MetricSeries, Run } from '@shared/store-types';
 import { api } from '../api/client';
 import { latestLoad } from '../latest';
-import type { EvaluationReport } from '../../../shared/evaluation';
+import type { EvaluationReport } from '@shared/evaluation';
 import { reportOf } from '../evaluation-info';
 import { useRunsStore } from './runs';
 

@@ -1,7 +1,7 @@
 import { defineStore } from 'pinia';
 import { computed, ref, watch } from 'vue';
-import type { DatasetImage, DatasetInfo, DatasetPage, DownloadStatus } from '../../../shared/api';
-import { DatasetSource } from '../../../shared/dataset-config';
+import type { DatasetImage, DatasetInfo, DatasetPage, DownloadStatus } from '@shared/api';
+import { DatasetSource } from '@shared/dataset-config';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
 import { latestLoad, latestOnly, type LoadToken } from '../latest';

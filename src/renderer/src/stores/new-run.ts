@@ -1,10 +1,10 @@
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import type { JobKind } from '../../../shared/engine-protocol';
-import { datasetDefaults } from '../../../shared/finetune-config';
-import { DatasetSource } from '../../../shared/dataset-config';
-import type { RunPreset } from '../../../shared/presets';
-import type { Run } from '../../../shared/store-types';
+import type { JobKind } from '@shared/engine-protocol';
+import { datasetDefaults } from '@shared/finetune-config';
+import { DatasetSource } from '@shared/dataset-config';
+import type { RunPreset } from '@shared/presets';
+import type { Run } from '@shared/store-types';
 import { FORM_SPECS } from '../forms/form-specs';
 import { issuesByPath } from '../forms/issues';
 import { getAt, pathKey, setAt, type FieldPath } from '../forms/paths';

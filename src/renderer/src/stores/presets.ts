@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
-import type { RunPreset } from '../../../shared/presets';
+import type { RunPreset } from '@shared/presets';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
 

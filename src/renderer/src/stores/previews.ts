@@ -1,9 +1,9 @@
 import { defineStore } from 'pinia';
 import { ref, shallowRef } from 'vue';
 import { z } from 'zod';
-import type { PushMessage } from '../../../shared/push';
-import { lastKeptStep, PreviewKind } from '../../../shared/run-events';
-import type { Artifact } from '../../../shared/store-types';
+import type { PushMessage } from '@shared/push';
+import { lastKeptStep, PreviewKind } from '@shared/run-events';
+import type { Artifact } from '@shared/store-types';
 import { api } from '../api/client';
 import { latestOnly, type LatestOnly } from '../latest';
 import { errorMessage } from '../format';

@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
-import type { Run } from '../../../shared/store-types';
+import type { Run } from '@shared/store-types';
 import { errorMessage } from '../format';
 import { currentRoute, navigate } from '../router';
 import { useNoticesStore } from './notices';

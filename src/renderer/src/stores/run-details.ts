@@ -1,8 +1,8 @@
 import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
-import type { PushMessage } from '../../../shared/push';
-import { lastKeptStep, type MetricsEvent } from '../../../shared/run-events';
-import type { LogEntry, MetricSeries } from '../../../shared/store-types';
+import type { PushMessage } from '@shared/push';
+import { lastKeptStep, type MetricsEvent } from '@shared/run-events';
+import type { LogEntry, MetricSeries } from '@shared/store-types';
 import { api } from '../api/client';
 import { errorMessage } from '../format';
 import { latestOnly, type LoadToken } from '../latest';

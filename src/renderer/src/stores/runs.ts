@@ -1,10 +1,10 @@
 import { defineStore } from 'pinia';
 import { computed, ref, watch } from 'vue';
-import type { ApiInput } from '../../../shared/api';
-import type { PushMessage } from '../../../shared/push';
-import type { ProgressEvent } from '../../../shared/run-events';
-import { matchesRunQuery, parseRunQuery, type RunFigures } from '../../../shared/run-query';
-import type { Run, RunFilter, RunStatus, StoreRunKind, TagCount } from '../../../shared/store-types';
+import type { ApiInput } from '@shared/api';
+import type { PushMessage } from '@shared/push';
+import type { ProgressEvent } from '@shared/run-events';
+import { matchesRunQuery, parseRunQuery, type RunFigures } from '@shared/run-query';
+import type { Run, RunFilter, RunStatus, StoreRunKind, TagCount } from '@shared/store-types';
 import { api } from '../api/client';
 import { latestLoad } from '../latest';
 import { runDataset, runMode, runModel, runProgress } from '../run-info';

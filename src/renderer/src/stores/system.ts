@@ -1,6 +1,6 @@
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
-import type { SystemReport } from '../../../shared/system';
+import type { SystemReport } from '@shared/system';
 import { api } from '../api/client';
 import { latestLoad } from '../latest';
 

@@ -1,6 +1,6 @@
 import { shallowRef, watch, type Ref } from 'vue';
-import { groupKey, meanStdByStep, seedlessName, type BandPoint } from '../../../../shared/groups';
-import type { Run } from '../../../../shared/store-types';
+import { groupKey, meanStdByStep, seedlessName, type BandPoint } from '@shared/groups';
+import type { Run } from '@shared/store-types';
 import { api } from '../../api/client';
 import { latestLoad } from '../../latest';
 

@@ -1,6 +1,6 @@
-import { formatMeanStd, groupKey, groupRuns, meanStd, seedlessName, type MeanStd } from '../../../../shared/groups';
-import type { RunFigures } from '../../../../shared/run-query';
-import type { Run } from '../../../../shared/store-types';
+import { formatMeanStd, groupKey, groupRuns, meanStd, seedlessName, type MeanStd } from '@shared/groups';
+import type { RunFigures } from '@shared/run-query';
+import type { Run } from '@shared/store-types';
 import { formatMetric } from '../../format';
 
 /**
