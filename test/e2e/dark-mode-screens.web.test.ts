@@ -16,6 +16,7 @@ let mimir: Run;
 let mae: Run;
 let finetune: Run;
 let evaluation: Run;
+let landscape: Run;
 
 beforeAll(async () => {
   await app.start();
@@ -36,7 +37,14 @@ beforeAll(async () => {
     examples: { count: 16 },
     attacks: [{ attack: 'natural' }, { attack: 'pgd20' }, { attack: 'corruptions', severities: [1] }],
   });
+  landscape = await app.createRun('landscape', 'dark landscape', {
+    checkpoint: app.runDir(finetune.id),
+    dataset: { kind: 'builtin', split: 'test', size: 64, imageSize: 16 },
+    examples: 32,
+    grid: 5,
+  });
   evaluation = await app.waitDone(evaluation.id, 240_000);
+  landscape = await app.waitDone(landscape.id, 240_000);
 }, 300_000);
 afterAll(async () => {
   await app.stop();
@@ -72,9 +80,10 @@ function lightBackgrounds(root: string): Promise<string[]> {
   })()`);
 }
 
+/** A dialog (root other than body) is shot in the viewport: its backdrop covers only that. */
 async function darkScreen(name: string, root = 'body'): Promise<void> {
   expect(await lightBackgrounds(root), `light backgrounds on ${name}`).toEqual([]);
-  await page.screenshot({ path: screenshotPath(`dark-${name}`), fullPage: true });
+  await page.screenshot({ path: screenshotPath(`dark-${name}`), fullPage: root === 'body' });
 }
 
 describe('dark mode on the main screens in Chromium (web mode, real engine)', () => {
@@ -92,12 +101,22 @@ describe('dark mode on the main screens in Chromium (web mode, real engine)', ()
     await page.goto(`${app.url}#/runs/${mimir.id}`);
     await page.getByTestId('chart-loss').waitFor({ timeout: 30_000 });
     await darkScreen('run');
+    await page.getByTestId('action-export').click();
+    await page.getByTestId('export-dialog').waitFor();
+    await darkScreen('export', "[data-testid='export-dialog']");
+    await page.keyboard.press('Escape');
+    await page.getByTestId('export-dialog').waitFor({ state: 'hidden' });
   });
 
   it('the new-run forms: pre-training, fine-tuning with an invalid field, evaluation with its attacks', async () => {
     await page.goto(`${app.url}#/new?kind=pretrain`);
     await page.getByTestId('new-run-view').and(page.locator('[data-kind="pretrain"]')).waitFor();
     await darkScreen('new-run');
+    await page.getByTestId('start-sweep').click();
+    await page.getByTestId('sweep-dialog').waitFor();
+    await darkScreen('sweep', "[data-testid='sweep-dialog']");
+    await page.keyboard.press('Escape');
+    await page.getByTestId('sweep-dialog').waitFor({ state: 'hidden' });
     await page.goto(`${app.url}#/new?kind=finetune`);
     await page.getByTestId('new-run-view').and(page.locator('[data-kind="finetune"]')).waitFor();
     await page.getByTestId('field-epochs').fill('-3');
@@ -115,6 +134,12 @@ describe('dark mode on the main screens in Chromium (web mode, real engine)', ()
     await page.getByTestId('attack-table').waitFor({ timeout: 30_000 });
     await page.getByTestId('corruption-table').waitFor();
     await darkScreen('evaluation');
+  });
+
+  it('a loss-landscape run', async () => {
+    await page.goto(`${app.url}#/runs/${landscape.id}`);
+    await page.getByTestId('landscape-plot').waitFor({ timeout: 30_000 });
+    await darkScreen('landscape');
   });
 
   it('the datasets browser with the built-in set open', async () => {
