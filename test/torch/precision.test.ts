@@ -1,4 +1,5 @@
-import { mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -283,6 +284,74 @@ print(json.dumps({
     expect(r.learnersSkipped).toEqual(['robust']);
     expect(r.learnerScale).toBe(512);
   }, 120_000);
+
+  it('a fine-tuning run reports an overflowed update as a warn log event with the new scale, and goes on (pgd-at, generalist)', () => {
+    // The workbench writes the job (torch-job.node0.json) in an fp32 CPU run; the same job then runs
+    // through run_finetuning with a scaler that keeps GradScaler's contract and reports an overflow on
+    // its first unscale_, as an fp16 inf would: the path a CUDA fp16 run takes when a step overflows.
+    const script = `
+import json, sys, torch
+from mimir_torch.distributed import close_world, init_world
+from mimir_torch.events import Emitter
+from mimir_torch.finetune_run import run_finetuning
+from mimir_torch.precision import Precision
+from mimir_torch.runtime import Stop
+${CONTRACT_SCALER}
+class OverflowOnce(ContractScaler):
+    def __init__(self, scale):
+        super().__init__(scale)
+        self.unscales, self.steps = 0, 0
+    def unscale_(self, optimizer):
+        super().unscale_(optimizer)
+        self.unscales += 1
+        self.found_inf |= self.unscales == 1
+    def step(self, optimizer):
+        self.steps += int(not self.found_inf)
+        super().step(optimizer)
+job = json.load(open(sys.argv[1]))
+device = torch.device("cpu")
+world = init_world(device)
+scaler = OverflowOnce(1024.0)
+run_finetuning(job["config"], False, None, sys.argv[2], device, Precision("fp32", scaler), world, Emitter(world.rank), Stop())
+close_world(world)
+print(json.dumps({"updates": scaler.steps, "unscales": scaler.unscales, "scale": scaler.get_scale()}))
+`;
+    for (const [method, learner] of [
+      ['pgd-at', 'this'],
+      ['generalist', "the robust learner's"],
+    ] as const) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'mimir-precision-'));
+      const config = path.join(dir, 'config.input.json');
+      writeFileSync(config, JSON.stringify({ attack: { steps: 1 }, headInitStd: 0.02 }));
+      const prepared = runMimir(
+        [
+          'finetune',
+          ...['--engine', 'torch', '--device', 'cpu', '--precision', 'fp32', '--scratch', '--model', 'micro'],
+          ...['--method', method, '--dataset-size', '16', '--image-size', '16', '--batch', '8', '--epochs', '1'],
+          ...['--config', config, '--out', path.join(dir, 'fp32'), '--json'],
+        ],
+        { OMP_NUM_THREADS: '1' },
+      );
+      expect(prepared.status, prepared.stderr).toBe(0);
+      const job = path.join(dir, 'fp32', 'torch-job.node0.json');
+      const run = spawnSync(python.executable, ['-c', script, job, path.join(dir, 'scaled')], {
+        env,
+        encoding: 'utf8',
+      });
+      expect(run.status, run.stderr).toBe(0);
+      const lines = run.stdout.trim().split('\n');
+      const list = events(lines.slice(0, -1).join('\n'));
+      const warnings = list.filter((e) => e.type === 'log' && e.level === 'warn');
+      expect(warnings.map((e) => e.type === 'log' && e.message)).toEqual([
+        `step 1: fp16 gradients overflowed (inf or NaN); GradScaler skipped ${learner} update and lowered the loss scale to 512.`,
+      ]);
+      expect(list.at(-1)).toMatchObject({ type: 'done', step: 2 });
+      // Two steps: pgd-at unscales once a step, generalist once per learner; all but the first update applied.
+      const counts = JSON.parse(lines.at(-1) ?? '{}') as { updates: number; unscales: number; scale: number };
+      const unscales = method === 'generalist' ? 4 : 2;
+      expect(counts, method).toEqual({ updates: unscales - 1, unscales, scale: 512 });
+    }
+  }, 240_000);
 
   it('--precision fp16 on the CPU fails with the reason and what to use instead (pre-training and fine-tuning)', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mimir-precision-'));
