@@ -23,7 +23,7 @@ from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, 
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, merge_dbat_logits, project, start_noise, steepest_direction
 from .generalist import GeneralistTrainer
-from .precision import Precision
+from .precision import Precision, overflow_message
 from .system_metrics import system_metrics
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
@@ -199,8 +199,6 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         f"model {model_config.width}x{model_config.depth}, {num_classes} outputs, {steps_per_epoch} steps per epoch of {batch_size} images"
         + (f", {run.threat} eps {run.eps:g}/255." if run.method != "natural" else "."),
     )
-    if precision.note:
-        emitter.log("info", precision.note)
     events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(record["logEvery"]), system_metrics(device, world.rank, lambda m: emitter.log("warn", m)))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
@@ -229,12 +227,14 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
             n = len(ids)
             if generalist:
                 with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
-                    g = generalist.gradients(images, targets, labels, noise, rng)
-                robust_weight, _, _ = generalist.apply(
+                    g = generalist.gradients(images, targets, labels, noise, rng, precision.loss_scale())
+                robust_weight, _, _, skipped_learners = generalist.apply(
                     average({k: t.float() for k, t in g.robust.items()}),
                     average({k: t.float() for k, t in g.natural.items()}),
-                    lr, epoch, b, steps_per_epoch, state["step"],
+                    lr, epoch, b, steps_per_epoch, state["step"], precision.scaler, g.loss_scale,
                 )
+                for learner in skipped_learners:
+                    emitter.log("warn", overflow_message(state["step"] + 1, precision, f"the {learner} learner's"))
                 values = {
                     "loss": g.robust_loss.item(),
                     "natural_loss": g.natural_loss.item(),
@@ -245,9 +245,14 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
                 values["robust_weight"] = robust_weight
             else:
                 with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
-                    result = finetune_step(params, model_config, run, images, targets, labels, noise, rng, seed=seed_step, ids=ids, epoch=epoch)
+                    result = finetune_step(params, model_config, run, images, targets, labels, noise, rng, seed=seed_step, ids=ids, epoch=epoch, loss_scale=precision.loss_scale())
                 grads = average({k: g.float() for k, g in result.grads.items()})
-                norm = optimizer.step(grads, lr) if optimizer else None
+                norm = None
+                if optimizer:
+                    norm, skipped = optimizer.scaled_step(grads, lr, precision.scaler)
+                    if skipped:
+                        emitter.log("warn", overflow_message(state["step"] + 1, precision, "this"))
+                        norm = None  # the norm of overflowed gradients is not a measurement
                 values = {"loss": result.loss.item(), "clean_acc": result.clean_correct.item() / n}
                 if result.adv_correct is not None:
                     values["adv_acc"] = result.adv_correct.item() / n

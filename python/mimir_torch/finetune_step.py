@@ -127,9 +127,11 @@ class FinetuneStepResult:
     grads: Dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def parameter_grads(params: M.Params, loss: torch.Tensor) -> Dict[str, torch.Tensor]:
+def parameter_grads(params: M.Params, loss: torch.Tensor, loss_scale: float = 1.0) -> Dict[str, torch.Tensor]:
+    """Gradients of loss * loss_scale (fp16's loss scaling; the optimiser's scaled_step unscales them)."""
     names = list(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+    scaled = loss * loss_scale if loss_scale != 1.0 else loss
+    grads = torch.autograd.grad(scaled, [params[n] for n in names], allow_unused=True)
     return {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, grads)}
 
 
@@ -168,12 +170,15 @@ def finetune_step(
     seed: Optional[int] = None,
     ids: Optional[Sequence[int]] = None,
     epoch: int = 0,
+    loss_scale: float = 1.0,
 ) -> FinetuneStepResult:
     """One step on NHWC images with probability-row targets [N, C] and hard labels [N].
 
     start_noise: the attack's random start as an offset from x (pgd-at / fast-at: uniform in the eps-box,
     projected here; trades / mart / dbat: 0.001 N(0, 1), added unprojected; apgd-at: none); rng: drop
-    path's draws; seed, ids and epoch: DBAT's targeted attack (its per-example target streams)."""
+    path's draws; seed, ids and epoch: DBAT's targeted attack (its per-example target streams);
+    loss_scale: the parameter gradients are of loss * loss_scale (fp16). The attack's input gradients are
+    not scaled: only their sign or direction is used."""
     eps = run.eps / 255.0
     alpha = run.attack_alpha / 255.0
     num_classes = targets.shape[1]
@@ -192,7 +197,7 @@ def finetune_step(
     if run.method == "natural":
         z = train_logits(images)
         loss = soft_cross_entropy(z, smoothed).mean()
-        return FinetuneStepResult(loss.detach(), {}, correct_count(z.detach(), labels), None, None, parameter_grads(params, loss))
+        return FinetuneStepResult(loss.detach(), {}, correct_count(z.detach(), labels), None, None, parameter_grads(params, loss, loss_scale))
 
     def ce_objective(z: torch.Tensor) -> torch.Tensor:
         return soft_cross_entropy(z, targets)
@@ -201,7 +206,7 @@ def finetune_step(
         from .apgd_train import apgd_highest_loss  # apgd_train builds on this module's geometry
 
         x_adv = apgd_highest_loss(eval_logits, images, labels, eps, run.apgd_steps, run.apgd_rho, run.threat)
-        return _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits)
+        return _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits, loss_scale)
 
     if start_noise is None:
         raise ValueError(f"method {run.method} needs the attack's random start")
@@ -213,7 +218,7 @@ def finetune_step(
         uniform = fast or run.random_start
         start = project(images, images + start_noise, eps, run.threat) if uniform else images.clone()
         x_adv = ascend(eval_logits, images, ce_objective, start, eps, step_alpha, steps, run.threat)
-        return _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits)
+        return _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits, loss_scale)
 
     start = images + start_noise
     if run.method == "trades":
@@ -257,17 +262,17 @@ def finetune_step(
         correct_count(scores(clean.detach()), labels),
         correct_count(scores(adv.detach()), labels),
         x_adv,
-        parameter_grads(params, loss),
+        parameter_grads(params, loss, loss_scale),
     )
 
 
-def _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits) -> FinetuneStepResult:
+def _adversarial_only(params, run, images, x_adv, smoothed, labels, eval_logits, train_logits, loss_scale: float) -> FinetuneStepResult:
     """pgd-at, fast-at, apgd-at: the training pass sees only adversarial images; clean accuracy costs one forward pass."""
     with torch.no_grad():
         clean_correct = correct_count(eval_logits(images), labels)
     z = train_logits(x_adv)
     loss = soft_cross_entropy(z, smoothed).mean()
-    return FinetuneStepResult(loss.detach(), {}, clean_correct, correct_count(z.detach(), labels), x_adv, parameter_grads(params, loss))
+    return FinetuneStepResult(loss.detach(), {}, clean_correct, correct_count(z.detach(), labels), x_adv, parameter_grads(params, loss, loss_scale))
 
 
 def start_noise(run: FinetuneSettings, seed: int, ids, shape) -> Optional[torch.Tensor]:

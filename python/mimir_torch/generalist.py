@@ -7,7 +7,7 @@ robust_ema.*) under one AdamW, stepped once per learner: what the generalist-sta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -15,6 +15,7 @@ from . import model as M
 from .config import FinetuneSettings, GeneralistSettings, ModelConfig
 from .finetune_step import ascend, correct_count, parameter_grads, project, smooth_targets, soft_cross_entropy
 from .optim import NO_WEIGHT_DECAY_NAMES, AdamW, layerwise_lr_scale
+from .precision import Scaler, rescaled
 from .rng import Rng
 
 PREFIXES = ("natural.", "robust.", "natural_ema.", "robust_ema.")
@@ -53,6 +54,7 @@ class LearnerGradients:
     adv_correct: torch.Tensor  # the robust learner on its adversarial examples
     robust: Dict[str, torch.Tensor]
     natural: Dict[str, torch.Tensor]
+    loss_scale: float = 1.0  # both learners' gradients are of their loss times this
 
 
 class GeneralistTrainer:
@@ -87,9 +89,10 @@ class GeneralistTrainer:
     def learner(self, prefix: str) -> M.Params:
         return {name: self.state[prefix + name] for name in self.global_params}
 
-    def gradients(self, images: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, start_noise: Optional[torch.Tensor], rng: Rng) -> LearnerGradients:
+    def gradients(self, images: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, start_noise: Optional[torch.Tensor], rng: Rng, loss_scale: float = 1.0) -> LearnerGradients:
         """Both learners' losses and gradients (robust first, then natural: drop path draws in that order).
-        start_noise: pgd-at's uniform start offset (from the step seed's streams)."""
+        start_noise: pgd-at's uniform start offset (from the step seed's streams); loss_scale: the
+        gradients are of each loss times it (fp16), the attack's input gradients are not scaled."""
         run, c = self.run, self.c
         eps, alpha = run.eps / 255.0, run.attack_alpha / 255.0
         robust, natural = self.learner("robust."), self.learner("natural.")
@@ -104,10 +107,10 @@ class GeneralistTrainer:
         smoothed = smooth_targets(targets, run.label_smoothing)
         z_adv = M.classifier_forward(robust, c, x_adv, run.drop_path, rng)
         robust_loss = soft_cross_entropy(z_adv, smoothed).mean()
-        robust_grads = parameter_grads(robust, robust_loss)
+        robust_grads = parameter_grads(robust, robust_loss, loss_scale)
         z_clean = M.classifier_forward(natural, c, images, run.drop_path, rng)
         natural_loss = soft_cross_entropy(z_clean, smoothed).mean()
-        natural_grads = parameter_grads(natural, natural_loss)
+        natural_grads = parameter_grads(natural, natural_loss, loss_scale)
         return LearnerGradients(
             robust_loss.detach(),
             natural_loss.detach(),
@@ -115,6 +118,7 @@ class GeneralistTrainer:
             correct_count(z_adv.detach(), labels),
             robust_grads,
             natural_grads,
+            loss_scale,
         )
 
     def apply(
@@ -126,14 +130,24 @@ class GeneralistTrainer:
         batch_index: int,
         steps_per_epoch: int,
         updates_before: int,
-    ) -> Tuple[float, bool, Sequence[float]]:
+        scaler: Optional[Scaler] = None,
+        taken_at: float = 1.0,
+    ) -> Tuple[float, bool, Sequence[float], List[str]]:
         """Each learner's AdamW update (robust first), the EMA and global updates, a sync in sync epochs.
-        Returns (robust weight, synced, the learners' pre-clipping gradient norms when clipping)."""
+        scaler and taken_at (fp16): the gradients are of the losses times taken_at, and each learner's
+        update goes through the scaler (skipped, and the scale lowered, when its gradients overflowed).
+        Returns (robust weight, synced, the applied updates' pre-clipping gradient norms when clipping,
+        the learners whose update was skipped)."""
         g = self.run.generalist
         norms = []
+        skipped_learners: List[str] = []
         for prefix, grads in (("robust.", robust_grads), ("natural.", natural_grads)):
-            norm = self.optimizer.step({prefix + n: v for n, v in grads.items()}, lr)
-            if norm is not None:
+            if scaler is not None:
+                grads = rescaled(grads, taken_at, scaler)
+            norm, skipped = self.optimizer.scaled_step({prefix + n: v for n, v in grads.items()}, lr, scaler)
+            if skipped:
+                skipped_learners.append(prefix[:-1])
+            elif norm is not None:
                 norms.append(norm)
         t = epoch + (batch_index + 1) / steps_per_epoch
         weight = robust_weight_at(g, t, self.run.epochs)
@@ -151,5 +165,5 @@ class GeneralistTrainer:
                 for name, p in self.global_params.items():
                     self.state["natural." + name].copy_(p)
                     self.state["robust." + name].copy_(p)
-        return weight, synced, norms
+        return weight, synced, norms, skipped_learners
 

@@ -131,7 +131,7 @@ def _generalist_case(directory, case, inputs, model, params, images, outputs) ->
     robust = {k[len("robust.") :]: v for k, v in given.items() if k.startswith("robust.")}
     natural = {k[len("natural.") :]: v for k, v in given.items() if k.startswith("natural.")}
     step = case["generalist"]
-    weight, synced, norms = trainer.apply(
+    weight, synced, norms, _ = trainer.apply(
         robust, natural, case["optimizer"]["lr"], int(step["epoch"]), int(step["batchIndex"]), int(step["stepsPerEpoch"]), 0
     )
     for name, p in params.items():

@@ -1,14 +1,13 @@
 """Mixed precision on CUDA: bf16 autocast where the GPU supports it, else fp16 autocast with dynamic
 loss scaling (torch.cuda.amp.GradScaler); fp32 on request and always on the CPU.
 
-fp16 needs the loss scaled before the gradients are taken. The pre-training step takes the scale
-(pretrain_step's loss_scale); the fine-tuning step takes its gradients without one, so fine-tuning
-runs bf16 or fp32 only: --precision fp16 is refused for it and auto on a GPU without bf16 is fp32
-(said in the run's log)."""
+fp16 needs the loss scaled before the gradients are taken: the pre-training and fine-tuning steps
+(and generalist's learners) take the scaler's current scale as their loss_scale, and the optimiser's
+scaled_step unscales, skips an overflowed update and lowers the scale."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Dict, Optional, Protocol
 
 import torch
 
@@ -17,9 +16,9 @@ from .config import ConfigError
 CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 
-def choose_precision(choice: str, device_type: str, bf16_supported: bool, loss_scaling: bool) -> str:
-    """'fp32', 'bf16' or 'fp16' for a --precision choice on a device; `loss_scaling`: whether the run's
-    step can scale its loss (fp16 needs it). Raises ConfigError for a choice the device cannot run."""
+def choose_precision(choice: str, device_type: str, bf16_supported: bool) -> str:
+    """'fp32', 'bf16' or 'fp16' for a --precision choice on a device. Raises ConfigError for a choice
+    the device cannot run."""
     if choice not in CHOICES:
         raise ConfigError(f"--precision {choice!r}: choose one of {', '.join(CHOICES)}")
     if choice == "fp32":
@@ -29,13 +28,9 @@ def choose_precision(choice: str, device_type: str, bf16_supported: bool, loss_s
             return "fp32"
         raise ConfigError(f"--precision {choice} needs a CUDA device; this run is on the {device_type}: use --precision fp32 (or auto)")
     if choice == "bf16" and not bf16_supported:
-        raise ConfigError("--precision bf16: this GPU does not support bfloat16; use --precision fp16 (pre-training) or fp32")
-    if choice == "fp16" and not loss_scaling:
-        raise ConfigError("--precision fp16 is for pre-training on the PyTorch engine (fine-tuning takes no loss scale yet): use bf16 or fp32")
+        raise ConfigError("--precision bf16: this GPU does not support bfloat16; use --precision fp16 or fp32")
     if choice == "auto":
-        if bf16_supported:
-            return "bf16"
-        return "fp16" if loss_scaling else "fp32"
+        return "bf16" if bf16_supported else "fp16"
     return choice
 
 
@@ -57,7 +52,6 @@ class Scaler(Protocol):
 class Precision:
     name: str  # fp32 | bf16 | fp16
     scaler: Scaler
-    note: Optional[str] = None  # why auto chose less than the GPU could do, for the run's log
 
     @property
     def autocast_dtype(self) -> Optional[torch.dtype]:
@@ -67,11 +61,23 @@ class Precision:
         return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
 
 
-def make_precision(choice: str, device: torch.device, loss_scaling: bool) -> Precision:
+def rescaled(grads: Dict[str, torch.Tensor], taken_at: float, scaler: Scaler) -> Dict[str, torch.Tensor]:
+    """Gradients taken at loss scale `taken_at`, brought to the scaler's current scale: generalist steps
+    its two learners one after the other, and an overflow in the first lowers the scale the second's
+    gradients will be unscaled by. GradScaler's scales are powers of two, so the factor is exact."""
+    now = float(scaler.get_scale()) if scaler.is_enabled() else 1.0
+    if now == taken_at:
+        return grads
+    return {k: g * (now / taken_at) for k, g in grads.items()}
+
+
+def overflow_message(step: int, precision: Precision, update: str) -> str:
+    """The run's warn log for an update GradScaler skipped; `update`: whose ("this", "the robust learner's")."""
+    return f"step {step}: fp16 gradients overflowed (inf or NaN); GradScaler skipped {update} update and lowered the loss scale to {precision.loss_scale():g}."
+
+
+def make_precision(choice: str, device: torch.device) -> Precision:
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    name = choose_precision(choice, device.type, bf16, loss_scaling)
-    note = None
-    if choice == "auto" and device.type == "cuda" and name == "fp32":
-        note = "precision fp32: this GPU has no bfloat16, and fp16 (which needs loss scaling) is for pre-training only on this engine"
+    name = choose_precision(choice, device.type, bf16)
     # GradScaler(enabled=False) passes every call through: the step is the plain optimiser step.
-    return Precision(name, torch.cuda.amp.GradScaler(enabled=name == "fp16"), note)
+    return Precision(name, torch.cuda.amp.GradScaler(enabled=name == "fp16"))

@@ -16,7 +16,7 @@ from .data.batches import BatchIterator
 from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .masking import rng_masking
-from .precision import Precision
+from .precision import Precision, overflow_message
 from .system_metrics import system_metrics
 from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
@@ -129,8 +129,6 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         + (f", {sampler.per_rank} per process; gradients averaged by {average.description}; MI on each process's local batch" if world.distributed else "")
         + ".",
     )
-    if precision.note:
-        emitter.log("info", precision.note)
     events = StepEvents(emitter, batch_size, epochs, steps_per_epoch, int(config["logEvery"]), system_metrics(device, world.rank, lambda m: emitter.log("warn", m)))
     started = time.perf_counter()
     summary: Dict[str, float] = {}
@@ -180,7 +178,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
             norm, skipped = optimizer.scaled_step(grads, lr, precision.scaler)
             state["step"] += 1
             if skipped:
-                emitter.log("warn", f"step {state['step']}: fp16 gradients overflowed (inf or NaN); GradScaler skipped this update and lowered the loss scale to {precision.loss_scale():g}.")
+                emitter.log("warn", overflow_message(state["step"], precision, "this"))
                 norm = None  # the norm of overflowed gradients is not a measurement
             last_lr = lr
             values = average_scalars(

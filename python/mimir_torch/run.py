@@ -64,7 +64,7 @@ def main(argv: List[str]) -> int:
             emitter.emit({"type": "failed", "message": f"job kind {kind!r} is not available on the PyTorch engine (pretrain, finetune): use --engine tfjs", "step": None, "lastCheckpoint": None})
             return EXIT_FAILED
         try:
-            precision = make_precision(args.precision, device, loss_scaling=kind == "pretrain")
+            precision = make_precision(args.precision, device)
         except ConfigError as error:
             emitter.emit({"type": "failed", "message": str(error), "step": None, "lastCheckpoint": None})
             return EXIT_FAILED

@@ -24,7 +24,7 @@ export function withEngineOptions(command: Command): Command {
     .addOption(
       new Option(
         '--precision <p>',
-        'torch on CUDA: auto (bf16 where supported, else fp16 with loss scaling in pre-training, fp32 in fine-tuning), fp32, bf16, fp16',
+        'torch on CUDA: auto (bf16 where supported, else fp16 with loss scaling), fp32, bf16, fp16',
       ).choices(['auto', 'fp32', 'bf16', 'fp16']),
     );
 }

@@ -38,7 +38,7 @@ export const ENGINE_DOCS: Record<string, FieldDoc> = {
   'engine.device': { label: 'Device', help: 'auto: CUDA where torch sees a GPU, else the CPU.' },
   'engine.precision': {
     label: 'Precision',
-    help: 'On CUDA: auto is bf16 autocast where the GPU supports it, else fp16 autocast with loss scaling (GradScaler) for pre-training and fp32 for fine-tuning; fp32 turns autocast off. The CPU always runs fp32.',
+    help: 'On CUDA: auto is bf16 autocast where the GPU supports it, else fp16 autocast with loss scaling (GradScaler); fp32 turns autocast off. The CPU always runs fp32.',
   },
 };
 
