@@ -18,6 +18,7 @@ import {
 } from '@shared/evaluation';
 import { writeFileAtomic } from '../io/atomic-file';
 import type { RunEvent, RunEventSink } from '@shared/run-events';
+import { errorMessage } from '@shared/unknown-value';
 import {
   blackBoxCheck,
   maskingReport,
@@ -98,7 +99,7 @@ export async function evaluate(input: EvaluationRequestInput, options: EvaluateO
     if (cancelled) throw new EvaluationCancelledError();
     emit({
       type: 'failed',
-      message: error instanceof Error ? error.message : String(error),
+      message: errorMessage(error),
       step: null,
       lastCheckpoint: null,
     });
