@@ -51,20 +51,6 @@ export default tseslint.config(
     },
   },
   {
-    // Copies left to the engine and store restructure of issue 15: remove each file once it is folded.
-    files: [
-      'src/engine/evaluate/evaluate.ts',
-      'src/engine/finetune/init.ts',
-      'src/engine/finetune/trainer.ts',
-      'src/engine/pretrain/trainer.ts',
-      'src/renderer/src/stores/new-run.ts',
-      'src/shared/unknown-value.ts',
-      'src/store/data-folder-lock.ts',
-      'src/store/database.ts',
-    ],
-    rules: { 'no-restricted-syntax': 'off' },
-  },
-  {
     // The import rules of docs/architecture.md (Layers); the table is eslint/layers.mjs.
     files: ['src/**/*.{ts,mts,vue}'],
     plugins: { mimir: { rules: { layers: layersRule(root) } } },

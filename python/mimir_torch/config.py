@@ -29,6 +29,32 @@ def need_map(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     return value
 
 
+class Fields:
+    """One object of a config and where it sits: reads its fields by name, each error naming `where.key`."""
+
+    def __init__(self, obj: Mapping[str, Any], where: str) -> None:
+        self.obj = obj
+        self.where = where
+
+    def section(self, key: str) -> "Fields":
+        return Fields(need_map(self.obj, key, self.where), f"{self.where}.{key}")
+
+    def raw(self, key: str) -> Any:
+        return need(self.obj, key, self.where)
+
+    def integer(self, key: str) -> int:
+        return int(self.raw(key))
+
+    def number(self, key: str) -> float:
+        return float(self.raw(key))
+
+    def text(self, key: str) -> str:
+        return str(self.raw(key))
+
+    def flag(self, key: str) -> bool:
+        return bool(self.raw(key))
+
+
 @dataclass(frozen=True)
 class Normalization:
     mean: Sequence[float]
@@ -65,18 +91,19 @@ class ModelConfig:
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "model") -> "ModelConfig":
+        fields = Fields(obj, where)
         norm = obj.get("normalize")
         config = ModelConfig(
-            image_size=int(need(obj, "imageSize", where)),
-            patch_size=int(need(obj, "patchSize", where)),
-            channels=int(need(obj, "channels", where)),
-            width=int(need(obj, "width", where)),
-            depth=int(need(obj, "depth", where)),
-            heads=int(need(obj, "heads", where)),
-            mlp_ratio=float(need(obj, "mlpRatio", where)),
-            decoder_width=int(need(obj, "decoderWidth", where)),
-            decoder_depth=int(need(obj, "decoderDepth", where)),
-            decoder_heads=int(need(obj, "decoderHeads", where)),
+            image_size=fields.integer("imageSize"),
+            patch_size=fields.integer("patchSize"),
+            channels=fields.integer("channels"),
+            width=fields.integer("width"),
+            depth=fields.integer("depth"),
+            heads=fields.integer("heads"),
+            mlp_ratio=fields.number("mlpRatio"),
+            decoder_width=fields.integer("decoderWidth"),
+            decoder_depth=fields.integer("decoderDepth"),
+            decoder_heads=fields.integer("decoderHeads"),
             normalize=Normalization(mean=list(norm["mean"]), std=list(norm["std"])) if norm else None,
         )
         if config.image_size % config.patch_size != 0:
@@ -101,18 +128,19 @@ class MiSettings:
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "mi") -> "MiSettings":
-        estimator = str(need(obj, "estimator", where))
+        fields = Fields(obj, where)
+        estimator = fields.text("estimator")
         if estimator not in ("hsic", "nhsic", "renyi"):
             raise ConfigError(f"{where}.estimator must be 'hsic', 'nhsic' or 'renyi', got {estimator!r}")
-        bandwidth = str(need(obj, "bandwidth", where))
+        bandwidth = fields.text("bandwidth")
         if bandwidth not in ("fixed", "median"):
             raise ConfigError(f"{where}.bandwidth must be 'fixed' or 'median', got {bandwidth!r}")
         return MiSettings(
             estimator=estimator,
-            sigma=float(need(obj, "sigma", where)),
+            sigma=fields.number("sigma"),
             bandwidth=bandwidth,
-            alpha=float(need(obj, "alpha", where)),
-            eps_r=float(need(obj, "epsR", where)),
+            alpha=fields.number("alpha"),
+            eps_r=fields.number("epsR"),
             lam=float(obj.get("lambda", 0.0)),
             token_order=str(obj.get("tokenOrder", "spatial")),
             **_mi_layer(obj.get("layer", {}), f"{where}.layer"),
@@ -149,20 +177,21 @@ class PretrainSettings:
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "pretrain") -> "PretrainSettings":
-        mode = str(need(obj, "mode", where))
+        fields = Fields(obj, where)
+        mode = fields.text("mode")
         if mode not in ("mae", "adv-mae", "mimir"):
             raise ConfigError(f"{where}.mode must be 'mae', 'adv-mae' or 'mimir', got {mode!r}")
-        attack = need_map(obj, "attack", where)
+        attack = fields.section("attack")
         return PretrainSettings(
             mode=mode,
-            mask_ratio=float(need(obj, "maskRatio", where)),
-            norm_pix_loss=bool(need(obj, "normPixLoss", where)),
+            mask_ratio=fields.number("maskRatio"),
+            norm_pix_loss=fields.flag("normPixLoss"),
             attack=PretrainAttack(
-                steps=int(need(attack, "steps", f"{where}.attack")),
-                eps=float(need(attack, "eps", f"{where}.attack")),
-                alpha=float(need(attack, "alpha", f"{where}.attack")),
-                perturb=str(need(attack, "perturb", f"{where}.attack")),
-                attack_mask=str(need(attack, "attackMask", f"{where}.attack")),
+                steps=attack.integer("steps"),
+                eps=attack.number("eps"),
+                alpha=attack.number("alpha"),
+                perturb=attack.text("perturb"),
+                attack_mask=attack.text("attackMask"),
             ),
             mi=MiSettings.parse(need_map(obj, "mi", where), f"{where}.mi"),
         )
@@ -184,13 +213,14 @@ class GeneralistSettings:
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str) -> "GeneralistSettings":
+        fields = Fields(obj, where)
         return GeneralistSettings(
-            ema_decay=float(need(obj, "emaDecay", where)),
-            robust_weight_start=float(need(obj, "robustWeightStart", where)),
-            robust_weight_end=float(need(obj, "robustWeightEnd", where)),
-            mix_ramp_start=float(need(obj, "mixRampStart", where)),
-            sync_start=float(need(obj, "syncStart", where)),
-            sync_every=int(need(obj, "syncEvery", where)),
+            ema_decay=fields.number("emaDecay"),
+            robust_weight_start=fields.number("robustWeightStart"),
+            robust_weight_end=fields.number("robustWeightEnd"),
+            mix_ramp_start=fields.number("mixRampStart"),
+            sync_start=fields.number("syncStart"),
+            sync_every=fields.integer("syncEvery"),
         )
 
 
@@ -227,38 +257,39 @@ class FinetuneSettings:
 
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "finetune") -> "FinetuneSettings":
-        method = str(need(obj, "method", where))
+        fields = Fields(obj, where)
+        method = fields.text("method")
         if method not in FINETUNE_METHODS_TORCH:
             raise ConfigError(
                 f"{where}.method {method!r} is not a fine-tuning method of the PyTorch engine "
                 f"(it offers {', '.join(FINETUNE_METHODS_TORCH)})"
             )
-        threat = need_map(obj, "threat", where)
-        attack = need_map(obj, "attack", where)
-        dbat = need_map(obj, "dbat", where)
-        apgd = need_map(obj, "apgdAt", where)
-        eps = threat.get("eps")
+        threat = fields.section("threat")
+        attack = fields.section("attack")
+        dbat = fields.section("dbat")
+        apgd = fields.section("apgdAt")
+        eps = threat.obj.get("eps")
         if eps is None:
             raise ConfigError(f"{where}.threat.eps is missing: the Node side resolves it (resolveFinetuneConfig)")
-        dbat_smoothing = need(dbat, "labelSmoothing", f"{where}.dbat")
+        dbat_smoothing = dbat.raw("labelSmoothing")
         return FinetuneSettings(
             method=method,
-            threat=str(need(threat, "norm", f"{where}.threat")),
+            threat=threat.text("norm"),
             eps=float(eps),
-            attack_steps=int(need(attack, "steps", f"{where}.attack")),
-            attack_alpha=float(need(attack, "alpha", f"{where}.attack")),
-            random_start=bool(need(attack, "randomStart", f"{where}.attack")),
-            fast_at_alpha_factor=float(need(need_map(obj, "fastAt", where), "alphaFactor", f"{where}.fastAt")),
-            trades_beta=float(need(need_map(obj, "trades", where), "beta", f"{where}.trades")),
-            mart_beta=float(need(need_map(obj, "mart", where), "beta", f"{where}.mart")),
-            drop_path=float(need(obj, "dropPath", where)),
-            label_smoothing=float(need(obj, "labelSmoothing", where)),
-            epochs=int(need(obj, "epochs", where)),
-            dbat_attack=str(need(dbat, "attack", f"{where}.dbat")),
-            dbat_real_target_epochs=float(need(dbat, "realTargetEpochs", f"{where}.dbat")),
-            dbat_merge=str(need(dbat, "merge", f"{where}.dbat")),
+            attack_steps=attack.integer("steps"),
+            attack_alpha=attack.number("alpha"),
+            random_start=attack.flag("randomStart"),
+            fast_at_alpha_factor=fields.section("fastAt").number("alphaFactor"),
+            trades_beta=fields.section("trades").number("beta"),
+            mart_beta=fields.section("mart").number("beta"),
+            drop_path=fields.number("dropPath"),
+            label_smoothing=fields.number("labelSmoothing"),
+            epochs=fields.integer("epochs"),
+            dbat_attack=dbat.text("attack"),
+            dbat_real_target_epochs=dbat.number("realTargetEpochs"),
+            dbat_merge=dbat.text("merge"),
             dbat_label_smoothing=None if dbat_smoothing is None else float(dbat_smoothing),
-            apgd_steps=int(need(apgd, "steps", f"{where}.apgdAt")),
-            apgd_rho=float(need(apgd, "rho", f"{where}.apgdAt")),
+            apgd_steps=apgd.integer("steps"),
+            apgd_rho=apgd.number("rho"),
             generalist=GeneralistSettings.parse(need_map(obj, "generalist", where), f"{where}.generalist"),
         )

@@ -4,6 +4,7 @@ import { describeIssues } from '@shared/config-object';
 import type { FailedEvent } from '@shared/run-events';
 import { BACKEND_NAMES } from '@shared/system';
 import { errorMessage } from '@shared/unknown-value';
+import { writeFileAtomic } from '@engine/io/atomic-file';
 
 /** The --backend option every command that runs tensor work takes. */
 export const backendOption = (): Option =>
@@ -21,6 +22,12 @@ export function fail(error: unknown, json: boolean): never {
     process.stdout.write(`${JSON.stringify(event)}\n`);
   } else process.stderr.write(`mimir: ${message}\n`);
   process.exit(1);
+}
+
+/** A command's text output: to the --out file (written atomically) when given, else to stdout. */
+export async function writeOutput(out: string | undefined, text: string): Promise<void> {
+  if (out) await writeFileAtomic(out, text);
+  else process.stdout.write(text);
 }
 
 /** commander parser for a whole number >= 0 (`--epochs 3`). */

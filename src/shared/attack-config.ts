@@ -334,6 +334,34 @@ export const AutoAttackRecord = z.object({
 });
 export type AutoAttackRecord = z.infer<typeof AutoAttackRecord>;
 
+/**
+ * What raised a warning in an evaluation report: a gradient-masking check (spec section 6), AutoAttack
+ * departing from its protocol, an unbounded CW-l2, a batch-dependent PGD-MI; `other` is a warning of a
+ * report written before warnings had kinds.
+ */
+export const ReportWarningKind = z.enum([
+  'zero-gradient',
+  'randomness',
+  'black-box',
+  'unbounded-eps',
+  'autoattack-deviation',
+  'cw-unbounded',
+  'batch-statistic',
+  'other',
+]);
+export type ReportWarningKind = z.infer<typeof ReportWarningKind>;
+export type MaskingWarningKind = Extract<
+  ReportWarningKind,
+  'zero-gradient' | 'randomness' | 'black-box' | 'unbounded-eps'
+>;
+
+/** A warning with the check or rule that raised it; a bare string (older reports) reads as kind `other`. */
+export const ReportWarning = z.preprocess(
+  (value) => (typeof value === 'string' ? { kind: 'other', message: value } : value),
+  z.object({ kind: ReportWarningKind, message: z.string() }),
+);
+export type ReportWarning = z.infer<typeof ReportWarning>;
+
 /** Gradient-masking warnings shown next to robust accuracies (spec section 6). */
 export const GradientMaskingReport = z.object({
   zeroGradient: z
@@ -356,6 +384,6 @@ export const GradientMaskingReport = z.object({
     .object({ squareAccuracy: z.number(), bestWhiteBoxAccuracy: z.number(), flagged: z.boolean() })
     .optional(),
   unboundedEps: z.object({ eps: z.number(), accuracy: z.number(), flagged: z.boolean() }).optional(),
-  warnings: z.array(z.string()),
+  warnings: z.array(ReportWarning),
 });
 export type GradientMaskingReport = z.infer<typeof GradientMaskingReport>;

@@ -5,6 +5,7 @@ import {
   AutoAttackRecord,
   EvaluatedExamples,
   GradientMaskingReport,
+  ReportWarning,
   ThreatModel,
 } from './attack-config';
 import { DatasetDescription, DatasetSource } from './dataset-config';
@@ -305,7 +306,7 @@ export const AttackOutcome = z.object({
   protocol: Protocol,
   /** The attack's full record (spec, per-example outcome, query counts); absent for natural accuracy. */
   record: z.union([AttackRunRecord, AutoAttackRecord]).optional(),
-  warnings: z.array(z.string()),
+  warnings: z.array(ReportWarning),
   flipped: z.object({
     /** Examples the model got right that the attack turned wrong. */
     count: z.number().int().min(0),

@@ -2,7 +2,8 @@
 
 /** The message of a caught value: an Error's message, anything else as a string. */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  if (error instanceof Error) return error.message;
+  return String(error);
 }
 
 /** A plain object (not null, not an array), as parsed JSON holds one. */

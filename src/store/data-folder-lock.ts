@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { errorMessage } from '@shared/unknown-value';
 import { StoreError, sqliteCode } from './errors';
 
 /**
@@ -43,7 +44,7 @@ export function lockDataFolder(dataDir: string, command: string): DataFolderLock
   } catch (error) {
     throw new StoreError(
       'cannot-open',
-      `Cannot create the lock file ${file} (${error instanceof Error ? error.message : String(error)}): check that ` +
+      `Cannot create the lock file ${file} (${errorMessage(error)}): check that ` +
         'the data folder exists and that you may write to it.',
       { cause: error },
     );

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { errorMessage } from '@shared/unknown-value';
 import { StoreError, sqliteCode } from './errors';
 import { MIGRATIONS, checkMigrationOrder, type Migration } from './migrations';
 
@@ -104,7 +105,7 @@ export function migrate(db: SqliteDatabase, migrations: readonly Migration[], la
           throw new StoreError(
             'migration-failed',
             `Migration ${migration.version} ("${migration.name}") of ${label} failed and was rolled back: ` +
-              `${error instanceof Error ? error.message : String(error)}`,
+              errorMessage(error),
             { cause: error },
           );
         }
@@ -123,7 +124,7 @@ function hasTable(db: SqliteDatabase, name: string): boolean {
 
 function explainOpenError(error: unknown, file: string): Error {
   if (error instanceof StoreError) return error;
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = errorMessage(error);
   switch (sqliteCode(error)) {
     case 'SQLITE_NOTADB':
       return new StoreError(

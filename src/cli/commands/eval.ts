@@ -64,7 +64,7 @@ export function formatEvaluationTable(report: EvaluationReport, reportFile: stri
       ? `${pct(a.robustAccuracy)} (${pct(a.robustAccuracyWithinEps)} in eps)`
       : pct(a.robustAccuracy),
     protocolSummary(a),
-    a.warnings.length > 0 ? `! ${a.warnings.join('; ')}` : '',
+    a.warnings.length > 0 ? `! ${a.warnings.map((w) => w.message).join('; ')}` : '',
   ]);
   if (report.worstCase) {
     rows.push([
@@ -99,7 +99,7 @@ export function formatEvaluationTable(report: EvaluationReport, reportFile: stri
     }
   }
   if (report.masking && report.masking.warnings.length > 0) {
-    out.push('', 'Gradient-masking warnings:', ...report.masking.warnings.map((w) => `  ! ${w}`));
+    out.push('', 'Gradient-masking warnings:', ...report.masking.warnings.map((w) => `  ! ${w.message}`));
   }
   out.push('', `Report: ${reportFile}`);
   return `${out.join('\n')}\n`;

@@ -1,7 +1,6 @@
 import { Option, type Command } from 'commander';
-import { writeFileAtomic } from '@engine/io/atomic-file';
 import { METRICS_FORMATS, metricsCsv, type MetricsFormat } from '@shared/metric-csv';
-import { fail } from '../output';
+import { fail, writeOutput } from '../output';
 import { openExistingStore } from '../store-arg';
 
 interface MetricsOptions {
@@ -48,8 +47,7 @@ export function registerMetrics(program: Command): void {
                   runId,
                   series: series.map(({ key, steps, values, wallTimes }) => ({ key, steps, values, wallTimes })),
                 })}\n`;
-          if (options.out) await writeFileAtomic(options.out, text);
-          else process.stdout.write(text);
+          await writeOutput(options.out, text);
         } finally {
           store.close();
         }

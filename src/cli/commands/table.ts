@@ -1,7 +1,6 @@
 import { Option, type Command } from 'commander';
 import { TABLE_FORMATS, type TableFormat } from '@shared/paper-table';
-import { writeFileAtomic } from '@engine/io/atomic-file';
-import { fail, positiveInt } from '../output';
+import { fail, positiveInt, writeOutput } from '../output';
 import { openExistingStore } from '../store-arg';
 
 interface TableOptions {
@@ -49,8 +48,7 @@ export function registerTable(program: Command): void {
             digits: Math.min(options.digits, 4),
           });
           const text = built[options.format];
-          if (options.out) await writeFileAtomic(options.out, text);
-          else process.stdout.write(text);
+          await writeOutput(options.out, text);
         } finally {
           store.close();
         }

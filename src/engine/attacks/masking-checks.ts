@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { AutoAttackStage, GradientMaskingReport } from '@shared/attack-config';
+import type { AutoAttackStage, GradientMaskingReport, MaskingWarningKind } from '@shared/attack-config';
 import { apgd } from './apgd';
 import { crossEntropyLoss } from './losses';
 import { QueryCounter, lossAndGradient, oneHot, predictions } from './oracle';
@@ -137,8 +137,6 @@ export async function unboundedEpsCheck(
 }
 
 /** Which check a gradient-masking warning comes from (the report keeps only the sentences). */
-export type MaskingWarningKind = 'zero-gradient' | 'randomness' | 'black-box' | 'unbounded-eps';
-
 export interface MaskingWarning {
   kind: MaskingWarningKind;
   message: string;
@@ -190,6 +188,6 @@ export function maskingReport(parts: MaskingChecks): GradientMaskingReport {
     ...(parts.randomness ? { randomness: parts.randomness } : {}),
     ...(parts.blackBox ? { blackBoxBelowWhiteBox: parts.blackBox } : {}),
     ...(parts.unboundedEps ? { unboundedEps: parts.unboundedEps } : {}),
-    warnings: maskingWarnings(parts).map((warning) => warning.message),
+    warnings: maskingWarnings(parts),
   };
 }

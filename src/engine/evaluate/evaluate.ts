@@ -18,6 +18,7 @@ import {
 } from '@shared/evaluation';
 import { writeFileAtomic } from '../io/atomic-file';
 import type { RunEvent, RunEventSink } from '@shared/run-events';
+import { errorMessage } from '@shared/unknown-value';
 import {
   blackBoxCheck,
   maskingReport,
@@ -98,7 +99,7 @@ export async function evaluate(input: EvaluationRequestInput, options: EvaluateO
     if (cancelled) throw new EvaluationCancelledError();
     emit({
       type: 'failed',
-      message: error instanceof Error ? error.message : String(error),
+      message: errorMessage(error),
       step: null,
       lastCheckpoint: null,
     });
@@ -250,9 +251,9 @@ async function runEvaluation(
       });
       masking = { report: merged, examples: masking.examples };
       if (blackBox.check.flagged) {
-        const sentence = maskingWarnings({ blackBox: blackBox.check }).find((w) => w.kind === 'black-box')?.message;
+        const warning = maskingWarnings({ blackBox: blackBox.check }).find((w) => w.kind === 'black-box');
         const target = outcomes.find((o) => o.key === blackBox.key);
-        if (sentence && target) target.warnings.push(sentence);
+        if (warning && target) target.warnings.push(warning);
       }
     }
 
@@ -299,7 +300,7 @@ async function runEvaluation(
       emit({
         type: 'log',
         level: o.warnings.length > 0 ? 'warn' : 'info',
-        message: `${o.label}: ${(o.robustAccuracy * 100).toFixed(2)}%${o.warnings.length > 0 ? ` (${o.warnings.join(' ')})` : ''}`,
+        message: `${o.label}: ${(o.robustAccuracy * 100).toFixed(2)}%${o.warnings.length > 0 ? ` (${o.warnings.map((w) => w.message).join(' ')})` : ''}`,
       });
     }
     for (const flag of noEvidence) emit({ type: 'log', level: 'warn', message: flag.message });
@@ -389,10 +390,10 @@ function attachMaskingWarnings(
 ): void {
   if (!report) return;
   const { zeroGradient, randomness, unboundedEps } = report;
-  const sentences = maskingWarnings({ zeroGradient, randomness, unboundedEps }).map((w) => w.message);
+  const warnings = maskingWarnings({ zeroGradient, randomness, unboundedEps });
   outcomes.forEach((o, i) => {
     const planned = tallies[i]?.planned;
-    if (planned && isGradientAttack(planned)) o.warnings.push(...sentences);
+    if (planned && isGradientAttack(planned)) o.warnings.push(...warnings);
   });
 }
 

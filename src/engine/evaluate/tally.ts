@@ -6,6 +6,7 @@ import {
   epsTo255,
   type AutoAttackStage,
   type EvaluatedExamples,
+  type ReportWarning,
 } from '@shared/attack-config';
 import {
   EVALUATION_VERSIONS,
@@ -140,12 +141,12 @@ export class AttackTally {
     const protocol = protocolOf(planned, plan, seed, backend, examples);
     const cleanAccuracy = this.share(this.cleanCorrect);
     const robustAccuracy = this.share(this.robust);
-    const warnings: string[] = [];
+    const warnings: ReportWarning[] = [];
     let record: AttackOutcome['record'];
     let robustAccuracyWithinEps: number | undefined;
     if (planned.kind === 'autoattack') {
       const deviations = [...this.deviations];
-      warnings.push(...deviations);
+      warnings.push(...deviations.map((message) => ({ kind: 'autoattack-deviation' as const, message })));
       record = AutoAttackRecord.parse({
         spec: planned.spec,
         implementation: implementationOf(planned.spec),
@@ -174,12 +175,16 @@ export class AttackTally {
         durationMs: this.durationMs,
       });
       if (planned.spec.attack === 'cw-l2' && !planned.withinEps) {
-        warnings.push(
-          'CW-l2 is unbounded here: it counts every flip at any l_2 distance (see the norms in its record).',
-        );
+        warnings.push({
+          kind: 'cw-unbounded',
+          message: 'CW-l2 is unbounded here: it counts every flip at any l_2 distance (see the norms in its record).',
+        });
       }
       if (planned.spec.attack === 'pgd-mi') {
-        warnings.push(`PGD-MI's MI term is a batch statistic: its numbers depend on the batch size.`);
+        warnings.push({
+          kind: 'batch-statistic',
+          message: `PGD-MI's MI term is a batch statistic: its numbers depend on the batch size.`,
+        });
       }
     }
     const images = await writeFlippedImages(this, outDir, imageSize, plan.eps);

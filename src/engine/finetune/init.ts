@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { CHECKPOINT_MODEL_FILE } from '@shared/checkpoint';
 import type { FinetuneSource } from '@shared/finetune-config';
 import { ModelConfig, type ModelPreset } from '@shared/model-config';
+import { errorMessage } from '@shared/unknown-value';
 import { CheckpointError, compareShapes, loadCheckpoint, shapesOf } from '../checkpoint';
 import {
   classifierParamSpecs,
@@ -35,7 +36,7 @@ export function scratchModelConfig(model: ModelPreset | ModelConfig, imageSize: 
   try {
     return modelForDataset(model, { imageSize });
   } catch (error) {
-    throw new FinetuneSourceError(error instanceof Error ? error.message : String(error));
+    throw new FinetuneSourceError(errorMessage(error));
   }
 }
 
@@ -60,9 +61,7 @@ export async function initialClassifier(
   try {
     dir = await resolveCheckpointPath(source.checkpoint);
   } catch (error) {
-    throw new FinetuneSourceError(
-      `--from ${source.checkpoint}: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    throw new FinetuneSourceError(`--from ${source.checkpoint}: ${errorMessage(error)}`);
   }
   const loaded = await loadCheckpoint(dir);
   const { manifest } = loaded;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { isRecord } from '@shared/unknown-value';
 import { activeWasmThreads } from '../wasm-threads';
 import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm';
 import { MAX_TASKS, SCRATCH, SingleThreadRunner, TEMP, ThreadPoolRunner, type KernelRunner, type Task } from './runner';
@@ -37,10 +38,6 @@ interface Installed {
 
 const compiled: { plain?: WebAssembly.Module; shared?: WebAssembly.Module } = {};
 const installed = new WeakMap<object, Installed | Error>();
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null;
-}
 
 function heapOf(backend: unknown): WasmHeap {
   if (!isRecord(backend) || !isRecord(backend.wasm)) throw new Error('not the tfjs-wasm backend');

@@ -1,5 +1,6 @@
 import { EvaluationReport, type AttackOutcome, type PgdIterate, type Protocol } from '@shared/evaluation';
 import type { Evaluation } from '@shared/store-types';
+import type { ReportWarning } from '@shared/attack-config';
 
 /** Reading stored evaluations for the screens: their reports, percentages and protocols in words. */
 
@@ -67,7 +68,7 @@ export interface AccuracyRow {
   accuracy: number;
   protocol: string;
   details: string;
-  warnings: string[];
+  warnings: ReportWarning[];
 }
 
 export function accuracyRows(report: EvaluationReport): AccuracyRow[] {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AttackRunRecord, epsFrom255 } from '../../../src/shared/attack-config';
+import { AttackRunRecord, epsFrom255, GradientMaskingReport } from '../../../src/shared/attack-config';
 import { cwL2 } from '../../../src/engine/attacks/cw';
 import {
   blackBoxCheck,
@@ -168,7 +168,14 @@ describe.each(['cpu', 'wasm'] as const)('gradient-masking checks on %s', (backen
       'black-box',
       'unbounded-eps',
     ]);
-    expect(maskingWarnings(parts).map((w) => w.message)).toEqual(report.warnings);
+    expect(report.warnings).toEqual(maskingWarnings(parts));
+    // The report carries the kinds, through the shared schema the stored report.json is read with.
+    expect(GradientMaskingReport.parse(JSON.parse(JSON.stringify(report))).warnings.map((w) => w.kind)).toEqual([
+      'zero-gradient',
+      'randomness',
+      'black-box',
+      'unbounded-eps',
+    ]);
     expect(maskingReport({ zeroGradient: plainZero, unboundedEps: plainUnbounded }).warnings).toEqual([]);
     tf.dispose([x, whiteBox.xAdv, blackBox.xAdv]);
     net.dispose();

@@ -292,6 +292,29 @@ describe('evaluate', () => {
     expect(whole.attacks[0]?.robustAccuracy).toBe(split.attacks[0]?.robustAccuracy);
   }, 120_000);
 
+  it('gives each warning of the report its kind, kept through report.json', async () => {
+    const outDir = tmp();
+    const report = await evaluate(
+      {
+        checkpoint,
+        dataset: DATASET,
+        examples: { count: 4 },
+        // Under l_inf, CW-l2 counts flips at any distance; PGD-MI's MI term is a batch statistic.
+        attacks: [
+          { attack: 'cw', norm: 'l2', steps: 2 },
+          { attack: 'pgd-mi', steps: 2 },
+        ],
+        maskingChecks: false,
+      },
+      { outDir },
+    );
+    const kinds = Object.fromEntries(report.attacks.map((a) => [a.key, a.warnings.map((w) => w.kind)]));
+    expect(kinds).toEqual({ 'cw-l2': ['cw-unbounded'], 'pgd-mi': ['batch-statistic'] });
+    expect(report.attacks[0]?.warnings[0]?.message).toContain('CW-l2 is unbounded here');
+    const stored = JSON.parse(readFileSync(path.join(outDir, 'report.json'), 'utf8')) as EvaluationReport;
+    expect(stored.attacks.map((a) => a.warnings)).toEqual(report.attacks.map((a) => a.warnings));
+  }, 120_000);
+
   it('stops on cancel, and fails clearly on a dataset the model cannot take', async () => {
     const controller = new AbortController();
     controller.abort();

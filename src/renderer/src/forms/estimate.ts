@@ -2,6 +2,7 @@ import { BUILTIN_DEFAULT_SIZE } from '@shared/dataset-config';
 import type { JobKind } from '@shared/engine-protocol';
 import type { Run } from '@shared/store-types';
 import type { RunBackend } from '@shared/system';
+import { isRecord } from '@shared/unknown-value';
 import { gridShape, LandscapeGrid } from '@shared/landscape';
 import { modelLabel } from '../run-info';
 
@@ -20,9 +21,7 @@ export function num(value: unknown): number | null {
 }
 /** A plain object, or null. */
 export function record(value: unknown): Record<string, unknown> | null {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-    ? (value as Record<string, unknown>)
-    : null;
+  return isRecord(value) ? value : null;
 }
 
 /** Images in the config's dataset split, where the config alone says (not for image folders). */

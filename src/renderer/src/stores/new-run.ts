@@ -5,6 +5,7 @@ import { datasetDefaults } from '@shared/finetune-config';
 import { DatasetSource } from '@shared/dataset-config';
 import type { RunPreset } from '@shared/presets';
 import type { Run } from '@shared/store-types';
+import { errorMessage, isRecord } from '@shared/unknown-value';
 import { FORM_SPECS } from '../forms/form-specs';
 import { issuesByPath } from '../forms/issues';
 import { getAt, pathKey, setAt, type FieldPath } from '../forms/paths';
@@ -28,10 +29,6 @@ interface Draft {
   parentRunId: string | null;
   /** The user changed a setting or the name since the draft was loaded (a leave guard asks before leaving). */
   edited: boolean;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function emptyDraft(kind: JobKind): Draft {
@@ -250,7 +247,7 @@ export const useNewRunStore = defineStore('new-run', () => {
       markStarted();
       return run;
     } catch (failure) {
-      submitError.value = failure instanceof Error ? failure.message : String(failure);
+      submitError.value = errorMessage(failure);
       return null;
     } finally {
       submitting.value = false;
