@@ -116,8 +116,12 @@ export function checkColumns(columns: readonly string[], inputs: readonly TableR
   const issues: string[] = [];
   if (columns.length === 0) issues.push('give at least one column, e.g. natural,pgd20,autoattack');
   for (const column of columns) {
+    // A standard attack is known before any picked run was evaluated with it: its cells are then empty.
     const known =
-      column in FIXED_LABELS || /^(config|pretrain|summary)\.[A-Za-z_][\w.-]*$/.test(column) || attackKeys.has(column);
+      column in FIXED_LABELS ||
+      /^(config|pretrain|summary)\.[A-Za-z_][\w.-]*$/.test(column) ||
+      (ATTACK_COLUMNS as readonly string[]).includes(column) ||
+      attackKeys.has(column);
     if (!known) {
       const offered = [...new Set([...Object.keys(FIXED_LABELS), ...ATTACK_COLUMNS, ...attackKeys])];
       issues.push(

@@ -90,6 +90,14 @@ describe('mimir table', () => {
     );
   });
 
+  it('takes a standard attack no picked run was evaluated with, leaving its cells empty', () => {
+    const result = runMimir(['table', '--runs', ids.join(','), '--data-dir', dir, '--columns', 'natural,square']);
+    expect(result.status, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/\| Natural \| Square/);
+    expect(lines.slice(2).map((line) => line.split('|').at(-2)?.trim())).toEqual(FIGURES.map(() => '–'));
+  });
+
   it('refuses an unknown column and an unknown run, saying what exists', () => {
     const column = table('--columns', 'natural,pgd21');
     expect(column.status).toBe(1);
