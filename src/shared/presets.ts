@@ -94,9 +94,8 @@ export const RUN_PRESETS: RunPreset[] = [
       'Adversarial fine-tuning of the chosen checkpoint for 10 epochs on 5,000 built-in images, batch 64: PGD-AT ' +
       'at eps 4/255 with 3 attack steps, and every 2 epochs a held-out check on 256 test images (natural and ' +
       'PGD-10 accuracy). What you will see: the loss falling and the two held-out accuracies per check, against ' +
-      'chance at 10%; the time below is measured on this machine. The MIMIR quick demo’s note: from its setting ' +
-      'on the micro model (16 px), PGD-AT for 10 epochs on 5,000 images at eps 4/255 reached 29.3% natural and ' +
-      '23.4% PGD-20 accuracy. ' +
+      'chance at 10%; the time below is measured on this machine. What it reaches depends on the checkpoint: ' +
+      'the MIMIR quick demo’s description gives a measured example. ' +
       'Evaluate it afterwards for AutoAttack-style numbers.',
     config: quickFinetune,
   },
