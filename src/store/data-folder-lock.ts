@@ -16,6 +16,13 @@ import { StoreError, sqliteCode } from './errors';
  */
 export const LOCK_FILE = 'mimir.lock';
 
+/**
+ * The connections that hold locks. A better-sqlite3 connection that is garbage-collected is closed,
+ * which would end its transaction: a caller that dropped the returned object would lose the lock at
+ * some later collection. Held here, a lock lasts until release() or the end of the process.
+ */
+const heldLocks = new Set<Database.Database>();
+
 export interface DataFolderOwner {
   pid: number;
   /** What holds it, e.g. "mimir serve" or "MIMIR Workbench (Electron)". */
@@ -66,6 +73,7 @@ export function lockDataFolder(dataDir: string, command: string): DataFolderLock
     // Hold the lock from here on: an open write transaction that writes nothing. Another process may
     // have slipped in between the commit and this BEGIN: then it holds the folder and we refuse.
     take(db, dataDir, () => undefined);
+    heldLocks.add(db);
     let released = false;
     return {
       file,
@@ -77,6 +85,7 @@ export function lockDataFolder(dataDir: string, command: string): DataFolderLock
         db.prepare('DELETE FROM owner').run();
         db.exec('COMMIT');
         db.close();
+        heldLocks.delete(db);
       },
     };
   } catch (error) {

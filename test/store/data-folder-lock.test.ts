@@ -30,9 +30,12 @@ function lock(command = 'test'): DataFolderLock {
 }
 
 /** A process holding the lock of `dir`, once it says so. */
-function holder(): Promise<ChildProcess & { pid: number }> {
+function holder(dropAndGc = false): Promise<ChildProcess & { pid: number }> {
+  const args = dropAndGc
+    ? ['--expose-gc', '--import', HOOKS, CHILD, dir, '--drop-and-gc']
+    : ['--import', HOOKS, CHILD, dir];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', HOOKS, CHILD, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -69,6 +72,14 @@ describe('one MIMIR per data folder', () => {
 
   it('refuses while another process holds it, naming that process', async () => {
     const child = await holder();
+    const refused = storeError(() => lockDataFolder(dir, 'second'));
+    expect(refused.code).toBe('in-use');
+    expect(refused.message).toContain(`(pid ${child.pid}, lock-holder.child.ts`);
+  });
+
+  it('keeps the lock when its holder drops the returned object and garbage is collected', async () => {
+    // A collected better-sqlite3 connection is closed, ending the transaction that is the lock.
+    const child = await holder(true);
     const refused = storeError(() => lockDataFolder(dir, 'second'));
     expect(refused.code).toBe('in-use');
     expect(refused.message).toContain(`(pid ${child.pid}, lock-holder.child.ts`);
