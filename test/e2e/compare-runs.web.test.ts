@@ -74,17 +74,16 @@ describe('comparing runs in Chromium (web mode, real engine)', () => {
     const plot = page.getByTestId('compare-chart-mi').getByRole('img');
     const box = await plot.boundingBox();
     if (!box) throw new Error('the MI chart has no box');
-    const tooltip = page
-      .locator('div')
-      .filter({ hasText: /^step \d+/ })
-      .last();
+    const tooltips = page.locator('div').filter({ hasText: /^step \d+/ });
     // Hover again on every poll: on a loaded machine the chart may redraw after the first move
     // (its last points arriving), and ECharts hides the tooltip on a redraw until the mouse moves.
+    // The tooltip is read without waiting (allTextContents): a tooltip counted and then hidden by a
+    // redraw would leave textContent() waiting for it past the poll's limit.
     let nudge = 0;
     const hoveredTooltip = async (): Promise<string> => {
       nudge = (nudge + 1) % 4;
       await page.mouse.move(box.x + box.width * (0.5 + 0.03 * nudge), box.y + box.height * 0.6);
-      return (await tooltip.count()) > 0 ? ((await tooltip.textContent()) ?? '') : '';
+      return (await tooltips.allTextContents()).at(-1) ?? '';
     };
     await expect.poll(hoveredTooltip, { timeout: 20_000 }).toMatch(/e2e MAE:.*\d.*e2e MIMIR:.*\d/s);
     await page.screenshot({ path: screenshotPath('compare-tooltip') });
