@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ThreatBall, steepestDirection } from './geometry';
 import { logitLoss, minClassesFor, type LogitLossName } from './losses';
 import { QueryCounter, exampleMask, finishAttack, lossAndGradient, oneHot, predictions, startAttack } from './oracle';
+import type { AttackStart } from './oracle';
 import { apgdStart } from './start';
 import { exampleStreams } from './streams';
 import { pick, replaceRows, replaceWhere, takeRows } from './tracking';
@@ -259,13 +260,11 @@ interface Rounds {
  * Examples misclassified clean are never attacked (their point stays x).
  */
 async function attackInRounds(
-  model: Classifier,
-  x: tf.Tensor4D,
-  start: Awaited<ReturnType<typeof startAttack>>,
+  start: AttackStart,
   options: CommonAttackOptions & { threat: ThreatModel; eps: number; rho?: number },
   rounds: Rounds,
 ): Promise<tf.Tensor4D> {
-  const { y, ids, counter, clean } = start;
+  const { model, x, y, ids, counter, clean } = start;
   const merged: Merged = {
     xAdv: tf.clone(x),
     robust: [...clean.correct],
@@ -329,11 +328,11 @@ export async function apgd(
 ): Promise<AttackResult> {
   const lossName = options.loss ?? 'ce';
   const start = await startAttack(model, x, labels, options.ids);
-  const { y, counter, clean } = start;
+  const { y, clean } = start;
   clean.logits.dispose();
   checkClasses(lossName, clean.classes);
 
-  const xAdv = await attackInRounds(model, x, start, options, {
+  const xAdv = await attackInRounds(start, options, {
     name: `apgd-${lossName}`,
     count: options.restarts ?? 1,
     iterations: options.iterations ?? 100,
@@ -344,16 +343,7 @@ export async function apgd(
   });
   const yAll = oneHot(y, clean.classes);
   try {
-    return await finishAttack({
-      model,
-      x,
-      xAdv,
-      labels: y,
-      cleanCorrect: clean.correct,
-      threat: options.threat,
-      counter,
-      lossAt: (_xa, z) => logitLoss(lossName, z, { y: yAll }),
-    });
+    return await finishAttack(start, xAdv, options.threat, (_xa, z) => logitLoss(lossName, z, { y: yAll }));
   } finally {
     yAll.dispose();
   }
@@ -371,7 +361,7 @@ export async function apgdTargeted(
 ): Promise<ApgdTargetedResult> {
   const restarts = options.restarts ?? 1;
   const start = await startAttack(model, x, labels, options.ids);
-  const { y, counter, clean } = start;
+  const { y, clean } = start;
   checkClasses('dlr-targeted', clean.classes);
   const targetsUsed = Math.min(options.targets ?? 9, clean.classes - 1);
   const ranking = tf.topk(clean.logits, targetsUsed + 1);
@@ -382,7 +372,7 @@ export async function apgdTargeted(
   const lastTarget = Int32Array.from(y.keys(), (i) => targetOf(i, 2));
 
   // Round (rank - 2) * restarts + restart attacks the target of that rank (2: the runner-up class).
-  const xAdv = await attackInRounds(model, x, start, options, {
+  const xAdv = await attackInRounds(start, options, {
     name: 'apgd-t',
     count: targetsUsed * restarts,
     iterations: options.iterations ?? 100,
@@ -403,16 +393,9 @@ export async function apgdTargeted(
   const yAll = oneHot(y, clean.classes);
   const targetAll = oneHot(lastTarget, clean.classes);
   try {
-    const result = await finishAttack({
-      model,
-      x,
-      xAdv,
-      labels: y,
-      cleanCorrect: clean.correct,
-      threat: options.threat,
-      counter,
-      lossAt: (_xa, z) => logitLoss('dlr-targeted', z, { y: yAll, target: targetAll }),
-    });
+    const result = await finishAttack(start, xAdv, options.threat, (_xa, z) =>
+      logitLoss('dlr-targeted', z, { y: yAll, target: targetAll }),
+    );
     return { ...result, targetsUsed };
   } finally {
     tf.dispose([yAll, targetAll]);

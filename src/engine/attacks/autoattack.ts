@@ -133,7 +133,8 @@ export async function autoAttack(
 ): Promise<AutoAttackResult> {
   const started = performance.now();
   const spec = AutoAttackSpec.parse(specInput);
-  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
+  const start = await startAttack(model, x, labels, options.ids);
+  const { y, ids, counter, clean } = start;
   clean.logits.dispose();
   const n = y.length;
   const robust = [...clean.correct];
@@ -229,15 +230,7 @@ export async function autoAttack(
     throw error;
   }
 
-  const final = await finishAttack({
-    model,
-    x,
-    xAdv,
-    labels: y,
-    cleanCorrect: clean.correct,
-    threat: spec.threat,
-    counter,
-  });
+  const final = await finishAttack(start, xAdv, spec.threat);
   // The final forward pass is the judge, as the per-attack checks were.
   final.robust.forEach((r, i) => {
     if (r !== robust[i])

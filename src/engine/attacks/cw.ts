@@ -40,7 +40,8 @@ export async function cwL2(
   const steps = options.steps ?? 100;
   const lr = options.learningRate ?? 0.01;
   const [beta1, beta2, epsilon] = [0.9, 0.999, 1e-8];
-  const { y, counter, clean } = await startAttack(model, x, labels, undefined);
+  const start = await startAttack(model, x, labels, undefined);
+  const { y, counter, clean } = start;
   clean.logits.dispose();
   const yOneHot = oneHot(y, clean.classes);
   const n = y.length;
@@ -111,16 +112,7 @@ export async function cwL2(
       tf.sum(tf.square(tf.reshape(tf.sub(xa, x), [n, -1])), 1),
       tf.mul(tf.maximum(tf.neg(marginLoss(z, yOneHot)), -kappa), c),
     ) as tf.Tensor1D;
-  const result = await finishAttack({
-    model,
-    x,
-    xAdv: bestImage,
-    labels: y,
-    cleanCorrect: clean.correct,
-    threat: 'l2',
-    counter,
-    lossAt: cwLoss,
-  });
+  const result = await finishAttack(start, bestImage, 'l2', cwLoss);
   yOneHot.dispose();
   const limit = options.eps;
   const robustWithinEps = result.robust.map(

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { projectOntoHyperplaneL2, projectOntoHyperplaneLinf } from './fab-projection';
+import { projectOntoHyperplane } from './fab-projection';
 import { QueryCounter, finishAttack, forward, lossAndGradient, oneHot, predictions, startAttack } from './oracle';
 import { exampleStreams } from './streams';
 import { pick } from './tracking';
@@ -94,7 +94,6 @@ async function fabRun(
   }
   // Gradient of z_t - z_y, the linearised boundary towards the target.
   const direction = tf.tidy(() => tf.sub(oneHot(targets, classes), oneHot(y, classes)) as tf.Tensor2D);
-  const project = threat === 'linf' ? projectOntoHyperplaneLinf : projectOntoHyperplaneL2;
   const d1 = new Float64Array(d);
   const d2 = new Float64Array(d);
   try {
@@ -111,8 +110,8 @@ async function fabRun(
         const p0 = x0.subarray(off, off + d);
         let b = -df[r];
         for (let j = 0; j < d; j++) b += w[j] * p1[j];
-        project(p1, w, b, d1);
-        project(p0, w, b, d2);
+        projectOntoHyperplane(threat, p1, w, b, d1);
+        projectOntoHyperplane(threat, p0, w, b, d2);
         const a1 = Math.max(normOf(d1, threat), 1e-8);
         const a2 = Math.max(normOf(d2, threat), 1e-8);
         const alpha = Math.min(Math.max(a1 / (a1 + a2), 0), alphaMax);
@@ -157,7 +156,8 @@ export async function fabTargeted(
 ): Promise<FabResult> {
   const iterations = options.iterations ?? 100;
   const restarts = options.restarts ?? 1;
-  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
+  const start = await startAttack(model, x, labels, options.ids);
+  const { y, ids, counter, clean } = start;
   const targetsUsed = Math.min(options.targets ?? 9, clean.classes - 1);
   const ranking = tf.topk(clean.logits, targetsUsed + 1);
   const ranked = (await ranking.indices.data()) as Int32Array;
@@ -202,14 +202,6 @@ export async function fabTargeted(
     }
   }
   const xAdv = tf.tensor4d(result, x.shape);
-  const outcome = await finishAttack({
-    model,
-    x,
-    xAdv,
-    labels: y,
-    cleanCorrect: clean.correct,
-    threat: options.threat,
-    counter,
-  });
+  const outcome = await finishAttack(start, xAdv, options.threat);
   return { ...outcome, targetsUsed, minimalNorm };
 }

@@ -64,6 +64,16 @@ export async function predictions(logits: tf.Tensor2D): Promise<Int32Array> {
   return data;
 }
 
+/** The batch under attack, as every attack starts it: what `finishAttack` judges it against. */
+export interface AttackStart {
+  model: Classifier;
+  x: tf.Tensor4D;
+  y: Int32Array;
+  ids: Int32Array;
+  counter: QueryCounter;
+  clean: { correct: boolean[]; logits: tf.Tensor2D; classes: number };
+}
+
 /**
  * What every attack does first: the labels as an array (checked against x), each example's id
  * (`ids`, or its row), a query counter, and the clean pass.
@@ -73,16 +83,11 @@ export async function startAttack(
   x: tf.Tensor4D,
   labels: Labels,
   ids: ArrayLike<number> | undefined,
-): Promise<{
-  y: Int32Array;
-  ids: Int32Array;
-  counter: QueryCounter;
-  clean: { correct: boolean[]; logits: tf.Tensor2D; classes: number };
-}> {
+): Promise<AttackStart> {
   const y = labelsToArray(labels);
   checkImages(x, y.length);
   const counter = new QueryCounter();
-  return { y, ids: idsOrDefault(ids, y.length), counter, clean: await cleanCheck(model, x, y, counter) };
+  return { model, x, y, ids: idsOrDefault(ids, y.length), counter, clean: await cleanCheck(model, x, y, counter) };
 }
 
 /** Clean predictions: which examples the model gets right, and the logits' class count. */
@@ -104,29 +109,24 @@ export async function cleanCheck(
 
 /**
  * The per-example outcome at the final adversarial examples: one forward pass decides robustness (as
- * AutoAttack does), so the result never depends on bookkeeping inside the attack.
+ * AutoAttack does), so the result never depends on bookkeeping inside the attack. `loss`: the
+ * attack's objective at xAdv, as values or computed from xAdv and its logits; NaN where absent.
  */
-export async function finishAttack(args: {
-  model: Classifier;
-  x: tf.Tensor4D;
-  xAdv: tf.Tensor4D;
-  labels: Int32Array;
-  cleanCorrect: boolean[];
-  threat: ThreatModel;
-  counter: QueryCounter;
-  /** The attack's objective at xAdv from its logits; NaN entries where it has none. */
-  lossAt?: (xAdv: tf.Tensor4D, logits: tf.Tensor2D) => tf.Tensor1D;
-  loss?: Float32Array;
-}): Promise<AttackResult> {
-  const { model, x, xAdv, labels, cleanCorrect, threat, counter } = args;
+export async function finishAttack(
+  start: AttackStart,
+  xAdv: tf.Tensor4D,
+  threat: ThreatModel,
+  loss?: Float32Array | ((xAdv: tf.Tensor4D, logits: tf.Tensor2D) => tf.Tensor1D),
+): Promise<AttackResult> {
+  const { model, x, y: labels, counter } = start;
+  const cleanCorrect = start.clean.correct;
   const logits = forward(model, xAdv, counter);
   const y = oneHot(labels, logits.shape[1]);
-  const lossAt = args.lossAt;
-  const [pred, margin, norm, loss] = await Promise.all([
+  const [pred, margin, norm, lossValues] = await Promise.all([
     predictions(logits),
     readAndDispose(classificationMargin(logits, y)),
     readAndDispose(tf.tidy(() => perExampleNorm(tf.sub(xAdv, x), threat))),
-    lossAt ? readAndDispose(tf.tidy(() => lossAt(xAdv, logits))) : Promise.resolve(args.loss),
+    typeof loss === 'function' ? readAndDispose(tf.tidy(() => loss(xAdv, logits))) : Promise.resolve(loss),
   ]);
   logits.dispose();
   y.dispose();
@@ -137,7 +137,7 @@ export async function finishAttack(args: {
     robust,
     success: robust.map((r, i) => cleanCorrect[i] === true && !r),
     margin,
-    loss: loss ?? new Float32Array(labels.length).fill(Number.NaN),
+    loss: lossValues ?? new Float32Array(labels.length).fill(Number.NaN),
     norm,
     gradientCalls: counter.gradientCalls,
     forwardCalls: counter.forwardCalls,

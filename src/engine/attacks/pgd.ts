@@ -69,7 +69,8 @@ export async function fgsm(
   labels: Labels,
   options: { threat: ThreatModel; eps: number } & CommonAttackOptions,
 ): Promise<AttackResult> {
-  const { y, counter, clean } = await startAttack(model, x, labels, undefined);
+  const start = await startAttack(model, x, labels, undefined);
+  const { y, counter, clean } = start;
   clean.logits.dispose();
   const yOneHot = oneHot(y, clean.classes);
   const ball = new ThreatBall(x, options.eps, options.threat);
@@ -77,16 +78,7 @@ export async function fgsm(
   const xAdv = tf.tidy(() => ball.project(tf.add(x, tf.mul(steepestDirection(g.grad, options.threat), options.eps))));
   tf.dispose([g.logits, g.loss, g.grad]);
   ball.dispose();
-  const result = await finishAttack({
-    model,
-    x,
-    xAdv,
-    labels: y,
-    cleanCorrect: clean.correct,
-    threat: options.threat,
-    counter,
-    lossAt: (_xa, z) => crossEntropyLoss(z, yOneHot),
-  });
+  const result = await finishAttack(start, xAdv, options.threat, (_xa, z) => crossEntropyLoss(z, yOneHot));
   yOneHot.dispose();
   return result;
 }
@@ -177,7 +169,8 @@ export async function pgd(
   labels: Labels,
   options: PgdOptions,
 ): Promise<AttackResult> {
-  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
+  const start = await startAttack(model, x, labels, options.ids);
+  const { y, ids, counter, clean } = start;
   clean.logits.dispose();
 
   const first = await pgdRun(model, x, y, ids, clean.classes, options, 0, counter);
@@ -198,16 +191,7 @@ export async function pgd(
     });
     run.points.dispose();
   }
-  return finishAttack({
-    model,
-    x,
-    xAdv,
-    labels: y,
-    cleanCorrect: clean.correct,
-    threat: options.threat,
-    counter,
-    loss,
-  });
+  return finishAttack(start, xAdv, options.threat, loss);
 }
 
 /**

@@ -413,7 +413,8 @@ export async function square(
 ): Promise<SquareResult> {
   const restarts = options.restarts ?? 1;
   const budget = options.queries ?? 5000;
-  const { y, ids, counter, clean } = await startAttack(model, x, labels, options.ids);
+  const start = await startAttack(model, x, labels, options.ids);
+  const { y, ids, counter, clean } = start;
   clean.logits.dispose();
   const robust = [...clean.correct];
   const queries = new Int32Array(y.length);
@@ -444,18 +445,9 @@ export async function square(
       xs.dispose();
     }
   }
-  const outcome = await finishAttack({
-    model,
-    x,
-    xAdv,
-    labels: y,
-    cleanCorrect: clean.correct,
-    threat: options.threat,
-    counter,
-    lossAt: (_xa, z) => {
-      const yOneHot = oneHot(y, clean.classes);
-      return classificationMargin(z, yOneHot);
-    },
+  const outcome = await finishAttack(start, xAdv, options.threat, (_xa, z) => {
+    const yOneHot = oneHot(y, clean.classes);
+    return classificationMargin(z, yOneHot);
   });
   return { ...outcome, queries };
 }
