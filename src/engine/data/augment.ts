@@ -119,7 +119,7 @@ export function padCrop(
   }
 }
 
-/** Mirrors one HWC image left-right. */
+/** Mirrors one HWC image left-right: a pad-crop with no padding and no shift. */
 export function flipHorizontal(
   src: Float32Array,
   srcOffset: number,
@@ -127,15 +127,7 @@ export function flipHorizontal(
   out: Float32Array,
   outOffset: number,
 ): void {
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const s = srcOffset + (y * size + (size - 1 - x)) * CHANNELS;
-      const o = outOffset + (y * size + x) * CHANNELS;
-      out[o] = src[s] as number;
-      out[o + 1] = src[s + 1] as number;
-      out[o + 2] = src[s + 2] as number;
-    }
-  }
+  padCrop(src, srcOffset, size, 0, 0, 0, true, out, outOffset);
 }
 
 /**
