@@ -109,16 +109,13 @@ export const ApgdCeRequest = z.object({
   iterations: count('iterations').default(100),
   restarts: count('restarts').default(1),
 });
-export const ApgdTRequest = z.object({
-  attack: z.literal('apgd-t'),
+/** APGD-T's and FAB-T's budget, AutoAttack's by default: 100 iterations against each of 9 targets. */
+const targetedBudget = {
   iterations: count('iterations').default(100),
   targets: count('targets').default(9),
-});
-export const FabTRequest = z.object({
-  attack: z.literal('fab-t'),
-  iterations: count('iterations').default(100),
-  targets: count('targets').default(9),
-});
+};
+export const ApgdTRequest = z.object({ attack: z.literal('apgd-t'), ...targetedBudget });
+export const FabTRequest = z.object({ attack: z.literal('fab-t'), ...targetedBudget });
 export const SquareRequest = z.object({
   attack: z.literal('square'),
   queries: count('queries').default(5000),

@@ -58,6 +58,16 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
   // The paper's step: 2/255 (l_inf); for l_2 a quarter of the radius, which is 2/255 at eps 8 either way.
   const defaultAlpha = threat === 'linf' ? epsFrom255(2) : eps / 4;
   const alphaOf = (given: number | undefined) => (given === undefined ? defaultAlpha : epsFrom255(given));
+  // The PGD family's fields: one random start, as the paper, unless the request says otherwise.
+  const pgdFields = (steps: number, alpha: number, randomStart = true, restarts = 1) => ({
+    threat,
+    eps,
+    steps,
+    alpha,
+    randomStart,
+    restarts,
+    seed,
+  });
   const taken = new Set<string>();
   const attacks: PlannedAttack[] = [];
   let corruptions: CorruptionPlan | null = null;
@@ -86,29 +96,13 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
         attacks.push({ kind: 'natural', key: uniqueKey(taken, 'natural'), label: 'Natural' });
         break;
       case 'pgd20':
-        single('pgd20', {
-          attack: 'pgd',
-          threat,
-          eps,
-          steps: 20,
-          alpha: defaultAlpha,
-          randomStart: true,
-          restarts: 1,
-          keep: request_.keep,
-          seed,
-        });
+        single('pgd20', { attack: 'pgd', ...pgdFields(20, defaultAlpha), keep: request_.keep });
         break;
       case 'pgd':
         single(`pgd${request_.steps}`, {
           attack: 'pgd',
-          threat,
-          eps,
-          steps: request_.steps,
-          alpha: alphaOf(request_.alpha),
-          randomStart: request_.randomStart,
-          restarts: request_.restarts,
+          ...pgdFields(request_.steps, alphaOf(request_.alpha), request_.randomStart, request_.restarts),
           keep: request_.keep,
-          seed,
         });
         break;
       case 'autoattack': {
@@ -127,18 +121,9 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
         });
         break;
       case 'apgd-t':
-        single('apgd-t', {
-          attack: 'apgd-t',
-          threat,
-          eps,
-          iterations: request_.iterations,
-          targets: request_.targets,
-          seed,
-        });
-        break;
       case 'fab-t':
-        single('fab-t', {
-          attack: 'fab-t',
+        single(request_.attack, {
+          attack: request_.attack,
           threat,
           eps,
           iterations: request_.iterations,
@@ -171,17 +156,7 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
             );
           } else {
             if (threat !== 'linf') throw new Error('CW-linf (PGD on the CW margin loss) needs the l_inf threat model');
-            single('cw-linf', {
-              attack: 'pgd',
-              loss: 'margin',
-              threat,
-              eps,
-              steps: request_.steps ?? 20,
-              alpha: defaultAlpha,
-              randomStart: true,
-              restarts: 1,
-              seed,
-            });
+            single('cw-linf', { attack: 'pgd', loss: 'margin', ...pgdFields(request_.steps ?? 20, defaultAlpha) });
           }
         }
         break;
@@ -191,31 +166,16 @@ export function planEvaluation(request: EvaluationRequest, imageSize: number): E
           'pgd-mi',
           {
             attack: 'pgd-mi',
-            threat,
-            eps,
-            steps: request_.steps,
-            alpha: alphaOf(request_.alpha),
-            randomStart: true,
-            restarts: 1,
+            ...pgdFields(request_.steps, alphaOf(request_.alpha)),
             lambda: request_.lambda,
             estimator: request_.estimator,
             ...(typeof request_.block === 'number' ? { block: request_.block } : {}),
-            seed,
           },
           { mi: request_.estimator },
         );
         break;
       case 'pgd-fea':
-        single('pgd-fea', {
-          attack: 'pgd-fea',
-          threat,
-          eps,
-          steps: request_.steps,
-          alpha: alphaOf(request_.alpha),
-          randomStart: true,
-          restarts: 1,
-          seed,
-        });
+        single('pgd-fea', { attack: 'pgd-fea', ...pgdFields(request_.steps, alphaOf(request_.alpha)) });
         break;
       case 'corruptions':
         corruptions = {
