@@ -46,6 +46,9 @@ const seed = z
   .min(0, 'seed must be at least 0')
   .max(0xffffffff, 'seed must fit in 32 bits')
   .default(0);
+/** A norm-bounded attack's threat model and radius. */
+const bounded = { threat: ThreatModel, eps };
+const restarts = count('restarts').default(1);
 const fraction = (what: string) =>
   z
     .number({ error: `${what} must be a number` })
@@ -54,20 +57,18 @@ const fraction = (what: string) =>
 
 export const FgsmSpec = z.object({
   attack: z.literal('fgsm'),
-  threat: ThreatModel,
-  eps,
+  ...bounded,
   seed,
 });
 export type FgsmSpec = z.infer<typeof FgsmSpec>;
 
 const pgdFields = {
-  threat: ThreatModel,
-  eps,
+  ...bounded,
   steps: count('steps'),
   /** Step size in [0, 1] pixel units (2/255 in the paper's PGD-20). */
   alpha: positive('alpha'),
   randomStart: z.boolean().default(true),
-  restarts: count('restarts').default(1),
+  restarts,
   /** Return the best point found (a misclassified one if any, else the highest loss) or the last iterate. */
   keep: z.enum(['best', 'last']).default('best'),
   seed,
@@ -106,35 +107,29 @@ const rho = fraction('rho')
 
 export const ApgdSpec = z.object({
   attack: z.enum(['apgd-ce', 'apgd-dlr']),
-  threat: ThreatModel,
-  eps,
+  ...bounded,
   iterations: count('iterations'),
-  restarts: count('restarts').default(1),
+  restarts,
   rho,
   seed,
 });
 export type ApgdSpec = z.infer<typeof ApgdSpec>;
 
-export const ApgdTargetedSpec = z.object({
-  attack: z.literal('apgd-t'),
-  threat: ThreatModel,
-  eps,
+/** APGD-T's and FAB-T's budget. */
+const targetedBudget = {
   iterations: count('iterations'),
   /** Target classes: the 2nd..(targets+1)-th highest clean logits; capped at classes - 1 when run. */
   targets: count('targets'),
-  restarts: count('restarts').default(1),
-  rho,
-  seed,
-});
+  restarts,
+};
+
+export const ApgdTargetedSpec = z.object({ attack: z.literal('apgd-t'), ...bounded, ...targetedBudget, rho, seed });
 export type ApgdTargetedSpec = z.infer<typeof ApgdTargetedSpec>;
 
 export const FabTargetedSpec = z.object({
   attack: z.literal('fab-t'),
-  threat: ThreatModel,
-  eps,
-  iterations: count('iterations'),
-  targets: count('targets'),
-  restarts: count('restarts').default(1),
+  ...bounded,
+  ...targetedBudget,
   alphaMax: fraction('alphaMax').default(0.1),
   eta: positive('eta').default(1.05),
   beta: fraction('beta').default(0.9),
@@ -144,11 +139,10 @@ export type FabTargetedSpec = z.infer<typeof FabTargetedSpec>;
 
 export const SquareSpec = z.object({
   attack: z.literal('square'),
-  threat: ThreatModel,
-  eps,
+  ...bounded,
   queries: count('queries'),
   pInit: fraction('pInit').default(0.8),
-  restarts: count('restarts').default(1),
+  restarts,
   seed,
 });
 export type SquareSpec = z.infer<typeof SquareSpec>;
@@ -206,8 +200,7 @@ export const AutoAttackSpec = z
   .object({
     attack: z.literal('autoattack'),
     version: z.enum(['standard', 'custom']),
-    threat: ThreatModel,
-    eps,
+    ...bounded,
     seed,
     components: z.array(AutoAttackComponent).min(1, 'AutoAttack needs at least one attack'),
   })
@@ -287,15 +280,22 @@ export const PerExampleOutcome = z.object({
 });
 export type PerExampleOutcome = z.infer<typeof PerExampleOutcome>;
 
-export const AttackRunRecord = z.object({
-  spec: AttackSpec,
+const accuracy = z.number().min(0).max(1);
+
+/** What an attack's record says besides its spec: the code and backend that ran it, on which examples, with what result. */
+const recordHeader = {
   implementation: z.string(),
   backend: z.string(),
   examples: EvaluatedExamples,
-  cleanAccuracy: z.number().min(0).max(1),
-  robustAccuracy: z.number().min(0).max(1),
+  cleanAccuracy: accuracy,
+  robustAccuracy: accuracy,
+};
+
+export const AttackRunRecord = z.object({
+  spec: AttackSpec,
+  ...recordHeader,
   /** CW-l2 only: accuracy counting only adversarial examples within the given eps. */
-  robustAccuracyWithinEps: z.number().min(0).max(1).optional(),
+  robustAccuracyWithinEps: accuracy.optional(),
   perExample: PerExampleOutcome.optional(),
   gradientCalls: z.number().int().min(0),
   forwardCalls: z.number().int().min(0),
@@ -306,7 +306,7 @@ export type AttackRunRecord = z.infer<typeof AttackRunRecord>;
 export const AutoAttackStage = z.object({
   attack: z.enum(['apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t', 'square']),
   /** Robust accuracy over all evaluated examples after this attack (worst case so far). */
-  robustAccuracy: z.number().min(0).max(1),
+  robustAccuracy: accuracy,
   /** Examples this attack broke (that earlier attacks had not). */
   broken: z.number().int().min(0),
   attacked: z.number().int().min(0),
@@ -320,11 +320,7 @@ export type AutoAttackStage = z.infer<typeof AutoAttackStage>;
 
 export const AutoAttackRecord = z.object({
   spec: AutoAttackSpec,
-  implementation: z.string(),
-  backend: z.string(),
-  examples: EvaluatedExamples,
-  cleanAccuracy: z.number().min(0).max(1),
-  robustAccuracy: z.number().min(0).max(1),
+  ...recordHeader,
   stages: z.array(AutoAttackStage),
   /** Per example: 'clean' (misclassified without attack), the attack that broke it, or null (robust). */
   brokenBy: z.array(z.string().nullable()),

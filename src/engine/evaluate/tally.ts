@@ -144,16 +144,15 @@ export class AttackTally {
     const warnings: ReportWarning[] = [];
     let record: AttackOutcome['record'];
     let robustAccuracyWithinEps: number | undefined;
+    // What either record says besides its spec and details.
+    const header = { backend, examples, cleanAccuracy, robustAccuracy };
     if (planned.kind === 'autoattack') {
       const deviations = [...this.deviations];
       warnings.push(...deviations.map((message) => ({ kind: 'autoattack-deviation' as const, message })));
       record = AutoAttackRecord.parse({
         spec: planned.spec,
         implementation: implementationOf(planned.spec),
-        backend,
-        examples,
-        cleanAccuracy,
-        robustAccuracy,
+        ...header,
         stages: this.stages(examples.count),
         brokenBy: this.brokenBy,
         deviations,
@@ -164,10 +163,7 @@ export class AttackTally {
       record = AttackRunRecord.parse({
         spec: planned.spec,
         implementation: implementationOf(planned.spec),
-        backend,
-        examples,
-        cleanAccuracy,
-        robustAccuracy,
+        ...header,
         ...(robustAccuracyWithinEps !== undefined ? { robustAccuracyWithinEps } : {}),
         perExample: { robust: this.robust, margin: this.margin, norm: this.norm },
         gradientCalls: this.gradientCalls,
