@@ -48,13 +48,14 @@ export const BUILTIN_CLASSES: readonly BuiltinClassInfo[] = [
 export const BUILTIN_DEFAULT_SIZE: Record<DatasetSplit, number> = { train: 5000, test: 1000 };
 
 const root = z.string({ error: 'root must be a path' }).trim().min(1, 'root must name a folder or file');
-const imageSize = (fallback: number) =>
+/** The side in pixels every image is resized to; `error` says what a missing or non-number value lacks. */
+const pixelSide = (error: string) =>
   z
-    .number({ error: 'imageSize must be a number of pixels' })
+    .number({ error })
     .int('imageSize must be a whole number of pixels')
     .min(8, 'imageSize must be at least 8 pixels')
-    .max(1024, 'imageSize must be at most 1024 pixels')
-    .default(fallback);
+    .max(1024, 'imageSize must be at most 1024 pixels');
+const imageSize = (fallback: number) => pixelSide('imageSize must be a number of pixels').default(fallback);
 const split = DatasetSplit.default('train');
 const onBadImage = z
   .enum(['stop', 'skip'], { error: "onBadImage must be 'stop' or 'skip'" })
@@ -100,11 +101,7 @@ export const FolderSource = configObject({
   split,
   /** Either <root>/<class>/... images, or <root>/train/<class>/... and <root>/val (or test)/<class>/... */
   root,
-  imageSize: z
-    .number({ error: 'imageSize is required for an image folder (the side in pixels every image is resized to)' })
-    .int('imageSize must be a whole number of pixels')
-    .min(8, 'imageSize must be at least 8 pixels')
-    .max(1024, 'imageSize must be at most 1024 pixels'),
+  imageSize: pixelSide('imageSize is required for an image folder (the side in pixels every image is resized to)'),
   /** Fraction held out as the test split when the folder has no train/ and val/ (or test/) sub-folders. */
   testFraction: z.number().min(0, 'testFraction must be >= 0').max(0.9, 'testFraction must be <= 0.9').default(0.1),
   onBadImage,
