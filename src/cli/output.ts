@@ -24,6 +24,23 @@ export function fail(error: unknown, json: boolean): never {
   process.exit(1);
 }
 
+/**
+ * A command's action: `body` gets the parsed options and whether --json was given, and any error it
+ * throws is reported by fail() in that output mode (no --json option: text).
+ */
+export function commandAction<O extends object>(
+  body: (options: O, json: boolean) => Promise<void>,
+): (options: O) => Promise<void> {
+  return async (options) => {
+    const json = 'json' in options && options.json === true;
+    try {
+      await body(options, json);
+    } catch (error) {
+      fail(error, json);
+    }
+  };
+}
+
 /** A command's text output: to the --out file (written atomically) when given, else to stdout. */
 export async function writeOutput(out: string | undefined, text: string): Promise<void> {
   if (out) await writeFileAtomic(out, text);
@@ -35,6 +52,13 @@ export function positiveInt(value: string): number {
   const number = Number(value);
   if (!Number.isInteger(number) || number < 0)
     throw new InvalidArgumentError(`expected a whole number, got "${value}"`);
+  return number;
+}
+
+/** commander parser for a number > 0 (`--eps 8`, `--eps 127.5`). */
+export function positiveNumber(value: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number <= 0) throw new InvalidArgumentError(`expected a number > 0, got "${value}"`);
   return number;
 }
 

@@ -1,12 +1,15 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Command } from 'commander';
 import type { TrainingRunOptions } from '@engine/train/run-lifecycle';
 import type { TorchLaunch } from '@torch/launch';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { humanRenderer } from './progress-line';
 import { ctrlCSignal, exitInterrupted } from './cancel';
 import { torchLaunchFromFlags, type EngineFlags } from './engine-options';
+import { backendOption, positiveInt } from './output';
+import { trainingDatasetFromFlags, type TrainingDatasetFlags } from './dataset-arg';
 
 export interface TrainingCommand {
   /** The subcommand (the run's kind), for the resume hint: `mimir <name> --resume DIR`. */
@@ -119,22 +122,69 @@ async function prepareNewRunFolder({ name, outDir, overwrite }: TrainingCommand)
 /** The flags `mimir pretrain` and `mimir finetune` share. */
 export interface TrainingFlags extends EngineFlags {
   epochs?: number;
+  batch?: number;
+  seed?: number;
+  out?: string;
+  config?: string;
   resume?: string;
   overwrite?: boolean;
   json?: boolean;
   backend?: string;
 }
 
-/** Runs `mimir pretrain|finetune` once its config is built, on the engine the flags choose. */
+/**
+ * The run config from the --config file's fields (`fromFile`) in `config`: the dataset flags, then each
+ * flag given (the command's own `fields`, then --epochs, --batch and --seed) over them.
+ */
+export function withTrainingFlags(
+  config: Record<string, unknown>,
+  fromFile: Record<string, unknown>,
+  flags: TrainingFlags & TrainingDatasetFlags,
+  fields: Record<string, unknown>,
+): Record<string, unknown> {
+  const dataset = trainingDatasetFromFlags(flags, fromFile);
+  if (dataset) config.dataset = dataset;
+  const given = { ...fields, epochs: flags.epochs, batchSize: flags.batch, seed: flags.seed };
+  for (const [key, value] of Object.entries(given)) {
+    if (value !== undefined) config[key] = value;
+  }
+  return config;
+}
+
+/**
+ * The options of TrainingFlags, last in both commands' help. `run`: the config's kind ('pre-training');
+ * `writes`: what a run leaves in its folder; `seed`: what the seed seeds.
+ */
+export function withTrainingRunOptions(command: Command, help: { run: string; writes: string; seed: string }): Command {
+  return command
+    .option('--epochs <n>', 'epochs (with --resume: raise the total)', positiveInt)
+    .option('--batch <n>', 'batch size', positiveInt)
+    .option('--seed <n>', help.seed, positiveInt)
+    .option('--out <dir>', `output folder for ${help.writes}`)
+    .option('--config <file.json>', `a ${help.run} config (JSON); flags override its fields`)
+    .option(
+      '--resume <dir>',
+      'continue the run in <dir> from its newest good checkpoint (or <dir>/checkpoints/<name>: from that one)',
+    )
+    .option('--overwrite', `start over in an --out folder that holds a run, deleting its ${help.writes}`)
+    .option('--json', 'one JSON event per line on stdout, the last one {"type":"done",...} naming the checkpoint')
+    .addOption(backendOption());
+}
+
+/**
+ * Runs `mimir pretrain|finetune` on the engine the flags choose, in --resume's folder or --out's,
+ * once `configOf` has built the run's config from the flags.
+ */
 export async function runTrainingFromFlags(
   name: TrainingCommand['name'],
   flags: TrainingFlags,
-  outDir: string,
-  config: unknown,
+  configOf: () => unknown,
 ): Promise<void> {
+  const outDir = flags.resume ?? flags.out;
+  if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
   await runTrainingCommand({
     name,
-    config,
+    config: configOf(),
     outDir,
     resume: flags.resume !== undefined,
     overwrite: flags.overwrite === true,

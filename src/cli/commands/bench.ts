@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
-import { backendOption, fail, positiveInt } from '../output';
+import { backendOption, positiveInt, commandAction } from '../output';
 
 interface BenchCliOptions {
   steps: string;
@@ -70,9 +70,8 @@ export function registerBench(program: Command): void {
     )
     .option('--json', 'print the whole report as one JSON object')
     .addOption(backendOption())
-    .action(async (options: BenchCliOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: BenchCliOptions, json) => {
         const settings: Record<string, unknown> = {
           steps: options.steps
             .split(',')
@@ -113,8 +112,6 @@ export function registerBench(program: Command): void {
         });
         if (json) process.stdout.write(`${JSON.stringify(report)}\n`);
         else process.stdout.write(`${formatBenchReport(report, { kernels: options.kernels ?? 12 })}\n`);
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '@shared/system';
-import { backendOption, fail } from '../output';
+import { backendOption, commandAction } from '../output';
 
 function formatTorchEngine(t: TorchEngineReport): string[] {
   if (!t.available) return [`PyTorch engine: unavailable. ${t.reason}`];
@@ -48,9 +48,8 @@ export function registerDoctor(program: Command): void {
     )
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
-    .action(async (options: { json?: boolean; backend?: string }) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: { json?: boolean; backend?: string }, json) => {
         const { selectBackend } = await import('@engine/backend');
         const { torchEngineReport } = await import('@torch/python');
         const report: SystemReport = {
@@ -58,8 +57,6 @@ export function registerDoctor(program: Command): void {
           torchEngine: await torchEngineReport(),
         };
         process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctorReport(report)}\n`);
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

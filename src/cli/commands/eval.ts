@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { THREAT_MODELS } from '@shared/attack-config';
@@ -12,9 +11,9 @@ import {
 import type { DatasetSourceInput } from '@shared/dataset-config';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { datasetFromArg } from '../dataset-arg';
-import { backendOption, fail, positiveInt } from '../output';
+import { backendOption, positiveInt, commandAction } from '../output';
 import { humanRenderer } from '../progress-line';
-import { errorMessage } from '@shared/unknown-value';
+import { readFlagFile } from '../config-file';
 import { ctrlCSignal, exitInterrupted } from '../cancel';
 
 interface EvalOptions {
@@ -114,14 +113,7 @@ function parseEps(value: string): number {
 
 /** `--ids <file>`: the example ids it lists, as an example selection. */
 function exampleIdsFrom(file: string): { count: number; pick: 'ids'; ids: number[] } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new Error(`--ids ${file}: cannot read it (${errorMessage(error)}).`, {
-      cause: error,
-    });
-  }
+  const text = readFlagFile('--ids', file);
   const words = text.trim().startsWith('[') ? (JSON.parse(text) as unknown[]).map(String) : text.split(/[\s,]+/);
   const ids = words.filter((word) => word.trim() !== '').map((word) => Number(word));
   const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0);
@@ -178,9 +170,8 @@ export function registerEval(program: Command): void {
     .option('--no-masking-checks', 'skip the gradient-masking checks')
     .option('--json', 'print the report as one JSON object instead of the table')
     .addOption(backendOption())
-    .action(async (options: EvalOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: EvalOptions, json) => {
         const outDir = path.resolve(options.out ?? `eval-${timestamp()}`);
         const { resolveCheckpointPath } = await import('@engine/finetune/checkpoint-path');
         const { readManifest } = await import('@engine/checkpoint');
@@ -260,8 +251,6 @@ export function registerEval(program: Command): void {
           }
           throw error;
         }
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { fail } from '../output';
+import { commandAction } from '../output';
 
 interface ExportOptions {
   model: string;
@@ -24,9 +24,8 @@ export function registerExport(program: Command): void {
     .option('--decoder', "pre-training checkpoints: also write MAE's decoder (default: the encoder only)")
     .option('--overwrite', 'replace the weights file and its config JSON where they exist (default: refuse)')
     .option('--json', 'print one JSON object')
-    .action(async (options: ExportOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: ExportOptions, json) => {
         // Layout conversion only: no backend needed.
         const { exportCheckpoint } = await import('@engine/export');
         const result = await exportCheckpoint(options.model, options.to, {
@@ -51,8 +50,6 @@ export function registerExport(program: Command): void {
                   ? 'PyTorch: timm.models.vision_transformer.VisionTransformer(**config["model_args"]).load_state_dict(safetensors.torch.load_file(file))\n'
                   : ''),
         );
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

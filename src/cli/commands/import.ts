@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
-import { backendOption, fail } from '../output';
+import { backendOption, commandAction } from '../output';
 
 interface ImportOptions {
   from: string;
@@ -19,9 +19,8 @@ export function registerImport(program: Command): void {
     .requiredOption('--out <dir>', 'a folder for the checkpoint (it gets imported/ and a latest pointer)')
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
-    .action(async (options: ImportOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: ImportOptions, json) => {
         const { selectBackend } = await import('@engine/backend');
         const { importToCheckpoint } = await import('@engine/export');
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
@@ -43,8 +42,6 @@ export function registerImport(program: Command): void {
             ? `${JSON.stringify(summary)}\n`
             : `imported ${options.from} (${model.naming} names, ${model.kind}${model.kind === 'finetune' ? `, ${model.numClasses} classes` : ''}) into ${saved.path}\n`,
         );
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

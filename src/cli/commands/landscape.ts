@@ -6,7 +6,7 @@ import { LANDSCAPE_LOSSES, type LandscapeRequestInput, type LandscapeResult } fr
 import type { RunEvent } from '@shared/run-events';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { datasetFromArg } from '../dataset-arg';
-import { backendOption, fail, positiveInt } from '../output';
+import { backendOption, positiveInt, positiveNumber, commandAction } from '../output';
 import { ctrlCSignal, exitInterrupted } from '../cancel';
 
 interface LandscapeOptions {
@@ -47,13 +47,6 @@ export function parseSpan(value: string): [number, number] {
   if (valid && parts.length === 1 && (parts[0] ?? 0) > 0) return [-(parts[0] ?? 0), parts[0] ?? 0];
   if (valid && parts.length === 2 && (parts[0] ?? 0) < (parts[1] ?? 0)) return [parts[0] ?? 0, parts[1] ?? 0];
   throw new InvalidArgumentError(`expected S > 0 (for [-S, S]) or lo:hi with lo < hi, got "${value}"`);
-}
-
-function positiveNumber(value: string): number {
-  const number = Number(value);
-  if (!Number.isFinite(number) || number <= 0)
-    throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
-  return number;
 }
 
 /** The dataset the checkpoint's run trained on (its `dataset` field), on `split`; null when it names none. */
@@ -168,9 +161,8 @@ export function registerLandscape(program: Command): void {
     .option('--out <dir>', 'output folder for landscape.json (default: <run>/landscapes/<checkpoint>-<loss>)')
     .option('--json', 'one JSON event per line on stdout, then {"type":"result","path":...} naming landscape.json')
     .addOption(backendOption())
-    .action(async (options: LandscapeOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: LandscapeOptions, json) => {
         const { resolveCheckpointPath } = await import('@engine/finetune/checkpoint-path');
         const { readManifest } = await import('@engine/checkpoint');
         const checkpoint = await resolveCheckpointPath(options.model);
@@ -228,8 +220,6 @@ export function registerLandscape(program: Command): void {
         process.stdout.write(
           json ? `${JSON.stringify({ type: 'result', path: file })}\n` : formatLandscape(result, file),
         );
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { MI_ESTIMATORS, KERNEL_BANDWIDTHS, MiConfig } from '@shared/mi-config';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
-import { backendOption, fail } from '../output';
+import { backendOption, commandAction } from '../output';
 
 interface MiCommandOptions {
   estimator: string;
@@ -52,9 +52,8 @@ export function registerMi(program: Command): void {
     .option('--eps-r <number>', 'ridge of nhsic (default 1e-5)')
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
-    .action(async (options: MiCommandOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: MiCommandOptions, json) => {
         const parsed = MiConfig.safeParse({
           estimator: options.estimator,
           sigma: parseNumber('--sigma', options.sigma),
@@ -117,10 +116,8 @@ export function registerMi(program: Command): void {
           config,
         };
         process.stdout.write(json ? `${JSON.stringify(result)}\n` : `${formatMiResult(result)}\n`);
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }
 
 function largestMagnitude(...arrays: ArrayLike<number>[]): number {

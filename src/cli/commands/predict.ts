@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
-import { backendOption, fail, positiveInt } from '../output';
+import { backendOption, positiveInt, commandAction } from '../output';
 
 interface PredictOptions {
   model: string;
@@ -22,9 +22,8 @@ export function registerPredict(program: Command): void {
     .option('--batch <n>', 'images per forward pass', positiveInt, 64)
     .option('--json', 'print one JSON object: shape, logits, predictions, class names')
     .addOption(backendOption())
-    .action(async (options: PredictOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: PredictOptions, json) => {
         if (!existsSync(options.input)) throw new Error(`--input: no such file: ${options.input}`);
         const { readNpy, writeNpy } = await import('@engine/io/npy');
         const array = await readNpy(options.input);
@@ -64,8 +63,6 @@ export function registerPredict(program: Command): void {
             `${lines.join('\n')}\n${options.output ? `logits [${n}, ${classes}] written to ${options.output}\n` : ''}`,
           );
         }
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

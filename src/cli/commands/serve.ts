@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
-import { backendOption, defaultHome, fail } from '../output';
+import { backendOption, defaultHome, commandAction } from '../output';
 
 /** A fixed default, so an SSH port forward (ssh -L 8420:127.0.0.1:8420 gpu-box) keeps working across restarts. */
 const DEFAULT_PORT = 8420;
@@ -12,8 +12,8 @@ export function registerServe(program: Command): void {
     .option('--port <port>', 'port to listen on (0 picks a free one)', String(DEFAULT_PORT))
     .option('--data-dir <dir>', 'where the experiment store and the runs live (default ~/.mimir, or $MIMIR_HOME)')
     .addOption(backendOption())
-    .action(async (options: { port: string; backend?: string; dataDir?: string }) => {
-      try {
+    .action(
+      commandAction(async (options: { port: string; backend?: string; dataDir?: string }) => {
         const port = Number(options.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new Error(`--port must be 0..65535, not "${options.port}".`);
@@ -52,8 +52,6 @@ export function registerServe(program: Command): void {
           });
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
-      } catch (error) {
-        fail(error, false);
-      }
-    });
+      }),
+    );
 }

@@ -6,7 +6,7 @@ import { expandSweep, parseGridArg, parseSeedsArg, type SweepSpecInput } from '@
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import type { Run } from '@shared/store-types';
 import { readConfigFile } from '../config-file';
-import { backendOption, defaultHome, fail } from '../output';
+import { backendOption, defaultHome, commandAction } from '../output';
 import { exitInterrupted } from '../cancel';
 
 interface SweepOptions {
@@ -112,9 +112,8 @@ export function registerSweep(program: Command): void {
     .option('--data-dir <dir>', 'where the experiment store and the runs live (default ~/.mimir, or $MIMIR_HOME)')
     .option('--json', 'machine-readable output: with --dry-run one JSON object, otherwise one JSON line per event')
     .addOption(backendOption())
-    .action(async (options: SweepOptions) => {
-      const json = options.json === true;
-      try {
+    .action(
+      commandAction(async (options: SweepOptions, json) => {
         const spec: SweepSpecInput = {
           name: options.name ?? defaultName(options.config),
           kind: options.kind,
@@ -164,8 +163,6 @@ export function registerSweep(program: Command): void {
           return;
         }
         process.exitCode = await runSweep(spec, options, dataDir);
-      } catch (error) {
-        fail(error, json);
-      }
-    });
+      }),
+    );
 }

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { TABLE_FORMATS, type TableFormat } from '@shared/paper-table';
-import { fail, positiveInt, writeOutput } from '../output';
+import { positiveInt, writeOutput, commandAction } from '../output';
 import { openExistingStore } from '../store-arg';
 
 interface TableOptions {
@@ -34,8 +34,8 @@ export function registerTable(program: Command): void {
     .option('--digits <n>', 'decimals of percentages', positiveInt, 2)
     .option('--out <file>', 'write the table to a file instead of stdout')
     .option('--data-dir <dir>', 'where the experiment store lives (default ~/.mimir, or $MIMIR_HOME)')
-    .action(async (options: TableOptions) => {
-      try {
+    .action(
+      commandAction(async (options: TableOptions) => {
         const { paperTableFromStore } = await import('@service/paper-tables');
         const store = await openExistingStore(options.dataDir);
         try {
@@ -52,8 +52,6 @@ export function registerTable(program: Command): void {
         } finally {
           store.close();
         }
-      } catch (error) {
-        fail(error, false);
-      }
-    });
+      }),
+    );
 }
