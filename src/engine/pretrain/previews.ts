@@ -16,7 +16,7 @@ import {
   type ParamMap,
 } from '../model';
 import { Rng } from '../rng';
-import { attackReconstruction } from './step';
+import { attackForMode } from './step';
 
 /** How much the perturbation strip amplifies delta: 0.5 + scale * delta fills [0, 1] at |delta| = eps. */
 export function perturbationScale(eps255: number): number {
@@ -48,14 +48,7 @@ export async function writePreviewSnapshot(
   const rng = new Rng(run.seed ^ 0x5eed);
   const mask = randomMasking(rng, count, numPatches(config), run.maskRatio);
   const arrays = tf.tidy(() => {
-    const attacked =
-      run.mode === 'mae'
-        ? null
-        : attackReconstruction(params, config, clean, mask, run.attack, {
-            maskRatio: run.maskRatio,
-            normPixLoss: run.normPixLoss,
-            rng,
-          });
+    const attacked = attackForMode(params, config, clean, mask, run, rng);
     const adversarial = attacked?.adversarial ?? clean;
     const latent = encodeVisible(params, config, visiblePatches(config, adversarial, mask), mask.visibleIds, {
       trainParams: false,

@@ -283,6 +283,25 @@ export function penaltyAtStart(
   }
 }
 
+/** Step 1 as the run's mode has it: the attack with the run's settings, or none for plain MAE. */
+export function attackForMode(
+  params: ParamMap,
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  mask: PatchMask,
+  run: Pick<PretrainConfig, 'mode' | 'attack' | 'maskRatio' | 'normPixLoss'>,
+  rng: Rng,
+  start?: tf.Tensor,
+): Perturbation | null {
+  if (run.mode === 'mae') return null;
+  return attackReconstruction(params, config, images, mask, run.attack, {
+    maskRatio: run.maskRatio,
+    normPixLoss: run.normPixLoss,
+    rng,
+    start,
+  });
+}
+
 /** Steps 1-3 for one batch; the caller owns (and disposes) the result. */
 export function pretrainStep({
   params,
@@ -297,15 +316,7 @@ export function pretrainStep({
   const order = run.mi.tokenOrder === 'shuffled' ? 'shuffled' : 'spatial';
   const mask = given?.mask ?? randomMasking(rng, n, numPatches(config), run.maskRatio, { order });
   try {
-    const attacked =
-      run.mode === 'mae'
-        ? null
-        : attackReconstruction(params, config, images, mask, run.attack, {
-            maskRatio: run.maskRatio,
-            normPixLoss: run.normPixLoss,
-            rng,
-            start: given?.attackStart,
-          });
+    const attacked = attackForMode(params, config, images, mask, run, rng, given?.attackStart);
     const trainMask =
       run.attack.attackMask === 'fresh' && run.mode !== 'mae'
         ? randomMasking(rng, n, numPatches(config), run.maskRatio, { order })
