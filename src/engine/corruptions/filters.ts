@@ -39,26 +39,26 @@ export function separableFilter(
   kernel: Float64Array,
   border: Border,
 ): Float64Array {
+  const rows = correlate1d(image, size, channels, kernel, (y, x, t) => y * size + border(x + t, size));
+  return correlate1d(rows, size, channels, kernel, (y, x, t) => border(y + t, size) * size + x);
+}
+
+/** One pass of a separable filter: `tap(y, x, t)` is the pixel that kernel offset t reads for pixel (y, x). */
+function correlate1d(
+  src: Float64Array,
+  size: number,
+  channels: number,
+  kernel: Float64Array,
+  tap: (y: number, x: number, t: number) => number,
+): Float64Array {
   const radius = (kernel.length - 1) / 2;
-  const rows = new Float64Array(image.length);
+  const out = new Float64Array(src.length);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       for (let c = 0; c < channels; c++) {
         let acc = 0;
         for (let t = -radius; t <= radius; t++) {
-          acc += (kernel[t + radius] ?? 0) * (image[(y * size + border(x + t, size)) * channels + c] ?? 0);
-        }
-        rows[(y * size + x) * channels + c] = acc;
-      }
-    }
-  }
-  const out = new Float64Array(image.length);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      for (let c = 0; c < channels; c++) {
-        let acc = 0;
-        for (let t = -radius; t <= radius; t++) {
-          acc += (kernel[t + radius] ?? 0) * (rows[(border(y + t, size) * size + x) * channels + c] ?? 0);
+          acc += (kernel[t + radius] ?? 0) * (src[tap(y, x, t) * channels + c] ?? 0);
         }
         out[(y * size + x) * channels + c] = acc;
       }
