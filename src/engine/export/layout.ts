@@ -29,17 +29,30 @@ export function transpose2d(w: WeightArray): WeightArray {
   return { shape: [cols, rows], data };
 }
 
+/**
+ * Every entry (row i, column j, channel c, output o) of a patch embedding, with its index in our
+ * [p*p*C, D] layout and in torch's conv weight [D, C, p, p].
+ */
+function forEachPatchWeight(
+  patch: number,
+  channels: number,
+  d: number,
+  visit: (ours: number, conv: number) => void,
+): void {
+  for (let i = 0; i < patch; i++)
+    for (let j = 0; j < patch; j++)
+      for (let c = 0; c < channels; c++)
+        for (let o = 0; o < d; o++)
+          visit(((i * patch + j) * channels + c) * d + o, ((o * channels + c) * patch + i) * patch + j);
+}
+
 /** [p*p*C, D] (row i, column j, channel c; c fastest) -> torch conv weight [D, C, p, p]. */
 export function patchWeightToConv(w: WeightArray, patch: number, channels: number): WeightArray {
   const [k, d] = w.shape as [number, number];
   if (k !== patch * patch * channels)
     throw new Error(`patch_embed.proj.weight [${w.shape}] is not [${patch}*${patch}*${channels}, D]`);
   const data = new Float32Array(w.data.length);
-  for (let i = 0; i < patch; i++)
-    for (let j = 0; j < patch; j++)
-      for (let c = 0; c < channels; c++)
-        for (let o = 0; o < d; o++)
-          data[((o * channels + c) * patch + i) * patch + j] = w.data[((i * patch + j) * channels + c) * d + o] ?? 0;
+  forEachPatchWeight(patch, channels, d, (ours, conv) => (data[conv] = w.data[ours] ?? 0));
   return { shape: [d, channels, patch, patch], data };
 }
 
@@ -48,11 +61,7 @@ export function convToPatchWeight(w: WeightArray): WeightArray {
   if (w.shape.length !== 4 || patch !== patch2)
     throw new Error(`patch_embed.proj.weight [${w.shape}] is not a square conv kernel [D, C, p, p]`);
   const data = new Float32Array(w.data.length);
-  for (let i = 0; i < patch; i++)
-    for (let j = 0; j < patch; j++)
-      for (let c = 0; c < channels; c++)
-        for (let o = 0; o < d; o++)
-          data[((i * patch + j) * channels + c) * d + o] = w.data[((o * channels + c) * patch + i) * patch + j] ?? 0;
+  forEachPatchWeight(patch, channels, d, (ours, conv) => (data[ours] = w.data[conv] ?? 0));
   return { shape: [patch * patch * channels, d], data };
 }
 
