@@ -102,6 +102,9 @@ function drawMask(label: number, size: number, rng: Rng, mask: Float32Array): vo
     }
   };
   const centre = () => [between(rng, 0.3, 0.7), between(rng, 0.3, 0.7)] as const;
+  // A shape's value at each pixel from the pixel's offset (du, dv) to the shape's centre.
+  const around = ([cx, cy]: readonly [number, number], f: (du: number, dv: number) => number) =>
+    each((u, v) => f(u - cx, v - cy));
   const grating = (theta: number) => {
     const f = TAU * between(rng, 1.5, 4);
     const phase = TAU * rng.uniform();
@@ -144,15 +147,13 @@ function drawMask(label: number, size: number, rng: Rng, mask: Float32Array): vo
       return;
     }
     case 5: {
-      const [cx, cy] = centre();
+      const at = centre();
       const r = between(rng, 0.14, 0.3);
       const aspect = between(rng, 0.85, 1.15);
       const psi = rng.uniform() * Math.PI;
       const [cs, sn] = [Math.cos(psi), Math.sin(psi)];
       const [ra, rb] = [r * aspect, r / aspect];
-      each((u, v) => {
-        const du = u - cx;
-        const dv = v - cy;
+      around(at, (du, dv) => {
         const a = (cs * du + sn * dv) / ra;
         const b = (-sn * du + cs * dv) / rb;
         return edge((Math.sqrt(a * a + b * b) - 1) * r);
@@ -160,39 +161,31 @@ function drawMask(label: number, size: number, rng: Rng, mask: Float32Array): vo
       return;
     }
     case 6: {
-      const [cx, cy] = centre();
+      const at = centre();
       const h = between(rng, 0.12, 0.25);
       const psi = rng.uniform() * (Math.PI / 2);
       const [cs, sn] = [Math.cos(psi), Math.sin(psi)];
-      each((u, v) => {
-        const du = u - cx;
-        const dv = v - cy;
-        return edge(Math.max(Math.abs(cs * du + sn * dv), Math.abs(-sn * du + cs * dv)) - h);
-      });
+      around(at, (du, dv) => edge(Math.max(Math.abs(cs * du + sn * dv), Math.abs(-sn * du + cs * dv)) - h));
       return;
     }
     case 7: {
-      const [cx, cy] = centre();
+      const at = centre();
       const r = between(rng, 0.17, 0.32);
       const psi = rng.uniform() * TAU;
       const normals = [0, 1, 2].map((k) => [Math.cos(psi + (k * TAU) / 3), Math.sin(psi + (k * TAU) / 3)] as const);
       const [n0, n1, n2] = normals as [readonly [number, number], readonly [number, number], readonly [number, number]];
-      each((u, v) => {
-        const du = u - cx;
-        const dv = v - cy;
-        return edge(Math.max(n0[0] * du + n0[1] * dv, n1[0] * du + n1[1] * dv, n2[0] * du + n2[1] * dv) - r / 2);
-      });
+      around(at, (du, dv) =>
+        edge(Math.max(n0[0] * du + n0[1] * dv, n1[0] * du + n1[1] * dv, n2[0] * du + n2[1] * dv) - r / 2),
+      );
       return;
     }
     case 8: {
-      const [cx, cy] = centre();
+      const at = centre();
       const len = between(rng, 0.18, 0.32);
       const half = between(rng, 0.04, 0.07);
       const psi = rng.uniform() * (Math.PI / 2);
       const [cs, sn] = [Math.cos(psi), Math.sin(psi)];
-      each((u, v) => {
-        const du = u - cx;
-        const dv = v - cy;
+      around(at, (du, dv) => {
         const a = Math.abs(cs * du + sn * dv);
         const b = Math.abs(-sn * du + cs * dv);
         return edge(Math.min(Math.max(a - len, b - half), Math.max(a - half, b - len)));
