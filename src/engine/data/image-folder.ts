@@ -206,19 +206,27 @@ export async function openImageFolder(source: FolderSource): Promise<ImageFileDa
     records = all.filter((r) => inTest(r) === (source.split === 'test'));
     location = tree;
   }
-  if (records.length === 0) {
-    throw new DatasetError(
-      'invalid',
-      `No .jpg/.jpeg/.png images for the ${source.split} split under ${location}.`,
-      location,
-    );
-  }
   const summary = `Image folder ${source.split} set: ${fmt(records.length)} images in ${classNames.length} classes, resized to ${source.imageSize}x${source.imageSize}, from ${location}.`;
-  return new ImageFileDataset(
+  return splitDataset(
     records,
     classNames,
-    source.imageSize,
+    source,
     { kind: 'folder', split: source.split, location, summary },
-    source.onBadImage,
+    `No .jpg/.jpeg/.png images for the ${source.split} split under ${location}.`,
   );
+}
+
+/**
+ * An image-file dataset over one split's records; a split without any is an error naming its
+ * location (`noImages` says what was looked for where).
+ */
+export function splitDataset(
+  records: ImageRecord[],
+  classNames: string[],
+  source: { imageSize: number; onBadImage: 'stop' | 'skip' },
+  description: DatasetDescription,
+  noImages: string,
+): ImageFileDataset {
+  if (records.length === 0) throw new DatasetError('invalid', noImages, description.location);
+  return new ImageFileDataset(records, classNames, source.imageSize, description, source.onBadImage);
 }

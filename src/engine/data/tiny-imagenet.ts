@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { TinyImageNetSource } from '@shared/dataset-config';
 import { DatasetError } from './dataset';
-import { ImageFileDataset, listImages, type ImageRecord } from './image-folder';
+import { listImages, splitDataset, type ImageFileDataset, type ImageRecord } from './image-folder';
 import { errorMessage } from '@shared/unknown-value';
 
 const LAYOUT =
@@ -101,19 +101,12 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
       records.push({ file: path.join(location, 'images', file), label });
     });
   }
-  if (records.length === 0) {
-    throw new DatasetError(
-      'invalid',
-      `Tiny-ImageNet: no images for the ${source.split} split under ${location}.`,
-      location,
-    );
-  }
   const summary = `Tiny-ImageNet ${source.split === 'train' ? 'train' : 'val (test)'} set: ${records.length.toLocaleString('en-US')} images in ${wnids.length} classes at ${source.imageSize}x${source.imageSize}, from ${location}.`;
-  return new ImageFileDataset(
+  return splitDataset(
     records,
     classNames,
-    source.imageSize,
+    source,
     { kind: 'tiny-imagenet', split: source.split, location, summary },
-    source.onBadImage,
+    `Tiny-ImageNet: no images for the ${source.split} split under ${location}.`,
   );
 }
