@@ -173,287 +173,245 @@ function attr(attrs: tf.NamedAttrMap, name: string): number {
 
 const registered = { done: false };
 
+/** Registers a kernel of the "wasm" backend; `run` gets the kernels installed on the calling backend. */
+function registerWasmKernel(
+  kernelName: string,
+  run: (
+    installed: Installed,
+    call: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap },
+  ) => tf.TensorInfo | tf.TensorInfo[],
+): void {
+  tf.registerKernel({
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => run(install(backend as object), { inputs, attrs }),
+  });
+}
+
 /** Registers the kernels with tfjs (once; they are looked up per backend instance when run). */
 export function registerWasmKernels(): void {
   if (registered.done) return;
   registered.done = true;
 
-  tf.registerKernel({
-    kernelName: 'MimirGemm',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap, packedBFloats } = install(backend as object);
-      const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
-      const transA = attr(attrs ?? {}, 'transposeA');
-      const transB = attr(attrs ?? {}, 'transposeB');
-      const [ar, ac] = dims2(a, 'a');
-      const [br, bc] = dims2(b, 'b');
-      const [m, k] = transA ? [ac, ar] : [ar, ac];
-      const [kb, n] = transB ? [bc, br] : [br, bc];
-      if (k !== kb) throw new Error(`gemm: inner dimensions ${k} and ${kb} differ`);
-      if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
-      const out = heap.makeOutput([m, n]);
-      const [pa, pb, pc] = [heap.pointerOf(a), heap.pointerOf(b), heap.pointerOf(out)];
-      const alpha = attr(attrs ?? {}, 'alpha');
-      const pbias = bias ? heap.pointerOf(bias) : 0;
-      if (runner.threads === 1) {
-        runner.run([{ fn: 'gemm', args: [m, n, k, alpha, pa, ac, transA, pb, bc, transB, pc, n, pbias, 0, SCRATCH] }]);
-      } else if (m >= 4 * runner.threads * GEMM_BLOCK) {
-        // Blocks of rows of op(A) and C, over op(B) packed once for all of them.
-        const packed = heap.malloc(4 * packedBFloats(k, n));
-        try {
-          runner.run([{ fn: 'pack_b_all', args: [pb, bc, transB, k, n, packed] }]);
-          runner.run(
-            blocks(m, GEMM_BLOCK).map(([i0, rows]) => ({
-              fn: 'gemm_packed',
-              args: [
-                rows,
-                n,
-                k,
-                alpha,
-                pa + 4 * (transA ? i0 : i0 * ac),
-                ac,
-                transA,
-                packed,
-                pc + 4 * i0 * n,
-                n,
-              ].concat([pbias, 0, SCRATCH]),
-            })),
-          );
-        } finally {
-          heap.free(packed);
-        }
-      } else {
-        // Too few rows to share (weight gradients: [in, R] x [R, out]): blocks of columns of op(B) and C.
+  registerWasmKernel('MimirGemm', ({ runner, heap, packedBFloats }, { inputs, attrs }) => {
+    const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
+    const transA = attr(attrs ?? {}, 'transposeA');
+    const transB = attr(attrs ?? {}, 'transposeB');
+    const [ar, ac] = dims2(a, 'a');
+    const [br, bc] = dims2(b, 'b');
+    const [m, k] = transA ? [ac, ar] : [ar, ac];
+    const [kb, n] = transB ? [bc, br] : [br, bc];
+    if (k !== kb) throw new Error(`gemm: inner dimensions ${k} and ${kb} differ`);
+    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
+    const out = heap.makeOutput([m, n]);
+    const [pa, pb, pc] = [heap.pointerOf(a), heap.pointerOf(b), heap.pointerOf(out)];
+    const alpha = attr(attrs ?? {}, 'alpha');
+    const pbias = bias ? heap.pointerOf(bias) : 0;
+    if (runner.threads === 1) {
+      runner.run([{ fn: 'gemm', args: [m, n, k, alpha, pa, ac, transA, pb, bc, transB, pc, n, pbias, 0, SCRATCH] }]);
+    } else if (m >= 4 * runner.threads * GEMM_BLOCK) {
+      // Blocks of rows of op(A) and C, over op(B) packed once for all of them.
+      const packed = heap.malloc(4 * packedBFloats(k, n));
+      try {
+        runner.run([{ fn: 'pack_b_all', args: [pb, bc, transB, k, n, packed] }]);
         runner.run(
-          blocks(n, NR * Math.ceil(n / (NR * 4 * runner.threads))).map(([j0, cols]) => ({
-            fn: 'gemm',
-            args: [m, cols, k, alpha, pa, ac, transA, pb + 4 * (transB ? j0 * bc : j0), bc, transB].concat([
-              pc + 4 * j0,
-              n,
-              pbias ? pbias + 4 * j0 : 0,
+          blocks(m, GEMM_BLOCK).map(([i0, rows]) => ({
+            fn: 'gemm_packed',
+            args: [rows, n, k, alpha, pa + 4 * (transA ? i0 : i0 * ac), ac, transA, packed, pc + 4 * i0 * n, n].concat([
+              pbias,
               0,
               SCRATCH,
             ]),
           })),
         );
+      } finally {
+        heap.free(packed);
       }
-      return out;
-    },
-  });
-
-  tf.registerKernel({
-    kernelName: 'MimirGelu',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap, constants } = install(backend as object);
-      const { x } = inputs as { x: tf.TensorInfo };
-      const out = heap.makeOutput(x.shape);
-      const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
+    } else {
+      // Too few rows to share (weight gradients: [in, R] x [R, out]): blocks of columns of op(B) and C.
       runner.run(
-        blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
-          fn: 'gelu_forward',
-          args: [px + 4 * i0, py + 4 * i0, n, constants],
-        })),
-      );
-      return out;
-    },
-  });
-
-  // x -> [GELU(x), its slope Phi(x) + x phi(x)] (the backward pass is then dy * slope).
-  tf.registerKernel({
-    kernelName: 'MimirGeluWithSlope',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap, constants } = install(backend as object);
-      const { x } = inputs as { x: tf.TensorInfo };
-      const [y, slope] = [heap.makeOutput(x.shape), heap.makeOutput(x.shape)];
-      const [px, py, ps] = [heap.pointerOf(x), heap.pointerOf(y), heap.pointerOf(slope)];
-      runner.run(
-        blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
-          fn: 'gelu_forward_slope',
-          args: [px + 4 * i0, py + 4 * i0, ps + 4 * i0, n, constants],
-        })),
-      );
-      return [y, slope];
-    },
-  });
-
-  // x [R, C] -> its column sums [C].
-  tf.registerKernel({
-    kernelName: 'MimirColumnSums',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
-      const { x } = inputs as { x: tf.TensorInfo };
-      const [rows, cols] = dims2(x, 'x');
-      const out = heap.makeOutput([cols]);
-      const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
-      runner.run(
-        blocks(cols, Math.max(4, Math.ceil(cols / (4 * runner.threads)))).map(([j0, n]) => ({
-          fn: 'column_sums',
-          args: [px + 4 * j0, rows, n, cols, py + 4 * j0],
-        })),
-      );
-      return out;
-    },
-  });
-
-  // x [R, D], w [D], b [D] -> y, xhat [R, D], rstd [R].
-  tf.registerKernel({
-    kernelName: 'MimirLayerNorm',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap } = install(backend as object);
-      const { x, w, b } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; b: tf.TensorInfo };
-      const [rows, cols] = dims2(x, 'x');
-      if (float32(w, 'w') !== cols || float32(b, 'b') !== cols) {
-        throw new Error(`layer norm: w and b must be [${cols}]`);
-      }
-      const [y, xhat, rstd] = [heap.makeOutput([rows, cols]), heap.makeOutput([rows, cols]), heap.makeOutput([rows])];
-      const p = heap.pointerOf;
-      const eps = attr(attrs ?? {}, 'eps');
-      runner.run(
-        blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
-          fn: 'layer_norm_forward',
-          args: [
-            p(x) + 4 * r0 * cols,
-            p(w),
-            p(b),
-            p(y) + 4 * r0 * cols,
-            p(xhat) + 4 * r0 * cols,
-            p(rstd) + 4 * r0,
-          ].concat([n, cols, eps]),
-        })),
-      );
-      return [y, xhat, rstd];
-    },
-  });
-
-  // dy, xhat [R, D], rstd [R], w [D] -> dx [R, D].
-  tf.registerKernel({
-    kernelName: 'MimirLayerNormGrad',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
-      const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
-      const [rows, cols] = dims2(xhat, 'xhat');
-      if (float32(dy, 'dy') !== rows * cols || float32(rstd, 'rstd') !== rows || float32(w, 'w') !== cols) {
-        throw new Error('layer norm grad: dy, xhat, rstd and w do not fit');
-      }
-      const dx = heap.makeOutput([rows, cols]);
-      const p = heap.pointerOf;
-      runner.run(
-        blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
-          fn: 'layer_norm_backward',
-          args: [p(dy) + 4 * r0 * cols, p(xhat) + 4 * r0 * cols, p(rstd) + 4 * r0, p(w), p(dx) + 4 * r0 * cols].concat([
+        blocks(n, NR * Math.ceil(n / (NR * 4 * runner.threads))).map(([j0, cols]) => ({
+          fn: 'gemm',
+          args: [m, cols, k, alpha, pa, ac, transA, pb + 4 * (transB ? j0 * bc : j0), bc, transB].concat([
+            pc + 4 * j0,
             n,
-            cols,
+            pbias ? pbias + 4 * j0 : 0,
+            0,
+            SCRATCH,
           ]),
         })),
       );
-      return dx;
-    },
+    }
+    return out;
+  });
+
+  registerWasmKernel('MimirGelu', ({ runner, heap, constants }, { inputs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const out = heap.makeOutput(x.shape);
+    const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
+    runner.run(
+      blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
+        fn: 'gelu_forward',
+        args: [px + 4 * i0, py + 4 * i0, n, constants],
+      })),
+    );
+    return out;
+  });
+
+  // x -> [GELU(x), its slope Phi(x) + x phi(x)] (the backward pass is then dy * slope).
+  registerWasmKernel('MimirGeluWithSlope', ({ runner, heap, constants }, { inputs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const [y, slope] = [heap.makeOutput(x.shape), heap.makeOutput(x.shape)];
+    const [px, py, ps] = [heap.pointerOf(x), heap.pointerOf(y), heap.pointerOf(slope)];
+    runner.run(
+      blocks(float32(x, 'x'), ELEMENT_BLOCK).map(([i0, n]) => ({
+        fn: 'gelu_forward_slope',
+        args: [px + 4 * i0, py + 4 * i0, ps + 4 * i0, n, constants],
+      })),
+    );
+    return [y, slope];
+  });
+
+  // x [R, C] -> its column sums [C].
+  registerWasmKernel('MimirColumnSums', ({ runner, heap }, { inputs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const [rows, cols] = dims2(x, 'x');
+    const out = heap.makeOutput([cols]);
+    const [px, py] = [heap.pointerOf(x), heap.pointerOf(out)];
+    runner.run(
+      blocks(cols, Math.max(4, Math.ceil(cols / (4 * runner.threads)))).map(([j0, n]) => ({
+        fn: 'column_sums',
+        args: [px + 4 * j0, rows, n, cols, py + 4 * j0],
+      })),
+    );
+    return out;
+  });
+
+  // x [R, D], w [D], b [D] -> y, xhat [R, D], rstd [R].
+  registerWasmKernel('MimirLayerNorm', ({ runner, heap }, { inputs, attrs }) => {
+    const { x, w, b } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; b: tf.TensorInfo };
+    const [rows, cols] = dims2(x, 'x');
+    if (float32(w, 'w') !== cols || float32(b, 'b') !== cols) {
+      throw new Error(`layer norm: w and b must be [${cols}]`);
+    }
+    const [y, xhat, rstd] = [heap.makeOutput([rows, cols]), heap.makeOutput([rows, cols]), heap.makeOutput([rows])];
+    const p = heap.pointerOf;
+    const eps = attr(attrs ?? {}, 'eps');
+    runner.run(
+      blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
+        fn: 'layer_norm_forward',
+        args: [
+          p(x) + 4 * r0 * cols,
+          p(w),
+          p(b),
+          p(y) + 4 * r0 * cols,
+          p(xhat) + 4 * r0 * cols,
+          p(rstd) + 4 * r0,
+        ].concat([n, cols, eps]),
+      })),
+    );
+    return [y, xhat, rstd];
+  });
+
+  // dy, xhat [R, D], rstd [R], w [D] -> dx [R, D].
+  registerWasmKernel('MimirLayerNormGrad', ({ runner, heap }, { inputs }) => {
+    const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
+    const [rows, cols] = dims2(xhat, 'xhat');
+    if (float32(dy, 'dy') !== rows * cols || float32(rstd, 'rstd') !== rows || float32(w, 'w') !== cols) {
+      throw new Error('layer norm grad: dy, xhat, rstd and w do not fit');
+    }
+    const dx = heap.makeOutput([rows, cols]);
+    const p = heap.pointerOf;
+    runner.run(
+      blocks(rows, rowBlock(cols)).map(([r0, n]) => ({
+        fn: 'layer_norm_backward',
+        args: [p(dy) + 4 * r0 * cols, p(xhat) + 4 * r0 * cols, p(rstd) + 4 * r0, p(w), p(dx) + 4 * r0 * cols].concat([
+          n,
+          cols,
+        ]),
+      })),
+    );
+    return dx;
   });
 
   // dy, xhat [R, D] -> dw, db [D].
-  tf.registerKernel({
-    kernelName: 'MimirLayerNormParamGrads',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend }) => {
-      const { runner, heap } = install(backend as object);
-      const { dy, xhat } = inputs as Record<'dy' | 'xhat', tf.TensorInfo>;
-      const [rows, cols] = dims2(xhat, 'xhat');
-      if (float32(dy, 'dy') !== rows * cols) throw new Error('layer norm grad: dy and xhat differ in size');
-      const [dw, db] = [heap.makeOutput([cols]), heap.makeOutput([cols])];
-      const p = heap.pointerOf;
-      // Column sums over all rows: one task (cheap; splitting it would need a reduction).
-      runner.run([{ fn: 'layer_norm_param_grads', args: [p(dy), p(xhat), p(dw), p(db), rows, cols] }]);
-      return [dw, db];
-    },
+  registerWasmKernel('MimirLayerNormParamGrads', ({ runner, heap }, { inputs }) => {
+    const { dy, xhat } = inputs as Record<'dy' | 'xhat', tf.TensorInfo>;
+    const [rows, cols] = dims2(xhat, 'xhat');
+    if (float32(dy, 'dy') !== rows * cols) throw new Error('layer norm grad: dy and xhat differ in size');
+    const [dw, db] = [heap.makeOutput([cols]), heap.makeOutput([cols])];
+    const p = heap.pointerOf;
+    // Column sums over all rows: one task (cheap; splitting it would need a reduction).
+    runner.run([{ fn: 'layer_norm_param_grads', args: [p(dy), p(xhat), p(dw), p(db), rows, cols] }]);
+    return [dw, db];
   });
 
   // Attention (see attention.ts for the layout). qkv [B*T, 3W] -> probabilities [B*H*T, T] =
   // softmax(q k^T / sqrt(d)) per sample and head.
-  tf.registerKernel({
-    kernelName: 'MimirAttentionProbabilities',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap, constants } = install(backend as object);
-      const { qkv } = inputs as { qkv: tf.TensorInfo };
-      const g = attentionGeometry(qkv, attrs ?? {});
-      const T = g.tokens;
-      const out = heap.makeOutput([g.batch * g.heads * T, T]);
-      const [base, probabilities] = [heap.pointerOf(qkv), heap.pointerOf(out)];
-      runner.run(
-        perHead(g, (b, h) => {
-          const q = base + 4 * (b * T * g.ld + h * g.d);
-          const p = probabilities + 4 * (b * g.heads + h) * T * T;
-          return {
-            fn: 'attention_probabilities_head',
-            args: [q, q + 4 * g.width, g.ld, p, T, g.d, g.scale, SCRATCH, constants],
-          };
-        }),
-      );
-      return out;
-    },
+  registerWasmKernel('MimirAttentionProbabilities', ({ runner, heap, constants }, { inputs, attrs }) => {
+    const { qkv } = inputs as { qkv: tf.TensorInfo };
+    const g = attentionGeometry(qkv, attrs ?? {});
+    const T = g.tokens;
+    const out = heap.makeOutput([g.batch * g.heads * T, T]);
+    const [base, probabilities] = [heap.pointerOf(qkv), heap.pointerOf(out)];
+    runner.run(
+      perHead(g, (b, h) => {
+        const q = base + 4 * (b * T * g.ld + h * g.d);
+        const p = probabilities + 4 * (b * g.heads + h) * T * T;
+        return {
+          fn: 'attention_probabilities_head',
+          args: [q, q + 4 * g.width, g.ld, p, T, g.d, g.scale, SCRATCH, constants],
+        };
+      }),
+    );
+    return out;
   });
 
   // probabilities [B*H*T, T], qkv -> heads' outputs [B*T, W] (p v per sample and head).
-  tf.registerKernel({
-    kernelName: 'MimirAttentionApply',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap } = install(backend as object);
-      const { probabilities, qkv } = inputs as { probabilities: tf.TensorInfo; qkv: tf.TensorInfo };
-      const g = attentionGeometry(qkv, attrs ?? {});
-      const T = g.tokens;
-      const out = heap.makeOutput([g.batch * T, g.width]);
-      const [base, p, o] = [heap.pointerOf(qkv), heap.pointerOf(probabilities), heap.pointerOf(out)];
-      runner.run(
-        perHead(g, (b, h) => {
-          const v = base + 4 * (b * T * g.ld + 2 * g.width + h * g.d);
-          const pbh = p + 4 * (b * g.heads + h) * T * T;
-          const obh = o + 4 * (b * T * g.width + h * g.d);
-          return { fn: 'gemm', args: [T, g.d, T, 1, pbh, T, 0, v, g.ld, 0, obh, g.width, 0, 0, SCRATCH] };
-        }),
-      );
-      return out;
-    },
+  registerWasmKernel('MimirAttentionApply', ({ runner, heap }, { inputs, attrs }) => {
+    const { probabilities, qkv } = inputs as { probabilities: tf.TensorInfo; qkv: tf.TensorInfo };
+    const g = attentionGeometry(qkv, attrs ?? {});
+    const T = g.tokens;
+    const out = heap.makeOutput([g.batch * T, g.width]);
+    const [base, p, o] = [heap.pointerOf(qkv), heap.pointerOf(probabilities), heap.pointerOf(out)];
+    runner.run(
+      perHead(g, (b, h) => {
+        const v = base + 4 * (b * T * g.ld + 2 * g.width + h * g.d);
+        const pbh = p + 4 * (b * g.heads + h) * T * T;
+        const obh = o + 4 * (b * T * g.width + h * g.d);
+        return { fn: 'gemm', args: [T, g.d, T, 1, pbh, T, 0, v, g.ld, 0, obh, g.width, 0, 0, SCRATCH] };
+      }),
+    );
+    return out;
   });
 
   // probabilities, qkv, dOut [B*T, W] -> dqkv [B*T, 3W].
-  tf.registerKernel({
-    kernelName: 'MimirAttentionBackward',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { runner, heap } = install(backend as object);
-      const { probabilities, qkv, dOut } = inputs as Record<'probabilities' | 'qkv' | 'dOut', tf.TensorInfo>;
-      const g = attentionGeometry(qkv, attrs ?? {});
-      const T = g.tokens;
-      const out = heap.makeOutput([g.batch * T, 3 * g.width]);
-      const [base, p, dO, dqkv] = [qkv, probabilities, dOut, out].map((t) => heap.pointerOf(t)) as [
-        number,
-        number,
-        number,
-        number,
-      ];
-      runner.run(
-        perHead(g, (b, h) => {
-          const row = b * T * g.ld + h * g.d;
-          const [q, k, v] = [0, 1, 2].map((part) => base + 4 * (row + part * g.width)) as [number, number, number];
-          const [gq, gk, gv] = [0, 1, 2].map((part) => dqkv + 4 * (row + part * g.width)) as [number, number, number];
-          const pbh = p + 4 * (b * g.heads + h) * T * T;
-          const dObh = dO + 4 * (b * T * g.width + h * g.d);
-          return {
-            fn: 'attention_backward_head',
-            args: [pbh, q, k, v, dObh, g.width, gq, gk, gv, g.ld, T, g.d, g.scale, TEMP, SCRATCH],
-          };
-        }),
-        T * T,
-      );
-      return out;
-    },
+  registerWasmKernel('MimirAttentionBackward', ({ runner, heap }, { inputs, attrs }) => {
+    const { probabilities, qkv, dOut } = inputs as Record<'probabilities' | 'qkv' | 'dOut', tf.TensorInfo>;
+    const g = attentionGeometry(qkv, attrs ?? {});
+    const T = g.tokens;
+    const out = heap.makeOutput([g.batch * T, 3 * g.width]);
+    const [base, p, dO, dqkv] = [qkv, probabilities, dOut, out].map((t) => heap.pointerOf(t)) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    runner.run(
+      perHead(g, (b, h) => {
+        const row = b * T * g.ld + h * g.d;
+        const [q, k, v] = [0, 1, 2].map((part) => base + 4 * (row + part * g.width)) as [number, number, number];
+        const [gq, gk, gv] = [0, 1, 2].map((part) => dqkv + 4 * (row + part * g.width)) as [number, number, number];
+        const pbh = p + 4 * (b * g.heads + h) * T * T;
+        const dObh = dO + 4 * (b * T * g.width + h * g.d);
+        return {
+          fn: 'attention_backward_head',
+          args: [pbh, q, k, v, dObh, g.width, gq, gk, gv, g.ld, T, g.d, g.scale, TEMP, SCRATCH],
+        };
+      }),
+      T * T,
+    );
+    return out;
   });
 }
 
