@@ -56,8 +56,7 @@ export function multiHeadAttention(
 
 function attentionWithKernels(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionShape): tf.Tensor2D {
   const attrs = { batch, heads };
-  const recording = tf.engine().state.gradientDepth > 0;
-  const keepProbabilities = recording && batch * heads * tokens * tokens <= attentionSettings.savedProbabilitiesBudget;
+  const keepProbabilities = keepsProbabilities(batch, heads, tokens);
   const op = tf.customGrad(
     (qkvIn: tf.Tensor | ((t: tf.Tensor[]) => void), saveIn: tf.Tensor | ((t: tf.Tensor[]) => void)) => {
       const input = qkvIn as tf.Tensor2D;
@@ -98,6 +97,12 @@ export const attentionSettings = {
   savedProbabilitiesBudget: 64 * 1024 * 1024,
 };
 
+/** Whether an attention call keeps its probabilities for the backward pass: while recording, within the budget. */
+function keepsProbabilities(batch: number, heads: number, tokens: number): boolean {
+  const recording = tf.engine().state.gradientDepth > 0;
+  return recording && batch * heads * tokens * tokens <= attentionSettings.savedProbabilitiesBudget;
+}
+
 function attentionSliced(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionShape): tf.Tensor2D {
   const width = qkv.shape[1] / 3;
   const d = headDimOf(width, heads);
@@ -106,8 +111,7 @@ function attentionSliced(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionSh
   const slot = (b: number, j: number) => (b * 3 * heads + j) * block;
   const scaleData = new Float32Array(3 * width).fill(1);
   scaleData.fill(1 / Math.sqrt(d), 0, width);
-  const recording = tf.engine().state.gradientDepth > 0;
-  const keepProbabilities = recording && batch * heads * T * T <= attentionSettings.savedProbabilitiesBudget;
+  const keepProbabilities = keepsProbabilities(batch, heads, T);
 
   // XNNPACK (tfjs-wasm's fast matMul) packs the second operand anew on every call, so every
   // product below has the small [T, d] or [d, T] operand second and the [T, T] one first.
