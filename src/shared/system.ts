@@ -40,6 +40,16 @@ export const GpuReport = z.object({
 });
 export type GpuReport = z.infer<typeof GpuReport>;
 
+/** What a torch installation offers, as its probe reports it (src/torch/python.ts): CUDA, its devices, bf16, the distributed backends. */
+export const torchCapabilities = {
+  cuda: z.boolean(),
+  cudaVersion: z.string().nullable(),
+  devices: z.array(z.string()),
+  bf16: z.boolean(),
+  nccl: z.boolean(),
+  gloo: z.boolean(),
+};
+
 /** The PyTorch engine as `mimir doctor` finds it: the Python it would run, torch, CUDA, or why it is unavailable. */
 export const TorchEngineReport = z.object({
   available: z.boolean(),
@@ -47,12 +57,7 @@ export const TorchEngineReport = z.object({
   python: z.string().nullable(),
   pythonVersion: z.string().nullable(),
   torch: z.string().nullable(),
-  cuda: z.boolean(),
-  cudaVersion: z.string().nullable(),
-  devices: z.array(z.string()),
-  bf16: z.boolean(),
-  nccl: z.boolean(),
-  gloo: z.boolean(),
+  ...torchCapabilities,
   /** Why it is unavailable and how to install it; '' when available. */
   reason: z.string(),
   /** Who starts the ranks (src/torch/torchrun.ts): torchrun where its probe passes, else the launcher itself; null when unavailable. */

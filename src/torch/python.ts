@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import type { TorchEngineReport } from '@shared/system';
+import { torchCapabilities, type TorchEngineReport } from '@shared/system';
 
 /**
  * Finding the PyTorch engine: a python3 that imports torch ($MIMIR_PYTHON, then Debian's
@@ -42,12 +42,7 @@ export const TorchProbe = z.object({
   torch: z.string(),
   python: z.string(),
   numpy: z.boolean(),
-  cuda: z.boolean(),
-  cudaVersion: z.string().nullable(),
-  devices: z.array(z.string()),
-  bf16: z.boolean(),
-  gloo: z.boolean(),
-  nccl: z.boolean(),
+  ...torchCapabilities,
 });
 export type TorchProbe = z.infer<typeof TorchProbe>;
 
