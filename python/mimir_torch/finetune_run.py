@@ -18,8 +18,7 @@ from . import model as M
 from .checkpoint import LATEST, MANIFEST, find_latest, load_checkpoint
 from .config import ConfigError, FinetuneSettings, ModelConfig, need_map
 from .data.augment import mix_batch, rand_augment_batch
-from .data.batches import BatchIterator
-from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
+from .distributed import World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .finetune_step import finetune_step, merge_dbat_logits, project, start_noise, steepest_direction
 from .generalist import GeneralistTrainer
@@ -28,8 +27,8 @@ from .system_metrics import system_metrics
 from .optim import AdamW, layerwise_lr_scale, learning_rate_at, scaled_learning_rate
 from .rng import Rng
 from .data.subset import dataset_fraction
-from .runtime import CHECKPOINTS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
-from .train_lifecycle import Companion, finish, save_epoch_checkpoint
+from .runtime import CHECKPOINTS_DIR, Cancelled, Stop, open_dataset
+from .train_lifecycle import Companion, emit_started, finish, open_run, restore_position, restore_weights, run_batches, run_config, save_epoch_checkpoint
 
 CONFIG_FILE = "finetune-config.json"
 # Beside checkpoints/: Generalist's learners and their optimiser, one checkpoint per main one, same name (trainer.ts).
@@ -83,26 +82,11 @@ def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, d
 
 
 def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
-    checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
-    state: Dict[str, Any] = {"step": 0, "last": None}
-
-    def fail(message: str) -> None:
-        emitter.emit({"type": "failed", "message": message, "step": state["step"], "lastCheckpoint": state["last"]})
-        raise RunFailed(message)
-
-    resume_from = find_latest(checkpoints)
-    if resume_from is None and (resume or job_config is None):
-        fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
-    stored = load_checkpoint(resume_from) if resume_from else None
-    if stored:
-        state["last"] = resume_from
-        if stored.manifest["kind"] != "finetune":
-            fail(f"{resume_from} is a {stored.manifest['kind']} checkpoint; --resume continues a fine-tuning run.")
-    record = dict(stored.manifest["runConfig"]) if stored else dict(job_config["record"])  # type: ignore[index]
-    if epochs_override is not None:
-        if stored and epochs_override < int(stored.manifest["epoch"]):
-            fail(f"--epochs {epochs_override} is below the {stored.manifest['epoch']} epochs the checkpoint has already done.")
-        record["epochs"] = epochs_override
+    opening = open_run(out_dir, resume, job_config is not None, emitter)
+    checkpoints, state, fail, resume_from, stored = opening.checkpoints, opening.state, opening.fail, opening.resume_from, opening.stored
+    if stored and stored.manifest["kind"] != "finetune":
+        fail(f"{resume_from} is a {stored.manifest['kind']} checkpoint; --resume continues a fine-tuning run.")
+    record = run_config(opening, {} if stored else job_config["record"], epochs_override)  # type: ignore[index]
     try:
         run = FinetuneSettings.parse(record, "config")
         dataset = dataset_fraction(open_dataset(record["dataset"]), need_map(record, "trainFraction", "config"))
@@ -151,47 +135,21 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
     iterator_state = None
     epoch = 0
     if stored:
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(stored.params[k].reshape(p.shape).to(device))
-        if stored.optimizer and optimizer:
-            o = stored.optimizer
-            optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
+        restore_weights(stored, params, optimizer, device)
         if generalist:
             _restore_generalist(generalist, os.path.join(state_dir, os.path.basename(resume_from)), int(stored.manifest["step"]), device, fail)
-        rng.restore(stored.manifest["rng"]["state"])
-        iterator_state = stored.manifest["rng"]["dataIterator"]
-        epoch = int(stored.manifest["epoch"])
-        state["step"] = int(stored.manifest["step"])
+        iterator_state, epoch = restore_position(stored, rng, state)
     batch_size = int(record["batchSize"])
     epochs = int(record["epochs"])
-    iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, record["augmentation"], iterator_state)
-    try:
-        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
-    except ValueError as error:
-        fail(str(error))
+    iterator, sampler, average = run_batches(dataset, batch_size, seed, record["augmentation"], iterator_state, params, world, fail)
     rows = sampler.rows
-    average = GradientAverager(params, world)
     steps_per_epoch = iterator.batches_per_epoch
     peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
     if world.rank == 0:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
             f.write(json.dumps({**record, "model": _model_json(model_config), "pretrained": pretrained_path}, indent=2) + "\n")
-    emitter.emit(
-        {
-            "type": "started",
-            "runKind": "finetune",
-            "backend": "torch",
-            "engine": describe_engine(device, precision, world),
-            "outDir": out_dir,
-            "step": state["step"],
-            "epoch": epoch,
-            "totalSteps": steps_per_epoch * epochs,
-            "stepsPerEpoch": steps_per_epoch,
-            "resumedFrom": resume_from,
-        }
-    )
+    emit_started(emitter, "finetune", out_dir, opening, epoch, steps_per_epoch, steps_per_epoch * epochs, device, precision, world)
     origin = f"resumed from {resume_from}" if resume_from else (f"from {pretrained_path}" if pretrained_path else "from scratch (End2End)")
     emitter.log(
         "info",

@@ -10,10 +10,8 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 
 from . import model as M
-from .checkpoint import find_latest, load_checkpoint
 from .config import ConfigError, ModelConfig, PretrainSettings, need_map
-from .data.batches import BatchIterator
-from .distributed import GlobalBatchSampler, GradientAverager, World, any_rank, average_scalars
+from .distributed import World, any_rank, average_scalars
 from .events import Emitter, StepEvents, non_finite_stop
 from .masking import rng_masking
 from .precision import Precision, overflow_message
@@ -23,32 +21,17 @@ from .pretrain_step import pretrain_step
 from .previews import write_preview_snapshot
 from .rng import Rng
 from .data.subset import dataset_fraction
-from .runtime import CHECKPOINTS_DIR, GRAD_DUMP_ENV, PREVIEWS_DIR, Cancelled, RunFailed, Stop, describe_engine, open_dataset
+from .runtime import GRAD_DUMP_ENV, PREVIEWS_DIR, Cancelled, Stop, open_dataset
 from .safetensors_io import write_safetensors
-from .train_lifecycle import finish, save_epoch_checkpoint
+from .train_lifecycle import emit_started, finish, open_run, restore_position, restore_weights, run_batches, run_config, save_epoch_checkpoint
 
 CONFIG_FILE = "config.json"
 
 
 def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
-    checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
-    state: Dict[str, Any] = {"step": 0, "last": None}
-
-    def fail(message: str) -> None:
-        emitter.emit({"type": "failed", "message": message, "step": state["step"], "lastCheckpoint": state["last"]})
-        raise RunFailed(message)
-
-    resume_from = find_latest(checkpoints)
-    if resume_from is None and (resume or job_config is None):
-        fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
-    stored = load_checkpoint(resume_from) if resume_from else None
-    if stored:
-        state["last"] = resume_from
-    config = dict(stored.manifest["runConfig"]) if stored else dict(job_config or {})
-    if epochs_override is not None:
-        if stored and epochs_override < int(stored.manifest["epoch"]):
-            fail(f"--epochs {epochs_override} is below the {stored.manifest['epoch']} epochs the checkpoint has already done.")
-        config["epochs"] = epochs_override
+    opening = open_run(out_dir, resume, job_config is not None, emitter)
+    checkpoints, state, fail, resume_from, stored = opening.checkpoints, opening.state, opening.fail, opening.resume_from, opening.stored
+    config = run_config(opening, job_config or {}, epochs_override)
     try:
         run = PretrainSettings.parse(config, "config")
         if not isinstance(config.get("model"), Mapping):
@@ -85,43 +68,17 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     epoch = 0
     if stored:
         M.check_params(stored.params, M.mae_param_specs(model_config))
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(stored.params[k].reshape(p.shape).to(device))
-        if stored.optimizer:
-            o = stored.optimizer
-            optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
-        rng.restore(stored.manifest["rng"]["state"])
-        iterator_state = stored.manifest["rng"]["dataIterator"]
-        epoch = int(stored.manifest["epoch"])
-        state["step"] = int(stored.manifest["step"])
+        restore_weights(stored, params, optimizer, device)
+        iterator_state, epoch = restore_position(stored, rng, state)
 
-    iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, config["augmentation"], iterator_state)
-    try:
-        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
-    except ValueError as error:
-        fail(str(error))
+    iterator, sampler, average = run_batches(dataset, batch_size, seed, config["augmentation"], iterator_state, params, world, fail)
     rows = sampler.rows
-    average = GradientAverager(params, world)
     steps_per_epoch = iterator.batches_per_epoch
     total_steps = steps_per_epoch * epochs
     peak_lr = scaled_learning_rate(optim_cfg["baseLr"], batch_size)
     preview_count = min(int(config["previewCount"]), len(dataset))
     preview_batch = torch.from_numpy(dataset.batch(list(range(preview_count)))[0]).to(device)
-    emitter.emit(
-        {
-            "type": "started",
-            "runKind": "pretrain",
-            "backend": "torch",
-            "engine": describe_engine(device, precision, world),
-            "outDir": out_dir,
-            "step": state["step"],
-            "epoch": epoch,
-            "totalSteps": total_steps,
-            "stepsPerEpoch": steps_per_epoch,
-            "resumedFrom": resume_from,
-        }
-    )
+    emit_started(emitter, "pretrain", out_dir, opening, epoch, steps_per_epoch, total_steps, device, precision, world)
     emitter.log(
         "info",
         f"{run.mode} pre-training on the PyTorch engine ({device.type}, {world.size} process{'es' if world.size > 1 else ''}): "

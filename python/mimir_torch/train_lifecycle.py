@@ -1,18 +1,108 @@
-"""What pre-training and fine-tuning runs share at the end of an epoch and of the run (train/run-lifecycle.ts's
-twin): the checkpoint save on rank 0 with its event (the other ranks wait for it), and the `done` event."""
+"""What pre-training and fine-tuning runs share (train/run-lifecycle.ts's twin): the opening (the checkpoint to
+resume from, the failed event), restoring what a checkpoint holds, the data order and gradient averaging, the
+`started` event, the checkpoint save on rank 0 with its event (the other ranks wait for it), and the `done` event."""
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
 
 import torch
 
-from .checkpoint import OptimizerState, save_checkpoint
-from .distributed import World
+from .checkpoint import Checkpoint, OptimizerState, find_latest, load_checkpoint, save_checkpoint
+from .data.batches import BatchIterator
+from .distributed import GlobalBatchSampler, GradientAverager, World
 from .events import Emitter, StepEvents
 from .optim import AdamW
+from .precision import Precision
+from .rng import Rng
+from .runtime import CHECKPOINTS_DIR, RunFailed, describe_engine
+
+
+@dataclass
+class RunOpening:
+    """A run's start: its checkpoints folder, `state` (step, last checkpoint) as the failed event reports it, `fail` (emits that event
+    and raises RunFailed), and the newest checkpoint in the run's folder (resume_from, stored) when there is one."""
+
+    checkpoints: str
+    state: Dict[str, Any]
+    fail: Callable[[str], NoReturn]
+    resume_from: Optional[str]
+    stored: Optional[Checkpoint]
+
+
+def open_run(out_dir: str, resume: bool, has_job_config: bool, emitter: Emitter) -> RunOpening:
+    """Finds the checkpoint to continue from; with --resume (or no job config) there must be one."""
+    checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
+    state: Dict[str, Any] = {"step": 0, "last": None}
+
+    def fail(message: str) -> NoReturn:
+        emitter.emit({"type": "failed", "message": message, "step": state["step"], "lastCheckpoint": state["last"]})
+        raise RunFailed(message)
+
+    resume_from = find_latest(checkpoints)
+    if resume_from is None and (resume or not has_job_config):
+        fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
+    stored = load_checkpoint(resume_from) if resume_from else None
+    if stored:
+        state["last"] = resume_from
+    return RunOpening(checkpoints, state, fail, resume_from, stored)
+
+
+def run_config(opening: RunOpening, job_config: Mapping[str, Any], epochs_override: Optional[int]) -> Dict[str, Any]:
+    """The checkpoint's run config when resuming, else the job's; --epochs raises the total (never below what is done)."""
+    stored = opening.stored
+    config = dict(stored.manifest["runConfig"]) if stored else dict(job_config)
+    if epochs_override is not None:
+        if stored and epochs_override < int(stored.manifest["epoch"]):
+            opening.fail(f"--epochs {epochs_override} is below the {stored.manifest['epoch']} epochs the checkpoint has already done.")
+        config["epochs"] = epochs_override
+    return config
+
+
+def restore_weights(stored: Checkpoint, params: Mapping[str, torch.Tensor], optimizer: Optional[AdamW], device: torch.device) -> None:
+    """The checkpoint's parameters into `params` (in place), and its optimiser state where both have one."""
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(stored.params[k].reshape(p.shape).to(device))
+    if stored.optimizer and optimizer:
+        o = stored.optimizer
+        optimizer.import_state(o.step, o.param_steps, {k: t.to(device) for k, t in o.m.items()}, {k: t.to(device) for k, t in o.v.items()})
+
+
+def restore_position(stored: Checkpoint, rng: Rng, state: Dict[str, Any]) -> Tuple[Any, int]:
+    """The run's Rng and step as the checkpoint left them; returns the data iterator's state and the epoch."""
+    rng.restore(stored.manifest["rng"]["state"])
+    state["step"] = int(stored.manifest["step"])
+    return stored.manifest["rng"]["dataIterator"], int(stored.manifest["epoch"])
+
+
+def run_batches(dataset: Any, batch_size: int, seed: int, augmentation: Any, iterator_state: Any, params: Mapping[str, torch.Tensor], world: World, fail: Callable[[str], NoReturn]) -> Tuple[BatchIterator, GlobalBatchSampler, GradientAverager]:
+    """A run's data order (the tfjs engine's batch iterator), this rank's rows of each batch, the gradient averaging."""
+    iterator = BatchIterator(dataset, batch_size, (seed ^ 0x9E3779B9) & 0xFFFFFFFF, augmentation, iterator_state)
+    try:
+        sampler = GlobalBatchSampler(len(dataset), batch_size, world)
+    except ValueError as error:
+        fail(str(error))
+    return iterator, sampler, GradientAverager(params, world)
+
+
+def emit_started(emitter: Emitter, run_kind: str, out_dir: str, opening: RunOpening, epoch: int, steps_per_epoch: int, total_steps: int, device: torch.device, precision: Precision, world: World) -> None:
+    emitter.emit(
+        {
+            "type": "started",
+            "runKind": run_kind,
+            "backend": "torch",
+            "engine": describe_engine(device, precision, world),
+            "outDir": out_dir,
+            "step": opening.state["step"],
+            "epoch": epoch,
+            "totalSteps": total_steps,
+            "stepsPerEpoch": steps_per_epoch,
+            "resumedFrom": opening.resume_from,
+        }
+    )
 
 
 def optimizer_state(optimizer: AdamW, lr: float) -> OptimizerState:
