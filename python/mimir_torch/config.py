@@ -54,6 +54,15 @@ class Fields:
     def flag(self, key: str) -> bool:
         return bool(self.raw(key))
 
+    def choice(self, key: str, options: Sequence[str]) -> str:
+        """The field's text, which must be one of `options`."""
+        value = self.text(key)
+        if value not in options:
+            quoted = [repr(option) for option in options]
+            allowed = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+            raise ConfigError(f"{self.where}.{key} must be {allowed}, got {value!r}")
+        return value
+
 
 @dataclass(frozen=True)
 class Normalization:
@@ -129,12 +138,8 @@ class MiSettings:
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "mi") -> "MiSettings":
         fields = Fields(obj, where)
-        estimator = fields.text("estimator")
-        if estimator not in ("hsic", "nhsic", "renyi"):
-            raise ConfigError(f"{where}.estimator must be 'hsic', 'nhsic' or 'renyi', got {estimator!r}")
-        bandwidth = fields.text("bandwidth")
-        if bandwidth not in ("fixed", "median"):
-            raise ConfigError(f"{where}.bandwidth must be 'fixed' or 'median', got {bandwidth!r}")
+        estimator = fields.choice("estimator", ("hsic", "nhsic", "renyi"))
+        bandwidth = fields.choice("bandwidth", ("fixed", "median"))
         return MiSettings(
             estimator=estimator,
             sigma=fields.number("sigma"),
@@ -178,9 +183,7 @@ class PretrainSettings:
     @staticmethod
     def parse(obj: Mapping[str, Any], where: str = "pretrain") -> "PretrainSettings":
         fields = Fields(obj, where)
-        mode = fields.text("mode")
-        if mode not in ("mae", "adv-mae", "mimir"):
-            raise ConfigError(f"{where}.mode must be 'mae', 'adv-mae' or 'mimir', got {mode!r}")
+        mode = fields.choice("mode", ("mae", "adv-mae", "mimir"))
         attack = fields.section("attack")
         return PretrainSettings(
             mode=mode,
