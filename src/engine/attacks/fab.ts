@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { projectOntoHyperplane } from './fab-projection';
 import { QueryCounter, finishAttack, forward, lossAndGradient, oneHot, predictions, startAttack } from './oracle';
 import { exampleStreams } from './streams';
-import { pick } from './tracking';
+import { pick, takeRows } from './tracking';
 import {
   throwIfAborted,
   type AttackResult,
@@ -174,7 +174,7 @@ export async function fabTargeted(
       const rows = Array.from(y.keys()).filter((i) => robust[i]);
       if (rows.length === 0) break;
       const round = (rank - 2) * restarts + restart;
-      const xs = tf.tidy(() => tf.gather(x, tf.tensor1d(Int32Array.from(rows), 'int32')));
+      const xs = takeRows(x, rows);
       const targets = Int32Array.from(rows, (r) => ranked[r * (targetsUsed + 1) + rank - 1]);
       try {
         const run = await fabRun(

@@ -4,7 +4,7 @@ import { ThreatBall, normalizePerExample, perExampleNorm } from './geometry';
 import { classificationMargin } from './losses';
 import { QueryCounter, finishAttack, forward, oneHot, readAndDispose, startAttack } from './oracle';
 import { exampleStreams } from './streams';
-import { pick, replaceRows, replaceWhere } from './tracking';
+import { pick, replaceRows, replaceWhere, takeRows } from './tracking';
 import {
   throwIfAborted,
   type AttackResult,
@@ -422,7 +422,7 @@ export async function square(
   for (let restart = 0; restart < restarts; restart++) {
     const rows = Array.from(y.keys()).filter((i) => robust[i]);
     if (rows.length === 0) break;
-    const xs = tf.tidy(() => tf.gather(x, tf.tensor1d(Int32Array.from(rows), 'int32')));
+    const xs = takeRows(x, rows);
     try {
       const run = await squareRun(
         model,
