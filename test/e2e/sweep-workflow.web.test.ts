@@ -310,6 +310,7 @@ describe('sweeps and paper tables in the browser', () => {
     await page.getByRole('heading', { name: 'Runs' }).click();
     await page.keyboard.press('?');
     await expect.poll(() => page.getByTestId('shortcuts-help').isVisible(), { timeout: 30_000 }).toBe(true);
+    await page.screenshot({ path: screenshotPath('shortcuts-help') });
     await page.keyboard.press('Escape');
     await expect.poll(() => page.getByTestId('shortcuts-help').isVisible(), { timeout: 30_000 }).toBe(false);
     await page.keyboard.press('n');

@@ -9,6 +9,10 @@ import { describe, expect, it } from 'vitest';
  */
 const RENDERER = path.join(import.meta.dirname, '../../src/renderer/src');
 const PALETTE = path.join(RENDERER, 'styles/base.css');
+/** The shared style sheets beside the palette (styles/components.css): held to the components' rules. */
+const SHARED_SHEETS = readdirSync(path.join(RENDERER, 'styles'))
+  .filter((name) => name.endsWith('.css') && name !== 'base.css')
+  .map((name) => path.join(RENDERER, 'styles', name));
 
 const NAMED_COLOURS = new Set(
   (
@@ -112,6 +116,16 @@ d { border-color: currentColor; content: 'black box'; --local: #fff; outline: 1p
     expect(offenders, 'use a variable of styles/base.css (add one there, with its dark value)').toEqual([]);
   });
 
+  it('the shared style sheets beside the palette hard-code no colour either', () => {
+    expect(SHARED_SHEETS.map((file) => path.basename(file))).toContain('components.css');
+    const offenders = SHARED_SHEETS.flatMap((file) =>
+      declarations(readFileSync(file, 'utf8'))
+        .filter(({ property, value }) => !property.startsWith('--') && colourLiterals(value).length > 0)
+        .map(({ property, value }) => `${path.relative(RENDERER, file)}: ${property}: ${value}`),
+    );
+    expect(offenders, 'use a variable of styles/base.css (add one there, with its dark value)').toEqual([]);
+  });
+
   it('the palette file keeps its literal colours in the variable definitions of the two schemes', () => {
     const outside = declarations(readFileSync(PALETTE, 'utf8'))
       .filter(({ property, value }) => !property.startsWith('--') && colourLiterals(value).length > 0)
@@ -119,9 +133,9 @@ d { border-color: currentColor; content: 'black box'; --local: #fff; outline: 1p
     expect(outside).toEqual([]);
   });
 
-  it('every var(--name) a component uses is defined in the palette file or the component itself', () => {
+  it('every var(--name) a component or shared sheet uses is defined in the palette file or the file itself', () => {
     const palette = definedVariables(readFileSync(PALETTE, 'utf8'));
-    const missing = vueFiles(RENDERER).flatMap((file) => {
+    const missing = [...vueFiles(RENDERER), ...SHARED_SHEETS].flatMap((file) => {
       const source = readFileSync(file, 'utf8');
       const local = definedVariables(source);
       const used = [...source.matchAll(/var\((--[\w-]+)/g)].map((match) => match[1] ?? '');

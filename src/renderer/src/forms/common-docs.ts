@@ -42,6 +42,24 @@ export const ENGINE_DOCS: Record<string, FieldDoc> = {
   },
 };
 
+/**
+ * The AdamW optimizer of pre-training and fine-tuning, under the shared warm-up + cosine schedule
+ * (engine/train/schedule.ts). Each form adds its base learning rate (and fine-tuning its layer decay).
+ */
+export const OPTIMIZER_DOCS: Record<string, FieldDoc> = {
+  optimizer: { label: 'Optimizer (AdamW)' },
+  'optimizer.minLr': { label: 'Minimum learning rate', help: 'The end of the cosine schedule.' },
+  'optimizer.weightDecay': { label: 'Weight decay' },
+  'optimizer.beta1': { label: 'β₁' },
+  'optimizer.beta2': { label: 'β₂' },
+  'optimizer.warmupEpochs': { label: 'Warm-up epochs', help: 'Linear warm-up before the cosine decay.' },
+  'optimizer.clipGrad': {
+    label: 'Clip gradient norm',
+    help: 'Clip the global gradient norm to this value; empty: no clipping.',
+    placeholder: 'none',
+  },
+};
+
 /** The seeded share of the training set a pre-training or fine-tuning uses (Table XX). */
 export const TRAIN_FRACTION_DOCS: Record<string, FieldDoc> = {
   trainFraction: { label: 'Share of the training set' },
