@@ -132,7 +132,7 @@ describe('mimir eval', () => {
     const bad = runMimir(['eval', '--model', made.path, '--pgd-keep', 'first', '--out', tmp()]);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--pgd-keep.*Allowed choices are best, last/s);
-  }, 120_000);
+  });
 
   it('prints the report as JSON, and refuses an unknown attack', () => {
     const run = runMimir([
@@ -158,7 +158,7 @@ describe('mimir eval', () => {
       type: 'failed',
       message: expect.stringContaining('unknown attack "fgsm"'),
     });
-  }, 120_000);
+  });
 
   it('says what is wrong with a bad request in one line, not as zod JSON', () => {
     const json = runMimir(['eval', '--model', model, '--n', '0', '--out', tmp(), '--json']);
@@ -193,5 +193,5 @@ describe('mimir eval', () => {
         'expected whole numbers >= 0 (a JSON array, or separated by commas or white space); item 2 is "2.5"',
       ),
     });
-  }, 120_000);
+  });
 });

@@ -50,5 +50,5 @@ describe('an evaluation report stored with string warnings (web mode)', () => {
     expect(await page.locator('[data-attack="pgd20"] .warning').count()).toBe(0);
     await page.screenshot({ path: screenshotPath('evaluation-old-string-warnings'), fullPage: true });
     expect(app.problems).toEqual([]);
-  }, 120_000);
+  });
 });

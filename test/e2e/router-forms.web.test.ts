@@ -21,7 +21,7 @@ const app = new WebApp();
 
 beforeAll(async () => {
   await app.start();
-}, 60_000);
+});
 afterAll(async () => {
   await app.stop();
 });
@@ -67,7 +67,7 @@ describe('routes (web mode)', () => {
     await expect.poll(() => page.getByTestId('new-run-view').getAttribute('data-kind')).toBe('pretrain');
     expect(app.problems).toEqual([]);
     await page.close();
-  }, 120_000);
+  });
 });
 
 describe('the new-run form’s leave guard (web mode)', () => {
@@ -115,7 +115,7 @@ describe('the new-run form’s leave guard (web mode)', () => {
     expect(await page.getByTestId('field-epochs').inputValue()).toBe('7');
     expect(app.problems).toEqual([]);
     await page.close();
-  }, 120_000);
+  });
 });
 
 describe('the fine-tuning form’s effective budget and learning rate (web mode)', () => {
@@ -141,7 +141,7 @@ describe('the fine-tuning form’s effective budget and learning rate (web mode)
     await page.getByTestId('run-summary').screenshot({ path: screenshotPath('finetune-effective') });
     expect(app.problems).toEqual([]);
     await page.close();
-  }, 120_000);
+  });
 });
 
 describe('the dataset browser (web mode)', () => {
@@ -162,7 +162,7 @@ describe('the dataset browser (web mode)', () => {
     await page.getByTestId('field-dataset.kind').selectOption('cifar10');
     await expect.poll(() => page.getByTestId('field-dataset.root').inputValue()).toBe('');
     await page.close();
-  }, 120_000);
+  });
 });
 
 describe('exports in web mode', () => {
@@ -268,7 +268,7 @@ describe('the quick fine-tune preset (web mode)', () => {
     expect(await page.getByTestId('summary-eps').innerText()).toContain('4/255');
     expect(app.problems).toEqual([]);
     await page.close();
-  }, 120_000);
+  });
 });
 
 describe('Download CIFAR-10 in the dataset browser (web mode, local server)', () => {

@@ -129,7 +129,7 @@ describe('late answers to earlier requests (web mode)', () => {
     await page.getByTestId(`parent-${pretrainId}`).waitFor({ timeout: 60_000 });
     expect(app.problems, app.problems.join('\n')).toEqual([]);
     await page.close();
-  }, 120_000);
+  });
 
   it('a run page shows its charts once their points have arrived, never a chart of 0 points', async () => {
     const page = await app.openPage('#/new');
@@ -149,5 +149,5 @@ describe('late answers to earlier requests (web mode)', () => {
     await page.screenshot({ path: screenshotPath('stale-run-page-metrics'), fullPage: true });
     expect(app.problems, app.problems.join('\n')).toEqual([]);
     await page.close();
-  }, 120_000);
+  });
 });

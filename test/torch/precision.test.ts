@@ -71,7 +71,7 @@ print(json.dumps(out))
     expect(out[8]).toMatch(/^error: --precision fp16 needs a CUDA device/);
     expect(out[9]).toMatch(/^error: --precision bf16: this GPU does not support bfloat16; use --precision fp16/);
     expect(out[10]).toMatch(/^error: --precision 'fp8': choose one of auto, fp32, bf16, fp16/);
-  }, 60_000);
+  });
 
   it('the optimiser under loss scaling: a disabled GradScaler is the plain step; a scaled step unscales exactly; an overflow skips the update', () => {
     const script = `
@@ -122,7 +122,7 @@ print(json.dumps({
     expect(r.overSteps).toBe(0);
     expect(r.overState).toBe(0);
     expect(r.plainSteps).toBe(1);
-  }, 60_000);
+  });
 
   it('the pre-training step takes the gradients of the scaled loss (a scale of 1024 multiplies them exactly)', () => {
     const script = `
@@ -148,7 +148,7 @@ print(json.dumps({"exact": all(torch.equal(big[k], one[k] * 1024) for k in one),
     const r = runPython<{ exact: boolean; nonzero: number; count: number }>(python, ['-c', script], { env });
     expect(r.exact).toBe(true);
     expect(r.nonzero).toBeGreaterThan(r.count / 2);
-  }, 60_000);
+  });
 
   /** A micro classifier and one batch; `step(method, scale)` is one fine-tuning step's result at a loss scale. */
   const FINETUNE_SETUP = `
@@ -226,7 +226,7 @@ print(json.dumps(out))
       expect(compared?.nonzero, name).toBeGreaterThan((compared?.count ?? Infinity) / 2);
     }
     expect(r['generalist robust']?.takenAt).toBe(1024);
-  }, 120_000);
+  });
 
   it('fine-tuning under a scaler: a finite scaled step is the plain update, an overflowed one is skipped; generalist skips only the learner that overflowed', () => {
     const script = `${FINETUNE_SETUP}
@@ -283,7 +283,7 @@ print(json.dumps({
     expect(r.naturalMoved).toBe(true);
     expect(r.learnersSkipped).toEqual(['robust']);
     expect(r.learnerScale).toBe(512);
-  }, 120_000);
+  });
 
   it('a fine-tuning run reports an overflowed update as a warn log event with the new scale, and goes on (pgd-at, generalist)', () => {
     // The workbench writes the job (torch-job.node0.json) in an fp32 CPU run; the same job then runs

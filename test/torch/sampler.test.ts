@@ -74,7 +74,7 @@ print(json.dumps({"isDistributedSampler": all(isinstance(s, DistributedSampler) 
           expect(joined, `epoch ${e} batch ${b}`).toEqual(expected[e * PER_EPOCH + b]);
         }
       }
-    }, 120_000);
+    });
   }
 
   it('refuses a batch that does not split over the processes, saying what to change', () => {
@@ -89,5 +89,5 @@ except ValueError as error:
 `;
     const result = runPython<{ error: string | null }>(python, ['-c', script], { env });
     expect(result.error).toMatch(/batch 6 does not split over 4 processes: make it a multiple of --nproc x nodes/);
-  }, 60_000);
+  });
 });

@@ -66,7 +66,7 @@ print(json.dumps({"first": first, "second": second, "warnings": warnings, "event
     );
     const metrics = r.events.map((line) => RunEvent.parse(JSON.parse(line))).find((e) => e.type === 'metrics');
     expect(metrics?.type === 'metrics' && metrics.values).toMatchObject({ loss: 1, ...expected });
-  }, 60_000);
+  });
 
   it('leaves out what nvidia-smi cannot read ([N/A]) and keeps the rest', () => {
     const { dir } = standInSmi('0, [N/A], 2048');
@@ -75,7 +75,7 @@ print(json.dumps({"first": first, "second": second, "warnings": warnings, "event
     });
     expect(r.first).toEqual({ sys_gpu_mem_allocated_mib: 3, sys_gpu_mem_peak_mib: 5.5, sys_gpu_mem_used_mib: 2048 });
     expect(r.warnings).toEqual([]);
-  }, 60_000);
+  });
 
   it('an nvidia-smi that prints something else: one warning that says what, then memory only, nvidia-smi not asked again', () => {
     const { dir, calls } = standInSmi('NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.');
@@ -89,5 +89,5 @@ print(json.dumps({"first": first, "second": second, "warnings": warnings, "event
       /^GPU utilisation is not recorded: nvidia-smi failed \(nvidia-smi line 1 has 1 fields, expected index, utilization\.gpu, memory\.used: .*could not communicate/,
     );
     expect(readFileSync(calls, 'utf8').trim().split('\n')).toHaveLength(1);
-  }, 60_000);
+  });
 });

@@ -212,5 +212,5 @@ describe('AutoAttack standard, full budgets', () => {
     expect(aa.stages[2]?.targetsUsed).toBe(9);
     tf.dispose([x, aa.xAdv]);
     net.dispose();
-  }, 120_000);
+  });
 });

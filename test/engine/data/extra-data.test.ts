@@ -221,5 +221,5 @@ np.savez_compressed(sys.argv[2], x=image, y=label)
       cause: 'config',
       message: expect.stringContaining('gone.npz does not exist'),
     });
-  }, 120_000);
+  });
 });

@@ -290,7 +290,7 @@ describe('evaluate', () => {
       b && 'perExample' in b ? b.perExample?.robust : 1,
     );
     expect(whole.attacks[0]?.robustAccuracy).toBe(split.attacks[0]?.robustAccuracy);
-  }, 120_000);
+  });
 
   it('gives each warning of the report its kind, kept through report.json', async () => {
     const outDir = tmp();
@@ -313,7 +313,7 @@ describe('evaluate', () => {
     expect(report.attacks[0]?.warnings[0]?.message).toContain('CW-l2 is unbounded here');
     const stored = JSON.parse(readFileSync(path.join(outDir, 'report.json'), 'utf8')) as EvaluationReport;
     expect(stored.attacks.map((a) => a.warnings)).toEqual(report.attacks.map((a) => a.warnings));
-  }, 120_000);
+  });
 
   it('stops on cancel, and fails clearly on a dataset the model cannot take', async () => {
     const controller = new AbortController();

@@ -97,5 +97,5 @@ describe('PGD-AT against natural fine-tuning (wasm, built-in set)', () => {
     expect(adversarial.natural).toBeGreaterThan(0.8);
     expect(adversarial.pgd).toBeGreaterThan(natural.pgd + 0.1);
     // About 20-30 s alone on wasm; the margin is for a machine busy with other test files.
-  }, 150_000);
+  });
 });
