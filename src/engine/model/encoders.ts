@@ -8,6 +8,7 @@ import type { ParamSpec } from './param-specs';
 import type { ParamMap } from './params';
 import type { VisibleIds } from './tokens';
 import type { ForwardOptions } from './transformer';
+import { convStemEncoder } from './convstem';
 import { vitEncoder } from './vit';
 
 /**
@@ -62,7 +63,7 @@ export interface EncoderImpl {
 function registry(): Record<EncoderKind, EncoderImpl | null> {
   return {
     vit: vitEncoder,
-    convstem: null,
+    convstem: convStemEncoder,
     convit: null,
     cait: null,
     convnext: null,
