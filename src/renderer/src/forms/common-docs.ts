@@ -99,6 +99,19 @@ export const MODEL_DOCS: Record<string, FieldDoc> = {
   },
   'model.normalize.mean': { label: 'Mean per channel', placeholder: '0.4914, 0.4822, 0.4465' },
   'model.normalize.std': { label: 'Std per channel', placeholder: '0.2470, 0.2435, 0.2616' },
+  'model.encoder.kind': {
+    label: 'Encoder',
+    help: 'vit: linear patch embedding. convstem: a convolutional stem in its place (Singh et al.; paper Table VI).',
+  },
+  'model.encoder.stemChannels': {
+    label: 'Stem channels',
+    help: 'One width per stride-2 3×3 convolution: log2 of the patch size of them (the authors’ ViT-S: 48, 96, 192, 384).',
+    placeholder: '48, 96, 192, 384',
+  },
+  'model.encoder.pretrainStem': {
+    label: 'Pre-train the stem',
+    help: 'Table VI: on, MIMIR trains the stem with the encoder; off, the stem keeps its initial weights until fine-tuning.',
+  },
 };
 
 /**
