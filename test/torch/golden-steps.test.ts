@@ -5,14 +5,20 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleStreams, normalRows, signedUniformRows } from '../../src/engine/attacks/streams';
 import { GeneralistTrainer, NORMAL_START_STD, finetuneStep } from '../../src/engine/finetune';
-import { disposeParams, initClassifierParams, initMaeParams, randomMasking } from '../../src/engine/model';
+import {
+  disposeParams,
+  encoderInput,
+  initClassifierParams,
+  initMaeParams,
+  randomMasking,
+} from '../../src/engine/model';
 import { pretrainStep } from '../../src/engine/pretrain/step';
 import { Rng } from '../../src/engine/rng';
 import { AdamW, isNoWeightDecayInPretraining } from '../../src/engine/train/optimizer';
 import { layerwiseLrScale } from '../../src/engine/train/schedule';
 import { headOutputs, type FinetuneConfigInput, type FinetuneMethod } from '../../src/shared/finetune-config';
 import { PretrainConfig, type PretrainConfigInput } from '../../src/shared/pretrain-config';
-import { modelConfigFromPreset, numPatches, patchDim } from '../../src/shared/model-config';
+import { ModelConfig, modelConfigFromPreset, numPatches } from '../../src/shared/model-config';
 import { useBackend } from '../helpers/backend';
 import { builtinBatch, disposeBatch, microRun } from '../engine/finetune/helpers';
 import { findPythonWithTorch } from '../engine/io/python-torch';
@@ -41,6 +47,9 @@ import {
 
 const N = 8;
 const MODEL = modelConfigFromPreset('micro', 16);
+/** ViT + ConvStem (convolutions of 8 and 16 channels), its stem pre-trained or kept from init (Table VI). */
+const CONVSTEM = modelConfigFromPreset('convstem-micro', 16);
+const CONVSTEM_FROZEN = ModelConfig.parse({ ...CONVSTEM, encoder: { ...CONVSTEM.encoder, pretrainStem: false } });
 const TOLERANCE = 1e-4;
 /** Scalars compared relative to themselves; the others relative to the loss. */
 const RELATIVE_SCALARS = [
@@ -59,7 +68,7 @@ const RELATIVE_SCALARS = [
  * MIMIR cases with a lambda that makes the penalty a sizeable part of the gradient (at the paper's
  * 1e-5 it is invisible beside the reconstruction, and the test could not see a wrong MI gradient).
  */
-const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput }> = [
+const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput; model?: ModelConfig }> = [
   { name: 'mae', config: { mode: 'mae' } },
   { name: 'adv-mae', config: { mode: 'adv-mae', attack: { steps: 2 } } },
   { name: 'mimir-nhsic', config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } } },
@@ -78,6 +87,17 @@ const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput }> = [
     name: 'mimir-nhsic-block1-norm',
     config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02, layer: { block: 1, finalNorm: true } } },
   },
+  // ViT + ConvStem: the attack ('visible') perturbs every pixel the stem reads.
+  {
+    name: 'convstem-mimir-nhsic',
+    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } },
+    model: CONVSTEM,
+  },
+  {
+    name: 'convstem-frozen-stem-mimir',
+    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } },
+    model: CONVSTEM_FROZEN,
+  },
 ];
 
 /**
@@ -92,6 +112,7 @@ const FINETUNE_CASES: Array<{
   dropPath: number;
   overrides?: Partial<FinetuneConfigInput>;
   epoch?: number;
+  model?: ModelConfig;
 }> = [
   ...(['natural', 'pgd-at', 'fast-at', 'trades', 'mart'] as const).map((method) => ({
     name: method,
@@ -119,6 +140,8 @@ const FINETUNE_CASES: Array<{
   { name: 'apgd-at', method: 'apgd-at', dropPath: 0, overrides: { apgdAt: { steps: 3 } } },
   // l_2 (normalised gradient steps, no sign): the default 10 iterations, a check after each of iterations 1 to 9.
   { name: 'apgd-at-l2', method: 'apgd-at', dropPath: 0, overrides: { threat: { norm: 'l2' } } },
+  { name: 'convstem-pgd-at', method: 'pgd-at', dropPath: 0, model: CONVSTEM },
+  { name: 'convstem-natural', method: 'natural', dropPath: 0, model: CONVSTEM },
 ];
 
 /**
@@ -190,18 +213,21 @@ async function update(
 async function pretrainCase(
   dir: string,
   input: PretrainConfigInput,
+  model: ModelConfig = MODEL,
 ): Promise<{ golden: GoldenCase; tfjs: TfjsOutputs }> {
-  const run = PretrainConfig.parse({ model: 'micro', batchSize: N, ...input });
-  const params = initMaeParams(MODEL, new Rng(3));
+  const run = PretrainConfig.parse({ model, batchSize: N, ...input });
+  const params = initMaeParams(model, new Rng(3));
   const batch = builtinBatch(N);
-  const mask = randomMasking(new Rng(7), N, numPatches(MODEL), run.maskRatio);
+  const mask = randomMasking(new Rng(7), N, numPatches(model), run.maskRatio);
   const eps = run.attack.eps / 255;
   const startRng = new Rng(11);
+  // perturb 'visible': the shape of the encoder's input (the visible patches; every patch for a ConvStem).
+  const inputShape = tf.tidy(() => encoderInput(model, batch.images, mask).shape);
   const startValues = Float32Array.from(
-    { length: N * mask.numVisible * patchDim(MODEL) },
+    { length: inputShape.reduce((a, b) => a * b, 1) },
     () => (2 * startRng.uniform() - 1) * eps,
   );
-  const attackStart = tf.tensor3d(startValues, [N, mask.numVisible, patchDim(MODEL)]);
+  const attackStart = tf.tensor3d(startValues, inputShape);
   try {
     const inputs = await paramEntries(params);
     inputs.set('images', await entry(batch.images));
@@ -210,7 +236,7 @@ async function pretrainCase(
     if (run.mode !== 'mae') inputs.set('attack.start', await entry(attackStart));
     const result = pretrainStep({
       params,
-      config: MODEL,
+      config: model,
       run,
       images: batch.images,
       rng: new Rng(1),
@@ -228,7 +254,7 @@ async function pretrainCase(
     const { after } = await update(params, result.grads, PRETRAIN_OPTIMIZER);
     result.dispose();
     return {
-      golden: { dir, kind: 'pretrain', model: MODEL, run, optimizer: PRETRAIN_OPTIMIZER, inputs },
+      golden: { dir, kind: 'pretrain', model, run, optimizer: PRETRAIN_OPTIMIZER, inputs },
       tfjs: { scalars, grads, before, after },
     };
   } finally {
@@ -241,15 +267,15 @@ async function pretrainCase(
 
 async function finetuneCase(
   dir: string,
-  { method, dropPath, overrides, epoch = 0 }: (typeof FINETUNE_CASES)[number],
+  { method, dropPath, overrides, epoch = 0, model = MODEL }: (typeof FINETUNE_CASES)[number],
 ): Promise<{ golden: GoldenCase; tfjs: TfjsOutputs }> {
   const run = microRun(method, { dropPath, attack: { steps: 3 }, ...overrides });
-  const params = initClassifierParams(MODEL, headOutputs(method, 10), new Rng(3), { headInitStd: run.headInitStd });
+  const params = initClassifierParams(model, headOutputs(method, 10), new Rng(3), { headInitStd: run.headInitStd });
   const batch = builtinBatch(N);
   // finetuneStep's first draw seeds the per-example attack streams; the start is made from them as adversary.ts does.
   const seed = new Rng(5).nextUint32();
   const streams = exampleStreams(seed, batch.ids, 'pgd', 0);
-  const perRow = MODEL.imageSize * MODEL.imageSize * MODEL.channels;
+  const perRow = model.imageSize * model.imageSize * model.channels;
   const eps = run.threat.eps / 255;
   const start =
     method === 'apgd-at'
@@ -266,7 +292,7 @@ async function finetuneCase(
       inputs.set('attack.start', { dtype: 'F32', shape: batch.images.shape, values: start });
     }
     const result = await finetuneStep(
-      { params, modelConfig: MODEL, run, numClasses: 10, epoch, rng: new Rng(5) },
+      { params, modelConfig: model, run, numClasses: 10, epoch, rng: new Rng(5) },
       batch,
     );
     const scalars: Record<string, number> = {
@@ -285,7 +311,7 @@ async function finetuneCase(
       golden: {
         dir,
         kind: 'finetune',
-        model: MODEL,
+        model,
         run,
         optimizer: FINETUNE_OPTIMIZER,
         rng: { seed: 5, ids: Array.from(batch.ids), epoch },
@@ -394,8 +420,8 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
     await useBackend('cpu');
     root = await mkdtemp(path.join(os.tmpdir(), 'mimir-golden-'));
     const cases: GoldenCase[] = [];
-    for (const { name, config } of PRETRAIN_CASES) {
-      const made = await pretrainCase(path.join(root, name), config);
+    for (const { name, config, model } of PRETRAIN_CASES) {
+      const made = await pretrainCase(path.join(root, name), config, model);
       names.push(name);
       cases.push(made.golden);
       tfjs.push(made.tfjs);
@@ -464,6 +490,21 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
       const theirs = torch[names.indexOf(name)]?.tensors.get('start.own');
       expect(theirs, name).toBeDefined();
       expect(Array.from(theirs ?? []), name).toEqual(Array.from(ours ?? []));
+    }
+  });
+
+  it('a ConvStem kept from init in pre-training gets no gradient and no update in either engine (Table VI)', () => {
+    const frozen = names.indexOf('convstem-frozen-stem-mimir');
+    const trained = names.indexOf('convstem-mimir-nhsic');
+    const stem = [...(tfjs[trained]?.grads.keys() ?? [])].filter((name) => name.startsWith('patch_embed.'));
+    expect(stem.length).toBe(10); // two convolutions with their LayerNorms, the 1x1 projection
+    for (const name of stem) {
+      expect(tfjs[frozen]?.grads.has(name), name).toBe(false);
+      expect(torch[frozen]?.tensors.has(`grad.${name}`), name).toBe(false);
+      expect(torch[trained]?.tensors.has(`grad.${name}`), name).toBe(true);
+      const before = tfjs[frozen]?.before.get(name);
+      expect(Array.from(tfjs[frozen]?.after.get(name) ?? []), name).toEqual(Array.from(before ?? []));
+      expect(Array.from(torch[frozen]?.tensors.get(`param.${name}`) ?? []), name).toEqual(Array.from(before ?? []));
     }
   });
 

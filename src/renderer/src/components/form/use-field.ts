@@ -16,7 +16,8 @@ export function useField(props: { node: FormNode; path: FieldPath }) {
   const inactive = computed(() => form.spec().inactiveReason(props.path, form.root()));
   // A model preset explains itself better than the field's general help.
   const help = computed(
-    () => form.spec().valueHelp(props.path, value.value) ?? doc.value.help ?? props.node.description ?? null,
+    () =>
+      form.spec().valueHelp(props.path, value.value, form.root()) ?? doc.value.help ?? props.node.description ?? null,
   );
   /** What an emptied control stores: null where the schema allows it, else nothing. */
   const emptyValue = computed(() => (props.node.nullable ? null : undefined));
