@@ -1,0 +1,40 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { findPythonWithTorch } from '../engine/io/python-torch';
+import { PYTHON_DIR } from './golden';
+
+/**
+ * Issue 18's encoders on the PyTorch engine: the python unittest modules under python/tests, run with
+ * Debian's python3 (torch 1.13). Each module is one test here; a failure shows unittest's report.
+ */
+const MODULES = [
+  // SparK's sparse convolution and sparse norms against float64 references.
+  'tests.test_sparse_conv',
+];
+
+function runUnittest(executable: string, module: string): { status: number | null; report: string } {
+  const run = spawnSync(executable, ['-m', 'unittest', '-v', module], {
+    cwd: PYTHON_DIR,
+    encoding: 'utf8',
+    timeout: 600_000,
+    maxBuffer: 16 * 2 ** 20,
+    env: { ...process.env, PYTHONPATH: PYTHON_DIR },
+  });
+  return { status: run.status, report: `${run.error?.message ?? ''}${run.stdout}${run.stderr}` };
+}
+
+describe('hierarchical encoders (python unit tests)', () => {
+  const found = findPythonWithTorch();
+  for (const module of MODULES) {
+    it(
+      module,
+      () => {
+        if (!found.python) throw new Error(found.reason);
+        const { status, report } = runUnittest(found.python.executable, module);
+        expect(status, report).toBe(0);
+        expect(report).toMatch(/\nOK/);
+      },
+      600_000,
+    );
+  }
+});
