@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { findPythonWithTorch } from '../engine/io/python-torch';
+import { timmPython } from '../helpers/timm-python';
 import { PYTHON_DIR } from './golden';
 
 /**
@@ -10,7 +11,11 @@ import { PYTHON_DIR } from './golden';
 const MODULES = [
   // SparK's sparse convolution and sparse norms against float64 references.
   'tests.test_sparse_conv',
+  // ConvNeXt's sparse forward, SparK's loss and MIMIR steps (micro size).
+  'tests.test_convnext',
 ];
+/** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */
+const TIMM_MODULES = ['tests.test_timm_parity'];
 
 function runUnittest(executable: string, module: string): { status: number | null; report: string } {
   const run = spawnSync(executable, ['-m', 'unittest', '-v', module], {
@@ -35,6 +40,20 @@ describe('hierarchical encoders (python unit tests)', () => {
         expect(report).toMatch(/\nOK/);
       },
       600_000,
+    );
+  }
+});
+
+describe('hierarchical encoders against timm', () => {
+  for (const module of TIMM_MODULES) {
+    it(
+      module,
+      () => {
+        const { status, report } = runUnittest(timmPython(), module);
+        expect(status, report).toBe(0);
+        expect(report).toMatch(/\nOK/);
+      },
+      900_000,
     );
   }
 });
