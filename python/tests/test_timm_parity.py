@@ -14,6 +14,7 @@ import torch.nn as nn
 from mimir_torch.encoders.common import count_parameters
 from mimir_torch.encoders.convnext import CONVNEXT_SIZES, ConvNeXt
 from mimir_torch.encoders.export import export_timm
+from mimir_torch.encoders.swin import SWIN_SIZES, SwinTransformer
 from mimir_torch.safetensors_io import read_safetensors
 
 TOLERANCE = 1e-4
@@ -73,6 +74,19 @@ class ConvNeXtParityTest(ParityCase):
 
     def test_convnext_micro_export_loads_into_timm_with_the_same_logits(self) -> None:
         self.check_export(ConvNeXt(CONVNEXT_SIZES["convnext-micro"], num_classes=10), 32, 1)
+
+
+class SwinParityTest(ParityCase):
+    def test_swin_base_parameter_count(self) -> None:
+        ours = SwinTransformer(SWIN_SIZES["swin-b"])
+        self.assertEqual(count_parameters(ours), count_parameters(timm.create_model("swin_base_patch4_window7_224")))
+        self.assertEqual(count_parameters(ours), 87_768_224)
+
+    def test_swin_base_export_loads_into_timm_with_the_same_logits(self) -> None:
+        self.check_export(SwinTransformer(SWIN_SIZES["swin-b"], num_classes=1000), 224, 2)
+
+    def test_swin_micro_export_loads_into_timm_with_the_same_logits(self) -> None:
+        self.check_export(SwinTransformer(SWIN_SIZES["swin-micro"], num_classes=10), 32, 3)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ const MODULES = [
   'tests.test_sparse_conv',
   // ConvNeXt's sparse forward, SparK's loss and MIMIR steps (micro size).
   'tests.test_convnext',
+  // Group window attention (GreenMIM) and Swin's visible-token encoder, MIMIR steps (micro size).
+  'tests.test_swin',
 ];
 /** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */
 const TIMM_MODULES = ['tests.test_timm_parity'];

@@ -39,7 +39,7 @@ def random_active(generator: torch.Generator, batch: int, grid: int, ratio: floa
     return mask_from_ids(random_masking(generator, batch, grid * grid, ratio).visible_ids, grid)
 
 
-def _normalise(images: torch.Tensor, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> torch.Tensor:
+def to_model_input(images: torch.Tensor, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]) -> torch.Tensor:
     """NHWC [0, 1] -> NCHW, (x - mean) / std per channel when given."""
     x = images.permute(0, 3, 1, 2)
     if mean is None or std is None:
@@ -125,7 +125,7 @@ class SparKConvNeXt(nn.Module):
 
     def encode(self, images: torch.Tensor, active: torch.Tensor) -> List[torch.Tensor]:
         """Every stage's sparse features for NHWC images in [0, 1]."""
-        return self.encoder.forward_stages(_normalise(images, self.mean, self.std), active)
+        return self.encoder.forward_stages(to_model_input(images, self.mean, self.std), active)
 
     def decode(self, features: List[torch.Tensor], active: torch.Tensor) -> torch.Tensor:
         """Densify every stage, upsample from the coarsest: predicted images NHWC (normalised space)."""
@@ -156,6 +156,6 @@ class SparKConvNeXt(nn.Module):
         `inputs` (both NHWC in [0, 1]; the encoder only sees `inputs` at visible cells)."""
         features = self.encode(inputs, active)
         pred = self.decode(features, active)
-        target = _normalise(targets, self.mean, self.std).permute(0, 2, 3, 1)
+        target = to_model_input(targets, self.mean, self.std).permute(0, 2, 3, 1)
         loss = masked_unit_loss(pred, target, active, self.encoder.total_stride, norm_pix)
         return loss, self.mi_features(features, active, mi_where)
