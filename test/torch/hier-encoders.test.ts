@@ -15,6 +15,8 @@ const MODULES = [
   'tests.test_convnext',
   // Group window attention (GreenMIM) and Swin's visible-token encoder, MIMIR steps (micro size).
   'tests.test_swin',
+  // Both as the engine's classifiers: parameter dicts, from pre-trained autoencoders, PGD-AT steps.
+  'tests.test_hier_classifier',
 ];
 /** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */
 const TIMM_MODULES = ['tests.test_timm_parity'];
