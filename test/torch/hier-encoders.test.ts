@@ -17,6 +17,8 @@ const MODULES = [
   'tests.test_swin',
   // Both as the engine's classifiers: parameter dicts, from pre-trained autoencoders, PGD-AT steps.
   'tests.test_hier_classifier',
+  // Through the engine's encoder dispatch: specs and init from a model config, a PGD-AT finetune_step.
+  'tests.test_hier_dispatch',
 ];
 /** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */
 const TIMM_MODULES = ['tests.test_timm_parity'];

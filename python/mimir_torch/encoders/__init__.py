@@ -34,9 +34,10 @@ TORCH_ONLY = ("convnext", "swin")
 
 def _registry() -> Dict[str, Any]:
     # Imported at call time: the implementations use model.py, which calls encoder_for.
+    from .hier_dispatch import CONVNEXT, SWIN
     from .vit import VIT
 
-    return {"vit": VIT}
+    return {"vit": VIT, "convnext": CONVNEXT, "swin": SWIN}
 
 
 def encoder_for(c: ModelConfig) -> Any:
