@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { findPythonWithTorch } from '../engine/io/python-torch';
+import { modelConfigFromPreset } from '../../src/shared/model-config';
+import { findPythonWithTorch, runPython } from '../engine/io/python-torch';
 import { timmPython } from '../helpers/timm-python';
 import { PYTHON_DIR } from './golden';
 
@@ -62,4 +63,30 @@ describe('hierarchical encoders against timm', () => {
       900_000,
     );
   }
+});
+
+describe('presets as the PyTorch engine builds them', () => {
+  const found = findPythonWithTorch();
+  it("convnext-t and swin-b have timm's parameter counts; the micro presets build", () => {
+    if (!found.python) throw new Error(found.reason);
+    const presets = ['convnext-t', 'swin-b', 'convnext-micro', 'swin-micro'] as const;
+    const configs = presets.map((p) => modelConfigFromPreset(p));
+    const script = [
+      'import json, math, sys',
+      'from mimir_torch import model as M',
+      'from mimir_torch.config import ModelConfig',
+      'configs = json.loads(sys.argv[1])',
+      'specs = [M.classifier_param_specs(ModelConfig.parse(c), 1000) for c in configs]',
+      'counts = [sum(math.prod(shape) for _, shape, _ in s) for s in specs]',
+      'print(json.dumps({"counts": counts}))',
+    ].join('\n');
+    const { counts } = runPython<{ counts: number[] }>(found.python, ['-c', script, JSON.stringify(configs)], {
+      env: { ...process.env, PYTHONPATH: PYTHON_DIR },
+      timeoutMs: 600_000,
+    });
+    // timm 0.9.16: convnext_tiny 28,589,128 and swin_base_patch4_window7_224 87,768,224 parameters.
+    expect(counts.slice(0, 2)).toEqual([28_589_128, 87_768_224]);
+    expect(counts[2]).toBeGreaterThan(0);
+    expect(counts[3]).toBeGreaterThan(0);
+  }, 600_000);
 });
