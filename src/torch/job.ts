@@ -72,11 +72,23 @@ export async function resumeJob(kind: TorchJob['kind'], epochsOverride?: number)
     : { kind, config: null, resume: true, ...(epochsOverride ? { epochsOverride } : {}) };
 }
 
+/**
+ * A job for this engine runs on it whatever its config's engine field says (the command line's
+ * --engine torch does not write one), so the config is validated as a torch run's: torch-only encoders
+ * (ConvNeXt, Swin) pass.
+ */
+function onTorch(configInput: unknown): unknown {
+  if (typeof configInput !== 'object' || configInput === null || Array.isArray(configInput)) return configInput;
+  const input = configInput as Record<string, unknown>;
+  const engine = typeof input.engine === 'object' && input.engine !== null ? input.engine : {};
+  return { ...input, engine: { ...engine, name: 'torch' } };
+}
+
 export async function pretrainJob(
   configInput: unknown,
   epochsOverride?: number,
 ): Promise<TorchJob & { kind: 'pretrain' }> {
-  const parsed = PretrainConfig.safeParse(configInput);
+  const parsed = PretrainConfig.safeParse(onTorch(configInput));
   if (!parsed.success) {
     throw new Error(`Invalid pre-training config: ${describeIssues(parsed.error)}`);
   }
@@ -102,7 +114,7 @@ export async function pretrainJob(
  * model sized for the dataset. What the PyTorch engine does not do yet is refused here, by name.
  */
 export async function finetuneJob(configInput: unknown, epochsOverride?: number): Promise<TorchJob> {
-  const parsed = FinetuneConfig.safeParse(configInput);
+  const parsed = FinetuneConfig.safeParse(onTorch(configInput));
   if (!parsed.success) {
     throw new Error(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
   }

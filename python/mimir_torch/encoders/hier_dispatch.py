@@ -10,20 +10,24 @@ ConvNeXt's layer scales "layer-scale" (1e-6, timm's ls_init_value); the classifi
 encoders have no tfjs twin whose draws they would have to repeat.
 
 Masked pre-training does not go through the ViT MAE path (mae_input / encode_visible_with_layer):
-SparK's and GreenMIM's decoders are their own (spark.py, green.py, hier_pretrain.py).
+SparK's and GreenMIM's decoders are their own (spark.py, green.py, hier_pretrain.py); pretrainer(c)
+gives pretrain_run.py the masked autoencoder, its parameters, masks and step.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import torch
 import torch.nn as nn
 from torch.nn.utils.stateless import functional_call
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, ModelConfig, PretrainSettings
+from ..masking import rng_masking
 from ..rng import Rng
 from .convnext import ConvNeXt, ConvNeXtSize
-from .spark import to_model_input
+from .green import GreenSwin
+from .hier_pretrain import MI_DEFAULT, HierStepResult, hier_pretrain_step
+from .spark import SparKConvNeXt, mask_from_ids, to_model_input
 from .swin import SwinSize, SwinTransformer
 
 Specs = List[Tuple[str, List[int], str]]
@@ -104,12 +108,15 @@ class HierarchicalEncoder:
     def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
         return False
 
+    def pretrainer(self, c: ModelConfig, device: torch.device) -> "HierPretrainer":
+        """This encoder's own masked autoencoder (pretrain_run.py uses it in place of the ViT MAE)."""
+        return HierPretrainer(self.kind, c, device)
+
     def _no_vit_mae(self) -> ConfigError:
         return ConfigError(
             f"The {self.kind} encoder pre-trains with its own masked autoencoder "
             f"({'SparK' if self.kind == 'convnext' else 'GreenMIM'}, python/mimir_torch/encoders/hier_pretrain.py), "
-            "not the ViT MAE: pre-training runs of this encoder are not wired into the PyTorch engine's runs yet; "
-            "fine-tune it from scratch (--scratch) or pre-train a ViT"
+            "not the ViT MAE (pretrain_run.py runs it through pretrainer())"
         )
 
     def mae_input(self, c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
@@ -121,3 +128,51 @@ class HierarchicalEncoder:
 
 CONVNEXT = HierarchicalEncoder("convnext")
 SWIN = HierarchicalEncoder("swin")
+
+
+class HierPretrainer:
+    """Masked pre-training of a ConvNeXt (SparK) or Swin (GreenMIM) for pretrain_run.py. Its parameters
+    are the module's own tensors, named as in checkpoints: the encoder's under timm's names (so
+    fine-tuning's classifier_from_encoder copies them as it copies a ViT's), the decoder's beside them."""
+
+    def __init__(self, kind: str, c: ModelConfig, device: torch.device) -> None:
+        self.kind = kind
+        norm = c.normalize
+        mean, std = (norm.mean, norm.std) if norm else (None, None)
+        if kind == "convnext":
+            encoder = ConvNeXt(convnext_size(c), num_classes=1, in_chans=c.channels)
+            self.module: nn.Module = SparKConvNeXt(encoder, decoder_width=c.decoder_width, mean=mean, std=std)
+        else:
+            encoder_s = SwinTransformer(swin_size(c), num_classes=1, in_chans=c.channels)
+            self.module = GreenSwin(encoder_s, c.decoder_width, c.decoder_depth, c.decoder_heads, mean=mean, std=std)
+        self.module.to(device)
+        self.grid = self.module.mask_grid_for(c.image_size)
+        if self.grid * self.grid < 2:
+            raise ConfigError(
+                f"model: {c.image_size} px images make a {self.grid}x{self.grid} mask grid for this {kind} "
+                "(one cell per last-stage position): masked pre-training needs at least 2 cells; use larger images or a smaller stem"
+            )
+        self.mi_where = MI_DEFAULT[kind]
+        self.params = {checkpoint_name(n): p for n, p in self.module.named_parameters()}
+
+    def specs(self) -> List[Tuple[str, List[int], str]]:
+        return [(n, list(p.shape), "") for n, p in self.params.items()]
+
+    def draw_mask(self, rng: Rng, batch: int, ratio: float) -> torch.Tensor:
+        """Per-sample masks on the coarse grid from the workbench Rng (ConvNeXt); one for the batch (Swin, as GreenMIM)."""
+        if self.kind == "swin":
+            one = rng_masking(rng, 1, self.grid * self.grid, ratio).visible_ids
+            return mask_from_ids(one, self.grid).expand(batch, -1, -1, -1)
+        return mask_from_ids(rng_masking(rng, batch, self.grid * self.grid, ratio).visible_ids, self.grid)
+
+    def step(self, run: PretrainSettings, images: torch.Tensor, active: torch.Tensor, start: Optional[torch.Tensor],
+             draw: Callable[[], torch.Tensor], loss_scale: float) -> HierStepResult:
+        if run.mi.layer_block != 0:
+            raise ConfigError(f"mi.layer.block applies to ViT blocks; the {self.kind} encoder takes MI at its last stage ({self.mi_where})")
+        result = hier_pretrain_step(self.module, run, images, active, start, self.mi_where, draw, loss_scale)
+        result.grads = {checkpoint_name(n): g for n, g in result.grads.items()}
+        return result
+
+
+def checkpoint_name(module_name: str) -> str:
+    return module_name[len("encoder."):] if module_name.startswith("encoder.") else module_name
