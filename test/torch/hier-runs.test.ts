@@ -106,6 +106,12 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
       const epoch = ftEvents.find((e) => e.type === 'metrics' && e.values.heldout_pgd_acc !== undefined);
       expect(epoch).toBeDefined();
       expect(checkpointNames(ftEvents)).toEqual(expect.arrayContaining([encoderName, 'head.fc.weight']));
+      // No engine evaluates it yet: mimir eval (tfjs) says so and where the robust accuracy is.
+      const evaluated = runMimir(['eval', '--model', tuned, '--attacks', 'natural', '--n', '8']);
+      expect(evaluated.status).not.toBe(0);
+      expect(evaluated.stderr).toMatch(
+        /runs on the PyTorch engine only.*cannot run it yet.*held-out natural and PGD accuracy/s,
+      );
     }, 600_000);
   }
 });
