@@ -17,9 +17,7 @@ const MODULES = [
   'tests.test_convnext',
   // Group window attention (GreenMIM) and Swin's visible-token encoder, MIMIR steps (micro size).
   'tests.test_swin',
-  // Both as the engine's classifiers: parameter dicts, from pre-trained autoencoders, PGD-AT steps.
-  'tests.test_hier_classifier',
-  // Through the engine's encoder dispatch: specs and init from a model config, a PGD-AT finetune_step.
+  // Through the engine's encoder dispatch: specs, init, transfer from a pre-training, PGD-AT steps.
   'tests.test_hier_dispatch',
 ];
 /** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */

@@ -20,8 +20,9 @@ The tfjs and torch versions of an encoder must agree (test/torch/golden-steps.te
 
 The hierarchical encoders (issue 18) are nn.Modules with timm's module names: ConvNeXt with SparK-style
 sparse masked pre-training (convnext.py, sparse_conv.py, spark.py) and Swin with GreenMIM-style group
-window attention (swin.py, group_window_attention.py, green.py); hier_classifier.py gives them the
-engine's parameter-dict API and hier_pretrain.py their MIMIR step.
+window attention (swin.py, group_window_attention.py, green.py); hier_dispatch.py puts them behind
+this dispatch (classifier specs and forward on parameter dicts, and pretrainer(c): their own masked
+autoencoders, which pretrain_run.py uses in place of the ViT MAE); hier_pretrain.py is their MIMIR step.
 """
 from __future__ import annotations
 
