@@ -72,8 +72,10 @@ def init_params(specs: List[Tuple[str, List[int], str]], generator: torch.Genera
         elif role in ("weight", "patch-weight") and name != "head.weight":
             bound = math.sqrt(6.0 / (shape[0] + shape[1]))
             value = (torch.rand(shape, generator=generator) * 2 - 1) * bound
-        elif name == "head.weight":
+        elif name == "head.weight" or role == "head-weight":
             value = torch.randn(shape, generator=generator) * head_init_std
+        elif role == "layer-scale":  # ConvNeXt's gamma: timm's ls_init_value
+            value = torch.full(shape, 1e-6)
         elif role == "token":
             value = torch.randn(shape, generator=generator) * 0.02
         elif role == "norm" and name.endswith(".weight"):
@@ -93,11 +95,13 @@ def init_params_rng(specs: List[Tuple[str, List[int], str]], rng: "Rng", head_in
         size = 1
         for d in shape:
             size *= d
-        if name == "head.weight":
+        if name == "head.weight" or role == "head-weight":
             values = [rng.normal() * head_init_std for _ in range(size)]
         elif role == "conv-weight":  # params.ts's 'uniform' init, torch's Conv2d default: U(+-1/sqrt(fan_in))
             bound = 1 / math.sqrt(shape[0] * shape[1] * shape[2])
             values = [(2 * rng.uniform() - 1) * bound for _ in range(size)]
+        elif role == "layer-scale":  # ConvNeXt's gamma: timm's ls_init_value
+            values = [1e-6] * size
         elif role in ("weight", "patch-weight"):
             bound = math.sqrt(6 / (shape[0] + shape[1]))
             values = [(2 * rng.uniform() - 1) * bound for _ in range(size)]

@@ -53,9 +53,22 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
             f.write(json.dumps(config, indent=2) + "\n")
 
     rng = Rng(seed)
-    params = M.init_params_rng(M.mae_param_specs(model_config), rng.fork())
-    M.check_params(params, M.mae_param_specs(model_config))
-    params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
+    # An encoder with its own masked autoencoder (ConvNeXt: SparK, Swin: GreenMIM) supplies pretrainer();
+    # its parameters are its module's (initialised as timm's), the ViT's are drawn from the workbench Rng.
+    make_pretrainer = getattr(M.encoder_for(model_config), "pretrainer", None)
+    try:
+        hier = make_pretrainer(model_config, device) if make_pretrainer else None
+    except (ConfigError, ValueError) as error:
+        fail(str(error))
+        raise
+    specs = hier.specs() if hier else M.mae_param_specs(model_config)
+    if hier:
+        rng.fork()  # keep the Rng's later draws (masks, attack starts) where a ViT run has them
+        params = hier.params
+    else:
+        params = M.init_params_rng(specs, rng.fork())
+        M.check_params(params, specs)
+        params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     # MAE's pre-training optimiser decays the cls and mask tokens (as the tfjs engine's createPretrainOptimizer).
     optimizer = AdamW(
         params,
@@ -67,7 +80,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     iterator_state = None
     epoch = 0
     if stored:
-        M.check_params(stored.params, M.mae_param_specs(model_config))
+        M.check_params(stored.params, specs)
         restore_weights(stored, params, optimizer, device)
         iterator_state, epoch = restore_position(stored, rng, state)
 
@@ -92,7 +105,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     last_lr = 0.0
 
     def preview() -> None:
-        if world.rank != 0:
+        if world.rank != 0 or hier:
             return
         step = state["step"]
         directory = os.path.join(out_dir, PREVIEWS_DIR, f"step-{step:07d}")
@@ -100,12 +113,18 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         emitter.emit({"type": "preview", "step": step, "epoch": epoch, "imageSize": model_config.image_size, **snapshot})
 
     def draw_mask():
+        if hier:
+            return hier.draw_mask(rng, batch_size, run.mask_ratio)
         order = "shuffled" if run.mi.token_order == "shuffled" else "spatial"
         return rng_masking(rng, batch_size, model_config.num_patches, run.mask_ratio, order)
 
     def local(mask):
+        if hier:
+            return mask[rows].to(device)
         return type(mask)(mask.visible_ids[rows].to(device), mask.masked_ids[rows].to(device))
 
+    if hier:
+        emitter.log("info", f"The {model_config.encoder_kind} encoder pre-trains with its own masked autoencoder; reconstruction previews are not drawn for it yet.")
     if state["step"] == 0:
         preview()
     while epoch < epochs:
@@ -123,11 +142,17 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
                 generator = torch.Generator().manual_seed(rng.seed())
                 eps = run.attack.eps / 255
                 # the encoder's input patches: the visible ones, or all of them for a ConvStem (M.mae_input)
-                inputs = M.mae_input(model_config, torch.zeros((1,) + tuple(images_np.shape[1:])), mask.visible_ids[:1].cpu()).shape[1]
-                shape = (batch_size, inputs, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
+                if hier:  # image-shaped; the step keeps it on visible cells for perturb 'visible'
+                    shape = (batch_size,) + tuple(images_np.shape[1:])
+                else:
+                    inputs = M.mae_input(model_config, torch.zeros((1,) + tuple(images_np.shape[1:])), mask.visible_ids[:1].cpu()).shape[1]
+                    shape = (batch_size, inputs, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
                 start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps)[rows].to(device)
             with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
-                result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()), precision.loss_scale())
+                if hier:
+                    result = hier.step(run, images, local(mask), start, lambda: local(draw_mask()), precision.loss_scale())
+                else:
+                    result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()), precision.loss_scale())
             grads = average({k: g.float() for k, g in result.grads.items()})
             if os.environ.get(GRAD_DUMP_ENV):
                 # Test hook (the DDP gradient-equivalence test): the first step's averaged gradients, then stop.

@@ -78,6 +78,7 @@ export const TORCH_ONLY_ENCODERS: readonly EncoderKind[] = ['convnext', 'swin'];
 
 /** The parts of ModelConfig an encoder's shape rules read. */
 interface ModelShape {
+  imageSize: number;
   patchSize: number;
   depth: number;
   width: number;
@@ -113,6 +114,48 @@ export function checkEncoder(c: ModelShape): [string, string][] {
         ]);
       }
       break;
+    case 'convnext': {
+      if (e.depths.length !== e.dims.length) {
+        problems.push([
+          'encoder',
+          `encoder.depths has ${e.depths.length} stages but encoder.dims ${e.dims.length}: give one width per stage`,
+        ]);
+      }
+      const stride = c.patchSize * 2 ** (e.depths.length - 1);
+      if (c.imageSize % stride !== 0) {
+        problems.push([
+          'imageSize',
+          `ConvNeXt's last stage has ${stride} px cells (stem patchSize ${c.patchSize}, halved ${e.depths.length - 1} times); ` +
+            `imageSize ${c.imageSize} must be a multiple of it`,
+        ]);
+      }
+      break;
+    }
+    case 'swin': {
+      if (e.depths.length !== e.stageHeads.length) {
+        problems.push([
+          'encoder',
+          `encoder.depths has ${e.depths.length} stages but encoder.stageHeads ${e.stageHeads.length}: give one head count per stage`,
+        ]);
+      }
+      const grid = c.imageSize / c.patchSize;
+      const halvings = e.depths.length - 1;
+      if (!Number.isInteger(grid / 2 ** halvings)) {
+        problems.push([
+          'imageSize',
+          `Swin halves its ${grid} x ${grid} token grid ${halvings} times; imageSize / patchSize must be a multiple of ${2 ** halvings}`,
+        ]);
+      }
+      e.stageHeads.forEach((heads, i) => {
+        if ((c.width * 2 ** i) % heads !== 0) {
+          problems.push([
+            'encoder',
+            `Swin stage ${i + 1} has width ${c.width * 2 ** i} (width x 2^${i}), not divisible by its ${heads} heads`,
+          ]);
+        }
+      });
+      break;
+    }
     default:
       break;
   }

@@ -85,6 +85,11 @@ export const MODEL_PRESETS = [
   'convstem-micro',
   'convstem-vit-s',
   'convstem-vit-b',
+  // ConvNeXt (SparK masked pre-training) and Swin (GreenMIM), PyTorch engine only (paper Table VI)
+  'convnext-micro',
+  'convnext-t',
+  'swin-micro',
+  'swin-b',
 ] as const;
 export const ModelPreset = z.enum(MODEL_PRESETS);
 export type ModelPreset = z.infer<typeof ModelPreset>;
@@ -207,6 +212,58 @@ const PRESETS: Record<ModelPreset, PresetSpec> = {
     defaultImageSize: 224,
     patchSizeFor: paperPatchSize,
     encoder: convStem(48),
+  },
+  // width: ConvNeXt's last stage width, Swin's embedding width; depth: all blocks; heads: Swin's first stage's.
+  // decoderWidth: SparK's coarsest decoder width (halved per stage) / GreenMIM's MAE decoder.
+  'convnext-micro': {
+    description:
+      'ConvNeXt for tests and demos: 4 stages of 1 block, 16, 32, 64, 128 channels, stem stride 1 (8 px mask cells at 32 px); PyTorch engine',
+    width: 128,
+    depth: 4,
+    heads: 1,
+    decoderWidth: 32,
+    decoderDepth: 1,
+    decoderHeads: 1,
+    defaultImageSize: 32,
+    patchSizeFor: () => 1,
+    encoder: () => ({ kind: 'convnext', depths: [1, 1, 1, 1], dims: [16, 32, 64, 128] }),
+  },
+  'convnext-t': {
+    description:
+      "ConvNeXt-T (timm's convnext_tiny): blocks 3, 3, 9, 3, channels 96 to 768, stem stride 4; PyTorch engine",
+    width: 768,
+    depth: 18,
+    heads: 1,
+    decoderWidth: 512,
+    decoderDepth: 1,
+    decoderHeads: 1,
+    defaultImageSize: 224,
+    patchSizeFor: () => 4,
+    encoder: () => ({ kind: 'convnext', depths: [3, 3, 9, 3], dims: [96, 192, 384, 768] }),
+  },
+  'swin-micro': {
+    description:
+      'Swin for tests and demos: patch 2, width 16, 3 stages of 2 blocks with 1, 2, 4 heads, window 4; PyTorch engine',
+    width: 16,
+    depth: 6,
+    heads: 1,
+    decoderWidth: 32,
+    decoderDepth: 1,
+    decoderHeads: 2,
+    defaultImageSize: 32,
+    patchSizeFor: () => 2,
+    encoder: () => ({ kind: 'swin', depths: [2, 2, 2], stageHeads: [1, 2, 4], windowSize: 4 }),
+  },
+  'swin-b': {
+    description:
+      "Swin-B (timm's swin_base_patch4_window7_224): patch 4, width 128, blocks 2, 2, 18, 2, window 7; PyTorch engine",
+    width: 128,
+    depth: 24,
+    heads: 4,
+    ...PAPER_DECODER,
+    defaultImageSize: 224,
+    patchSizeFor: () => 4,
+    encoder: () => ({ kind: 'swin', depths: [2, 2, 18, 2], stageHeads: [4, 8, 16, 32], windowSize: 7 }),
   },
 };
 

@@ -92,9 +92,69 @@ const ENCODER_SIZES: Record<EncoderKind, EncoderSize | null> = {
   },
   convit: null,
   cait: null,
-  convnext: null,
-  swin: null,
+  convnext: {
+    parameters: (c, classes) => convnextSize(c, classes).parameters,
+    flopsPerImage: (c, classes) => convnextSize(c, classes).flops,
+  },
+  swin: {
+    parameters: (c, classes) => swinSize(c, classes).parameters,
+    flopsPerImage: (c, classes) => swinSize(c, classes).flops,
+  },
 };
+
+/**
+ * timm's ConvNeXt: a patchSize x patchSize stem conv + LayerNorm; per stage a LayerNorm + 2x2 stride-2
+ * conv (from stage 2), then blocks of a 7x7 depthwise conv, LayerNorm, MLP 4x and a layer scale; the
+ * head's LayerNorm and linear.
+ */
+function convnextSize(c: ModelConfig, classes: number): { parameters: number; flops: number } {
+  if (c.encoder.kind !== 'convnext') throw new Error('not a ConvNeXt');
+  const { depths, dims } = c.encoder;
+  const first = dims[0] ?? 0;
+  let side = c.imageSize / c.patchSize;
+  let parameters = c.channels * first * c.patchSize ** 2 + 3 * first;
+  let flops = side * side * c.channels * first * c.patchSize ** 2;
+  dims.forEach((d, i) => {
+    if (i > 0) {
+      const prev = dims[i - 1] ?? 0;
+      side /= 2;
+      parameters += 2 * prev + 4 * prev * d + d;
+      flops += side * side * 4 * prev * d;
+    }
+    parameters += (depths[i] ?? 0) * (8 * d * d + 58 * d);
+    flops += (depths[i] ?? 0) * side * side * (49 * d + 8 * d * d);
+  });
+  const last = dims.at(-1) ?? 0;
+  return { parameters: parameters + 2 * last + last * classes + classes, flops: flops + last * classes };
+}
+
+/**
+ * timm's Swin: a patch embedding (conv + LayerNorm); per stage a patch merging (LayerNorm over 4C, a
+ * linear 4C -> 2C without bias, from stage 2), then blocks with window attention (relative position
+ * table of (2w - 1)^2 x heads, the window shrunk to a smaller map) and MLP 4x; a final LayerNorm and
+ * the linear head.
+ */
+function swinSize(c: ModelConfig, classes: number): { parameters: number; flops: number } {
+  if (c.encoder.kind !== 'swin') throw new Error('not a Swin');
+  const { depths, stageHeads, windowSize } = c.encoder;
+  let side = c.imageSize / c.patchSize;
+  let parameters = c.channels * c.width * c.patchSize ** 2 + 3 * c.width;
+  let flops = side * side * c.channels * c.width * c.patchSize ** 2;
+  let d = c.width;
+  depths.forEach((depth, i) => {
+    if (i > 0) {
+      side /= 2;
+      parameters += 8 * d + 8 * d * d;
+      flops += side * side * 8 * d * d;
+      d *= 2;
+    }
+    const w = Math.min(windowSize, side);
+    const tokens = side * side;
+    parameters += depth * (12 * d * d + 13 * d + (2 * w - 1) ** 2 * (stageHeads[i] ?? 0));
+    flops += depth * (12 * tokens * d * d + 2 * tokens * w * w * d);
+  });
+  return { parameters: parameters + 2 * d + d * classes + classes, flops: flops + d * classes };
+}
 
 /** The summary of a classifier with `classes` outputs (1000 by default, as model tables quote), or null when the encoder's size is not counted. */
 export function modelSummary(c: ModelConfig, classes = 1000): ModelSummary | null {

@@ -17,6 +17,12 @@ losses stay shared in model.py):
 - classifier_forward(params, c, images, drop_path, rng): logits for NHWC images in [0, 1].
 - frozen_in_pretraining(c, name): parameters pre-training keeps at their initial values.
 The tfjs and torch versions of an encoder must agree (test/torch/golden-steps.test.ts).
+
+The hierarchical encoders (issue 18) are nn.Modules with timm's module names: ConvNeXt with SparK-style
+sparse masked pre-training (convnext.py, sparse_conv.py, spark.py) and Swin with GreenMIM-style group
+window attention (swin.py, group_window_attention.py, green.py); hier_dispatch.py puts them behind
+this dispatch (classifier specs and forward on parameter dicts, and pretrainer(c): their own masked
+autoencoders, which pretrain_run.py uses in place of the ViT MAE); hier_pretrain.py is their MIMIR step.
 """
 from __future__ import annotations
 
@@ -30,9 +36,10 @@ TORCH_ONLY = ("convnext", "swin")
 def _registry() -> Dict[str, Any]:
     # Imported at call time: the implementations use model.py, which calls encoder_for.
     from .convstem import CONVSTEM
+    from .hier_dispatch import CONVNEXT, SWIN
     from .vit import VIT
 
-    return {"vit": VIT, "convstem": CONVSTEM}
+    return {"vit": VIT, "convstem": CONVSTEM, "convnext": CONVNEXT, "swin": SWIN}
 
 
 def encoder_for(c: ModelConfig) -> Any:

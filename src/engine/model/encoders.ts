@@ -75,7 +75,13 @@ export function encoderFor(config: ModelConfig): EncoderImpl {
   const kind = config.encoder.kind;
   const impl = registry()[kind];
   if (impl) return impl;
-  throw new Error(
-    tfjsEncoderRefusal(config.encoder) ?? `The ${kind} encoder is not implemented on the tfjs engine yet`,
-  );
+  const refusal = tfjsEncoderRefusal(config.encoder);
+  if (refusal) {
+    // Reached by what only this engine does (evaluation, prediction, export, loss landscapes), not by training.
+    throw new Error(
+      `${refusal}. Evaluation, prediction, export and loss landscapes run on the TensorFlow.js engine, which ` +
+        `cannot run it yet; a fine-tuning run on the PyTorch engine reports held-out natural and PGD accuracy`,
+    );
+  }
+  throw new Error(`The ${kind} encoder is not implemented on the tfjs engine yet`);
 }

@@ -72,7 +72,7 @@ describe('model.encoder', () => {
   });
 
   it('a PyTorch-only encoder is refused on the tfjs engine with a message naming the PyTorch engine', () => {
-    const model = { ...micro, encoder: { kind: 'convnext', depths: [1, 1, 1, 1], dims: [8, 16, 32, 64] } };
+    const model = { ...micro, encoder: { kind: 'convnext', depths: [1, 1], dims: [8, 16] } };
     const base = { dataset: { kind: 'builtin', size: 32, imageSize: 16 }, model };
     const refused = PretrainConfig.safeParse(base);
     expect(refused.success).toBe(false);
