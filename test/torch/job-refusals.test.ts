@@ -36,7 +36,7 @@ describe('PyTorch engine jobs', () => {
       decoderWidth: 32,
       decoderDepth: 1,
       decoderHeads: 2,
-      encoder: { kind: 'convnext', depths: [1, 1, 1, 1], dims: [8, 16, 32, 64] },
+      encoder: { kind: 'convnext', depths: [1, 1], dims: [8, 16] },
     };
     const job = await pretrainJob({ model, dataset: builtin });
     expect(job.config.model).toMatchObject({ encoder: { kind: 'convnext' } });
