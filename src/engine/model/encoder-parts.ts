@@ -1,0 +1,243 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
+import type { Rng } from '../rng';
+import type { ClassifierOutput } from './classifier';
+import { gelu, linearNoBias } from './layers';
+import {
+  decode,
+  orderedTargets,
+  reconstructionLoss,
+  visiblePatches,
+  type MaeForwardOptions,
+  type MaeOutput,
+} from './mae';
+import type { PatchMask } from './masking';
+import { maeParamSpecs, getParam, initParams, type ParamMap, type ParamSpec } from './params';
+import { patchify } from './patches';
+import { linearLayer, mat, normLayer, residual, vec, type ForwardOptions } from './transformer';
+
+/**
+ * Pieces shared by the encoders with timm's token layout (ConViT, CaiT): a learned position
+ * embedding pos_embed [1, L, D] without a cls row, the cls token joined later in the stack, the
+ * final `norm` kept by the classifier, which reads the cls token (timm's global_pool='token') into `head`.
+ */
+
+export function linearSpecs(prefix: string, fanIn: number, fanOut: number, bias = true): ParamSpec[] {
+  const weight: ParamSpec = {
+    name: `${prefix}.weight`,
+    shape: [fanIn, fanOut],
+    role: 'weight',
+    init: { kind: 'xavier', fanIn, fanOut },
+  };
+  return bias ? [weight, { name: `${prefix}.bias`, shape: [fanOut], role: 'bias', init: { kind: 'zeros' } }] : [weight];
+}
+
+export function normSpecs(prefix: string, width: number): ParamSpec[] {
+  return [
+    { name: `${prefix}.weight`, shape: [width], role: 'norm', init: { kind: 'ones' } },
+    { name: `${prefix}.bias`, shape: [width], role: 'norm', init: { kind: 'zeros' } },
+  ];
+}
+
+export function mlpSpecs(prefix: string, width: number, mlpRatio: number): ParamSpec[] {
+  const hidden = Math.round(width * mlpRatio);
+  return [...linearSpecs(`${prefix}.fc1`, width, hidden), ...linearSpecs(`${prefix}.fc2`, hidden, width)];
+}
+
+/** cls_token, pos_embed (learned, timm's [1, L, D]; set to the sin-cos table after init) and the patch embedding. */
+export function embeddingSpecs(config: ModelConfig): ParamSpec[] {
+  const k = patchDim(config);
+  const d = config.width;
+  const l = gridSize(config) ** 2;
+  return [
+    { name: 'cls_token', shape: [1, 1, d], role: 'token', init: { kind: 'normal', std: 0.02 } },
+    { name: 'pos_embed', shape: [1, l, d], role: 'token', init: { kind: 'zeros' } },
+    {
+      name: 'patch_embed.proj.weight',
+      shape: [k, d],
+      role: 'patch-weight',
+      init: { kind: 'xavier', fanIn: k, fanOut: d },
+    },
+    { name: 'patch_embed.proj.bias', shape: [d], role: 'bias', init: { kind: 'zeros' } },
+  ];
+}
+
+/** The MAE decoder's parameters (mask token, decoder_*), the same for every encoder. */
+export function decoderSpecs(config: ModelConfig): ParamSpec[] {
+  return maeParamSpecs(config).filter((s) => s.name === 'mask_token' || s.name.startsWith('decoder_'));
+}
+
+export function headSpecs(config: ModelConfig, numClasses: number, headInitStd = 2e-5): ParamSpec[] {
+  if (!Number.isInteger(numClasses) || numClasses < 1)
+    throw new Error(`numClasses must be a positive integer, got ${numClasses}`);
+  return [
+    {
+      name: 'head.weight',
+      shape: [config.width, numClasses],
+      role: 'weight',
+      init: { kind: 'normal', std: headInitStd },
+    },
+    { name: 'head.bias', shape: [numClasses], role: 'bias', init: { kind: 'zeros' } },
+  ];
+}
+
+/** Initialise `specs`, then pos_embed to the fixed sin-cos table without its cls row (the authors' MAE variants). */
+export function initWithSincosPosEmbed(
+  specs: ParamSpec[],
+  config: ModelConfig,
+  rng: Rng,
+  table: Float32Array,
+): ParamMap {
+  const params = initParams(specs, rng);
+  const pos = params.get('pos_embed');
+  if (pos) assignValues(params, 'pos_embed', table.subarray(config.width));
+  return params;
+}
+
+export function assignValues(params: ParamMap, name: string, values: Float32Array): void {
+  const v = getParam(params, name);
+  if (values.length !== v.size) throw new Error(`"${name}" holds ${v.size} values, got ${values.length}`);
+  const t = tf.tensor(values, v.shape);
+  v.assign(t);
+  t.dispose();
+}
+
+/**
+ * A classifier's parameters from a pre-trained MAE (or classifier) of the same encoder: every
+ * backbone tensor copied (the final `norm` included: timm's token-pooled classifiers keep it), `head` fresh.
+ */
+export function classifierFromPretrained(source: ParamMap, specs: ParamSpec[], rng: Rng): ParamMap {
+  const backbone = specs.filter((s) => !s.name.startsWith('head.'));
+  for (const spec of backbone) {
+    const from = source.get(spec.name);
+    if (!from) throw new Error(`the pre-trained parameters have no "${spec.name}"`);
+    if (!tf.util.arraysEqual(from.shape, spec.shape)) {
+      throw new Error(
+        `"${spec.name}" has shape [${from.shape}] in the pre-trained parameters, expected [${spec.shape}]`,
+      );
+    }
+  }
+  const params = initParams(specs, rng);
+  for (const spec of backbone) {
+    const from = getParam(source, spec.name);
+    getParam(params, spec.name).assign(from);
+  }
+  return params;
+}
+
+/** A linear layer with or without its bias (timm's qkv_bias). */
+export function dense(
+  params: ParamMap,
+  prefix: string,
+  x: tf.Tensor2D,
+  options: ForwardOptions,
+  bias: boolean,
+): tf.Tensor2D {
+  if (bias) return linearLayer(params, prefix, x, options);
+  return linearNoBias(x, mat(params, `${prefix}.weight`), options.trainParams ?? true);
+}
+
+/**
+ * Pre-norm block on tokens [B*T, D]: x + ls1 * attend(norm1(x)), then + ls2 * mlp(norm2(x)), with
+ * drop path on both branches; `layerScale` multiplies each branch by gamma_1 / gamma_2 (CaiT).
+ */
+export function preNormBlock(
+  params: ParamMap,
+  prefix: string,
+  x: tf.Tensor2D,
+  batch: number,
+  attend: (normed: tf.Tensor2D) => tf.Tensor2D,
+  options: ForwardOptions,
+  dropRate: number,
+  layerScale = false,
+): tf.Tensor2D {
+  const rng = options.dropPath?.rng;
+  const scaled = (k: 1 | 2, t: tf.Tensor2D) =>
+    layerScale ? (tf.mul(t, vec(params, `${prefix}.gamma_${k}`)) as tf.Tensor2D) : t;
+  const x1 = residual(x, scaled(1, attend(normLayer(params, `${prefix}.norm1`, x, options))), dropRate, rng, batch);
+  return residual(
+    x1,
+    scaled(2, mlp(params, `${prefix}.mlp`, normLayer(params, `${prefix}.norm2`, x1, options), options)),
+    dropRate,
+    rng,
+    batch,
+  );
+}
+
+export function mlp(params: ParamMap, prefix: string, x: tf.Tensor2D, options: ForwardOptions): tf.Tensor2D {
+  return linearLayer(params, `${prefix}.fc2`, gelu(linearLayer(params, `${prefix}.fc1`, x, options)), options);
+}
+
+/**
+ * The learned position embeddings of the given patch ids per sample ([N, M, D]), or of every patch
+ * ([1, L, D]). The rows are picked by a product with a one-hot matrix: differentiable on every backend.
+ */
+export function learnedPositions(
+  params: ParamMap,
+  ids: ArrayLike<number>[] | undefined,
+  l: number,
+  d: number,
+): tf.Tensor3D {
+  const table = getParam(params, 'pos_embed');
+  if (!ids) return tf.reshape(table, [1, l, d]);
+  const m = ids[0]?.length ?? 0;
+  const onehot = new Float32Array(ids.length * m * l);
+  ids.forEach((sample, s) => {
+    for (let t = 0; t < m; t++) onehot[(s * m + t) * l + (sample[t] ?? 0)] = 1;
+  });
+  const rows = tf.matMul(tf.tensor2d(onehot, [ids.length * m, l]), tf.reshape(table, [l, d]));
+  return tf.reshape(rows, [ids.length, m, d]);
+}
+
+/**
+ * An encoder on pixel patches [N, M, K] at patch ids (per sample, on the full grid; undefined: all L
+ * patches in order): the tokens after the final norm [N, 1 + M, D], cls first. `blockOutputs`, when
+ * given, receives each block's output as [N, T, D] (T counts the cls token where the block has it).
+ */
+export type TokenEncoder = (
+  params: ParamMap,
+  patches: tf.Tensor3D,
+  ids: ArrayLike<number>[] | undefined,
+  options: ForwardOptions,
+  blockOutputs?: tf.Tensor3D[],
+) => tf.Tensor3D;
+
+/** timm's token-pooled classifier (global_pool='token'): head(norm(tokens)[:, 0]). */
+export function tokenClassifierForward(
+  encode: TokenEncoder,
+  params: ParamMap,
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  options: ForwardOptions = {},
+  tapBlock?: number,
+): ClassifierOutput {
+  return tf.tidy(() => {
+    const n = images.shape[0];
+    const blockOutputs: tf.Tensor3D[] = [];
+    const tokens = encode(params, patchify(images, config.patchSize), undefined, options, blockOutputs);
+    const pooled = tf.reshape(tf.slice(tokens, [0, 0, 0], [n, 1, config.width]), [n, config.width]) as tf.Tensor2D;
+    const tapped = tapBlock === undefined ? undefined : blockOutputs[tapBlock];
+    if (tapBlock !== undefined && !tapped)
+      throw new Error(`no block ${tapBlock + 1} to tap (${blockOutputs.length} blocks)`);
+    return { logits: linearLayer(params, 'head', pooled, options), tokens, pooled, ...(tapped ? { tapped } : {}) };
+  });
+}
+
+/** The masked autoencoder over a token encoder: its latent on the visible patches, the MAE decoder, the loss. */
+export function tokenMaeForward(
+  encode: TokenEncoder,
+  params: ParamMap,
+  config: ModelConfig,
+  images: tf.Tensor4D,
+  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds' | 'numVisible' | 'visible' | 'masked'>,
+  options: MaeForwardOptions = {},
+): MaeOutput {
+  return tf.tidy(() => {
+    const vis = visiblePatches(config, images, mask);
+    const input = options.delta ? (tf.add(vis, options.delta) as tf.Tensor3D) : vis;
+    const latent = encode(params, input, mask.visible, options);
+    const pred = decode(params, config, latent, mask, options);
+    const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible, options);
+    return { latent, pred, loss };
+  });
+}

@@ -1,0 +1,305 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  caitClassifierForward,
+  caitClassifierParamSpecs,
+  caitMaeForward,
+  caitMaeParamSpecs,
+  initCaitClassifierParams,
+  initCaitMaeParams,
+  type CaitEncoder,
+} from '../../../src/engine/model/cait';
+import {
+  convitClassifierForward,
+  convitClassifierParamSpecs,
+  convitMaeForward,
+  convitMaeParamSpecs,
+  initConvitClassifierParams,
+  initConvitMaeParams,
+  type ConvitEncoder,
+} from '../../../src/engine/model/convit';
+import { relativePositions } from '../../../src/engine/model/gpsa';
+import { disposeParams, randomMasking, type ParamMap, type PatchMask } from '../../../src/engine/model';
+import type { ModelConfig } from '../../../src/shared/model-config';
+import { useBackend } from '../../helpers/backend';
+import { flat, maxAbsDiff, microConfig, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
+import type { RefParams } from './reference';
+import * as tref from './reference-token-encoders';
+
+const H = 1e-5;
+const CONVIT: ConvitEncoder = { localUpToLayer: 1, localityStrength: 1, qkvBias: false };
+const CAIT: CaitEncoder = { depthTokenOnly: 2, initValues: 1e-5, mlpRatioTokenOnly: 4, qkvBias: true };
+// 4 heads: GPSA's local init covers a 2 x 2 kernel of heads.
+const config: ModelConfig = microConfig({ heads: 4 });
+const NUM_CLASSES = 5;
+
+interface Case {
+  name: string;
+  maeSpecs: () => { name: string }[];
+  classifierSpecs: () => { name: string }[];
+  initMae: (rng: Rng) => ParamMap;
+  initClassifier: (rng: Rng) => ParamMap;
+  classify: (params: ParamMap, images: tf.Tensor4D) => tf.Tensor2D;
+  mae: (params: ParamMap, images: tf.Tensor4D, mask: PatchMask) => tf.Scalar;
+  ref: tref.TokenRef;
+  /** Parameters whose gradient is zero analytically (a bias added before a softmax, the same for every key). */
+  zeroGradient: RegExp;
+  probes: [string, number[]][];
+}
+
+const CASES: Case[] = [
+  {
+    name: 'ConViT',
+    maeSpecs: () => convitMaeParamSpecs(config, CONVIT),
+    classifierSpecs: () => convitClassifierParamSpecs(config, CONVIT, NUM_CLASSES),
+    initMae: (rng) => initConvitMaeParams(config, CONVIT, rng),
+    initClassifier: (rng) => initConvitClassifierParams(config, CONVIT, NUM_CLASSES, rng),
+    classify: (params, images) => convitClassifierForward(params, config, CONVIT, images).logits,
+    mae: (params, images, mask) => convitMaeForward(params, config, CONVIT, images, mask).loss,
+    ref: (params, patches, ids) => tref.convitTokens(params, config, CONVIT.localUpToLayer, patches, ids),
+    zeroGradient: /pos_proj\.bias$/,
+    probes: [
+      ['cls_token', [3]],
+      ['pos_embed', [5, 300]],
+      ['patch_embed.proj.weight', [7, 900]],
+      ['blocks.0.attn.qk.weight', [10, 1000]],
+      ['blocks.0.attn.v.weight', [33]],
+      ['blocks.0.attn.pos_proj.weight', [1, 6, 10]],
+      ['blocks.0.attn.gating_param', [0, 3]],
+      ['blocks.0.norm1.weight', [4]],
+      ['blocks.1.attn.qkv.weight', [20, 2000]],
+      ['blocks.1.mlp.fc1.bias', [9]],
+      ['norm.weight', [2]],
+    ],
+  },
+  {
+    name: 'CaiT',
+    maeSpecs: () => caitMaeParamSpecs(config, CAIT),
+    classifierSpecs: () => caitClassifierParamSpecs(config, CAIT, NUM_CLASSES),
+    initMae: (rng) => initCaitMaeParams(config, CAIT, rng),
+    initClassifier: (rng) => initCaitClassifierParams(config, CAIT, NUM_CLASSES, rng),
+    classify: (params, images) => caitClassifierForward(params, config, CAIT, images).logits,
+    mae: (params, images, mask) => caitMaeForward(params, config, CAIT, images, mask).loss,
+    ref: (params, patches, ids) => tref.caitTokens(params, config, CAIT.depthTokenOnly, patches, ids),
+    zeroGradient: /proj_l\.bias$/,
+    probes: [
+      ['cls_token', [3]],
+      ['pos_embed', [5, 300]],
+      ['patch_embed.proj.weight', [7]],
+      ['blocks.0.attn.qkv.weight', [10, 1100, 2500]],
+      ['blocks.0.attn.proj_l.weight', [1, 6]],
+      ['blocks.1.attn.proj_w.weight', [2, 15]],
+      ['blocks.1.attn.proj_w.bias', [3]],
+      ['blocks.0.gamma_1', [4]],
+      ['blocks.1.gamma_2', [8]],
+      ['blocks_token_only.0.attn.q.weight', [12]],
+      ['blocks_token_only.0.attn.k.weight', [40]],
+      ['blocks_token_only.1.attn.v.bias', [5]],
+      ['blocks_token_only.1.gamma_1', [6]],
+      ['blocks_token_only.0.mlp.fc2.weight', [77]],
+      ['norm.bias', [1]],
+    ],
+  },
+];
+
+function withShift(params: RefParams, name: string, index: number, shift: number): RefParams {
+  const copy = new Map(params);
+  const values = Float64Array.from(params.get(name) ?? []);
+  values[index] = (values[index] ?? 0) + shift;
+  copy.set(name, values);
+  return copy;
+}
+
+function expectClose(analytic: number[], numeric: number[], label: string): void {
+  const norm = Math.sqrt(numeric.reduce((a, v) => a + v * v, 0));
+  const err = Math.sqrt(analytic.reduce((a, v, i) => a + (v - (numeric[i] ?? 0)) ** 2, 0));
+  console.info(
+    `${label}: ${numeric.length} coordinates, |fd| ${norm.toExponential(2)}, relative error ${(err / norm).toExponential(2)}`,
+  );
+  expect(norm).toBeGreaterThan(1e-3);
+  expect(err / norm).toBeLessThan(2e-3);
+  analytic.forEach((g, i) =>
+    expect(Math.abs(g - (numeric[i] ?? 0))).toBeLessThan(1e-4 + 1e-2 * Math.abs(numeric[i] ?? 0)),
+  );
+}
+
+describe('GPSA relative positions', () => {
+  it('are (dx, dy, d^2) between the given patches on the full grid, whatever subset is visible', () => {
+    // Patches 1 (row 0, column 1) and 14 (row 3, column 2) of a 4 x 4 grid.
+    const rel = relativePositions([1, 14], 4);
+    expect(Array.from(rel)).toEqual([0, 0, 0, 1, 3, 10, -1, -3, 10, 0, 0, 0]);
+  });
+});
+
+describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
+  beforeAll(async () => {
+    await useBackend(backend);
+  });
+
+  describe.each(CASES)('$name', (c) => {
+    const n = 2;
+    let classifier: ParamMap;
+    let mae: ParamMap;
+    let refClassifier: RefParams;
+    let refMae: RefParams;
+    let images: ReturnType<typeof randomImages>;
+    let mask: PatchMask;
+    let visible: number[][];
+    const weights = Float64Array.from({ length: n * NUM_CLASSES }, (_, i) => Math.sin(i + 1));
+    const weightedLogits = (logits: Float64Array[]) =>
+      logits.reduce((a, row, s) => a + row.reduce((b, v, k) => b + v * (weights[s * NUM_CLASSES + k] ?? 0), 0), 0);
+
+    beforeAll(() => {
+      const rng = new Rng(31);
+      classifier = c.initClassifier(rng);
+      mae = c.initMae(rng);
+      randomizeParams(classifier, rng);
+      randomizeParams(mae, rng);
+      refClassifier = toRefParams(classifier);
+      refMae = toRefParams(mae);
+      images = randomImages(rng, n, config);
+      mask = randomMasking(rng, n, 16, 0.75, { order: 'shuffled' });
+      visible = mask.visible.map((v) => Array.from(v));
+    });
+
+    afterAll(() => {
+      disposeParams(classifier);
+      disposeParams(mae);
+      images.tensor.dispose();
+      mask.dispose();
+    });
+
+    it('has exactly the parameters its specs name', () => {
+      expect([...classifier.keys()]).toEqual(c.classifierSpecs().map((s) => s.name));
+      expect([...mae.keys()]).toEqual(c.maeSpecs().map((s) => s.name));
+    });
+
+    it('classifier logits match the float64 reference', () => {
+      const logits = c.classify(classifier, images.tensor);
+      const expected = tref.tokenLogits(refClassifier, config, c.ref, images.arrays);
+      const diff = maxAbsDiff(logits.dataSync(), flat(expected));
+      console.info(`${backend} ${c.name} logits: max |diff| ${diff.toExponential(2)}`);
+      expect(logits.shape).toEqual([n, NUM_CLASSES]);
+      expect(diff).toBeLessThan(1e-4);
+      logits.dispose();
+    });
+
+    it('MAE loss on shuffled visible patches matches the float64 reference', () => {
+      const loss = c.mae(mae, images.tensor, mask);
+      const expected = tref.tokenMaeLoss(refMae, config, c.ref, images.arrays, visible);
+      console.info(`${backend} ${c.name} MAE loss ${loss.dataSync()[0]} vs ${expected}`);
+      expect(Math.abs((loss.dataSync()[0] ?? NaN) - expected)).toBeLessThan(1e-4 * Math.max(1, Math.abs(expected)));
+      loss.dispose();
+    });
+
+    it('MAE parameter gradients match finite differences; each parameter gets one', () => {
+      const { value, grads } = tf.variableGrads(() => c.mae(mae, images.tensor, mask));
+      const byName = new Map<string, Float32Array>();
+      for (const [name, v] of mae) {
+        const g = grads[v.name];
+        expect(g, name).toBeDefined();
+        if (!g) continue;
+        const data = g.dataSync() as Float32Array;
+        expect(data.every(Number.isFinite), name).toBe(true);
+        const largest = Math.max(...Array.from(data, Math.abs));
+        if (c.zeroGradient.test(name)) expect(largest, name).toBeLessThan(1e-6);
+        else expect(largest, `${name} has a zero gradient`).toBeGreaterThan(0);
+        byName.set(name, data);
+      }
+      const analytic: number[] = [];
+      const numeric: number[] = [];
+      for (const [name, indices] of c.probes) {
+        for (const index of indices) {
+          analytic.push(byName.get(name)?.[index] ?? NaN);
+          const f = (s: number) =>
+            tref.tokenMaeLoss(withShift(refMae, name, index, s), config, c.ref, images.arrays, visible);
+          numeric.push((f(H) - f(-H)) / (2 * H));
+        }
+      }
+      expectClose(analytic, numeric, `${backend} ${c.name} MAE params`);
+      value.dispose();
+      Object.values(grads).forEach((g) => g.dispose());
+    });
+
+    it('classifier gradients w.r.t. parameters and pixels match finite differences', () => {
+      const w = tf.tensor2d(Float32Array.from(weights), [n, NUM_CLASSES]);
+      const objective = () => tf.sum(tf.mul(c.classify(classifier, images.tensor), w)) as tf.Scalar;
+      const { value, grads } = tf.variableGrads(objective);
+      const analytic: number[] = [];
+      const numeric: number[] = [];
+      const probes: [string, number[]][] = [
+        ...c.probes.filter(([name]) => classifier.has(name)),
+        ['head.weight', [3, 70]],
+        ['head.bias', [2]],
+      ];
+      for (const [name, indices] of probes) {
+        const g = grads[classifier.get(name)?.name ?? '']?.dataSync();
+        for (const index of indices) {
+          analytic.push(g?.[index] ?? NaN);
+          const f = (s: number) =>
+            weightedLogits(tref.tokenLogits(withShift(refClassifier, name, index, s), config, c.ref, images.arrays));
+          numeric.push((f(H) - f(-H)) / (2 * H));
+        }
+      }
+      expectClose(analytic, numeric, `${backend} ${c.name} classifier params`);
+      const pixelGrad = tf
+        .grad((x: tf.Tensor) => tf.sum(tf.mul(c.classify(classifier, x as tf.Tensor4D), w)))(images.tensor)
+        .dataSync();
+      const pixels = [0, 100, 385, 767, 800, 1500];
+      const pixelNumeric = pixels.map((i) => {
+        const f = (s: number) => {
+          const size = config.imageSize * config.imageSize * config.channels;
+          const shifted = images.arrays.map((a, sample) => a.map((x, k) => (sample * size + k === i ? x + s : x)));
+          return weightedLogits(tref.tokenLogits(refClassifier, config, c.ref, shifted));
+        };
+        return (f(H) - f(-H)) / (2 * H);
+      });
+      expectClose(
+        pixels.map((i) => pixelGrad[i] ?? NaN),
+        pixelNumeric,
+        `${backend} ${c.name} pixels`,
+      );
+      value.dispose();
+      w.dispose();
+      Object.values(grads).forEach((g) => g.dispose());
+    });
+  });
+});
+
+describe('initialisation', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  it("ConViT: timm's GPSA local_init (v the identity, positional heads on a 2 x 2 kernel), pos_embed the sin-cos table", () => {
+    const params = initConvitMaeParams(config, { ...CONVIT, localityStrength: 2 }, new Rng(1));
+    const d = config.width;
+    const v = params.get('blocks.0.attn.v.weight')?.arraySync() as number[][];
+    v.forEach((row, i) => row.forEach((x, j) => expect(x).toBe(i === j ? 1 : 0)));
+    // timm: head h1 + 2 * h2 gets weight[head] = (2 (h2 - 0.5), 2 (h1 - 0.5), -1), times the locality strength.
+    const pos = params.get('blocks.0.attn.pos_proj.weight')?.arraySync() as number[][]; // [3, heads]
+    for (const [h1, h2] of [
+      [0, 0],
+      [1, 0],
+      [0, 1],
+      [1, 1],
+    ] as const) {
+      const head = h1 + 2 * h2;
+      expect([pos[0]?.[head], pos[1]?.[head], pos[2]?.[head]]).toEqual([2 * 2 * (h2 - 0.5), 2 * 2 * (h1 - 0.5), -2]);
+    }
+    const table = params.get('pos_embed')?.dataSync() ?? new Float32Array();
+    // Patch 5 is row 1, column 1: its first quarter is sin(1 * omega_k), omega_0 = 1.
+    expect(table[5 * d]).toBeCloseTo(Math.sin(1), 6);
+    expect(params.get('blocks.0.attn.gating_param')?.dataSync()).toEqual(new Float32Array(4).fill(1));
+    disposeParams(params);
+  });
+
+  it('CaiT: every LayerScale gamma starts at initValues', () => {
+    const params = initCaitClassifierParams(config, CAIT, NUM_CLASSES, new Rng(1));
+    const gammas = [...params].filter(([name]) => /gamma_[12]$/.test(name));
+    expect(gammas).toHaveLength(2 * (config.depth + CAIT.depthTokenOnly));
+    for (const [, g] of gammas)
+      expect(Array.from(g.dataSync())).toEqual(new Array(config.width).fill(Math.fround(1e-5)));
+    disposeParams(params);
+  });
+});
