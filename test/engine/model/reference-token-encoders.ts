@@ -219,7 +219,7 @@ export function caitTokens(
       scale(mlp(params, `${prefix}.mlp`, layerNorm(params, `${prefix}.norm2`, x)), p(params, `${prefix}.gamma_2`)),
     );
   }
-  let cls = Float64Array.from(p(params, 'cls_token'));
+  let cls: Vec = Float64Array.from(p(params, 'cls_token'));
   for (let j = 0; j < depthTokenOnly; j++) {
     const prefix = `blocks_token_only.${j}`;
     const u = layerNorm(params, `${prefix}.norm1`, [cls, ...x]);
