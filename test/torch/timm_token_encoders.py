@@ -1,0 +1,137 @@
+"""ConViT and CaiT against timm (installed from PyPI by the test) and against the tfjs engine.
+
+usage: timm_token_encoders.py CASES_DIR  (PYTHONPATH holds python/ for mimir_torch)
+
+1. Full size: timm's convit_small and cait_s24_224 parameter counts, and the workbench's PyTorch
+   encoders (mimir_torch.encoders) with random weights exported to timm's layout (strict load) give
+   timm's logits.
+2. Each micro case the tfjs engine wrote (CASES_DIR/<case>/): its timm-layout export loads strictly
+   into timm's ConVit / Cait built from the exported model args and gives the tfjs logits; the PyTorch
+   encoders give the tfjs logits, MAE loss and MAE parameter gradients on the same mask.
+Prints one JSON object on the last line.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import timm
+import torch
+from timm.models.cait import Cait
+from timm.models.convit import ConVit
+
+from mimir_torch.config import ModelConfig
+from mimir_torch.encoders import cait as ca
+from mimir_torch.encoders import convit as cv
+from mimir_torch.encoders.common import to_timm_state_dict, token_classifier_forward, token_mae_loss
+from mimir_torch.safetensors_io import read_safetensors
+
+torch.manual_seed(0)
+
+
+def count(specs):
+    return sum(math.prod(shape) for _, shape, _ in specs)
+
+
+def random_params(specs, generator):
+    """Random weights in the workbench layout, large enough that every part of the model matters."""
+    params = {}
+    for name, shape, role in specs:
+        noise = torch.randn(shape, generator=generator)
+        if role in ("weight", "patch-weight"):
+            value = noise / math.sqrt(shape[0])
+        elif name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm.weight":
+            value = 1 + 0.1 * noise
+        elif "gamma_" in name:
+            value = 0.2 * noise
+        else:
+            value = 0.1 * noise
+        params[name] = value
+    return params
+
+
+def encoder_for(family, c, enc):
+    if family == "convit":
+        e = cv.ConvitEncoder(enc["localUpToLayer"], enc["localityStrength"], enc["qkvBias"])
+        return cv.convit_encoder(c, e), lambda outputs: cv.convit_classifier_param_specs(c, e, outputs), lambda: cv.convit_mae_param_specs(c, e)
+    e = ca.CaitEncoder(enc["depthTokenOnly"], enc["initValues"], enc["mlpRatioTokenOnly"], enc["qkvBias"])
+    return ca.cait_encoder(c, e), lambda outputs: ca.cait_classifier_param_specs(c, e, outputs), lambda: ca.cait_mae_param_specs(c, e)
+
+
+def full_size(family, architecture, model, enc):
+    c = ModelConfig.parse(model)
+    encode, classifier_specs, _ = encoder_for(family, c, enc)
+    specs = classifier_specs(1000)
+    reference = timm.create_model(architecture, pretrained=False).eval()
+    params = random_params(specs, torch.Generator().manual_seed(1))
+    reference.load_state_dict(to_timm_state_dict(params, specs, c), strict=True)
+    images = torch.rand(2, c.image_size, c.image_size, c.channels, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours = token_classifier_forward(encode, params, c, images)
+        theirs = reference(images.permute(0, 3, 1, 2))
+    return {
+        "timmParams": sum(p.numel() for p in reference.parameters()),
+        "ourParams": count(specs),
+        "logitsMaxDiff": (ours - theirs).abs().max().item(),
+        "logitsScale": theirs.abs().max().item(),
+    }
+
+
+def micro_case(folder):
+    with open(os.path.join(folder, "case.json")) as f:
+        case = json.load(f)
+    c = ModelConfig.parse(case["model"])
+    encode, classifier_specs, mae_specs = encoder_for(case["family"], c, case["encoder"])
+    native, _ = read_safetensors(os.path.join(folder, "native.safetensors"))
+    exported, _ = read_safetensors(os.path.join(folder, "timm.safetensors"))
+    images = native["images"]
+    tfjs_logits = native["tfjs.logits"]
+
+    cls = ConVit if case["family"] == "convit" else Cait
+    reference = cls(**case["timm"]["model_args"]).eval()
+    reference.load_state_dict(exported, strict=True)
+    with torch.no_grad():
+        timm_logits = reference(images.permute(0, 3, 1, 2))
+        params = {name: native[f"param.{name}"] for name, _, _ in classifier_specs(case["numClasses"])}
+        our_logits = token_classifier_forward(encode, params, c, images)
+
+    mae = {name: native[f"mae.{name}"].clone().requires_grad_(True) for name, _, _ in mae_specs()}
+    visible = native["mask.visible"].long()
+    masked = native["mask.masked"].long()
+    loss = token_mae_loss(encode, mae, c, images, visible, masked)
+    grads = torch.autograd.grad(loss, list(mae.values()), allow_unused=True)
+    grad_diff = 0.0
+    grad_scale = 0.0
+    for (name, _), g in zip(mae.items(), grads):
+        g = torch.zeros_like(mae[name]) if g is None else g
+        grad_diff = max(grad_diff, (g - native[f"tfjs.grad.{name}"]).abs().max().item())
+        grad_scale = max(grad_scale, g.abs().max().item())
+    return {
+        "timmVsTfjsLogits": (timm_logits - tfjs_logits).abs().max().item(),
+        "torchVsTfjsLogits": (our_logits - tfjs_logits).abs().max().item(),
+        "logitsScale": tfjs_logits.abs().max().item(),
+        "torchLoss": loss.item(),
+        "tfjsLoss": native["tfjs.loss"].item(),
+        "gradMaxDiff": grad_diff,
+        "gradScale": grad_scale,
+        "timmKeys": len(reference.state_dict()),
+    }
+
+
+def main():
+    folder = sys.argv[1]
+    with open(os.path.join(folder, "full.json")) as f:
+        full = json.load(f)
+    result = {"timm": timm.__version__, "torch": torch.__version__, "full": {}, "micro": {}}
+    for name, spec in full.items():
+        result["full"][name] = full_size(spec["family"], spec["architecture"], spec["model"], spec["encoder"])
+    for name in sorted(os.listdir(folder)):
+        if os.path.isdir(os.path.join(folder, name)):
+            result["micro"][name] = micro_case(os.path.join(folder, name))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
