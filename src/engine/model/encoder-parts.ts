@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { miBlockIndex, type MiLayer } from '@shared/mi-config';
 import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
 import type { Rng } from '../rng';
 import type { ClassifierOutput } from './classifier';
@@ -239,5 +240,39 @@ export function tokenMaeForward(
     const pred = decode(params, config, latent, mask, options);
     const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible, options);
     return { latent, pred, loss };
+  });
+}
+
+/**
+ * mae.ts's encodeVisibleWithLayer for a token encoder: the latent on the visible patches and the
+ * features MI takes (mi.layer): the latent itself for the default layer (the whole encoder, after the
+ * final norm); else block k's output, through the final norm when `layer.finalNorm`. Blocks before the
+ * cls token joins (ConViT's GPSA blocks, CaiT's self-attention stage) give the patch tokens only.
+ */
+export function tokenEncodeVisibleWithLayer(
+  encode: TokenEncoder,
+  params: ParamMap,
+  config: ModelConfig,
+  patches: tf.Tensor3D,
+  visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
+  layer: MiLayer,
+  options: ForwardOptions = {},
+): { latent: tf.Tensor3D; features: tf.Tensor3D } {
+  const tapped = miBlockIndex(layer, config.depth);
+  return tf.tidy(() => {
+    const ids = visibleIds instanceof tf.Tensor ? (visibleIds.arraySync() as number[][]) : visibleIds.visible;
+    if (ids.length !== patches.shape[0] || (ids[0]?.length ?? 0) !== patches.shape[1]) {
+      throw new Error(
+        `visible ids for ${ids.length} x ${ids[0]?.length ?? 0} patches do not match patches [${patches.shape}]`,
+      );
+    }
+    const blockOutputs: tf.Tensor3D[] = [];
+    const latent = encode(params, patches, ids, options, blockOutputs);
+    if (tapped === config.depth - 1 && layer.finalNorm && layer.block === 'last') return { latent, features: latent };
+    const block = blockOutputs[tapped] as tf.Tensor3D;
+    if (!layer.finalNorm) return { latent, features: block };
+    const [n, t, d] = block.shape;
+    const normed = normLayer(params, 'norm', tf.reshape(block, [n * t, d]) as tf.Tensor2D, options);
+    return { latent, features: tf.reshape(normed, [n, t, d]) as tf.Tensor3D };
   });
 }

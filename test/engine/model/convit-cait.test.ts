@@ -12,14 +12,16 @@ import {
 import {
   convitClassifierForward,
   convitClassifierParamSpecs,
+  convitEncoder,
   convitMaeForward,
   convitMaeParamSpecs,
   initConvitClassifierParams,
   initConvitMaeParams,
   type ConvitEncoder,
 } from '../../../src/engine/model/convit';
+import { tokenEncodeVisibleWithLayer } from '../../../src/engine/model/encoder-parts';
 import { relativePositions } from '../../../src/engine/model/gpsa';
-import { disposeParams, randomMasking, type ParamMap, type PatchMask } from '../../../src/engine/model';
+import { disposeParams, randomMasking, visiblePatches, type ParamMap, type PatchMask } from '../../../src/engine/model';
 import type { ModelConfig } from '../../../src/shared/model-config';
 import { useBackend } from '../../helpers/backend';
 import { flat, maxAbsDiff, microConfig, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
@@ -300,6 +302,39 @@ describe('initialisation', () => {
     expect(gammas).toHaveLength(2 * (config.depth + CAIT.depthTokenOnly));
     for (const [, g] of gammas)
       expect(Array.from(g.dataSync())).toEqual(new Array(config.width).fill(Math.fround(1e-5)));
+    disposeParams(params);
+  });
+});
+
+describe('MI features of the token encoders (mi.layer)', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  it("ConViT: the default layer is the latent; block 1 (GPSA, before the cls token joins) has the patch tokens only; block 'depth' normed equals the latent", () => {
+    const rng = new Rng(3);
+    const params = initConvitMaeParams(config, CONVIT, rng);
+    randomizeParams(params, rng);
+    const images = randomImages(rng, 2, config);
+    const mask = randomMasking(rng, 2, 16, 0.75);
+    const encode = convitEncoder(config, CONVIT);
+    const patches = visiblePatches(config, images.tensor, mask);
+    const last = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 'last', finalNorm: true });
+    expect(last.features).toBe(last.latent);
+    expect(last.latent.shape).toEqual([2, 5, config.width]);
+    const first = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 1, finalNorm: false });
+    expect(first.features.shape).toEqual([2, 4, config.width]);
+    const deepest = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask.visibleIds, {
+      block: config.depth,
+      finalNorm: true,
+    });
+    expect(maxAbsDiff(deepest.features.dataSync(), last.latent.dataSync())).toBeLessThan(1e-6);
+    expect(() =>
+      tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 3, finalNorm: true }),
+    ).toThrow(/past the encoder's 2 blocks/);
+    for (const t of [last.latent, first.latent, first.features, deepest.latent, deepest.features, patches]) t.dispose();
+    mask.dispose();
+    images.tensor.dispose();
     disposeParams(params);
   });
 });
