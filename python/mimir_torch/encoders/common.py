@@ -128,6 +128,22 @@ def token_mae_loss(encode: TokenEncoder, params: Params, c: ModelConfig, images:
     return reconstruction_loss(pred, ordered_patches(c, images, visible_ids, masked_ids), visible_ids.shape[1], norm_pix)
 
 
+def token_encode_visible_with_layer(
+    encode: TokenEncoder, params: Params, c: ModelConfig, patches: torch.Tensor, visible_ids: torch.Tensor,
+    block_number: int, final_norm: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """model.encode_visible_with_layer for a token encoder (encoder-parts.ts tokenEncodeVisibleWithLayer):
+    block_number 0 ('last') with the final norm is the latent; else block k's output (counted from 1),
+    through the final norm when `final_norm`."""
+    if block_number > c.depth:
+        raise ValueError(f"mi.layer.block {block_number} is past the encoder's {c.depth} blocks")
+    run = encode(params, patches, visible_ids, 0.0, None)
+    if block_number == 0 and final_norm:
+        return run.tokens, run.tokens
+    tapped = run.outputs[(block_number or c.depth) - 1]
+    return run.tokens, (layer_norm(params, "norm", tapped) if final_norm else tapped)
+
+
 def to_timm_state_dict(params: Params, specs: Sequence[Spec], c: ModelConfig) -> Dict[str, torch.Tensor]:
     """The workbench layout to timm's: linear weights [in, out] -> [out, in], the patch embedding
     [p*p*C, D] over (row, column, channel) -> the conv kernel [D, C, p, p]; every other tensor as it is."""
