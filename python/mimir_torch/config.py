@@ -5,7 +5,7 @@ chosen here (the Node side's zod schemas own every default).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 
@@ -76,6 +76,12 @@ class ModelConfig:
     decoder_depth: int
     decoder_heads: int
     normalize: Optional[Normalization]
+    # src/shared/encoder-config.ts EncoderConfig: {"kind": "vit"} or the kind's fields (camelCase, as written).
+    encoder: Mapping[str, Any] = field(default_factory=lambda: {"kind": "vit"})
+
+    @property
+    def encoder_kind(self) -> str:
+        return str(self.encoder["kind"])
 
     @property
     def grid(self) -> int:
@@ -105,7 +111,11 @@ class ModelConfig:
             decoder_depth=fields.integer("decoderDepth"),
             decoder_heads=fields.integer("decoderHeads"),
             normalize=Normalization(mean=list(norm["mean"]), std=list(norm["std"])) if norm else None,
+            # Configs and checkpoints written before encoders existed have no key: a plain ViT.
+            encoder=dict(obj.get("encoder") or {"kind": "vit"}),
         )
+        if "kind" not in config.encoder:
+            raise ConfigError(f"{where}.encoder has no kind")
         if config.image_size % config.patch_size != 0:
             raise ConfigError(f"{where}: imageSize {config.image_size} is not divisible by patchSize {config.patch_size}")
         return config

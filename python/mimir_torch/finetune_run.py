@@ -354,6 +354,7 @@ def _model_json(c: ModelConfig) -> Dict[str, Any]:
         "decoderWidth": c.decoder_width,
         "decoderDepth": c.decoder_depth,
         "decoderHeads": c.decoder_heads,
+        "encoder": dict(c.encoder),
     }
     if c.normalize is not None:
         out["normalize"] = {"mean": list(c.normalize.mean), "std": list(c.normalize.std)}

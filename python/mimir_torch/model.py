@@ -43,20 +43,9 @@ def _block(prefix: str, width: int, mlp_ratio: float) -> List[Tuple[str, List[in
     ]
 
 
-def _backbone(c: ModelConfig) -> List[Tuple[str, List[int], str]]:
-    specs = [
-        ("cls_token", [1, 1, c.width], "token"),
-        ("patch_embed.proj.weight", [c.patch_dim, c.width], "patch-weight"),
-        ("patch_embed.proj.bias", [c.width], "bias"),
-    ]
-    for i in range(c.depth):
-        specs += _block(f"blocks.{i}", c.width, c.mlp_ratio)
-    return specs
-
-
 def mae_param_specs(c: ModelConfig) -> List[Tuple[str, List[int], str]]:
     """(name, shape, role) in params.ts's maeParamSpecs order."""
-    specs = _backbone(c) + _norm("norm", c.width)
+    specs = encoder_for(c).backbone_specs(c) + _norm("norm", c.width)
     specs.append(("mask_token", [1, 1, c.decoder_width], "token"))
     specs += _linear("decoder_embed", c.width, c.decoder_width)
     for i in range(c.decoder_depth):
@@ -66,10 +55,8 @@ def mae_param_specs(c: ModelConfig) -> List[Tuple[str, List[int], str]]:
 
 
 def classifier_param_specs(c: ModelConfig, outputs: int) -> List[Tuple[str, List[int], str]]:
-    return _backbone(c) + _norm("fc_norm", c.width) + [
-        ("head.weight", [c.width, outputs], "weight"),
-        ("head.bias", [outputs], "bias"),
-    ]
+    encoder = encoder_for(c)
+    return encoder.backbone_specs(c) + encoder.head_specs(c, outputs)
 
 
 def init_params(specs: List[Tuple[str, List[int], str]], generator: torch.Generator, head_init_std: float = 2e-5) -> Params:
@@ -120,8 +107,9 @@ def classifier_from_encoder(source: Params, c: ModelConfig, outputs: int, rng: R
     """params.ts's classifierParamsFromEncoder: the backbone copied from a pre-trained MAE (or classifier),
     fc_norm and the head fresh (head weights N(0, head_init_std) from `rng`); MAE's norm and decoder dropped."""
     params: Params = {}
+    head = {name for name, _, _ in encoder_for(c).head_specs(c, outputs)}
     for name, shape, role in classifier_param_specs(c, outputs):
-        if name.startswith("fc_norm.") or name.startswith("head."):
+        if name in head:
             params.update(init_params_rng([(name, shape, role)], rng, head_init_std))
             continue
         if name not in source:
@@ -244,20 +232,16 @@ def stack(
     return x
 
 
-def _with_cls(params: Params, tokens: torch.Tensor) -> torch.Tensor:
-    return torch.cat([params["cls_token"].expand(tokens.shape[0], -1, -1), tokens], dim=1)
-
-
-def _embed(params: Params, c: ModelConfig, patches: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    if patches.shape[-1] != c.patch_dim:
-        raise ValueError(f"patches have {patches.shape[-1]} values, the model expects {c.patch_dim}")
-    return linear(params, "patch_embed.proj", normalize_patches(c, patches)) + pos
-
-
 # ---------------------------------------------------------------- the masked autoencoder
 def encode_visible(params: Params, c: ModelConfig, patches: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
     """Visible pixel patches [N, Lv, K] with their ids [N, Lv] -> latent [N, 1 + Lv, D] (after the final norm)."""
     return encode_visible_with_layer(params, c, patches, visible_ids, 0, True)[0]
+
+
+def mae_input(c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
+    """What the encoder reads of the images (encoders/__init__.py): the visible patches [N, Lv, K] for a
+    ViT, every patch [N, L, K] for an encoder that embeds the whole image (ConvStem)."""
+    return encoder_for(c).mae_input(c, images, visible_ids)
 
 
 def encode_visible_with_layer(
@@ -267,15 +251,7 @@ def encode_visible_with_layer(
     the final norm when `final_norm` (src/engine/model/mae.ts encodeVisibleWithLayer)."""
     if block_number > c.depth:
         raise ValueError(f"mi.layer.block {block_number} is past the encoder's {c.depth} blocks")
-    table = sincos_pos_embed(c.width, c.grid).to(patches.device)
-    pos = table[visible_ids.long() + 1]
-    tokens = _with_cls(params, _embed(params, c, patches, pos))
-    outputs: List[torch.Tensor] = []
-    latent = layer_norm(params, "norm", stack(params, "blocks", c.depth, tokens, c.heads, outputs=outputs))
-    tapped = outputs[(block_number or c.depth) - 1]
-    if tapped is outputs[-1] and final_norm:
-        return latent, latent
-    return latent, (layer_norm(params, "norm", tapped) if final_norm else tapped)
+    return encoder_for(c).encode_visible_with_layer(params, c, patches, visible_ids, block_number, final_norm)
 
 
 def decode(params: Params, c: ModelConfig, latent: torch.Tensor, visible_ids: torch.Tensor, masked_ids: torch.Tensor) -> torch.Tensor:
@@ -315,8 +291,11 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, num_visible: i
 
 # ---------------------------------------------------------------- the classifier
 def classifier_forward(params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0, rng: Optional[Rng] = None) -> torch.Tensor:
-    """timm's VisionTransformer (global_pool='avg', fc_norm): logits [N, outputs] for NHWC images in [0, 1]."""
-    table = sincos_pos_embed(c.width, c.grid).to(images.device)
-    tokens = _with_cls(params, _embed(params, c, patchify(images, c.patch_size), table[1:]))
-    out = stack(params, "blocks", c.depth, tokens, c.heads, drop_path, rng)
-    return linear(params, "head", layer_norm(params, "fc_norm", out[:, 1:, :].mean(dim=1)))
+    """Logits [N, outputs] for NHWC images in [0, 1] (the ViT: timm's VisionTransformer, global_pool='avg', fc_norm)."""
+    return encoder_for(c).classifier_forward(params, c, images, drop_path, rng)
+
+
+def encoder_for(c: ModelConfig):  # noqa: ANN201 (an encoders/ implementation)
+    from .encoders import encoder_for as lookup
+
+    return lookup(c)

@@ -165,7 +165,9 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
             if run.mode != "mae":
                 generator = torch.Generator().manual_seed(rng.seed())
                 eps = run.attack.eps / 255
-                shape = (batch_size, mask.num_visible, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
+                # the encoder's input patches: the visible ones, or all of them for a ConvStem (M.mae_input)
+                inputs = M.mae_input(model_config, torch.zeros((1,) + tuple(images_np.shape[1:])), mask.visible_ids[:1].cpu()).shape[1]
+                shape = (batch_size, inputs, model_config.patch_dim) if run.attack.perturb == "visible" else (batch_size,) + tuple(images_np.shape[1:])
                 start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps)[rows].to(device)
             with torch.autocast(device.type, dtype=precision.autocast_dtype, enabled=precision.autocast_dtype is not None):
                 result = pretrain_step(params, model_config, run, images, local(mask), start, lambda: local(draw_mask()), precision.loss_scale())

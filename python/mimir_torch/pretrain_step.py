@@ -40,8 +40,11 @@ def _project(x: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _visible_to_image(c: ModelConfig, values: torch.Tensor, mask: PatchMask) -> torch.Tensor:
-    """Per-visible-patch values [N, Lv, K] into an image [N, H, W, C], zeros at masked patches."""
-    n, _, k = values.shape
+    """Per-input-patch values [N, M, K] (mae_input's shape) as an image [N, H, W, C]: visible patches with
+    zeros at masked ones, or every patch in place when the encoder reads them all (ConvStem)."""
+    n, m, k = values.shape
+    if m == c.num_patches:
+        return M.unpatchify(values, c.patch_size, c.channels)
     full = torch.zeros(n, c.num_patches, k, dtype=values.dtype, device=values.device)
     full.scatter_(1, mask.visible_ids.long().unsqueeze(-1).expand(-1, -1, k), values)
     return M.unpatchify(full, c.patch_size, c.channels)
@@ -68,7 +71,7 @@ def attack_reconstruction(
     frozen = {name: p.detach() for name, p in params.items()}
     loss = torch.zeros(())
     if run.attack.perturb == "visible":
-        vis = M.gather_rows(M.patchify(images, c.patch_size), mask.visible_ids)
+        vis = M.mae_input(c, images, mask.visible_ids)
         targets = M.ordered_patches(c, images, mask.visible_ids, mask.masked_ids)
         delta = _project(vis, start, eps)
         for _ in range(run.attack.steps):
@@ -83,7 +86,7 @@ def attack_reconstruction(
         step_mask = draw_mask() if run.attack.attack_mask == "fresh" else mask
         delta = delta.detach().requires_grad_(True)
         adversarial = images + delta
-        vis = M.gather_rows(M.patchify(adversarial, c.patch_size), step_mask.visible_ids)
+        vis = M.mae_input(c, adversarial, step_mask.visible_ids)
         # The authors' code: the adversarial image is its own target, and the gradient flows through it.
         targets = M.ordered_patches(c, adversarial, step_mask.visible_ids, step_mask.masked_ids)
         loss = _recon(frozen, c, vis, targets, step_mask, run.norm_pix_loss)
@@ -112,7 +115,7 @@ def pretrain_step(
         adversarial, attack_loss = attack_reconstruction(params, c, run, images, mask, attack_start, draw_mask)
         if run.attack.attack_mask == "fresh":
             train_mask = draw_mask()
-    vis = M.gather_rows(M.patchify(adversarial, c.patch_size), train_mask.visible_ids)
+    vis = M.mae_input(c, adversarial, train_mask.visible_ids)
     latent, features = M.encode_visible_with_layer(
         params, c, vis, train_mask.visible_ids, run.mi.layer_block, run.mi.layer_final_norm
     )
@@ -121,7 +124,8 @@ def pretrain_step(
     recon = M.reconstruction_loss(pred, targets, train_mask.num_visible, run.norm_pix_loss)
     mi = mutual_information(M.patchify(adversarial, c.patch_size), features, run.mi)
     loss = recon + run.mi.lam * mi if run.mode == "mimir" and run.mi.lam > 0 else recon
-    names = list(params)
+    frozen_in_pretraining = M.encoder_for(c).frozen_in_pretraining
+    names = [n for n in params if not frozen_in_pretraining(c, n)]
     scaled = loss * loss_scale if loss_scale != 1.0 else loss
     grads = torch.autograd.grad(scaled, [params[n] for n in names], allow_unused=True)
     named = {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, grads)}

@@ -29,7 +29,7 @@ def write_preview_snapshot(params: M.Params, c: ModelConfig, run: PretrainSettin
     adversarial = clean
     if run.mode != "mae":
         eps = run.attack.eps / 255
-        shape = (count, mask.num_visible, c.patch_dim) if run.attack.perturb == "visible" else tuple(clean.shape)
+        shape = tuple(M.mae_input(c, clean, mask.visible_ids).shape) if run.attack.perturb == "visible" else tuple(clean.shape)
         generator = torch.Generator().manual_seed(rng.seed())
         start = ((torch.rand(shape, generator=generator) * 2 - 1) * eps).to(clean.device)
 
@@ -38,7 +38,7 @@ def write_preview_snapshot(params: M.Params, c: ModelConfig, run: PretrainSettin
 
         adversarial, _ = attack_reconstruction(frozen, c, run, clean, mask, start, fresh)
     with torch.no_grad():
-        vis = M.gather_rows(M.patchify(adversarial, c.patch_size), mask.visible_ids)
+        vis = M.mae_input(c, adversarial, mask.visible_ids)
         latent = M.encode_visible(frozen, c, vis, mask.visible_ids)
         pred = M.decode(frozen, c, latent, mask.visible_ids, mask.masked_ids)
         raw = ModelConfig(**{**c.__dict__, "normalize": None})

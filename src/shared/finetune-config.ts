@@ -10,7 +10,7 @@ import {
   TrainingFraction,
 } from './dataset-config';
 import { scaledLearningRate } from './learning-rate';
-import { ModelConfig, ModelPreset } from './model-config';
+import { checkModelEngine, ModelConfig, ModelPreset } from './model-config';
 
 /**
  * A fine-tuning run (spec section 5, paper Table I and Table XVI): a classifier made from a MIMIR /
@@ -246,6 +246,7 @@ const finetuneFields = {
 };
 
 function checkFinetune(c: z.infer<z.ZodObject<typeof finetuneFields>>, ctx: z.RefinementCtx): void {
+  if (c.source.kind === 'scratch') checkModelEngine(c.source.model, c.engine, ctx, ['source', 'model']);
   const eps = c.threat.eps;
   if (eps !== undefined && c.threat.norm === 'linf' && c.attack.alpha > 4 * eps && isAdversarialMethod(c.method)) {
     ctx.addIssue({

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { configObject } from './config-object';
+import { checkEncoder, EncoderConfig, tfjsEncoderRefusal, type EncoderKind } from './encoder-config';
 
 /**
  * The shape of a ViT masked autoencoder and of the classifier fine-tuned from its encoder
@@ -29,6 +30,8 @@ const ModelConfigShape = configObject({
   decoderHeads: positiveInt('decoderHeads'),
   /** Off (undefined) by default: the model sees [0, 1] pixels. */
   normalize: PixelNormalization.optional(),
+  /** The encoder's architecture (encoder-config.ts); a config or checkpoint without it is a plain ViT. */
+  encoder: EncoderConfig.default({ kind: 'vit' }),
 });
 
 export const ModelConfig = ModelConfigShape.superRefine((c, ctx) => {
@@ -54,6 +57,7 @@ export const ModelConfig = ModelConfigShape.superRefine((c, ctx) => {
   if (!Number.isInteger(c.decoderWidth * c.mlpRatio)) {
     fail('mlpRatio', `decoderWidth * mlpRatio (${c.decoderWidth} * ${c.mlpRatio}) must be an integer`);
   }
+  for (const [path, message] of checkEncoder(c)) fail(path, message);
   if (c.normalize) {
     if (c.normalize.mean.length !== c.channels) {
       fail('normalize', `normalize.mean has ${c.normalize.mean.length} values for ${c.channels} channels`);
@@ -66,7 +70,22 @@ export const ModelConfig = ModelConfigShape.superRefine((c, ctx) => {
 export type ModelConfig = z.infer<typeof ModelConfig>;
 export type ModelConfigInput = z.input<typeof ModelConfig>;
 
-export const MODEL_PRESETS = ['micro', 'small-cpu', 'vit-t', 'vit-s', 'vit-b'] as const;
+/**
+ * Presets: plain ViTs, then one block per encoder (encoder-config.ts). To add an encoder's presets,
+ * add the names here and their specs to PRESETS below (with `encoder`); the New-run form, the model
+ * summary and `mimir doctor --models` list whatever is here.
+ */
+export const MODEL_PRESETS = [
+  'micro',
+  'small-cpu',
+  'vit-t',
+  'vit-s',
+  'vit-b',
+  // ViT + ConvStem (Singh et al. 2023; paper Table VI)
+  'convstem-micro',
+  'convstem-vit-s',
+  'convstem-vit-b',
+] as const;
 export const ModelPreset = z.enum(MODEL_PRESETS);
 export type ModelPreset = z.infer<typeof ModelPreset>;
 
@@ -80,6 +99,23 @@ interface PresetSpec {
   decoderHeads: number;
   defaultImageSize: number;
   patchSizeFor(imageSize: number): number;
+  /** The encoder for a patch size (absent: a plain ViT). */
+  encoder?(patchSize: number): EncoderConfig;
+}
+
+/** A ConvStem of log2(patchSize) stride-2 convolutions of base, 2 base, 4 base ... channels (the authors' base: 48). */
+function convStem(base: number): (patchSize: number) => EncoderConfig {
+  return (patchSize) => {
+    const convs = Math.log2(patchSize);
+    if (!Number.isInteger(convs) || convs < 1) {
+      throw new Error(`A ConvStem needs a power-of-two patch size of 2 or more, got ${patchSize}`);
+    }
+    return {
+      kind: 'convstem',
+      stemChannels: Array.from({ length: convs }, (_, i) => base * 2 ** i),
+      pretrainStem: true,
+    };
+  };
 }
 
 /** Paper Appendix B: patch 2 for 32 px (CIFAR-10), 4 for 64 px (Tiny-ImageNet), 16 for 224 px (ImageNet). */
@@ -103,17 +139,23 @@ function gridPatchSize(grid: number): (imageSize: number) => number {
 
 const PAPER_DECODER = { decoderWidth: 128, decoderDepth: 2, decoderHeads: 16 };
 
+const MICRO = {
+  width: 32,
+  depth: 2,
+  heads: 2,
+  decoderWidth: 32,
+  decoderDepth: 1,
+  decoderHeads: 2,
+  defaultImageSize: 16,
+  patchSizeFor: gridPatchSize(4),
+};
+const VIT_S = { width: 384, depth: 12, heads: 6, ...PAPER_DECODER };
+const VIT_B = { width: 768, depth: 12, heads: 12, ...PAPER_DECODER };
+
 const PRESETS: Record<ModelPreset, PresetSpec> = {
   micro: {
     description: 'tests and demos: width 32, depth 2, 2 heads, decoder 32 x 1 x 2, a 4 x 4 patch grid',
-    width: 32,
-    depth: 2,
-    heads: 2,
-    decoderWidth: 32,
-    decoderDepth: 1,
-    decoderHeads: 2,
-    defaultImageSize: 16,
-    patchSizeFor: gridPatchSize(4),
+    ...MICRO,
   },
   'small-cpu': {
     description: 'a quick demo on a laptop CPU: width 64, depth 4, 4 heads, decoder 64 x 1 x 4, an 8 x 8 patch grid',
@@ -137,21 +179,34 @@ const PRESETS: Record<ModelPreset, PresetSpec> = {
   },
   'vit-s': {
     description: 'ViT-Small: width 384, depth 12, 6 heads (paper Table XIV)',
-    width: 384,
-    depth: 12,
-    heads: 6,
-    ...PAPER_DECODER,
+    ...VIT_S,
     defaultImageSize: 32,
     patchSizeFor: paperPatchSize,
   },
   'vit-b': {
     description: 'ViT-Base: width 768, depth 12, 12 heads (paper Table XIV)',
-    width: 768,
-    depth: 12,
-    heads: 12,
-    ...PAPER_DECODER,
+    ...VIT_B,
     defaultImageSize: 224,
     patchSizeFor: paperPatchSize,
+  },
+  'convstem-micro': {
+    description: 'the micro ViT with a ConvStem (stride-2 3x3 convolutions of 8, 16 ... channels) for tests and demos',
+    ...MICRO,
+    encoder: convStem(8),
+  },
+  'convstem-vit-s': {
+    description: 'ViT-Small + ConvStem: convolutions of 48, 96, 192, 384 channels at patch 16 (paper Table VI)',
+    ...VIT_S,
+    defaultImageSize: 224,
+    patchSizeFor: paperPatchSize,
+    encoder: convStem(48),
+  },
+  'convstem-vit-b': {
+    description: 'ViT-Base + ConvStem: convolutions of 48, 96, 192, 384 channels at patch 16 (paper Table VI)',
+    ...VIT_B,
+    defaultImageSize: 224,
+    patchSizeFor: paperPatchSize,
+    encoder: convStem(48),
   },
 };
 
@@ -183,6 +238,7 @@ export function modelConfigFromPreset(
     decoderWidth: spec.decoderWidth,
     decoderDepth: spec.decoderDepth,
     decoderHeads: spec.decoderHeads,
+    ...(spec.encoder ? { encoder: spec.encoder(patchSize) } : {}),
     ...overrides,
   });
 }
@@ -245,4 +301,27 @@ export function withDecoder(model: ModelConfig, decoder: DecoderSize | undefined
 /** The encoder depth of a run's model, a preset's or a full config's. */
 export function modelDepth(model: ModelPreset | ModelConfig): number {
   return typeof model === 'string' ? PRESETS[model].depth : model.depth;
+}
+
+/** The encoder kind of a run's model, a preset's or a full config's. */
+export function modelEncoderKind(model: ModelPreset | ModelConfig): EncoderKind {
+  if (typeof model !== 'string') return model.encoder.kind;
+  const spec = PRESETS[model];
+  return spec.encoder ? spec.encoder(spec.patchSizeFor(spec.defaultImageSize)).kind : 'vit';
+}
+
+/**
+ * Whether the engine a run names can train its model (absent engine: tfjs); an issue on `model`
+ * naming the PyTorch engine when the encoder is torch-only, else none.
+ */
+export function checkModelEngine(
+  model: ModelPreset | ModelConfig,
+  engine: { name: 'tfjs' | 'torch' } | undefined,
+  ctx: z.RefinementCtx,
+  path: (string | number)[],
+): void {
+  if (engine?.name === 'torch') return;
+  const kind = modelEncoderKind(model);
+  const refusal = tfjsEncoderRefusal({ kind } as EncoderConfig);
+  if (refusal) ctx.addIssue({ code: 'custom', path, message: refusal });
 }

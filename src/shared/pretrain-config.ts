@@ -9,7 +9,15 @@ import {
   TrainingFraction,
 } from './dataset-config';
 import { MiConfig, MiLayer } from './mi-config';
-import { DecoderSize, ModelConfig, ModelPreset, modelConfigFromPreset, modelDepth, withDecoder } from './model-config';
+import {
+  checkModelEngine,
+  DecoderSize,
+  ModelConfig,
+  ModelPreset,
+  modelConfigFromPreset,
+  modelDepth,
+  withDecoder,
+} from './model-config';
 import { errorMessage } from './unknown-value';
 
 /**
@@ -118,6 +126,7 @@ export const PretrainConfig = configObject({
       });
     }
   }
+  checkModelEngine(c.model, c.engine, ctx, ['model']);
   const depth = modelDepth(c.model);
   if (typeof c.mi.layer.block === 'number' && c.mi.layer.block > depth) {
     ctx.addIssue({

@@ -1,2 +1,42 @@
-"""Encoders beyond the plain ViT (src/engine/model/convit.ts, cait.ts), on the workbench's parameter
-names and layouts: ConViT and CaiT with timm's names, token-pooled classifiers, and the MAE over them."""
+"""The one place the PyTorch engine maps model.encoder.kind to its implementation (as
+src/engine/model/encoders.ts does for the tfjs engine); model.py's mae_param_specs,
+classifier_param_specs, mae_input, encode_visible_with_layer and classifier_forward ask here.
+
+What an encoder supplies (an object with these methods; the MAE decoder, the `norm` before it and the
+losses stay shared in model.py):
+- backbone_specs(c): [(name, shape, role)] up to the last block (tokens, embedding, blocks), in the
+  order of params.ts's specs: the part fine-tuning copies from the pre-trained MAE. Roles: model.py's
+  init (and export) read them: "weight" [in, out], "patch-weight", "conv-weight" [kh, kw, in, out],
+  "conv-bias", "bias", "norm", "token".
+- head_specs(c, outputs): the classifier's own parameters after the backbone (fresh at fine-tuning).
+- mae_input(c, images, visible_ids): what the MAE's encoder reads, [N, M, p*p*C]: the visible patches
+  (M = Lv), or every patch (M = L) when the embedding sees the whole image (ConvStem).
+- encode_visible_with_layer(params, c, inp, visible_ids, block_number, final_norm): (latent
+  [N, 1 + Lv, D] after `norm`, the features MI takes: block `block_number`'s output, counted from 1,
+  0 the last, through `norm` when final_norm). visible_ids index the full grid (image / patch).
+- classifier_forward(params, c, images, drop_path, rng): logits for NHWC images in [0, 1].
+- frozen_in_pretraining(c, name): parameters pre-training keeps at their initial values.
+The tfjs and torch versions of an encoder must agree (test/torch/golden-steps.test.ts).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ..config import ConfigError, ModelConfig
+
+TORCH_ONLY = ("convnext", "swin")
+
+
+def _registry() -> Dict[str, Any]:
+    # Imported at call time: the implementations use model.py, which calls encoder_for.
+    from .vit import VIT
+
+    return {"vit": VIT}
+
+
+def encoder_for(c: ModelConfig) -> Any:
+    kind = c.encoder_kind
+    impl = _registry().get(kind)
+    if impl is None:
+        raise ConfigError(f"The {kind} encoder is not implemented on the PyTorch engine yet")
+    return impl

@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { TORCH_ONLY_ENCODERS } from '@shared/encoder-config';
+import { describePreset } from '@shared/model-config';
+import { formatModelSummary, presetSummaries } from '@shared/model-summary';
 import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '@shared/system';
 import { backendOption, fail } from '../output';
 
@@ -40,6 +43,36 @@ export function formatDoctorReport(report: SystemReport): string {
   return lines.join('\n');
 }
 
+/** `mimir doctor --models`: every model preset, its encoder, shape, size and the engines that run it. */
+export function modelPresetRows(): Record<string, unknown>[] {
+  return presetSummaries().map(({ preset, config, summary }) => ({
+    preset,
+    encoder: config.encoder,
+    imageSize: config.imageSize,
+    patchSize: config.patchSize,
+    width: config.width,
+    depth: config.depth,
+    heads: config.heads,
+    parameters: summary?.parameters ?? null,
+    flopsPerImage: summary?.flopsPerImage ?? null,
+    engines: TORCH_ONLY_ENCODERS.includes(config.encoder.kind) ? ['torch'] : ['tfjs', 'torch'],
+    description: describePreset(preset),
+  }));
+}
+
+export function formatModelPresets(): string {
+  const rows = presetSummaries();
+  const width = Math.max(...rows.map((r) => r.preset.length));
+  return [
+    "Model presets (a 1000-class classifier at the preset's own image size; FLOPs: multiply-adds, as timm counts them):",
+    ...rows.map(({ preset, config }) => {
+      const shape = `${config.encoder.kind}, width ${config.width}, depth ${config.depth}, ${config.heads} heads, patch ${config.patchSize}`;
+      const engines = TORCH_ONLY_ENCODERS.includes(config.encoder.kind) ? 'PyTorch engine only' : 'tfjs and PyTorch';
+      return `  ${preset.padEnd(width)}  ${shape}; ${formatModelSummary(config)}; ${engines}`;
+    }),
+  ].join('\n');
+}
+
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
@@ -47,10 +80,16 @@ export function registerDoctor(program: Command): void {
       'show the compute backend this machine gets, every candidate and why it was passed over, and the GPU found',
     )
     .option('--json', 'print one JSON object')
+    .option('--models', 'list the model presets instead: encoder, shape, parameters, FLOPs per image, engines')
     .addOption(backendOption())
-    .action(async (options: { json?: boolean; backend?: string }) => {
+    .action(async (options: { json?: boolean; backend?: string; models?: boolean }) => {
       const json = options.json === true;
       try {
+        if (options.models) {
+          const out = json ? JSON.stringify(modelPresetRows(), null, 2) : formatModelPresets();
+          process.stdout.write(`${out}\n`);
+          return;
+        }
         const { selectBackend } = await import('@engine/backend');
         const { torchEngineReport } = await import('@torch/python');
         const report: SystemReport = {

@@ -1,5 +1,7 @@
 /**
  * ViT masked autoencoder and fine-tuning classifier (spec section 2), in TensorFlow.js.
+ * Encoders (model.encoder.kind: vit, convstem, ...) plug in at one place, encoders.ts (its comment
+ * lists what an encoder supplies); vit.ts is the plain ViT.
  *
  * Parameters (params.ts): a ParamMap = Map<timm/MAE name, tf.Variable>, linear weights [in, out].
  *   initMaeParams(config, rng) / initClassifierParams(config, numClasses, rng, {headInitStd})
@@ -10,7 +12,7 @@
  *   (differentiable on every backend); batchGather (constants only; avoids tfjs-wasm's broken
  *   gather with batchDims); normalizePatches(config, patches).
  * Masking: randomMasking(rng, N, L, ratio = 0.75) -> PatchMask {visibleIds, maskedIds (int32), mask, dispose}.
- * MAE: visiblePatches(config, images, mask); encodeVisible(params, config, visPatches, visibleIds, opts)
+ * MAE: encoderInput(config, images, mask) (the visible patches for a ViT); encodeVisible(params, config, input, visibleIds, opts)
  *   -> latent [N, 1+Lv, D]; decode(params, config, latent, mask, opts) -> [N, L, K] (visible then masked);
  *   orderedTargets(config, images, mask); reconstructionLoss(pred, target, numVisible, {normPixLoss});
  *   maeForward(...) for the whole pass (optional visible-patch delta); toSpatialOrder for display.
@@ -32,3 +34,7 @@ export * from './params';
 export * from './patches';
 export * from './pos-embed';
 export * from './transformer';
+export * from './encoders';
+export * from './param-specs';
+export * from './tokens';
+export * from './vit';

@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { DEFAULT_MI_LAYER, miBlockIndex, type MiLayer } from '@shared/mi-config';
+import { DEFAULT_MI_LAYER, type MiLayer } from '@shared/mi-config';
 import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
+import { encoderFor } from './encoders';
 import type { PatchMask } from './masking';
 import { getParam, type ParamMap } from './params';
 import { batchGather, gatherPatches, normalizePatches, patchify } from './patches';
 import { sincosPosEmbed } from './pos-embed';
-import { linearLayer, normLayer, prependCls, transformerStack, type ForwardOptions } from './transformer';
+import { positionRows, type VisibleIds } from './tokens';
+import { linearLayer, normLayer, transformerStack, type ForwardOptions } from './transformer';
 
 /**
  * The masked autoencoder, in composable pieces so a trainer can place an attack's perturbation
@@ -23,7 +25,7 @@ import { linearLayer, normLayer, prependCls, transformerStack, type ForwardOptio
  * gradient except through gatherPatches, whose gradient works on every backend.
  */
 
-/** The pixel patches of `images` at the mask's visible ids: [N, Lv, p*p*C]. */
+/** The pixel patches of `images` at the mask's visible ids: [N, Lv, p*p*C] (the ViT's encoder input). */
 export function visiblePatches(
   config: ModelConfig,
   images: tf.Tensor4D,
@@ -33,65 +35,32 @@ export function visiblePatches(
 }
 
 /**
- * Position embeddings gathered on the host from the mask's id arrays, rows (cls row 0, then patch
- * id + 1): per sample, `lead` rows, then its visible ids, then `masked[s]`'s ids. Equal to tf.gather of
- * the table, which tfjs-wasm runs slowly (about 25 ns a value: 28 ms for the decoder's [32, 257, 128]).
+ * The encoder's MAE input for `images`: the visible pixel patches [N, Lv, p*p*C] for a ViT; every
+ * patch [N, L, p*p*C] for an encoder whose embedding sees the whole image (a ConvStem, whose masking
+ * acts on its output tokens). An attack's perturbation of the "visible" input has this shape.
  */
-function positionRows(
-  width: number,
+export function encoderInput(
   config: ModelConfig,
-  lead: number[],
-  visible: Int32Array[],
-  masked: Int32Array[],
-  shape: [number, number, number],
+  images: tf.Tensor4D,
+  mask: Pick<PatchMask, 'visibleIds'>,
 ): tf.Tensor3D {
-  const table = sincosPosEmbed(width, gridSize(config));
-  const out = new Float32Array(shape[0] * shape[1] * width);
-  let row = 0;
-  for (let s = 0; s < shape[0]; s++) {
-    for (const id of lead) out.set(table.subarray(id * width, (id + 1) * width), width * row++);
-    for (const id of visible[s] ?? []) out.set(table.subarray((id + 1) * width, (id + 2) * width), width * row++);
-    for (const id of masked[s] ?? []) out.set(table.subarray((id + 1) * width, (id + 2) * width), width * row++);
-  }
-  if (row !== shape[0] * shape[1]) throw new Error(`position rows: ${row} rows for [${shape}]`);
-  return tf.tensor3d(out, shape);
-}
-
-/** Fixed position embeddings of the patches (no cls row): [L, width]. */
-function patchPosEmbed(width: number, config: ModelConfig): tf.Tensor2D {
-  const grid = gridSize(config);
-  return tf.tensor2d(sincosPosEmbed(width, grid).subarray(width), [grid * grid, width]);
-}
-
-/** Embed pixel patches [N, M, K] (normalising them first if configured) and add position embeddings [N|1, M, D]. */
-export function embedPatches(
-  params: ParamMap,
-  config: ModelConfig,
-  patches: tf.Tensor3D,
-  pos: tf.Tensor,
-  options: ForwardOptions,
-): tf.Tensor3D {
-  const [n, m, k] = patches.shape;
-  if (k !== patchDim(config)) throw new Error(`patches have ${k} values, the model expects ${patchDim(config)}`);
-  const flat = tf.reshape(normalizePatches(config, patches), [n * m, k]) as tf.Tensor2D;
-  const embedded = tf.reshape(linearLayer(params, 'patch_embed.proj', flat, options), [n, m, config.width]);
-  return tf.add(embedded, pos) as tf.Tensor3D;
+  return encoderFor(config).maeInput(config, images, mask);
 }
 
 /**
- * Encoder on already-gathered visible pixel patches [N, Lv, p*p*C] with their patch ids [N, Lv]
- * (int32; or the mask, whose host copies of the ids place the position embeddings without a
- * gather): embed, add position embeddings, prepend cls, blocks, final LayerNorm.
- * Returns the latent [N, 1 + Lv, width] (cls first, tokens in the order of `visibleIds`).
+ * Encoder on its MAE input (encoderInput: the visible pixel patches for a ViT) with the visible patch
+ * ids [N, Lv] (int32; or the mask, whose host copies of the ids place the position embeddings
+ * without a gather). Returns the latent [N, 1 + Lv, width] after the final LayerNorm (cls first,
+ * tokens in the order of `visibleIds`).
  */
 export function encodeVisible(
   params: ParamMap,
   config: ModelConfig,
-  patches: tf.Tensor3D,
-  visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
+  input: tf.Tensor3D,
+  visibleIds: VisibleIds,
   options: ForwardOptions = {},
 ): tf.Tensor3D {
-  return encodeVisibleWithLayer(params, config, patches, visibleIds, DEFAULT_MI_LAYER, options).latent;
+  return encodeVisibleWithLayer(params, config, input, visibleIds, DEFAULT_MI_LAYER, options).latent;
 }
 
 /**
@@ -102,40 +71,12 @@ export function encodeVisible(
 export function encodeVisibleWithLayer(
   params: ParamMap,
   config: ModelConfig,
-  patches: tf.Tensor3D,
-  visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
+  input: tf.Tensor3D,
+  visibleIds: VisibleIds,
   layer: MiLayer,
   options: ForwardOptions = {},
 ): { latent: tf.Tensor3D; features: tf.Tensor3D } {
-  const tapped = miBlockIndex(layer, config.depth);
-  return tf.tidy(() => {
-    const [n, lv] = patches.shape;
-    const ids = visibleIds instanceof tf.Tensor ? visibleIds : visibleIds.visibleIds;
-    if (ids.shape[0] !== n || ids.shape[1] !== lv) {
-      throw new Error(`visibleIds [${ids.shape}] do not match patches [${patches.shape}]`);
-    }
-    const pos =
-      visibleIds instanceof tf.Tensor
-        ? tf.gather(patchPosEmbed(config.width, config), ids)
-        : positionRows(config.width, config, [], visibleIds.visible, [], [n, lv, config.width]);
-    const tokens = prependCls(params, 'cls_token', embedPatches(params, config, patches, pos, options));
-    const shape = { batch: n, tokens: lv + 1, heads: config.heads };
-    const flat = tf.reshape(tokens, [n * (lv + 1), config.width]) as tf.Tensor2D;
-    const blockOutputs: tf.Tensor2D[] = [];
-    const last = transformerStack(params, 'blocks', config.depth, flat, shape, options, blockOutputs);
-    const out = normLayer(params, 'norm', last, options);
-    const latent = tf.reshape(out, [n, lv + 1, config.width]) as tf.Tensor3D;
-    const block = blockOutputs[tapped] as tf.Tensor2D;
-    const features =
-      tapped === config.depth - 1 && layer.finalNorm
-        ? latent
-        : (tf.reshape(layer.finalNorm ? normLayer(params, 'norm', block, options) : block, [
-            n,
-            lv + 1,
-            config.width,
-          ]) as tf.Tensor3D);
-    return { latent, features };
-  });
+  return encoderFor(config).encodeVisible(params, config, input, visibleIds, layer, options);
 }
 
 /**

@@ -1,6 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { patchDim, type ModelConfig } from '@shared/model-config';
 import type { Rng } from '../rng';
+import { encoderFor } from './encoders';
+import { blockSpecs, linearSpecs, normSpecs, type ParamSpec } from './param-specs';
+
+export type { Init, ParamRole, ParamSpec } from './param-specs';
 
 /**
  * Parameters: one ordered Map from timm / MAE names to tf.Variables.
@@ -27,76 +31,16 @@ import type { Rng } from '../rng';
  */
 export type ParamMap = Map<string, tf.Variable>;
 
-/** What a parameter is, for weight decay (decay only 'weight') and for layout conversion. */
-export type ParamRole = 'weight' | 'patch-weight' | 'bias' | 'norm' | 'token';
-
-type Init =
-  | { kind: 'xavier'; fanIn: number; fanOut: number }
-  | { kind: 'zeros' }
-  | { kind: 'ones' }
-  | { kind: 'normal'; std: number };
-
-export interface ParamSpec {
-  name: string;
-  shape: number[];
-  role: ParamRole;
-  init: Init;
-}
-
 export interface ClassifierInitOptions {
   /** Standard deviation of the head's weights: 2e-5 (MAE fine-tuning, the default) or 2e-2 (the authors' CIFAR code). */
   headInitStd?: number;
-}
-
-function linearSpecs(prefix: string, fanIn: number, fanOut: number): ParamSpec[] {
-  return [
-    { name: `${prefix}.weight`, shape: [fanIn, fanOut], role: 'weight', init: { kind: 'xavier', fanIn, fanOut } },
-    { name: `${prefix}.bias`, shape: [fanOut], role: 'bias', init: { kind: 'zeros' } },
-  ];
-}
-
-function normSpecs(prefix: string, width: number): ParamSpec[] {
-  return [
-    { name: `${prefix}.weight`, shape: [width], role: 'norm', init: { kind: 'ones' } },
-    { name: `${prefix}.bias`, shape: [width], role: 'norm', init: { kind: 'zeros' } },
-  ];
-}
-
-function blockSpecs(prefix: string, width: number, mlpRatio: number): ParamSpec[] {
-  const hidden = Math.round(width * mlpRatio);
-  return [
-    ...normSpecs(`${prefix}.norm1`, width),
-    ...linearSpecs(`${prefix}.attn.qkv`, width, 3 * width),
-    ...linearSpecs(`${prefix}.attn.proj`, width, width),
-    ...normSpecs(`${prefix}.norm2`, width),
-    ...linearSpecs(`${prefix}.mlp.fc1`, width, hidden),
-    ...linearSpecs(`${prefix}.mlp.fc2`, hidden, width),
-  ];
-}
-
-function backboneSpecs(config: ModelConfig): ParamSpec[] {
-  const k = patchDim(config);
-  const d = config.width;
-  const specs: ParamSpec[] = [
-    { name: 'cls_token', shape: [1, 1, d], role: 'token', init: { kind: 'normal', std: 0.02 } },
-    // MAE initialises the conv as xavier_uniform over its [D, C*p*p] view: a linear layer over the patch.
-    {
-      name: 'patch_embed.proj.weight',
-      shape: [k, d],
-      role: 'patch-weight',
-      init: { kind: 'xavier', fanIn: k, fanOut: d },
-    },
-    { name: 'patch_embed.proj.bias', shape: [d], role: 'bias', init: { kind: 'zeros' } },
-  ];
-  for (let i = 0; i < config.depth; i++) specs.push(...blockSpecs(`blocks.${i}`, d, config.mlpRatio));
-  return specs;
 }
 
 /** Names, shapes and initialisers of the masked autoencoder's parameters, in Map order. */
 export function maeParamSpecs(config: ModelConfig): ParamSpec[] {
   const dd = config.decoderWidth;
   const specs = [
-    ...backboneSpecs(config),
+    ...encoderFor(config).backboneSpecs(config),
     ...normSpecs('norm', config.width),
     { name: 'mask_token', shape: [1, 1, dd], role: 'token', init: { kind: 'normal', std: 0.02 } } satisfies ParamSpec,
     ...linearSpecs('decoder_embed', config.width, dd),
@@ -114,18 +58,17 @@ export function classifierParamSpecs(
 ): ParamSpec[] {
   if (!Number.isInteger(numClasses) || numClasses < 1)
     throw new Error(`numClasses must be a positive integer, got ${numClasses}`);
-  const d = config.width;
-  return [
-    ...backboneSpecs(config),
-    ...normSpecs('fc_norm', d),
-    {
-      name: 'head.weight',
-      shape: [d, numClasses],
-      role: 'weight',
-      init: { kind: 'normal', std: options.headInitStd ?? 2e-5 },
-    },
-    { name: 'head.bias', shape: [numClasses], role: 'bias', init: { kind: 'zeros' } },
-  ];
+  const encoder = encoderFor(config);
+  return [...encoder.backboneSpecs(config), ...encoder.headSpecs(config, numClasses, options.headInitStd ?? 2e-5)];
+}
+
+/** The names a classifier starts fresh at fine-tuning (its head), not copied from the pre-trained encoder. */
+function headNames(config: ModelConfig, numClasses: number): Set<string> {
+  return new Set(
+    encoderFor(config)
+      .headSpecs(config, numClasses, 0)
+      .map((s) => s.name),
+  );
 }
 
 function initialValues(spec: ParamSpec, rng: Rng): Float32Array {
@@ -145,6 +88,9 @@ function initialValues(spec: ParamSpec, rng: Rng): Float32Array {
     }
     case 'normal':
       for (let i = 0; i < size; i++) values[i] = rng.normal() * init.std;
+      break;
+    case 'uniform':
+      for (let i = 0; i < size; i++) values[i] = (2 * rng.uniform() - 1) * init.bound;
       break;
   }
   return values;
@@ -175,8 +121,9 @@ export function initClassifierParams(
 }
 
 /**
- * A classifier whose backbone (cls_token, patch_embed, blocks) is copied from a pre-trained MAE (or
- * classifier) parameter map; fc_norm and head are fresh, drawn from `rng`. The MAE's final `norm` is
+ * A classifier whose backbone (the encoder's backboneSpecs: cls_token, patch_embed, blocks for a ViT) is
+ * copied from a pre-trained MAE (or classifier) parameter map; the head (headSpecs: fc_norm and head
+ * for a ViT) is fresh, drawn from `rng`. The MAE's final `norm` is
  * not used (timm drops it when fc_norm is on). The copies are independent variables.
  */
 export function classifierParamsFromEncoder(
@@ -187,8 +134,9 @@ export function classifierParamsFromEncoder(
   options: ClassifierInitOptions = {},
 ): ParamMap {
   const params: ParamMap = new Map();
+  const head = headNames(config, numClasses);
   for (const spec of classifierParamSpecs(config, numClasses, options)) {
-    const fresh = spec.name.startsWith('fc_norm.') || spec.name.startsWith('head.');
+    const fresh = head.has(spec.name);
     const from = fresh ? undefined : source.get(spec.name);
     if (!fresh && !from) throw new Error(`the pre-trained parameters have no "${spec.name}"`);
     if (from && !tf.util.arraysEqual(from.shape, spec.shape)) {

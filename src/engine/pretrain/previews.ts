@@ -12,7 +12,7 @@ import {
   randomMasking,
   toSpatialOrder,
   unpatchify,
-  visiblePatches,
+  encoderInput,
   type ParamMap,
 } from '../model';
 import { Rng } from '../rng';
@@ -57,7 +57,7 @@ export async function writePreviewSnapshot(
             rng,
           });
     const adversarial = attacked?.adversarial ?? clean;
-    const latent = encodeVisible(params, config, visiblePatches(config, adversarial, mask), mask.visibleIds, {
+    const latent = encodeVisible(params, config, encoderInput(config, adversarial, mask), mask.visibleIds, {
       trainParams: false,
     });
     let pred: tf.Tensor3D = decode(params, config, latent, mask, { trainParams: false });

@@ -11,7 +11,9 @@ import {
   randomMasking,
   reconstructionLoss,
   toSpatialOrder,
-  visiblePatches,
+  unpatchify,
+  encoderFor,
+  encoderInput,
   type ParamMap,
   type PatchMask,
 } from '../model';
@@ -81,10 +83,14 @@ function reconOf(
   return reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss });
 }
 
-/** Scatter per-visible-patch values [N, Lv, K] into an image [N, H, W, C] with zeros at masked patches. */
+/**
+ * Per-input-patch values [N, M, K] (encoderInput's shape) as an image [N, H, W, C]: visible patches
+ * scattered with zeros at masked ones, or, when the encoder reads every patch, all of them in place.
+ */
 function visibleToImage(config: ModelConfig, values: tf.Tensor3D, mask: PatchMask): tf.Tensor4D {
   return tf.tidy(() => {
-    const [n, , k] = values.shape;
+    const [n, m, k] = values.shape;
+    if (m === numPatches(config)) return unpatchify(values, config.patchSize, config.channels);
     const full = tf.concat([values, tf.zeros([n, mask.numMasked, k])], 1) as tf.Tensor3D;
     const spatial = toSpatialOrder(full, mask);
     const g = config.imageSize / config.patchSize;
@@ -109,7 +115,7 @@ export function imageAttackLoss(
   return reconOf(
     params,
     config,
-    visiblePatches(config, adversarial, mask),
+    encoderInput(config, adversarial, mask),
     orderedTargets(config, adversarial, mask),
     mask,
     normPixLoss,
@@ -141,7 +147,7 @@ export function attackReconstruction(
 
   if (attack.perturb === 'visible') {
     return tf.tidy(() => {
-      const vis = visiblePatches(config, images, mask);
+      const vis = encoderInput(config, images, mask);
       const targets = orderedTargets(config, images, mask);
       const start = options.start ?? tf.randomUniform(vis.shape, -eps, eps, 'float32', seed);
       let delta = project(vis, start, eps);
@@ -206,6 +212,15 @@ export function penaltyIsOn(run: Pick<PretrainConfig, 'mode' | 'mi'>): boolean {
   return run.mode === 'mimir' && run.mi.lambda > 0;
 }
 
+/**
+ * The variables pre-training trains: all but those the encoder keeps from initialisation
+ * (a ConvStem's stem with pretrainStem false), which get no gradient and so no optimiser update.
+ */
+export function trainedInPretraining(params: ParamMap, config: ModelConfig): tf.Variable[] {
+  const encoder = encoderFor(config);
+  return [...params].filter(([name]) => !encoder.frozenInPretraining(config, name)).map(([, v]) => v);
+}
+
 /** The encoder's parameters (what z depends on): everything but the decoder and its mask token. */
 export function isEncoderParam(name: string): boolean {
   return !name.startsWith('decoder') && name !== 'mask_token';
@@ -228,7 +243,7 @@ function penaltyGradientRatio(
   return tf.tidy(() => {
     const { grads } = tf.variableGrads(
       () => {
-        const input = visiblePatches(config, adversarial, mask);
+        const input = encoderInput(config, adversarial, mask);
         const { features } = encodeVisibleWithLayer(params, config, input, mask, run.mi.layer);
         const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), features, run.mi);
         return tf.mul(mi, run.mi.lambda) as tf.Scalar;
@@ -263,7 +278,7 @@ export function penaltyAtStart(
   const mask = randomMasking(rng, images.shape[0], numPatches(config), run.maskRatio);
   try {
     const [recon, mi] = tf.tidy(() => {
-      const input = visiblePatches(config, images, mask);
+      const input = encoderInput(config, images, mask);
       const { latent, features } = encodeVisibleWithLayer(params, config, input, mask, run.mi.layer, {
         trainParams: false,
       });
@@ -313,17 +328,20 @@ export function pretrainStep({
     try {
       const adversarial = attacked?.adversarial ?? images;
       const kept: tf.Scalar[] = [];
-      const { value: loss, grads } = tf.variableGrads(() => {
-        const input = visiblePatches(config, adversarial, trainMask);
-        const { latent, features } = encodeVisibleWithLayer(params, config, input, trainMask, run.mi.layer);
-        const pred = decode(params, config, latent, trainMask);
-        const recon = reconstructionLoss(pred, orderedTargets(config, images, trainMask), trainMask.numVisible, {
-          normPixLoss: run.normPixLoss,
-        });
-        const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), features, run.mi);
-        kept.push(tf.keep(recon), tf.keep(mi));
-        return penaltyIsOn(run) ? tf.add(recon, tf.mul(mi, run.mi.lambda)) : tf.clone(recon);
-      }, [...params.values()]);
+      const { value: loss, grads } = tf.variableGrads(
+        () => {
+          const input = encoderInput(config, adversarial, trainMask);
+          const { latent, features } = encodeVisibleWithLayer(params, config, input, trainMask, run.mi.layer);
+          const pred = decode(params, config, latent, trainMask);
+          const recon = reconstructionLoss(pred, orderedTargets(config, images, trainMask), trainMask.numVisible, {
+            normPixLoss: run.normPixLoss,
+          });
+          const mi = mutualInformation(run.mi.estimator, patchify(adversarial, config.patchSize), features, run.mi);
+          kept.push(tf.keep(recon), tf.keep(mi));
+          return penaltyIsOn(run) ? tf.add(recon, tf.mul(mi, run.mi.lambda)) : tf.clone(recon);
+        },
+        trainedInPretraining(params, config),
+      );
       const [recon, mi] = kept as [tf.Scalar, tf.Scalar];
       const named = new Map<string, tf.Tensor>();
       const byVariableName = new Map([...params].map(([name, variable]) => [variable.name, name]));

@@ -1,4 +1,11 @@
-import { describePreset, MODEL_PRESETS, modelConfigFromPreset, type ModelPreset } from '@shared/model-config';
+import {
+  describePreset,
+  MODEL_PRESETS,
+  ModelConfig,
+  modelConfigFromPreset,
+  type ModelPreset,
+} from '@shared/model-config';
+import { formatModelSummary } from '@shared/model-summary';
 import type { FieldDoc } from './form-spec';
 import { getAt, type FieldPath } from './paths';
 
@@ -94,11 +101,25 @@ export const MODEL_DOCS: Record<string, FieldDoc> = {
   'model.normalize.std': { label: 'Std per channel', placeholder: '0.2470, 0.2435, 0.2616' },
 };
 
-/** Help for a model preset option. */
-export function presetHelp(preset: unknown): string | null {
-  return typeof preset === 'string' && (MODEL_PRESETS as readonly string[]).includes(preset)
-    ? describePreset(preset as ModelPreset)
-    : null;
+/**
+ * Help for the model field: a preset's description, and for a preset or a custom model its size
+ * (parameters, FLOPs per image) at the dataset's image size.
+ */
+export function presetHelp(model: unknown, config?: unknown): string | null {
+  const imageSize = getAt(config, ['dataset', 'imageSize']);
+  const size = typeof imageSize === 'number' ? imageSize : undefined;
+  if (typeof model === 'string' && (MODEL_PRESETS as readonly string[]).includes(model)) {
+    const preset = model as ModelPreset;
+    let resolved: ModelConfig;
+    try {
+      resolved = modelConfigFromPreset(preset, size);
+    } catch {
+      resolved = modelConfigFromPreset(preset);
+    }
+    return `${describePreset(preset)}. ${formatModelSummary(resolved)}`;
+  }
+  const custom = ModelConfig.safeParse(model);
+  return custom.success ? formatModelSummary(custom.data) : null;
 }
 
 /**

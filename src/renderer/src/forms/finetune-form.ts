@@ -162,6 +162,6 @@ export const FINETUNE_FORM: FormSpec = {
     const owner = METHOD_SETTINGS[String(path[0])];
     return path.length === 1 && owner !== undefined && getAt(config, ['method']) !== owner;
   },
-  valueHelp: (path, value) => (docKey(path) === 'source.model' ? presetHelp(value) : null),
+  valueHelp: (path, value, config) => (docKey(path) === 'source.model' ? presetHelp(value, config) : null),
   objectOptionStart: (path, config) => (docKey(path) === 'source.model' ? customModelFrom(config, path) : null),
 };

@@ -48,8 +48,8 @@ export interface FormSpec {
   inactiveReason(path: FieldPath, config: unknown): string | null;
   /** Fields not shown with the current config (another method's settings), kept at their values. */
   hidden(path: FieldPath, config: unknown): boolean;
-  /** The help of a field that depends on its value (a model preset explains itself). */
-  valueHelp(path: FieldPath, value: unknown): string | null;
+  /** The help of a field that depends on its value (a model preset explains itself), and on the whole config. */
+  valueHelp(path: FieldPath, value: unknown, config: unknown): string | null;
   /** The value a plain union's object option starts from (a custom model from the chosen preset). */
   objectOptionStart(path: FieldPath, config: unknown): Record<string, unknown> | null;
   /** Warnings about a valid config that will not do what its user likely wants (shown above the form). */

@@ -175,6 +175,6 @@ export const PRETRAIN_FORM: FormSpec = {
     return (mode === 'mae' || mode === 'adv-mae') && key === 'mi.lambda';
   },
   warnings: penaltyWarnings,
-  valueHelp: (path, value) => (docKey(path) === 'model' ? presetHelp(value) : null),
+  valueHelp: (path, value, config) => (docKey(path) === 'model' ? presetHelp(value, config) : null),
   objectOptionStart: (path, config) => (docKey(path) === 'model' ? customModelFrom(config, path) : null),
 };

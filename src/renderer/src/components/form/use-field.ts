@@ -25,7 +25,8 @@ export function useField(props: { node: FormNode; path: FieldPath }) {
     inactive: computed(() => form.spec().inactiveReason(props.path, form.root())),
     // A model preset explains itself better than the field's general help.
     help: computed(
-      () => form.spec().valueHelp(props.path, value.value) ?? doc.value.help ?? props.node.description ?? null,
+      () =>
+        form.spec().valueHelp(props.path, value.value, form.root()) ?? doc.value.help ?? props.node.description ?? null,
     ),
     emptyValue,
     /** The props of a NumberInput for this field's value (with `int` and a label or placeholder added). */

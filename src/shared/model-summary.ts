@@ -1,0 +1,133 @@
+import type { EncoderKind } from './encoder-config';
+import {
+  gridSize,
+  MODEL_PRESETS,
+  modelConfigFromPreset,
+  patchDim,
+  type ModelConfig,
+  type ModelPreset,
+} from './model-config';
+
+/**
+ * A model's size as a researcher compares architectures: parameters of the classifier (encoder +
+ * head) and FLOPs of one image's forward pass, counted as fvcore and timm's tables count them (one
+ * multiply-add = one FLOP; matmuls, convolutions and attention products only, so ViT-S/16 at 224 px
+ * is 4.6 GFLOPs). Analytic, with no engine, so the form and the CLI show it; a test checks the
+ * parameter count against the tfjs engine's parameter specs for every preset.
+ *
+ * Each encoder kind supplies its own count (ENCODER_SIZES); null: not counted yet (the summary then says so).
+ */
+export interface ModelSummary {
+  /** Classifier parameters (encoder and a `classes`-way head). */
+  parameters: number;
+  /** Multiply-adds of one image's classifier forward pass. */
+  flopsPerImage: number;
+  classes: number;
+}
+
+interface EncoderSize {
+  /** The backbone's parameters (what fine-tuning copies) and the head's, for `classes` outputs. */
+  parameters(c: ModelConfig, classes: number): number;
+  flopsPerImage(c: ModelConfig, classes: number): number;
+}
+
+/** One pre-norm block: LayerNorms, qkv, projection, MLP. */
+function blockParameters(width: number, mlpRatio: number): number {
+  const hidden = Math.round(width * mlpRatio);
+  return 4 * width + (3 * width * width + 3 * width) + (width * width + width) + (2 * width * hidden + hidden + width);
+}
+
+/** Multiply-adds of one block over `tokens` tokens: qkv, q k^T, attention x v, projection, MLP. */
+function blockFlops(width: number, mlpRatio: number, tokens: number): number {
+  const hidden = Math.round(width * mlpRatio);
+  return tokens * (4 * width * width + 2 * width * hidden) + 2 * tokens * tokens * width;
+}
+
+/** Blocks, cls token and the avg-pool head (fc_norm + linear) around an embedding of `embedParams` / `embedFlops`. */
+function vitSize(c: ModelConfig, classes: number, embedParams: number): number {
+  return (
+    c.width + embedParams + c.depth * blockParameters(c.width, c.mlpRatio) + 2 * c.width + c.width * classes + classes
+  );
+}
+
+function vitFlops(c: ModelConfig, classes: number, embedFlops: number): number {
+  const tokens = gridSize(c) ** 2 + 1;
+  return embedFlops + c.depth * blockFlops(c.width, c.mlpRatio, tokens) + c.width * classes;
+}
+
+/** The ConvStem's convolutions: [in, out, output side, kernel] each, the 1x1 projection last. */
+function stemConvs(c: ModelConfig): [number, number, number, number][] {
+  if (c.encoder.kind !== 'convstem') return [];
+  const convs: [number, number, number, number][] = [];
+  let channels = c.channels;
+  let side = c.imageSize;
+  for (const out of c.encoder.stemChannels) {
+    side = Math.ceil(side / 2);
+    convs.push([channels, out, side, 3]);
+    channels = out;
+  }
+  convs.push([channels, c.width, side, 1]);
+  return convs;
+}
+
+const ENCODER_SIZES: Record<EncoderKind, EncoderSize | null> = {
+  vit: {
+    parameters: (c, classes) => vitSize(c, classes, patchDim(c) * c.width + c.width),
+    flopsPerImage: (c, classes) => vitFlops(c, classes, gridSize(c) ** 2 * patchDim(c) * c.width),
+  },
+  convstem: {
+    // Each 3x3 convolution has a bias and a LayerNorm over its channels; the 1x1 projection a bias.
+    parameters: (c, classes) =>
+      vitSize(
+        c,
+        classes,
+        stemConvs(c).reduce((n, [cin, cout, , k]) => n + k * k * cin * cout + cout + (k === 3 ? 2 * cout : 0), 0),
+      ),
+    flopsPerImage: (c, classes) =>
+      vitFlops(
+        c,
+        classes,
+        stemConvs(c).reduce((n, [cin, cout, side, k]) => n + side * side * k * k * cin * cout, 0),
+      ),
+  },
+  convit: null,
+  cait: null,
+  convnext: null,
+  swin: null,
+};
+
+/** The summary of a classifier with `classes` outputs (1000 by default, as model tables quote), or null when the encoder's size is not counted. */
+export function modelSummary(c: ModelConfig, classes = 1000): ModelSummary | null {
+  const size = ENCODER_SIZES[c.encoder.kind];
+  if (!size) return null;
+  return { parameters: size.parameters(c, classes), flopsPerImage: size.flopsPerImage(c, classes), classes };
+}
+
+/** [number, SI prefix]: [21.7, 'M']. */
+function scaled(value: number): [string, string] {
+  for (const [unit, size] of [
+    ['G', 1e9],
+    ['M', 1e6],
+    ['k', 1e3],
+  ] as const) {
+    if (value >= size) return [(value / size).toFixed(value >= 10 * size ? 1 : 2), unit];
+  }
+  return [String(value), ''];
+}
+
+/** "21.7 M parameters, 4.61 GFLOPs per 224 px image (1000 classes)". */
+export function formatModelSummary(c: ModelConfig, classes = 1000): string {
+  const s = modelSummary(c, classes);
+  if (!s) return `parameters and FLOPs not counted for the ${c.encoder.kind} encoder yet`;
+  const [params, pUnit] = scaled(s.parameters);
+  const [flops, fUnit] = scaled(s.flopsPerImage);
+  return `${params}${pUnit ? ` ${pUnit}` : ''} parameters, ${flops} ${fUnit}FLOPs per ${c.imageSize} px image (${classes} classes)`;
+}
+
+/** One row per preset at its default image size, for `mimir doctor --models`. */
+export function presetSummaries(): { preset: ModelPreset; config: ModelConfig; summary: ModelSummary | null }[] {
+  return MODEL_PRESETS.map((preset) => {
+    const config = modelConfigFromPreset(preset);
+    return { preset, config, summary: modelSummary(config) };
+  });
+}
