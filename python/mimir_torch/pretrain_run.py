@@ -70,7 +70,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
             f.write(json.dumps(config, indent=2) + "\n")
 
     rng = Rng(seed)
-    params = M.init_params_rng(M.mae_param_specs(model_config), rng.fork())
+    params = M.adjust_init(model_config, M.init_params_rng(M.mae_param_specs(model_config), rng.fork()))
     M.check_params(params, M.mae_param_specs(model_config))
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     # MAE's pre-training optimiser decays the cls and mask tokens (as the tfjs engine's createPretrainOptimizer).

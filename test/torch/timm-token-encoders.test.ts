@@ -7,22 +7,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { timmCaitModel, timmConvitModel, toTimmTokenEncoder } from '../../src/engine/export/token-encoders';
 import { encodeSafetensors } from '../../src/engine/io/safetensors';
 import {
-  caitClassifierForward,
-  caitClassifierParamSpecs,
-  caitMaeForward,
-  initCaitClassifierParams,
-  initCaitMaeParams,
-  type CaitEncoder,
-} from '../../src/engine/model/cait';
-import {
-  convitClassifierForward,
-  convitClassifierParamSpecs,
-  convitMaeForward,
-  initConvitClassifierParams,
-  initConvitMaeParams,
-  type ConvitEncoder,
-} from '../../src/engine/model/convit';
-import { disposeParams, randomMasking, type ParamMap, type ParamSpec } from '../../src/engine/model';
+  classifierForward,
+  classifierParamSpecs,
+  disposeParams,
+  initClassifierParams,
+  initMaeParams,
+  maeForward,
+  randomMasking,
+  type ParamSpec,
+} from '../../src/engine/model';
 import { modelConfigFromPreset, type ModelConfig } from '../../src/shared/model-config';
 import { useBackend } from '../helpers/backend';
 import { timmPython } from '../helpers/timm-python';
@@ -38,18 +31,28 @@ import { runPython } from '../engine/io/python-torch';
 const PYTHON_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../python');
 const SCRIPT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'timm_token_encoders.py');
 
-const CONVIT_SMALL: ConvitEncoder = { localUpToLayer: 10, localityStrength: 1, qkvBias: false };
-const CAIT_S24: CaitEncoder = { depthTokenOnly: 2, initValues: 1e-5, mlpRatioTokenOnly: 4, qkvBias: true };
 const convitSmall: ModelConfig = modelConfigFromPreset('vit-s', 224, {
   width: 432,
   heads: 9,
   depth: 12,
   patchSize: 16,
+  encoder: { kind: 'convit', localUpToLayer: 10, localityStrength: 1, qkvBias: false },
 });
-const caitS24: ModelConfig = modelConfigFromPreset('vit-s', 224, { width: 384, heads: 8, depth: 24, patchSize: 16 });
-const micro: ModelConfig = modelConfigFromPreset('micro', 16, { heads: 4 });
-const MICRO_CONVIT: ConvitEncoder = { localUpToLayer: 1, localityStrength: 1, qkvBias: true };
-const MICRO_CAIT: CaitEncoder = { depthTokenOnly: 2, initValues: 1e-5, mlpRatioTokenOnly: 4, qkvBias: true };
+const caitS24: ModelConfig = modelConfigFromPreset('vit-s', 224, {
+  width: 384,
+  heads: 8,
+  depth: 24,
+  patchSize: 16,
+  encoder: { kind: 'cait', classAttentionBlocks: 2, layerScaleInit: 1e-5, qkvBias: true },
+});
+const microConvit: ModelConfig = modelConfigFromPreset('micro', 16, {
+  heads: 4,
+  encoder: { kind: 'convit', localUpToLayer: 1, localityStrength: 1, qkvBias: true },
+});
+const microCait: ModelConfig = modelConfigFromPreset('micro', 16, {
+  heads: 4,
+  encoder: { kind: 'cait', classAttentionBlocks: 2, layerScaleInit: 1e-5, qkvBias: true },
+});
 const CLASSES = 5;
 
 const size = (specs: ParamSpec[]) => specs.reduce((a, s) => a + s.shape.reduce((b, d) => b * d, 1), 0);
@@ -79,27 +82,16 @@ interface FullOutcome {
 }
 
 /** Write one micro case: tfjs weights (classifier and MAE), its logits, MAE loss and gradients, and the timm export. */
-function writeMicroCase(
-  dir: string,
-  family: 'convit' | 'cait',
-  init: { classifier: (rng: Rng) => ParamMap; mae: (rng: Rng) => ParamMap },
-  forward: {
-    logits: (p: ParamMap, x: tf.Tensor4D) => tf.Tensor2D;
-    loss: (p: ParamMap, x: tf.Tensor4D, m: ReturnType<typeof randomMasking>) => tf.Scalar;
-  },
-  classifierSpecs: ParamSpec[],
-  timm: ReturnType<typeof timmConvitModel>,
-  encoder: ConvitEncoder | CaitEncoder,
-): void {
+function writeMicroCase(dir: string, config: ModelConfig, timm: ReturnType<typeof timmConvitModel>): void {
   const rng = new Rng(5);
-  const classifier = init.classifier(rng);
-  const mae = init.mae(rng);
+  const classifier = initClassifierParams(config, CLASSES, rng);
+  const mae = initMaeParams(config, rng);
   randomizeParams(classifier, rng);
   randomizeParams(mae, rng);
-  const images = randomImages(rng, 2, micro);
+  const images = randomImages(rng, 2, config);
   const mask = randomMasking(rng, 2, 16, 0.75, { order: 'shuffled' });
-  const logits = forward.logits(classifier, images.tensor);
-  const { value: loss, grads } = tf.variableGrads(() => forward.loss(mae, images.tensor, mask));
+  const logits = classifierForward(classifier, config, images.tensor).logits;
+  const { value: loss, grads } = tf.variableGrads(() => maeForward(mae, config, images.tensor, mask).loss);
   const native = new Map<string, Entry>([
     ['images', entry(images.tensor)],
     ['tfjs.logits', entry(logits)],
@@ -117,17 +109,14 @@ function writeMicroCase(
   const weights = new Map(
     [...classifier].map(([name, v]) => [name, { shape: v.shape, data: v.dataSync() as Float32Array }] as const),
   );
-  const exported = toTimmTokenEncoder(weights, classifierSpecs, micro);
+  const exported = toTimmTokenEncoder(weights, classifierParamSpecs(config, CLASSES), config);
   const timmEntries = new Map<string, Entry>(
     [...exported].map(([name, w]) => [name, { dtype: 'F32', shape: w.shape, values: w.data }] as const),
   );
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'native.safetensors'), encodeSafetensors(native));
   writeFileSync(path.join(dir, 'timm.safetensors'), encodeSafetensors(timmEntries));
-  writeFileSync(
-    path.join(dir, 'case.json'),
-    JSON.stringify({ family, model: micro, encoder, numClasses: CLASSES, timm }),
-  );
+  writeFileSync(path.join(dir, 'case.json'), JSON.stringify({ model: config, numClasses: CLASSES, timm }));
   disposeParams(classifier);
   disposeParams(mae);
   mask.dispose();
@@ -144,49 +133,11 @@ describe('ConViT and CaiT against timm and across the engines', () => {
     await useBackend('wasm');
     const python = timmPython();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mimir-timm-parity-'));
-    writeMicroCase(
-      path.join(dir, 'convit'),
-      'convit',
-      {
-        classifier: (rng) => initConvitClassifierParams(micro, MICRO_CONVIT, CLASSES, rng),
-        mae: (rng) => initConvitMaeParams(micro, MICRO_CONVIT, rng),
-      },
-      {
-        logits: (p, x) => convitClassifierForward(p, micro, MICRO_CONVIT, x).logits,
-        loss: (p, x, m) => convitMaeForward(p, micro, MICRO_CONVIT, x, m).loss,
-      },
-      convitClassifierParamSpecs(micro, MICRO_CONVIT, CLASSES),
-      timmConvitModel(micro, MICRO_CONVIT, CLASSES),
-      MICRO_CONVIT,
-    );
-    writeMicroCase(
-      path.join(dir, 'cait'),
-      'cait',
-      {
-        classifier: (rng) => initCaitClassifierParams(micro, MICRO_CAIT, CLASSES, rng),
-        mae: (rng) => initCaitMaeParams(micro, MICRO_CAIT, rng),
-      },
-      {
-        logits: (p, x) => caitClassifierForward(p, micro, MICRO_CAIT, x).logits,
-        loss: (p, x, m) => caitMaeForward(p, micro, MICRO_CAIT, x, m).loss,
-      },
-      caitClassifierParamSpecs(micro, MICRO_CAIT, CLASSES),
-      timmCaitModel(micro, MICRO_CAIT, CLASSES),
-      MICRO_CAIT,
-    );
+    writeMicroCase(path.join(dir, 'convit'), microConvit, timmConvitModel(microConvit, CLASSES));
+    writeMicroCase(path.join(dir, 'cait'), microCait, timmCaitModel(microCait, CLASSES));
     const full = {
-      convit_small: {
-        family: 'convit',
-        architecture: timmConvitModel(convitSmall, CONVIT_SMALL, 1000).architecture,
-        model: convitSmall,
-        encoder: CONVIT_SMALL,
-      },
-      cait_s24_224: {
-        family: 'cait',
-        architecture: timmCaitModel(caitS24, CAIT_S24, 1000).architecture,
-        model: caitS24,
-        encoder: CAIT_S24,
-      },
+      convit_small: { architecture: timmConvitModel(convitSmall, 1000).architecture, model: convitSmall },
+      cait_s24_224: { architecture: timmCaitModel(caitS24, 1000).architecture, model: caitS24 },
     };
     writeFileSync(path.join(dir, 'full.json'), JSON.stringify(full));
     result = runPython({ executable: python, torch: '', safetensors: false }, [SCRIPT, dir], {
@@ -197,9 +148,10 @@ describe('ConViT and CaiT against timm and across the engines', () => {
   }, 900_000);
 
   it('the presets name timm models: convit_small and cait_s24_224', () => {
-    expect(timmConvitModel(convitSmall, CONVIT_SMALL, 1000).architecture).toBe('convit_small');
-    expect(timmCaitModel(caitS24, CAIT_S24, 1000).architecture).toBe('cait_s24_224');
-    expect(timmConvitModel(micro, MICRO_CONVIT, CLASSES).architecture).toBe('ConVit');
+    expect(timmConvitModel(convitSmall, 1000).architecture).toBe('convit_small');
+    expect(timmCaitModel(caitS24, 1000).architecture).toBe('cait_s24_224');
+    expect(timmConvitModel(microConvit, CLASSES).architecture).toBe('ConVit');
+    expect(timmCaitModel(microCait, CLASSES).architecture).toBe('Cait');
   });
 
   it("parameter counts equal timm's convit_small and cait_s24_224, in both engines", () => {
@@ -207,8 +159,8 @@ describe('ConViT and CaiT against timm and across the engines', () => {
     const cait = result.full.cait_s24_224;
     expect(convit?.timmParams).toBe(27_777_322);
     expect(cait?.timmParams).toBe(46_916_200);
-    expect(size(convitClassifierParamSpecs(convitSmall, CONVIT_SMALL, 1000))).toBe(convit?.timmParams);
-    expect(size(caitClassifierParamSpecs(caitS24, CAIT_S24, 1000))).toBe(cait?.timmParams);
+    expect(size(classifierParamSpecs(convitSmall, 1000))).toBe(convit?.timmParams);
+    expect(size(classifierParamSpecs(caitS24, 1000))).toBe(cait?.timmParams);
     expect(convit?.ourParams).toBe(convit?.timmParams);
     expect(cait?.ourParams).toBe(cait?.timmParams);
   });

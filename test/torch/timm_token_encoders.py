@@ -25,7 +25,8 @@ from timm.models.convit import ConVit
 from mimir_torch.config import ModelConfig
 from mimir_torch.encoders import cait as ca
 from mimir_torch.encoders import convit as cv
-from mimir_torch.encoders.common import to_timm_state_dict, token_classifier_forward, token_mae_loss
+from mimir_torch import model as M
+from mimir_torch.encoders.common import to_timm_state_dict, token_mae_loss
 from mimir_torch.safetensors_io import read_safetensors
 
 torch.manual_seed(0)
@@ -52,24 +53,22 @@ def random_params(specs, generator):
     return params
 
 
-def encoder_for(family, c, enc):
-    if family == "convit":
-        e = cv.ConvitEncoder(enc["localUpToLayer"], enc["localityStrength"], enc["qkvBias"])
-        return cv.convit_encoder(c, e), lambda outputs: cv.convit_classifier_param_specs(c, e, outputs), lambda: cv.convit_mae_param_specs(c, e)
-    e = ca.CaitEncoder(enc["depthTokenOnly"], enc["initValues"], enc["mlpRatioTokenOnly"], enc["qkvBias"])
-    return ca.cait_encoder(c, e), lambda outputs: ca.cait_classifier_param_specs(c, e, outputs), lambda: ca.cait_mae_param_specs(c, e)
+def encoder_for(c):
+    """The token encoder of the model's kind, and its classifier and MAE parameter specs (model.py's, through the dispatch)."""
+    encode = cv.convit_encoder(c) if c.encoder_kind == "convit" else ca.cait_encoder(c)
+    return encode, lambda outputs: M.classifier_param_specs(c, outputs), lambda: M.mae_param_specs(c)
 
 
-def full_size(family, architecture, model, enc):
+def full_size(architecture, model):
     c = ModelConfig.parse(model)
-    encode, classifier_specs, _ = encoder_for(family, c, enc)
+    encode, classifier_specs, _ = encoder_for(c)
     specs = classifier_specs(1000)
     reference = timm.create_model(architecture, pretrained=False).eval()
     params = random_params(specs, torch.Generator().manual_seed(1))
     reference.load_state_dict(to_timm_state_dict(params, specs, c), strict=True)
     images = torch.rand(2, c.image_size, c.image_size, c.channels, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        ours = token_classifier_forward(encode, params, c, images)
+        ours = M.classifier_forward(params, c, images)
         theirs = reference(images.permute(0, 3, 1, 2))
     return {
         "timmParams": sum(p.numel() for p in reference.parameters()),
@@ -83,19 +82,19 @@ def micro_case(folder):
     with open(os.path.join(folder, "case.json")) as f:
         case = json.load(f)
     c = ModelConfig.parse(case["model"])
-    encode, classifier_specs, mae_specs = encoder_for(case["family"], c, case["encoder"])
+    encode, classifier_specs, mae_specs = encoder_for(c)
     native, _ = read_safetensors(os.path.join(folder, "native.safetensors"))
     exported, _ = read_safetensors(os.path.join(folder, "timm.safetensors"))
     images = native["images"]
     tfjs_logits = native["tfjs.logits"]
 
-    cls = ConVit if case["family"] == "convit" else Cait
+    cls = ConVit if c.encoder_kind == "convit" else Cait
     reference = cls(**case["timm"]["model_args"]).eval()
     reference.load_state_dict(exported, strict=True)
     with torch.no_grad():
         timm_logits = reference(images.permute(0, 3, 1, 2))
         params = {name: native[f"param.{name}"] for name, _, _ in classifier_specs(case["numClasses"])}
-        our_logits = token_classifier_forward(encode, params, c, images)
+        our_logits = M.classifier_forward(params, c, images)
 
     mae = {name: native[f"mae.{name}"].clone().requires_grad_(True) for name, _, _ in mae_specs()}
     visible = native["mask.visible"].long()
@@ -126,7 +125,7 @@ def main():
         full = json.load(f)
     result = {"timm": timm.__version__, "torch": torch.__version__, "full": {}, "micro": {}}
     for name, spec in full.items():
-        result["full"][name] = full_size(spec["family"], spec["architecture"], spec["model"], spec["encoder"])
+        result["full"][name] = full_size(spec["architecture"], spec["model"])
     for name in sorted(os.listdir(folder)):
         if os.path.isdir(os.path.join(folder, name)):
             result["micro"][name] = micro_case(os.path.join(folder, name))

@@ -10,17 +10,20 @@ from typing import List, Optional
 import torch
 
 from ..config import ModelConfig
+from .. import model as M
 from ..model import Params, layer_norm, linear
 from ..rng import Rng
 from .common import (
     EncoderPass,
     Spec,
-    decoder_specs,
     dense,
     embed,
     embedding_specs,
     from_heads,
-    head_specs,
+    sincos_pos_embed_init,
+    token_classifier_forward,
+    token_encode_visible_with_layer,
+    token_head_specs,
     linear_specs,
     mlp,
     mlp_specs,
@@ -36,6 +39,16 @@ class CaitEncoder:
     init_values: float
     mlp_ratio_token_only: float
     qkv_bias: bool
+
+
+def cait_of(c: ModelConfig) -> CaitEncoder:
+    """The model's encoder fields (src/shared/encoder-config.ts CaitEncoder, defaults as there); the
+    class-attention blocks' MLP ratio is the model's (timm's mlp_ratio_token_only)."""
+    e = c.encoder
+    if e.get("kind") != "cait":
+        raise ValueError(f"the model's encoder is {e.get('kind')}, not cait")
+    return CaitEncoder(int(e.get("classAttentionBlocks", 2)), float(e.get("layerScaleInit", 1e-5)), c.mlp_ratio,
+                       bool(e.get("qkvBias", True)))
 
 
 def _layer_scale(prefix: str, width: int) -> List[Spec]:
@@ -58,15 +71,7 @@ def _backbone_specs(c: ModelConfig, enc: CaitEncoder) -> List[Spec]:
             specs += linear_specs(f"{p}.attn.{name}", d, d, enc.qkv_bias)
         specs += (linear_specs(f"{p}.attn.proj", d, d) + norm_specs(f"{p}.norm2", d)
                   + mlp_specs(f"{p}.mlp", d, enc.mlp_ratio_token_only) + _layer_scale(p, d))
-    return specs + norm_specs("norm", d)
-
-
-def cait_mae_param_specs(c: ModelConfig, enc: CaitEncoder) -> List[Spec]:
-    return _backbone_specs(c, enc) + decoder_specs(c)
-
-
-def cait_classifier_param_specs(c: ModelConfig, enc: CaitEncoder, outputs: int) -> List[Spec]:
-    return _backbone_specs(c, enc) + head_specs(c, outputs)
+    return specs
 
 
 def talking_heads(params: Params, prefix: str, x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -91,7 +96,8 @@ def class_attention_block(params: Params, prefix: str, x: torch.Tensor, cls: tor
     return cls + params[f"{prefix}.gamma_2"] * mlp(params, f"{prefix}.mlp", layer_norm(params, f"{prefix}.norm2", cls))
 
 
-def cait_encoder(c: ModelConfig, enc: CaitEncoder):
+def cait_encoder(c: ModelConfig):
+    enc = cait_of(c)
     if enc.depth_token_only < 1:
         raise ValueError(f"CaiT depthTokenOnly must be a positive integer, got {enc.depth_token_only}")
 
@@ -115,3 +121,39 @@ def cait_encoder(c: ModelConfig, enc: CaitEncoder):
         return EncoderPass(layer_norm(params, "norm", torch.cat([cls, x], dim=1)), outputs)
 
     return encode
+
+
+class CaitImpl:
+    """CaiT behind encoders.encoder_for (the tfjs twin: cait.ts caitEncoderImpl)."""
+
+    def backbone_specs(self, c: ModelConfig) -> List[Spec]:
+        return _backbone_specs(c, cait_of(c))
+
+    def head_specs(self, c: ModelConfig, outputs: int) -> List[Spec]:
+        return token_head_specs(c, outputs)
+
+    def mae_input(self, c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
+        return M.gather_rows(M.patchify(images, c.patch_size), visible_ids)
+
+    def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
+        return False
+
+    def encode_visible_with_layer(self, params: Params, c: ModelConfig, inp: torch.Tensor, visible_ids: torch.Tensor,
+                                  block_number: int, final_norm: bool):
+        return token_encode_visible_with_layer(cait_encoder(c), params, c, inp, visible_ids, block_number, final_norm)
+
+    def classifier_forward(self, params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0,
+                           rng: Optional[Rng] = None) -> torch.Tensor:
+        return token_classifier_forward(cait_encoder(c), params, c, images, drop_path, rng)
+
+    def adjust_init(self, c: ModelConfig, params: Params) -> None:
+        """pos_embed the sin-cos table, every LayerScale gamma layerScaleInit, as cait.ts."""
+        enc = cait_of(c)
+        sincos_pos_embed_init(c, params)
+        with torch.no_grad():
+            for name, value in params.items():
+                if name.endswith(".gamma_1") or name.endswith(".gamma_2"):
+                    value.fill_(enc.init_values)
+
+
+CAIT = CaitImpl()

@@ -17,11 +17,11 @@ from ..model import (
     gather_rows,
     layer_norm,
     linear,
-    mae_param_specs,
     normalize_patches,
     ordered_patches,
     patchify,
     reconstruction_loss,
+    sincos_pos_embed,
 )
 from ..rng import Rng
 
@@ -51,12 +51,15 @@ def embedding_specs(c: ModelConfig) -> List[Spec]:
     ]
 
 
-def decoder_specs(c: ModelConfig) -> List[Spec]:
-    return [s for s in mae_param_specs(c) if s[0] == "mask_token" or s[0].startswith("decoder_")]
+def token_head_specs(c: ModelConfig, outputs: int) -> List[Spec]:
+    """timm's token-pooled head: the final norm and the linear head, fresh at fine-tuning (encoder-parts.ts tokenHeadSpecs)."""
+    return norm_specs("norm", c.width) + [("head.weight", [c.width, outputs], "weight"), ("head.bias", [outputs], "bias")]
 
 
-def head_specs(c: ModelConfig, outputs: int) -> List[Spec]:
-    return [("head.weight", [c.width, outputs], "weight"), ("head.bias", [outputs], "bias")]
+def sincos_pos_embed_init(c: ModelConfig, params: Params) -> None:
+    """pos_embed to the sin-cos table without its cls row (the authors' MAE variants of ConViT and CaiT)."""
+    with torch.no_grad():
+        params["pos_embed"].copy_(sincos_pos_embed(c.width, c.grid)[1:].reshape(1, c.num_patches, c.width))
 
 
 def dense(params: Params, prefix: str, x: torch.Tensor) -> torch.Tensor:

@@ -10,17 +10,20 @@ from typing import List, Optional
 import torch
 
 from ..config import ModelConfig
+from .. import model as M
 from ..model import Params, attention, drop_path_rates, layer_norm, linear
 from ..rng import Rng
 from .common import (
     EncoderPass,
     Spec,
-    decoder_specs,
     dense,
     embed,
     embedding_specs,
     from_heads,
-    head_specs,
+    sincos_pos_embed_init,
+    token_classifier_forward,
+    token_encode_visible_with_layer,
+    token_head_specs,
     linear_specs,
     mlp_specs,
     norm_specs,
@@ -34,6 +37,16 @@ class ConvitEncoder:
     local_up_to_layer: int
     locality_strength: float
     qkv_bias: bool
+
+
+def convit_of(c: ModelConfig) -> ConvitEncoder:
+    """The model's encoder fields (src/shared/encoder-config.ts ConvitEncoder, defaults as there)."""
+    e = c.encoder
+    if e.get("kind") != "convit":
+        raise ValueError(f"the model's encoder is {e.get('kind')}, not convit")
+    enc = ConvitEncoder(int(e["localUpToLayer"]), float(e.get("localityStrength", 1.0)), bool(e.get("qkvBias", False)))
+    check_convit(c, enc)
+    return enc
 
 
 def check_convit(c: ModelConfig, enc: ConvitEncoder) -> None:
@@ -56,19 +69,10 @@ def _block_specs(prefix: str, c: ModelConfig, enc: ConvitEncoder, gpsa: bool) ->
 
 
 def _backbone_specs(c: ModelConfig, enc: ConvitEncoder) -> List[Spec]:
-    check_convit(c, enc)
     specs = embedding_specs(c)
     for i in range(c.depth):
         specs += _block_specs(f"blocks.{i}", c, enc, i < enc.local_up_to_layer)
-    return specs + norm_specs("norm", c.width)
-
-
-def convit_mae_param_specs(c: ModelConfig, enc: ConvitEncoder) -> List[Spec]:
-    return _backbone_specs(c, enc) + decoder_specs(c)
-
-
-def convit_classifier_param_specs(c: ModelConfig, enc: ConvitEncoder, outputs: int) -> List[Spec]:
-    return _backbone_specs(c, enc) + head_specs(c, outputs)
+    return specs
 
 
 def relative_positions(ids: torch.Tensor, grid: int) -> torch.Tensor:
@@ -93,8 +97,21 @@ def gpsa(params: Params, prefix: str, x: torch.Tensor, rel: torch.Tensor, heads:
     return from_heads(torch.matmul(attn, to_heads(dense(params, f"{prefix}.v", x), heads)))
 
 
-def convit_encoder(c: ModelConfig, enc: ConvitEncoder):
-    check_convit(c, enc)
+def local_init(pos_weight: torch.Tensor, heads: int, locality_strength: float) -> None:
+    """timm's GPSA.local_init of pos_proj on the workbench layout [3, heads], in place (gpsa.ts localInit)."""
+    kernel = int(heads ** 0.5)
+    center = (kernel - 1) / 2 if kernel % 2 == 0 else kernel // 2
+    for h1 in range(kernel):
+        for h2 in range(kernel):
+            head = h1 + kernel * h2
+            pos_weight[2, head] = -1
+            pos_weight[1, head] = 2 * (h1 - center)
+            pos_weight[0, head] = 2 * (h2 - center)
+    pos_weight.mul_(locality_strength)
+
+
+def convit_encoder(c: ModelConfig):
+    enc = convit_of(c)
 
     def encode(params: Params, patches: torch.Tensor, ids: Optional[torch.Tensor], drop_path: float = 0.0,
                rng: Optional[Rng] = None) -> EncoderPass:
@@ -118,3 +135,41 @@ def convit_encoder(c: ModelConfig, enc: ConvitEncoder):
         return EncoderPass(layer_norm(params, "norm", x), outputs)
 
     return encode
+
+
+class ConvitImpl:
+    """ConViT behind encoders.encoder_for (the tfjs twin: convit.ts convitEncoderImpl)."""
+
+    def backbone_specs(self, c: ModelConfig) -> List[Spec]:
+        return _backbone_specs(c, convit_of(c))
+
+    def head_specs(self, c: ModelConfig, outputs: int) -> List[Spec]:
+        return token_head_specs(c, outputs)
+
+    def mae_input(self, c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
+        return M.gather_rows(M.patchify(images, c.patch_size), visible_ids)
+
+    def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
+        return False
+
+    def encode_visible_with_layer(self, params: Params, c: ModelConfig, inp: torch.Tensor, visible_ids: torch.Tensor,
+                                  block_number: int, final_norm: bool):
+        return token_encode_visible_with_layer(convit_encoder(c), params, c, inp, visible_ids, block_number, final_norm)
+
+    def classifier_forward(self, params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0,
+                           rng: Optional[Rng] = None) -> torch.Tensor:
+        return token_classifier_forward(convit_encoder(c), params, c, images, drop_path, rng)
+
+    def adjust_init(self, c: ModelConfig, params: Params) -> None:
+        """pos_embed the sin-cos table, then timm's GPSA local_init (v the identity) and gating_param 1, as convit.ts."""
+        enc = convit_of(c)
+        sincos_pos_embed_init(c, params)
+        with torch.no_grad():
+            for i in range(enc.local_up_to_layer):
+                prefix = f"blocks.{i}.attn"
+                local_init(params[f"{prefix}.pos_proj.weight"], c.heads, enc.locality_strength)
+                params[f"{prefix}.v.weight"].copy_(torch.eye(c.width))
+                params[f"{prefix}.gating_param"].fill_(1.0)
+
+
+CONVIT = ConvitImpl()

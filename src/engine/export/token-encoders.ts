@@ -1,6 +1,6 @@
 import type { ModelConfig } from '@shared/model-config';
-import type { CaitEncoder } from '../model/cait';
-import type { ConvitEncoder } from '../model/convit';
+import { caitOf } from '../model/cait';
+import { convitOf } from '../model/convit';
 import type { ParamSpec } from '../model/params';
 import { patchWeightToConv, transpose2d, type Weights } from './layout';
 
@@ -36,7 +36,8 @@ const sameArgs = (a: Record<string, unknown>, b: Record<string, unknown>) =>
  * when the arguments are exactly its, else the class (ConVit) to build with `model_args`.
  * timm's ConVit takes embed_dim per head (it multiplies by num_heads).
  */
-export function timmConvitModel(config: ModelConfig, enc: ConvitEncoder, numClasses: number): TimmTokenModel {
+export function timmConvitModel(config: ModelConfig, numClasses: number): TimmTokenModel {
+  const enc = convitOf(config);
   const args = {
     img_size: config.imageSize,
     patch_size: config.patchSize,
@@ -66,7 +67,8 @@ export function timmConvitModel(config: ModelConfig, enc: ConvitEncoder, numClas
 }
 
 /** The timm model that rebuilds a CaiT: cait_s24_224 when the arguments are exactly its, else the class Cait. */
-export function timmCaitModel(config: ModelConfig, enc: CaitEncoder, numClasses: number): TimmTokenModel {
+export function timmCaitModel(config: ModelConfig, numClasses: number): TimmTokenModel {
+  const enc = caitOf(config);
   const args = {
     img_size: config.imageSize,
     patch_size: config.patchSize,
@@ -78,9 +80,9 @@ export function timmCaitModel(config: ModelConfig, enc: CaitEncoder, numClasses:
     num_heads: config.heads,
     mlp_ratio: config.mlpRatio,
     qkv_bias: enc.qkvBias,
-    init_values: enc.initValues,
-    depth_token_only: enc.depthTokenOnly,
-    mlp_ratio_token_only: enc.mlpRatioTokenOnly,
+    init_values: enc.layerScaleInit,
+    depth_token_only: enc.classAttentionBlocks,
+    mlp_ratio_token_only: config.mlpRatio,
   };
   const s24 = {
     img_size: 224,

@@ -1,58 +1,54 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { EncoderConfig } from '@shared/encoder-config';
 import { gridSize, type ModelConfig } from '@shared/model-config';
-import type { Rng } from '../rng';
+import type { EncoderImpl } from './encoders';
 import {
-  classifierFromPretrained,
-  decoderSpecs,
   dense,
   embeddingSpecs,
-  headSpecs,
-  initWithSincosPosEmbed,
   learnedPositions,
-  linearSpecs,
   mlp,
   mlpSpecs,
-  normSpecs,
   preNormBlock,
+  sincosPosEmbedInit,
   tokenClassifierForward,
-  tokenMaeForward,
+  tokenEncodeVisibleWithLayer,
+  tokenHeadSpecs,
   type TokenEncoder,
 } from './encoder-parts';
 import { fromHeads, toHeads } from './gpsa';
-import { embedPatches } from './mae';
-import type { ClassifierInitOptions, ParamMap, ParamSpec } from './params';
-import { getParam } from './params';
-import { sincosPosEmbed } from './pos-embed';
+import { linearSpecs, normSpecs, type ParamSpec } from './param-specs';
+import { getParam, type ParamMap } from './params';
+import { embedPatches } from './tokens';
 import { linearLayer, normLayer, vec, type ForwardOptions } from './transformer';
+import { patchEmbedding } from './vit';
 
 /**
  * CaiT (Touvron et al. 2021) with timm's names (timm.models.cait.Cait, global_pool='token'):
  * `depth` LayerScale blocks of talking-heads self-attention on the patch tokens, then
- * `depthTokenOnly` class-attention blocks that update the cls token alone, then `norm` over
+ * `classAttentionBlocks` class-attention blocks that update the cls token alone, then `norm` over
  * cls + patches and the head on the cls token.
  *
  *   cls_token [1, 1, D], pos_embed [1, L, D], patch_embed.proj.{weight, bias}
  *   blocks.{i}: norm1, attn.qkv [D, 3D] (bias with qkvBias), attn.proj_l [heads, heads], attn.proj_w [heads, heads],
  *               attn.proj, norm2, mlp.fc1, mlp.fc2, gamma_1 [D], gamma_2 [D]
- *   blocks_token_only.{j}: norm1, attn.q, attn.k, attn.v [D, D] (biases with qkvBias), attn.proj, norm2, mlp.fc1, mlp.fc2,
- *               gamma_1, gamma_2
- *   norm; classifier: head; MAE: mask_token, decoder_*.
+ *   blocks_token_only.{j}: norm1, attn.q, attn.k, attn.v [D, D] (biases with qkvBias), attn.proj, norm2, mlp.fc1,
+ *               mlp.fc2 (timm's mlp_ratio_token_only = mlpRatio), gamma_1, gamma_2
+ *   MAE: norm and the workbench's MAE decoder; classifier: norm and head (fresh at fine-tuning).
  *
  * MAE pre-training runs the whole encoder on the visible tokens, the class-attention stage
- * included, and hands cls + visible tokens to the decoder, as the authors' MaskedAutoencoderCait does.
+ * included, and hands cls + visible tokens to the decoder, as the authors' MaskedAutoencoderCait does;
+ * so the class-attention blocks are pre-trained and fine-tuning copies them.
  * Drop path has one rate for every self-attention block (timm's CaiT), none in class attention.
  */
-export interface CaitEncoder {
-  /** Class-attention blocks (timm's depth_token_only, 2). */
-  depthTokenOnly: number;
-  /** LayerScale's initial gamma (timm's init_values: 1e-5 for cait_s24_224). */
-  initValues: number;
-  /** MLP ratio of the class-attention blocks (timm's mlp_ratio_token_only, 4). */
-  mlpRatioTokenOnly: number;
-  qkvBias: boolean;
+export type CaitEncoder = Extract<EncoderConfig, { kind: 'cait' }>;
+
+export function caitOf(config: ModelConfig): CaitEncoder {
+  const enc = config.encoder;
+  if (enc.kind !== 'cait') throw new Error(`the model's encoder is ${enc.kind}, not cait`);
+  return enc;
 }
 
-/** LayerScale's gammas, initialised to 1 here and set to initValues by initCait. */
+/** LayerScale's gammas, set to layerScaleInit by caitAdjustInit. */
 function layerScaleSpecs(prefix: string, width: number): ParamSpec[] {
   return ([1, 2] as const).map((k) => ({
     name: `${prefix}.gamma_${k}`,
@@ -86,82 +82,32 @@ function classAttentionBlockSpecs(prefix: string, config: ModelConfig, enc: Cait
     ...linearSpecs(`${prefix}.attn.v`, d, d, enc.qkvBias),
     ...linearSpecs(`${prefix}.attn.proj`, d, d),
     ...normSpecs(`${prefix}.norm2`, d),
-    ...mlpSpecs(`${prefix}.mlp`, d, enc.mlpRatioTokenOnly),
+    ...mlpSpecs(`${prefix}.mlp`, d, config.mlpRatio),
     ...layerScaleSpecs(prefix, d),
   ];
 }
 
-export function checkCait(config: ModelConfig, enc: CaitEncoder): void {
-  if (!Number.isInteger(enc.depthTokenOnly) || enc.depthTokenOnly < 1) {
-    throw new Error(
-      `CaiT depthTokenOnly must be a positive integer (class-attention blocks), got ${enc.depthTokenOnly}`,
-    );
-  }
-  if (!(enc.initValues > 0))
-    throw new Error(`CaiT initValues (LayerScale's initial gamma) must be > 0, got ${enc.initValues}`);
-  if (!Number.isInteger(config.width * enc.mlpRatioTokenOnly)) {
-    throw new Error(`width * mlpRatioTokenOnly (${config.width} * ${enc.mlpRatioTokenOnly}) must be an integer`);
-  }
-}
-
-function caitBackboneSpecs(config: ModelConfig, enc: CaitEncoder): ParamSpec[] {
-  checkCait(config, enc);
+function caitBackboneSpecs(config: ModelConfig): ParamSpec[] {
+  const enc = caitOf(config);
   const specs = embeddingSpecs(config);
   for (let i = 0; i < config.depth; i++) specs.push(...selfAttentionBlockSpecs(`blocks.${i}`, config, enc));
-  for (let j = 0; j < enc.depthTokenOnly; j++)
+  for (let j = 0; j < enc.classAttentionBlocks; j++) {
     specs.push(...classAttentionBlockSpecs(`blocks_token_only.${j}`, config, enc));
-  return [...specs, ...normSpecs('norm', config.width)];
+  }
+  return specs;
 }
 
-export function caitMaeParamSpecs(config: ModelConfig, enc: CaitEncoder): ParamSpec[] {
-  return [...caitBackboneSpecs(config, enc), ...decoderSpecs(config)];
-}
-
-export function caitClassifierParamSpecs(
-  config: ModelConfig,
-  enc: CaitEncoder,
-  numClasses: number,
-  options: ClassifierInitOptions = {},
-): ParamSpec[] {
-  return [...caitBackboneSpecs(config, enc), ...headSpecs(config, numClasses, options.headInitStd)];
-}
-
-/** Xavier init (the authors' MAE variant), pos_embed the sin-cos table, every LayerScale gamma = initValues. */
-function initCait(specs: ParamSpec[], config: ModelConfig, enc: CaitEncoder, rng: Rng): ParamMap {
-  const params = initWithSincosPosEmbed(specs, config, rng, sincosPosEmbed(config.width, gridSize(config)));
+/** pos_embed the sin-cos table (the authors' MAE variant), every LayerScale gamma = layerScaleInit. */
+function caitAdjustInit(config: ModelConfig, params: ParamMap): void {
+  const enc = caitOf(config);
+  sincosPosEmbedInit(config, params);
   for (const [name, v] of params) {
     if (/\.gamma_[12]$/.test(name)) {
-      const t = tf.fill(v.shape, enc.initValues);
+      const t = tf.fill(v.shape, enc.layerScaleInit);
       v.assign(t);
       t.dispose();
     }
   }
-  return params;
-}
-
-export function initCaitMaeParams(config: ModelConfig, enc: CaitEncoder, rng: Rng): ParamMap {
-  return initCait(caitMaeParamSpecs(config, enc), config, enc, rng);
-}
-
-export function initCaitClassifierParams(
-  config: ModelConfig,
-  enc: CaitEncoder,
-  numClasses: number,
-  rng: Rng,
-  options: ClassifierInitOptions = {},
-): ParamMap {
-  return initCait(caitClassifierParamSpecs(config, enc, numClasses, options), config, enc, rng);
-}
-
-export function caitClassifierFromPretrained(
-  source: ParamMap,
-  config: ModelConfig,
-  enc: CaitEncoder,
-  numClasses: number,
-  rng: Rng,
-  options: ClassifierInitOptions = {},
-): ParamMap {
-  return classifierFromPretrained(source, caitClassifierParamSpecs(config, enc, numClasses, options), rng);
 }
 
 /** Scores [B, heads, T, T] mixed across heads by a linear layer [heads, heads] (talking heads). */
@@ -228,8 +174,8 @@ function classAttentionBlock(
 }
 
 /** The CaiT encoder as a TokenEncoder for this config (called inside its caller's tf.tidy). */
-export function caitEncoder(config: ModelConfig, enc: CaitEncoder): TokenEncoder {
-  checkCait(config, enc);
+export function caitEncoder(config: ModelConfig): TokenEncoder {
+  const enc = caitOf(config);
   return (params, patches, ids, options, blockOutputs) => {
     const [n, m] = patches.shape;
     const d = config.width;
@@ -253,7 +199,7 @@ export function caitEncoder(config: ModelConfig, enc: CaitEncoder): TokenEncoder
       blockOutputs?.push(tf.reshape(x, [n, m, d]));
     }
     let cls = tf.reshape(tf.tile(getParam(params, 'cls_token'), [n, 1, 1]), [n, d]) as tf.Tensor2D;
-    for (let j = 0; j < enc.depthTokenOnly; j++) {
+    for (let j = 0; j < enc.classAttentionBlocks; j++) {
       cls = classAttentionBlock(params, `blocks_token_only.${j}`, x, cls, n, config.heads, options, enc.qkvBias);
     }
     const tokens = tf.concat([tf.reshape(cls, [n, 1, d]), tf.reshape(x, [n, m, d])], 1);
@@ -261,24 +207,14 @@ export function caitEncoder(config: ModelConfig, enc: CaitEncoder): TokenEncoder
   };
 }
 
-export function caitClassifierForward(
-  params: ParamMap,
-  config: ModelConfig,
-  enc: CaitEncoder,
-  images: tf.Tensor4D,
-  options: ForwardOptions = {},
-  tapBlock?: number,
-) {
-  return tokenClassifierForward(caitEncoder(config, enc), params, config, images, options, tapBlock);
-}
-
-export function caitMaeForward(
-  params: ParamMap,
-  config: ModelConfig,
-  enc: CaitEncoder,
-  images: tf.Tensor4D,
-  mask: Parameters<typeof tokenMaeForward>[4],
-  options: Parameters<typeof tokenMaeForward>[5] = {},
-) {
-  return tokenMaeForward(caitEncoder(config, enc), params, config, images, mask, options);
-}
+export const caitEncoderImpl: EncoderImpl = {
+  backboneSpecs: caitBackboneSpecs,
+  headSpecs: tokenHeadSpecs,
+  maeInput: (config, images, mask) => patchEmbedding.maeInput(config, images, mask),
+  encodeVisible: (params, config, input, visibleIds, layer, options) =>
+    tokenEncodeVisibleWithLayer(caitEncoder(config), params, config, input, visibleIds, layer, options),
+  classifierForward: (params, config, images, options, tapBlock) =>
+    tokenClassifierForward(caitEncoder(config), params, config, images, options, tapBlock),
+  frozenInPretraining: () => false,
+  adjustInit: caitAdjustInit,
+};

@@ -1,30 +1,27 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { EncoderConfig } from '@shared/encoder-config';
 import { gridSize, type ModelConfig } from '@shared/model-config';
-import type { Rng } from '../rng';
 import { multiHeadAttention } from './attention';
+import type { EncoderImpl } from './encoders';
 import {
   assignValues,
-  classifierFromPretrained,
-  decoderSpecs,
   dense,
   embeddingSpecs,
-  headSpecs,
-  initWithSincosPosEmbed,
   learnedPositions,
-  linearSpecs,
   mlpSpecs,
-  normSpecs,
   preNormBlock,
+  sincosPosEmbedInit,
   tokenClassifierForward,
-  tokenMaeForward,
+  tokenEncodeVisibleWithLayer,
+  tokenHeadSpecs,
   type TokenEncoder,
 } from './encoder-parts';
 import { gatedPositionalAttention, localInit, relativePositionTensor } from './gpsa';
-import { embedPatches } from './mae';
-import type { ClassifierInitOptions, ParamMap, ParamSpec } from './params';
-import { getParam } from './params';
-import { sincosPosEmbed } from './pos-embed';
-import { dropPathRates, linearLayer, mat, normLayer, prependCls, vec, type ForwardOptions } from './transformer';
+import { linearSpecs, normSpecs, type ParamSpec } from './param-specs';
+import { getParam, type ParamMap } from './params';
+import { embedPatches } from './tokens';
+import { dropPathRates, linearLayer, mat, normLayer, prependCls, vec } from './transformer';
+import { patchEmbedding } from './vit';
 
 /**
  * ConViT (d'Ascoli et al. 2021) with timm's names (timm.models.convit.ConVit, global_pool='token'):
@@ -35,24 +32,21 @@ import { dropPathRates, linearLayer, mat, normLayer, prependCls, vec, type Forwa
  *   GPSA blocks.{i}: norm1, attn.qk [D, 2D], attn.v [D, D] (biases only with qkvBias), attn.proj,
  *                    attn.pos_proj.weight [3, heads], .bias [heads], attn.gating_param [heads], norm2, mlp.fc1, mlp.fc2
  *   MHSA blocks.{i}: norm1, attn.qkv [D, 3D] (bias only with qkvBias), attn.proj, norm2, mlp.fc1, mlp.fc2
- *   norm; classifier: head; MAE: mask_token, decoder_* (the workbench's MAE decoder).
+ *   MAE: norm and the workbench's MAE decoder; classifier: norm and head (fresh at fine-tuning).
  *
  * Under masking the GPSA blocks see the visible tokens with their relative positions on the full grid.
  */
-export interface ConvitEncoder {
-  /** Blocks before this index use GPSA (timm's local_up_to_layer; 10 for convit_small). */
-  localUpToLayer: number;
-  /** Scales the initial positional weights (timm's locality_strength). */
-  localityStrength: number;
-  qkvBias: boolean;
-}
+export type ConvitEncoder = Extract<EncoderConfig, { kind: 'convit' }>;
 
-export function checkConvit(config: ModelConfig, enc: ConvitEncoder): void {
-  if (!Number.isInteger(enc.localUpToLayer) || enc.localUpToLayer < 0 || enc.localUpToLayer >= config.depth) {
+export function convitOf(config: ModelConfig): ConvitEncoder {
+  const enc = config.encoder;
+  if (enc.kind !== 'convit') throw new Error(`the model's encoder is ${enc.kind}, not convit`);
+  if (enc.localUpToLayer >= config.depth) {
     throw new Error(
-      `ConViT localUpToLayer ${enc.localUpToLayer} must be an integer in 0..${config.depth - 1} (depth ${config.depth}): the cls token joins before that block`,
+      `ConViT localUpToLayer ${enc.localUpToLayer} must be < depth ${config.depth}: the cls token joins before that block`,
     );
   }
+  return enc;
 }
 
 function convitBlockSpecs(prefix: string, config: ModelConfig, enc: ConvitEncoder, gpsa: boolean): ParamSpec[] {
@@ -75,68 +69,32 @@ function convitBlockSpecs(prefix: string, config: ModelConfig, enc: ConvitEncode
   ];
 }
 
-function convitBackboneSpecs(config: ModelConfig, enc: ConvitEncoder): ParamSpec[] {
-  checkConvit(config, enc);
+function convitBackboneSpecs(config: ModelConfig): ParamSpec[] {
+  const enc = convitOf(config);
   const specs = embeddingSpecs(config);
-  for (let i = 0; i < config.depth; i++)
+  for (let i = 0; i < config.depth; i++) {
     specs.push(...convitBlockSpecs(`blocks.${i}`, config, enc, i < enc.localUpToLayer));
-  return [...specs, ...normSpecs('norm', config.width)];
+  }
+  return specs;
 }
 
-export function convitMaeParamSpecs(config: ModelConfig, enc: ConvitEncoder): ParamSpec[] {
-  return [...convitBackboneSpecs(config, enc), ...decoderSpecs(config)];
-}
-
-export function convitClassifierParamSpecs(
-  config: ModelConfig,
-  enc: ConvitEncoder,
-  numClasses: number,
-  options: ClassifierInitOptions = {},
-): ParamSpec[] {
-  return [...convitBackboneSpecs(config, enc), ...headSpecs(config, numClasses, options.headInitStd)];
-}
-
-/** Xavier init (the authors' MAE variant), pos_embed the sin-cos table, then timm's GPSA local_init. */
-function initConvit(specs: ParamSpec[], config: ModelConfig, enc: ConvitEncoder, rng: Rng): ParamMap {
-  const params = initWithSincosPosEmbed(specs, config, rng, sincosPosEmbed(config.width, gridSize(config)));
+/** pos_embed the sin-cos table (the authors' MAE variant), then timm's GPSA local_init; gating_param 1. */
+function convitAdjustInit(config: ModelConfig, params: ParamMap): void {
+  const enc = convitOf(config);
+  sincosPosEmbedInit(config, params);
   for (let i = 0; i < enc.localUpToLayer; i++) {
     const prefix = `blocks.${i}.attn`;
     const pos = getParam(params, `${prefix}.pos_proj.weight`).dataSync().slice() as Float32Array;
     const identity = localInit(pos, config.heads, config.width, enc.localityStrength);
     assignValues(params, `${prefix}.pos_proj.weight`, pos);
     assignValues(params, `${prefix}.v.weight`, identity);
+    assignValues(params, `${prefix}.gating_param`, new Float32Array(config.heads).fill(1));
   }
-  return params;
-}
-
-export function initConvitMaeParams(config: ModelConfig, enc: ConvitEncoder, rng: Rng): ParamMap {
-  return initConvit(convitMaeParamSpecs(config, enc), config, enc, rng);
-}
-
-export function initConvitClassifierParams(
-  config: ModelConfig,
-  enc: ConvitEncoder,
-  numClasses: number,
-  rng: Rng,
-  options: ClassifierInitOptions = {},
-): ParamMap {
-  return initConvit(convitClassifierParamSpecs(config, enc, numClasses, options), config, enc, rng);
-}
-
-export function convitClassifierFromPretrained(
-  source: ParamMap,
-  config: ModelConfig,
-  enc: ConvitEncoder,
-  numClasses: number,
-  rng: Rng,
-  options: ClassifierInitOptions = {},
-): ParamMap {
-  return classifierFromPretrained(source, convitClassifierParamSpecs(config, enc, numClasses, options), rng);
 }
 
 /** The ConViT encoder as a TokenEncoder for this config. */
-export function convitEncoder(config: ModelConfig, enc: ConvitEncoder): TokenEncoder {
-  checkConvit(config, enc);
+export function convitEncoder(config: ModelConfig): TokenEncoder {
+  const enc = convitOf(config);
   // Called inside its caller's tf.tidy (tokenClassifierForward, tokenMaeForward), which frees the intermediates.
   return (params, patches, ids, options, blockOutputs) => {
     const [n, m] = patches.shape;
@@ -182,24 +140,14 @@ export function convitEncoder(config: ModelConfig, enc: ConvitEncoder): TokenEnc
   };
 }
 
-export function convitClassifierForward(
-  params: ParamMap,
-  config: ModelConfig,
-  enc: ConvitEncoder,
-  images: tf.Tensor4D,
-  options: ForwardOptions = {},
-  tapBlock?: number,
-) {
-  return tokenClassifierForward(convitEncoder(config, enc), params, config, images, options, tapBlock);
-}
-
-export function convitMaeForward(
-  params: ParamMap,
-  config: ModelConfig,
-  enc: ConvitEncoder,
-  images: tf.Tensor4D,
-  mask: Parameters<typeof tokenMaeForward>[4],
-  options: Parameters<typeof tokenMaeForward>[5] = {},
-) {
-  return tokenMaeForward(convitEncoder(config, enc), params, config, images, mask, options);
-}
+export const convitEncoderImpl: EncoderImpl = {
+  backboneSpecs: convitBackboneSpecs,
+  headSpecs: tokenHeadSpecs,
+  maeInput: (config, images, mask) => patchEmbedding.maeInput(config, images, mask),
+  encodeVisible: (params, config, input, visibleIds, layer, options) =>
+    tokenEncodeVisibleWithLayer(convitEncoder(config), params, config, input, visibleIds, layer, options),
+  classifierForward: (params, config, images, options, tapBlock) =>
+    tokenClassifierForward(convitEncoder(config), params, config, images, options, tapBlock),
+  frozenInPretraining: () => false,
+  adjustInit: convitAdjustInit,
+};

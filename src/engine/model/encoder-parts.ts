@@ -1,58 +1,36 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { miBlockIndex, type MiLayer } from '@shared/mi-config';
 import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
-import type { Rng } from '../rng';
 import type { ClassifierOutput } from './classifier';
 import { gelu, linearNoBias } from './layers';
-import {
-  decode,
-  orderedTargets,
-  reconstructionLoss,
-  visiblePatches,
-  type MaeForwardOptions,
-  type MaeOutput,
-} from './mae';
-import type { PatchMask } from './masking';
-import { maeParamSpecs, getParam, initParams, type ParamMap, type ParamSpec } from './params';
+import { linearSpecs, normSpecs, type ParamSpec } from './param-specs';
+import { getParam, type ParamMap } from './params';
 import { patchify } from './patches';
+import { sincosPosEmbed } from './pos-embed';
+import type { VisibleIds } from './tokens';
 import { linearLayer, mat, normLayer, residual, vec, type ForwardOptions } from './transformer';
 
 /**
  * Pieces shared by the encoders with timm's token layout (ConViT, CaiT): a learned position
- * embedding pos_embed [1, L, D] without a cls row, the cls token joined later in the stack, the
- * final `norm` kept by the classifier, which reads the cls token (timm's global_pool='token') into `head`.
+ * embedding pos_embed [1, L, D] without a cls row (starting at the sin-cos table, as the authors'
+ * MAE variants do), the cls token joined later in the stack, the final `norm` over every token, and a
+ * classifier reading the cls token (timm's global_pool='token') into `head`. In the workbench's MAE,
+ * `norm` is the shared one before the decoder; the classifier's `norm` and `head` start fresh at fine-tuning.
  */
-
-export function linearSpecs(prefix: string, fanIn: number, fanOut: number, bias = true): ParamSpec[] {
-  const weight: ParamSpec = {
-    name: `${prefix}.weight`,
-    shape: [fanIn, fanOut],
-    role: 'weight',
-    init: { kind: 'xavier', fanIn, fanOut },
-  };
-  return bias ? [weight, { name: `${prefix}.bias`, shape: [fanOut], role: 'bias', init: { kind: 'zeros' } }] : [weight];
-}
-
-export function normSpecs(prefix: string, width: number): ParamSpec[] {
-  return [
-    { name: `${prefix}.weight`, shape: [width], role: 'norm', init: { kind: 'ones' } },
-    { name: `${prefix}.bias`, shape: [width], role: 'norm', init: { kind: 'zeros' } },
-  ];
-}
 
 export function mlpSpecs(prefix: string, width: number, mlpRatio: number): ParamSpec[] {
   const hidden = Math.round(width * mlpRatio);
   return [...linearSpecs(`${prefix}.fc1`, width, hidden), ...linearSpecs(`${prefix}.fc2`, hidden, width)];
 }
 
-/** cls_token, pos_embed (learned, timm's [1, L, D]; set to the sin-cos table after init) and the patch embedding. */
+/** cls_token, pos_embed (learned, timm's [1, L, D]) and the patch embedding. */
 export function embeddingSpecs(config: ModelConfig): ParamSpec[] {
   const k = patchDim(config);
   const d = config.width;
   const l = gridSize(config) ** 2;
   return [
     { name: 'cls_token', shape: [1, 1, d], role: 'token', init: { kind: 'normal', std: 0.02 } },
-    { name: 'pos_embed', shape: [1, l, d], role: 'token', init: { kind: 'zeros' } },
+    { name: 'pos_embed', shape: [1, l, d], role: 'token', init: { kind: 'normal', std: 0.02 } },
     {
       name: 'patch_embed.proj.weight',
       shape: [k, d],
@@ -63,36 +41,14 @@ export function embeddingSpecs(config: ModelConfig): ParamSpec[] {
   ];
 }
 
-/** The MAE decoder's parameters (mask token, decoder_*), the same for every encoder. */
-export function decoderSpecs(config: ModelConfig): ParamSpec[] {
-  return maeParamSpecs(config).filter((s) => s.name === 'mask_token' || s.name.startsWith('decoder_'));
-}
-
-export function headSpecs(config: ModelConfig, numClasses: number, headInitStd = 2e-5): ParamSpec[] {
-  if (!Number.isInteger(numClasses) || numClasses < 1)
-    throw new Error(`numClasses must be a positive integer, got ${numClasses}`);
+/** timm's token-pooled head: the final `norm` and the linear head, fresh at fine-tuning. */
+export function tokenHeadSpecs(config: ModelConfig, numClasses: number, headInitStd: number): ParamSpec[] {
+  const d = config.width;
   return [
-    {
-      name: 'head.weight',
-      shape: [config.width, numClasses],
-      role: 'weight',
-      init: { kind: 'normal', std: headInitStd },
-    },
+    ...normSpecs('norm', d),
+    { name: 'head.weight', shape: [d, numClasses], role: 'weight', init: { kind: 'normal', std: headInitStd } },
     { name: 'head.bias', shape: [numClasses], role: 'bias', init: { kind: 'zeros' } },
   ];
-}
-
-/** Initialise `specs`, then pos_embed to the fixed sin-cos table without its cls row (the authors' MAE variants). */
-export function initWithSincosPosEmbed(
-  specs: ParamSpec[],
-  config: ModelConfig,
-  rng: Rng,
-  table: Float32Array,
-): ParamMap {
-  const params = initParams(specs, rng);
-  const pos = params.get('pos_embed');
-  if (pos) assignValues(params, 'pos_embed', table.subarray(config.width));
-  return params;
 }
 
 export function assignValues(params: ParamMap, name: string, values: Float32Array): void {
@@ -103,27 +59,9 @@ export function assignValues(params: ParamMap, name: string, values: Float32Arra
   t.dispose();
 }
 
-/**
- * A classifier's parameters from a pre-trained MAE (or classifier) of the same encoder: every
- * backbone tensor copied (the final `norm` included: timm's token-pooled classifiers keep it), `head` fresh.
- */
-export function classifierFromPretrained(source: ParamMap, specs: ParamSpec[], rng: Rng): ParamMap {
-  const backbone = specs.filter((s) => !s.name.startsWith('head.'));
-  for (const spec of backbone) {
-    const from = source.get(spec.name);
-    if (!from) throw new Error(`the pre-trained parameters have no "${spec.name}"`);
-    if (!tf.util.arraysEqual(from.shape, spec.shape)) {
-      throw new Error(
-        `"${spec.name}" has shape [${from.shape}] in the pre-trained parameters, expected [${spec.shape}]`,
-      );
-    }
-  }
-  const params = initParams(specs, rng);
-  for (const spec of backbone) {
-    const from = getParam(source, spec.name);
-    getParam(params, spec.name).assign(from);
-  }
-  return params;
+/** pos_embed to the fixed sin-cos table without its cls row (the authors' MAE variants of ConViT and CaiT). */
+export function sincosPosEmbedInit(config: ModelConfig, params: ParamMap): void {
+  assignValues(params, 'pos_embed', sincosPosEmbed(config.width, gridSize(config)).subarray(config.width));
 }
 
 /** A linear layer with or without its bias (timm's qkv_bias). */
@@ -136,6 +74,10 @@ export function dense(
 ): tf.Tensor2D {
   if (bias) return linearLayer(params, prefix, x, options);
   return linearNoBias(x, mat(params, `${prefix}.weight`), options.trainParams ?? true);
+}
+
+export function mlp(params: ParamMap, prefix: string, x: tf.Tensor2D, options: ForwardOptions): tf.Tensor2D {
+  return linearLayer(params, `${prefix}.fc2`, gelu(linearLayer(params, `${prefix}.fc1`, x, options)), options);
 }
 
 /**
@@ -156,17 +98,8 @@ export function preNormBlock(
   const scaled = (k: 1 | 2, t: tf.Tensor2D) =>
     layerScale ? (tf.mul(t, vec(params, `${prefix}.gamma_${k}`)) as tf.Tensor2D) : t;
   const x1 = residual(x, scaled(1, attend(normLayer(params, `${prefix}.norm1`, x, options))), dropRate, rng, batch);
-  return residual(
-    x1,
-    scaled(2, mlp(params, `${prefix}.mlp`, normLayer(params, `${prefix}.norm2`, x1, options), options)),
-    dropRate,
-    rng,
-    batch,
-  );
-}
-
-export function mlp(params: ParamMap, prefix: string, x: tf.Tensor2D, options: ForwardOptions): tf.Tensor2D {
-  return linearLayer(params, `${prefix}.fc2`, gelu(linearLayer(params, `${prefix}.fc1`, x, options)), options);
+  const m = mlp(params, `${prefix}.mlp`, normLayer(params, `${prefix}.norm2`, x1, options), options);
+  return residual(x1, scaled(2, m), dropRate, rng, batch);
 }
 
 /**
@@ -194,6 +127,7 @@ export function learnedPositions(
  * An encoder on pixel patches [N, M, K] at patch ids (per sample, on the full grid; undefined: all L
  * patches in order): the tokens after the final norm [N, 1 + M, D], cls first. `blockOutputs`, when
  * given, receives each block's output as [N, T, D] (T counts the cls token where the block has it).
+ * Called inside a tf.tidy, which frees the intermediates.
  */
 export type TokenEncoder = (
   params: ParamMap,
@@ -218,43 +152,25 @@ export function tokenClassifierForward(
     const tokens = encode(params, patchify(images, config.patchSize), undefined, options, blockOutputs);
     const pooled = tf.reshape(tf.slice(tokens, [0, 0, 0], [n, 1, config.width]), [n, config.width]) as tf.Tensor2D;
     const tapped = tapBlock === undefined ? undefined : blockOutputs[tapBlock];
-    if (tapBlock !== undefined && !tapped)
-      throw new Error(`no block ${tapBlock + 1} to tap (${blockOutputs.length} blocks)`);
+    if (tapBlock !== undefined && !tapped) {
+      throw new Error(`no block ${tapBlock + 1} to tap (the encoder has ${blockOutputs.length} blocks)`);
+    }
     return { logits: linearLayer(params, 'head', pooled, options), tokens, pooled, ...(tapped ? { tapped } : {}) };
   });
 }
 
-/** The masked autoencoder over a token encoder: its latent on the visible patches, the MAE decoder, the loss. */
-export function tokenMaeForward(
-  encode: TokenEncoder,
-  params: ParamMap,
-  config: ModelConfig,
-  images: tf.Tensor4D,
-  mask: Pick<PatchMask, 'visibleIds' | 'maskedIds' | 'numVisible' | 'visible' | 'masked'>,
-  options: MaeForwardOptions = {},
-): MaeOutput {
-  return tf.tidy(() => {
-    const vis = visiblePatches(config, images, mask);
-    const input = options.delta ? (tf.add(vis, options.delta) as tf.Tensor3D) : vis;
-    const latent = encode(params, input, mask.visible, options);
-    const pred = decode(params, config, latent, mask, options);
-    const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible, options);
-    return { latent, pred, loss };
-  });
-}
-
 /**
- * mae.ts's encodeVisibleWithLayer for a token encoder: the latent on the visible patches and the
- * features MI takes (mi.layer): the latent itself for the default layer (the whole encoder, after the
- * final norm); else block k's output, through the final norm when `layer.finalNorm`. Blocks before the
- * cls token joins (ConViT's GPSA blocks, CaiT's self-attention stage) give the patch tokens only.
+ * encodeVisibleWithLayer for a token encoder: the latent on the visible patches and the features MI
+ * takes (mi.layer): the latent itself for the default layer (the whole encoder, after the final
+ * norm); else block k's output, through the final norm when `layer.finalNorm`. Blocks before the cls
+ * token joins (ConViT's GPSA blocks, CaiT's self-attention stage) give the patch tokens only.
  */
 export function tokenEncodeVisibleWithLayer(
   encode: TokenEncoder,
   params: ParamMap,
   config: ModelConfig,
   patches: tf.Tensor3D,
-  visibleIds: tf.Tensor2D | Pick<PatchMask, 'visibleIds' | 'visible'>,
+  visibleIds: VisibleIds,
   layer: MiLayer,
   options: ForwardOptions = {},
 ): { latent: tf.Tensor3D; features: tf.Tensor3D } {
@@ -268,7 +184,7 @@ export function tokenEncodeVisibleWithLayer(
     }
     const blockOutputs: tf.Tensor3D[] = [];
     const latent = encode(params, patches, ids, options, blockOutputs);
-    if (tapped === config.depth - 1 && layer.finalNorm && layer.block === 'last') return { latent, features: latent };
+    if (layer.block === 'last' && layer.finalNorm) return { latent, features: latent };
     const block = blockOutputs[tapped] as tf.Tensor3D;
     if (!layer.finalNorm) return { latent, features: block };
     const [n, t, d] = block.shape;

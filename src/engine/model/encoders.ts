@@ -8,6 +8,8 @@ import type { ParamSpec } from './param-specs';
 import type { ParamMap } from './params';
 import type { VisibleIds } from './tokens';
 import type { ForwardOptions } from './transformer';
+import { caitEncoderImpl } from './cait';
+import { convitEncoderImpl } from './convit';
 import { vitEncoder } from './vit';
 
 /**
@@ -52,6 +54,12 @@ export interface EncoderImpl {
     tapBlock?: number,
   ): ClassifierOutput;
   frozenInPretraining(config: ModelConfig, name: string): boolean;
+  /**
+   * Initial values that are not plain draws (ConViT's GPSA local init, CaiT's LayerScale, learned
+   * position embeddings starting at the sin-cos table): applied in place after every spec's draw, so
+   * the draws stay in spec order. The PyTorch twin is adjust_init.
+   */
+  adjustInit?(config: ModelConfig, params: ParamMap): void;
 }
 
 /**
@@ -63,8 +71,8 @@ function registry(): Record<EncoderKind, EncoderImpl | null> {
   return {
     vit: vitEncoder,
     convstem: null,
-    convit: null,
-    cait: null,
+    convit: convitEncoderImpl,
+    cait: caitEncoderImpl,
     convnext: null,
     swin: null,
   };

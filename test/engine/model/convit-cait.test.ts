@@ -1,27 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  caitClassifierForward,
-  caitClassifierParamSpecs,
-  caitMaeForward,
-  caitMaeParamSpecs,
-  initCaitClassifierParams,
-  initCaitMaeParams,
-  type CaitEncoder,
-} from '../../../src/engine/model/cait';
-import {
-  convitClassifierForward,
-  convitClassifierParamSpecs,
-  convitEncoder,
-  convitMaeForward,
-  convitMaeParamSpecs,
-  initConvitClassifierParams,
-  initConvitMaeParams,
-  type ConvitEncoder,
-} from '../../../src/engine/model/convit';
+import { convitEncoder } from '../../../src/engine/model/convit';
 import { tokenEncodeVisibleWithLayer } from '../../../src/engine/model/encoder-parts';
 import { relativePositions } from '../../../src/engine/model/gpsa';
-import { disposeParams, randomMasking, visiblePatches, type ParamMap, type PatchMask } from '../../../src/engine/model';
+import {
+  classifierForward,
+  classifierParamSpecs,
+  disposeParams,
+  initClassifierParams,
+  initMaeParams,
+  maeForward,
+  maeParamSpecs,
+  randomMasking,
+  visiblePatches,
+  type ParamMap,
+  type PatchMask,
+} from '../../../src/engine/model';
 import type { ModelConfig } from '../../../src/shared/model-config';
 import { useBackend } from '../../helpers/backend';
 import { flat, maxAbsDiff, microConfig, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
@@ -29,20 +23,21 @@ import type { RefParams } from './reference';
 import * as tref from './reference-token-encoders';
 
 const H = 1e-5;
-const CONVIT: ConvitEncoder = { localUpToLayer: 1, localityStrength: 1, qkvBias: false };
-const CAIT: CaitEncoder = { depthTokenOnly: 2, initValues: 1e-5, mlpRatioTokenOnly: 4, qkvBias: true };
 // 4 heads: GPSA's local init covers a 2 x 2 kernel of heads.
-const config: ModelConfig = microConfig({ heads: 4 });
+const convitConfig: ModelConfig = microConfig({
+  heads: 4,
+  encoder: { kind: 'convit', localUpToLayer: 1, localityStrength: 1, qkvBias: false },
+});
+const caitConfig: ModelConfig = microConfig({
+  heads: 4,
+  encoder: { kind: 'cait', classAttentionBlocks: 2, layerScaleInit: 1e-5, qkvBias: true },
+});
+const config = convitConfig; // the shapes both share
 const NUM_CLASSES = 5;
 
 interface Case {
   name: string;
-  maeSpecs: () => { name: string }[];
-  classifierSpecs: () => { name: string }[];
-  initMae: (rng: Rng) => ParamMap;
-  initClassifier: (rng: Rng) => ParamMap;
-  classify: (params: ParamMap, images: tf.Tensor4D) => tf.Tensor2D;
-  mae: (params: ParamMap, images: tf.Tensor4D, mask: PatchMask) => tf.Scalar;
+  config: ModelConfig;
   ref: tref.TokenRef;
   /** Parameters whose gradient is zero analytically (a bias added before a softmax, the same for every key). */
   zeroGradient: RegExp;
@@ -52,13 +47,8 @@ interface Case {
 const CASES: Case[] = [
   {
     name: 'ConViT',
-    maeSpecs: () => convitMaeParamSpecs(config, CONVIT),
-    classifierSpecs: () => convitClassifierParamSpecs(config, CONVIT, NUM_CLASSES),
-    initMae: (rng) => initConvitMaeParams(config, CONVIT, rng),
-    initClassifier: (rng) => initConvitClassifierParams(config, CONVIT, NUM_CLASSES, rng),
-    classify: (params, images) => convitClassifierForward(params, config, CONVIT, images).logits,
-    mae: (params, images, mask) => convitMaeForward(params, config, CONVIT, images, mask).loss,
-    ref: (params, patches, ids) => tref.convitTokens(params, config, CONVIT.localUpToLayer, patches, ids),
+    config: convitConfig,
+    ref: (params, patches, ids) => tref.convitTokens(params, convitConfig, 1, patches, ids),
     zeroGradient: /pos_proj\.bias$/,
     probes: [
       ['cls_token', [3]],
@@ -76,13 +66,8 @@ const CASES: Case[] = [
   },
   {
     name: 'CaiT',
-    maeSpecs: () => caitMaeParamSpecs(config, CAIT),
-    classifierSpecs: () => caitClassifierParamSpecs(config, CAIT, NUM_CLASSES),
-    initMae: (rng) => initCaitMaeParams(config, CAIT, rng),
-    initClassifier: (rng) => initCaitClassifierParams(config, CAIT, NUM_CLASSES, rng),
-    classify: (params, images) => caitClassifierForward(params, config, CAIT, images).logits,
-    mae: (params, images, mask) => caitMaeForward(params, config, CAIT, images, mask).loss,
-    ref: (params, patches, ids) => tref.caitTokens(params, config, CAIT.depthTokenOnly, patches, ids),
+    config: caitConfig,
+    ref: (params, patches, ids) => tref.caitTokens(params, caitConfig, 2, patches, ids),
     zeroGradient: /proj_l\.bias$/,
     probes: [
       ['cls_token', [3]],
@@ -153,8 +138,8 @@ describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
 
     beforeAll(() => {
       const rng = new Rng(31);
-      classifier = c.initClassifier(rng);
-      mae = c.initMae(rng);
+      classifier = initClassifierParams(c.config, NUM_CLASSES, rng);
+      mae = initMaeParams(c.config, rng);
       randomizeParams(classifier, rng);
       randomizeParams(mae, rng);
       refClassifier = toRefParams(classifier);
@@ -172,12 +157,12 @@ describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
     });
 
     it('has exactly the parameters its specs name', () => {
-      expect([...classifier.keys()]).toEqual(c.classifierSpecs().map((s) => s.name));
-      expect([...mae.keys()]).toEqual(c.maeSpecs().map((s) => s.name));
+      expect([...classifier.keys()]).toEqual(classifierParamSpecs(c.config, NUM_CLASSES).map((s) => s.name));
+      expect([...mae.keys()]).toEqual(maeParamSpecs(c.config).map((s) => s.name));
     });
 
     it('classifier logits match the float64 reference', () => {
-      const logits = c.classify(classifier, images.tensor);
+      const logits = classifierForward(classifier, c.config, images.tensor).logits;
       const expected = tref.tokenLogits(refClassifier, config, c.ref, images.arrays);
       const diff = maxAbsDiff(logits.dataSync(), flat(expected));
       console.info(`${backend} ${c.name} logits: max |diff| ${diff.toExponential(2)}`);
@@ -187,7 +172,7 @@ describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
     });
 
     it('MAE loss on shuffled visible patches matches the float64 reference', () => {
-      const loss = c.mae(mae, images.tensor, mask);
+      const loss = maeForward(mae, c.config, images.tensor, mask).loss;
       const expected = tref.tokenMaeLoss(refMae, config, c.ref, images.arrays, visible);
       console.info(`${backend} ${c.name} MAE loss ${loss.dataSync()[0]} vs ${expected}`);
       expect(Math.abs((loss.dataSync()[0] ?? NaN) - expected)).toBeLessThan(1e-4 * Math.max(1, Math.abs(expected)));
@@ -195,7 +180,7 @@ describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
     });
 
     it('MAE parameter gradients match finite differences; each parameter gets one', () => {
-      const { value, grads } = tf.variableGrads(() => c.mae(mae, images.tensor, mask));
+      const { value, grads } = tf.variableGrads(() => maeForward(mae, c.config, images.tensor, mask).loss);
       const byName = new Map<string, Float32Array>();
       for (const [name, v] of mae) {
         const g = grads[v.name];
@@ -225,7 +210,8 @@ describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
 
     it('classifier gradients w.r.t. parameters and pixels match finite differences', () => {
       const w = tf.tensor2d(Float32Array.from(weights), [n, NUM_CLASSES]);
-      const objective = () => tf.sum(tf.mul(c.classify(classifier, images.tensor), w)) as tf.Scalar;
+      const objective = () =>
+        tf.sum(tf.mul(classifierForward(classifier, c.config, images.tensor).logits, w)) as tf.Scalar;
       const { value, grads } = tf.variableGrads(objective);
       const analytic: number[] = [];
       const numeric: number[] = [];
@@ -245,7 +231,9 @@ describe.each(['cpu', 'wasm'] as const)('ConViT and CaiT on %s', (backend) => {
       }
       expectClose(analytic, numeric, `${backend} ${c.name} classifier params`);
       const pixelGrad = tf
-        .grad((x: tf.Tensor) => tf.sum(tf.mul(c.classify(classifier, x as tf.Tensor4D), w)))(images.tensor)
+        .grad((x: tf.Tensor) => tf.sum(tf.mul(classifierForward(classifier, c.config, x as tf.Tensor4D).logits, w)))(
+          images.tensor,
+        )
         .dataSync();
       const pixels = [0, 100, 385, 767, 800, 1500];
       const pixelNumeric = pixels.map((i) => {
@@ -274,7 +262,11 @@ describe('initialisation', () => {
   });
 
   it("ConViT: timm's GPSA local_init (v the identity, positional heads on a 2 x 2 kernel), pos_embed the sin-cos table", () => {
-    const params = initConvitMaeParams(config, { ...CONVIT, localityStrength: 2 }, new Rng(1));
+    const strong = microConfig({
+      heads: 4,
+      encoder: { kind: 'convit', localUpToLayer: 1, localityStrength: 2, qkvBias: false },
+    });
+    const params = initMaeParams(strong, new Rng(1));
     const d = config.width;
     const v = params.get('blocks.0.attn.v.weight')?.arraySync() as number[][];
     v.forEach((row, i) => row.forEach((x, j) => expect(x).toBe(i === j ? 1 : 0)));
@@ -296,10 +288,10 @@ describe('initialisation', () => {
     disposeParams(params);
   });
 
-  it('CaiT: every LayerScale gamma starts at initValues', () => {
-    const params = initCaitClassifierParams(config, CAIT, NUM_CLASSES, new Rng(1));
+  it('CaiT: every LayerScale gamma starts at layerScaleInit, pos_embed at the sin-cos table', () => {
+    const params = initClassifierParams(caitConfig, NUM_CLASSES, new Rng(1));
     const gammas = [...params].filter(([name]) => /gamma_[12]$/.test(name));
-    expect(gammas).toHaveLength(2 * (config.depth + CAIT.depthTokenOnly));
+    expect(gammas).toHaveLength(2 * (caitConfig.depth + 2));
     for (const [, g] of gammas)
       expect(Array.from(g.dataSync())).toEqual(new Array(config.width).fill(Math.fround(1e-5)));
     disposeParams(params);
@@ -313,11 +305,11 @@ describe('MI features of the token encoders (mi.layer)', () => {
 
   it("ConViT: the default layer is the latent; block 1 (GPSA, before the cls token joins) has the patch tokens only; block 'depth' normed equals the latent", () => {
     const rng = new Rng(3);
-    const params = initConvitMaeParams(config, CONVIT, rng);
+    const params = initMaeParams(convitConfig, rng);
     randomizeParams(params, rng);
     const images = randomImages(rng, 2, config);
     const mask = randomMasking(rng, 2, 16, 0.75);
-    const encode = convitEncoder(config, CONVIT);
+    const encode = convitEncoder(convitConfig);
     const patches = visiblePatches(config, images.tensor, mask);
     const last = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 'last', finalNorm: true });
     expect(last.features).toBe(last.latent);
