@@ -74,3 +74,15 @@ describe('model summary', () => {
     );
   });
 });
+
+describe('model summary of ConViT and CaiT', () => {
+  it("counts timm's convit_small and cait_s24_224 exactly and timm's published GMACs (5.76 and 9.35) to 0.05", () => {
+    const convit = modelSummary(modelConfigFromPreset('convit-s'));
+    const cait = modelSummary(modelConfigFromPreset('cait-s24'));
+    expect(convit?.parameters).toBe(27_777_322);
+    expect(cait?.parameters).toBe(46_916_200);
+    console.info(`convit-s ${convit?.flopsPerImage}, cait-s24 ${cait?.flopsPerImage} multiply-adds per 224 px image`);
+    expect((convit?.flopsPerImage ?? 0) / 1e9).toBeCloseTo(5.76, 1);
+    expect((cait?.flopsPerImage ?? 0) / 1e9).toBeCloseTo(9.35, 1);
+  });
+});
