@@ -4,6 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { saveCheckpoint } from '../../src/engine/checkpoint';
+import { exportCheckpoint } from '../../src/engine/export';
+import { placeholderRecord } from '../../src/engine/export/checkpoint-source';
 import { timmCaitModel, timmConvitModel, toTimmTokenEncoder } from '../../src/engine/export/token-encoders';
 import { encodeSafetensors } from '../../src/engine/io/safetensors';
 import {
@@ -73,6 +76,8 @@ interface MicroOutcome {
   gradMaxDiff: number;
   gradScale: number;
   timmKeys: number;
+  exportVsTfjsLogits: number;
+  exportArchitecture: string;
 }
 interface FullOutcome {
   timmParams: number;
@@ -82,7 +87,11 @@ interface FullOutcome {
 }
 
 /** Write one micro case: tfjs weights (classifier and MAE), its logits, MAE loss and gradients, and the timm export. */
-function writeMicroCase(dir: string, config: ModelConfig, timm: ReturnType<typeof timmConvitModel>): void {
+async function writeMicroCase(
+  dir: string,
+  config: ModelConfig,
+  timm: ReturnType<typeof timmConvitModel>,
+): Promise<void> {
   const rng = new Rng(5);
   const classifier = initClassifierParams(config, CLASSES, rng);
   const mae = initMaeParams(config, rng);
@@ -117,6 +126,21 @@ function writeMicroCase(dir: string, config: ModelConfig, timm: ReturnType<typeo
   writeFileSync(path.join(dir, 'native.safetensors'), encodeSafetensors(native));
   writeFileSync(path.join(dir, 'timm.safetensors'), encodeSafetensors(timmEntries));
   writeFileSync(path.join(dir, 'case.json'), JSON.stringify({ model: config, numClasses: CLASSES, timm }));
+  // The same classifier saved as a checkpoint and exported as `mimir export` does.
+  const checkpoints = path.join(dir, 'run');
+  const record = placeholderRecord(config, CLASSES, [], 'pgd-at', dir);
+  await saveCheckpoint(checkpoints, {
+    kind: 'finetune',
+    epoch: 1,
+    step: 1,
+    runConfig: JSON.parse(JSON.stringify(record)),
+    modelConfig: JSON.parse(JSON.stringify(config)),
+    params: classifier,
+    optimizer: null,
+    rng: { state: new Rng(0).state(), dataIterator: null },
+  });
+  const exported2 = await exportCheckpoint(checkpoints, path.join(dir, 'export.safetensors'));
+  expect(exported2.config.architecture).toBe(config.encoder.kind === 'convit' ? 'convit.ConVit' : 'cait.Cait');
   disposeParams(classifier);
   disposeParams(mae);
   mask.dispose();
@@ -133,8 +157,8 @@ describe('ConViT and CaiT against timm and across the engines', () => {
     await useBackend('wasm');
     const python = timmPython();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mimir-timm-parity-'));
-    writeMicroCase(path.join(dir, 'convit'), microConvit, timmConvitModel(microConvit, CLASSES));
-    writeMicroCase(path.join(dir, 'cait'), microCait, timmCaitModel(microCait, CLASSES));
+    await writeMicroCase(path.join(dir, 'convit'), microConvit, timmConvitModel(microConvit, CLASSES));
+    await writeMicroCase(path.join(dir, 'cait'), microCait, timmCaitModel(microCait, CLASSES));
     const full = {
       convit_small: { architecture: timmConvitModel(convitSmall, 1000).architecture, model: convitSmall },
       cait_s24_224: { architecture: timmCaitModel(caitS24, 1000).architecture, model: caitS24 },
@@ -178,6 +202,15 @@ describe('ConViT and CaiT against timm and across the engines', () => {
       const outcome = result.micro[family];
       expect(outcome?.logitsScale).toBeGreaterThan(0.1);
       expect(outcome?.timmVsTfjsLogits).toBeLessThan(1e-4);
+    },
+  );
+
+  it.each(['convit', 'cait'])(
+    "%s: a checkpoint exported as `mimir export` does (timm names, config JSON naming timm's class) loads strictly into timm with the tfjs logits",
+    (family) => {
+      const outcome = result.micro[family];
+      expect(outcome?.exportArchitecture).toBe(family === 'convit' ? 'convit.ConVit' : 'cait.Cait');
+      expect(outcome?.exportVsTfjsLogits).toBeLessThan(1e-4);
     },
   );
 

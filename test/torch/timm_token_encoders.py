@@ -96,6 +96,15 @@ def micro_case(folder):
         params = {name: native[f"param.{name}"] for name, _, _ in classifier_specs(case["numClasses"])}
         our_logits = M.classifier_forward(params, c, images)
 
+    # The checkpoint exported by exportCheckpoint, rebuilt from its config JSON alone.
+    with open(os.path.join(folder, "export.json")) as f:
+        exported_config = json.load(f)
+    family = {"convit.ConVit": ConVit, "cait.Cait": Cait}[exported_config["architecture"]]
+    rebuilt = family(**exported_config["model_args"]).eval()
+    rebuilt.load_state_dict(read_safetensors(os.path.join(folder, "export.safetensors"))[0], strict=True)
+    with torch.no_grad():
+        export_logits = rebuilt(images.permute(0, 3, 1, 2))
+
     mae = {name: native[f"mae.{name}"].clone().requires_grad_(True) for name, _, _ in mae_specs()}
     visible = native["mask.visible"].long()
     masked = native["mask.masked"].long()
@@ -116,6 +125,8 @@ def micro_case(folder):
         "gradMaxDiff": grad_diff,
         "gradScale": grad_scale,
         "timmKeys": len(reference.state_dict()),
+        "exportVsTfjsLogits": (export_logits - tfjs_logits).abs().max().item(),
+        "exportArchitecture": exported_config["architecture"],
     }
 
 

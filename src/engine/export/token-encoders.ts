@@ -1,7 +1,9 @@
-import type { ModelConfig } from '@shared/model-config';
+import { z } from 'zod';
+import { ModelConfig } from '@shared/model-config';
 import { caitOf } from '../model/cait';
 import { convitOf } from '../model/convit';
-import type { ParamSpec } from '../model/params';
+import { classifierParamSpecs, maeParamSpecs, type ParamSpec } from '../model/params';
+import { EXPORT_FORMAT, EXPORT_VERSION } from './config';
 import { patchWeightToConv, transpose2d, type Weights } from './layout';
 
 /**
@@ -97,4 +99,80 @@ export function timmCaitModel(config: ModelConfig, numClasses: number): TimmToke
     mlp_ratio_token_only: 4,
   };
   return { family: 'cait', architecture: sameArgs(args, s24) ? 'cait_s24_224' : 'Cait', model_args: args };
+}
+
+/**
+ * The JSON beside a ConViT or CaiT export: `architecture` is timm's class (convit.ConVit, cait.Cait),
+ * `timm_model` its registered model when the arguments are exactly its (convit_small, cait_s24_224),
+ * `model_args` the keyword arguments that rebuild it; `mimir` as for the ViT's export.
+ */
+export const TokenExportConfig = z.object({
+  format: z.literal(EXPORT_FORMAT),
+  version: z.literal(EXPORT_VERSION),
+  architecture: z.enum(['convit.ConVit', 'cait.Cait']),
+  timm_model: z.string().nullable(),
+  naming: z.literal('timm'),
+  num_classes: z.number().int().min(0),
+  global_pool: z.literal('token'),
+  model_args: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])),
+  pretrained_cfg: z.object({
+    input_size: z.tuple([z.number().int(), z.number().int(), z.number().int()]),
+    mean: z.array(z.number()),
+    std: z.array(z.number()),
+    num_classes: z.number().int().min(0),
+  }),
+  mimir: z.object({
+    kind: z.enum(['finetune', 'pretrain']),
+    modelConfig: ModelConfig,
+    headOutputs: z.number().int().min(0),
+    numClasses: z.number().int().min(0),
+    classNames: z.array(z.string()),
+    method: z.string().nullable(),
+    runConfig: z.json().optional(),
+    source: z.object({ checkpoint: z.string(), epoch: z.number().int(), step: z.number().int() }).optional(),
+  }),
+});
+export type TokenExportConfig = z.infer<typeof TokenExportConfig>;
+
+export function isTokenEncoder(config: ModelConfig): boolean {
+  return config.encoder.kind === 'convit' || config.encoder.kind === 'cait';
+}
+
+/**
+ * A ConViT or CaiT checkpoint in timm's names and layouts and its config JSON. A classifier is
+ * timm's whole model; a pre-training checkpoint its encoder (num_classes 0: backbone and norm; timm
+ * has no MAE of these, so no decoder).
+ */
+export function tokenEncoderExport(
+  kind: 'finetune' | 'pretrain',
+  weights: Weights,
+  config: ModelConfig,
+  headOutputs: number,
+  mimir: Omit<TokenExportConfig['mimir'], 'kind' | 'modelConfig' | 'headOutputs'>,
+): { weights: Weights; config: TokenExportConfig } {
+  const specs =
+    kind === 'finetune'
+      ? classifierParamSpecs(config, headOutputs)
+      : maeParamSpecs(config).filter((s) => s.name !== 'mask_token' && !s.name.startsWith('decoder_'));
+  const encoderOnly = new Map([...weights].filter(([name]) => specs.some((s) => s.name === name)));
+  const classes = kind === 'finetune' ? headOutputs : 0;
+  const timm = config.encoder.kind === 'convit' ? timmConvitModel(config, classes) : timmCaitModel(config, classes);
+  const exportConfig = TokenExportConfig.parse({
+    format: EXPORT_FORMAT,
+    version: EXPORT_VERSION,
+    architecture: timm.family === 'convit' ? 'convit.ConVit' : 'cait.Cait',
+    timm_model: /^[a-z]/.test(timm.architecture) ? timm.architecture : null,
+    naming: 'timm',
+    num_classes: classes,
+    global_pool: 'token',
+    model_args: timm.model_args,
+    pretrained_cfg: {
+      input_size: [config.channels, config.imageSize, config.imageSize],
+      mean: config.normalize?.mean ?? new Array<number>(config.channels).fill(0),
+      std: config.normalize?.std ?? new Array<number>(config.channels).fill(1),
+      num_classes: classes,
+    },
+    mimir: { kind, modelConfig: config, headOutputs, ...mimir },
+  });
+  return { weights: toTimmTokenEncoder(encoderOnly, specs, config), config: exportConfig };
 }
