@@ -64,7 +64,10 @@ def init_params(specs: List[Tuple[str, List[int], str]], generator: torch.Genera
     the draws come from torch's generator, so the values differ from a tfjs run with the same seed."""
     params: Params = {}
     for name, shape, role in specs:
-        if role in ("weight", "patch-weight") and name != "head.weight":
+        if role == "conv-weight":
+            bound = 1.0 / math.sqrt(shape[0] * shape[1] * shape[2])
+            value = (torch.rand(shape, generator=generator) * 2 - 1) * bound
+        elif role in ("weight", "patch-weight") and name != "head.weight":
             bound = math.sqrt(6.0 / (shape[0] + shape[1]))
             value = (torch.rand(shape, generator=generator) * 2 - 1) * bound
         elif name == "head.weight":
@@ -90,6 +93,9 @@ def init_params_rng(specs: List[Tuple[str, List[int], str]], rng: "Rng", head_in
             size *= d
         if name == "head.weight":
             values = [rng.normal() * head_init_std for _ in range(size)]
+        elif role == "conv-weight":  # params.ts's 'uniform' init, torch's Conv2d default: U(+-1/sqrt(fan_in))
+            bound = 1 / math.sqrt(shape[0] * shape[1] * shape[2])
+            values = [(2 * rng.uniform() - 1) * bound for _ in range(size)]
         elif role in ("weight", "patch-weight"):
             bound = math.sqrt(6 / (shape[0] + shape[1]))
             values = [(2 * rng.uniform() - 1) * bound for _ in range(size)]

@@ -5,14 +5,20 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleStreams, normalRows, signedUniformRows } from '../../src/engine/attacks/streams';
 import { GeneralistTrainer, NORMAL_START_STD, finetuneStep } from '../../src/engine/finetune';
-import { disposeParams, initClassifierParams, initMaeParams, randomMasking } from '../../src/engine/model';
+import {
+  disposeParams,
+  encoderInput,
+  initClassifierParams,
+  initMaeParams,
+  randomMasking,
+} from '../../src/engine/model';
 import { pretrainStep } from '../../src/engine/pretrain/step';
 import { Rng } from '../../src/engine/rng';
 import { AdamW, isNoWeightDecayInPretraining } from '../../src/engine/train/optimizer';
 import { layerwiseLrScale } from '../../src/engine/train/schedule';
 import { headOutputs, type FinetuneConfigInput, type FinetuneMethod } from '../../src/shared/finetune-config';
 import { PretrainConfig, type PretrainConfigInput } from '../../src/shared/pretrain-config';
-import { modelConfigFromPreset, numPatches, patchDim, type ModelPreset } from '../../src/shared/model-config';
+import { ModelConfig, modelConfigFromPreset, numPatches } from '../../src/shared/model-config';
 import { useBackend } from '../helpers/backend';
 import { builtinBatch, disposeBatch, microRun } from '../engine/finetune/helpers';
 import { findPythonWithTorch } from '../engine/io/python-torch';
@@ -48,6 +54,12 @@ const ZERO_GRADIENT = /(attn\.pos_proj\.bias|attn\.proj_l\.bias|blocks_token_onl
 
 const N = 8;
 const MODEL = modelConfigFromPreset('micro', 16);
+/** ViT + ConvStem (convolutions of 8 and 16 channels), its stem pre-trained or kept from init (Table VI). */
+const CONVSTEM = modelConfigFromPreset('convstem-micro', 16);
+const CONVSTEM_FROZEN = ModelConfig.parse({ ...CONVSTEM, encoder: { ...CONVSTEM.encoder, pretrainStem: false } });
+/** ConViT (GPSA in block 1, the cls token joining before block 2) and CaiT (talking heads, 2 class-attention blocks). */
+const CONVIT = modelConfigFromPreset('convit-micro', 16);
+const CAIT = modelConfigFromPreset('cait-micro', 16);
 const TOLERANCE = 1e-4;
 /** Scalars compared relative to themselves; the others relative to the loss. */
 const RELATIVE_SCALARS = [
@@ -66,7 +78,7 @@ const RELATIVE_SCALARS = [
  * MIMIR cases with a lambda that makes the penalty a sizeable part of the gradient (at the paper's
  * 1e-5 it is invisible beside the reconstruction, and the test could not see a wrong MI gradient).
  */
-const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput; preset?: ModelPreset }> = [
+const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput; model?: ModelConfig }> = [
   { name: 'mae', config: { mode: 'mae' } },
   { name: 'adv-mae', config: { mode: 'adv-mae', attack: { steps: 2 } } },
   { name: 'mimir-nhsic', config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } } },
@@ -85,16 +97,24 @@ const PRETRAIN_CASES: Array<{ name: string; config: PretrainConfigInput; preset?
     name: 'mimir-nhsic-block1-norm',
     config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02, layer: { block: 1, finalNorm: true } } },
   },
-  // ConViT and CaiT (issue 17): MIMIR with the attack; for ConViT also MI at its GPSA block 1 (patch tokens only).
-  ...(['convit-micro', 'cait-micro'] as const).map((preset) => ({
-    name: `${preset} mimir-nhsic`,
-    preset,
-    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } } satisfies PretrainConfigInput,
-  })),
+  // ViT + ConvStem: the attack ('visible') perturbs every pixel the stem reads.
   {
-    name: 'convit-micro mimir-nhsic-block1-norm',
-    preset: 'convit-micro',
+    name: 'convstem-mimir-nhsic',
+    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } },
+    model: CONVSTEM,
+  },
+  {
+    name: 'convstem-frozen-stem-mimir',
+    config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } },
+    model: CONVSTEM_FROZEN,
+  },
+  // ConViT and CaiT (issue 17): MIMIR with the attack; for ConViT also MI at its GPSA block 1 (patch tokens only).
+  { name: 'convit-mimir-nhsic', config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } }, model: CONVIT },
+  { name: 'cait-mimir-nhsic', config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02 } }, model: CAIT },
+  {
+    name: 'convit-mimir-nhsic-block1-norm',
     config: { mode: 'mimir', mi: { estimator: 'nhsic', lambda: 0.02, layer: { block: 1, finalNorm: true } } },
+    model: CONVIT,
   },
 ];
 
@@ -110,7 +130,7 @@ const FINETUNE_CASES: Array<{
   dropPath: number;
   overrides?: Partial<FinetuneConfigInput>;
   epoch?: number;
-  preset?: ModelPreset;
+  model?: ModelConfig;
 }> = [
   ...(['natural', 'pgd-at', 'fast-at', 'trades', 'mart'] as const).map((method) => ({
     name: method,
@@ -138,13 +158,11 @@ const FINETUNE_CASES: Array<{
   { name: 'apgd-at', method: 'apgd-at', dropPath: 0, overrides: { apgdAt: { steps: 3 } } },
   // l_2 (normalised gradient steps, no sign): the default 10 iterations, a check after each of iterations 1 to 9.
   { name: 'apgd-at-l2', method: 'apgd-at', dropPath: 0, overrides: { threat: { norm: 'l2' } } },
+  { name: 'convstem-pgd-at', method: 'pgd-at', dropPath: 0, model: CONVSTEM },
+  { name: 'convstem-natural', method: 'natural', dropPath: 0, model: CONVSTEM },
   // ConViT (linear drop-path rates) and CaiT (one rate for every block), PGD-AT with drop path.
-  ...(['convit-micro', 'cait-micro'] as const).map((preset) => ({
-    name: `${preset} pgd-at+drop-path`,
-    method: 'pgd-at' as const,
-    dropPath: 0.2,
-    preset,
-  })),
+  { name: 'convit-pgd-at+drop-path', method: 'pgd-at', dropPath: 0.2, model: CONVIT },
+  { name: 'cait-pgd-at+drop-path', method: 'pgd-at', dropPath: 0.2, model: CAIT },
 ];
 
 /**
@@ -197,14 +215,13 @@ async function update(
   params: Map<string, tf.Variable>,
   grads: Map<string, tf.Tensor>,
   settings: GoldenOptimizer,
-  depth = MODEL.depth,
 ): Promise<{ after: Map<string, Float32Array>; gradNorm: number | null }> {
   const optimizer = new AdamW(params, {
     betas: settings.betas,
     weightDecay: settings.weightDecay,
     maxGradNorm: settings.maxGradNorm,
     ...(settings.decayTokens ? { noWeightDecay: isNoWeightDecayInPretraining } : {}),
-    ...(settings.layerDecay !== null ? { lrScale: layerwiseLrScale(depth, settings.layerDecay) } : {}),
+    ...(settings.layerDecay !== null ? { lrScale: layerwiseLrScale(MODEL.depth, settings.layerDecay) } : {}),
   });
   const { gradNorm } = optimizer.applyGradients(grads, settings.lr);
   const norm = gradNorm ? ((await gradNorm.data())[0] ?? NaN) : null;
@@ -217,20 +234,21 @@ async function update(
 async function pretrainCase(
   dir: string,
   input: PretrainConfigInput,
-  preset: ModelPreset = 'micro',
+  model: ModelConfig = MODEL,
 ): Promise<{ golden: GoldenCase; tfjs: TfjsOutputs }> {
-  const MODEL = modelConfigFromPreset(preset, 16);
-  const run = PretrainConfig.parse({ model: preset, batchSize: N, ...input });
-  const params = initMaeParams(MODEL, new Rng(3));
+  const run = PretrainConfig.parse({ model, batchSize: N, ...input });
+  const params = initMaeParams(model, new Rng(3));
   const batch = builtinBatch(N);
-  const mask = randomMasking(new Rng(7), N, numPatches(MODEL), run.maskRatio);
+  const mask = randomMasking(new Rng(7), N, numPatches(model), run.maskRatio);
   const eps = run.attack.eps / 255;
   const startRng = new Rng(11);
+  // perturb 'visible': the shape of the encoder's input (the visible patches; every patch for a ConvStem).
+  const inputShape = tf.tidy(() => encoderInput(model, batch.images, mask).shape);
   const startValues = Float32Array.from(
-    { length: N * mask.numVisible * patchDim(MODEL) },
+    { length: inputShape.reduce((a, b) => a * b, 1) },
     () => (2 * startRng.uniform() - 1) * eps,
   );
-  const attackStart = tf.tensor3d(startValues, [N, mask.numVisible, patchDim(MODEL)]);
+  const attackStart = tf.tensor3d(startValues, inputShape);
   try {
     const inputs = await paramEntries(params);
     inputs.set('images', await entry(batch.images));
@@ -239,7 +257,7 @@ async function pretrainCase(
     if (run.mode !== 'mae') inputs.set('attack.start', await entry(attackStart));
     const result = pretrainStep({
       params,
-      config: MODEL,
+      config: model,
       run,
       images: batch.images,
       rng: new Rng(1),
@@ -254,10 +272,10 @@ async function pretrainCase(
     const grads = await readAll(result.grads);
     for (const [name, g] of result.grads) inputs.set(`update.${name}`, await entry(g));
     const before = await readAll(params);
-    const { after } = await update(params, result.grads, PRETRAIN_OPTIMIZER, MODEL.depth);
+    const { after } = await update(params, result.grads, PRETRAIN_OPTIMIZER);
     result.dispose();
     return {
-      golden: { dir, kind: 'pretrain', model: MODEL, run, optimizer: PRETRAIN_OPTIMIZER, inputs },
+      golden: { dir, kind: 'pretrain', model, run, optimizer: PRETRAIN_OPTIMIZER, inputs },
       tfjs: { scalars, grads, before, after },
     };
   } finally {
@@ -270,16 +288,15 @@ async function pretrainCase(
 
 async function finetuneCase(
   dir: string,
-  { method, dropPath, overrides, epoch = 0, preset = 'micro' }: (typeof FINETUNE_CASES)[number],
+  { method, dropPath, overrides, epoch = 0, model = MODEL }: (typeof FINETUNE_CASES)[number],
 ): Promise<{ golden: GoldenCase; tfjs: TfjsOutputs }> {
-  const MODEL = modelConfigFromPreset(preset, 16);
   const run = microRun(method, { dropPath, attack: { steps: 3 }, ...overrides });
-  const params = initClassifierParams(MODEL, headOutputs(method, 10), new Rng(3), { headInitStd: run.headInitStd });
+  const params = initClassifierParams(model, headOutputs(method, 10), new Rng(3), { headInitStd: run.headInitStd });
   const batch = builtinBatch(N);
   // finetuneStep's first draw seeds the per-example attack streams; the start is made from them as adversary.ts does.
   const seed = new Rng(5).nextUint32();
   const streams = exampleStreams(seed, batch.ids, 'pgd', 0);
-  const perRow = MODEL.imageSize * MODEL.imageSize * MODEL.channels;
+  const perRow = model.imageSize * model.imageSize * model.channels;
   const eps = run.threat.eps / 255;
   const start =
     method === 'apgd-at'
@@ -296,7 +313,7 @@ async function finetuneCase(
       inputs.set('attack.start', { dtype: 'F32', shape: batch.images.shape, values: start });
     }
     const result = await finetuneStep(
-      { params, modelConfig: MODEL, run, numClasses: 10, epoch, rng: new Rng(5) },
+      { params, modelConfig: model, run, numClasses: 10, epoch, rng: new Rng(5) },
       batch,
     );
     const scalars: Record<string, number> = {
@@ -308,14 +325,14 @@ async function finetuneCase(
     const grads = await readAll(result.grads);
     for (const [name, g] of result.grads) inputs.set(`update.${name}`, await entry(g));
     const before = await readAll(params);
-    const { after, gradNorm } = await update(params, result.grads, FINETUNE_OPTIMIZER, MODEL.depth);
+    const { after, gradNorm } = await update(params, result.grads, FINETUNE_OPTIMIZER);
     if (gradNorm !== null) scalars.gradNorm = gradNorm;
     result.dispose();
     return {
       golden: {
         dir,
         kind: 'finetune',
-        model: MODEL,
+        model,
         run,
         optimizer: FINETUNE_OPTIMIZER,
         rng: { seed: 5, ids: Array.from(batch.ids), epoch },
@@ -424,14 +441,14 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
     await useBackend('cpu');
     root = await mkdtemp(path.join(os.tmpdir(), 'mimir-golden-'));
     const cases: GoldenCase[] = [];
-    for (const { name, config, preset } of PRETRAIN_CASES) {
-      const made = await pretrainCase(path.join(root, name.replace(' ', '_')), config, preset);
+    for (const { name, config, model } of PRETRAIN_CASES) {
+      const made = await pretrainCase(path.join(root, name), config, model);
       names.push(name);
       cases.push(made.golden);
       tfjs.push(made.tfjs);
     }
     for (const c of FINETUNE_CASES) {
-      const made = await finetuneCase(path.join(root, c.name.replace(' ', '_')), c);
+      const made = await finetuneCase(path.join(root, c.name), c);
       names.push(c.name);
       cases.push(made.golden);
       tfjs.push(made.tfjs);
@@ -508,6 +525,21 @@ describe('golden steps: the tfjs and PyTorch engines take the same step', () => 
       const theirs = torch[names.indexOf(name)]?.tensors.get('start.own');
       expect(theirs, name).toBeDefined();
       expect(Array.from(theirs ?? []), name).toEqual(Array.from(ours ?? []));
+    }
+  });
+
+  it('a ConvStem kept from init in pre-training gets no gradient and no update in either engine (Table VI)', () => {
+    const frozen = names.indexOf('convstem-frozen-stem-mimir');
+    const trained = names.indexOf('convstem-mimir-nhsic');
+    const stem = [...(tfjs[trained]?.grads.keys() ?? [])].filter((name) => name.startsWith('patch_embed.'));
+    expect(stem.length).toBe(10); // two convolutions with their LayerNorms, the 1x1 projection
+    for (const name of stem) {
+      expect(tfjs[frozen]?.grads.has(name), name).toBe(false);
+      expect(torch[frozen]?.tensors.has(`grad.${name}`), name).toBe(false);
+      expect(torch[trained]?.tensors.has(`grad.${name}`), name).toBe(true);
+      const before = tfjs[frozen]?.before.get(name);
+      expect(Array.from(tfjs[frozen]?.after.get(name) ?? []), name).toEqual(Array.from(before ?? []));
+      expect(Array.from(torch[frozen]?.tensors.get(`param.${name}`) ?? []), name).toEqual(Array.from(before ?? []));
     }
   });
 

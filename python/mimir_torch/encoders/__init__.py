@@ -6,8 +6,8 @@ What an encoder supplies (an object with these methods; the MAE decoder, the `no
 losses stay shared in model.py):
 - backbone_specs(c): [(name, shape, role)] up to the last block (tokens, embedding, blocks), in the
   order of params.ts's specs: the part fine-tuning copies from the pre-trained MAE. Roles: model.py's
-  init (and export) read them: "weight" [in, out], "patch-weight", "conv-weight" [kh, kw, in, out],
-  "conv-bias", "bias", "norm", "token".
+  init (and export) read them: "weight" [in, out], "patch-weight", "conv-weight" [kh, kw, in, out]
+  (torch's default init, U(+-1/sqrt(kh*kw*in))), "bias", "norm", "token".
 - head_specs(c, outputs): the classifier's own parameters after the backbone (fresh at fine-tuning).
 - mae_input(c, images, visible_ids): what the MAE's encoder reads, [N, M, p*p*C]: the visible patches
   (M = Lv), or every patch (M = L) when the embedding sees the whole image (ConvStem).
@@ -33,9 +33,10 @@ def _registry() -> Dict[str, Any]:
     # Imported at call time: the implementations use model.py, which calls encoder_for.
     from .cait import CAIT
     from .convit import CONVIT
+    from .convstem import CONVSTEM
     from .vit import VIT
 
-    return {"vit": VIT, "convit": CONVIT, "cait": CAIT}
+    return {"vit": VIT, "convstem": CONVSTEM, "convit": CONVIT, "cait": CAIT}
 
 
 def encoder_for(c: ModelConfig) -> Any:

@@ -25,6 +25,8 @@ export const TimmModelArgs = z.object({
   class_token: z.boolean(),
   fc_norm: z.boolean(),
   qkv_bias: z.boolean(),
+  /** A ConvStem ViT (docs/export/mimir_convstem_vit.py): the stem's 3x3 convolution widths. */
+  stem_channels: z.array(z.number().int().positive()).optional(),
 });
 export type TimmModelArgs = z.infer<typeof TimmModelArgs>;
 

@@ -45,8 +45,25 @@ export interface ExportResult {
   config: ExportConfig | TokenExportConfig;
 }
 
+/**
+ * The PyTorch class the export loads into: timm's VisionTransformer for a plain ViT; for a ConvStem
+ * ViT, which timm lacks, the documented module docs/export/mimir_convstem_vit.py (the workbench's
+ * names, the authors' for the stem).
+ */
+function architectureOf(config: ModelConfig): string {
+  switch (config.encoder.kind) {
+    case 'vit':
+      return 'vision_transformer.VisionTransformer';
+    case 'convstem':
+      return 'mimir_convstem_vit.ConvStemViT';
+    default:
+      throw new Error(`Export of the ${config.encoder.kind} encoder is not implemented on this engine`);
+  }
+}
+
 function timmArgs(kind: ExportKind, config: ModelConfig, headOutputs: number): TimmModelArgs {
   return {
+    ...(config.encoder.kind === 'convstem' ? { stem_channels: config.encoder.stemChannels } : {}),
     img_size: config.imageSize,
     patch_size: config.patchSize,
     in_chans: config.channels,
@@ -112,7 +129,7 @@ export async function exportCheckpoint(
   const exportConfig: ExportConfigInput = {
     format: EXPORT_FORMAT,
     version: EXPORT_VERSION,
-    architecture: 'vision_transformer.VisionTransformer',
+    architecture: architectureOf(config),
     naming,
     num_classes: kind === 'finetune' ? headOutputs : 0,
     global_pool: kind === 'finetune' ? 'avg' : 'token',
@@ -195,6 +212,7 @@ function modelConfigOf(config: ExportConfig): ModelConfig {
     decoderDepth: config.decoder?.decoder_depth ?? 2,
     decoderHeads: config.decoder?.decoder_num_heads ?? 16,
     ...(mean && std && !identity ? { normalize: { mean, std } } : {}),
+    ...(a.stem_channels ? { encoder: { kind: 'convstem', stemChannels: a.stem_channels } } : {}),
   };
   return ModelConfig.parse(input);
 }

@@ -15,6 +15,8 @@ export {
   fromTorchLayout,
   patchWeightToConv,
   convToPatchWeight,
+  hwioToTorch,
+  torchToHwio,
   transpose2d,
   posEmbedTensor,
   type Weights,

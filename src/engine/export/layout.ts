@@ -6,7 +6,8 @@ import { sincosPosEmbed } from '../model/pos-embed';
  * Conversion between the engine's parameter layouts and PyTorch's (timm's VisionTransformer, MAE's
  * MaskedAutoencoderViT): the names are already timm's / MAE's; linear weights are [in, out] here and
  * [out, in] in torch; the patch embedding is a linear map over (row, column, channel) patches here and
- * a conv kernel [D, C, p, p] there; the fixed sin-cos position embeddings are parameters there.
+ * a conv kernel [D, C, p, p] there; convolution kernels (a ConvStem's) are HWIO here, [out, in, kh, kw]
+ * there; the fixed sin-cos position embeddings are parameters there.
  */
 export interface WeightArray {
   shape: number[];
@@ -56,6 +57,31 @@ export function convToPatchWeight(w: WeightArray): WeightArray {
   return { shape: [patch * patch * channels, d], data };
 }
 
+/** A convolution kernel HWIO [kh, kw, in, out] -> torch's [out, in, kh, kw]. */
+export function hwioToTorch(w: WeightArray): WeightArray {
+  const [kh, kw, cin, cout] = w.shape as [number, number, number, number];
+  const data = new Float32Array(w.data.length);
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++)
+      for (let c = 0; c < cin; c++)
+        for (let o = 0; o < cout; o++)
+          data[((o * cin + c) * kh + i) * kw + j] = w.data[((i * kw + j) * cin + c) * cout + o] ?? 0;
+  return { shape: [cout, cin, kh, kw], data };
+}
+
+/** torch's [out, in, kh, kw] -> HWIO [kh, kw, in, out]. */
+export function torchToHwio(w: WeightArray): WeightArray {
+  if (w.shape.length !== 4) throw new Error(`a convolution kernel must be [out, in, kh, kw], got [${w.shape}]`);
+  const [cout, cin, kh, kw] = w.shape as [number, number, number, number];
+  const data = new Float32Array(w.data.length);
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++)
+      for (let c = 0; c < cin; c++)
+        for (let o = 0; o < cout; o++)
+          data[((i * kw + j) * cin + c) * cout + o] = w.data[((o * cin + c) * kh + i) * kw + j] ?? 0;
+  return { shape: [kh, kw, cin, cout], data };
+}
+
 /** The fixed table as PyTorch holds it: [1, 1 + L, width], row 0 (cls) zero. */
 export function posEmbedTensor(width: number, config: ModelConfig): WeightArray {
   const grid = gridSize(config);
@@ -87,6 +113,7 @@ export function toTorchLayout(
     if (!w) throw new Error(`the checkpoint has no "${name}"`);
     if (role === 'weight') out.set(name, transpose2d(w));
     else if (role === 'patch-weight') out.set(name, patchWeightToConv(w, config.patchSize, config.channels));
+    else if (role === 'conv-weight') out.set(name, hwioToTorch(w));
     else out.set(name, { shape: [...w.shape], data: w.data });
     if (name === 'cls_token') out.set('pos_embed', posEmbedTensor(config.width, config));
     if (name === 'mask_token') out.set('decoder_pos_embed', posEmbedTensor(config.decoderWidth, config));
@@ -118,6 +145,7 @@ export function fromTorchLayout(weights: Weights, kind: ExportKind, config: Mode
     }
     if (role === 'weight') out.set(name, transpose2d(w));
     else if (role === 'patch-weight') out.set(name, convToPatchWeight(w));
+    else if (role === 'conv-weight') out.set(name, torchToHwio(w));
     else out.set(name, { shape: [...w.shape], data: w.data });
   }
   const fixed: [string, number][] = [['pos_embed', config.width]];

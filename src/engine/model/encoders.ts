@@ -10,6 +10,7 @@ import type { VisibleIds } from './tokens';
 import type { ForwardOptions } from './transformer';
 import { caitEncoderImpl } from './cait';
 import { convitEncoderImpl } from './convit';
+import { convStemEncoder } from './convstem';
 import { vitEncoder } from './vit';
 
 /**
@@ -70,7 +71,7 @@ export interface EncoderImpl {
 function registry(): Record<EncoderKind, EncoderImpl | null> {
   return {
     vit: vitEncoder,
-    convstem: null,
+    convstem: convStemEncoder,
     convit: convitEncoderImpl,
     cait: caitEncoderImpl,
     convnext: null,

@@ -38,3 +38,4 @@ export * from './encoders';
 export * from './param-specs';
 export * from './tokens';
 export * from './vit';
+export * from './convstem';

@@ -13,9 +13,9 @@ import { linearLayer, normLayer, transformerStack, type ForwardOptions } from '.
  * The masked autoencoder, in composable pieces so a trainer can place an attack's perturbation
  * either on the visible patches or on the whole image:
  *
- *   const vis = visiblePatches(config, images, mask);          // [N, Lv, K], gathers an input only
+ *   const vis = encoderInput(config, images, mask);           // [N, Lv, K] for a ViT, gathers an input only
  *   const latent = encodeVisible(params, config, vis.add(delta), mask.visibleIds);   // (a)
- *   // or: visiblePatches(config, images.add(deltaImage), mask) (b), differentiable too
+ *   // or: encoderInput(config, images.add(deltaImage), mask) (b), differentiable too
  *   const pred = decode(params, config, latent, mask);          // [N, L, K], visible then masked
  *   const loss = reconstructionLoss(pred, orderedTargets(config, images, mask), mask.numVisible);
  *
@@ -184,7 +184,7 @@ export function normPixTargets<T extends tf.Tensor>(target: T): T {
 }
 
 export interface MaeForwardOptions extends ForwardOptions, ReconstructionLossOptions {
-  /** Perturbation added to the visible pixel patches [N, Lv, K] before encoding (an attack's delta). */
+  /** Perturbation added to the encoder input (encoderInput: the visible pixel patches [N, Lv, K] for a ViT) before encoding. */
   delta?: tf.Tensor3D;
 }
 
@@ -203,7 +203,7 @@ export function maeForward(
   options: MaeForwardOptions = {},
 ): MaeOutput {
   return tf.tidy(() => {
-    const vis = visiblePatches(config, images, mask);
+    const vis = encoderInput(config, images, mask);
     const input = options.delta ? (tf.add(vis, options.delta) as tf.Tensor3D) : vis;
     const ids = mask.visible ? { visibleIds: mask.visibleIds, visible: mask.visible } : mask.visibleIds;
     const latent = encodeVisible(params, config, input, ids, options);

@@ -41,13 +41,16 @@ export async function trainedClassifierCheckpoint(
     lr?: number;
     /** Save head.weight as NaN: the checkpoint of a run that diverged. */
     nanHead?: boolean;
+    /** A 16 px model other than the micro ViT (e.g. convstem-micro). */
+    model?: ModelConfig;
   } = {},
 ): Promise<{ path: string; params: ParamMap; trainAccuracy: number }> {
   const classes = options.classes ?? 4;
+  const model = options.model ?? MICRO;
   const method = options.method ?? 'natural';
   const outputs = method === 'dbat' ? 2 * classes : classes;
   const rng = new Rng(options.seed ?? 1);
-  const params = initClassifierParams(MICRO, outputs, rng, { headInitStd: options.headInitStd ?? 0.02 });
+  const params = initClassifierParams(model, outputs, rng, { headInitStd: options.headInitStd ?? 0.02 });
   const train = new BuiltinDataset(BuiltinSource.parse({ kind: 'builtin', classes, imageSize: 16, size: 2048 }));
   const adamw = new AdamW(params, { weightDecay: 0.01 });
   const batch = 64;
@@ -61,12 +64,12 @@ export async function trainedClassifierCheckpoint(
     const y = tf.oneHot(tf.tensor1d(data.labels, 'int32'), outputs);
     const { value, grads } = tf.variableGrads(() =>
       tf.tidy(() => {
-        const logits = classifierForward(params, MICRO, x).logits;
+        const logits = classifierForward(params, model, x).logits;
         return tf.losses.softmaxCrossEntropy(y, logits) as tf.Scalar;
       }),
     );
     if (step >= steps - 8) {
-      const pred = tf.tidy(() => tf.argMax(classifierForward(params, MICRO, x).logits, 1));
+      const pred = tf.tidy(() => tf.argMax(classifierForward(params, model, x).logits, 1));
       const p = await pred.data();
       data.labels.forEach((l, i) => (correct += p[i] === l ? 1 : 0));
       seen += batch;
@@ -84,7 +87,7 @@ export async function trainedClassifierCheckpoint(
     epoch: 1,
     step: steps,
     runConfig: JSON.parse(JSON.stringify(finetuneRecord(classes, method))),
-    modelConfig: JSON.parse(JSON.stringify(MICRO)),
+    modelConfig: JSON.parse(JSON.stringify(model)),
     params,
     rng: { state: rng.state(), dataIterator: null },
   });

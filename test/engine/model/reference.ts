@@ -4,6 +4,7 @@
  * parameters as float64 arrays in the engine's documented layout (linear weights [in, out]; the
  * patch embedding [p*p*C, D], row (i*p + j)*C + c) and follows MAE's own order of operations:
  * the decoder un-shuffles the tokens into spatial order, and the loss uses the spatial binary mask.
+ * The ConvStem (convStem) is a direct convolution from torch's Conv2d definition, not im2col.
  */
 export type RefParams = Map<string, Float64Array>;
 
@@ -19,6 +20,8 @@ export interface RefConfig {
   decoderDepth: number;
   decoderHeads: number;
   normalize?: { mean: number[]; std: number[] } | undefined;
+  /** Absent or vit: the linear patch embedding; convstem: Singh et al.'s stem (convStem below). */
+  encoder?: { kind: string; stemChannels?: number[] } | undefined;
 }
 
 type Vec = Float64Array;
@@ -173,7 +176,115 @@ function normalizePatch(v: Vec, cfg: RefConfig): Vec {
   return v.map((x, k) => (x - (norm.mean[k % cfg.channels] ?? 0)) / (norm.std[k % cfg.channels] ?? 1));
 }
 
-/** Encoder on the given pixel patches (already perturbed if wanted) at patch ids; returns [1 + Lv][D] after `norm`. */
+/** The image [H*W*C] back from its patches in grid order (patchify's inverse). */
+function unpatchify(patches: Vec[], cfg: RefConfig): Float64Array {
+  const { imageSize: s, patchSize: ps, channels: c } = cfg;
+  const g = s / ps;
+  const image = new Float64Array(s * s * c);
+  patches.forEach((v, l) => {
+    const i = Math.floor(l / g);
+    const j = l % g;
+    let k = 0;
+    for (let a = 0; a < ps; a++) {
+      for (let b = 0; b < ps; b++) {
+        for (let ch = 0; ch < c; ch++) image[((i * ps + a) * s + (j * ps + b)) * c + ch] = v[k++] ?? 0;
+      }
+    }
+  });
+  return image;
+}
+
+/**
+ * torch's Conv2d on one NHWC feature map [side][side][cin] (flattened), kernel HWIO [k][k][cin][cout],
+ * stride and padding as given: out[o][q][co] = b[co] + sum w[di][dj][ci][co] x[s*o + di - pad][s*q + dj - pad][ci].
+ */
+function conv2d(
+  x: Float64Array,
+  side: number,
+  cin: number,
+  w: Float64Array,
+  b: Float64Array,
+  k: number,
+  stride: number,
+  pad: number,
+): { y: Float64Array; side: number } {
+  const cout = b.length;
+  const out = Math.floor((side + 2 * pad - k) / stride) + 1;
+  const y = new Float64Array(out * out * cout);
+  for (let o = 0; o < out; o++) {
+    for (let q = 0; q < out; q++) {
+      for (let co = 0; co < cout; co++) {
+        let acc = b[co] ?? 0;
+        for (let di = 0; di < k; di++) {
+          const r = stride * o + di - pad;
+          if (r < 0 || r >= side) continue;
+          for (let dj = 0; dj < k; dj++) {
+            const col = stride * q + dj - pad;
+            if (col < 0 || col >= side) continue;
+            for (let ci = 0; ci < cin; ci++) {
+              acc += (w[((di * k + dj) * cin + ci) * cout + co] ?? 0) * (x[(r * side + col) * cin + ci] ?? 0);
+            }
+          }
+        }
+        y[(o * out + q) * cout + co] = acc;
+      }
+    }
+  }
+  return { y, side: out };
+}
+
+/**
+ * The authors' ConvBlock (MIMIR models/mae_vit.py): per stem width, Conv2d(3x3, stride 2, padding 1),
+ * LayerNorm over the channels (eps 1e-6), GELU; then Conv2d(1x1) to the width. Tokens [L][D] in grid order.
+ */
+export function convStem(params: RefParams, cfg: RefConfig, image: Float64Array): Vec[] {
+  const norm = cfg.normalize;
+  let x = norm
+    ? image.map((v, i) => (v - (norm.mean[i % cfg.channels] ?? 0)) / (norm.std[i % cfg.channels] ?? 1))
+    : image;
+  let side = cfg.imageSize;
+  let cin = cfg.channels;
+  const widths = cfg.encoder?.stemChannels ?? [];
+  widths.forEach((cout, i) => {
+    const conv = conv2d(
+      x,
+      side,
+      cin,
+      p(params, `patch_embed.proj.stem.${3 * i}.weight`),
+      p(params, `patch_embed.proj.stem.${3 * i}.bias`),
+      3,
+      2,
+      1,
+    );
+    side = conv.side;
+    const rows = Array.from({ length: side * side }, (_, t) => conv.y.slice(t * cout, (t + 1) * cout));
+    const normed = layerNorm(
+      rows,
+      p(params, `patch_embed.proj.stem.${3 * i + 1}.weight`),
+      p(params, `patch_embed.proj.stem.${3 * i + 1}.bias`),
+    );
+    x = Float64Array.from(normed.flatMap((r) => Array.from(r, gelu)));
+    cin = cout;
+  });
+  const n = widths.length;
+  const proj = conv2d(
+    x,
+    side,
+    cin,
+    p(params, `patch_embed.proj.stem.${3 * n}.weight`),
+    p(params, `patch_embed.proj.stem.${3 * n}.bias`),
+    1,
+    1,
+    0,
+  );
+  return Array.from({ length: side * side }, (_, t) => proj.y.slice(t * cfg.width, (t + 1) * cfg.width));
+}
+
+/**
+ * Encoder on its input at patch ids; returns [1 + Lv][D] after `norm`. The input: the visible pixel
+ * patches (already perturbed if wanted) for a ViT; every patch of the image for a ConvStem, whose
+ * tokens at `ids` go on.
+ */
 export function encoder(
   params: RefParams,
   cfg: RefConfig,
@@ -183,11 +294,15 @@ export function encoder(
   dropScales: [number, number][] = [],
 ): Vec[] {
   const pos = posEmbed(cfg.width, cfg.imageSize / cfg.patchSize);
-  const embedded = linear(
-    patches.map((v) => normalizePatch(v, cfg)),
-    p(params, 'patch_embed.proj.weight'),
-    p(params, 'patch_embed.proj.bias'),
-  ).map((row, t) => row.map((v, j) => v + (pos[1 + (ids[t] ?? 0)]?.[j] ?? 0)));
+  const stem = cfg.encoder?.kind === 'convstem' ? convStem(params, cfg, unpatchify(patches, cfg)) : null;
+  const tokens = stem
+    ? ids.map((id) => stem[id] as Vec)
+    : linear(
+        patches.map((v) => normalizePatch(v, cfg)),
+        p(params, 'patch_embed.proj.weight'),
+        p(params, 'patch_embed.proj.bias'),
+      );
+  const embedded = tokens.map((row, t) => row.map((v, j) => v + (pos[1 + (ids[t] ?? 0)]?.[j] ?? 0)));
   let x: Vec[] = [Float64Array.from(p(params, 'cls_token')), ...embedded];
   for (let i = 0; i < cfg.depth; i++) x = block(params, `blocks.${i}`, x, cfg.heads, dropScales[i]);
   return finalNorm ? layerNorm(x, p(params, 'norm.weight'), p(params, 'norm.bias')) : x;
@@ -257,7 +372,9 @@ export function maeLoss(
   images.forEach((image, n) => {
     const ids = visible[n] ?? [];
     const patches = patchify(image, cfg);
-    const vis = ids.map((id, t) => {
+    // A ConvStem reads every patch (its delta is per patch of the image), a ViT the visible ones.
+    const inputIds = cfg.encoder?.kind === 'convstem' ? patches.map((_, l) => l) : ids;
+    const vis = inputIds.map((id, t) => {
       const v = patches[id] as Vec;
       const d = options.delta?.[n]?.[t];
       return d ? v.map((x, k) => x + (d[k] ?? 0)) : v;

@@ -99,6 +99,34 @@ export const MODEL_DOCS: Record<string, FieldDoc> = {
   },
   'model.normalize.mean': { label: 'Mean per channel', placeholder: '0.4914, 0.4822, 0.4465' },
   'model.normalize.std': { label: 'Std per channel', placeholder: '0.2470, 0.2435, 0.2616' },
+  'model.encoder': { label: 'Encoder architecture' },
+  'model.encoder.localUpToLayer': {
+    label: 'GPSA blocks',
+    help: 'ConViT: gated positional self-attention in this many first blocks, then the class token (timm: 10).',
+  },
+  'model.encoder.localityStrength': { label: 'Locality strength', help: 'ConViT: initial locality of GPSA (timm: 1).' },
+  'model.encoder.classAttentionBlocks': {
+    label: 'Class-attention blocks',
+    help: 'CaiT: blocks after the self-attention stage (timm: 2).',
+  },
+  'model.encoder.layerScaleInit': { label: 'LayerScale init', help: 'CaiT: LayerScale’s initial value (1e-5).' },
+  'model.encoder.depths': { label: 'Stage depths', help: 'ConvNeXt / Swin (PyTorch engine only): blocks per stage.' },
+  'model.encoder.dims': { label: 'Stage widths', help: 'ConvNeXt (PyTorch engine only): channels per stage.' },
+  'model.encoder.stageHeads': { label: 'Stage heads', help: 'Swin (PyTorch engine only): attention heads per stage.' },
+  'model.encoder.windowSize': { label: 'Window size', help: 'Swin (PyTorch engine only): attention window side.' },
+  'model.encoder.kind': {
+    label: 'Encoder',
+    help: 'vit: linear patch embedding. convstem: a convolutional stem in its place (Singh et al.; paper Table VI).',
+  },
+  'model.encoder.stemChannels': {
+    label: 'Stem channels',
+    help: 'One width per stride-2 3×3 convolution: log2 of the patch size of them (the authors’ ViT-S: 48, 96, 192, 384).',
+    placeholder: '48, 96, 192, 384',
+  },
+  'model.encoder.pretrainStem': {
+    label: 'Pre-train the stem',
+    help: 'Table VI: on, MIMIR trains the stem with the encoder; off, the stem keeps its initial weights until fine-tuning.',
+  },
 };
 
 /**

@@ -42,7 +42,7 @@ const DOCS: Record<string, FieldDoc> = {
   'attack.alpha': { label: 'Step size α (/255)', help: 'In 1/255 units.' },
   'attack.perturb': {
     label: 'Perturb',
-    help: 'visible: only the encoder’s visible patches (the paper); image: the whole image (the authors’ code).',
+    help: 'visible: only the encoder’s visible patches (the paper; a ConvStem reads every pixel, so the whole image); image: the whole image, its own target (the authors’ code).',
   },
   'attack.attackMask': {
     label: 'Attack mask',
