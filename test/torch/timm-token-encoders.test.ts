@@ -77,6 +77,8 @@ interface MicroOutcome {
   gradScale: number;
   timmKeys: number;
   exportVsTfjsLogits: number;
+  initMaxDiff: number;
+  initLocal: boolean;
   exportArchitecture: string;
 }
 interface FullOutcome {
@@ -109,6 +111,10 @@ async function writeMicroCase(
     ['mask.masked', entry(mask.maskedIds)],
   ]);
   for (const [name, v] of classifier) native.set(`param.${name}`, entry(v));
+  // The engines' initial weights for one seed (draws in spec order, then the encoder's adjustInit).
+  const initial = initMaeParams(config, new Rng(9));
+  for (const [name, v] of initial) native.set(`init.${name}`, entry(v));
+  disposeParams(initial);
   for (const [name, v] of mae) {
     native.set(`mae.${name}`, entry(v));
     const g = grads[v.name];
@@ -211,6 +217,15 @@ describe('ConViT and CaiT against timm and across the engines', () => {
       const outcome = result.micro[family];
       expect(outcome?.exportArchitecture).toBe(family === 'convit' ? 'convit.ConVit' : 'cait.Cait');
       expect(outcome?.exportVsTfjsLogits).toBeLessThan(1e-4);
+    },
+  );
+
+  it.each(['convit', 'cait'])(
+    '%s: both engines initialise the same weights from one seed (local init, LayerScale, sin-cos pos_embed)',
+    (family) => {
+      const outcome = result.micro[family];
+      expect(outcome?.initLocal).toBe(true);
+      expect(outcome?.initMaxDiff).toBeLessThan(1e-6);
     },
   );
 

@@ -27,6 +27,7 @@ from mimir_torch.encoders import cait as ca
 from mimir_torch.encoders import convit as cv
 from mimir_torch import model as M
 from mimir_torch.encoders.common import to_timm_state_dict, token_mae_loss
+from mimir_torch.rng import Rng
 from mimir_torch.safetensors_io import read_safetensors
 
 torch.manual_seed(0)
@@ -96,6 +97,14 @@ def micro_case(folder):
         params = {name: native[f"param.{name}"] for name, _, _ in classifier_specs(case["numClasses"])}
         our_logits = M.classifier_forward(params, c, images)
 
+    initial = M.adjust_init(c, M.init_params_rng(M.mae_param_specs(c), Rng(9)))
+    init_diff = max((initial[n] - native[f"init.{n}"]).abs().max().item() for n in initial)
+    # The special values are there, not only equal: GPSA's v the identity / LayerScale at its init value.
+    if c.encoder_kind == "convit":
+        init_local = bool(torch.equal(initial["blocks.0.attn.v.weight"], torch.eye(c.width)))
+    else:
+        init_local = bool(torch.allclose(initial["blocks.0.gamma_1"], torch.full((c.width,), float(c.encoder["layerScaleInit"]))))
+
     # The checkpoint exported by exportCheckpoint, rebuilt from its config JSON alone.
     with open(os.path.join(folder, "export.json")) as f:
         exported_config = json.load(f)
@@ -127,6 +136,8 @@ def micro_case(folder):
         "timmKeys": len(reference.state_dict()),
         "exportVsTfjsLogits": (export_logits - tfjs_logits).abs().max().item(),
         "exportArchitecture": exported_config["architecture"],
+        "initMaxDiff": init_diff,
+        "initLocal": init_local,
     }
 
 
