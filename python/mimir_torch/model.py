@@ -4,6 +4,8 @@ Parameters are one ordered dict from the workbench's names (timm / MAE names) to
 workbench's layouts (src/engine/model/params.ts): linear weights [in, out] (y = x @ W + b),
 patch_embed.proj.weight [p*p*C, D] over a patch flattened (row, column, channel), channel fastest.
 So a checkpoint's safetensors load as they are, in either engine. Images are NHWC in [0, 1].
+The encoder (model.encoder.kind) is looked up in encoders/ (the plain ViT: encoders/vit.py); the MAE
+decoder, the losses and the shared layers live here.
 """
 from __future__ import annotations
 

@@ -77,15 +77,6 @@ export const EncoderConfig = z.discriminatedUnion(
 export type EncoderConfig = z.infer<typeof EncoderConfig>;
 export type EncoderKind = EncoderConfig['kind'];
 
-export const ENCODER_KINDS = [
-  'vit',
-  'convstem',
-  'convit',
-  'cait',
-  'convnext',
-  'swin',
-] as const satisfies readonly EncoderKind[];
-
 /** Encoders that only the PyTorch engine implements. */
 export const TORCH_ONLY_ENCODERS: readonly EncoderKind[] = ['convnext', 'swin'];
 

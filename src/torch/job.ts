@@ -72,15 +72,30 @@ export async function resumeJob(kind: TorchJob['kind'], epochsOverride?: number)
     : { kind, config: null, resume: true, ...(epochsOverride ? { epochsOverride } : {}) };
 }
 
+/**
+ * The config validated as a PyTorch run: one that names no engine (`mimir ... --engine torch` chose it)
+ * is checked as engine torch, so a PyTorch-only encoder passes; the engine is not added to the result.
+ */
+function onTorchEngine(input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input) || 'engine' in input) return input;
+  return { ...input, engine: { name: 'torch' } };
+}
+
+function withoutAddedEngine<T extends { engine?: unknown }>(parsed: T, input: unknown): T {
+  if (typeof input === 'object' && input !== null && 'engine' in input) return parsed;
+  const { engine: _added, ...rest } = parsed;
+  return rest as T;
+}
+
 export async function pretrainJob(
   configInput: unknown,
   epochsOverride?: number,
 ): Promise<TorchJob & { kind: 'pretrain' }> {
-  const parsed = PretrainConfig.safeParse(configInput);
+  const parsed = PretrainConfig.safeParse(onTorchEngine(configInput));
   if (!parsed.success) {
     throw new Error(`Invalid pre-training config: ${describeIssues(parsed.error)}`);
   }
-  const config = parsed.data;
+  const config = withoutAddedEngine(parsed.data, configInput);
   refuseExtraData(config.extraData);
   const { dataset, imageSize } = await torchDataset(config.dataset);
   const model = typeof config.model === 'string' ? modelConfigFromPreset(config.model, imageSize) : config.model;
@@ -102,11 +117,11 @@ export async function pretrainJob(
  * model sized for the dataset. What the PyTorch engine does not do yet is refused here, by name.
  */
 export async function finetuneJob(configInput: unknown, epochsOverride?: number): Promise<TorchJob> {
-  const parsed = FinetuneConfig.safeParse(configInput);
+  const parsed = FinetuneConfig.safeParse(onTorchEngine(configInput));
   if (!parsed.success) {
     throw new Error(`Invalid fine-tuning config: ${describeIssues(parsed.error)}`);
   }
-  const config = resolveFinetuneConfig(parsed.data);
+  const config = resolveFinetuneConfig(withoutAddedEngine(parsed.data, configInput));
   refuseExtraData(config.extraData);
   const { dataset, imageSize, classNames } = await torchDataset(config.dataset);
   let model: ModelConfig | null = null;

@@ -41,6 +41,22 @@ describe('mimir doctor', () => {
     );
   }, 240_000); // three doctor runs, each importing torch: over a minute on a loaded machine
 
+  it('--models lists every model preset with its encoder, parameters, FLOPs per image and engines', () => {
+    const text = runMimir(['doctor', '--models']);
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(
+      /^ {2}vit-s +vit, width 384, depth 12, 6 heads, patch 2; .* parameters, .*FLOPs per 32 px image/m,
+    );
+    expect(text.stdout).toMatch(
+      /^ {2}convstem-micro +convstem, width 32, depth 2, 2 heads, patch 4; 60\.5 k parameters/m,
+    );
+    const json = runMimir(['doctor', '--models', '--json']);
+    expect(json.status, json.stderr).toBe(0);
+    const rows = JSON.parse(json.stdout) as { preset: string; parameters: number; engines: string[] }[];
+    expect(rows.find((r) => r.preset === 'vit-b')).toMatchObject({ engines: ['tfjs', 'torch'] });
+    expect(rows.every((r) => r.parameters > 0)).toBe(true);
+  });
+
   it('prints a human report with every candidate', () => {
     const result = runMimir(['doctor'], { MIMIR_BACKEND: '' });
     expect(result.status, result.stderr).toBe(0);

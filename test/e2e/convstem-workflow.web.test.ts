@@ -1,6 +1,8 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EvaluationReport } from '../../src/shared/evaluation';
+import { modelConfigFromPreset } from '../../src/shared/model-config';
+import { formatModelSummary } from '../../src/shared/model-summary';
 import type { Evaluation, Run } from '../../src/shared/store-types';
 import { screenshotPath } from '../helpers/browser';
 import { WebApp } from '../helpers/web-app';
@@ -58,6 +60,10 @@ describe('ViT + ConvStem from the New-run form in Chromium (web mode, real engin
     await page.getByTestId('field-batchSize').fill('32');
     await page.getByTestId('run-name-input').fill('e2e ConvStem MIMIR');
     await page.getByTestId('form-valid').waitFor();
+    // The run summary beside the form gives the model's size too.
+    expect((await page.getByTestId('summary-model').textContent())?.trim()).toBe(
+      formatModelSummary(modelConfigFromPreset('convstem-micro', 16)),
+    );
     await page.screenshot({ path: screenshotPath('convstem-new-form'), fullPage: true });
     await page.getByTestId('start-run').click();
     await page.getByTestId('run-view').waitFor();

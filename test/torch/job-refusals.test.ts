@@ -25,4 +25,23 @@ describe('PyTorch engine jobs', () => {
     expect(job.config.model).toMatchObject({ depth: 2, decoderDepth: 3, decoderWidth: 64, decoderHeads: 2 });
     expect(job.config.mi.layer).toEqual({ block: 1, finalNorm: false });
   });
+
+  it('takes a PyTorch-only encoder on the torch engine when the config names no engine (mimir ... --engine torch)', async () => {
+    const model = {
+      imageSize: 16,
+      patchSize: 4,
+      width: 32,
+      depth: 2,
+      heads: 2,
+      decoderWidth: 32,
+      decoderDepth: 1,
+      decoderHeads: 2,
+      encoder: { kind: 'convnext', depths: [1, 1, 1, 1], dims: [8, 16, 32, 64] },
+    };
+    const job = await pretrainJob({ model, dataset: builtin });
+    expect(job.config.model).toMatchObject({ encoder: { kind: 'convnext' } });
+    expect('engine' in job.config).toBe(false);
+    const scratch = await finetuneJob({ method: 'pgd-at', source: { kind: 'scratch', model }, dataset: builtin });
+    expect(scratch.config).toMatchObject({ model: { encoder: { kind: 'convnext' } } });
+  });
 });

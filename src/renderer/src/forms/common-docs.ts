@@ -138,20 +138,29 @@ export const MODEL_DOCS: Record<string, FieldDoc> = {
  * (parameters, FLOPs per image) at the dataset's image size.
  */
 export function presetHelp(model: unknown, config?: unknown): string | null {
+  const resolved = resolvedModel(model, config);
+  if (!resolved) return null;
+  const summary = formatModelSummary(resolved);
+  return typeof model === 'string' ? `${describePreset(model as ModelPreset)}. ${summary}` : summary;
+}
+
+/**
+ * The model a form's `model` value means: a preset at the dataset's image size (its own size where
+ * it does not fit that one), or a valid custom config; null otherwise.
+ */
+export function resolvedModel(model: unknown, config?: unknown): ModelConfig | null {
   const imageSize = getAt(config, ['dataset', 'imageSize']);
   const size = typeof imageSize === 'number' ? imageSize : undefined;
   if (typeof model === 'string' && (MODEL_PRESETS as readonly string[]).includes(model)) {
     const preset = model as ModelPreset;
-    let resolved: ModelConfig;
     try {
-      resolved = modelConfigFromPreset(preset, size);
+      return modelConfigFromPreset(preset, size);
     } catch {
-      resolved = modelConfigFromPreset(preset);
+      return modelConfigFromPreset(preset);
     }
-    return `${describePreset(preset)}. ${formatModelSummary(resolved)}`;
   }
   const custom = ModelConfig.safeParse(model);
-  return custom.success ? formatModelSummary(custom.data) : null;
+  return custom.success ? custom.data : null;
 }
 
 /**
