@@ -119,7 +119,8 @@ def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs
         params = M.classifier_from_encoder(source.params, model_config, outputs, rng.fork(), float(record["headInitStd"]))
     else:
         model_config = ModelConfig.parse(job_config["model"], "model")  # type: ignore[index]
-        params = M.init_params_rng(M.classifier_param_specs(model_config, outputs), rng.fork(), float(record["headInitStd"]))
+        specs = M.classifier_param_specs(model_config, outputs)
+        params = M.adjust_init(model_config, M.init_params_rng(specs, rng.fork(), float(record["headInitStd"])))
     M.check_params(params, M.classifier_param_specs(model_config, outputs))
     params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     optim_cfg = record["optimizer"]

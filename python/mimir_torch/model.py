@@ -115,6 +115,15 @@ def init_params_rng(specs: List[Tuple[str, List[int], str]], rng: "Rng", head_in
     return params
 
 
+def adjust_init(c: ModelConfig, params: Params) -> Params:
+    """The encoder's initial values that are not plain draws (params.ts initMaeParams / initClassifierParams
+    run the tfjs twin, adjustInit), applied in place after init_params_rng's draws."""
+    impl = encoder_for(c)
+    if hasattr(impl, "adjust_init"):
+        impl.adjust_init(c, params)
+    return params
+
+
 def classifier_from_encoder(source: Params, c: ModelConfig, outputs: int, rng: Rng, head_init_std: float) -> Params:
     """params.ts's classifierParamsFromEncoder: the backbone copied from a pre-trained MAE (or classifier),
     fc_norm and the head fresh (head weights N(0, head_init_std) from `rng`); MAE's norm and decoder dropped."""

@@ -66,7 +66,7 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
         rng.fork()  # keep the Rng's later draws (masks, attack starts) where a ViT run has them
         params = hier.params
     else:
-        params = M.init_params_rng(specs, rng.fork())
+        params = M.adjust_init(model_config, M.init_params_rng(specs, rng.fork()))
         M.check_params(params, specs)
         params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     # MAE's pre-training optimiser decays the cls and mask tokens (as the tfjs engine's createPretrainOptimizer).

@@ -11,7 +11,7 @@ import timm
 import torch
 import torch.nn as nn
 
-from mimir_torch.encoders.common import count_parameters
+from mimir_torch.encoders.hier_common import count_parameters
 from mimir_torch.encoders.convnext import CONVNEXT_SIZES, ConvNeXt
 from mimir_torch.encoders.export import export_timm
 from mimir_torch.encoders.swin import SWIN_SIZES, SwinTransformer

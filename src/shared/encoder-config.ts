@@ -39,6 +39,8 @@ export const ConvitEncoder = configObject({
   localUpToLayer: positiveInt('encoder.localUpToLayer'),
   /** Initial locality strength of the positional attention (timm: 1). */
   localityStrength: z.number().positive('encoder.localityStrength must be > 0').default(1),
+  /** Biases on the query/key/value projections (timm's qkv_bias; convit_small: false). */
+  qkvBias: z.boolean().default(false),
 });
 
 /** CaiT (Touvron et al. 2021): LayerScale, talking-heads attention, class-attention blocks at the end. */
@@ -48,6 +50,8 @@ export const CaitEncoder = configObject({
   classAttentionBlocks: positiveInt('encoder.classAttentionBlocks').default(2),
   /** LayerScale's initial value (timm's cait_s24_224: 1e-5). */
   layerScaleInit: z.number().positive('encoder.layerScaleInit must be > 0').default(1e-5),
+  /** Biases on the query/key/value projections (timm's qkv_bias; cait_s24_224: true). */
+  qkvBias: z.boolean().default(true),
 });
 
 /** ConvNeXt (issue 18; PyTorch engine only): stage depths and widths (timm convnext_tiny: 3,3,9,3 and 96,192,384,768). */

@@ -90,6 +90,11 @@ export const MODEL_PRESETS = [
   'convnext-t',
   'swin-micro',
   'swin-b',
+  // ConViT (d'Ascoli et al. 2021; paper Table XII) and CaiT (Touvron et al. 2021), timm's sizes
+  'convit-micro',
+  'convit-s',
+  'cait-micro',
+  'cait-s24',
 ] as const;
 export const ModelPreset = z.enum(MODEL_PRESETS);
 export type ModelPreset = z.infer<typeof ModelPreset>;
@@ -264,6 +269,42 @@ const PRESETS: Record<ModelPreset, PresetSpec> = {
     defaultImageSize: 224,
     patchSizeFor: () => 4,
     encoder: () => ({ kind: 'swin', depths: [2, 2, 18, 2], stageHeads: [4, 8, 16, 32], windowSize: 7 }),
+  },
+  'convit-micro': {
+    description:
+      'the micro model as a ConViT (4 heads, GPSA in block 1, the cls token joining before block 2) for tests and demos',
+    ...MICRO,
+    heads: 4,
+    encoder: () => ({ kind: 'convit', localUpToLayer: 1, localityStrength: 1, qkvBias: false }),
+  },
+  'convit-s': {
+    description:
+      "ConViT-S (timm's convit_small): width 432, depth 12, 9 heads, GPSA in the first 10 blocks (paper Table XII)",
+    width: 432,
+    depth: 12,
+    heads: 9,
+    ...PAPER_DECODER,
+    defaultImageSize: 224,
+    patchSizeFor: paperPatchSize,
+    encoder: () => ({ kind: 'convit', localUpToLayer: 10, localityStrength: 1, qkvBias: false }),
+  },
+  'cait-micro': {
+    description:
+      'the micro model as a CaiT (4 heads, talking heads, LayerScale, 2 class-attention blocks) for tests and demos',
+    ...MICRO,
+    heads: 4,
+    encoder: () => ({ kind: 'cait', classAttentionBlocks: 2, layerScaleInit: 1e-4, qkvBias: true }),
+  },
+  'cait-s24': {
+    description:
+      "CaiT-S24 (timm's cait_s24_224): width 384, 24 talking-heads blocks of 8 heads, 2 class-attention blocks",
+    width: 384,
+    depth: 24,
+    heads: 8,
+    ...PAPER_DECODER,
+    defaultImageSize: 224,
+    patchSizeFor: paperPatchSize,
+    encoder: () => ({ kind: 'cait', classAttentionBlocks: 2, layerScaleInit: 1e-5, qkvBias: true }),
   },
 };
 

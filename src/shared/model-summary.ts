@@ -70,6 +70,67 @@ function stemConvs(c: ModelConfig): [number, number, number, number][] {
   return convs;
 }
 
+/** The MLP of a block: fc1 and fc2 with biases. */
+function mlpParameters(width: number, mlpRatio: number): number {
+  const hidden = Math.round(width * mlpRatio);
+  return 2 * width * hidden + hidden + width;
+}
+
+/** timm's token layout (ConViT, CaiT): cls token, learned pos_embed [L, D], linear patch embedding, norm + head. */
+function tokenEncoderShell(c: ModelConfig, classes: number): number {
+  const l = gridSize(c) ** 2;
+  return c.width + l * c.width + patchDim(c) * c.width + c.width + 2 * c.width + c.width * classes + classes;
+}
+
+/** Linear layers without bias when qkvBias is off (timm's qkv_bias). */
+const qkvBiases = (c: ModelConfig, outputs: number): number =>
+  (c.encoder.kind === 'convit' || c.encoder.kind === 'cait') && c.encoder.qkvBias ? outputs : 0;
+
+function convitParameters(c: ModelConfig, classes: number): number {
+  if (c.encoder.kind !== 'convit') return 0;
+  const d = c.width;
+  const h = c.heads;
+  const local = c.encoder.localUpToLayer;
+  const gpsa = 4 * d + 3 * d * d + qkvBiases(c, 3 * d) + d * d + d + 3 * h + h + h + mlpParameters(d, c.mlpRatio);
+  const mhsa = 4 * d + 3 * d * d + qkvBiases(c, 3 * d) + d * d + d + mlpParameters(d, c.mlpRatio);
+  return tokenEncoderShell(c, classes) + local * gpsa + (c.depth - local) * mhsa;
+}
+
+/** GPSA blocks over the L patch tokens (plus the positional scores, L^2 x 3 per head), MHSA blocks over L + 1. */
+function convitFlops(c: ModelConfig, classes: number): number {
+  if (c.encoder.kind !== 'convit') return 0;
+  const l = gridSize(c) ** 2;
+  const local = c.encoder.localUpToLayer;
+  const gpsa = blockFlops(c.width, c.mlpRatio, l) + 3 * l * l * c.heads;
+  return (
+    l * patchDim(c) * c.width +
+    local * gpsa +
+    (c.depth - local) * blockFlops(c.width, c.mlpRatio, l + 1) +
+    c.width * classes
+  );
+}
+
+function caitParameters(c: ModelConfig, classes: number): number {
+  if (c.encoder.kind !== 'cait') return 0;
+  const d = c.width;
+  const h = c.heads;
+  const selfAttention =
+    4 * d + 3 * d * d + qkvBiases(c, 3 * d) + d * d + d + 2 * (h * h + h) + mlpParameters(d, c.mlpRatio) + 2 * d;
+  const classAttention = 4 * d + 3 * d * d + qkvBiases(c, 3 * d) + d * d + d + mlpParameters(d, c.mlpRatio) + 2 * d;
+  return tokenEncoderShell(c, classes) + c.depth * selfAttention + c.encoder.classAttentionBlocks * classAttention;
+}
+
+/** Talking-heads blocks over the L patch tokens (two head mixes of L^2 x heads^2), class attention on the cls token. */
+function caitFlops(c: ModelConfig, classes: number): number {
+  if (c.encoder.kind !== 'cait') return 0;
+  const l = gridSize(c) ** 2;
+  const d = c.width;
+  const hidden = Math.round(d * c.mlpRatio);
+  const selfAttention = blockFlops(d, c.mlpRatio, l) + 2 * l * l * c.heads * c.heads;
+  const classAttention = d * d + 2 * (l + 1) * d * d + 2 * (l + 1) * d + d * d + 2 * d * hidden;
+  return l * patchDim(c) * d + c.depth * selfAttention + c.encoder.classAttentionBlocks * classAttention + d * classes;
+}
+
 const ENCODER_SIZES: Record<EncoderKind, EncoderSize | null> = {
   vit: {
     parameters: (c, classes) => vitSize(c, classes, patchDim(c) * c.width + c.width),
@@ -90,8 +151,8 @@ const ENCODER_SIZES: Record<EncoderKind, EncoderSize | null> = {
         stemConvs(c).reduce((n, [cin, cout, side, k]) => n + side * side * k * k * cin * cout, 0),
       ),
   },
-  convit: null,
-  cait: null,
+  convit: { parameters: convitParameters, flopsPerImage: convitFlops },
+  cait: { parameters: caitParameters, flopsPerImage: caitFlops },
   convnext: {
     parameters: (c, classes) => convnextSize(c, classes).parameters,
     flopsPerImage: (c, classes) => convnextSize(c, classes).flops,

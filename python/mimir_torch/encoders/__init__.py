@@ -16,6 +16,8 @@ losses stay shared in model.py):
   0 the last, through `norm` when final_norm). visible_ids index the full grid (image / patch).
 - classifier_forward(params, c, images, drop_path, rng): logits for NHWC images in [0, 1].
 - frozen_in_pretraining(c, name): parameters pre-training keeps at their initial values.
+- adjust_init(c, params) (optional): initial values that are not plain draws (model.adjust_init runs it
+  after init_params_rng, as params.ts runs the tfjs adjustInit): ConViT's local init, CaiT's LayerScale.
 The tfjs and torch versions of an encoder must agree (test/torch/golden-steps.test.ts).
 
 The hierarchical encoders (issue 18) are nn.Modules with timm's module names: ConvNeXt with SparK-style
@@ -35,11 +37,13 @@ TORCH_ONLY = ("convnext", "swin")
 
 def _registry() -> Dict[str, Any]:
     # Imported at call time: the implementations use model.py, which calls encoder_for.
+    from .cait import CAIT
+    from .convit import CONVIT
     from .convstem import CONVSTEM
     from .hier_dispatch import CONVNEXT, SWIN
     from .vit import VIT
 
-    return {"vit": VIT, "convstem": CONVSTEM, "convnext": CONVNEXT, "swin": SWIN}
+    return {"vit": VIT, "convstem": CONVSTEM, "convit": CONVIT, "cait": CAIT, "convnext": CONVNEXT, "swin": SWIN}
 
 
 def encoder_for(c: ModelConfig) -> Any:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Mlp, drop_path, drop_path_schedule, timm_init
+from .hier_common import Mlp, drop_path, drop_path_schedule, timm_init
 from .sparse_conv import masked, sparse_conv, sparse_layer_norm
 
 EPS = 1e-6

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from ..masking import random_masking
 from ..model import sincos_pos_embed, unpatchify
-from .common import Mlp, timm_init
+from .hier_common import Mlp, timm_init
 from .spark import mask_from_ids, masked_unit_loss, to_model_input
 from .swin import SwinTransformer
 

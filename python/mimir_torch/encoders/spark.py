@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..masking import random_masking
 from ..model import norm_pix_targets, patchify
-from .common import timm_init
+from .hier_common import timm_init
 from .convnext import ConvNeXt, LayerNorm2d
 from .sparse_conv import active_at
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .common import Mlp, drop_path, drop_path_schedule, timm_init
+from .hier_common import Mlp, drop_path, drop_path_schedule, timm_init
 from .group_window_attention import GroupLayout, WindowAttention, group_layout
 from .sparse_conv import active_at
 

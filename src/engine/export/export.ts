@@ -18,6 +18,7 @@ import {
   type TimmModelArgs,
 } from './config';
 import { checkExportTargets, configPathFor } from './targets';
+import { isTokenEncoder, tokenEncoderExport, TokenExportConfig } from './token-encoders';
 import { fromTorchLayout, isEncoderName, nativeRoles, toTorchLayout, type ExportKind, type Weights } from './layout';
 import { errorMessage } from '@shared/unknown-value';
 
@@ -41,7 +42,7 @@ export interface ExportResult {
   kind: ExportKind;
   naming: ExportNaming;
   tensors: string[];
-  config: ExportConfig;
+  config: ExportConfig | TokenExportConfig;
 }
 
 /**
@@ -97,6 +98,22 @@ export async function exportCheckpoint(
   const numClasses = kind === 'finetune' ? (record?.numClasses ?? headOutputs) : 0;
   const decoder = kind === 'pretrain' && options.decoder === true;
 
+  if (isTokenEncoder(config)) {
+    if (naming !== 'timm' || decoder) {
+      throw new Error(
+        `a ${config.encoder.kind} checkpoint exports with timm's names only, without a decoder (timm has no MAE of it)`,
+      );
+    }
+    const made = tokenEncoderExport(kind, loaded.weights, config, headOutputs, {
+      numClasses,
+      classNames: record?.classNames ?? [],
+      method,
+      runConfig: manifest.runConfig,
+      source: { checkpoint: dir, epoch: manifest.epoch, step: manifest.step },
+    });
+    return writeExport(file, made.weights, made.config, kind, naming);
+  }
+
   let weights: Weights;
   if (naming === 'timm') weights = toTorchLayout(loaded.weights, kind, config, headOutputs, { decoder });
   else {
@@ -141,15 +158,24 @@ export async function exportCheckpoint(
       source: { checkpoint: dir, epoch: manifest.epoch, step: manifest.step },
     },
   };
-  const parsed = ExportConfig.parse(exportConfig);
+  return writeExport(file, weights, ExportConfig.parse(exportConfig), kind, naming);
+}
+
+async function writeExport(
+  file: string,
+  weights: Weights,
+  config: ExportConfig | TokenExportConfig,
+  kind: ExportKind,
+  naming: ExportNaming,
+): Promise<ExportResult> {
   const sources = new Map<string, TensorSource>(
     [...weights].map(([name, w]) => [name, { dtype: 'F32', shape: w.shape, values: w.data }]),
   );
   // "format: pt" is what safetensors' torch loaders expect in the metadata.
   await writeSafetensors(file, sources, { format: 'pt', producer: EXPORT_FORMAT, naming, kind });
   const configFile = configPathFor(file);
-  await writeFileAtomic(configFile, `${JSON.stringify(parsed, null, 2)}\n`);
-  return { file, configFile, kind, naming, tensors: [...weights.keys()], config: parsed };
+  await writeFileAtomic(configFile, `${JSON.stringify(config, null, 2)}\n`);
+  return { file, configFile, kind, naming, tensors: [...weights.keys()], config };
 }
 
 export interface ImportedModel {
@@ -199,6 +225,11 @@ export async function importCheckpoint(file: string, options: { config?: string 
     json = JSON.parse((await readRegularFile(configFile, MAX_CONFIG_BYTES)).toString('utf8'));
   } catch (error) {
     throw new Error(`${configFile}: cannot read the model config (${errorMessage(error)})`, { cause: error });
+  }
+  if (TokenExportConfig.safeParse(json).success) {
+    throw new Error(
+      `${configFile}: a ConViT or CaiT export (timm's names) loads into timm, not back into the workbench yet: use its checkpoint`,
+    );
   }
   const parsed = ExportConfig.safeParse(json);
   if (!parsed.success) {

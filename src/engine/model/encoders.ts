@@ -8,6 +8,8 @@ import type { ParamSpec } from './param-specs';
 import type { ParamMap } from './params';
 import type { VisibleIds } from './tokens';
 import type { ForwardOptions } from './transformer';
+import { caitEncoderImpl } from './cait';
+import { convitEncoderImpl } from './convit';
 import { convStemEncoder } from './convstem';
 import { vitEncoder } from './vit';
 
@@ -53,6 +55,12 @@ export interface EncoderImpl {
     tapBlock?: number,
   ): ClassifierOutput;
   frozenInPretraining(config: ModelConfig, name: string): boolean;
+  /**
+   * Initial values that are not plain draws (ConViT's GPSA local init, CaiT's LayerScale, learned
+   * position embeddings starting at the sin-cos table): applied in place after every spec's draw, so
+   * the draws stay in spec order. The PyTorch twin is adjust_init.
+   */
+  adjustInit?(config: ModelConfig, params: ParamMap): void;
 }
 
 /**
@@ -64,8 +72,8 @@ function registry(): Record<EncoderKind, EncoderImpl | null> {
   return {
     vit: vitEncoder,
     convstem: convStemEncoder,
-    convit: null,
-    cait: null,
+    convit: convitEncoderImpl,
+    cait: caitEncoderImpl,
     convnext: null,
     swin: null,
   };

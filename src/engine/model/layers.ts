@@ -57,6 +57,35 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, trainPara
   return frozen(x) as tf.Tensor2D;
 }
 
+/** x [R, in] @ w [in, out], no bias (timm's qkv_bias=False layers). */
+export function linearNoBias(x: tf.Tensor2D, w: tf.Tensor2D, trainParams = true): tf.Tensor2D {
+  if (!trainParams) {
+    const frozen = tf.customGrad((xIn: tf.Tensor | GradSave) => ({
+      value: gemm(asTensor2D(xIn), w),
+      gradFunc: (dy: tf.Tensor) => gemm(dy as tf.Tensor2D, w, { transposeB: true }),
+    }));
+    return frozen(x) as tf.Tensor2D;
+  }
+  return linearNoBiasTrainable(x, w) as tf.Tensor2D;
+}
+
+const linearNoBiasTrainable = tf.customGrad(
+  (xIn: tf.Tensor | GradSave, wIn: tf.Tensor | GradSave, saveIn: tf.Tensor | GradSave) => {
+    const x = asTensor2D(xIn);
+    const w = asTensor2D(wIn);
+    asSave(saveIn)([x, w]);
+    return {
+      value: gemm(x, w),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dy2 = dy as tf.Tensor2D;
+        const xs = savedAt(saved, 0) as tf.Tensor2D;
+        const ws = savedAt(saved, 1) as tf.Tensor2D;
+        return [gemm(dy2, ws, { transposeB: true }), gemm(xs, dy2, { transposeA: true })];
+      },
+    };
+  },
+);
+
 const linearTrainable = tf.customGrad(
   (xIn: tf.Tensor | GradSave, wIn: tf.Tensor | GradSave, bIn: tf.Tensor | GradSave, saveIn: tf.Tensor | GradSave) => {
     const x = asTensor2D(xIn);

@@ -25,11 +25,15 @@ export interface ParamSpec {
   init: Init;
 }
 
-export function linearSpecs(prefix: string, fanIn: number, fanOut: number): ParamSpec[] {
-  return [
-    { name: `${prefix}.weight`, shape: [fanIn, fanOut], role: 'weight', init: { kind: 'xavier', fanIn, fanOut } },
-    { name: `${prefix}.bias`, shape: [fanOut], role: 'bias', init: { kind: 'zeros' } },
-  ];
+/** A linear layer's weight [in, out] and, unless `bias` is false (timm's qkv_bias=False), its bias. */
+export function linearSpecs(prefix: string, fanIn: number, fanOut: number, bias = true): ParamSpec[] {
+  const weight: ParamSpec = {
+    name: `${prefix}.weight`,
+    shape: [fanIn, fanOut],
+    role: 'weight',
+    init: { kind: 'xavier', fanIn, fanOut },
+  };
+  return bias ? [weight, { name: `${prefix}.bias`, shape: [fanOut], role: 'bias', init: { kind: 'zeros' } }] : [weight];
 }
 
 export function normSpecs(prefix: string, width: number): ParamSpec[] {

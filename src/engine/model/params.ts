@@ -108,7 +108,9 @@ export function initParams(specs: ParamSpec[], rng: Rng): ParamMap {
 }
 
 export function initMaeParams(config: ModelConfig, rng: Rng): ParamMap {
-  return initParams(maeParamSpecs(config), rng);
+  const params = initParams(maeParamSpecs(config), rng);
+  encoderFor(config).adjustInit?.(config, params);
+  return params;
 }
 
 export function initClassifierParams(
@@ -117,7 +119,9 @@ export function initClassifierParams(
   rng: Rng,
   options: ClassifierInitOptions = {},
 ): ParamMap {
-  return initParams(classifierParamSpecs(config, numClasses, options), rng);
+  const params = initParams(classifierParamSpecs(config, numClasses, options), rng);
+  encoderFor(config).adjustInit?.(config, params);
+  return params;
 }
 
 /**

@@ -46,7 +46,8 @@ function dropPathColumn(rng: Rng, p: number, batch: number, tokens: number): tf.
   return tf.tensor2d(values, [batch * tokens, 1]);
 }
 
-function residual(
+/** x + branch, the branch scaled per sample by drop path when a rate and an rng are given. */
+export function residual(
   x: tf.Tensor2D,
   branch: tf.Tensor2D,
   dropRate: number,

@@ -30,11 +30,13 @@ describe('model.encoder', () => {
       kind: 'cait',
       classAttentionBlocks: 2,
       layerScaleInit: 1e-5,
+      qkvBias: true, // timm's cait_s24_224
     });
     expect(ModelConfig.parse({ ...micro, encoder: { kind: 'convit', localUpToLayer: 1 } }).encoder).toEqual({
       kind: 'convit',
       localUpToLayer: 1,
       localityStrength: 1,
+      qkvBias: false, // timm's convit_small
     });
     expect(ModelConfig.parse({ ...micro, encoder: { kind: 'convstem', stemChannels: [8, 16] } }).encoder).toEqual({
       kind: 'convstem',

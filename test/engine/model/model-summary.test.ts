@@ -23,7 +23,7 @@ describe('model summary', () => {
         checked++;
       }
     }
-    expect(checked).toBe(16); // every preset at two sizes: all run on tfjs so far
+    expect(checked).toBe(2 * MODEL_PRESETS.length); // every preset at two sizes: all run on tfjs so far
   });
 
   it('matches the published size of ViT-S/16 at 224 px (DeiT-S: 22 M parameters, 4.6 GFLOPs)', () => {
@@ -72,5 +72,17 @@ describe('model summary', () => {
     expect(text).toMatch(
       /^ {2}convstem-vit-s +convstem, width 384, depth 12, 6 heads, patch 16; .* parameters, .*FLOPs/m,
     );
+  });
+});
+
+describe('model summary of ConViT and CaiT', () => {
+  it("counts timm's convit_small and cait_s24_224 exactly and timm's published GMACs (5.76 and 9.35) to 0.05", () => {
+    const convit = modelSummary(modelConfigFromPreset('convit-s'));
+    const cait = modelSummary(modelConfigFromPreset('cait-s24'));
+    expect(convit?.parameters).toBe(27_777_322);
+    expect(cait?.parameters).toBe(46_916_200);
+    console.info(`convit-s ${convit?.flopsPerImage}, cait-s24 ${cait?.flopsPerImage} multiply-adds per 224 px image`);
+    expect((convit?.flopsPerImage ?? 0) / 1e9).toBeCloseTo(5.76, 1);
+    expect((cait?.flopsPerImage ?? 0) / 1e9).toBeCloseTo(9.35, 1);
   });
 });

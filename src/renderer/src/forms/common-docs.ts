@@ -128,13 +128,17 @@ export const MODEL_DOCS: Record<string, FieldDoc> = {
     help: 'CaiT: blocks after the self-attention stage (timm: 2).',
   },
   'model.encoder.layerScaleInit': { label: 'LayerScale init', help: 'CaiT: LayerScale’s initial value (1e-5).' },
+  'model.encoder.qkvBias': {
+    label: 'QKV bias',
+    help: 'ConViT / CaiT: biases on the query, key and value projections (timm: off for convit_small, on for cait_s24_224).',
+  },
   'model.encoder.depths': { label: 'Stage depths', help: 'ConvNeXt / Swin (PyTorch engine only): blocks per stage.' },
   'model.encoder.dims': { label: 'Stage widths', help: 'ConvNeXt (PyTorch engine only): channels per stage.' },
   'model.encoder.stageHeads': { label: 'Stage heads', help: 'Swin (PyTorch engine only): attention heads per stage.' },
   'model.encoder.windowSize': { label: 'Window size', help: 'Swin (PyTorch engine only): attention window side.' },
   'model.encoder.kind': {
     label: 'Encoder',
-    help: 'vit: linear patch embedding. convstem: a convolutional stem in its place (Singh et al.; paper Table VI).',
+    help: 'vit: linear patch embedding. convstem: a convolutional stem in its place (Singh et al.; paper Table VI). convit: gated positional self-attention first (d’Ascoli et al.; Table XII). cait: LayerScale, talking heads, class attention (Touvron et al.).',
   },
   'model.encoder.stemChannels': {
     label: 'Stem channels',
