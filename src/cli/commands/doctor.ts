@@ -1,5 +1,11 @@
 import type { Command } from 'commander';
-import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '@shared/system';
+import {
+  BACKEND_ENV,
+  readForcedBackend,
+  type SystemReport,
+  type TorchEngineReport,
+  type WebgpuReport,
+} from '@shared/system';
 import { backendOption, fail } from '../output';
 
 function formatTorchEngine(t: TorchEngineReport): string[] {
@@ -13,6 +19,20 @@ function formatTorchEngine(t: TorchEngineReport): string[] {
     ...t.devices.map((name, i) => `  cuda:${i} ${name}`),
     `  ranks started by: ${t.launcher === 'torchrun' ? 'torchrun' : 'the launcher (own rank environment)'}: ${t.launcherReason}`,
   ];
+}
+
+function formatWebgpu(w: WebgpuReport): string[] {
+  const lines = [`WebGPU: ${w.detail}`];
+  if (w.adapter) {
+    const l = w.adapter.limits;
+    lines.push(
+      `  features: ${w.adapter.features.join(', ') || 'none of shader-f16, subgroups, timestamp-query'}`,
+      `  limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, ${l.maxComputeInvocationsPerWorkgroup} invocations per workgroup, ` +
+        `storage binding ${Math.round(l.maxStorageBufferBindingSize / 2 ** 20)} MiB, buffer ${Math.round(l.maxBufferSize / 2 ** 20)} MiB, ` +
+        `${l.maxStorageBuffersPerShaderStage} storage buffers per stage`,
+    );
+  }
+  return lines;
 }
 
 /** The human form of `mimir doctor`. */
@@ -32,6 +52,7 @@ export function formatDoctorReport(report: SystemReport): string {
     ...(report.gpu.nvidiaDriver ? [`  NVIDIA driver ${report.gpu.nvidiaDriver}`] : []),
     ...report.gpu.devices.map((d) => `  ${d.name}${d.memoryMiB === null ? '' : `, ${d.memoryMiB} MiB`}`),
     ...report.gpu.cudaLibraries.map((lib) => `  ${lib.name}: ${lib.path ?? 'not found'}`),
+    ...formatWebgpu(report.webgpu),
     '',
     `Node ${report.node}${report.electron ? `, Electron ${report.electron}` : ''} on ${report.platform} ${report.arch}; ` +
       `${report.cpus} CPUs, ${report.memoryGiB} GiB; TensorFlow.js ${report.tfjsVersion}`,
