@@ -62,6 +62,19 @@ export const WebgpuAdapter = z.object({
 });
 export type WebgpuAdapter = z.infer<typeof WebgpuAdapter>;
 
+/** The adapter's optional features and key limits in words, for `mimir doctor` and the Compute panel. */
+export function webgpuAdapterLines(a: WebgpuAdapter): { features: string; limits: string } {
+  const l = a.limits;
+  const mib = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MiB`;
+  return {
+    features: a.features.join(', ') || 'none of shader-f16, subgroups, timestamp-query',
+    limits:
+      `workgroup storage ${l.maxComputeWorkgroupStorageSize} B, ${l.maxComputeInvocationsPerWorkgroup} invocations per workgroup, ` +
+      `storage binding ${mib(l.maxStorageBufferBindingSize)}, buffer ${mib(l.maxBufferSize)}, ` +
+      `${l.maxStorageBuffersPerShaderStage} storage buffers per stage`,
+  };
+}
+
 /**
  * What the WebGPU probe found (src/engine/webgpu/adapter.ts): a GPU adapter; a CPU adapter
  * (SwiftShader, lavapipe: passed over unless forced); no adapter; or Dawn failed to load.

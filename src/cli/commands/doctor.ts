@@ -5,6 +5,7 @@ import {
   type SystemReport,
   type TorchEngineReport,
   type WebgpuReport,
+  webgpuAdapterLines,
 } from '@shared/system';
 import { backendOption, fail } from '../output';
 
@@ -22,17 +23,9 @@ function formatTorchEngine(t: TorchEngineReport): string[] {
 }
 
 function formatWebgpu(w: WebgpuReport): string[] {
-  const lines = [`WebGPU: ${w.detail}`];
-  if (w.adapter) {
-    const l = w.adapter.limits;
-    lines.push(
-      `  features: ${w.adapter.features.join(', ') || 'none of shader-f16, subgroups, timestamp-query'}`,
-      `  limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, ${l.maxComputeInvocationsPerWorkgroup} invocations per workgroup, ` +
-        `storage binding ${Math.round(l.maxStorageBufferBindingSize / 2 ** 20)} MiB, buffer ${Math.round(l.maxBufferSize / 2 ** 20)} MiB, ` +
-        `${l.maxStorageBuffersPerShaderStage} storage buffers per stage`,
-    );
-  }
-  return lines;
+  if (!w.adapter) return [`WebGPU: ${w.detail}`];
+  const { features, limits } = webgpuAdapterLines(w.adapter);
+  return [`WebGPU: ${w.detail}`, `  features: ${features}`, `  limits: ${limits}`];
 }
 
 /** The human form of `mimir doctor`. */
