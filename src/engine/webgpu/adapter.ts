@@ -138,6 +138,12 @@ function installNavigatorGpu(gpu: GPU): void {
 }
 
 let registered = false;
+const deviceErrors: string[] = [];
+
+/** The WebGPU device's errors since the last call (validation, out of memory), emptied. */
+export function takeWebgpuDeviceErrors(): string[] {
+  return deviceErrors.splice(0);
+}
 
 /**
  * Registers the "webgpu" tfjs backend on Dawn's adapter. tfjs-backend-webgpu's own factory is not
@@ -164,6 +170,12 @@ async function registerWebgpuBackend(gpu: GPU): Promise<void> {
           maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
           maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
         },
+      });
+      // A shader or binding the device rejects is reported here, not thrown where it was recorded.
+      device.addEventListener('uncapturederror', (event) => {
+        const message = (event as GPUUncapturedErrorEvent).error.message.split('\n')[0] ?? 'unknown error';
+        deviceErrors.push(message);
+        console.error(`WebGPU device error: ${message}`);
       });
       // Every op on the GPU: tfjs would otherwise run ops on small tensors that still lie on the
       // CPU with its CPU kernels, a mix whose numerics and speed no test of this backend sees.
