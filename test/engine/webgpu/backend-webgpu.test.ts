@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { modelConfigFromPreset } from '../../../src/shared/model-config';
 import { selectBackend } from '../../../src/engine/backend';
 import { finetuneStep } from '../../../src/engine/finetune';
+import { mutualInformation } from '../../../src/engine/mi/mutual-information';
 import { disposeParams, initClassifierParams } from '../../../src/engine/model';
 import { Rng } from '../../../src/engine/rng';
 import { builtinBatch, disposeBatch, microRun, relativeError } from '../finetune/helpers';
@@ -67,4 +68,29 @@ describe('the webgpu backend on SwiftShader (a CPU adapter)', () => {
       expect(relativeError(gpu.grads.get(name) ?? [], g), name).toBeLessThan(1e-3);
     }
   }, 300_000);
+
+  it('computes HSIC on webgpu, and says what to use for the estimators that read on the CPU', async () => {
+    await selectBackend({ backend: 'webgpu', forcedBy: 'env' }, 'cli');
+    const rng = new Rng(9);
+    const a = tf.tensor2d(
+      Float32Array.from({ length: 8 * 6 }, () => rng.uniform()),
+      [8, 6],
+    );
+    const b = tf.tensor2d(
+      Float32Array.from({ length: 8 * 4 }, () => rng.uniform()),
+      [8, 4],
+    );
+    const hsic = mutualInformation('hsic', a, b);
+    const value = (await hsic.data())[0] ?? NaN;
+    expect(Number.isFinite(value) && value > 0).toBe(true);
+    for (const estimator of ['nhsic', 'renyi'] as const) {
+      expect(() => mutualInformation(estimator, a, b)).toThrow(
+        /reads its input synchronously, which the webgpu backend cannot do under Node: on webgpu use the MI estimator 'hsic' with the fixed kernel bandwidth/,
+      );
+    }
+    expect(() => mutualInformation('hsic', a, b, { bandwidth: 'median' })).toThrow(
+      /^the median kernel bandwidth works in float64/,
+    );
+    tf.dispose([a, b, hsic]);
+  }, 120_000);
 });
