@@ -66,7 +66,7 @@ export function registerWebgpuKernels(): void {
     if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
     if (attrs?.alpha !== undefined && attrs.alpha !== 1) throw new Error('gemm on webgpu: alpha must be 1');
     return runnerOf(backend).runWebGPUProgram(
-      gemmProgram(m, n, transA, transB, bias !== undefined),
+      gemmProgram(m, n, { transA, transB, bias: bias !== undefined, vecA: ac % 4 === 0, vecB: bc % 4 === 0 }),
       bias ? [a, b, bias] : [a, b],
       'float32',
       [int(m), int(n), int(k)],

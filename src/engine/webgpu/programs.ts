@@ -15,25 +15,73 @@ export const GEMM_TILE = 64;
 export const GEMM_DEPTH = 16;
 
 /**
- * C = op(A) op(B) (+ bias): 64 x 64 output tiles, 16 x 16 threads each computing 4 x 4 outputs;
- * op(A) and op(B) are staged 16 deep in workgroup memory, each loaded along its contiguous axis.
+ * WGSL that stages one operand's 64 x 16 tile of op(X) for the K step at k0 into `tile` (tile[kk * 64 + i]),
+ * each thread reading along X's contiguous axis: 4 scalars, or one vec4 where `vec` (X bound as vec4:
+ * its row length a multiple of 4, so a vec4 never crosses a row or the bounds).
  */
-export function gemmProgram(m: number, n: number, transA: boolean, transB: boolean, bias: boolean): WebGPUProgram {
+function tileLoad(x: 'A' | 'B', depthContiguous: boolean, vec: boolean): string {
   const T = GEMM_TILE;
   const D = GEMM_DEPTH;
-  // Element e of a tile load: (outer index, depth index), consecutive threads on contiguous memory.
-  const aIndex = transA ? `let i = e % ${T}; let kk = e / ${T};` : `let kk = e % ${D}; let i = e / ${D};`;
-  const aRead = transA ? 'A[kk2 * uniforms.aShape.y + row]' : 'A[row * uniforms.aShape.y + kk2]';
-  const bIndex = transB ? `let kk = e % ${D}; let j = e / ${D};` : `let j = e % ${T}; let kk = e / ${T};`;
-  const bRead = transB ? 'B[col * uniforms.bShape.y + kk2]' : 'B[kk2 * uniforms.bShape.y + col]';
+  const [tile, outer0, outerLimit, ld] =
+    x === 'A'
+      ? ['tileA', 'row0', 'uniforms.M', 'uniforms.aShape.y']
+      : ['tileB', 'col0', 'uniforms.N', 'uniforms.bShape.y'];
+  const at = (outer: string, depth: string) =>
+    depthContiguous ? `${outer} * ${ld} + ${depth}` : `${depth} * ${ld} + ${outer}`;
+  if (!vec) {
+    const index = depthContiguous ? `let kk = e % ${D}; let i = e / ${D};` : `let i = e % ${T}; let kk = e / ${T};`;
+    return `
+          for (var l = 0; l < ${(D * T) / 256}; l = l + 1) {
+            let e = li + l * 256;
+            ${index}
+            let o = ${outer0} + i;
+            let d = k0 + kk;
+            var v = 0.0;
+            if (o < ${outerLimit} && d < uniforms.K) { v = ${x}[${at('o', 'd')}]; }
+            ${tile}[kk * ${T} + i] = v;
+          }`;
+  }
+  // One vec4 per thread: 4 depths of one outer index, or 4 outer indices at one depth.
+  const index = depthContiguous
+    ? `let i = li / 4; let kk = (li % 4) * 4;`
+    : `let i = (li % ${T / 4}) * 4; let kk = li / ${T / 4};`;
+  const store = depthContiguous
+    ? `for (var c = 0; c < 4; c = c + 1) { ${tile}[(kk + c) * ${T} + i] = v[c]; }`
+    : `for (var c = 0; c < 4; c = c + 1) { ${tile}[kk * ${T} + i + c] = v[c]; }`;
+  return `
+          {
+            ${index}
+            let o = ${outer0} + i;
+            let d = k0 + kk;
+            var v = vec4<f32>(0.0);
+            if (o < ${outerLimit} && d < uniforms.K) { v = ${x}[(${at('o', 'd')}) / 4]; }
+            ${store}
+          }`;
+}
+
+/**
+ * C = op(A) op(B) (+ bias): 64 x 64 output tiles, 16 x 16 threads each computing 4 x 4 outputs;
+ * op(A) and op(B) are staged 16 deep in workgroup memory (tileLoad), read as vec4 where `vecA` /
+ * `vecB` (the operand's row length a multiple of 4). fp32 throughout.
+ */
+export function gemmProgram(
+  m: number,
+  n: number,
+  options: { transA: boolean; transB: boolean; bias: boolean; vecA: boolean; vecB: boolean },
+): WebGPUProgram {
+  const { transA, transB, bias, vecA, vecB } = options;
+  const T = GEMM_TILE;
+  const D = GEMM_DEPTH;
+  const flags = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}${vecA ? '4' : '1'}${vecB ? '4' : '1'}`;
   return {
     variableNames: bias ? ['A', 'B', 'bias'] : ['A', 'B'],
+    variableComponents: bias ? [vecA ? 4 : 1, vecB ? 4 : 1, 1] : [vecA ? 4 : 1, vecB ? 4 : 1],
     outputShape: [m, n],
     uniforms: 'M : i32, N : i32, K : i32,',
     workgroupSize: [16, 16, 1],
     dispatchLayout: { x: [1], y: [0] },
     dispatch: [Math.ceil(n / T), Math.ceil(m / T), 1],
-    shaderKey: `mimirGemm_${transA ? 't' : 'n'}${transB ? 't' : 'n'}${bias ? '_bias' : ''}`,
+    shaderKey: `mimirGemm_${flags}${bias ? '_bias' : ''}`,
     getUserCode: () => `
       var<workgroup> tileA : array<f32, ${D * T}>;
       var<workgroup> tileB : array<f32, ${D * T}>;
@@ -45,25 +93,8 @@ export function gemmProgram(m: number, n: number, transA: boolean, transB: boole
         let col0 = i32(workgroupId.x) * ${T};
         var acc : array<array<f32, 4>, 4>;
         for (var k0 = 0; k0 < uniforms.K; k0 = k0 + ${D}) {
-          for (var l = 0; l < ${(D * T) / 256}; l = l + 1) {
-            let e = li + l * 256;
-            {
-              ${aIndex}
-              let row = row0 + i;
-              let kk2 = k0 + kk;
-              var v = 0.0;
-              if (row < uniforms.M && kk2 < uniforms.K) { v = ${aRead}; }
-              tileA[kk * ${T} + i] = v;
-            }
-            {
-              ${bIndex}
-              let col = col0 + j;
-              let kk2 = k0 + kk;
-              var v = 0.0;
-              if (col < uniforms.N && kk2 < uniforms.K) { v = ${bRead}; }
-              tileB[kk * ${T} + j] = v;
-            }
-          }
+          ${tileLoad('A', !transA, vecA)}
+          ${tileLoad('B', transB, vecB)}
           workgroupBarrier();
           for (var kk = 0; kk < ${D}; kk = kk + 1) {
             var a : array<f32, 4>;

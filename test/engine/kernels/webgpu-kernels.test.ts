@@ -38,7 +38,8 @@ describe('the engine WGSL kernels on webgpu (SwiftShader)', () => {
     expect(engineKernelsAvailable()).toBe(true);
   });
 
-  // Sizes cross every edge of the GEMM tiling: 64 x 64 output tiles, 16-deep K steps.
+  // Sizes cross every edge of the GEMM tiling: 64 x 64 output tiles, 16-deep K steps; operands with
+  // row lengths that are multiples of 4 are read as vec4, the others as scalars.
   it.each([
     [1, 1, 1],
     [5, 7, 3],
@@ -46,6 +47,9 @@ describe('the engine WGSL kernels on webgpu (SwiftShader)', () => {
     [GEMM_TILE + 1, 2 * GEMM_TILE + 1, GEMM_DEPTH + 1],
     [130, 63, 47],
     [70, 200, 300],
+    // Row lengths that are multiples of 4 (vec4 loads) while crossing the tile edges.
+    [68, 132, 20],
+    [4, 8, 4],
   ])('gemm %i x %i (depth %i) in every transpose matches float64, with and without bias', async (m, n, k) => {
     const rng = new Rng(m * 1000 + n + k);
     const a = randomMat(m, k, rng);
