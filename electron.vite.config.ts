@@ -28,7 +28,12 @@ export default defineConfig({
       // (dist/register_all_gradients.js, extensionless imports that Node cannot load), while Node
       // would take the package's CommonJS main, which registers none.
       externalizeDeps: {
-        exclude: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm'],
+        exclude: [
+          '@tensorflow/tfjs-core',
+          '@tensorflow/tfjs-backend-cpu',
+          '@tensorflow/tfjs-backend-wasm',
+          '@tensorflow/tfjs-backend-webgpu',
+        ],
       },
       rollupOptions: {
         input: {

@@ -12,6 +12,7 @@ import {
   type SystemReport,
 } from '@shared/system';
 import { probeGpu } from './gpu';
+import { probeWebgpuCandidate } from './webgpu/adapter';
 import { activeWasmThreads, registerThreadedWasm } from './wasm-threads';
 import { errorMessage } from '@shared/unknown-value';
 
@@ -158,7 +159,8 @@ export async function selectBackend(
   processKind: SystemReport['processKind'],
 ): Promise<SystemReport> {
   const gpu = probeGpu();
-  const candidates = [...probeTensorflow(gpu), await probeWasm(), await probeCpu()];
+  const webgpu = await probeWebgpuCandidate(forced?.backend === 'webgpu');
+  const candidates = [...probeTensorflow(gpu), webgpu.candidate, await probeWasm(), await probeCpu()];
 
   let choice: BackendCandidate | undefined;
   if (forced) {
@@ -198,6 +200,7 @@ export async function selectBackend(
     cpus: os.availableParallelism(),
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     gpu,
+    webgpu: webgpu.report,
     processKind,
     pid: process.pid,
   };

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** The TensorFlow.js compute backends, fastest first (docs/architecture.md, "Compute backends"). */
-export const BACKEND_NAMES = ['tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_NAMES = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export const BackendName = z.enum(BACKEND_NAMES);
 export type BackendName = z.infer<typeof BackendName>;
 
@@ -50,6 +50,53 @@ export const torchCapabilities = {
   gloo: z.boolean(),
 };
 
+/** A WebGPU adapter as Dawn reports it: who made it and the limits the engine's kernels depend on. */
+export const WebgpuAdapter = z.object({
+  vendor: z.string(),
+  architecture: z.string(),
+  device: z.string(),
+  description: z.string(),
+  /** The adapter says it is a fallback (software) adapter. */
+  fallback: z.boolean(),
+  /** The optional features the kernels can use: shader-f16, subgroups, timestamp-query. */
+  features: z.array(z.string()),
+  limits: z.object({
+    maxComputeWorkgroupStorageSize: z.number(),
+    maxComputeInvocationsPerWorkgroup: z.number(),
+    maxComputeWorkgroupSizeX: z.number(),
+    maxComputeWorkgroupsPerDimension: z.number(),
+    maxStorageBufferBindingSize: z.number(),
+    maxBufferSize: z.number(),
+    maxStorageBuffersPerShaderStage: z.number(),
+  }),
+});
+export type WebgpuAdapter = z.infer<typeof WebgpuAdapter>;
+
+/** The adapter's optional features and key limits in words, for `mimir doctor` and the Compute panel. */
+export function webgpuAdapterLines(a: WebgpuAdapter): { features: string; limits: string } {
+  const l = a.limits;
+  const mib = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MiB`;
+  return {
+    features: a.features.join(', ') || 'none of shader-f16, subgroups, timestamp-query',
+    limits:
+      `workgroup storage ${l.maxComputeWorkgroupStorageSize} B, ${l.maxComputeInvocationsPerWorkgroup} invocations per workgroup, ` +
+      `storage binding ${mib(l.maxStorageBufferBindingSize)}, buffer ${mib(l.maxBufferSize)}, ` +
+      `${l.maxStorageBuffersPerShaderStage} storage buffers per stage`,
+  };
+}
+
+/**
+ * What the WebGPU probe found (src/engine/webgpu/adapter.ts): a GPU adapter; a CPU adapter
+ * (SwiftShader, lavapipe: passed over unless forced); no adapter; or Dawn failed to load.
+ */
+export const WebgpuReport = z.object({
+  status: z.enum(['gpu', 'cpu-adapter', 'no-adapter', 'dawn-failed']),
+  adapter: WebgpuAdapter.nullable(),
+  /** One sentence: what was found, or why there is no adapter (with Dawn's error). */
+  detail: z.string(),
+});
+export type WebgpuReport = z.infer<typeof WebgpuReport>;
+
 /** The PyTorch engine as `mimir doctor` finds it: the Python it would run, torch, CUDA, or why it is unavailable. */
 export const TorchEngineReport = z.object({
   available: z.boolean(),
@@ -81,6 +128,7 @@ export const SystemReport = z.object({
   cpus: z.number().int(),
   memoryGiB: z.number(),
   gpu: GpuReport,
+  webgpu: WebgpuReport,
   /** Process that made the report: the CLI itself, or an engine process (utilityProcess / fork). */
   processKind: z.enum(['cli', 'engine-process']),
   pid: z.number().int(),

@@ -6,6 +6,7 @@ import { SystemReport } from '../../src/shared/system';
 import { ROOT } from '../helpers/build';
 import { runMimir } from '../helpers/cli';
 import { findPythonWithTorch } from '../engine/io/python-torch';
+import { SWIFTSHADER_ICD, requireSwiftShader } from '../engine/webgpu/swiftshader';
 // @ts-expect-error: a plain .mjs script without types
 import { nodeVersionProblem } from '../../scripts/check-node.mjs';
 
@@ -67,6 +68,46 @@ describe('mimir doctor', () => {
     expect(result.stdout).toMatch(/^GPU: /m);
   });
 
+  it('lists the SwiftShader adapter as passed over, and takes it when forced (VK_ICD_FILENAMES set by this test)', () => {
+    requireSwiftShader(); // fails, naming what to install, where SwiftShader is missing
+    const env = { VK_ICD_FILENAMES: SWIFTSHADER_ICD, MIMIR_BACKEND: '' };
+    const result = runMimir(['doctor', '--json'], env);
+    expect(result.status, result.stderr).toBe(0);
+    const report = SystemReport.parse(JSON.parse(result.stdout));
+    expect(report.webgpu).toMatchObject({
+      status: 'cpu-adapter',
+      adapter: { vendor: 'google', architecture: 'swiftshader' },
+    });
+    expect(report.candidates.find((c) => c.backend === 'webgpu')).toMatchObject({
+      module: '@tensorflow/tfjs-backend-webgpu',
+      available: false,
+      reason: expect.stringMatching(/^passed over: CPU adapter google swiftshader/),
+    });
+    expect(report.chosen).not.toBe('webgpu');
+
+    const human = runMimir(['doctor'], env);
+    expect(human.stdout).toMatch(/^WebGPU: CPU adapter google swiftshader \(SwiftShader driver [\d.]+\): SwiftShader/m);
+    expect(human.stdout).toMatch(/^ {2}limits: workgroup storage \d+ B, \d+ invocations per workgroup/m);
+
+    const forced = runMimir(['doctor', '--json', '--backend', 'webgpu'], env);
+    expect(forced.status, forced.stderr).toBe(0);
+    expect(SystemReport.parse(JSON.parse(forced.stdout))).toMatchObject({ chosen: 'webgpu', forcedBy: 'flag' });
+  }, 120_000);
+
+  it('says why WebGPU has no adapter where Dawn finds no Vulkan device it accepts', () => {
+    // An ICD file that does not exist: the Vulkan loader finds no driver at all.
+    const result = runMimir(['doctor', '--json'], { VK_ICD_FILENAMES: '/nonexistent/icd.json', MIMIR_BACKEND: '' });
+    expect(result.status, result.stderr).toBe(0);
+    const report = SystemReport.parse(JSON.parse(result.stdout));
+    expect(report.webgpu).toMatchObject({ status: 'no-adapter', adapter: null });
+    expect(report.candidates.find((c) => c.backend === 'webgpu')?.reason).toMatch(/^no adapter: .*libvulkan1/);
+    const forced = runMimir(['doctor', '--json', '--backend', 'webgpu'], { VK_ICD_FILENAMES: '/nonexistent/icd.json' });
+    expect(forced.status).toBe(1);
+    expect(JSON.parse(forced.stdout).message).toMatch(
+      /^Backend "webgpu" was forced by --backend but is unavailable: @tensorflow\/tfjs-backend-webgpu: no adapter/,
+    );
+  }, 120_000);
+
   it('honours --backend and MIMIR_BACKEND, and fails clearly on a bad name', () => {
     const flag = runMimir(['doctor', '--json', '--backend', 'cpu']);
     expect(SystemReport.parse(JSON.parse(flag.stdout))).toMatchObject({ chosen: 'cpu', forcedBy: 'flag' });
@@ -76,7 +117,7 @@ describe('mimir doctor', () => {
     expect(bad.status).toBe(1);
     expect(JSON.parse(bad.stdout)).toEqual({
       type: 'failed',
-      message: 'Unknown backend "gpu" in MIMIR_BACKEND; choose one of: tensorflow, wasm, cpu.',
+      message: 'Unknown backend "gpu" in MIMIR_BACKEND; choose one of: tensorflow, webgpu, wasm, cpu.',
       step: null,
       lastCheckpoint: null,
     });

@@ -28,7 +28,7 @@ describe.runIf(binary !== null && display !== null)('the system screen in Electr
     await window.getByTestId('backend-badge-link').click();
     const chosen = window.getByTestId('chosen-backend');
     await chosen.waitFor({ timeout: 60_000 });
-    expect(['tensorflow', 'wasm', 'cpu']).toContain(await chosen.textContent());
+    expect(['tensorflow', 'webgpu', 'wasm', 'cpu']).toContain(await chosen.textContent());
     expect(await window.getByTestId('transport').textContent()).toContain('Electron IPC');
 
     const isolation = await window.evaluate(() => ({

@@ -8,11 +8,14 @@ import { startWebServer, type WebServer } from '../../src/server/web-server';
 import { createAppService } from '../../src/service/app-service';
 import { requireBuilt } from '../helpers/build';
 import { launchChromium, screenshotPath } from '../helpers/browser';
+import { useSwiftShader } from '../engine/webgpu/swiftshader';
 
 let server: WebServer;
 let browser: Browser;
 
 beforeAll(async () => {
+  // The engine process inherits it: Dawn then offers SwiftShader, which the Compute panel shows as passed over.
+  useSwiftShader();
   // The real app API: the same service Electron's main process serves, backed by a forked engine process.
   const service = createAppService({
     launch: forkLauncher,
@@ -56,11 +59,17 @@ describe('the system screen in Chromium (web mode)', () => {
     expect(await page.getByTestId('backend-name').textContent()).toContain(expected);
     expect(await page.getByTestId('transport').textContent()).toContain('web mode');
     const rows = page.getByTestId('candidates').locator('tbody tr');
-    expect(await rows.count()).toBe(4);
+    expect(await rows.count()).toBe(5);
     const gpuRow = rows.filter({ hasText: '@tensorflow/tfjs-node-gpu' });
     expect(await gpuRow.locator('td').nth(2).textContent()).toMatch(/yes|no/);
     expect((await gpuRow.locator('td').nth(3).textContent())?.trim().length).toBeGreaterThan(5);
     expect(await page.getByTestId('gpu-summary').textContent()).not.toBe('');
+    const webgpu = page.getByTestId('webgpu-adapter');
+    expect(await webgpu.getAttribute('data-status')).toBe('cpu-adapter');
+    expect(await webgpu.textContent()).toMatch(/CPU adapter google swiftshader .*used only when forced/);
+    expect(await webgpu.textContent()).toMatch(/limits: workgroup storage \d+ B/);
+    const webgpuRow = rows.filter({ hasText: '@tensorflow/tfjs-backend-webgpu' });
+    expect(await webgpuRow.locator('td').nth(3).textContent()).toMatch(/^\s*passed over: CPU adapter/);
 
     await page.screenshot({ path: screenshotPath('system-web'), fullPage: true });
     expect(problems, problems.join('\n')).toEqual([]);

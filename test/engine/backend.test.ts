@@ -19,6 +19,7 @@ describe('backend selection', () => {
     expect(report.candidates.map((c) => c.module)).toEqual([
       '@tensorflow/tfjs-node-gpu',
       '@tensorflow/tfjs-node',
+      '@tensorflow/tfjs-backend-webgpu',
       '@tensorflow/tfjs-backend-wasm',
       '@tensorflow/tfjs-backend-cpu',
     ]);

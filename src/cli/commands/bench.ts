@@ -26,6 +26,7 @@ interface BenchCliOptions {
   wasmThreads?: number;
   json?: boolean;
   backend?: string;
+  gemm?: string;
 }
 
 export function registerBench(program: Command): void {
@@ -68,6 +69,10 @@ export function registerBench(program: Command): void {
       "threads of the engine's wasm kernels (default: one per core; 1 keeps tfjs-wasm's single-threaded build; sets MIMIR_WASM_THREADS)",
       positiveInt,
     )
+    .option(
+      '--gemm <sizes>',
+      "time only the engine's GEMM instead of the steps: comma-separated MxNxK sizes, e.g. 4096x4096x4096 (TFLOP/s)",
+    )
     .option('--json', 'print the whole report as one JSON object')
     .addOption(backendOption())
     .action(
@@ -105,6 +110,17 @@ export function registerBench(program: Command): void {
           throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`).join('; '));
         }
         await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        if (options.gemm !== undefined) {
+          const { formatGemmTiming, parseGemmSize, timeGemm } = await import('@engine/bench');
+          const timings = [];
+          for (const [m, n, k] of options.gemm.split(',').map(parseGemmSize)) {
+            const timing = await timeGemm(m, n, k, parsed.data.repeats);
+            timings.push(timing);
+            if (!json) process.stdout.write(`${formatGemmTiming(timing)}\n`);
+          }
+          if (json) process.stdout.write(`${JSON.stringify({ gemm: timings })}\n`);
+          return;
+        }
         const report = await runBench(parsed.data, {
           compareTorch: options.compareTorch === true || options.engine === 'torch',
           profile: options.profile === true,

@@ -2,7 +2,14 @@ import type { Command } from 'commander';
 import { TORCH_ONLY_ENCODERS } from '@shared/encoder-config';
 import { describePreset } from '@shared/model-config';
 import { formatModelSummary, presetSummaries } from '@shared/model-summary';
-import { BACKEND_ENV, readForcedBackend, type SystemReport, type TorchEngineReport } from '@shared/system';
+import {
+  BACKEND_ENV,
+  readForcedBackend,
+  type SystemReport,
+  type TorchEngineReport,
+  type WebgpuReport,
+  webgpuAdapterLines,
+} from '@shared/system';
 import { backendOption, commandAction } from '../output';
 
 function formatTorchEngine(t: TorchEngineReport): string[] {
@@ -16,6 +23,12 @@ function formatTorchEngine(t: TorchEngineReport): string[] {
     ...t.devices.map((name, i) => `  cuda:${i} ${name}`),
     `  ranks started by: ${t.launcher === 'torchrun' ? 'torchrun' : 'the launcher (own rank environment)'}: ${t.launcherReason}`,
   ];
+}
+
+function formatWebgpu(w: WebgpuReport): string[] {
+  if (!w.adapter) return [`WebGPU: ${w.detail}`];
+  const { features, limits } = webgpuAdapterLines(w.adapter);
+  return [`WebGPU: ${w.detail}`, `  features: ${features}`, `  limits: ${limits}`];
 }
 
 /** The human form of `mimir doctor`. */
@@ -35,6 +48,7 @@ export function formatDoctorReport(report: SystemReport): string {
     ...(report.gpu.nvidiaDriver ? [`  NVIDIA driver ${report.gpu.nvidiaDriver}`] : []),
     ...report.gpu.devices.map((d) => `  ${d.name}${d.memoryMiB === null ? '' : `, ${d.memoryMiB} MiB`}`),
     ...report.gpu.cudaLibraries.map((lib) => `  ${lib.name}: ${lib.path ?? 'not found'}`),
+    ...formatWebgpu(report.webgpu),
     '',
     `Node ${report.node}${report.electron ? `, Electron ${report.electron}` : ''} on ${report.platform} ${report.arch}; ` +
       `${report.cpus} CPUs, ${report.memoryGiB} GiB; TensorFlow.js ${report.tfjsVersion}`,

@@ -24,3 +24,4 @@ export {
   type TfjsStepReport,
 } from './run';
 export { formatBenchReport } from './report';
+export { formatGemmTiming, parseGemmSize, timeGemm, type GemmTiming } from './gemm';

@@ -141,7 +141,7 @@ async function runEvaluation(
     emit({
       type: 'started',
       runKind: 'evaluate',
-      backend: backend as 'tensorflow' | 'wasm' | 'cpu',
+      backend: backend as 'tensorflow' | 'webgpu' | 'wasm' | 'cpu',
       outDir: options.outDir,
       step: 0,
       epoch: 0,

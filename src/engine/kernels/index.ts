@@ -1,9 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { registerWebgpuKernels, webgpuKernelsAvailable } from '../webgpu/kernels';
 import { registerWasmKernels, wasmKernelsAvailable } from './wasm-kernels';
 
 export { wasmKernelsAvailable, wasmKernelThreads } from './wasm-kernels';
+export { webgpuKernelsAvailable } from '../webgpu/kernels';
 
 registerWasmKernels();
+registerWebgpuKernels();
+
+/**
+ * True where the engine's own GEMM, GELU, LayerNorm and bias-gradient kernels run: the wasm SIMD
+ * ones on wasm, the WGSL ones on webgpu. (Attention's kernels exist on wasm only so far.)
+ */
+export function engineKernelsAvailable(): boolean {
+  return wasmKernelsAvailable() || webgpuKernelsAvailable();
+}
 
 export interface GemmOptions {
   transposeA?: boolean;
@@ -13,12 +24,12 @@ export interface GemmOptions {
 }
 
 /**
- * op(a) @ op(b) (+ bias) for 2-D float32 tensors: the engine's own kernel on wasm, tfjs's matMul
- * elsewhere. No gradient is registered: callers sit inside a tf.customGrad with their own.
+ * op(a) @ op(b) (+ bias) for 2-D float32 tensors: the engine's own kernel on wasm and webgpu,
+ * tfjs's matMul elsewhere. No gradient is registered: callers sit inside a tf.customGrad with their own.
  */
 export function gemm(a: tf.Tensor2D, b: tf.Tensor2D, options: GemmOptions = {}): tf.Tensor2D {
   const { transposeA = false, transposeB = false, bias } = options;
-  if (wasmKernelsAvailable()) {
+  if (engineKernelsAvailable()) {
     const inputs: tf.NamedTensorMap = bias ? { a, b, bias } : { a, b };
     return tf.engine().runKernel('MimirGemm', inputs, { transposeA, transposeB, alpha: 1 }) as tf.Tensor2D;
   }
@@ -33,17 +44,17 @@ export function gemm(a: tf.Tensor2D, b: tf.Tensor2D, options: GemmOptions = {}):
   ) as tf.Tensor2D;
 }
 
-/** Exact GELU x Phi(x) (wasm kernels only). */
+/** Exact GELU x Phi(x) (where engineKernelsAvailable). */
 export function gelu(x: tf.Tensor): tf.Tensor {
   return tf.engine().runKernel('MimirGelu', { x }, {}) as tf.Tensor;
 }
 
-/** [GELU(x), Phi(x) + x phi(x)]: the value and its slope, for a backward pass dy * slope (wasm kernels only). */
+/** [GELU(x), Phi(x) + x phi(x)]: the value and its slope, for a backward pass dy * slope (where engineKernelsAvailable). */
 export function geluWithSlope(x: tf.Tensor): [tf.Tensor, tf.Tensor] {
   return tf.engine().runKernel('MimirGeluWithSlope', { x }, {}) as unknown as [tf.Tensor, tf.Tensor];
 }
 
-/** LayerNorm over the last axis: [y, xhat, rstd] (wasm kernels only). */
+/** LayerNorm over the last axis: [y, xhat, rstd] (where engineKernelsAvailable). */
 export function layerNormKernel(
   x: tf.Tensor2D,
   w: tf.Tensor1D,
@@ -57,17 +68,17 @@ export function layerNormKernel(
   ];
 }
 
-/** LayerNorm's input gradient from the forward's xhat and rstd (wasm kernels only). */
+/** LayerNorm's input gradient from the forward's xhat and rstd (where engineKernelsAvailable). */
 export function layerNormGradKernel(dy: tf.Tensor, xhat: tf.Tensor, rstd: tf.Tensor, w: tf.Tensor): tf.Tensor2D {
   return tf.engine().runKernel('MimirLayerNormGrad', { dy, xhat, rstd, w }, {}) as tf.Tensor2D;
 }
 
-/** LayerNorm's weight and bias gradients, [dw, db] (wasm kernels only). */
+/** LayerNorm's weight and bias gradients, [dw, db] (where engineKernelsAvailable). */
 export function layerNormParamGradsKernel(dy: tf.Tensor, xhat: tf.Tensor): [tf.Tensor1D, tf.Tensor1D] {
   return tf.engine().runKernel('MimirLayerNormParamGrads', { dy, xhat }, {}) as unknown as [tf.Tensor1D, tf.Tensor1D];
 }
 
-/** Sums over the rows of a 2-D tensor: [C] (wasm kernels only). */
+/** Sums over the rows of a 2-D tensor: [C] (where engineKernelsAvailable). */
 export function columnSums(x: tf.Tensor2D): tf.Tensor1D {
   return tf.engine().runKernel('MimirColumnSums', { x }, {}) as tf.Tensor1D;
 }

@@ -123,7 +123,7 @@ export async function computeLandscape(requestInput: unknown, options: Landscape
     emit({
       type: 'started',
       runKind: 'evaluate',
-      backend: tf.getBackend() as 'tensorflow' | 'wasm' | 'cpu',
+      backend: tf.getBackend() as 'tensorflow' | 'webgpu' | 'wasm' | 'cpu',
       outDir,
       step: 0,
       epoch: 0,

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { MiOptions } from '@shared/mi-config';
+import { readForCpu } from './linalg-ops';
 
 export type KernelBandwidth = Pick<MiOptions, 'sigma' | 'bandwidth'>;
 
@@ -72,7 +73,7 @@ export function gaussianKernel(x: tf.Tensor2D, bandwidth: KernelBandwidth): tf.T
  */
 function medianSquaredDistance(negHalfDist: tf.Tensor2D): number {
   const n = negHalfDist.shape[0];
-  const data = negHalfDist.dataSync();
+  const data = readForCpu(negHalfDist, 'the median kernel bandwidth');
   const pairs = new Float64Array((n * (n - 1)) / 2);
   let count = 0;
   let total = 0;

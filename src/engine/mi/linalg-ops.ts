@@ -15,8 +15,22 @@ function squareMatrix(inputs: Array<tf.Tensor | tf.GradSaveFunc>, what: string):
   return x as tf.Tensor2D;
 }
 
+/**
+ * x's values, read synchronously for float64 work on the CPU. The webgpu backend cannot read
+ * synchronously under Node: there this is an error that says what to use instead.
+ */
+export function readForCpu(x: tf.Tensor, what: string): Float32Array | Int32Array | Uint8Array {
+  if (tf.getBackend() === 'webgpu') {
+    throw new Error(
+      `${what} works in float64 on the CPU and reads its input synchronously, which the webgpu backend cannot do under Node: ` +
+        "on webgpu use the MI estimator 'hsic' with the fixed kernel bandwidth, or run on another backend (--backend wasm).",
+    );
+  }
+  return x.dataSync();
+}
+
 function readFinite(x: tf.Tensor, what: string): Float32Array | Int32Array | Uint8Array {
-  const data = x.dataSync();
+  const data = readForCpu(x, what);
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i] as number))
       throw new Error(`${what}: the input is not finite (NaN or infinity in the features?).`);

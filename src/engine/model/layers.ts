@@ -9,7 +9,7 @@ import {
   layerNormGradKernel,
   layerNormKernel,
   layerNormParamGradsKernel,
-  wasmKernelsAvailable,
+  engineKernelsAvailable,
 } from '../kernels';
 
 /**
@@ -99,7 +99,7 @@ const linearTrainable = tf.customGrad(
         const xs = savedAt(saved, 0) as tf.Tensor2D;
         const ws = savedAt(saved, 1) as tf.Tensor2D;
         const dw = gemm(xs, dy2, { transposeA: true });
-        const db = wasmKernelsAvailable() ? columnSums(dy2) : tf.sum(dy2, 0);
+        const db = engineKernelsAvailable() ? columnSums(dy2) : tf.sum(dy2, 0);
         return [gemm(dy2, ws, { transposeB: true }), dw, db];
       },
     };
@@ -125,7 +125,7 @@ export function layerNorm(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D, trainP
 
 /** y, and the xhat and rstd the backward pass needs (one pass over x with the wasm kernels). */
 function layerNormForward(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D) {
-  if (wasmKernelsAvailable()) {
+  if (engineKernelsAvailable()) {
     const [value, xhat, rstd] = layerNormKernel(x, w, b, LAYER_NORM_EPS);
     return { value, xhat, rstd };
   }
@@ -139,7 +139,7 @@ function layerNormForward(x: tf.Tensor2D, w: tf.Tensor1D, b: tf.Tensor1D) {
 
 /** dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w. */
 function layerNormInputGrad(dy: tf.Tensor2D, xhat: tf.Tensor, rstd: tf.Tensor, w: tf.Tensor): tf.Tensor {
-  if (wasmKernelsAvailable()) return layerNormGradKernel(dy, xhat, rstd, w);
+  if (engineKernelsAvailable()) return layerNormGradKernel(dy, xhat, rstd, w);
   const g = tf.mul(dy, w);
   const meanG = tf.mean(g, 1, true);
   const meanGX = tf.mean(tf.mul(g, xhat), 1, true);
@@ -156,7 +156,7 @@ const layerNormTrainable = tf.customGrad(
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const xhatS = savedAt(saved, 0);
         const dx = layerNormInputGrad(dy as tf.Tensor2D, xhatS, savedAt(saved, 1), savedAt(saved, 2));
-        if (wasmKernelsAvailable()) return [dx, ...layerNormParamGradsKernel(dy, xhatS)];
+        if (engineKernelsAvailable()) return [dx, ...layerNormParamGradsKernel(dy, xhatS)];
         return [dx, tf.sum(tf.mul(dy, xhatS), 0), tf.sum(dy, 0)];
       },
     };
@@ -167,7 +167,7 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /** Exact GELU, x * Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2 (PyTorch's default, not the tanh form). */
 export function gelu(x: tf.Tensor2D): tf.Tensor2D {
-  if (!wasmKernelsAvailable()) return geluWithOps(x) as tf.Tensor2D;
+  if (!engineKernelsAvailable()) return geluWithOps(x) as tf.Tensor2D;
   // No gradient being recorded: the value alone.
   if (tf.engine().state.gradientDepth === 0) return geluKernel(x) as tf.Tensor2D;
   return geluWithKernels(x) as tf.Tensor2D;

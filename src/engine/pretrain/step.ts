@@ -268,13 +268,13 @@ function penaltyGradientRatio(
  * gradient), for the penalty check before training: the attack moves MI(x + delta, z) little at the
  * start, and this costs one forward pass.
  */
-export function penaltyAtStart(
+export async function penaltyAtStart(
   params: ParamMap,
   config: ModelConfig,
   run: PretrainStepOptions['run'],
   images: tf.Tensor4D,
   rng: Rng,
-): { recon: number; mi: number } {
+): Promise<{ recon: number; mi: number }> {
   const mask = randomMasking(rng, images.shape[0], numPatches(config), run.maskRatio);
   try {
     const [recon, mi] = tf.tidy(() => {
@@ -289,7 +289,8 @@ export function penaltyAtStart(
         mutualInformation(run.mi.estimator, patchify(images, config.patchSize), features, run.mi),
       ];
     });
-    const values = { recon: recon.dataSync()[0] ?? NaN, mi: mi.dataSync()[0] ?? NaN };
+    // Read asynchronously: the webgpu backend has no synchronous read under Node.
+    const values = { recon: (await recon.data())[0] ?? NaN, mi: (await mi.data())[0] ?? NaN };
     recon.dispose();
     mi.dispose();
     return values;

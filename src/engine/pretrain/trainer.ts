@@ -124,7 +124,7 @@ class PretrainSession implements TrainingSession {
   async step({ step, lr, iterator }: StepInput): Promise<StepOutput> {
     const { config, params } = this;
     const batch = await iterator.next();
-    if (step === 0) this.checkPenalty(batch.images);
+    if (step === 0) await this.checkPenalty(batch.images);
     const every = config.mi.penaltyGradEvery;
     const result = pretrainStep({
       params,
@@ -219,10 +219,16 @@ class PretrainSession implements TrainingSession {
   }
 
   /** Before the first step of a MIMIR run: say whether its penalty can matter, measured on the first batch. */
-  private checkPenalty(images: tf.Tensor4D): void {
+  private async checkPenalty(images: tf.Tensor4D): Promise<void> {
     const { config } = this;
     if (config.mode !== 'mimir') return;
-    const { recon, mi } = penaltyAtStart(this.params, this.modelConfig, config, images, new Rng(config.seed).fork());
+    const { recon, mi } = await penaltyAtStart(
+      this.params,
+      this.modelConfig,
+      config,
+      images,
+      new Rng(config.seed).fork(),
+    );
     const share = (config.mi.lambda * mi) / recon;
     const settings = { mode: config.mode, estimator: config.mi.estimator, lambda: config.mi.lambda };
     const warning = negligiblePenaltyWarning(settings, share, true);

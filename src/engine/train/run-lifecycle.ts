@@ -230,7 +230,7 @@ export async function runTraining<C extends TrainingPlan>(
   emit({
     type: 'started',
     runKind: trainer.runKind,
-    backend: tf.getBackend() as 'tensorflow' | 'wasm' | 'cpu',
+    backend: tf.getBackend() as 'tensorflow' | 'webgpu' | 'wasm' | 'cpu',
     outDir,
     step,
     epoch,

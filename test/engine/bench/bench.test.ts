@@ -1,6 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BenchSettings, formatBenchReport, kernelTotals, runBench } from '../../../src/engine/bench';
+import {
+  BenchSettings,
+  formatBenchReport,
+  formatGemmTiming,
+  kernelTotals,
+  parseGemmSize,
+  runBench,
+  timeGemm,
+} from '../../../src/engine/bench';
 import { findPythonWithTorch } from '../../../src/engine/bench/torch-side';
 import { useBackend } from '../../helpers/backend';
 
@@ -62,6 +70,18 @@ describe('mimir bench on a micro config', () => {
     expect(text).toMatch(/MIMIR pre-training step \(pretrain\)/);
     expect(text).toMatch(/PGD-AT fine-tuning step \(pgdat\)/);
     expect(text).toMatch(/img\/s/);
+  });
+
+  it('times the engine GEMM in TFLOP/s and refuses a size that is not MxNxK', async () => {
+    const tensorsBefore = tf.memory().numTensors;
+    const timing = await timeGemm(70, 50, 30, 2);
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+    expect(timing).toMatchObject({ m: 70, n: 50, k: 30, backend: 'wasm' });
+    expect(timing.tflops).toBeCloseTo((2 * 70 * 50 * 30) / (timing.msPerProduct * 1e9), 12);
+    expect(formatGemmTiming(timing)).toMatch(/^GEMM 70x50x30 on wasm: [\d.]+ ms per product, [\d.]+ TFLOP\/s$/);
+    expect(parseGemmSize(' 4096X384x1152 ')).toEqual([4096, 384, 1152]);
+    expect(() => parseGemmSize('100x7')).toThrow('GEMM size "100x7" is not MxNxK with three positive integers');
+    expect(() => parseGemmSize('0x7x3')).toThrow(/three positive integers/);
   });
 
   it('rejects settings that do not describe a model', () => {

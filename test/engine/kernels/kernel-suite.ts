@@ -22,25 +22,25 @@ import { useBackend } from '../../helpers/backend';
 import { Rng } from '../model/fixtures';
 
 /** Row-major float64 matrix. */
-interface Mat {
+export interface Mat {
   rows: number;
   cols: number;
   data: Float64Array;
 }
 
-function randomMat(rows: number, cols: number, rng: Rng): Mat {
+export function randomMat(rows: number, cols: number, rng: Rng): Mat {
   const data = new Float64Array(rows * cols);
   for (let i = 0; i < data.length; i++) data[i] = Math.fround(rng.uniform() * 2 - 1);
   return { rows, cols, data };
 }
 
-function transpose(m: Mat): Mat {
+export function transpose(m: Mat): Mat {
   const data = new Float64Array(m.rows * m.cols);
   for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) data[j * m.rows + i] = m.data[i * m.cols + j] ?? 0;
   return { rows: m.cols, cols: m.rows, data };
 }
 
-function multiply(a: Mat, b: Mat): Mat {
+export function multiply(a: Mat, b: Mat): Mat {
   const data = new Float64Array(a.rows * b.cols);
   for (let i = 0; i < a.rows; i++)
     for (let k = 0; k < a.cols; k++) {
@@ -51,10 +51,10 @@ function multiply(a: Mat, b: Mat): Mat {
   return { rows: a.rows, cols: b.cols, data };
 }
 
-const tensorOf = (m: Mat) => tf.tensor2d(Float32Array.from(m.data), [m.rows, m.cols]);
+export const tensorOf = (m: Mat) => tf.tensor2d(Float32Array.from(m.data), [m.rows, m.cols]);
 
 /** Largest |got - want| relative to the largest |want|. */
-function relativeError(got: Float32Array | Int32Array | Uint8Array, want: Float64Array): number {
+export function relativeError(got: Float32Array | Int32Array | Uint8Array, want: Float64Array): number {
   let err = 0;
   let scale = 0;
   for (let i = 0; i < want.length; i++) {
@@ -68,7 +68,7 @@ function relativeError(got: Float32Array | Int32Array | Uint8Array, want: Float6
  * erf in float64: its Taylor series for |x| <= 3 (cancellation leaves about 1e-13), beyond that
  * 1 - erfc(x) with erfc's asymptotic series (erfc(3) = 2.2e-5, known there to about 1e-8).
  */
-function erf64(x: number): number {
+export function erf64(x: number): number {
   if (Math.abs(x) > 3) {
     const z = 1 / (2 * x * x);
     const erfc = (Math.exp(-x * x) / (Math.abs(x) * Math.sqrt(Math.PI))) * (1 - z + 3 * z * z - 15 * z * z * z);

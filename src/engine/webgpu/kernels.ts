@@ -1,0 +1,131 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import { isRecord } from '@shared/unknown-value';
+import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
+
+/**
+ * The engine's WGSL kernels (programs.ts) registered as tfjs kernels of the "webgpu" backend under
+ * the names of the wasm kernels (kernels/wasm-kernels.ts), so kernels/index.ts calls either the same
+ * way. Each kernel only records GPU work: nothing is read back to the CPU.
+ */
+
+type Uniforms = { type: 'int32' | 'float32'; data: number[] }[];
+
+interface ProgramRunner {
+  runWebGPUProgram(
+    program: WebGPUProgram,
+    inputs: tf.TensorInfo[],
+    dtype: 'float32',
+    uniforms?: Uniforms,
+  ): tf.TensorInfo;
+}
+
+function runnerOf(backend: unknown): ProgramRunner {
+  if (!isRecord(backend) || typeof backend.runWebGPUProgram !== 'function') {
+    throw new Error('the engine WGSL kernels need the tfjs webgpu backend');
+  }
+  return backend as unknown as ProgramRunner;
+}
+
+function dims2(t: tf.TensorInfo, what: string): [number, number] {
+  const [r, c] = t.shape;
+  if (t.shape.length !== 2 || r === undefined || c === undefined) throw new Error(`${what} must be 2-D`);
+  if (t.dtype !== 'float32') throw new Error(`${what} must be float32`);
+  return [r, c];
+}
+
+function flag(attrs: tf.NamedAttrMap | undefined, name: string): boolean {
+  const v = attrs?.[name];
+  return v === true || v === 1;
+}
+
+const int = (...data: number[]) => ({ type: 'int32' as const, data });
+
+/** True when the active backend is tfjs's webgpu, on which these kernels run. */
+export function webgpuKernelsAvailable(): boolean {
+  return tf.getBackend() === 'webgpu';
+}
+
+const registered = { done: false };
+
+export function registerWebgpuKernels(): void {
+  if (registered.done) return;
+  registered.done = true;
+  const register = (kernelName: string, kernelFunc: tf.KernelConfig['kernelFunc']) =>
+    tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc });
+
+  register('MimirGemm', ({ inputs, backend, attrs }) => {
+    const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
+    const transA = flag(attrs, 'transposeA');
+    const transB = flag(attrs, 'transposeB');
+    const [ar, ac] = dims2(a, 'a');
+    const [br, bc] = dims2(b, 'b');
+    const [m, k] = transA ? [ac, ar] : [ar, ac];
+    const [kb, n] = transB ? [bc, br] : [br, bc];
+    if (k !== kb) throw new Error(`gemm: inner dimensions ${k} and ${kb} differ`);
+    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
+    if (attrs?.alpha !== undefined && attrs.alpha !== 1) throw new Error('gemm on webgpu: alpha must be 1');
+    return runnerOf(backend).runWebGPUProgram(
+      gemmProgram(m, n, { transA, transB, bias: bias !== undefined, vecA: ac % 4 === 0, vecB: bc % 4 === 0 }),
+      bias ? [a, b, bias] : [a, b],
+      'float32',
+      [int(m), int(n), int(k)],
+    );
+  });
+
+  register('MimirGelu', ({ inputs, backend }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    return runnerOf(backend).runWebGPUProgram(geluProgram(x.shape, false), [x], 'float32');
+  });
+
+  register('MimirGeluWithSlope', ({ inputs, backend }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const runner = runnerOf(backend);
+    return [
+      runner.runWebGPUProgram(geluProgram(x.shape, false), [x], 'float32'),
+      runner.runWebGPUProgram(geluProgram(x.shape, true), [x], 'float32'),
+    ];
+  });
+
+  register('MimirLayerNorm', ({ inputs, backend, attrs }) => {
+    const { x, w, b } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; b: tf.TensorInfo };
+    const [rows, cols] = dims2(x, 'x');
+    const eps = attrs?.eps;
+    if (typeof eps !== 'number') throw new Error('layerNorm: attribute eps missing');
+    const runner = runnerOf(backend);
+    const uniforms: Uniforms = [int(rows), int(cols), { type: 'float32', data: [eps] }];
+    return (['y', 'xhat', 'rstd'] as const).map((output) =>
+      runner.runWebGPUProgram(
+        layerNormProgram(rows, cols, output),
+        output === 'y' ? [x, w, b] : [x],
+        'float32',
+        uniforms,
+      ),
+    );
+  });
+
+  register('MimirLayerNormGrad', ({ inputs, backend }) => {
+    const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
+    const [rows, cols] = dims2(dy, 'dy');
+    return runnerOf(backend).runWebGPUProgram(layerNormGradProgram(rows, cols), [dy, xhat, rstd, w], 'float32', [
+      int(rows),
+      int(cols),
+    ]);
+  });
+
+  register('MimirLayerNormParamGrads', ({ inputs, backend }) => {
+    const { dy, xhat } = inputs as Record<'dy' | 'xhat', tf.TensorInfo>;
+    const [rows, cols] = dims2(dy, 'dy');
+    const runner = runnerOf(backend);
+    return [
+      runner.runWebGPUProgram(columnSumProgram(cols, true), [dy, xhat], 'float32', [int(rows), int(cols)]),
+      runner.runWebGPUProgram(columnSumProgram(cols, false), [dy], 'float32', [int(rows), int(cols)]),
+    ];
+  });
+
+  register('MimirColumnSums', ({ inputs, backend }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const [rows, cols] = dims2(x, 'x');
+    return runnerOf(backend).runWebGPUProgram(columnSumProgram(cols, false), [x], 'float32', [int(rows), int(cols)]);
+  });
+}
