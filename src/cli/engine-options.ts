@@ -1,4 +1,6 @@
 import { Option, type Command } from 'commander';
+import { RunEngine } from '@shared/engine-choice';
+import { isRecord } from '@shared/unknown-value';
 import type { TorchLaunch } from '@torch/launch';
 import { positiveInt } from './output';
 
@@ -10,10 +12,8 @@ export function withEngineOptions(command: Command): Command {
     .addOption(
       new Option(
         '--engine <engine>',
-        'tfjs (TensorFlow.js, this process) or torch (PyTorch: CUDA GPUs, several processes)',
-      )
-        .choices(['tfjs', 'torch'])
-        .default('tfjs'),
+        "tfjs (TensorFlow.js, this process) or torch (PyTorch: CUDA GPUs, several processes); default: the config file's engine, else tfjs",
+      ).choices(['tfjs', 'torch']),
     )
     .option('--nproc <n>', 'torch: processes on this machine (one per GPU, or CPU processes with gloo)', positiveInt)
     .option('--nnodes <n>', 'torch: machines in the run', positiveInt)
@@ -31,9 +31,24 @@ export function withEngineOptions(command: Command): Command {
 
 const TORCH_ONLY = ['nproc', 'nnodes', 'nodeRank', 'masterAddr', 'masterPort', 'device', 'precision'] as const;
 
-/** The PyTorch launch settings, or null for the tfjs engine (which refuses the torch-only flags). */
-export function torchLaunchFromFlags(flags: EngineFlags & { backend?: string }): TorchLaunch | null {
-  if ((flags.engine ?? 'tfjs') === 'tfjs') {
+/** The engine a run's config names (`engine: {name: 'torch', nproc, ...}`), if it names a valid one. */
+export function configuredEngine(config: unknown): RunEngine | undefined {
+  if (!isRecord(config) || config.engine === undefined) return undefined;
+  const parsed = RunEngine.safeParse(config.engine);
+  // An invalid engine field is left to the config's own validation, which names the problem.
+  return parsed.success ? parsed.data : undefined;
+}
+
+/**
+ * The PyTorch launch settings, or null for the tfjs engine (which refuses the torch-only flags). The
+ * engine is --engine's, else the config's; the config's nproc, device and precision apply where no flag
+ * is given.
+ */
+export function torchLaunchFromFlags(
+  flags: EngineFlags & { backend?: string },
+  configured?: RunEngine,
+): TorchLaunch | null {
+  if ((flags.engine ?? configured?.name ?? 'tfjs') === 'tfjs') {
     const given = TORCH_ONLY.filter((key) => flags[key] !== undefined);
     if (given.length > 0) {
       const names = given.map((key) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
@@ -44,7 +59,9 @@ export function torchLaunchFromFlags(flags: EngineFlags & { backend?: string }):
   if (flags.backend !== undefined) {
     throw new Error('--backend chooses a TensorFlow.js backend; the PyTorch engine takes --device cpu|cuda instead.');
   }
+  const fromConfig = configured?.name === 'torch' ? configured : undefined;
   return {
+    ...(fromConfig ? { nproc: fromConfig.nproc, device: fromConfig.device, precision: fromConfig.precision } : {}),
     ...(flags.nproc !== undefined ? { nproc: flags.nproc } : {}),
     ...(flags.nnodes !== undefined ? { nnodes: flags.nnodes } : {}),
     ...(flags.nodeRank !== undefined ? { nodeRank: flags.nodeRank } : {}),

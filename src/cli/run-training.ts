@@ -7,7 +7,7 @@ import type { TorchLaunch } from '@torch/launch';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { humanRenderer } from './progress-line';
 import { ctrlCSignal, exitInterrupted } from './cancel';
-import { torchLaunchFromFlags, type EngineFlags } from './engine-options';
+import { configuredEngine, torchLaunchFromFlags, type EngineFlags } from './engine-options';
 import { backendOption, positiveInt } from './output';
 import { trainingDatasetFromFlags, type TrainingDatasetFlags } from './dataset-arg';
 
@@ -182,15 +182,16 @@ export async function runTrainingFromFlags(
 ): Promise<void> {
   const outDir = flags.resume ?? flags.out;
   if (!outDir) throw new Error('Give --out <dir> for a new run, or --resume <dir> to continue one.');
+  const config = configOf();
   await runTrainingCommand({
     name,
-    config: configOf(),
+    config,
     outDir,
     resume: flags.resume !== undefined,
     overwrite: flags.overwrite === true,
     json: flags.json === true,
     ...(flags.epochs !== undefined ? { epochs: flags.epochs } : {}),
     ...(flags.backend !== undefined ? { backend: flags.backend } : {}),
-    torch: torchLaunchFromFlags(flags),
+    torch: torchLaunchFromFlags(flags, configuredEngine(config)),
   });
 }

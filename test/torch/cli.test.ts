@@ -341,6 +341,36 @@ describe('mimir pretrain and finetune --engine torch', () => {
     expect(backend.stderr).toMatch(/--backend chooses a TensorFlow.js backend/);
   });
 
+  it("runs on the config file's engine when --engine is not given, and --engine overrides it", () => {
+    const dir = tmp();
+    const config = path.join(dir, 'torch-run.json');
+    writeFileSync(config, JSON.stringify({ engine: { name: 'torch', nproc: 1 } }));
+    // The PyTorch engine is chosen: it refuses --backend, and asks for a Python with torch.
+    const backend = runMimir(['pretrain', '--config', config, '--backend', 'cpu', ...MICRO, '--out', tmp()]);
+    expect(backend.status).toBe(1);
+    expect(backend.stderr).toMatch(/--backend chooses a TensorFlow.js backend/);
+    const noTorch = runMimir(['pretrain', '--config', config, ...MICRO, '--out', tmp()], {
+      MIMIR_PYTHON: '/nonexistent/python3',
+    });
+    expect(noTorch.status).toBe(1);
+    expect(noTorch.stderr).toMatch(/PyTorch engine is unavailable/);
+    // --engine tfjs wins over the config's engine: --nproc is then refused as a PyTorch flag.
+    const tfjs = runMimir([
+      'pretrain',
+      '--config',
+      config,
+      '--engine',
+      'tfjs',
+      '--nproc',
+      '2',
+      ...MICRO,
+      '--out',
+      tmp(),
+    ]);
+    expect(tfjs.status).toBe(1);
+    expect(tfjs.stderr).toMatch(/--nproc is for the PyTorch engine/);
+  });
+
   it('says why the PyTorch engine is unavailable and how to install it when MIMIR_PYTHON has no torch', () => {
     const result = runMimir(['pretrain', '--engine', 'torch', ...MICRO, '--out', tmp()], {
       MIMIR_PYTHON: '/nonexistent/python3',
