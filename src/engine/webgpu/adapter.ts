@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendCandidate, WebgpuAdapter, WebgpuReport } from '@shared/system';
 import { errorMessage } from '@shared/unknown-value';
+import { probeInChild } from './quiet-probe';
 
 /**
  * The WebGPU backend: tfjs-backend-webgpu on Dawn (the npm package `webgpu`, prebuilt dawn.node) in
@@ -40,16 +41,25 @@ interface Probe {
 
 let probed: Promise<Probe> | null = null;
 
-function describe(adapter: GPUAdapter): WebgpuAdapter {
+/** What an adapter tells about itself, in plain data (so a probe in a child process can send it). */
+export interface AdapterFacts {
+  info: AdapterInfoLike;
+  features: string[];
+  limits: WebgpuAdapter['limits'];
+}
+
+export function adapterFacts(adapter: GPUAdapter): AdapterFacts {
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
   const l = adapter.limits;
   return {
-    vendor: info.vendor,
-    architecture: info.architecture,
-    device: info.device,
-    description: info.description,
-    fallback: info.isFallbackAdapter === true,
-    features: OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)),
+    info: {
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+      isFallbackAdapter: info.isFallbackAdapter === true,
+    },
+    features: [...adapter.features],
     limits: {
       maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
@@ -67,6 +77,45 @@ export function adapterName(a: WebgpuAdapter): string {
   return a.description ? `${what} (${a.description})` : what;
 }
 
+export function dawnFailedReport(error: string): WebgpuReport {
+  return { status: 'dawn-failed', adapter: null, detail: `Dawn failed to load: ${error.split('\n')[0]}` };
+}
+
+export function adapterErrorReport(error: string): WebgpuReport {
+  return { status: 'no-adapter', adapter: null, detail: `no adapter: ${error.split('\n')[0]}` };
+}
+
+/** The report on the adapter Dawn offered (null: none): a GPU, or a CPU adapter passed over unless forced. */
+export function adapterReport(facts: AdapterFacts | null): WebgpuReport {
+  if (!facts) {
+    return {
+      status: 'no-adapter',
+      adapter: null,
+      detail:
+        "no adapter: Dawn found no Vulkan, Metal or D3D12 device it accepts (on Linux: install libvulkan1 and the GPU vendor's Vulkan driver)",
+    };
+  }
+  const { info, limits } = facts;
+  const described: WebgpuAdapter = {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    fallback: info.isFallbackAdapter === true,
+    features: OPTIONAL_FEATURES.filter((f) => facts.features.includes(f)),
+    limits,
+  };
+  const cpu = cpuAdapterReason(info);
+  if (cpu) {
+    return {
+      status: 'cpu-adapter',
+      adapter: described,
+      detail: `CPU adapter ${adapterName(described)}: ${cpu}; far slower than wasm, so used only when forced (--backend webgpu or MIMIR_BACKEND=webgpu)`,
+    };
+  }
+  return { status: 'gpu', adapter: described, detail: `GPU adapter ${adapterName(described)}` };
+}
+
 async function probeOnce(): Promise<Probe> {
   let gpu: GPU;
   try {
@@ -77,48 +126,22 @@ async function probeOnce(): Promise<Probe> {
     }
     gpu = dawn.create([]);
   } catch (error) {
-    return {
-      gpu: null,
-      report: {
-        status: 'dawn-failed',
-        adapter: null,
-        detail: `Dawn failed to load: ${errorMessage(error).split('\n')[0]}`,
-      },
-    };
+    return { gpu: null, report: dawnFailedReport(errorMessage(error)) };
   }
-  let adapter: GPUAdapter | null;
   try {
-    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    return { gpu, report: adapterReport(adapter ? adapterFacts(adapter) : null) };
   } catch (error) {
-    return {
-      gpu,
-      report: { status: 'no-adapter', adapter: null, detail: `no adapter: ${errorMessage(error).split('\n')[0]}` },
-    };
+    return { gpu, report: adapterErrorReport(errorMessage(error)) };
   }
-  if (!adapter) {
-    return {
-      gpu,
-      report: {
-        status: 'no-adapter',
-        adapter: null,
-        detail:
-          "no adapter: Dawn found no Vulkan, Metal or D3D12 device it accepts (on Linux: install libvulkan1 and the GPU vendor's Vulkan driver)",
-      },
-    };
-  }
-  const described = describe(adapter);
-  const cpu = cpuAdapterReason(adapter.info);
-  if (cpu) {
-    return {
-      gpu,
-      report: {
-        status: 'cpu-adapter',
-        adapter: described,
-        detail: `CPU adapter ${adapterName(described)}: ${cpu}; far slower than wasm, so used only when forced (--backend webgpu or MIMIR_BACKEND=webgpu)`,
-      },
-    };
-  }
-  return { gpu, report: { status: 'gpu', adapter: described, detail: `GPU adapter ${adapterName(described)}` } };
+}
+
+/** The report of a probe in a child process, which keeps Dawn's and Vulkan's messages off this one's stderr. */
+async function quietWebgpuReport(): Promise<WebgpuReport> {
+  const found = await probeInChild();
+  if ('loadError' in found) return dawnFailedReport(found.loadError);
+  if ('adapterError' in found) return adapterErrorReport(found.adapterError);
+  return adapterReport(found.facts);
 }
 
 /** Dawn's adapter, probed once per process. */
@@ -194,11 +217,18 @@ async function registerWebgpuBackend(gpu: GPU): Promise<void> {
 export async function probeWebgpuCandidate(
   forced: boolean,
 ): Promise<{ candidate: BackendCandidate; report: WebgpuReport }> {
-  const { gpu, report } = await probeWebgpu();
-  const unavailable = (reason: string) => ({
+  const passedOver = (reason: string, report: WebgpuReport) => ({
     candidate: { backend: 'webgpu' as const, module: MODULE, available: false, reason },
     report,
   });
+  // Dawn is loaded into this process only where it will be used: a GPU was found, or webgpu is forced.
+  if (!forced) {
+    const quiet = await quietWebgpuReport();
+    if (quiet.status === 'cpu-adapter') return passedOver(`passed over: ${quiet.detail}`, quiet);
+    if (quiet.status !== 'gpu') return passedOver(quiet.detail, quiet);
+  }
+  const { gpu, report } = await probeWebgpu();
+  const unavailable = (reason: string) => passedOver(reason, report);
   if (!gpu || !report.adapter) return unavailable(report.detail);
   if (report.status === 'cpu-adapter' && !forced) return unavailable(`passed over: ${report.detail}`);
   try {
