@@ -3,11 +3,23 @@ import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 /**
  * Fused multi-head attention in the FlashAttention-2 manner: no T x T matrix ever reaches global
  * memory. qkv is [B*T, 3W] (columns (q|k|v, head, dim), as in model/attention.ts). One workgroup
- * per (sample, head, tile of FLASH_TILE rows), one thread per row; the other side's rows stream
+ * per (sample, head, tile of flashTile(d) rows), one thread per row; the other side's rows stream
  * through workgroup memory a tile at a time. Every barrier sits in a loop bounded by uniforms only
  * (tfjs's workgroupId is a private variable, which WGSL's uniformity analysis treats as non-uniform).
  */
-export const FLASH_TILE = 32;
+
+/** WebGPU's default maxComputeWorkgroupStorageSize, which every device offers. */
+const WORKGROUP_STORAGE = 16384;
+
+/**
+ * Rows per tile for head dimension d: the largest of 32, 16, 8 whose staged tiles (two of rows x d
+ * floats, and two per-row floats in the backward) fit WORKGROUP_STORAGE: 32 up to d = 63, 16 up to 127, 8 up to 255.
+ */
+export function flashTile(d: number): number {
+  const tile = [32, 16, 8].find((rows) => 4 * (2 * rows * d + 2 * rows) <= WORKGROUP_STORAGE);
+  if (tile === undefined) throw new Error(`flash attention: head dimension ${d} is too large (at most 255)`);
+  return tile;
+}
 
 /** The workgroup's index in a dispatch that tfjs may have folded into y and z. */
 const FLAT_WORKGROUP = `i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x)`;
@@ -15,20 +27,22 @@ const FLAT_WORKGROUP = `i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + 
 const UNIFORMS = 'T : i32, H : i32, groups : i32, scale : f32,';
 
 /** Splits the workgroup index g into (b, h, tile) and this thread's row i of the tile. */
-const GEOMETRY = `
+function geometry(B: number): string {
+  return `
         let li = i32(localIndex);
         let T = uniforms.T;
         let H = uniforms.H;
-        let tiles = (T + ${FLASH_TILE} - 1) / ${FLASH_TILE};
+        let tiles = (T + ${B} - 1) / ${B};
         let tile = g % tiles;
         let h = (g / tiles) % H;
         let b = g / (tiles * H);
-        let i = tile * ${FLASH_TILE} + li;
+        let i = tile * ${B} + li;
         let valid = live && i < T;`;
+}
 
 /** Workgroups of the forward pass (the backward runs two per group: query and key roles). */
-export function flashAttentionGroups(batch: number, tokens: number, heads: number): number {
-  return batch * heads * Math.ceil(tokens / FLASH_TILE);
+export function flashAttentionGroups(batch: number, tokens: number, heads: number, d: number): number {
+  return batch * heads * Math.ceil(tokens / flashTile(d));
 }
 
 /**
@@ -37,14 +51,14 @@ export function flashAttentionGroups(batch: number, tokens: number, heads: numbe
  * accumulator rescaled whenever m grows.
  */
 export function flashAttentionProgram(batch: number, tokens: number, heads: number, d: number): WebGPUProgram {
-  const B = FLASH_TILE;
+  const B = flashTile(d);
   return {
     variableNames: ['QKV'],
     outputShape: [batch * tokens, heads * d + heads],
     uniforms: UNIFORMS,
     workgroupSize: [B, 1, 1],
     dispatchLayout: { x: [0], y: [1] },
-    dispatch: [flashAttentionGroups(batch, tokens, heads), 1, 1],
+    dispatch: [flashAttentionGroups(batch, tokens, heads, d), 1, 1],
     shaderKey: `mimirFlashAttention_${d}`,
     getUserCode: () => `
       var<workgroup> tileK : array<f32, ${B * d}>;
@@ -52,7 +66,7 @@ export function flashAttentionProgram(batch: number, tokens: number, heads: numb
       fn main() {
         let g = ${FLAT_WORKGROUP};
         let live = g < uniforms.groups;
-        ${GEOMETRY}
+        ${geometry(B)}
         let W = H * ${d};
         let ld = 3 * W;
         var q : array<f32, ${d}>;
@@ -114,14 +128,14 @@ export function flashAttentionProgram(batch: number, tokens: number, heads: numb
  * rows and accumulates dk and dv over the query tiles. They write disjoint columns: no atomics.
  */
 export function flashAttentionGradProgram(batch: number, tokens: number, heads: number, d: number): WebGPUProgram {
-  const B = FLASH_TILE;
+  const B = flashTile(d);
   return {
     variableNames: ['QKV', 'O', 'DO'],
     outputShape: [batch * tokens, 3 * heads * d],
     uniforms: UNIFORMS,
     workgroupSize: [B, 1, 1],
     dispatchLayout: { x: [0], y: [1] },
-    dispatch: [2 * flashAttentionGroups(batch, tokens, heads), 1, 1],
+    dispatch: [2 * flashAttentionGroups(batch, tokens, heads, d), 1, 1],
     shaderKey: `mimirFlashAttentionGrad_${d}`,
     getUserCode: () => `
       var<workgroup> tileA : array<f32, ${B * d}>;
@@ -133,7 +147,7 @@ export function flashAttentionGradProgram(batch: number, tokens: number, heads: 
         let live = wg < 2 * uniforms.groups;
         let role = wg % 2;
         let g = wg / 2;
-        ${GEOMETRY}
+        ${geometry(B)}
         let W = H * ${d};
         let ld = 3 * W;
         let ldo = W + H;

@@ -184,7 +184,7 @@ function flashUniforms(g: FlashGeometry): Uniforms {
   return [
     int(g.tokens),
     int(g.heads),
-    int(flashAttentionGroups(g.batch, g.tokens, g.heads)),
+    int(flashAttentionGroups(g.batch, g.tokens, g.heads, g.headDim)),
     { type: 'float32', data: [1 / Math.sqrt(g.headDim)] },
   ];
 }

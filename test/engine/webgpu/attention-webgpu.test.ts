@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../src/engine/backend';
 import { flashAttention, flashAttentionGrad } from '../../../src/engine/kernels';
 import { multiHeadAttention, resolveAttentionStrategy } from '../../../src/engine/model/attention';
-import { FLASH_TILE } from '../../../src/engine/webgpu/attention-programs';
+import { flashTile } from '../../../src/engine/webgpu/attention-programs';
 import { takeWebgpuDeviceErrors } from '../../../src/engine/webgpu/adapter';
 import { randomMat, relativeError, tensorOf, type Mat } from '../kernels/kernel-suite';
 import { Rng } from '../model/fixtures';
@@ -96,15 +96,22 @@ describe('fused flash attention on webgpu (SwiftShader) against float64', () => 
     expect(resolveAttentionStrategy('auto')).toBe('flash');
   });
 
-  // Token counts cross the key/query tile edges: a lone token, less than a tile, a tile and one,
-  // two tiles and one. `spread` scales qkv: at 4 the scores reach tens, so the online softmax's
-  // running max is overtaken many times and exp of the raw scores would lose precision.
+  it('tiles rows so that the staged tiles fit 16 KiB of workgroup memory, refusing head dims beyond', () => {
+    expect([8, 16, 63, 64, 127, 128, 255].map(flashTile)).toEqual([32, 32, 32, 16, 16, 8, 8]);
+    expect(() => flashTile(256)).toThrow(/head dimension 256 is too large/);
+  });
+
+  // Token counts cross the key/query tile edges (32 rows for head dims up to 63, 16 for ViT-S's 64):
+  // a lone token, less than a tile, a tile and one, two tiles and one. `spread` scales qkv: at 4 the
+  // scores reach tens, so the online softmax's running max is overtaken many times.
   it.each([
     [1, 8, 1],
     [17, 8, 1],
-    [FLASH_TILE + 1, 16, 1],
-    [2 * FLASH_TILE + 1, 8, 4],
-    [2 * FLASH_TILE + 1, 16, 1],
+    [flashTile(16) + 1, 16, 1],
+    [2 * flashTile(8) + 1, 8, 4],
+    [2 * flashTile(16) + 1, 16, 1],
+    [flashTile(64) + 1, 64, 1],
+    [2 * flashTile(64) + 1, 64, 2],
   ])('%i tokens, head dim %i, spread %i: output, logsumexp and d qkv match', async (tokens, d, spread) => {
     const [batch, heads] = [2, 2];
     const width = heads * d;
@@ -130,7 +137,7 @@ describe('fused flash attention on webgpu (SwiftShader) against float64', () => 
   });
 
   it('multiHeadAttention on webgpu gives the reference value and gradient through tfjs autodiff', async () => {
-    const [batch, tokens, heads, d] = [2, FLASH_TILE + 3, 3, 8];
+    const [batch, tokens, heads, d] = [2, flashTile(8) + 3, 3, 8];
     const width = heads * d;
     const rng = new Rng(5);
     const qkv = randomMat(batch * tokens, 3 * width, rng);
@@ -152,4 +159,34 @@ describe('fused flash attention on webgpu (SwiftShader) against float64', () => 
     expect(() => flashAttention(qkv, { batch: 2, heads: 2 })).toThrow(/does not fit batch 2 and 2 heads/);
     qkv.dispose();
   });
+
+  // Outside MHSA (GPSA, CaiT's class attention and talking heads, the losses) the engine calls
+  // tf.softmax / tf.logSoftmax, which tfjs-webgpu runs as one fused workgroup per row (64 or 256
+  // threads). Row lengths cross the workgroup's width; logits of +-80 overflow exp without the max.
+  it.each([1, 10, 65, 300])(
+    'tf.softmax and tf.logSoftmax over rows of %i match float64 with logits up to 80',
+    async (cols) => {
+      const rows = 3;
+      const rng = new Rng(cols);
+      const x = randomMat(rows, cols, rng);
+      for (let i = 0; i < x.data.length; i++) x.data[i] = Math.fround((x.data[i] ?? 0) * 80);
+      const wantSoft = new Float64Array(rows * cols);
+      const wantLog = new Float64Array(rows * cols);
+      for (let r = 0; r < rows; r++) {
+        const row = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
+        const max = Math.max(...row);
+        const lse = max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0));
+        row.forEach((v, j) => {
+          wantSoft[r * cols + j] = Math.exp(v - lse);
+          wantLog[r * cols + j] = v - lse;
+        });
+      }
+      const t = tensorOf(x);
+      const [soft, log] = await read([tf.softmax(t), tf.logSoftmax(t), t]);
+      expect(relativeError(soft ?? new Float32Array(), wantSoft), 'softmax').toBeLessThan(2e-6);
+      // Absolute against max(1, |want|): a row of one has log-probability exactly 0.
+      const logError = wantLog.reduce((e, w, i) => Math.max(e, Math.abs((log?.[i] ?? NaN) - w)), 0);
+      expect(logError / Math.max(1, ...Array.from(wantLog, Math.abs)), 'logSoftmax').toBeLessThan(2e-6);
+    },
+  );
 });
