@@ -10,7 +10,7 @@ registerWebgpuKernels();
 
 /**
  * True where the engine's own GEMM, GELU, LayerNorm and bias-gradient kernels run: the wasm SIMD
- * ones on wasm, the WGSL ones on webgpu. (Attention's kernels exist on wasm only so far.)
+ * ones on wasm, the WGSL ones on webgpu. Attention has its own kernels on each: see model/attention.ts.
  */
 export function engineKernelsAvailable(): boolean {
   return wasmKernelsAvailable() || webgpuKernelsAvailable();
@@ -106,4 +106,22 @@ export function attentionBackward(
   attrs: AttentionAttrs,
 ): tf.Tensor2D {
   return tf.engine().runKernel('MimirAttentionBackward', { probabilities, qkv, dOut }, { ...attrs }) as tf.Tensor2D;
+}
+
+/**
+ * Fused attention forward on webgpu (webgpu/attention-programs.ts): [B*T, W + H], the heads' outputs
+ * in the first W columns and each (row, head)'s softmax logsumexp in the last H, for the backward.
+ */
+export function flashAttention(qkv: tf.Tensor2D, attrs: AttentionAttrs): tf.Tensor2D {
+  return tf.engine().runKernel('MimirFlashAttention', { qkv }, { ...attrs }) as tf.Tensor2D;
+}
+
+/** d qkv [B*T, 3W] from qkv, the forward's packed output and d out [B*T, W], probabilities recomputed (webgpu). */
+export function flashAttentionGrad(
+  qkv: tf.Tensor2D,
+  packed: tf.Tensor2D,
+  dOut: tf.Tensor2D,
+  attrs: AttentionAttrs,
+): tf.Tensor2D {
+  return tf.engine().runKernel('MimirFlashAttentionGrad', { qkv, packed, dOut }, { ...attrs }) as tf.Tensor2D;
 }

@@ -1,12 +1,23 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { attentionApply, attentionBackward, attentionProbabilities, wasmKernelsAvailable } from '../kernels';
+import {
+  attentionApply,
+  attentionBackward,
+  attentionProbabilities,
+  flashAttention,
+  flashAttentionGrad,
+  wasmKernelsAvailable,
+  webgpuKernelsAvailable,
+} from '../kernels';
 
 /**
  * The core of multi-head self-attention: from the fused qkv projection [B*T, 3W] (columns ordered
  * (q|k|v, head, dim), timm's layout) to the heads' outputs concatenated [B*T, W], ready for the
  * output projection. softmax(q k^T / sqrt(d)) v per sample and head.
  *
- * Three strategies give the same numbers (to float32 rounding):
+ * Four strategies give the same numbers (to float32 rounding):
+ * - `flash`: the engine's fused WGSL kernels on webgpu (webgpu/attention-programs.ts), in the
+ *   FlashAttention-2 manner: online softmax over key tiles in workgroup memory, no T x T matrix in
+ *   GPU memory; the backward recomputes the probabilities from the forward's logsumexp. The default on webgpu.
  * - `kernels`: the engine's own wasm kernels (src/engine/kernels) read q, k and v of each sample
  *   and head where they lie in qkv and write the output in place: no transposes, slices or
  *   concatenations; each (sample, head)'s softmax runs while its scores are in cache. The default on wasm where they run.
@@ -20,7 +31,7 @@ import { attentionApply, attentionBackward, attentionProbabilities, wasmKernelsA
  *   time). The backward pass reuses the forward's attention probabilities when they fit in
  *   attentionSettings.savedProbabilitiesBudget floats, else recomputes them. The default on wasm.
  */
-export type AttentionStrategy = 'auto' | 'kernels' | 'sliced' | 'batched';
+export type AttentionStrategy = 'auto' | 'flash' | 'kernels' | 'sliced' | 'batched';
 
 export interface AttentionShape {
   batch: number;
@@ -30,6 +41,7 @@ export interface AttentionShape {
 
 export function resolveAttentionStrategy(strategy: AttentionStrategy): Exclude<AttentionStrategy, 'auto'> {
   if (strategy !== 'auto') return strategy;
+  if (webgpuKernelsAvailable()) return 'flash';
   if (tf.getBackend() !== 'wasm') return 'batched';
   return wasmKernelsAvailable() ? 'kernels' : 'sliced';
 }
@@ -45,6 +57,8 @@ export function multiHeadAttention(
     throw new Error(`qkv of shape [${qkv.shape}] does not fit batch ${batch}, ${tokens} tokens, ${heads} heads`);
   }
   switch (resolveAttentionStrategy(strategy)) {
+    case 'flash':
+      return attentionFlash(qkv, shape);
     case 'kernels':
       return attentionWithKernels(qkv, shape);
     case 'sliced':
@@ -71,6 +85,29 @@ function attentionWithKernels(qkv: tf.Tensor2D, { batch, tokens, heads }: Attent
         return attentionBackward(p, savedQkv, dy as tf.Tensor2D, attrs);
       };
       return { value, gradFunc };
+    },
+  );
+  return op(qkv) as tf.Tensor2D;
+}
+
+function attentionFlash(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionShape): tf.Tensor2D {
+  if (!webgpuKernelsAvailable())
+    throw new Error(`attention strategy 'flash' needs the webgpu backend, not ${tf.getBackend()}`);
+  const attrs = { batch, heads };
+  const width = qkv.shape[1] / 3;
+  const op = tf.customGrad(
+    (qkvIn: tf.Tensor | ((t: tf.Tensor[]) => void), saveIn: tf.Tensor | ((t: tf.Tensor[]) => void)) => {
+      const input = qkvIn as tf.Tensor2D;
+      const save = saveIn as (t: tf.Tensor[]) => void;
+      // [out | logsumexp]: the backward reads both from this one tensor.
+      const packed = flashAttention(input, attrs);
+      save([input, packed]);
+      const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [savedQkv, savedPacked] = saved as [tf.Tensor2D | undefined, tf.Tensor2D | undefined];
+        if (!savedQkv || !savedPacked) throw new Error('attention: saved qkv or output missing');
+        return flashAttentionGrad(savedQkv, savedPacked, dy as tf.Tensor2D, attrs);
+      };
+      return { value: tf.slice(packed, [0, 0], [batch * tokens, width]), gradFunc };
     },
   );
   return op(qkv) as tf.Tensor2D;

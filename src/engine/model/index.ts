@@ -18,7 +18,7 @@
  *   maeForward(...) for the whole pass (optional visible-patch delta); toSpatialOrder for display.
  * Classifier: classifierForward(params, config, images, opts) -> {logits, features};
  *   makeClassifier(params, config, opts) -> (x: Tensor4D) => logits Tensor2D.
- * ForwardOptions: {attention: 'auto'|'kernels'|'sliced'|'batched', trainParams (false = constants, for attacks),
+ * ForwardOptions: {attention: 'auto'|'flash'|'kernels'|'sliced'|'batched', trainParams (false = constants, for attacks),
  *   dropPath: {rate, rng}}. attentionSettings.savedProbabilitiesBudget bounds the memory the sliced
  *   (wasm) attention keeps for its backward pass.
  * Layers with hand-written gradients (fast on wasm): linear, layerNorm, gelu, multiHeadAttention.

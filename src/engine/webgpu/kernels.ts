@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import { isRecord } from '@shared/unknown-value';
+import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram } from './attention-programs';
 import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
 
 /**
@@ -128,4 +129,62 @@ export function registerWebgpuKernels(): void {
     const [rows, cols] = dims2(x, 'x');
     return runnerOf(backend).runWebGPUProgram(columnSumProgram(cols, false), [x], 'float32', [int(rows), int(cols)]);
   });
+
+  register('MimirFlashAttention', ({ inputs, backend, attrs }) => {
+    const { qkv } = inputs as { qkv: tf.TensorInfo };
+    const g = flashGeometry(qkv, attrs);
+    return runnerOf(backend).runWebGPUProgram(
+      flashAttentionProgram(g.batch, g.tokens, g.heads, g.headDim),
+      [qkv],
+      'float32',
+      flashUniforms(g),
+    );
+  });
+
+  register('MimirFlashAttentionGrad', ({ inputs, backend, attrs }) => {
+    const { qkv, packed, dOut } = inputs as Record<'qkv' | 'packed' | 'dOut', tf.TensorInfo>;
+    const g = flashGeometry(qkv, attrs);
+    const width = g.heads * g.headDim;
+    const [pr, pc] = dims2(packed, 'packed');
+    const [dr, dc] = dims2(dOut, 'dOut');
+    if (pr !== g.rows || pc !== width + g.heads)
+      throw new Error(`flash attention grad: packed must be [${g.rows}, ${width + g.heads}]`);
+    if (dr !== g.rows || dc !== width) throw new Error(`flash attention grad: dOut must be [${g.rows}, ${width}]`);
+    return runnerOf(backend).runWebGPUProgram(
+      flashAttentionGradProgram(g.batch, g.tokens, g.heads, g.headDim),
+      [qkv, packed, dOut],
+      'float32',
+      flashUniforms(g),
+    );
+  });
+}
+
+interface FlashGeometry {
+  batch: number;
+  tokens: number;
+  heads: number;
+  headDim: number;
+  rows: number;
+}
+
+function flashGeometry(qkv: tf.TensorInfo, attrs: tf.NamedAttrMap | undefined): FlashGeometry {
+  const [rows, width3] = dims2(qkv, 'qkv');
+  const batch = attrs?.batch;
+  const heads = attrs?.heads;
+  if (typeof batch !== 'number' || typeof heads !== 'number' || batch < 1 || heads < 1) {
+    throw new Error('flash attention: attributes batch and heads must be positive numbers');
+  }
+  if (rows % batch !== 0 || width3 % (3 * heads) !== 0) {
+    throw new Error(`flash attention: qkv [${rows}, ${width3}] does not fit batch ${batch} and ${heads} heads`);
+  }
+  return { batch, tokens: rows / batch, heads, headDim: width3 / (3 * heads), rows };
+}
+
+function flashUniforms(g: FlashGeometry): Uniforms {
+  return [
+    int(g.tokens),
+    int(g.heads),
+    int(flashAttentionGroups(g.batch, g.tokens, g.heads, g.headDim)),
+    { type: 'float32', data: [1 / Math.sqrt(g.headDim)] },
+  ];
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../src/engine/backend';
 import { engineKernelsAvailable } from '../../../src/engine/kernels';
+import { resolveAttentionStrategy } from '../../../src/engine/model/attention';
 import {
   disposeParams,
   initMaeParams,
@@ -29,6 +30,7 @@ describe('the model on webgpu (SwiftShader) against the float64 reference', () =
     useSwiftShader();
     expect((await selectBackend({ backend: 'webgpu', forcedBy: 'env' }, 'cli')).chosen).toBe('webgpu');
     expect(engineKernelsAvailable()).toBe(true);
+    expect(resolveAttentionStrategy('auto')).toBe('flash');
     const rng = new Rng(21);
     params = initMaeParams(config, rng);
     randomizeParams(params, rng);
@@ -44,7 +46,7 @@ describe('the model on webgpu (SwiftShader) against the float64 reference', () =
     mask.dispose();
   });
 
-  it('MAE loss and every parameter gradient match the float64 reference (WGSL GEMM, LayerNorm, GELU kernels)', async () => {
+  it('MAE loss and every parameter gradient match the float64 reference (WGSL GEMM, LayerNorm, GELU, flash attention kernels)', async () => {
     const { value, grads } = tf.variableGrads(() => maeForward(params, config, images.tensor, mask).loss);
     const loss = (await value.data())[0] ?? NaN;
     const want = ref.maeLoss(refParams, config, images.arrays, visible);
