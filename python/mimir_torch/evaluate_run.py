@@ -4,7 +4,7 @@ start, best or last iterate), as src/engine/attacks/pgd.ts defines them. The Nod
 plans the request (defaults resolved, attacks it cannot run here refused by name), picks the example
 ids and validates the report this writes against the EvaluationReport schema (src/shared/evaluation.ts).
 
-job config: {"request": the parsed request, "ids": [split indices], "attacks": [{"kind": "natural" |
+job config: {"request": the parsed request, "ids": [split indices], "description": the dataset's, "attacks": [{"kind": "natural" |
 "pgd", "key", "label", "implementation", "inWorstCase", "spec"?: the PGD spec in pixel units}],
 "naturalImplementation", "worstCaseImplementation"}.
 """
@@ -103,13 +103,6 @@ def pgd_robust(forward: Forward, x: torch.Tensor, y: torch.Tensor, ids: Sequence
 def _fail(emitter: Emitter, message: str) -> None:
     emitter.emit({"type": "failed", "message": message, "step": None, "lastCheckpoint": None, "cause": "config"})
     raise RunFailed(message)
-
-
-def _dataset_description(source: Mapping[str, Any], dataset) -> Dict[str, Any]:
-    kind, split = source["kind"], source["split"]
-    location = "generated" if kind == "builtin" else str(source.get("root") or source.get("path") or "")
-    summary = f"{len(dataset)} {dataset.image_size} px images of {dataset.num_classes} classes ({kind}/{split}, read by the PyTorch engine)."
-    return {"kind": kind, "split": split, "location": location, "summary": summary}
 
 
 def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
@@ -234,7 +227,7 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
         "createdAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "backend": backend,
         "model": {"checkpoint": path, "method": method, "modelConfig": ckpt.manifest["modelConfig"], "numClasses": num_classes, "classNames": list(record.get("classNames") or [str(i) for i in range(num_classes)])},
-        "dataset": _dataset_description(request["dataset"], dataset),
+        "dataset": job["description"],
         "request": request,
         "threat": request["threat"],
         "eps": float(request["eps"]) / 255,
