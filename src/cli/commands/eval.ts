@@ -263,7 +263,8 @@ export function registerEval(program: Command): void {
             render?.(event);
           },
         };
-        if (!json) process.stderr.write(`${line}\n`);
+        // Said where the PyTorch engine takes over; the tfjs engine is the usual one.
+        if (!json && engine === 'torch') process.stderr.write(`${line}\n`);
         try {
           let report: EvaluationReport;
           if (engine === 'torch') {
