@@ -282,16 +282,21 @@ def start_noise(run: FinetuneSettings, seed: int, ids, shape) -> Optional[torch.
     apgd-at (it starts at x)."""
     if run.method in ("natural", "apgd-at"):
         return None
-    lanes = RngLanes([stream_seed(seed, int(i), "pgd", 0) for i in ids])
+    return pgd_start(seed, ids, shape, run.threat, run.eps / 255.0, 0, normal=run.method in ("trades", "mart", "dbat"))
+
+
+def pgd_start(seed: int, ids, shape, threat: str, eps: float, round_: int, normal: bool = False) -> torch.Tensor:
+    """PGD's random start (attacks/start.ts pgdStart) from each example's stream for restart `round_`
+    (attacks/streams.ts exampleStreams(seed, ids, 'pgd', round)); `normal`: 0.001 N(0, 1) instead."""
+    lanes = RngLanes([stream_seed(seed, int(i), "pgd", round_) for i in ids])
     per_row = int(shape[1] * shape[2] * shape[3])
-    eps = run.eps / 255.0
 
     def rows(draw) -> np.ndarray:  # [examples, per_row], each row one stream's draws in order, stored as float32
         return np.stack([draw() for _ in range(per_row)], axis=1).astype(np.float32)
 
-    if run.method in ("trades", "mart", "dbat"):
+    if normal:
         values = (rows(lanes.normal).astype(np.float64) * NORMAL_START_STD).astype(np.float32)
-    elif run.threat == "linf":
+    elif threat == "linf":
         values = (rows(lambda: 2 * lanes.uniform() - 1).astype(np.float64) * eps).astype(np.float32)
     else:
         g = rows(lanes.normal).astype(np.float64)

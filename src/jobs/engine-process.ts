@@ -50,14 +50,20 @@ const JOBS: Record<JobKind, (config: unknown, context: JobContext) => Promise<un
       ? runOnTorch('finetune', config, context)
       : (await import('@engine/finetune/trainer')).runFinetuning(config, { ...context, resume: 'if-any' }),
   evaluate: async (config, context) => {
-    // evaluate() validates its request itself (zod), as every kind here does.
+    // evaluate() and evaluateOnTorch() validate their request themselves (zod), as every kind here does.
+    const request = config as EvaluationRequestInput;
+    const { engineForRequest, evaluateOnTorch } = await import('@torch/evaluate');
     const { evaluate } = await import('@engine/evaluate');
     // The report goes to the parent before `done`, so it stores both without reading report.json.
     const held: RunEvent[] = [];
-    const report = await evaluate(config as EvaluationRequestInput, {
+    const options = {
       ...context,
-      emit: (event) => (event.type === 'done' ? held.push(event) : context.emit(event)),
-    });
+      emit: (event: RunEvent) => (event.type === 'done' ? held.push(event) : context.emit(event)),
+    };
+    const report =
+      (await engineForRequest(request)) === 'torch'
+        ? await evaluateOnTorch(request, options)
+        : await evaluate(request, options);
     post({ type: 'evaluation', report });
     for (const event of held) context.emit(event);
   },

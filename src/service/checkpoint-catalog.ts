@@ -1,3 +1,4 @@
+import { encoderKindOf } from '@shared/evaluation-engine';
 import type { Stats } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -24,6 +25,7 @@ const ManifestHead = z.object({
   step: z.number().int(),
   createdAt: z.string().optional(),
   runConfig: z.unknown().optional(),
+  modelConfig: z.unknown().optional(),
 });
 
 export interface CheckpointCatalog {
@@ -172,6 +174,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
           epoch: typeof epoch === 'number' ? epoch : null,
           final: run.output?.kind === 'checkpoint' && artifact.path === run.output.path,
           createdAt: artifact.createdAt,
+          encoder: encoderKindOf((await readManifestHead(artifact.path))?.modelConfig),
         });
       }
     }
@@ -201,6 +204,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
         epoch: manifest.epoch,
         final: true,
         createdAt: manifest.createdAt ? Date.parse(manifest.createdAt) : ((await statOrNull(dir))?.mtimeMs ?? 0),
+        encoder: encoderKindOf(manifest.modelConfig),
       });
     }
     return entries;

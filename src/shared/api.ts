@@ -93,6 +93,8 @@ export const CheckpointEntry = z.object({
   /** The run's final checkpoint. */
   final: z.boolean(),
   createdAt: z.number(),
+  /** The encoder kind its modelConfig names ('vit' where none), null where unreadable: which engine runs it. */
+  encoder: z.string().nullable(),
 });
 export type CheckpointEntry = z.infer<typeof CheckpointEntry>;
 

@@ -9,6 +9,7 @@ import {
   ThreatModel,
 } from './attack-config';
 import { DatasetDescription, DatasetSource } from './dataset-config';
+import { EVALUATION_ENGINES } from './evaluation-engine';
 import { MiEstimator } from './mi-config';
 import { ModelConfig } from './model-config';
 
@@ -233,6 +234,11 @@ export const EvaluationRequest = z.object({
   batchSize: count('batchSize').default(64),
   /** Gradient-masking checks (zero gradients, randomness, black box below white box, unbounded radius). */
   maskingChecks: z.boolean().default(true),
+  /**
+   * Which engine evaluates: absent, the checkpoint's encoder decides (PyTorch for the encoders only it runs,
+   * evaluation-engine.ts); 'torch' runs natural accuracy and PGD only, and refuses other attacks by name.
+   */
+  engine: z.enum(EVALUATION_ENGINES, { error: "engine must be 'tfjs' or 'torch'" }).optional(),
   flipped: z
     .object({
       /** Flipped examples listed per attack. */

@@ -1,5 +1,13 @@
 import { CIFAR10_CLASSES } from '@engine/data/cifar10';
-import { BUILTIN_CLASSES, builtinSize, type DatasetSource, type ExtraData } from '@shared/dataset-config';
+import type { PgdSpec } from '@shared/attack-config';
+import {
+  BUILTIN_CLASSES,
+  builtinSize,
+  type DatasetDescription,
+  type DatasetSource,
+  type ExtraData,
+} from '@shared/dataset-config';
+import type { EvaluationRequest } from '@shared/evaluation';
 import { describeIssues } from '@shared/config-object';
 import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '@shared/finetune-config';
 import { modelConfigFromPreset, withDecoder, type ModelConfig } from '@shared/model-config';
@@ -26,14 +34,32 @@ export type TorchJob =
       config: { record: FinetuneRecord; model: ModelConfig | null } | null;
       resume?: boolean;
       epochsOverride?: number;
-    };
+    }
+  | { kind: 'evaluate'; config: TorchEvaluationJob };
+
+/** One attack of a PyTorch evaluation, planned here (plan.ts): natural accuracy, or PGD on CE in pixel units. */
+export type TorchPlannedAttack = { key: string; label: string; implementation: string; inWorstCase: boolean } & (
+  { kind: 'natural' } | { kind: 'pgd'; spec: PgdSpec }
+);
+
+/**
+ * An evaluation on the PyTorch engine (python/mimir_torch/evaluate_run.py): the parsed request (its dataset
+ * resolved as training's), the example ids and the dataset's description picked here, the attacks planned.
+ */
+export interface TorchEvaluationJob {
+  request: EvaluationRequest;
+  ids: number[];
+  description: DatasetDescription;
+  attacks: TorchPlannedAttack[];
+  worstCaseImplementation: string;
+}
 
 /**
  * Datasets the PyTorch engine reads: the source with its size resolved, the image size and the classes
  * (an image folder's are listed here, as the tfjs engine lists them, so a missing or empty folder is
  * refused before Python starts).
  */
-async function torchDataset(
+export async function torchDataset(
   source: DatasetSource,
 ): Promise<{ dataset: DatasetSource; imageSize: number; classNames: string[] }> {
   switch (source.kind) {
@@ -66,7 +92,7 @@ function refuseExtraData(extra: ExtraData | undefined): void {
 }
 
 /** The job of `mimir <kind> --resume DIR --engine torch`: the stored checkpoint's config is used. */
-export async function resumeJob(kind: TorchJob['kind'], epochsOverride?: number): Promise<TorchJob> {
+export async function resumeJob(kind: 'pretrain' | 'finetune', epochsOverride?: number): Promise<TorchJob> {
   return kind === 'pretrain'
     ? { kind, config: (await pretrainJob({})).config, resume: true, ...(epochsOverride ? { epochsOverride } : {}) }
     : { kind, config: null, resume: true, ...(epochsOverride ? { epochsOverride } : {}) };

@@ -14,7 +14,8 @@ import { findPythonWithTorch } from '../engine/io/python-torch';
 /**
  * Issue 18 in the app (Chromium, web mode, the real service): a micro ConvNeXt chosen in the new-run
  * form is refused on the tfjs engine with the reason, then runs MIMIR pre-training on the PyTorch
- * engine to done; its checkpoint fine-tunes with PGD-AT on the PyTorch engine through the same API.
+ * engine to done; its checkpoint fine-tunes with PGD-AT on the PyTorch engine through the same API; the
+ * evaluation form says the PyTorch engine evaluates that checkpoint, and the job runner evaluates it there.
  */
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-hier-e2e-'));
@@ -58,7 +59,7 @@ describe('a ConvNeXt run from the form (Chromium, web mode)', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('is refused on tfjs naming the PyTorch engine, pre-trains with MIMIR on torch, then fine-tunes with PGD-AT', async () => {
+  it('is refused on tfjs naming the PyTorch engine, pre-trains with MIMIR on torch, fine-tunes with PGD-AT, evaluates on torch', async () => {
     if (!found.python) throw new Error(found.reason);
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     const problems: string[] = [];
@@ -114,6 +115,34 @@ describe('a ConvNeXt run from the form (Chromium, web mode)', () => {
     });
     const finetuned = await finished(tuned.id);
     expect(finetuned.status, finetuned.error ?? '').toBe('done');
+
+    // The evaluation form says which engine evaluates the fine-tuned ConvNeXt, under its checkpoint field.
+    await page.goto(`${server.url}#/runs/${encodeURIComponent(tuned.id)}`);
+    await page.getByTestId('action-evaluate').click();
+    await page.getByTestId('field-checkpoint').waitFor();
+    const line = page.getByTestId('field-checkpoint-engine');
+    await expect
+      .poll(() => line.textContent(), { timeout: 30_000 })
+      .toMatch(/^Evaluated on the PyTorch engine: the convnext encoder runs there only/);
+    await page.getByTestId('field-checkpoint-engine').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: screenshotPath('hier-evaluate-form-engine'), fullPage: true });
+
+    // The app's job runner evaluates it on the PyTorch engine: natural accuracy equals the held-out one.
+    const evaluation = await callApi<Run>('runs.create', {
+      kind: 'evaluate',
+      name: 'Evaluation of the ConvNeXt',
+      config: {
+        checkpoint: finetuned.lastCheckpoint ?? '',
+        dataset: { kind: 'builtin', size: 16, imageSize: 32, split: 'test' },
+        examples: { count: 8 },
+        attacks: [{ attack: 'natural' }, { attack: 'pgd', steps: 2 }],
+      },
+    });
+    const evaluated = await finished(evaluation.id);
+    expect(evaluated.status, evaluated.error ?? '').toBe('done');
+    expect(evaluated.backend).toBe('torch');
+    expect(evaluated.summary?.natural_accuracy).toBe(finetuned.summary?.heldout_natural_acc);
+    expect(evaluated.summary?.['robust_accuracy/pgd2']).toBeLessThanOrEqual(evaluated.summary?.natural_accuracy ?? -1);
     expect(problems, problems.join('\n')).toEqual([]);
     await page.close();
   }, 600_000);

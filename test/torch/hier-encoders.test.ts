@@ -19,6 +19,8 @@ const MODULES = [
   'tests.test_swin',
   // Through the engine's encoder dispatch: specs, init, transfer from a pre-training, PGD-AT steps.
   'tests.test_hier_dispatch',
+  // The evaluation's PGD (l_inf, l_2, restarts) against a float64 reference on a linear model.
+  'tests.test_evaluate_pgd',
 ];
 /** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */
 const TIMM_MODULES = ['tests.test_timm_parity'];

@@ -3,13 +3,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeSafetensors } from '../../src/engine/io/safetensors';
+import { EvaluationReport } from '../../src/shared/evaluation';
 import { events, runMimir } from '../helpers/cli';
 import { findPythonWithTorch } from '../engine/io/python-torch';
 
 /**
  * Issue 18 through `mimir pretrain|finetune --engine torch`: a micro ConvNeXt (SparK) and a micro Swin
  * (GreenMIM) run MIMIR pre-training to done, their checkpoints hold the encoder under timm's names,
- * and PGD-AT fine-tunes from them; the tfjs engine refuses them naming the PyTorch engine.
+ * PGD-AT fine-tunes from them and `mimir eval` evaluates the result on the PyTorch engine (natural and
+ * PGD); the tfjs engine refuses to train them, naming the PyTorch engine.
  */
 
 const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'mimir-hier-'));
@@ -44,7 +46,7 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
     ['convnext-micro', 'stages.3.blocks.0.mlp.fc2.weight'],
     ['swin-micro', 'layers.2.blocks.1.attn.relative_position_bias_table'],
   ] as const) {
-    it(`${model}: MIMIR pre-training to done, then PGD-AT fine-tuning from its checkpoint`, () => {
+    it(`${model}: MIMIR pre-training to done, PGD-AT fine-tuning from its checkpoint, evaluation on the PyTorch engine`, () => {
       if (!found.python) throw new Error(found.reason);
       const pre = tmp();
       const run = runMimir(
@@ -106,11 +108,49 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
       const epoch = ftEvents.find((e) => e.type === 'metrics' && e.values.heldout_pgd_acc !== undefined);
       expect(epoch).toBeDefined();
       expect(checkpointNames(ftEvents)).toEqual(expect.arrayContaining([encoderName, 'head.fc.weight']));
-      // No engine evaluates it yet: mimir eval (tfjs) says so and where the robust accuracy is.
-      const evaluated = runMimir(['eval', '--model', tuned, '--attacks', 'natural', '--n', '8']);
-      expect(evaluated.status).not.toBe(0);
-      expect(evaluated.stderr).toMatch(
-        /runs on the PyTorch engine only.*cannot run it yet.*held-out natural and PGD accuracy/s,
+      // mimir eval picks the PyTorch engine for it; on the held-out examples (the first 8 of the test split,
+      // PGD-2 at the fine-tuning's step size) its natural accuracy is the fine-tuning's own.
+      const heldOut = epoch?.type === 'metrics' ? epoch.values : {};
+      const evalDir = tmp();
+      const evaluated = runMimir(
+        ['eval', '--model', tuned, '--attacks', 'natural,pgd:2,pgd20', '--n', '8', '--out', evalDir, '--json'],
+        THREADS,
+      );
+      expect(evaluated.status, evaluated.stderr).toBe(0);
+      const report = EvaluationReport.parse(JSON.parse(evaluated.stdout));
+      expect(report.backend).toBe('torch');
+      expect(report.examples.ids).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      expect(report.naturalAccuracy).toBe(heldOut.heldout_natural_acc);
+      expect(report.attacks.map((a) => [a.key, a.protocol.steps, a.protocol.backend])).toEqual([
+        ['natural', null, 'torch'],
+        ['pgd2', 2, 'torch'],
+        ['pgd20', 20, 'torch'],
+      ]);
+      for (const a of report.attacks) {
+        expect(a.robustAccuracy).toBeGreaterThanOrEqual(0);
+        expect(a.robustAccuracy).toBeLessThanOrEqual(report.naturalAccuracy);
+        expect(a.flipped.count).toBe(Math.round((report.naturalAccuracy - a.robustAccuracy) * 8));
+      }
+      expect(report.worstCase?.attacks).toEqual(['pgd2', 'pgd20']);
+      // The file the done event names is the report printed.
+      expect(EvaluationReport.parse(JSON.parse(readFileSync(path.join(evalDir, 'report.json'), 'utf8')))).toEqual(
+        report,
+      );
+      // What only the tfjs engine runs is refused by name, before Python starts.
+      const refused = runMimir([
+        'eval',
+        '--model',
+        tuned,
+        '--attacks',
+        'natural,autoattack,cw',
+        '--n',
+        '8',
+        '--out',
+        tmp(),
+      ]);
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toMatch(
+        /PyTorch engine evaluates natural, pgd20, pgd so far; autoattack, cw run on the TensorFlow\.js engine only/,
       );
     }, 600_000);
   }

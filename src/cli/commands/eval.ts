@@ -9,8 +9,15 @@ import {
   type PgdIterate,
 } from '@shared/evaluation';
 import type { DatasetSourceInput } from '@shared/dataset-config';
+import {
+  EVALUATION_ENGINES,
+  encoderKindOf,
+  evaluationEngineFor,
+  type EvaluationEngine,
+} from '@shared/evaluation-engine';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { datasetFromArg } from '../dataset-arg';
+import type { RunEvent } from '@shared/run-events';
 import { backendOption, positiveInt, commandAction } from '../output';
 import { humanRenderer } from '../progress-line';
 import { readFlagFile } from '../config-file';
@@ -36,6 +43,8 @@ interface EvalOptions {
   pgdKeep: PgdIterate;
   json?: boolean;
   backend?: string;
+  engine?: EvaluationEngine;
+  device?: 'auto' | 'cpu' | 'cuda';
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
@@ -169,6 +178,13 @@ export function registerEval(program: Command): void {
     )
     .option('--no-masking-checks', 'skip the gradient-masking checks')
     .option('--json', 'print the report as one JSON object instead of the table')
+    .addOption(
+      new Option(
+        '--engine <engine>',
+        'tfjs or torch (natural and PGD only); default: torch for the encoders only it runs (ConvNeXt, Swin), else tfjs',
+      ).choices(EVALUATION_ENGINES),
+    )
+    .addOption(new Option('--device <device>', 'torch: auto, cpu or cuda').choices(['auto', 'cpu', 'cuda']))
     .addOption(backendOption())
     .action(
       commandAction(async (options: EvalOptions, json) => {
@@ -225,28 +241,46 @@ export function registerEval(program: Command): void {
           seed: options.seed,
           batchSize: options.batch,
           maskingChecks: options.maskingChecks,
+          ...(options.engine ? { engine: options.engine } : {}),
         };
-        const { selectBackend } = await import('@engine/backend');
+        const { engine, line } = evaluationEngineFor(encoderKindOf(manifest.modelConfig), options.engine);
+        if (engine === 'torch' && options.backend !== undefined) {
+          throw new Error(`--backend chooses a TensorFlow.js backend; ${line} Give --device cpu|cuda instead.`);
+        }
+        if (engine === 'tfjs' && options.device !== undefined) {
+          throw new Error('--device is for the PyTorch engine: add --engine torch.');
+        }
         const { evaluate, EvaluationCancelledError } = await import('@engine/evaluate');
-        await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         const render = json ? null : humanRenderer();
         let finished = false;
+        const run = {
+          outDir,
+          signal: ctrlCSignal(),
+          emit: (event: RunEvent) => {
+            // The closing per-attack lines would repeat the table printed below.
+            if (event.type === 'progress' && event.step === event.totalSteps) finished = true;
+            if (event.type === 'failed' || event.type === 'done' || (finished && event.type === 'log')) return;
+            render?.(event);
+          },
+        };
+        // Said where the PyTorch engine takes over; the tfjs engine is the usual one.
+        if (!json && engine === 'torch') process.stderr.write(`${line}\n`);
         try {
-          const report = await evaluate(request, {
-            outDir,
-            signal: ctrlCSignal(),
-            emit: (event) => {
-              // The closing per-attack lines would repeat the table printed below.
-              if (event.type === 'progress' && event.step === event.totalSteps) finished = true;
-              if (event.type === 'failed' || event.type === 'done' || (finished && event.type === 'log')) return;
-              render?.(event);
-            },
-          });
+          let report: EvaluationReport;
+          if (engine === 'torch') {
+            const { evaluateOnTorch } = await import('@torch/evaluate');
+            report = await evaluateOnTorch(request, { ...run, ...(options.device ? { device: options.device } : {}) });
+          } else {
+            const { selectBackend } = await import('@engine/backend');
+            await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+            report = await evaluate(request, run);
+          }
           process.stdout.write(
             json ? `${JSON.stringify(report)}\n` : formatEvaluationTable(report, path.join(outDir, 'report.json')),
           );
         } catch (error) {
-          if (error instanceof EvaluationCancelledError) {
+          const { TorchRunCancelledError } = await import('@torch/launch');
+          if (error instanceof EvaluationCancelledError || error instanceof TorchRunCancelledError) {
             exitInterrupted('evaluation cancelled');
           }
           throw error;

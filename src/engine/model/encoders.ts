@@ -87,8 +87,8 @@ export function encoderFor(config: ModelConfig): EncoderImpl {
   if (refusal) {
     // Reached by what only this engine does (evaluation, prediction, export, loss landscapes), not by training.
     throw new Error(
-      `${refusal}. Evaluation, prediction, export and loss landscapes run on the TensorFlow.js engine, which ` +
-        `cannot run it yet; a fine-tuning run on the PyTorch engine reports held-out natural and PGD accuracy`,
+      `${refusal}. Prediction, export, loss landscapes and the attacks beyond PGD run on the TensorFlow.js engine, ` +
+        `which cannot run it yet; evaluation with natural accuracy and PGD runs on the PyTorch engine (mimir eval picks it)`,
     );
   }
   throw new Error(`The ${kind} encoder is not implemented on the tfjs engine yet`);

@@ -10,7 +10,7 @@ const DOCS: Record<string, FieldDoc> = {
   checkpoint: {
     label: 'Fine-tuned checkpoint',
     help: 'A fine-tuning checkpoint folder, or a fine-tuning run’s folder (its newest good checkpoint).',
-    widget: { kind: 'checkpoint', checkpointKind: 'finetune' },
+    widget: { kind: 'checkpoint', checkpointKind: 'finetune', engineLine: true },
   },
   ...DATASET_DOCS,
   examples: { label: 'Examples' },
@@ -57,6 +57,10 @@ const DOCS: Record<string, FieldDoc> = {
     help: 'auto: by image size (CIFAR-10-C up to 32 px, then Tiny, then ImageNet).',
   },
   threat: { label: 'Threat model' },
+  engine: {
+    label: 'Engine',
+    help: 'Leave empty to let the checkpoint decide: PyTorch for ConvNeXt and Swin (natural and PGD only), else TensorFlow.js (every attack).',
+  },
   eps: { label: 'ε (/255)', help: 'Radius in 1/255 units: 8 means 8/255.' },
   seed: { label: 'Seed', help: 'Random starts, random picks and corruptions repeat with it.' },
   batchSize: { label: 'Batch size' },
@@ -76,7 +80,7 @@ export const EVALUATE_FORM: FormSpec = {
   node,
   docs: DOCS,
   sections: withOtherSection(node, [
-    { id: 'model', title: 'Model', keys: ['checkpoint'] },
+    { id: 'model', title: 'Model', keys: ['checkpoint', 'engine'] },
     { id: 'examples', title: 'Examples', keys: ['dataset', 'examples'] },
     { id: 'threat', title: 'Threat model', keys: ['threat', 'eps', 'seed', 'batchSize'] },
     { id: 'attacks', title: 'Attacks', keys: ['attacks'] },

@@ -13,7 +13,12 @@ import type { FieldPath } from './paths';
 /** A control other than the one the field's schema shape implies. */
 export type FieldWidget =
   /** A checkpoint path with a picker of the stored runs' checkpoints (of one kind, or any). */
-  | { kind: 'checkpoint'; checkpointKind: CheckpointKind | null }
+  | {
+      kind: 'checkpoint';
+      checkpointKind: CheckpointKind | null;
+      /** Say under the field which engine evaluates the chosen checkpoint (the evaluation form). */
+      engineLine?: boolean;
+    }
   /** The evaluation's attack list as checkboxes, each checked attack with its own settings. */
   | { kind: 'attacks' };
 
