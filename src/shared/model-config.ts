@@ -162,6 +162,59 @@ const MICRO = {
 const VIT_S = { width: 384, depth: 12, heads: 6, ...PAPER_DECODER };
 const VIT_B = { width: 768, depth: 12, heads: 12, ...PAPER_DECODER };
 
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/**
+ * A ConvNeXt preset (PyTorch engine): width its last stage's channels, depth all its blocks, one
+ * decoder block of decoderWidth (SparK's coarsest), patch size the stem's stride.
+ */
+function convnextPreset(
+  description: string,
+  stages: { depths: number[]; dims: number[] },
+  rest: { decoderWidth: number; defaultImageSize: number; stemStride: number },
+): PresetSpec {
+  const { depths, dims } = stages;
+  const width = dims[dims.length - 1];
+  if (width === undefined) throw new Error(`ConvNeXt preset "${description}" has no stages`);
+  return {
+    description,
+    width,
+    depth: sum(depths),
+    heads: 1,
+    decoderWidth: rest.decoderWidth,
+    decoderDepth: 1,
+    decoderHeads: 1,
+    defaultImageSize: rest.defaultImageSize,
+    patchSizeFor: () => rest.stemStride,
+    encoder: () => ({ kind: 'convnext', depths: [...depths], dims: [...dims] }),
+  };
+}
+
+/** A Swin preset (PyTorch engine): depth all its blocks, heads its first stage's. */
+function swinPreset(
+  description: string,
+  stages: { width: number; depths: number[]; stageHeads: [number, ...number[]]; windowSize: number },
+  rest: {
+    decoderWidth: number;
+    decoderDepth: number;
+    decoderHeads: number;
+    defaultImageSize: number;
+    patchSize: number;
+  },
+): PresetSpec {
+  const { width, depths, stageHeads, windowSize } = stages;
+  const { patchSize, ...decoderAndImage } = rest;
+  return {
+    description,
+    width,
+    depth: sum(depths),
+    heads: stageHeads[0],
+    ...decoderAndImage,
+    patchSizeFor: () => patchSize,
+    encoder: () => ({ kind: 'swin', depths: [...depths], stageHeads: [...stageHeads], windowSize }),
+  };
+}
+
 const PRESETS: Record<ModelPreset, PresetSpec> = {
   micro: {
     description: 'tests and demos: width 32, depth 2, 2 heads, decoder 32 x 1 x 2, a 4 x 4 patch grid',
@@ -218,58 +271,27 @@ const PRESETS: Record<ModelPreset, PresetSpec> = {
     patchSizeFor: paperPatchSize,
     encoder: convStem(48),
   },
-  // width: ConvNeXt's last stage width, Swin's embedding width; depth: all blocks; heads: Swin's first stage's.
   // decoderWidth: SparK's coarsest decoder width (halved per stage) / GreenMIM's MAE decoder.
-  'convnext-micro': {
-    description:
-      'ConvNeXt for tests and demos: 4 stages of 1 block, 16, 32, 64, 128 channels, stem stride 1 (8 px mask cells at 32 px); PyTorch engine',
-    width: 128,
-    depth: 4,
-    heads: 1,
-    decoderWidth: 32,
-    decoderDepth: 1,
-    decoderHeads: 1,
-    defaultImageSize: 32,
-    patchSizeFor: () => 1,
-    encoder: () => ({ kind: 'convnext', depths: [1, 1, 1, 1], dims: [16, 32, 64, 128] }),
-  },
-  'convnext-t': {
-    description:
-      "ConvNeXt-T (timm's convnext_tiny): blocks 3, 3, 9, 3, channels 96 to 768, stem stride 4; PyTorch engine",
-    width: 768,
-    depth: 18,
-    heads: 1,
-    decoderWidth: 512,
-    decoderDepth: 1,
-    decoderHeads: 1,
-    defaultImageSize: 224,
-    patchSizeFor: () => 4,
-    encoder: () => ({ kind: 'convnext', depths: [3, 3, 9, 3], dims: [96, 192, 384, 768] }),
-  },
-  'swin-micro': {
-    description:
-      'Swin for tests and demos: patch 2, width 16, 3 stages of 2 blocks with 1, 2, 4 heads, window 4; PyTorch engine',
-    width: 16,
-    depth: 6,
-    heads: 1,
-    decoderWidth: 32,
-    decoderDepth: 1,
-    decoderHeads: 2,
-    defaultImageSize: 32,
-    patchSizeFor: () => 2,
-    encoder: () => ({ kind: 'swin', depths: [2, 2, 2], stageHeads: [1, 2, 4], windowSize: 4 }),
-  },
-  'swin-b': {
-    description:
-      "Swin-B (timm's swin_base_patch4_window7_224): patch 4, width 128, blocks 2, 2, 18, 2, window 7; PyTorch engine",
-    width: 128,
-    depth: 24,
-    heads: 4,
-    ...PAPER_DECODER,
-    defaultImageSize: 224,
-    patchSizeFor: () => 4,
-    encoder: () => ({ kind: 'swin', depths: [2, 2, 18, 2], stageHeads: [4, 8, 16, 32], windowSize: 7 }),
-  },
+  'convnext-micro': convnextPreset(
+    'ConvNeXt for tests and demos: 4 stages of 1 block, 16, 32, 64, 128 channels, stem stride 1 (8 px mask cells at 32 px); PyTorch engine',
+    { depths: [1, 1, 1, 1], dims: [16, 32, 64, 128] },
+    { decoderWidth: 32, defaultImageSize: 32, stemStride: 1 },
+  ),
+  'convnext-t': convnextPreset(
+    "ConvNeXt-T (timm's convnext_tiny): blocks 3, 3, 9, 3, channels 96 to 768, stem stride 4; PyTorch engine",
+    { depths: [3, 3, 9, 3], dims: [96, 192, 384, 768] },
+    { decoderWidth: 512, defaultImageSize: 224, stemStride: 4 },
+  ),
+  'swin-micro': swinPreset(
+    'Swin for tests and demos: patch 2, width 16, 3 stages of 2 blocks with 1, 2, 4 heads, window 4; PyTorch engine',
+    { width: 16, depths: [2, 2, 2], stageHeads: [1, 2, 4], windowSize: 4 },
+    { decoderWidth: 32, decoderDepth: 1, decoderHeads: 2, defaultImageSize: 32, patchSize: 2 },
+  ),
+  'swin-b': swinPreset(
+    "Swin-B (timm's swin_base_patch4_window7_224): patch 4, width 128, blocks 2, 2, 18, 2, window 7; PyTorch engine",
+    { width: 128, depths: [2, 2, 18, 2], stageHeads: [4, 8, 16, 32], windowSize: 7 },
+    { ...PAPER_DECODER, defaultImageSize: 224, patchSize: 4 },
+  ),
   'convit-micro': {
     description:
       'the micro model as a ConViT (4 heads, GPSA in block 1, the cls token joining before block 2) for tests and demos',

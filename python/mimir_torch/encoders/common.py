@@ -135,7 +135,7 @@ def token_encode_visible_with_layer(
     encode: TokenEncoder, params: Params, c: ModelConfig, patches: torch.Tensor, visible_ids: torch.Tensor,
     block_number: int, final_norm: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """model.encode_visible_with_layer for a token encoder (encoder-parts.ts tokenEncodeVisibleWithLayer):
+    """model.encode_visible_with_layer for a token encoder (encoder-parts.ts tokenEncoderImpl's encodeVisible):
     block_number 0 ('last') with the final norm is the latent; else block k's output (counted from 1),
     through the final norm when `final_norm`."""
     if block_number > c.depth:

@@ -31,20 +31,21 @@ export function transpose2d(w: WeightArray): WeightArray {
 }
 
 /**
- * Every entry (row i, column j, channel c, output o) of a patch embedding, with its index in our
- * [p*p*C, D] layout and in torch's conv weight [D, C, p, p].
+ * Every entry (row i, column j, input c, output o) of a convolution kernel, with its index in the
+ * HWIO layout [kh, kw, in, out] (a patch embedding's [p*p*C, D] is that with kh = kw = p) and in
+ * torch's [out, in, kh, kw].
  */
-function forEachPatchWeight(
-  patch: number,
-  channels: number,
-  d: number,
-  visit: (ours: number, conv: number) => void,
+function forEachConvWeight(
+  kh: number,
+  kw: number,
+  cin: number,
+  cout: number,
+  visit: (hwio: number, torch: number) => void,
 ): void {
-  for (let i = 0; i < patch; i++)
-    for (let j = 0; j < patch; j++)
-      for (let c = 0; c < channels; c++)
-        for (let o = 0; o < d; o++)
-          visit(((i * patch + j) * channels + c) * d + o, ((o * channels + c) * patch + i) * patch + j);
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++)
+      for (let c = 0; c < cin; c++)
+        for (let o = 0; o < cout; o++) visit(((i * kw + j) * cin + c) * cout + o, ((o * cin + c) * kh + i) * kw + j);
 }
 
 /** [p*p*C, D] (row i, column j, channel c; c fastest) -> torch conv weight [D, C, p, p]. */
@@ -53,7 +54,7 @@ export function patchWeightToConv(w: WeightArray, patch: number, channels: numbe
   if (k !== patch * patch * channels)
     throw new Error(`patch_embed.proj.weight [${w.shape}] is not [${patch}*${patch}*${channels}, D]`);
   const data = new Float32Array(w.data.length);
-  forEachPatchWeight(patch, channels, d, (ours, conv) => (data[conv] = w.data[ours] ?? 0));
+  forEachConvWeight(patch, patch, channels, d, (ours, conv) => (data[conv] = w.data[ours] ?? 0));
   return { shape: [d, channels, patch, patch], data };
 }
 
@@ -62,7 +63,7 @@ export function convToPatchWeight(w: WeightArray): WeightArray {
   if (w.shape.length !== 4 || patch !== patch2)
     throw new Error(`patch_embed.proj.weight [${w.shape}] is not a square conv kernel [D, C, p, p]`);
   const data = new Float32Array(w.data.length);
-  forEachPatchWeight(patch, channels, d, (ours, conv) => (data[ours] = w.data[conv] ?? 0));
+  forEachConvWeight(patch, patch, channels, d, (ours, conv) => (data[ours] = w.data[conv] ?? 0));
   return { shape: [patch * patch * channels, d], data };
 }
 
@@ -70,11 +71,7 @@ export function convToPatchWeight(w: WeightArray): WeightArray {
 export function hwioToTorch(w: WeightArray): WeightArray {
   const [kh, kw, cin, cout] = w.shape as [number, number, number, number];
   const data = new Float32Array(w.data.length);
-  for (let i = 0; i < kh; i++)
-    for (let j = 0; j < kw; j++)
-      for (let c = 0; c < cin; c++)
-        for (let o = 0; o < cout; o++)
-          data[((o * cin + c) * kh + i) * kw + j] = w.data[((i * kw + j) * cin + c) * cout + o] ?? 0;
+  forEachConvWeight(kh, kw, cin, cout, (hwio, torch) => (data[torch] = w.data[hwio] ?? 0));
   return { shape: [cout, cin, kh, kw], data };
 }
 
@@ -83,11 +80,7 @@ export function torchToHwio(w: WeightArray): WeightArray {
   if (w.shape.length !== 4) throw new Error(`a convolution kernel must be [out, in, kh, kw], got [${w.shape}]`);
   const [cout, cin, kh, kw] = w.shape as [number, number, number, number];
   const data = new Float32Array(w.data.length);
-  for (let i = 0; i < kh; i++)
-    for (let j = 0; j < kw; j++)
-      for (let c = 0; c < cin; c++)
-        for (let o = 0; o < cout; o++)
-          data[((i * kw + j) * cin + c) * cout + o] = w.data[((o * cin + c) * kh + i) * kw + j] ?? 0;
+  forEachConvWeight(kh, kw, cin, cout, (hwio, torch) => (data[hwio] = w.data[torch] ?? 0));
   return { shape: [kh, kw, cin, cout], data };
 }
 

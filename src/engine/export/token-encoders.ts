@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ModelConfig } from '@shared/model-config';
-import { caitOf } from '../model/cait';
 import { convitOf } from '../model/convit';
+import { encoderOfKind } from '../model/encoder-parts';
 import { classifierParamSpecs, maeParamSpecs, type ParamSpec } from '../model/params';
 import { EXPORT_FORMAT, EXPORT_VERSION } from './config';
 import { patchWeightToConv, transpose2d, type Weights } from './layout';
@@ -33,6 +33,21 @@ export type TimmTokenModel =
 const sameArgs = (a: Record<string, unknown>, b: Record<string, unknown>) =>
   Object.entries(b).every(([k, v]) => a[k] === v);
 
+/** The constructor arguments timm's token-pooled ViT classes share, in timm's order. */
+function timmTokenArgs(config: ModelConfig, numClasses: number, embedDim: number) {
+  return {
+    img_size: config.imageSize,
+    patch_size: config.patchSize,
+    in_chans: config.channels,
+    num_classes: numClasses,
+    global_pool: 'token',
+    embed_dim: embedDim,
+    depth: config.depth,
+    num_heads: config.heads,
+    mlp_ratio: config.mlpRatio,
+  };
+}
+
 /**
  * The timm model that rebuilds a ConViT: `architecture` names timm's registered model (convit_small)
  * when the arguments are exactly its, else the class (ConVit) to build with `model_args`.
@@ -41,15 +56,7 @@ const sameArgs = (a: Record<string, unknown>, b: Record<string, unknown>) =>
 export function timmConvitModel(config: ModelConfig, numClasses: number): TimmTokenModel {
   const enc = convitOf(config);
   const args = {
-    img_size: config.imageSize,
-    patch_size: config.patchSize,
-    in_chans: config.channels,
-    num_classes: numClasses,
-    global_pool: 'token',
-    embed_dim: config.width / config.heads,
-    depth: config.depth,
-    num_heads: config.heads,
-    mlp_ratio: config.mlpRatio,
+    ...timmTokenArgs(config, numClasses, config.width / config.heads),
     qkv_bias: enc.qkvBias,
     local_up_to_layer: enc.localUpToLayer,
     locality_strength: enc.localityStrength,
@@ -70,17 +77,9 @@ export function timmConvitModel(config: ModelConfig, numClasses: number): TimmTo
 
 /** The timm model that rebuilds a CaiT: cait_s24_224 when the arguments are exactly its, else the class Cait. */
 export function timmCaitModel(config: ModelConfig, numClasses: number): TimmTokenModel {
-  const enc = caitOf(config);
+  const enc = encoderOfKind(config, 'cait');
   const args = {
-    img_size: config.imageSize,
-    patch_size: config.patchSize,
-    in_chans: config.channels,
-    num_classes: numClasses,
-    global_pool: 'token',
-    embed_dim: config.width,
-    depth: config.depth,
-    num_heads: config.heads,
-    mlp_ratio: config.mlpRatio,
+    ...timmTokenArgs(config, numClasses, config.width),
     qkv_bias: enc.qkvBias,
     init_values: enc.layerScaleInit,
     depth_token_only: enc.classAttentionBlocks,

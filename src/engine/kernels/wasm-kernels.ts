@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { isRecord } from '@shared/unknown-value';
 import { activeWasmThreads } from '../wasm-threads';
+import { dims2, gemmShape } from './kernel-args';
 import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-wasm';
 import { MAX_TASKS, SCRATCH, SingleThreadRunner, TEMP, ThreadPoolRunner, type KernelRunner, type Task } from './runner';
 
@@ -157,13 +158,6 @@ function float32(t: tf.TensorInfo, what: string): number {
   return t.shape.reduce((a, b) => a * b, 1);
 }
 
-function dims2(t: tf.TensorInfo, what: string): [number, number] {
-  const [r, c] = t.shape;
-  if (t.shape.length !== 2 || r === undefined || c === undefined) throw new Error(`${what} must be 2-D`);
-  if (t.dtype !== 'float32') throw new Error(`${what} must be float32`);
-  return [r, c];
-}
-
 function attr(attrs: tf.NamedAttrMap, name: string): number {
   const v = attrs[name];
   if (typeof v === 'boolean') return v ? 1 : 0;
@@ -197,12 +191,7 @@ export function registerWasmKernels(): void {
     const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
     const transA = attr(attrs ?? {}, 'transposeA');
     const transB = attr(attrs ?? {}, 'transposeB');
-    const [ar, ac] = dims2(a, 'a');
-    const [br, bc] = dims2(b, 'b');
-    const [m, k] = transA ? [ac, ar] : [ar, ac];
-    const [kb, n] = transB ? [bc, br] : [br, bc];
-    if (k !== kb) throw new Error(`gemm: inner dimensions ${k} and ${kb} differ`);
-    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
+    const { m, n, k, aCols: ac, bCols: bc } = gemmShape(a, b, bias, transA !== 0, transB !== 0);
     const out = heap.makeOutput([m, n]);
     const [pa, pb, pc] = [heap.pointerOf(a), heap.pointerOf(b), heap.pointerOf(out)];
     const alpha = attr(attrs ?? {}, 'alpha');

@@ -1,26 +1,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { EncoderConfig } from '@shared/encoder-config';
-import { gridSize, type ModelConfig } from '@shared/model-config';
-import type { EncoderImpl } from './encoders';
+import type { ModelConfig } from '@shared/model-config';
 import {
   dense,
-  embeddingSpecs,
-  learnedPositions,
+  embedTokens,
+  encoderOfKind,
   mlp,
   mlpSpecs,
   preNormBlock,
-  sincosPosEmbedInit,
-  tokenClassifierForward,
-  tokenEncodeVisibleWithLayer,
-  tokenHeadSpecs,
+  tokenEncoderImpl,
   type TokenEncoder,
 } from './encoder-parts';
 import { fromHeads, toHeads } from './gpsa';
 import { linearSpecs, normSpecs, type ParamSpec } from './param-specs';
 import { getParam, type ParamMap } from './params';
-import { embedPatches } from './tokens';
 import { linearLayer, normLayer, vec, type ForwardOptions } from './transformer';
-import { patchEmbedding } from './vit';
 
 /**
  * CaiT (Touvron et al. 2021) with timm's names (timm.models.cait.Cait, global_pool='token'):
@@ -42,13 +36,7 @@ import { patchEmbedding } from './vit';
  */
 export type CaitEncoder = Extract<EncoderConfig, { kind: 'cait' }>;
 
-export function caitOf(config: ModelConfig): CaitEncoder {
-  const enc = config.encoder;
-  if (enc.kind !== 'cait') throw new Error(`the model's encoder is ${enc.kind}, not cait`);
-  return enc;
-}
-
-/** LayerScale's gammas, set to layerScaleInit by caitAdjustInit. */
+/** LayerScale's gammas, set to layerScaleInit by caitAdjustBlocks. */
 function layerScaleSpecs(prefix: string, width: number): ParamSpec[] {
   return ([1, 2] as const).map((k) => ({
     name: `${prefix}.gamma_${k}`,
@@ -87,9 +75,9 @@ function classAttentionBlockSpecs(prefix: string, config: ModelConfig, enc: Cait
   ];
 }
 
-function caitBackboneSpecs(config: ModelConfig): ParamSpec[] {
-  const enc = caitOf(config);
-  const specs = embeddingSpecs(config);
+function caitBlockSpecs(config: ModelConfig): ParamSpec[] {
+  const enc = encoderOfKind(config, 'cait');
+  const specs: ParamSpec[] = [];
   for (let i = 0; i < config.depth; i++) specs.push(...selfAttentionBlockSpecs(`blocks.${i}`, config, enc));
   for (let j = 0; j < enc.classAttentionBlocks; j++) {
     specs.push(...classAttentionBlockSpecs(`blocks_token_only.${j}`, config, enc));
@@ -97,10 +85,9 @@ function caitBackboneSpecs(config: ModelConfig): ParamSpec[] {
   return specs;
 }
 
-/** pos_embed the sin-cos table (the authors' MAE variant), every LayerScale gamma = layerScaleInit. */
-function caitAdjustInit(config: ModelConfig, params: ParamMap): void {
-  const enc = caitOf(config);
-  sincosPosEmbedInit(config, params);
+/** Every LayerScale gamma = layerScaleInit (after pos_embed's sin-cos table, the authors' MAE variant). */
+function caitAdjustBlocks(config: ModelConfig, params: ParamMap): void {
+  const enc = encoderOfKind(config, 'cait');
   for (const [name, v] of params) {
     if (/\.gamma_[12]$/.test(name)) {
       const t = tf.fill(v.shape, enc.layerScaleInit);
@@ -175,17 +162,13 @@ function classAttentionBlock(
 
 /** The CaiT encoder as a TokenEncoder for this config (called inside its caller's tf.tidy). */
 export function caitEncoder(config: ModelConfig): TokenEncoder {
-  const enc = caitOf(config);
+  const enc = encoderOfKind(config, 'cait');
   return (params, patches, ids, options, blockOutputs) => {
     const [n, m] = patches.shape;
     const d = config.width;
-    const grid = gridSize(config);
     const rate = options.dropPath?.rate ?? 0;
     const shape = { batch: n, tokens: m, heads: config.heads };
-    let x = tf.reshape(embedPatches(params, config, patches, learnedPositions(params, ids, grid * grid, d), options), [
-      n * m,
-      d,
-    ]) as tf.Tensor2D;
+    let x = embedTokens(params, config, patches, ids, options);
     for (let i = 0; i < config.depth; i++) {
       const prefix = `blocks.${i}`;
       const attend = (h: tf.Tensor2D) =>
@@ -207,14 +190,4 @@ export function caitEncoder(config: ModelConfig): TokenEncoder {
   };
 }
 
-export const caitEncoderImpl: EncoderImpl = {
-  backboneSpecs: caitBackboneSpecs,
-  headSpecs: tokenHeadSpecs,
-  maeInput: (config, images, mask) => patchEmbedding.maeInput(config, images, mask),
-  encodeVisible: (params, config, input, visibleIds, layer, options) =>
-    tokenEncodeVisibleWithLayer(caitEncoder(config), params, config, input, visibleIds, layer, options),
-  classifierForward: (params, config, images, options, tapBlock) =>
-    tokenClassifierForward(caitEncoder(config), params, config, images, options, tapBlock),
-  frozenInPretraining: () => false,
-  adjustInit: caitAdjustInit,
-};
+export const caitEncoderImpl = tokenEncoderImpl(caitEncoder, caitBlockSpecs, caitAdjustBlocks);

@@ -2,26 +2,20 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { EncoderConfig } from '@shared/encoder-config';
 import { gridSize, type ModelConfig } from '@shared/model-config';
 import { multiHeadAttention } from './attention';
-import type { EncoderImpl } from './encoders';
 import {
   assignValues,
   dense,
-  embeddingSpecs,
-  learnedPositions,
+  embedTokens,
+  encoderOfKind,
   mlpSpecs,
   preNormBlock,
-  sincosPosEmbedInit,
-  tokenClassifierForward,
-  tokenEncodeVisibleWithLayer,
-  tokenHeadSpecs,
+  tokenEncoderImpl,
   type TokenEncoder,
 } from './encoder-parts';
 import { gatedPositionalAttention, localInit, relativePositionTensor } from './gpsa';
 import { linearSpecs, normSpecs, type ParamSpec } from './param-specs';
 import { getParam, type ParamMap } from './params';
-import { embedPatches } from './tokens';
 import { dropPathRates, linearLayer, mat, normLayer, prependCls, vec } from './transformer';
-import { patchEmbedding } from './vit';
 
 /**
  * ConViT (d'Ascoli et al. 2021) with timm's names (timm.models.convit.ConVit, global_pool='token'):
@@ -39,8 +33,7 @@ import { patchEmbedding } from './vit';
 export type ConvitEncoder = Extract<EncoderConfig, { kind: 'convit' }>;
 
 export function convitOf(config: ModelConfig): ConvitEncoder {
-  const enc = config.encoder;
-  if (enc.kind !== 'convit') throw new Error(`the model's encoder is ${enc.kind}, not convit`);
+  const enc = encoderOfKind(config, 'convit');
   if (enc.localUpToLayer >= config.depth) {
     throw new Error(
       `ConViT localUpToLayer ${enc.localUpToLayer} must be < depth ${config.depth}: the cls token joins before that block`,
@@ -49,7 +42,7 @@ export function convitOf(config: ModelConfig): ConvitEncoder {
   return enc;
 }
 
-function convitBlockSpecs(prefix: string, config: ModelConfig, enc: ConvitEncoder, gpsa: boolean): ParamSpec[] {
+function oneBlockSpecs(prefix: string, config: ModelConfig, enc: ConvitEncoder, gpsa: boolean): ParamSpec[] {
   const d = config.width;
   const h = config.heads;
   const attn = gpsa
@@ -69,19 +62,18 @@ function convitBlockSpecs(prefix: string, config: ModelConfig, enc: ConvitEncode
   ];
 }
 
-function convitBackboneSpecs(config: ModelConfig): ParamSpec[] {
+function convitBlockSpecs(config: ModelConfig): ParamSpec[] {
   const enc = convitOf(config);
-  const specs = embeddingSpecs(config);
+  const specs: ParamSpec[] = [];
   for (let i = 0; i < config.depth; i++) {
-    specs.push(...convitBlockSpecs(`blocks.${i}`, config, enc, i < enc.localUpToLayer));
+    specs.push(...oneBlockSpecs(`blocks.${i}`, config, enc, i < enc.localUpToLayer));
   }
   return specs;
 }
 
-/** pos_embed the sin-cos table (the authors' MAE variant), then timm's GPSA local_init; gating_param 1. */
-function convitAdjustInit(config: ModelConfig, params: ParamMap): void {
+/** timm's GPSA local_init, gating_param 1 (after pos_embed's sin-cos table, the authors' MAE variant). */
+function convitAdjustBlocks(config: ModelConfig, params: ParamMap): void {
   const enc = convitOf(config);
-  sincosPosEmbedInit(config, params);
   for (let i = 0; i < enc.localUpToLayer; i++) {
     const prefix = `blocks.${i}.attn`;
     const pos = getParam(params, `${prefix}.pos_proj.weight`).dataSync().slice() as Float32Array;
@@ -95,16 +87,14 @@ function convitAdjustInit(config: ModelConfig, params: ParamMap): void {
 /** The ConViT encoder as a TokenEncoder for this config. */
 export function convitEncoder(config: ModelConfig): TokenEncoder {
   const enc = convitOf(config);
-  // Called inside its caller's tf.tidy (tokenClassifierForward, tokenMaeForward), which frees the intermediates.
+  // Called inside its caller's tf.tidy (tokenEncoderImpl's classifierForward and encodeVisible), which frees the intermediates.
   return (params, patches, ids, options, blockOutputs) => {
     const [n, m] = patches.shape;
     const d = config.width;
-    const grid = gridSize(config);
-    const pos = learnedPositions(params, ids, grid * grid, d);
-    const rel = relativePositionTensor(ids, grid);
+    const rel = relativePositionTensor(ids, gridSize(config));
     const rates = dropPathRates(options.dropPath?.rate ?? 0, config.depth);
     let tokens = m;
-    let x = tf.reshape(embedPatches(params, config, patches, pos, options), [n * m, d]) as tf.Tensor2D;
+    let x = embedTokens(params, config, patches, ids, options);
     for (let i = 0; i < config.depth; i++) {
       const prefix = `blocks.${i}`;
       if (i === enc.localUpToLayer) {
@@ -140,14 +130,4 @@ export function convitEncoder(config: ModelConfig): TokenEncoder {
   };
 }
 
-export const convitEncoderImpl: EncoderImpl = {
-  backboneSpecs: convitBackboneSpecs,
-  headSpecs: tokenHeadSpecs,
-  maeInput: (config, images, mask) => patchEmbedding.maeInput(config, images, mask),
-  encodeVisible: (params, config, input, visibleIds, layer, options) =>
-    tokenEncodeVisibleWithLayer(convitEncoder(config), params, config, input, visibleIds, layer, options),
-  classifierForward: (params, config, images, options, tapBlock) =>
-    tokenClassifierForward(convitEncoder(config), params, config, images, options, tapBlock),
-  frozenInPretraining: () => false,
-  adjustInit: convitAdjustInit,
-};
+export const convitEncoderImpl = tokenEncoderImpl(convitEncoder, convitBlockSpecs, convitAdjustBlocks);

@@ -72,6 +72,19 @@ function stemSpecs(config: ModelConfig): ParamSpec[] {
 }
 
 /**
+ * The gradient of one tap k (0..2) of a stride-2 3x3 window along one axis: t [B, out, 1, X] placed
+ * at padded position 2 * o + k of `padded` (even), laid out as [B, padded / 2, 2, X].
+ */
+function placeTap(t: tf.Tensor, k: number, out: number, padded: number): tf.Tensor {
+  return tf.pad(t, [
+    [0, 0],
+    [k >> 1, padded / 2 - out - (k >> 1)],
+    [k & 1, 1 - (k & 1)],
+    [0, 0],
+  ]);
+}
+
+/**
  * im2col of a 3x3, stride-2, padding-1 convolution: x [N, H, W, C] (H, W even) -> [N * H/2 * W/2, 9C],
  * columns in (kernel row, kernel column, channel) order, channel fastest (an HWIO kernel's rows).
  * Built from rank-4 reshapes and slices of the padded input: padded row 2o + d is row o + (d >> 1)
@@ -109,22 +122,10 @@ export function im2colStride2(x: tf.Tensor4D): tf.Tensor2D {
         for (let di = 0; di < 3; di++) {
           let r: tf.Tensor | null = null;
           for (let dj = 0; dj < 3; dj++) {
-            const tap = tf.reshape(parts[di * 3 + dj] as tf.Tensor, [n * ho, wo, 1, c]);
-            const placed = tf.pad(tap, [
-              [0, 0],
-              [dj >> 1, wp / 2 - wo - (dj >> 1)],
-              [dj & 1, 1 - (dj & 1)],
-              [0, 0],
-            ]);
+            const placed = placeTap(tf.reshape(parts[di * 3 + dj] as tf.Tensor, [n * ho, wo, 1, c]), dj, wo, wp);
             r = r ? tf.add(r, placed) : placed;
           }
-          const row = tf.reshape(r as tf.Tensor, [n, ho, 1, wp * c]);
-          const placedRow = tf.pad(row, [
-            [0, 0],
-            [di >> 1, hp / 2 - ho - (di >> 1)],
-            [di & 1, 1 - (di & 1)],
-            [0, 0],
-          ]);
+          const placedRow = placeTap(tf.reshape(r as tf.Tensor, [n, ho, 1, wp * c]), di, ho, hp);
           rowsGrad = rowsGrad ? tf.add(rowsGrad, placedRow) : placedRow;
         }
         const padded = tf.reshape(rowsGrad as tf.Tensor, [n, hp, wp, c]);

@@ -1,14 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { miBlockIndex, type MiLayer } from '@shared/mi-config';
+import type { EncoderConfig } from '@shared/encoder-config';
+import { miBlockIndex } from '@shared/mi-config';
 import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
-import type { ClassifierOutput } from './classifier';
+import type { EncoderImpl } from './encoders';
 import { gelu, linearNoBias } from './layers';
-import { linearSpecs, normSpecs, type ParamSpec } from './param-specs';
+import { linearSpecs, normHeadSpecs, type ParamSpec } from './param-specs';
 import { getParam, type ParamMap } from './params';
 import { patchify } from './patches';
 import { sincosPosEmbed } from './pos-embed';
-import type { VisibleIds } from './tokens';
+import { embedPatches } from './tokens';
 import { linearLayer, mat, normLayer, residual, vec, type ForwardOptions } from './transformer';
+import { patchEmbedding } from './vit';
 
 /**
  * Pieces shared by the encoders with timm's token layout (ConViT, CaiT): a learned position
@@ -17,6 +19,16 @@ import { linearLayer, mat, normLayer, residual, vec, type ForwardOptions } from 
  * classifier reading the cls token (timm's global_pool='token') into `head`. In the workbench's MAE,
  * `norm` is the shared one before the decoder; the classifier's `norm` and `head` start fresh at fine-tuning.
  */
+
+/** The model's encoder settings, which must be of this kind. */
+export function encoderOfKind<K extends EncoderConfig['kind']>(
+  config: ModelConfig,
+  kind: K,
+): Extract<EncoderConfig, { kind: K }> {
+  const enc = config.encoder;
+  if (enc.kind !== kind) throw new Error(`the model's encoder is ${enc.kind}, not ${kind}`);
+  return enc as Extract<EncoderConfig, { kind: K }>;
+}
 
 export function mlpSpecs(prefix: string, width: number, mlpRatio: number): ParamSpec[] {
   const hidden = Math.round(width * mlpRatio);
@@ -43,12 +55,7 @@ export function embeddingSpecs(config: ModelConfig): ParamSpec[] {
 
 /** timm's token-pooled head: the final `norm` and the linear head, fresh at fine-tuning. */
 export function tokenHeadSpecs(config: ModelConfig, numClasses: number, headInitStd: number): ParamSpec[] {
-  const d = config.width;
-  return [
-    ...normSpecs('norm', d),
-    { name: 'head.weight', shape: [d, numClasses], role: 'weight', init: { kind: 'normal', std: headInitStd } },
-    { name: 'head.bias', shape: [numClasses], role: 'bias', init: { kind: 'zeros' } },
-  ];
+  return normHeadSpecs('norm', config.width, numClasses, headInitStd);
 }
 
 export function assignValues(params: ParamMap, name: string, values: Float32Array): void {
@@ -102,6 +109,20 @@ export function preNormBlock(
   return residual(x1, scaled(2, m), dropRate, rng, batch);
 }
 
+/** The patch tokens [N*M, D] at their learned positions (of `ids`, as learnedPositions takes them). */
+export function embedTokens(
+  params: ParamMap,
+  config: ModelConfig,
+  patches: tf.Tensor3D,
+  ids: ArrayLike<number>[] | undefined,
+  options: ForwardOptions,
+): tf.Tensor2D {
+  const [n, m] = patches.shape;
+  const d = config.width;
+  const pos = learnedPositions(params, ids, gridSize(config) ** 2, d);
+  return tf.reshape(embedPatches(params, config, patches, pos, options), [n * m, d]);
+}
+
 /**
  * The learned position embeddings of the given patch ids per sample ([N, M, D]), or of every patch
  * ([1, L, D]). The rows are picked by a product with a one-hot matrix: differentiable on every backend.
@@ -137,58 +158,60 @@ export type TokenEncoder = (
   blockOutputs?: tf.Tensor3D[],
 ) => tf.Tensor3D;
 
-/** timm's token-pooled classifier (global_pool='token'): head(norm(tokens)[:, 0]). */
-export function tokenClassifierForward(
-  encode: TokenEncoder,
-  params: ParamMap,
-  config: ModelConfig,
-  images: tf.Tensor4D,
-  options: ForwardOptions = {},
-  tapBlock?: number,
-): ClassifierOutput {
-  return tf.tidy(() => {
-    const n = images.shape[0];
-    const blockOutputs: tf.Tensor3D[] = [];
-    const tokens = encode(params, patchify(images, config.patchSize), undefined, options, blockOutputs);
-    const pooled = tf.reshape(tf.slice(tokens, [0, 0, 0], [n, 1, config.width]), [n, config.width]) as tf.Tensor2D;
-    const tapped = tapBlock === undefined ? undefined : blockOutputs[tapBlock];
-    if (tapBlock !== undefined && !tapped) {
-      throw new Error(`no block ${tapBlock + 1} to tap (the encoder has ${blockOutputs.length} blocks)`);
-    }
-    return { logits: linearLayer(params, 'head', pooled, options), tokens, pooled, ...(tapped ? { tapped } : {}) };
-  });
-}
-
 /**
- * encodeVisibleWithLayer for a token encoder: the latent on the visible patches and the features MI
- * takes (mi.layer): the latent itself for the default layer (the whole encoder, after the final
- * norm); else block k's output, through the final norm when `layer.finalNorm`. Blocks before the cls
- * token joins (ConViT's GPSA blocks, CaiT's self-attention stage) give the patch tokens only.
+ * The EncoderImpl of a token encoder: embeddingSpecs then the encoder's `blockSpecs`, pos_embed
+ * starting at the sin-cos table then the encoder's own `adjustBlocks`, the patch embedding's MAE
+ * input (the visible patches), and the encoder built per config for:
+ * - classifierForward: timm's token-pooled classifier (global_pool='token'), head(norm(tokens)[:, 0]);
+ * - encodeVisible: the latent on the visible patches and the features MI takes (mi.layer): the
+ *   latent itself for the default layer (the whole encoder, after the final norm); else block k's
+ *   output, through the final norm when `layer.finalNorm`. Blocks before the cls token joins
+ *   (ConViT's GPSA blocks, CaiT's self-attention stage) give the patch tokens only.
  */
-export function tokenEncodeVisibleWithLayer(
-  encode: TokenEncoder,
-  params: ParamMap,
-  config: ModelConfig,
-  patches: tf.Tensor3D,
-  visibleIds: VisibleIds,
-  layer: MiLayer,
-  options: ForwardOptions = {},
-): { latent: tf.Tensor3D; features: tf.Tensor3D } {
-  const tapped = miBlockIndex(layer, config.depth);
-  return tf.tidy(() => {
-    const ids = visibleIds instanceof tf.Tensor ? (visibleIds.arraySync() as number[][]) : visibleIds.visible;
-    if (ids.length !== patches.shape[0] || (ids[0]?.length ?? 0) !== patches.shape[1]) {
-      throw new Error(
-        `visible ids for ${ids.length} x ${ids[0]?.length ?? 0} patches do not match patches [${patches.shape}]`,
-      );
-    }
-    const blockOutputs: tf.Tensor3D[] = [];
-    const latent = encode(params, patches, ids, options, blockOutputs);
-    if (layer.block === 'last' && layer.finalNorm) return { latent, features: latent };
-    const block = blockOutputs[tapped] as tf.Tensor3D;
-    if (!layer.finalNorm) return { latent, features: block };
-    const [n, t, d] = block.shape;
-    const normed = normLayer(params, 'norm', tf.reshape(block, [n * t, d]) as tf.Tensor2D, options);
-    return { latent, features: tf.reshape(normed, [n, t, d]) as tf.Tensor3D };
-  });
+export function tokenEncoderImpl(
+  encoder: (config: ModelConfig) => TokenEncoder,
+  blockSpecs: (config: ModelConfig) => ParamSpec[],
+  adjustBlocks: (config: ModelConfig, params: ParamMap) => void,
+): EncoderImpl {
+  return {
+    backboneSpecs: (config) => [...embeddingSpecs(config), ...blockSpecs(config)],
+    headSpecs: tokenHeadSpecs,
+    maeInput: (config, images, mask) => patchEmbedding.maeInput(config, images, mask),
+    encodeVisible: (params, config, patches, visibleIds, layer, options) => {
+      const tapped = miBlockIndex(layer, config.depth);
+      return tf.tidy(() => {
+        const ids = visibleIds instanceof tf.Tensor ? (visibleIds.arraySync() as number[][]) : visibleIds.visible;
+        if (ids.length !== patches.shape[0] || (ids[0]?.length ?? 0) !== patches.shape[1]) {
+          throw new Error(
+            `visible ids for ${ids.length} x ${ids[0]?.length ?? 0} patches do not match patches [${patches.shape}]`,
+          );
+        }
+        const blockOutputs: tf.Tensor3D[] = [];
+        const latent = encoder(config)(params, patches, ids, options, blockOutputs);
+        if (layer.block === 'last' && layer.finalNorm) return { latent, features: latent };
+        const block = blockOutputs[tapped] as tf.Tensor3D;
+        if (!layer.finalNorm) return { latent, features: block };
+        const [n, t, d] = block.shape;
+        const normed = normLayer(params, 'norm', tf.reshape(block, [n * t, d]) as tf.Tensor2D, options);
+        return { latent, features: tf.reshape(normed, [n, t, d]) as tf.Tensor3D };
+      });
+    },
+    classifierForward: (params, config, images, options, tapBlock) =>
+      tf.tidy(() => {
+        const n = images.shape[0];
+        const blockOutputs: tf.Tensor3D[] = [];
+        const tokens = encoder(config)(params, patchify(images, config.patchSize), undefined, options, blockOutputs);
+        const pooled = tf.reshape(tf.slice(tokens, [0, 0, 0], [n, 1, config.width]), [n, config.width]) as tf.Tensor2D;
+        const tapped = tapBlock === undefined ? undefined : blockOutputs[tapBlock];
+        if (tapBlock !== undefined && !tapped) {
+          throw new Error(`no block ${tapBlock + 1} to tap (the encoder has ${blockOutputs.length} blocks)`);
+        }
+        return { logits: linearLayer(params, 'head', pooled, options), tokens, pooled, ...(tapped ? { tapped } : {}) };
+      }),
+    frozenInPretraining: () => false,
+    adjustInit: (config, params) => {
+      sincosPosEmbedInit(config, params);
+      adjustBlocks(config, params);
+    },
+  };
 }

@@ -43,6 +43,15 @@ export function normSpecs(prefix: string, width: number): ParamSpec[] {
   ];
 }
 
+/** A classifier head: the LayerNorm `norm` then the linear `head` [width, numClasses]. */
+export function normHeadSpecs(norm: string, width: number, numClasses: number, headInitStd: number): ParamSpec[] {
+  return [
+    ...normSpecs(norm, width),
+    { name: 'head.weight', shape: [width, numClasses], role: 'weight', init: { kind: 'normal', std: headInitStd } },
+    { name: 'head.bias', shape: [numClasses], role: 'bias', init: { kind: 'zeros' } },
+  ];
+}
+
 export function blockSpecs(prefix: string, width: number, mlpRatio: number): ParamSpec[] {
   const hidden = Math.round(width * mlpRatio);
   return [

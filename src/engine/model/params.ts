@@ -107,10 +107,15 @@ export function initParams(specs: ParamSpec[], rng: Rng): ParamMap {
   return params;
 }
 
-export function initMaeParams(config: ModelConfig, rng: Rng): ParamMap {
-  const params = initParams(maeParamSpecs(config), rng);
+/** Every spec drawn in order, then the encoder's initial values that are not plain draws. */
+function initModelParams(config: ModelConfig, specs: ParamSpec[], rng: Rng): ParamMap {
+  const params = initParams(specs, rng);
   encoderFor(config).adjustInit?.(config, params);
   return params;
+}
+
+export function initMaeParams(config: ModelConfig, rng: Rng): ParamMap {
+  return initModelParams(config, maeParamSpecs(config), rng);
 }
 
 export function initClassifierParams(
@@ -119,9 +124,7 @@ export function initClassifierParams(
   rng: Rng,
   options: ClassifierInitOptions = {},
 ): ParamMap {
-  const params = initParams(classifierParamSpecs(config, numClasses, options), rng);
-  encoderFor(config).adjustInit?.(config, params);
-  return params;
+  return initModelParams(config, classifierParamSpecs(config, numClasses, options), rng);
 }
 
 /**

@@ -4,7 +4,7 @@ import { gridSize, patchDim, type ModelConfig } from '@shared/model-config';
 import type { ClassifierOutput } from './classifier';
 import type { EncoderImpl } from './encoders';
 import type { PatchMask } from './masking';
-import { blockSpecs, normSpecs, type ParamSpec } from './param-specs';
+import { blockSpecs, normHeadSpecs, type ParamSpec } from './param-specs';
 import type { ParamMap } from './params';
 import { gatherPatches, normalizePatches, patchify } from './patches';
 import { patchPosEmbed, visibleIdTensor, visiblePosEmbed } from './tokens';
@@ -71,12 +71,7 @@ export const patchEmbedding: TokenEmbedding = {
 
 /** fc_norm and the linear head: the classifier's parameters after a ViT backbone. */
 export function avgPoolHeadSpecs(config: ModelConfig, numClasses: number, headInitStd: number): ParamSpec[] {
-  const d = config.width;
-  return [
-    ...normSpecs('fc_norm', d),
-    { name: 'head.weight', shape: [d, numClasses], role: 'weight', init: { kind: 'normal', std: headInitStd } },
-    { name: 'head.bias', shape: [numClasses], role: 'bias', init: { kind: 'zeros' } },
-  ];
+  return normHeadSpecs('fc_norm', config.width, numClasses, headInitStd);
 }
 
 /** A ViT over `embedding`: cls token, sin-cos positions, pre-norm blocks, mean-pooled patch tokens. */

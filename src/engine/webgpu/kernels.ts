@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import { isRecord } from '@shared/unknown-value';
+import { dims2, gemmShape } from '../kernels/kernel-args';
 import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram } from './attention-programs';
 import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
 
@@ -28,13 +29,6 @@ function runnerOf(backend: unknown): ProgramRunner {
   return backend as unknown as ProgramRunner;
 }
 
-function dims2(t: tf.TensorInfo, what: string): [number, number] {
-  const [r, c] = t.shape;
-  if (t.shape.length !== 2 || r === undefined || c === undefined) throw new Error(`${what} must be 2-D`);
-  if (t.dtype !== 'float32') throw new Error(`${what} must be float32`);
-  return [r, c];
-}
-
 function flag(attrs: tf.NamedAttrMap | undefined, name: string): boolean {
   const v = attrs?.[name];
   return v === true || v === 1;
@@ -59,12 +53,7 @@ export function registerWebgpuKernels(): void {
     const { a, b, bias } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo };
     const transA = flag(attrs, 'transposeA');
     const transB = flag(attrs, 'transposeB');
-    const [ar, ac] = dims2(a, 'a');
-    const [br, bc] = dims2(b, 'b');
-    const [m, k] = transA ? [ac, ar] : [ar, ac];
-    const [kb, n] = transB ? [bc, br] : [br, bc];
-    if (k !== kb) throw new Error(`gemm: inner dimensions ${k} and ${kb} differ`);
-    if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n)) throw new Error(`gemm: bias must be [${n}]`);
+    const { m, n, k, aCols: ac, bCols: bc } = gemmShape(a, b, bias, transA, transB);
     if (attrs?.alpha !== undefined && attrs.alpha !== 1) throw new Error('gemm on webgpu: alpha must be 1');
     return runnerOf(backend).runWebGPUProgram(
       gemmProgram(m, n, { transA, transB, bias: bias !== undefined, vecA: ac % 4 === 0, vecB: bc % 4 === 0 }),

@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convitEncoder } from '../../../src/engine/model/convit';
-import { tokenEncodeVisibleWithLayer } from '../../../src/engine/model/encoder-parts';
+import { convitEncoderImpl } from '../../../src/engine/model/convit';
 import { relativePositions } from '../../../src/engine/model/gpsa';
 import {
   classifierForward,
@@ -16,6 +15,7 @@ import {
   type ParamMap,
   type PatchMask,
 } from '../../../src/engine/model';
+import type { MiLayer } from '../../../src/shared/mi-config';
 import type { ModelConfig } from '../../../src/shared/model-config';
 import { useBackend } from '../../helpers/backend';
 import { flat, maxAbsDiff, microConfig, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
@@ -309,21 +309,20 @@ describe('MI features of the token encoders (mi.layer)', () => {
     randomizeParams(params, rng);
     const images = randomImages(rng, 2, config);
     const mask = randomMasking(rng, 2, 16, 0.75);
-    const encode = convitEncoder(convitConfig);
     const patches = visiblePatches(config, images.tensor, mask);
-    const last = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 'last', finalNorm: true });
+    const encode = (ids: Parameters<typeof convitEncoderImpl.encodeVisible>[3], layer: MiLayer) =>
+      convitEncoderImpl.encodeVisible(params, convitConfig, patches, ids, layer, {});
+    const last = encode(mask, { block: 'last', finalNorm: true });
     expect(last.features).toBe(last.latent);
     expect(last.latent.shape).toEqual([2, 5, config.width]);
-    const first = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 1, finalNorm: false });
+    const first = encode(mask, { block: 1, finalNorm: false });
     expect(first.features.shape).toEqual([2, 4, config.width]);
-    const deepest = tokenEncodeVisibleWithLayer(encode, params, config, patches, mask.visibleIds, {
+    const deepest = encode(mask.visibleIds, {
       block: config.depth,
       finalNorm: true,
     });
     expect(maxAbsDiff(deepest.features.dataSync(), last.latent.dataSync())).toBeLessThan(1e-6);
-    expect(() =>
-      tokenEncodeVisibleWithLayer(encode, params, config, patches, mask, { block: 3, finalNorm: true }),
-    ).toThrow(/past the encoder's 2 blocks/);
+    expect(() => encode(mask, { block: 3, finalNorm: true })).toThrow(/past the encoder's 2 blocks/);
     for (const t of [last.latent, first.latent, first.features, deepest.latent, deepest.features, patches]) t.dispose();
     mask.dispose();
     images.tensor.dispose();

@@ -39,6 +39,17 @@ describe('ConvNeXt and Swin presets', () => {
     expect(modelConfigFromPreset('swin-micro')).toMatchObject({ imageSize: 32, patchSize: 2, width: 16 });
   });
 
+  it('derive width, depth and heads from their stages (ConvNeXt: last stage width; Swin: first stage heads)', () => {
+    const sizes = (preset: 'convnext-micro' | 'convnext-t' | 'swin-micro' | 'swin-b') => {
+      const c = modelConfigFromPreset(preset);
+      return [c.width, c.depth, c.heads, c.decoderWidth, c.decoderDepth, c.decoderHeads, c.imageSize, c.patchSize];
+    };
+    expect(sizes('convnext-micro')).toEqual([128, 4, 1, 32, 1, 1, 32, 1]);
+    expect(sizes('convnext-t')).toEqual([768, 18, 1, 512, 1, 1, 224, 4]);
+    expect(sizes('swin-micro')).toEqual([16, 6, 1, 32, 1, 2, 32, 2]);
+    expect(sizes('swin-b')).toEqual([128, 24, 4, 128, 2, 16, 224, 4]);
+  });
+
   it('are refused on the tfjs engine, for pre-training and fine-tuning from scratch, naming the PyTorch engine', () => {
     const dataset = { kind: 'builtin', size: 32, imageSize: 32 };
     for (const model of ['convnext-micro', 'swin-micro', 'convnext-t', 'swin-b'] as const) {

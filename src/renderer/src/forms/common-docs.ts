@@ -6,7 +6,7 @@ import {
   type ModelPreset,
 } from '@shared/model-config';
 import { formatModelSummary } from '@shared/model-summary';
-import type { FieldDoc } from './form-spec';
+import { docKey, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt, type FieldPath } from './paths';
 
 /** Docs of the fields several run kinds share: the dataset source, augmentation and model. */
@@ -97,6 +97,15 @@ export const AUGMENTATION_DOCS: Record<string, FieldDoc> = {
   'augmentation.ratio': { label: 'Aspect ratio [min, max]', help: 'Log-uniform aspect ratio of the crop.' },
   'augmentation.flip': { label: 'Horizontal flip' },
   'augmentation.padding': { label: 'Padding (px)' },
+};
+
+/** Docs of the training runs (pre-training, fine-tuning): data, engine, augmentation and optimizer. */
+export const TRAINING_RUN_DOCS: Record<string, FieldDoc> = {
+  ...DATASET_DOCS,
+  ...TRAIN_FRACTION_DOCS,
+  ...ENGINE_DOCS,
+  ...AUGMENTATION_DOCS,
+  ...OPTIMIZER_DOCS,
 };
 
 export const MODEL_DOCS: Record<string, FieldDoc> = {
@@ -198,4 +207,12 @@ export function customModelFrom(config: unknown, modelPath: FieldPath): Record<s
       return null;
     }
   }
+}
+
+/** A form's hooks for its model field at doc key `key`: the value's help, and a custom model from the preset. */
+export function modelFieldHooks(key: string): Pick<FormSpec, 'valueHelp' | 'objectOptionStart'> {
+  return {
+    valueHelp: (path, value, config) => (docKey(path) === key ? presetHelp(value, config) : null),
+    objectOptionStart: (path, config) => (docKey(path) === key ? customModelFrom(config, path) : null),
+  };
 }

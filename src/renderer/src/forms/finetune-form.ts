@@ -1,14 +1,5 @@
 import { FinetuneConfig } from '@shared/finetune-config';
-import {
-  AUGMENTATION_DOCS,
-  customModelFrom,
-  DATASET_DOCS,
-  ENGINE_DOCS,
-  MODEL_DOCS,
-  OPTIMIZER_DOCS,
-  presetHelp,
-  TRAIN_FRACTION_DOCS,
-} from './common-docs';
+import { MODEL_DOCS, modelFieldHooks, TRAINING_RUN_DOCS } from './common-docs';
 import { docKey, objectNode, prefixDocs, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -43,14 +34,11 @@ const DOCS: Record<string, FieldDoc> = {
   },
   ...prefixDocs('source.model', MODEL_DOCS, 'model'),
   'source.model': { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
-  ...DATASET_DOCS,
-  ...TRAIN_FRACTION_DOCS,
-  ...ENGINE_DOCS,
+  ...TRAINING_RUN_DOCS,
   engine: {
     label: 'Engine',
     help: 'Empty or TensorFlow.js: this machine’s engine process. PyTorch (python3 with torch; see mimir doctor) fine-tunes with every method and augmentation.',
   },
-  ...AUGMENTATION_DOCS,
   randAugment: { label: 'RandAugment', help: 'torchvision’s RandAugment on top of the augmentation above.' },
   'randAugment.numOps': { label: 'Operations per image' },
   'randAugment.magnitude': { label: 'Magnitude (bin)' },
@@ -98,7 +86,6 @@ const DOCS: Record<string, FieldDoc> = {
   'apgdAt.rho': { label: 'ρ' },
   epochs: { label: 'Epochs' },
   batchSize: { label: 'Batch size' },
-  ...OPTIMIZER_DOCS,
   'optimizer.baseLr': {
     label: 'Base learning rate',
     help: 'The run uses baseLr × batchSize / 256; default 5e-3 (CIFAR-10, built-in), else 1e-3.',
@@ -157,6 +144,5 @@ export const FINETUNE_FORM: FormSpec = {
     const owner = METHOD_SETTINGS[String(path[0])];
     return path.length === 1 && owner !== undefined && getAt(config, ['method']) !== owner;
   },
-  valueHelp: (path, value, config) => (docKey(path) === 'source.model' ? presetHelp(value, config) : null),
-  objectOptionStart: (path, config) => (docKey(path) === 'source.model' ? customModelFrom(config, path) : null),
+  ...modelFieldHooks('source.model'),
 };

@@ -1,16 +1,7 @@
 import { MiEstimator } from '@shared/mi-config';
 import { expectedPenaltyShare, negligiblePenaltyWarning } from '@shared/mi-penalty';
 import { PretrainConfig } from '@shared/pretrain-config';
-import {
-  AUGMENTATION_DOCS,
-  customModelFrom,
-  DATASET_DOCS,
-  ENGINE_DOCS,
-  MODEL_DOCS,
-  OPTIMIZER_DOCS,
-  presetHelp,
-  TRAIN_FRACTION_DOCS,
-} from './common-docs';
+import { MODEL_DOCS, modelFieldHooks, TRAINING_RUN_DOCS } from './common-docs';
 import { docKey, objectNode, withOtherSection, type FieldDoc, type FormSpec } from './form-spec';
 import { getAt } from './paths';
 
@@ -28,10 +19,7 @@ const DOCS: Record<string, FieldDoc> = {
     help: 'Reconstruct per-patch normalised pixels (MAE’s norm_pix_loss).',
   },
   seed: { label: 'Seed', help: 'Runs with the same seed and config repeat exactly.' },
-  ...DATASET_DOCS,
-  ...TRAIN_FRACTION_DOCS,
-  ...ENGINE_DOCS,
-  ...AUGMENTATION_DOCS,
+  ...TRAINING_RUN_DOCS,
   ...MODEL_DOCS,
   model: { ...MODEL_DOCS.model, optionNames: ['Preset', 'Custom'] },
   attack: { label: 'Attack' },
@@ -98,7 +86,6 @@ const DOCS: Record<string, FieldDoc> = {
     label: 'Penalty gradient ratio every (steps)',
     help: 'Record ‖∇ λ·MI‖ / ‖∇ recon‖ on the encoder at step 1 and every N steps (an extra backward pass); 0: never.',
   },
-  ...OPTIMIZER_DOCS,
   'optimizer.baseLr': { label: 'Base learning rate', help: 'The run uses baseLr × batchSize / 256.' },
   checkpointEvery: { label: 'Checkpoint every (epochs)', help: 'And always at the end.' },
   keepCheckpoints: { label: 'Keep checkpoints', help: 'Older ones are deleted; the final one is always kept.' },
@@ -166,6 +153,5 @@ export const PRETRAIN_FORM: FormSpec = {
     return (mode === 'mae' || mode === 'adv-mae') && key === 'mi.lambda';
   },
   warnings: penaltyWarnings,
-  valueHelp: (path, value, config) => (docKey(path) === 'model' ? presetHelp(value, config) : null),
-  objectOptionStart: (path, config) => (docKey(path) === 'model' ? customModelFrom(config, path) : null),
+  ...modelFieldHooks('model'),
 };
