@@ -43,17 +43,11 @@ export async function evaluateOnTorch(
     );
   }
   const { openDataset } = await import('@engine/data');
-  const { selectExamples } = await import('@engine/evaluate/evaluate');
+  const { requestedExamples } = await import('@engine/evaluate/evaluate');
   const { planEvaluation, implementationOf } = await import('@engine/evaluate/plan');
   const { noEvidenceFlags } = await import('@engine/evaluate/evidence');
   const dataset = await openDataset(request.dataset);
-  const ids = selectExamples(
-    dataset.length,
-    request.examples.count,
-    request.examples.pick,
-    request.seed,
-    request.examples.ids,
-  );
+  const ids = requestedExamples(request, dataset.length);
   const plan = planEvaluation(request, dataset.imageSize);
   const attacks: TorchPlannedAttack[] = plan.attacks.map((planned) => {
     if (planned.kind === 'natural') {

@@ -75,6 +75,12 @@ export function selectExamples(
   return distinctSample(length, n, seed);
 }
 
+/** The examples a request names, in a split of `length` examples (selectExamples with its fields). */
+export function requestedExamples(request: EvaluationRequest, length: number): number[] {
+  const { count, pick, ids } = request.examples;
+  return selectExamples(length, count, pick, request.seed, ids);
+}
+
 function isGradientAttack(planned: PlannedAttack): boolean {
   if (planned.kind === 'natural') return false;
   if (planned.kind === 'autoattack') return true;
@@ -122,13 +128,7 @@ async function runEvaluation(
     const ckpt = model.checkpoint;
     const dataset = await openDataset(request.dataset);
     checkCompatible(dataset, ckpt.modelConfig.imageSize, ckpt.numClasses, ckpt.classNames, emit);
-    const ids = selectExamples(
-      dataset.length,
-      request.examples.count,
-      request.examples.pick,
-      request.seed,
-      request.examples.ids,
-    );
+    const ids = requestedExamples(request, dataset.length);
     const source = `${dataset.description.kind}/${dataset.description.split}`;
     const examples: EvaluatedExamples = { count: ids.length, ids, source };
     const plan = planEvaluation(request, dataset.imageSize);

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { WebgpuAdapter } from '@shared/system';
 
 /**
  * Dawn's probe, run in a child process. Loading Dawn makes the Vulkan loader and drivers write to
@@ -10,15 +11,7 @@ import { z } from 'zod';
  * them. The child's stderr is dropped; its one JSON line says what it found.
  */
 
-const Limits = z.object({
-  maxComputeWorkgroupStorageSize: z.number(),
-  maxComputeInvocationsPerWorkgroup: z.number(),
-  maxComputeWorkgroupSizeX: z.number(),
-  maxComputeWorkgroupsPerDimension: z.number(),
-  maxStorageBufferBindingSize: z.number(),
-  maxBufferSize: z.number(),
-  maxStorageBuffersPerShaderStage: z.number(),
-});
+const Limits = WebgpuAdapter.shape.limits;
 
 export const ChildProbe = z.union([
   z.object({ loadError: z.string() }),
