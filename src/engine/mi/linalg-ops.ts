@@ -24,7 +24,7 @@ export function readForCpu(x: tf.Tensor, what: string): Float32Array | Int32Arra
   if (tf.getBackend() === 'webgpu') {
     throw new Error(
       `${what} works in float64 on the CPU and reads its input synchronously, which the webgpu backend cannot do under Node: ` +
-        "on webgpu use the MI estimator 'nhsic' or 'hsic' with the fixed kernel bandwidth, or run on another backend (--backend wasm).",
+        "on webgpu use the MI estimator 'nhsic' or 'hsic', or run on another backend (--backend wasm).",
     );
   }
   return x.dataSync();

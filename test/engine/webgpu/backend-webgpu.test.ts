@@ -84,10 +84,7 @@ describe('the webgpu backend on SwiftShader (a CPU adapter)', () => {
     const value = (await hsic.data())[0] ?? NaN;
     expect(Number.isFinite(value) && value > 0).toBe(true);
     expect(() => mutualInformation('renyi', a, b)).toThrow(
-      /reads its input synchronously, which the webgpu backend cannot do under Node: on webgpu use the MI estimator 'nhsic' or 'hsic' with the fixed kernel bandwidth/,
-    );
-    expect(() => mutualInformation('hsic', a, b, { bandwidth: 'median' })).toThrow(
-      /^the median kernel bandwidth works in float64/,
+      /reads its input synchronously, which the webgpu backend cannot do under Node: on webgpu use the MI estimator 'nhsic' or 'hsic', or run on another backend/,
     );
     tf.dispose([a, b, hsic]);
   }, 120_000);

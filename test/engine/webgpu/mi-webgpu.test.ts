@@ -4,7 +4,14 @@ import { selectBackend } from '../../../src/engine/backend';
 import { mutualInformation } from '../../../src/engine/mi/mutual-information';
 import { Rng } from '../../../src/engine/rng';
 import { takeWebgpuDeviceErrors } from '../../../src/engine/webgpu/adapter';
-import { finiteDifferenceGradient, nhsicRef, randomMatrix, type Matrix, type RefOptions } from '../mi/reference';
+import {
+  finiteDifferenceGradient,
+  hsicRef,
+  nhsicRef,
+  randomMatrix,
+  type Matrix,
+  type RefOptions,
+} from '../mi/reference';
 import { useSwiftShader } from './swiftshader';
 
 const DEFAULTS: RefOptions = { sigma: 5, bandwidth: 'fixed', alpha: 1.01, epsR: 1e-5 };
@@ -79,6 +86,46 @@ describe('nHSIC on webgpu (SwiftShader), with no synchronous read', () => {
       );
       expect(errA).toBeLessThan(1e-2);
       expect(errB).toBeLessThan(1e-2);
+    }
+    expect(takeWebgpuDeviceErrors()).toEqual([]);
+  }, 300_000);
+
+  it('with the median bandwidth: HSIC and nHSIC match the float64 reference, their gradients the cpu backend', async () => {
+    const rng = new Rng(17);
+    const options: Partial<RefOptions> = { bandwidth: 'median' };
+    const opts = { ...DEFAULTS, ...options };
+    // 21 pairs (an odd count: the middle one) and 276 (even: the mean of the middle two).
+    for (const n of [7, 24]) {
+      const [a, b] = dependentPair(rng, n, 6, 4);
+      for (const [estimator, ref] of [
+        ['hsic', hsicRef],
+        ['nhsic', nhsicRef],
+      ] as const) {
+        const want = ref(a, b, opts);
+        const run = (): { value: tf.Scalar; grads: tf.Tensor[] } =>
+          tf.tidy(() => {
+            const { value, grads } = tf.valueAndGrads((x: tf.Tensor, y: tf.Tensor) =>
+              mutualInformation(estimator, x, y, options),
+            )([tf.tensor2d(a), tf.tensor2d(b)]);
+            return { value: value as tf.Scalar, grads };
+          });
+        const gpu = run();
+        const got = (await gpu.value.data())[0] ?? Number.NaN;
+        const gpuGrads = await Promise.all(gpu.grads.map(async (g) => Array.from(await g.data())));
+        tf.dispose([gpu.value, ...gpu.grads]);
+        await selectBackend({ backend: 'cpu', forcedBy: 'env' }, 'cli');
+        const cpu = run();
+        const cpuGrads = cpu.grads.map((g) => Array.from(g.dataSync()));
+        tf.dispose([cpu.value, ...cpu.grads]);
+        expect((await selectBackend({ backend: 'webgpu', forcedBy: 'env' }, 'cli')).chosen).toBe('webgpu');
+        const error = Math.abs(got - want) / Math.abs(want);
+        const gradError = Math.max(...cpuGrads.map((g, i) => normDifference(gpuGrads[i] ?? [], g)));
+        console.log(
+          `webgpu ${estimator} median N ${n}: ${got} vs ${want}, relative error ${error.toExponential(2)}; gradient vs cpu ${gradError.toExponential(2)}`,
+        );
+        expect(error, `${estimator} N ${n}`).toBeLessThan(1e-4);
+        expect(gradError, `${estimator} N ${n}`).toBeLessThan(1e-3);
+      }
     }
     expect(takeWebgpuDeviceErrors()).toEqual([]);
   }, 300_000);
