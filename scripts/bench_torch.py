@@ -44,6 +44,7 @@ DEFAULTS = {
     "pretrainEps": 8,
     "pretrainAlpha": 10,
     "attackSteps": 1,
+    "miEstimator": "hsic",
     "miLambda": 1e-5,
     "miSigma": 5.0,
     "pgdEps": 8,
@@ -94,7 +95,7 @@ def pretrain_settings(s):
             "maskRatio": s["maskRatio"],
             "normPixLoss": True,
             "attack": {"steps": s["attackSteps"], "eps": s["pretrainEps"], "alpha": s["pretrainAlpha"], "perturb": "visible", "attackMask": "shared"},
-            "mi": {"estimator": "hsic", "sigma": s["miSigma"], "bandwidth": "fixed", "alpha": 1.01, "epsR": 1e-5, "lambda": s["miLambda"]},
+            "mi": {"estimator": s["miEstimator"], "sigma": s["miSigma"], "bandwidth": "fixed", "alpha": 1.01, "epsR": 1e-5, "lambda": s["miLambda"]},
         }
     )
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ModelConfig } from '@shared/model-config';
+import { MiEstimator } from '@shared/mi-config';
 
 /**
  * What `mimir bench` measures: the model, the batch and the two training steps, in one flat object
@@ -32,6 +33,8 @@ export const BenchSettings = z.object({
   pretrainEps: z.number().positive().default(8),
   pretrainAlpha: z.number().positive().default(10),
   attackSteps: count(1).default(1),
+  /** hsic by default: the bench's speed anchor was measured with it. */
+  miEstimator: MiEstimator.default('hsic'),
   miLambda: z.number().min(0).default(1e-5),
   miSigma: z.number().positive().default(5),
   /** The PGD-AT step: l_inf PGD from a uniform random start. */

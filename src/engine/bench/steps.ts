@@ -57,7 +57,7 @@ export function pretrainBenchStep(s: BenchSettings, tap?: GradientTap): BenchSte
   const run = {
     mode: 'mimir' as const,
     attack: PretrainAttack.parse({ steps: s.attackSteps, eps: s.pretrainEps, alpha: s.pretrainAlpha }),
-    mi: PretrainMi.parse({ estimator: 'hsic', lambda: s.miLambda, sigma: s.miSigma }),
+    mi: PretrainMi.parse({ estimator: s.miEstimator, lambda: s.miLambda, sigma: s.miSigma }),
     maskRatio: s.maskRatio,
     normPixLoss: true,
   };

@@ -31,9 +31,13 @@ export function gaussianKernelExponent(x: tf.Tensor2D, bandwidth: KernelBandwidt
     // -||x_i - x_j||^2 / 2, at most 0.
     const gram = gramMatrix(centred);
     const negHalfDist = tf.minimum<tf.Tensor2D>(tf.sub(tf.sub(gram, halfSq), tf.reshape(halfSq, [1, n])), 0);
+    const offDiagonal = tf.sub(1, tf.eye(n));
+    // webgpu cannot read the distances synchronously: there the median stays on the device.
+    if (bandwidth.bandwidth === 'median' && tf.getBackend() === 'webgpu') {
+      return tf.mul(negHalfDist, tf.div(offDiagonal, medianSquaredDistanceOnDevice(negHalfDist)));
+    }
     const s2 =
       bandwidth.bandwidth === 'median' ? medianSquaredDistance(negHalfDist) : bandwidth.sigma * bandwidth.sigma * d;
-    const offDiagonal = tf.sub(1, tf.eye(n));
     return tf.mul(negHalfDist, tf.mul(offDiagonal, 1 / s2));
   });
 }
@@ -92,4 +96,33 @@ function medianSquaredDistance(negHalfDist: tf.Tensor2D): number {
   if (median > 0) return median;
   const mean = total / count;
   return mean > 0 ? mean : 1;
+}
+
+/**
+ * medianSquaredDistance as a tensor, with no read back (for the webgpu backend): the n(n-1)/2 pair
+ * distances gathered from the upper triangle, the smallest half taken by topK, and the same fallbacks
+ * (the mean, then 1). A constant for gradients, like the CPU one. Non-finite features make it NaN
+ * instead of an error: nothing is read here.
+ */
+function medianSquaredDistanceOnDevice(negHalfDist: tf.Tensor2D): tf.Scalar {
+  const n = negHalfDist.shape[0];
+  const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = inputs[0];
+    if (!(x instanceof tf.Tensor)) throw new Error('the median kernel bandwidth: expected one tensor.');
+    const upper: number[] = [];
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) upper.push(i * n + j);
+    const count = upper.length;
+    if (count === 0) return { value: tf.scalar(1), gradFunc: () => tf.zerosLike(x) };
+    // -2 * (-||x_i - x_j||^2 / 2): the pair distances; topK of their negatives gives the smallest first.
+    const negDist = tf.mul(tf.gather(tf.reshape(x, [-1]), tf.tensor1d(upper, 'int32')), 2);
+    const mid = count >> 1;
+    const smallest = tf.neg(tf.topk(negDist, mid + 1).values);
+    const median =
+      count % 2 === 1 ? tf.reshape(tf.slice(smallest, [mid], [1]), []) : tf.mean(tf.slice(smallest, [mid - 1], [2]));
+    const mean = tf.neg(tf.mean(negDist));
+    const positive = (v: tf.Tensor): tf.Tensor => tf.greater(v, 0);
+    const s2 = tf.where(positive(median), median, tf.where(positive(mean), mean, tf.onesLike(mean)));
+    return { value: s2, gradFunc: () => tf.zerosLike(x) };
+  });
+  return op(negHalfDist) as tf.Scalar;
 }

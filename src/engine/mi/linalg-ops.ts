@@ -2,7 +2,8 @@
  * Differentiable tensor ops built on the float64 JavaScript linear algebra of ./linalg: the
  * forward pass reads the matrix, works in float64 and returns float32; the backward pass is written
  * by hand (tf.customGrad) and runs as TensorFlow.js matMuls. Each reads its input synchronously, so
- * it serves the cpu, wasm and tensorflow backends (not webgpu, whose dataSync fails under Node).
+ * it serves the cpu, wasm and tensorflow backends. The webgpu backend cannot read synchronously under
+ * Node (dataSync fails): there regularisedProjection inverts on the device, in float32 tensor ops.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { invertInPlace, symmetricEigen, type SymmetricEigen } from './linalg';
@@ -23,7 +24,7 @@ export function readForCpu(x: tf.Tensor, what: string): Float32Array | Int32Arra
   if (tf.getBackend() === 'webgpu') {
     throw new Error(
       `${what} works in float64 on the CPU and reads its input synchronously, which the webgpu backend cannot do under Node: ` +
-        "on webgpu use the MI estimator 'hsic' with the fixed kernel bandwidth, or run on another backend (--backend wasm).",
+        "on webgpu use the MI estimator 'nhsic' or 'hsic', or run on another backend (--backend wasm).",
     );
   }
   return x.dataSync();
@@ -47,6 +48,8 @@ export function regularisedProjection(k: tf.Tensor2D, c: number): tf.Tensor2D {
   if (!(c > 0)) throw new Error(`regularisedProjection: the ridge must be positive, got ${c}.`);
   const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const x = squareMatrix(inputs, 'regularisedProjection');
+    const save = inputs[1];
+    if (tf.getBackend() === 'webgpu' && typeof save === 'function') return projectionOnDevice(x, c, save);
     const n = x.shape[0];
     const m = Float64Array.from(readFinite(x, 'regularisedProjection'));
     for (let i = 0; i < n; i++) m[i * n + i] = (m[i * n + i] as number) + c;
@@ -72,6 +75,58 @@ export function regularisedProjection(k: tf.Tensor2D, c: number): tf.Tensor2D {
     };
   });
   return op(k) as tf.Tensor2D;
+}
+
+/**
+ * regularisedProjection's forward and backward in tensor ops, with no read back: for the webgpu
+ * backend. M = K + c I is inverted in float32 by Gauss-Jordan elimination without pivoting, which is
+ * stable for nHSIC's symmetric positive-definite M (H K H is positive semi-definite, c > 0). A
+ * non-finite input is not detected here (no read): it makes the value NaN, which the step's loss shows.
+ * The forward runs inside the engine's tidy; only the value and the saved Q survive it.
+ */
+function projectionOnDevice(
+  k: tf.Tensor2D,
+  c: number,
+  save: tf.GradSaveFunc,
+): { value: tf.Tensor2D; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor } {
+  const n = k.shape[0];
+  const inverse = invertOnDevice(tf.add(k, tf.mul(tf.eye(n), c)));
+  save([tf.mul(tf.transpose(inverse), Math.sqrt(c))]);
+  return {
+    value: tf.sub(tf.eye(n), tf.mul(inverse, c)),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [qt] = saved;
+      if (!qt) throw new Error('regularisedProjection: the inverse was not saved for the gradient.');
+      return tf.matMul(tf.matMul(qt, dy), qt);
+    },
+  };
+}
+
+/**
+ * M^-1 by Gauss-Jordan elimination on [M | I], one pivot per step, all on the device. Step k divides
+ * row k by its pivot p = row_k / M_kk and subtracts (column_k - e_k) p^T from the whole: every other row
+ * loses its multiple of p, and row k becomes p.
+ */
+function invertOnDevice(m: tf.Tensor2D): tf.Tensor2D {
+  const n = m.shape[0];
+  let augmented = tf.concat([m, tf.eye(n)], 1);
+  for (let k = 0; k < n; k++) {
+    const previous = augmented;
+    augmented = tf.tidy(() => {
+      const row = tf.slice(previous, [k, 0], [1, 2 * n]);
+      const pivotRow = tf.div(row, tf.slice(previous, [k, k], [1, 1]));
+      const unit = tf.tensor2d(
+        Float32Array.from({ length: n }, (_, i) => (i === k ? 1 : 0)),
+        [n, 1],
+      );
+      const column = tf.sub(tf.slice(previous, [0, k], [n, 1]), unit);
+      return tf.sub(previous, tf.mul(column, pivotRow));
+    });
+    previous.dispose();
+  }
+  const inverse = tf.slice(augmented, [0, n], [n, n]);
+  augmented.dispose();
+  return inverse;
 }
 
 /** Base-2 log of e, for the log2 of Eq. 25. */

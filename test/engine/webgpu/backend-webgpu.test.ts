@@ -69,7 +69,7 @@ describe('the webgpu backend on SwiftShader (a CPU adapter)', () => {
     }
   }, 300_000);
 
-  it('computes HSIC on webgpu, and says what to use for the estimators that read on the CPU', async () => {
+  it('computes HSIC on webgpu, and says what to use for the estimator that reads on the CPU', async () => {
     await selectBackend({ backend: 'webgpu', forcedBy: 'env' }, 'cli');
     const rng = new Rng(9);
     const a = tf.tensor2d(
@@ -83,13 +83,8 @@ describe('the webgpu backend on SwiftShader (a CPU adapter)', () => {
     const hsic = mutualInformation('hsic', a, b);
     const value = (await hsic.data())[0] ?? NaN;
     expect(Number.isFinite(value) && value > 0).toBe(true);
-    for (const estimator of ['nhsic', 'renyi'] as const) {
-      expect(() => mutualInformation(estimator, a, b)).toThrow(
-        /reads its input synchronously, which the webgpu backend cannot do under Node: on webgpu use the MI estimator 'hsic' with the fixed kernel bandwidth/,
-      );
-    }
-    expect(() => mutualInformation('hsic', a, b, { bandwidth: 'median' })).toThrow(
-      /^the median kernel bandwidth works in float64/,
+    expect(() => mutualInformation('renyi', a, b)).toThrow(
+      /reads its input synchronously, which the webgpu backend cannot do under Node: on webgpu use the MI estimator 'nhsic' or 'hsic', or run on another backend/,
     );
     tf.dispose([a, b, hsic]);
   }, 120_000);
