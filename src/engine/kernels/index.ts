@@ -125,3 +125,20 @@ export function flashAttentionGrad(
 ): tf.Tensor2D {
   return tf.engine().runKernel('MimirFlashAttentionGrad', { qkv, packed, dOut }, { ...attrs }) as tf.Tensor2D;
 }
+
+/**
+ * Eigendecomposition of (x + x^T) / 2 + shift 1 1^T on webgpu by parallel Jacobi in one workgroup
+ * (webgpu/eigen-program.ts), n <= 512: the eigenvalues [1, n] (unsorted), the unit eigenvectors as rows
+ * [n, n] in the same order (left unrotated when `vectors` is false), and the sweeps it took [1, 1].
+ */
+export function symmetricEigenKernel(
+  x: tf.Tensor2D,
+  shift: number,
+  vectors: boolean,
+): [values: tf.Tensor2D, vectors: tf.Tensor2D, sweeps: tf.Tensor2D] {
+  return tf.engine().runKernel('MimirSymmetricEigen', { x }, { shift, vectors }) as unknown as [
+    tf.Tensor2D,
+    tf.Tensor2D,
+    tf.Tensor2D,
+  ];
+}

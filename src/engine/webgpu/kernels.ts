@@ -3,6 +3,7 @@ import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import { isRecord } from '@shared/unknown-value';
 import { dims2, gemmShape } from '../kernels/kernel-args';
 import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram } from './attention-programs';
+import { jacobiEigenProgram } from './eigen-program';
 import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
 
 /**
@@ -20,10 +21,15 @@ interface ProgramRunner {
     dtype: 'float32',
     uniforms?: Uniforms,
   ): tf.TensorInfo;
+  disposeData(dataId: tf.DataId): boolean;
 }
 
 function runnerOf(backend: unknown): ProgramRunner {
-  if (!isRecord(backend) || typeof backend.runWebGPUProgram !== 'function') {
+  if (
+    !isRecord(backend) ||
+    typeof backend.runWebGPUProgram !== 'function' ||
+    typeof backend.disposeData !== 'function'
+  ) {
     throw new Error('the engine WGSL kernels need the tfjs webgpu backend');
   }
   return backend as unknown as ProgramRunner;
@@ -117,6 +123,28 @@ export function registerWebgpuKernels(): void {
     const { x } = inputs as { x: tf.TensorInfo };
     const [rows, cols] = dims2(x, 'x');
     return runnerOf(backend).runWebGPUProgram(columnSumProgram(cols, false), [x], 'float32', [int(rows), int(cols)]);
+  });
+
+  // Outputs: the eigenvalues [1, n], the eigenvectors as rows [n, n], the sweep count [1, 1]; copied
+  // out of the program's packed output by tfjs's own Slice kernel, the packed buffer then released.
+  register('MimirSymmetricEigen', ({ inputs, backend, attrs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const [n, cols] = dims2(x, 'x');
+    if (n !== cols) throw new Error(`symmetric eigendecomposition: x must be square, got [${n}, ${cols}]`);
+    const shift = attrs?.shift;
+    if (typeof shift !== 'number') throw new Error('symmetric eigendecomposition: attribute shift missing');
+    const runner = runnerOf(backend);
+    const packed = runner.runWebGPUProgram(jacobiEigenProgram(n, flag(attrs, 'vectors')), [x], 'float32', [
+      int(n),
+      { type: 'float32', data: [shift] },
+    ]);
+    const slice = tf.getKernel('Slice', 'webgpu')?.kernelFunc;
+    if (!slice) throw new Error('symmetric eigendecomposition: the webgpu backend has no Slice kernel');
+    const rows = (begin: number, size: [number, number]) =>
+      slice({ inputs: { x: packed }, backend, attrs: { begin: [begin, 0], size } }) as tf.TensorInfo;
+    const outputs = [rows(n, [1, n]), rows(0, [n, n]), rows(2 * n + 1, [1, 1])];
+    runner.disposeData(packed.dataId);
+    return outputs;
   });
 
   register('MimirFlashAttention', ({ inputs, backend, attrs }) => {
