@@ -3,9 +3,11 @@
  * forward pass reads the matrix, works in float64 and returns float32; the backward pass is written
  * by hand (tf.customGrad) and runs as TensorFlow.js matMuls. Each reads its input synchronously, so
  * it serves the cpu, wasm and tensorflow backends. The webgpu backend cannot read synchronously under
- * Node (dataSync fails): there regularisedProjection inverts on the device, in float32 tensor ops.
+ * Node (dataSync fails): there regularisedProjection inverts on the device, in float32 tensor ops, and
+ * the Renyi entropy decomposes on the device (the engine's Jacobi kernel, webgpu/eigen-program.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { symmetricEigenKernel } from '../kernels';
 import { invertInPlace, symmetricEigen, type SymmetricEigen } from './linalg';
 
 function squareMatrix(inputs: Array<tf.Tensor | tf.GradSaveFunc>, what: string): tf.Tensor2D {
@@ -22,9 +24,10 @@ function squareMatrix(inputs: Array<tf.Tensor | tf.GradSaveFunc>, what: string):
  */
 export function readForCpu(x: tf.Tensor, what: string): Float32Array | Int32Array | Uint8Array {
   if (tf.getBackend() === 'webgpu') {
+    // Every caller has a webgpu path that stays on the device: reaching this is a bug of the engine.
     throw new Error(
-      `${what} works in float64 on the CPU and reads its input synchronously, which the webgpu backend cannot do under Node: ` +
-        "on webgpu use the MI estimator 'nhsic' or 'hsic', or run on another backend (--backend wasm).",
+      `${what} works in float64 on the CPU and reads its input synchronously, which the webgpu backend cannot do under Node; ` +
+        'its webgpu path should have been taken. Please report this; meanwhile run on another backend (--backend wasm).',
     );
   }
   return x.dataSync();
@@ -156,6 +159,8 @@ export function renyiEntropyOfShiftedKernel(shifted: tf.Tensor2D, alpha: number)
   const wantVectors = tf.engine().isTapeOn();
   const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const x = squareMatrix(inputs, 'renyiEntropy');
+    const save = inputs[1];
+    if (tf.getBackend() === 'webgpu' && typeof save === 'function') return renyiOnDevice(x, alpha, wantVectors, save);
     const n = x.shape[0];
     const data = readFinite(x, 'renyiEntropy');
     const k = new Float64Array(n * n);
@@ -200,4 +205,48 @@ export function renyiEntropyOfShiftedKernel(shifted: tf.Tensor2D, alpha: number)
     };
   });
   return op(shifted) as tf.Scalar;
+}
+
+/**
+ * renyiEntropyOfShiftedKernel's value and gradient with no read back, for the webgpu backend: K =
+ * 1 1^T + (X + X^T) / 2 decomposed by the engine's Jacobi kernel (float32, the shift placed exactly),
+ * then the same formulas in tensor ops. t = tr K is taken as the sum of K's eigenvalues (the same
+ * number), so that the normalised eigenvalues sum to 1 and
+ * S = sum_i max(lambda_i, 0)^alpha = 1 + sum_i (max(lambda_i, 0)^alpha - lambda_i), whose terms are
+ * lambda expm1((alpha - 1) ln lambda) (or -lambda where lambda <= 0): S - 1 and the gradient's
+ * lambda^(alpha-1) - S keep their digits in float32 where alpha is close to 1 (the spec's 1.01). As in
+ * projectionOnDevice, a non-finite input is not detected (no read): the value becomes NaN.
+ */
+function renyiOnDevice(
+  x: tf.Tensor2D,
+  alpha: number,
+  wantVectors: boolean,
+  save: tf.GradSaveFunc,
+): { value: tf.Scalar; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor } {
+  const n = x.shape[0];
+  const [rawValues, vectors] = symmetricEigenKernel(x, 1, wantVectors);
+  const trace = tf.sum(rawValues);
+  const lambdas = tf.div(tf.reshape(rawValues, [n]), trace);
+  const positive = tf.greater(lambdas, 0);
+  // lambda^(alpha-1) - 1, at a floor for lambda <= 0 (only used where lambda > 0 or in the gradient).
+  const powerMinusOne = (l: tf.Tensor): tf.Tensor => tf.expm1(tf.mul(tf.log(l), alpha - 1));
+  const terms = tf.where(positive, tf.mul(lambdas, powerMinusOne(tf.maximum(lambdas, 1e-37))), tf.neg(lambdas));
+  const sumMinusOne = tf.sum(terms);
+  const value = tf.mul(tf.log1p(sumMinusOne), LOG2E / (1 - alpha)) as tf.Scalar;
+  // u_i = alpha (lambda_i^(alpha-1) - S) / ((1 - alpha) S t ln 2), lambda_i at the noise floor.
+  const floor = tf.mul(tf.relu(tf.max(lambdas)), NOISE_FLOOR);
+  const weights = tf.div(
+    tf.mul(tf.sub(powerMinusOne(tf.maximum(lambdas, floor)), sumMinusOne), alpha),
+    tf.mul(tf.mul(tf.add(sumMinusOne, 1), trace), (1 - alpha) * Math.LN2),
+  );
+  save([vectors, tf.reshape(weights, [n, 1])]);
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [rows, u] = saved;
+      if (!rows || !u || !wantVectors) throw new Error('renyiEntropy: no eigenvectors were saved for the gradient.');
+      // dH/dK = V diag(u) V^T with the eigenvectors as rows of `rows`.
+      return tf.matMul(rows, tf.mul(rows, tf.mul(u, dy)), true, false);
+    },
+  };
 }

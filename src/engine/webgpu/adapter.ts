@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { BackendCandidate, WebgpuAdapter, WebgpuReport } from '@shared/system';
 import { errorMessage } from '@shared/unknown-value';
 import { probeInChild } from './quiet-probe';
+import { useAccurateUnaryKernels } from './kernels';
 
 /**
  * The WebGPU backend: tfjs-backend-webgpu on Dawn (the npm package `webgpu`, prebuilt dawn.node) in
@@ -175,6 +176,7 @@ export function takeWebgpuDeviceErrors(): string[] {
 async function registerWebgpuBackend(gpu: GPU): Promise<void> {
   if (registered) return;
   const { WebGPUBackend } = await import('@tensorflow/tfjs-backend-webgpu');
+  useAccurateUnaryKernels();
   installNavigatorGpu(gpu);
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend(

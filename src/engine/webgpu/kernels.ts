@@ -4,6 +4,7 @@ import { isRecord } from '@shared/unknown-value';
 import { dims2, gemmShape } from '../kernels/kernel-args';
 import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram } from './attention-programs';
 import { jacobiEigenProgram } from './eigen-program';
+import { accurateUnaryProgram, type AccurateUnary } from './unary-programs';
 import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
 
 /**
@@ -174,6 +175,33 @@ export function registerWebgpuKernels(): void {
       flashUniforms(g),
     );
   });
+}
+
+const ACCURATE_UNARY: Record<string, AccurateUnary> = { Expm1: 'expm1', Log1p: 'log1p', Log: 'log' };
+const accurateUnary = { done: false };
+
+/**
+ * Replaces tfjs-backend-webgpu's Expm1, Log1p and Log kernels by accurate ones for float32
+ * (unary-programs.ts); other dtypes still go to tfjs's. Called once tfjs-backend-webgpu has registered
+ * its kernels (loading it later would register them again over these).
+ */
+export function useAccurateUnaryKernels(): void {
+  if (accurateUnary.done) return;
+  accurateUnary.done = true;
+  for (const [kernelName, op] of Object.entries(ACCURATE_UNARY)) {
+    const original = tf.getKernel(kernelName, 'webgpu');
+    if (!original) throw new Error(`tfjs-backend-webgpu has no ${kernelName} kernel to replace`);
+    tf.unregisterKernel(kernelName, 'webgpu');
+    tf.registerKernel({
+      kernelName,
+      backendName: 'webgpu',
+      kernelFunc: (args) => {
+        const { x } = args.inputs as { x: tf.TensorInfo };
+        if (x.dtype !== 'float32') return original.kernelFunc(args);
+        return runnerOf(args.backend).runWebGPUProgram(accurateUnaryProgram(op, x.shape), [x], 'float32');
+      },
+    });
+  }
 }
 
 interface FlashGeometry {
