@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 import { selectBackend } from '../../../src/engine/backend';
 import { symmetricEigenKernel } from '../../../src/engine/kernels';
+import { renyiEntropyOfShiftedKernel } from '../../../src/engine/mi/linalg-ops';
 import { Rng } from '../../../src/engine/rng';
 import { takeWebgpuDeviceErrors } from '../../../src/engine/webgpu/adapter';
 import { JACOBI_MAX_SWEEPS } from '../../../src/engine/webgpu/eigen-program';
@@ -161,4 +163,58 @@ describe('symmetric eigendecomposition on webgpu (SwiftShader): parallel Jacobi 
     }
     expect(takeWebgpuDeviceErrors()).toEqual([]);
   }, 300_000);
+
+  it('info: time per decomposition at N = 64 and dispatches per Renyi entropy (no timing asserted)', async () => {
+    const rng = new Rng(21);
+    const a = tf.tensor2d(randomSymmetric(rng, 64));
+    const decompose = async (): Promise<void> => {
+      const outputs = symmetricEigenKernel(a, 0, true);
+      await Promise.all(outputs.map((t) => t.data()));
+      tf.dispose(outputs);
+    };
+    await decompose(); // compiles the pipeline
+    const repeats = 5;
+    const start = performance.now();
+    for (let i = 0; i < repeats; i++) await decompose();
+    const ms = (performance.now() - start) / repeats;
+    a.dispose();
+
+    // Every program the webgpu backend runs passes through runWebGPUProgram: count them.
+    const backend = tf.backend() as unknown as {
+      runWebGPUProgram: (program: WebGPUProgram, ...rest: unknown[]) => unknown;
+    };
+    const original = backend.runWebGPUProgram.bind(backend);
+    const keys: string[] = [];
+    backend.runWebGPUProgram = (program, ...rest) => {
+      keys.push(program.shaderKey ?? 'unknown');
+      return original(program, ...rest);
+    };
+    const shifted = tf.tensor2d(
+      kernel(randomMatrix(rng, 64, 16), { sigma: 5, bandwidth: 'fixed', alpha: 1.01, epsR: 0 }).map((row) =>
+        row.map((v) => v - 1),
+      ),
+    );
+    let forward = 0;
+    try {
+      const { value, grad } = tf.tidy(() =>
+        tf.valueAndGrad((k: tf.Tensor) => {
+          const h = renyiEntropyOfShiftedKernel(k as tf.Tensor2D, 1.01);
+          forward = keys.length;
+          return h;
+        })(shifted),
+      );
+      await Promise.all([value.data(), grad.data()]);
+      tf.dispose([value, grad]);
+    } finally {
+      backend.runWebGPUProgram = original;
+      shifted.dispose();
+    }
+    const eigen = keys.filter((k) => k.startsWith('mimirJacobiEigen')).length;
+    console.log(
+      `info (SwiftShader): one N = 64 eigendecomposition (values and vectors) in ${ms.toFixed(1)} ms, read back included; ` +
+        `one Renyi entropy (N = 64) from K - 1, value and gradient: ${keys.length} dispatches, ${forward} forward ` +
+        `(${eigen} Jacobi, 3 copies out of its packed output, the rest element-wise ops and sums) and ${keys.length - forward} backward`,
+    );
+    expect(eigen).toBe(1);
+  }, 120_000);
 });
