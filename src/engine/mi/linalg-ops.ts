@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { symmetricEigenKernel } from '../kernels';
+import { JACOBI_MAX_N } from '../webgpu/eigen-program';
 import { invertInPlace, symmetricEigen, type SymmetricEigen } from './linalg';
 
 function squareMatrix(inputs: Array<tf.Tensor | tf.GradSaveFunc>, what: string): tf.Tensor2D {
@@ -224,6 +225,12 @@ function renyiOnDevice(
   save: tf.GradSaveFunc,
 ): { value: tf.Scalar; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor } {
   const n = x.shape[0];
+  if (n > JACOBI_MAX_N) {
+    throw new Error(
+      `renyiEntropy: on webgpu the Renyi estimator takes batches of up to ${JACOBI_MAX_N} samples, got ${n}: ` +
+        "use a smaller batch, the MI estimator 'nhsic' or 'hsic', or another backend (--backend wasm).",
+    );
+  }
   const [rawValues, vectors] = symmetricEigenKernel(x, 1, wantVectors);
   const trace = tf.sum(rawValues);
   const lambdas = tf.div(tf.reshape(rawValues, [n]), trace);

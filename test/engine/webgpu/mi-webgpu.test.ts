@@ -196,6 +196,14 @@ describe('Renyi entropy and MI on webgpu (SwiftShader): the eigendecomposition o
     }
   }, 120_000);
 
+  it('says what to do with a batch above the eigensolver limit of 512', () => {
+    const big = tf.zeros([513, 513]) as tf.Tensor2D;
+    expect(() => renyiEntropyOfShiftedKernel(big, 2)).toThrow(
+      /on webgpu the Renyi estimator takes batches of up to 512 samples, got 513: use a smaller batch, the MI estimator 'nhsic' or 'hsic', or another backend/,
+    );
+    big.dispose();
+  });
+
   it('has the gradient of the reference (central differences) for both inputs', async () => {
     const rng = new Rng(37);
     for (const options of [{}, { sigma: 1.5, alpha: 2 }] as Array<Partial<RefOptions>>) {
