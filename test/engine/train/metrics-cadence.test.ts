@@ -7,12 +7,19 @@ import { BatchIterator } from '../../../src/engine/data';
 import { runFinetuning } from '../../../src/engine/finetune';
 import { runPretraining } from '../../../src/engine/pretrain/trainer';
 import { PendingMetrics } from '../../../src/engine/train/pending-metrics';
-import { RunFailedError, collectEvents, type TrainingRunOptions } from '../../../src/engine/train/run-lifecycle';
+import {
+  RunCancelledError,
+  RunFailedError,
+  collectEvents,
+  type TrainingRunOptions,
+} from '../../../src/engine/train/run-lifecycle';
 import type { RunEvent } from '../../../src/shared/run-events';
 import { useBackend } from '../../helpers/backend';
 
 /** Which call of each step function returns a NaN loss (0: none); set by a test, reset after each. */
 const inject = vi.hoisted(() => ({ pretrainAt: 0, finetuneAt: 0, pretrainCalls: 0, finetuneCalls: 0 }));
+/** Called after each pre-training step (a test cancels a run from it). */
+const onPretrainStep = vi.hoisted(() => ({ call: (_count: number): void => undefined }));
 
 vi.mock('../../../src/engine/pretrain/step', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../../src/engine/pretrain/step')>();
@@ -21,6 +28,7 @@ vi.mock('../../../src/engine/pretrain/step', async (importOriginal) => {
     pretrainStep: (...args: Parameters<typeof original.pretrainStep>) => {
       const result = original.pretrainStep(...args);
       inject.pretrainCalls += 1;
+      onPretrainStep.call(inject.pretrainCalls);
       if (inject.pretrainCalls !== inject.pretrainAt) return result;
       result.loss.dispose();
       return { ...result, loss: tf.scalar(NaN) };
@@ -113,6 +121,7 @@ describe('metrics read every few steps (wasm)', () => {
 
   afterEach(() => {
     Object.assign(inject, { pretrainAt: 0, finetuneAt: 0, pretrainCalls: 0, finetuneCalls: 0 });
+    onPretrainStep.call = () => undefined;
     vi.restoreAllMocks();
   });
 
@@ -167,6 +176,35 @@ describe('metrics read every few steps (wasm)', () => {
     const stepEvents = events.flatMap((e) => (e.type === 'progress' ? [e.step] : []));
     expect(stepEvents).toEqual(Array.from({ length: at - 1 }, (_, i) => i + 1));
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('a cancel reads the pending steps first; the run resumes from its checkpoint and ends as an uncancelled one does', async () => {
+    const outDir = tmp();
+    const controller = new AbortController();
+    onPretrainStep.call = (count) => {
+      if (count === 7) controller.abort();
+    };
+    const { events, emit } = collectEvents();
+    await expect(RUNS.pretrain(4, { outDir, emit, signal: controller.signal })).rejects.toBeInstanceOf(
+      RunCancelledError,
+    );
+    // Step 7 ran before the cancel was seen, and its metrics were read and emitted before the run stopped.
+    expect(events.flatMap((e) => (e.type === 'progress' ? [e.step] : []))).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(events.at(-1)).toMatchObject({ type: 'log', message: expect.stringMatching(/^Cancelled at step 7;/) });
+    expect(checkpointsOf(outDir)).toEqual(['epoch-0001']);
+
+    onPretrainStep.call = () => undefined;
+    const resumed = collectEvents();
+    await RUNS.pretrain(4, { outDir, emit: resumed.emit, resume: true });
+    expect(resumed.events[0]).toMatchObject({ type: 'started', step: 6, epoch: 1 });
+    const whole = collectEvents();
+    const wholeDir = tmp();
+    await RUNS.pretrain(1, { outDir: wholeDir, emit: whole.emit });
+    const lastEpoch = (list: RunEvent[], dir: string) =>
+      comparable(list, dir).filter(
+        (e) => (e as { step?: number }).step !== undefined && (e as { step: number }).step > 6,
+      );
+    expect(lastEpoch(resumed.events, outDir)).toEqual(lastEpoch(whole.events, wholeDir));
   });
 
   it.each(KINDS)('%s: a step reads no tensor; the metrics are read once per 4 steps', async (kind) => {
