@@ -13,6 +13,7 @@ import {
   collectEvents,
   type TrainingRunOptions,
 } from '../../../src/engine/train/run-lifecycle';
+import { FINETUNE_METHODS } from '../../../src/shared/finetune-config';
 import type { RunEvent } from '../../../src/shared/run-events';
 import { useBackend } from '../../helpers/backend';
 
@@ -208,52 +209,90 @@ describe('metrics read every few steps (wasm)', () => {
   });
 
   it.each(KINDS)('%s: a step reads no tensor; the metrics are read once per 4 steps', async (kind) => {
-    let inStep = false;
-    const readsInStep: number[] = [];
-    let metricReads = 0;
-    const startStep = () => {
-      if (!inStep) readsInStep.push(0);
-      inStep = true;
-    };
-    const countRead = () => {
-      if (inStep) readsInStep[readsInStep.length - 1] = (readsInStep.at(-1) ?? 0) + 1;
-    };
-    // A step starts with its batch and ends when the lifecycle queues its metrics.
-    const next = BatchIterator.prototype.next;
-    vi.spyOn(BatchIterator.prototype, 'next').mockImplementation(function (this: BatchIterator) {
-      startStep();
-      return next.call(this);
-    });
-    const nextArrays = BatchIterator.prototype.nextArrays;
-    vi.spyOn(BatchIterator.prototype, 'nextArrays').mockImplementation(function (this: BatchIterator) {
-      startStep();
-      return nextArrays.call(this);
-    });
-    const add = PendingMetrics.prototype.add;
-    vi.spyOn(PendingMetrics.prototype, 'add').mockImplementation(function (this: PendingMetrics<unknown>, ...args) {
-      inStep = false;
-      add.apply(this, args);
-    });
-    const read = PendingMetrics.prototype.read;
-    vi.spyOn(PendingMetrics.prototype, 'read').mockImplementation(function (this: PendingMetrics<unknown>) {
-      metricReads += 1;
-      return read.call(this);
-    });
-    // Every way the engine reads a tensor's values (wasm's own kernels read its memory directly, which is no
-    // device read; on webgpu, kernels never read).
-    for (const method of ['data', 'dataSync', 'array', 'arraySync', 'bytes'] as const) {
-      const original = tf.Tensor.prototype[method] as (this: tf.Tensor) => unknown;
-      vi.spyOn(tf.Tensor.prototype, method).mockImplementation(function (this: tf.Tensor) {
-        countRead();
-        return original.call(this) as never;
-      });
-    }
-
     const { events, emit } = collectEvents();
-    await RUNS[kind](4, { outDir: tmp(), emit });
+    const counted = await countReads(() => RUNS[kind](4, { outDir: tmp(), emit }));
     expect(events.at(-1)?.type).toBe('done');
-    expect(readsInStep).toEqual(new Array(12).fill(0));
+    expect(counted.readsInStep).toEqual(new Array(12).fill(0));
     // Per epoch of 6 steps: after step 4 and at the epoch's end.
-    expect(metricReads).toBe(4);
+    expect(counted.metricReads).toBe(4);
+  });
+
+  it("no fine-tuning method's step reads a tensor but APGD-AT's (its attack's per-example bookkeeping)", async () => {
+    const reads: Record<string, number> = {};
+    const methods = [
+      ...FINETUNE_METHODS.map((method) => ({ method })),
+      { method: 'dbat', dbat: { attack: 'targeted-ll' } },
+    ];
+    for (const settings of methods) {
+      const { events, emit } = collectEvents();
+      const config = {
+        source: { kind: 'scratch', model: 'micro' },
+        ...DATA,
+        epochs: 1,
+        attack: { steps: 1 },
+        apgdAt: { steps: 2 },
+        heldOut: { size: 0 },
+        metricsEvery: 8,
+        ...settings,
+      };
+      const counted = await countReads(() => runFinetuning(config, { outDir: tmp(), emit }));
+      expect(events.at(-1)?.type).toBe('done');
+      expect(counted.readsInStep).toHaveLength(6);
+      reads[JSON.stringify(settings)] = counted.readsInStep.reduce((a, b) => a + b, 0);
+    }
+    console.log('reads inside the 6 steps of each method:', reads);
+    for (const [settings, count] of Object.entries(reads)) {
+      if (settings.includes('apgd-at')) expect(count, settings).toBeGreaterThan(0);
+      else expect(count, settings).toBe(0);
+    }
   });
 });
+
+/**
+ * Runs `run`, counting the reads of tensor values inside each training step (from the step's batch to
+ * the lifecycle queueing its metrics) and the lifecycle's reads of pending metrics.
+ */
+async function countReads(run: () => Promise<unknown>): Promise<{ readsInStep: number[]; metricReads: number }> {
+  let inStep = false;
+  const readsInStep: number[] = [];
+  let metricReads = 0;
+  const startStep = () => {
+    if (!inStep) readsInStep.push(0);
+    inStep = true;
+  };
+  const next = BatchIterator.prototype.next;
+  vi.spyOn(BatchIterator.prototype, 'next').mockImplementation(function (this: BatchIterator) {
+    startStep();
+    return next.call(this);
+  });
+  const nextArrays = BatchIterator.prototype.nextArrays;
+  vi.spyOn(BatchIterator.prototype, 'nextArrays').mockImplementation(function (this: BatchIterator) {
+    startStep();
+    return nextArrays.call(this);
+  });
+  const add = PendingMetrics.prototype.add;
+  vi.spyOn(PendingMetrics.prototype, 'add').mockImplementation(function (this: PendingMetrics<unknown>, ...args) {
+    inStep = false;
+    add.apply(this, args);
+  });
+  const read = PendingMetrics.prototype.read;
+  vi.spyOn(PendingMetrics.prototype, 'read').mockImplementation(function (this: PendingMetrics<unknown>) {
+    metricReads += 1;
+    return read.call(this);
+  });
+  // Every way the engine reads a tensor's values (wasm's own kernels read its memory directly, which is no
+  // device read; on webgpu, kernels never read: see test/engine/webgpu/metrics-cadence-webgpu.test.ts).
+  for (const method of ['data', 'dataSync', 'array', 'arraySync', 'bytes'] as const) {
+    const original = tf.Tensor.prototype[method] as (this: tf.Tensor) => unknown;
+    vi.spyOn(tf.Tensor.prototype, method).mockImplementation(function (this: tf.Tensor) {
+      if (inStep) readsInStep[readsInStep.length - 1] = (readsInStep.at(-1) ?? 0) + 1;
+      return original.call(this) as never;
+    });
+  }
+  try {
+    await run();
+  } finally {
+    vi.restoreAllMocks();
+  }
+  return { readsInStep, metricReads };
+}
