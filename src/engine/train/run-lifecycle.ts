@@ -280,9 +280,10 @@ export async function runTraining<C extends TrainingPlan>(
   const readPending = async (): Promise<void> => {
     const readStart = performance.now();
     const steps = await pending.read();
-    // The read waits for the device to finish the steps' work: that time belongs to the last of them.
-    const last = steps.at(-1);
-    if (last) last.item.seconds += (performance.now() - readStart) / 1000;
+    // The read waits for the device to finish the steps' work; a step's own share of it is not known
+    // without a read of its own, so it is spread evenly over them (images/s then has no sawtooth).
+    const wait = (performance.now() - readStart) / 1000 / Math.max(steps.length, 1);
+    for (const { item } of steps) item.seconds += wait;
     for (const { item, values: read } of steps) {
       const { values, extra } = item.settle(read);
       const stop = nonFiniteStop(values, item.step, item.epoch, lastCheckpoint);
