@@ -3,10 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { BatchIterator } from '../../../src/engine/data';
 import { runFinetuning } from '../../../src/engine/finetune';
 import { runPretraining } from '../../../src/engine/pretrain/trainer';
-import { PendingMetrics } from '../../../src/engine/train/pending-metrics';
 import {
   RunCancelledError,
   RunFailedError,
@@ -16,6 +14,7 @@ import {
 import { FINETUNE_METHODS } from '../../../src/shared/finetune-config';
 import type { RunEvent } from '../../../src/shared/run-events';
 import { useBackend } from '../../helpers/backend';
+import { countStepReads, spyTensorReads } from '../../helpers/step-reads';
 
 /** Which call of each step function returns a NaN loss (0: none); set by a test, reset after each. */
 const inject = vi.hoisted(() => ({ pretrainAt: 0, finetuneAt: 0, pretrainCalls: 0, finetuneCalls: 0 }));
@@ -210,7 +209,7 @@ describe('metrics read every few steps (wasm)', () => {
 
   it.each(KINDS)('%s: a step reads no tensor; the metrics are read once per 4 steps', async (kind) => {
     const { events, emit } = collectEvents();
-    const counted = await countReads(() => RUNS[kind](4, { outDir: tmp(), emit }));
+    const counted = await countStepReads(() => RUNS[kind](4, { outDir: tmp(), emit }), spyTensorReads);
     expect(events.at(-1)?.type).toBe('done');
     expect(counted.readsInStep).toEqual(new Array(12).fill(0));
     // Per epoch of 6 steps: after step 4 and at the epoch's end.
@@ -235,7 +234,7 @@ describe('metrics read every few steps (wasm)', () => {
         metricsEvery: 8,
         ...settings,
       };
-      const counted = await countReads(() => runFinetuning(config, { outDir: tmp(), emit }));
+      const counted = await countStepReads(() => runFinetuning(config, { outDir: tmp(), emit }), spyTensorReads);
       expect(events.at(-1)?.type).toBe('done');
       expect(counted.readsInStep).toHaveLength(6);
       reads[JSON.stringify(settings)] = counted.readsInStep.reduce((a, b) => a + b, 0);
@@ -247,52 +246,3 @@ describe('metrics read every few steps (wasm)', () => {
     }
   });
 });
-
-/**
- * Runs `run`, counting the reads of tensor values inside each training step (from the step's batch to
- * the lifecycle queueing its metrics) and the lifecycle's reads of pending metrics.
- */
-async function countReads(run: () => Promise<unknown>): Promise<{ readsInStep: number[]; metricReads: number }> {
-  let inStep = false;
-  const readsInStep: number[] = [];
-  let metricReads = 0;
-  const startStep = () => {
-    if (!inStep) readsInStep.push(0);
-    inStep = true;
-  };
-  const next = BatchIterator.prototype.next;
-  vi.spyOn(BatchIterator.prototype, 'next').mockImplementation(function (this: BatchIterator) {
-    startStep();
-    return next.call(this);
-  });
-  const nextArrays = BatchIterator.prototype.nextArrays;
-  vi.spyOn(BatchIterator.prototype, 'nextArrays').mockImplementation(function (this: BatchIterator) {
-    startStep();
-    return nextArrays.call(this);
-  });
-  const add = PendingMetrics.prototype.add;
-  vi.spyOn(PendingMetrics.prototype, 'add').mockImplementation(function (this: PendingMetrics<unknown>, ...args) {
-    inStep = false;
-    add.apply(this, args);
-  });
-  const read = PendingMetrics.prototype.read;
-  vi.spyOn(PendingMetrics.prototype, 'read').mockImplementation(function (this: PendingMetrics<unknown>) {
-    metricReads += 1;
-    return read.call(this);
-  });
-  // Every way the engine reads a tensor's values (wasm's own kernels read its memory directly, which is no
-  // device read; on webgpu, kernels never read: see test/engine/webgpu/metrics-cadence-webgpu.test.ts).
-  for (const method of ['data', 'dataSync', 'array', 'arraySync', 'bytes'] as const) {
-    const original = tf.Tensor.prototype[method] as (this: tf.Tensor) => unknown;
-    vi.spyOn(tf.Tensor.prototype, method).mockImplementation(function (this: tf.Tensor) {
-      if (inStep) readsInStep[readsInStep.length - 1] = (readsInStep.at(-1) ?? 0) + 1;
-      return original.call(this) as never;
-    });
-  }
-  try {
-    await run();
-  } finally {
-    vi.restoreAllMocks();
-  }
-  return { readsInStep, metricReads };
-}
