@@ -241,6 +241,8 @@ const finetuneFields = {
   keepCheckpoints: count('keepCheckpoints').default(3),
   /** Emit a metrics event every this many steps. */
   logEvery: count('logEvery').default(1),
+  /** Read the steps' metrics from the device every this many steps (absent: 1, or 8 on webgpu); every step is still reported. */
+  metricsEvery: count('metricsEvery').optional(),
   /** The engine that trains the run; absent: tfjs. */
   engine: RunEngine.optional(),
 };

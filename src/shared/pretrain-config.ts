@@ -104,6 +104,8 @@ export const PretrainConfig = configObject({
   previewCount: z.number().int().min(1).max(16).default(8),
   /** Emit a metrics event every this many steps. */
   logEvery: z.number().int().min(1).default(1),
+  /** Read the steps' metrics from the device every this many steps (absent: 1, or 8 on webgpu); every step is still reported. */
+  metricsEvery: z.number().int().min(1).optional(),
   /** The engine that trains the run; absent: tfjs. */
   engine: RunEngine.optional(),
 }).superRefine((c, ctx) => {

@@ -96,19 +96,33 @@ function rows(t: tf.Tensor2D, start: number, count: number): tf.Tensor2D {
   return tf.slice(t, [start, 0], [count, t.shape[1]]);
 }
 
-/** Targeted-PGD classes for DBAT's adversary (per example, from its own stream). */
-function dbatTargetClasses(
-  ctx: StepContext,
-  batch: TrainBatch,
-  seed: number,
-  leastLikely: Int32Array | null,
-): Int32Array {
+/**
+ * Targeted-PGD targets for DBAT's adversary, one-hot over the 2C outputs: the least-likely output
+ * (targeted-ll, when it is neither y nor y + C; it stays on the device), else a class drawn from the
+ * example's own stream.
+ */
+function dbatTargets(ctx: StepContext, batch: TrainBatch, seed: number, leastLikely: tf.Tensor1D | null): tf.Tensor2D {
+  const c = ctx.numClasses;
+  const drawn = dbatDrawnClasses(ctx, batch, seed, leastLikely !== null);
+  return tf.tidy(() => {
+    let classes: tf.Tensor1D = tf.tensor1d(drawn, 'int32');
+    if (leastLikely) {
+      const usable = tf.logicalAnd(
+        tf.notEqual(leastLikely, batch.labels),
+        tf.notEqual(leastLikely, tf.add(batch.labels, c)),
+      );
+      classes = tf.where(usable, leastLikely, classes);
+    }
+    return tf.cast(tf.oneHot(classes, 2 * c), 'float32') as tf.Tensor2D;
+  });
+}
+
+/** The drawn targets (per example, from its own stream; only the first draw of each stream is used). */
+function dbatDrawnClasses(ctx: StepContext, batch: TrainBatch, seed: number, leastLikely: boolean): Int32Array {
   const c = ctx.numClasses;
   const realOnly = !leastLikely && ctx.epoch + 1 < ctx.run.dbat.realTargetEpochs * ctx.run.epochs;
   const streams = exampleStreams(seed, batch.ids, 'dbat-target', 0);
   return Int32Array.from(batch.labelValues, (y, i) => {
-    const ll = leastLikely?.[i];
-    if (ll !== undefined && ll !== y && ll !== y + c) return ll;
     const stream = streams[i];
     if (!stream) throw new Error('internal: no stream for a DBAT target');
     if (realOnly) {
@@ -181,14 +195,13 @@ async function adversarialExamples(
         const merged: Classifier = (x) => classScores(model(x), 'dbat', ctx.numClasses, run.dbat.merge);
         return ascend(merged, batch.images, crossEntropyObjective(batch.targets), options);
       }
-      let leastLikely: Int32Array | null = null;
+      let leastLikely: tf.Tensor1D | null = null;
       if (run.dbat.attack === 'targeted-ll') {
         if (!cleanEval) throw new Error('internal: targeted-ll needs the clean logits');
-        const argmin = tf.argMin(cleanEval, 1);
-        leastLikely = Int32Array.from(await argmin.data());
-        argmin.dispose();
+        leastLikely = tf.argMin<tf.Tensor1D>(cleanEval, 1);
       }
-      const target = oneHot(dbatTargetClasses(ctx, batch, seed, leastLikely), 2 * ctx.numClasses);
+      const target = dbatTargets(ctx, batch, seed, leastLikely);
+      leastLikely?.dispose();
       try {
         const toward = crossEntropyObjective(target);
         return ascend(model, batch.images, (z) => tf.neg(toward(z)), options);

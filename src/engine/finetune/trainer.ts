@@ -27,6 +27,7 @@ import {
   type Position,
   type SetupContext,
   type StepInput,
+  type StepMetrics,
   type StepOutput,
   type Trainer,
   type TrainingRunOptions,
@@ -249,10 +250,10 @@ class FinetuneSession implements TrainingSession {
     const { config, modelConfig, numClasses } = this.plan;
     const { rng } = this.context;
     const batch = await nextTrainBatch(iterator, config, numClasses, this.dataset.imageSize, rng);
-    let values: Record<string, number>;
+    let method: MethodStep;
     try {
-      values = this.generalist
-        ? await generalistStep(this.generalist, batch, {
+      method = this.generalist
+        ? generalistStep(this.generalist, batch, {
             lr,
             epoch,
             batchIndex: b,
@@ -270,12 +271,16 @@ class FinetuneSession implements TrainingSession {
       tf.dispose([batch.images, batch.targets, batch.labels]);
     }
     const n = batch.labelValues.length;
-    this.sums.loss += values.loss ?? 0;
-    this.sums.clean += (values.clean_acc ?? 0) * n;
-    this.sums.adv += (values.adv_acc ?? 0) * n;
-    this.sums.images += n;
-    this.sums.steps += 1;
-    return { values };
+    const settle = (read: Record<string, number>): StepMetrics => {
+      const values = method.values(read);
+      this.sums.loss += values.loss ?? 0;
+      this.sums.clean += (values.clean_acc ?? 0) * n;
+      this.sums.adv += (values.adv_acc ?? 0) * n;
+      this.sums.images += n;
+      this.sums.steps += 1;
+      return { values };
+    };
+    return { metrics: method.metrics, settle };
   }
 
   async endEpoch(at: Position): Promise<void> {
@@ -406,61 +411,72 @@ async function nextTrainBatch(
   };
 }
 
+/** A method's step as it leaves it: its metric scalars on the device, and its metrics from their values. */
+interface MethodStep {
+  metrics: Record<string, tf.Tensor>;
+  values(read: Record<string, number>): Record<string, number>;
+}
+
 async function singleStep(
   ctx: Parameters<typeof finetuneStep>[0],
   batch: TrainBatch,
   optimizer: AdamW,
   lr: number,
-): Promise<Record<string, number>> {
+): Promise<MethodStep> {
   const result = await finetuneStep(ctx, batch);
+  let gradNorm: tf.Scalar | null;
   try {
-    const { gradNorm } = optimizer.applyGradients(result.grads, lr);
-    const partNames = Object.keys(result.parts);
-    const [loss, clean, adv, norm, ...parts] = await Promise.all([
-      result.loss.data(),
-      result.cleanCorrect.data(),
-      result.advCorrect ? result.advCorrect.data() : Promise.resolve(null),
-      gradNorm ? gradNorm.data() : Promise.resolve(null),
-      ...partNames.map((name) => result.parts[name]?.data() ?? Promise.resolve(new Float32Array([NaN]))),
-    ]);
-    gradNorm?.dispose();
-    const n = batch.labelValues.length;
-    return {
-      loss: loss[0] ?? NaN,
-      clean_acc: (clean[0] ?? NaN) / n,
-      ...(adv ? { adv_acc: (adv[0] ?? NaN) / n } : {}),
-      ...Object.fromEntries(partNames.map((name, i) => [name, parts[i]?.[0] ?? NaN])),
-      ...(norm ? { grad_norm: norm[0] ?? NaN } : {}),
-    };
-  } finally {
+    gradNorm = optimizer.applyGradients(result.grads, lr).gradNorm;
+  } catch (error) {
     result.dispose();
+    throw error;
   }
+  tf.dispose([...result.grads.values()]);
+  const n = batch.labelValues.length;
+  const partNames = Object.keys(result.parts);
+  const hasAdv = result.advCorrect !== null;
+  const hasNorm = gradNorm !== null;
+  return {
+    metrics: {
+      loss: result.loss,
+      clean_correct: result.cleanCorrect,
+      ...(result.advCorrect ? { adv_correct: result.advCorrect } : {}),
+      ...result.parts,
+      ...(gradNorm ? { grad_norm: gradNorm } : {}),
+    },
+    values: (read) => ({
+      loss: read.loss ?? NaN,
+      clean_acc: (read.clean_correct ?? NaN) / n,
+      ...(hasAdv ? { adv_acc: (read.adv_correct ?? NaN) / n } : {}),
+      ...Object.fromEntries(partNames.map((name) => [name, read[name] ?? NaN])),
+      ...(hasNorm ? { grad_norm: read.grad_norm ?? NaN } : {}),
+    }),
+  };
 }
 
-async function generalistStep(
+function generalistStep(
   generalist: GeneralistTrainer,
   batch: TrainBatch,
   options: Parameters<GeneralistTrainer['step']>[1],
-): Promise<Record<string, number>> {
+): MethodStep {
   const result = generalist.step(batch, options);
-  try {
-    const [loss, naturalLoss, clean, adv] = await Promise.all([
-      result.loss.data(),
-      result.naturalLoss.data(),
-      result.cleanCorrect.data(),
-      result.advCorrect.data(),
-    ]);
-    const n = batch.labelValues.length;
-    return {
-      loss: loss[0] ?? NaN,
-      natural_loss: naturalLoss[0] ?? NaN,
-      clean_acc: (clean[0] ?? NaN) / n,
-      adv_acc: (adv[0] ?? NaN) / n,
+  tf.dispose(result.gradNorms);
+  const n = batch.labelValues.length;
+  return {
+    metrics: {
+      loss: result.loss,
+      natural_loss: result.naturalLoss,
+      clean_correct: result.cleanCorrect,
+      adv_correct: result.advCorrect,
+    },
+    values: (read) => ({
+      loss: read.loss ?? NaN,
+      natural_loss: read.natural_loss ?? NaN,
+      clean_acc: (read.clean_correct ?? NaN) / n,
+      adv_acc: (read.adv_correct ?? NaN) / n,
       robust_weight: result.robustWeight,
-    };
-  } finally {
-    result.dispose();
-  }
+    }),
+  };
 }
 
 /** Remove Generalist state checkpoints whose main checkpoint is gone (kept: `current`). */

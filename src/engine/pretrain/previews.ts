@@ -47,10 +47,10 @@ export async function writePreviewSnapshot(
   const count = clean.shape[0];
   const rng = new Rng(run.seed ^ 0x5eed);
   const mask = randomMasking(rng, count, numPatches(config), run.maskRatio);
-  const arrays = tf.tidy(() => {
+  const images = tf.tidy((): Record<PreviewKind, tf.Tensor> => {
     const attacked = attackForMode(params, config, clean, mask, run, rng);
     const adversarial = attacked?.adversarial ?? clean;
-    const latent = encodeVisible(params, config, encoderInput(config, adversarial, mask), mask.visibleIds, {
+    const latent = encodeVisible(params, config, encoderInput(config, adversarial, mask), mask, {
       trainParams: false,
     });
     let pred: tf.Tensor3D = decode(params, config, latent, mask, { trainParams: false });
@@ -75,22 +75,22 @@ export async function writePreviewSnapshot(
     const delta = attacked?.delta ?? tf.zerosLike(clean);
     const scale = perturbationScale(run.attack.eps);
     return {
-      clean: clean.dataSync().slice(),
-      masked: toImage(maskedInput as tf.Tensor3D)
-        .dataSync()
-        .slice(),
-      adversarial: adversarial.dataSync().slice(),
-      perturbation: tf
-        .clipByValue(tf.add(tf.mul(delta, scale), 0.5), 0, 1)
-        .dataSync()
-        .slice(),
-      reconstruction: tf
-        .clipByValue(toImage(reconOrdered as tf.Tensor3D), 0, 1)
-        .dataSync()
-        .slice(),
+      clean: tf.clone(clean),
+      masked: toImage(maskedInput as tf.Tensor3D),
+      adversarial: adversarial === clean ? tf.clone(clean) : adversarial,
+      perturbation: tf.clipByValue(tf.add(tf.mul(delta, scale), 0.5), 0, 1),
+      reconstruction: tf.clipByValue(toImage(reconOrdered as tf.Tensor3D), 0, 1),
     };
   });
   mask.dispose();
+  // Read asynchronously: the webgpu backend has no synchronous read under Node.
+  const arrays: Partial<Record<PreviewKind, Float32Array>> = {};
+  try {
+    for (const [kind, t] of Object.entries(images))
+      arrays[kind as PreviewKind] = ((await t.data()) as Float32Array).slice();
+  } finally {
+    tf.dispose(Object.values(images));
+  }
 
   await mkdir(dir, { recursive: true });
   const kinds: PreviewKind[] =

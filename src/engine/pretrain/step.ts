@@ -266,34 +266,29 @@ function penaltyGradientRatio(
 /**
  * The reconstruction loss and MI(x, z) of the untrained model on one clean batch (no attack, no
  * gradient), for the penalty check before training: the attack moves MI(x + delta, z) little at the
- * start, and this costs one forward pass.
+ * start, and this costs one forward pass. The scalars stay on the device (the caller disposes them).
  */
-export async function penaltyAtStart(
+export function penaltyAtStart(
   params: ParamMap,
   config: ModelConfig,
   run: PretrainStepOptions['run'],
   images: tf.Tensor4D,
   rng: Rng,
-): Promise<{ recon: number; mi: number }> {
+): { recon: tf.Scalar; mi: tf.Scalar } {
   const mask = randomMasking(rng, images.shape[0], numPatches(config), run.maskRatio);
   try {
-    const [recon, mi] = tf.tidy(() => {
+    return tf.tidy(() => {
       const input = encoderInput(config, images, mask);
       const { latent, features } = encodeVisibleWithLayer(params, config, input, mask, run.mi.layer, {
         trainParams: false,
       });
       const pred = decode(params, config, latent, mask, { trainParams: false });
       const targets = orderedTargets(config, images, mask);
-      return [
-        reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss: run.normPixLoss }),
-        mutualInformation(run.mi.estimator, patchify(images, config.patchSize), features, run.mi),
-      ];
+      return {
+        recon: reconstructionLoss(pred, targets, mask.numVisible, { normPixLoss: run.normPixLoss }),
+        mi: mutualInformation(run.mi.estimator, patchify(images, config.patchSize), features, run.mi),
+      };
     });
-    // Read asynchronously: the webgpu backend has no synchronous read under Node.
-    const values = { recon: (await recon.data())[0] ?? NaN, mi: (await mi.data())[0] ?? NaN };
-    recon.dispose();
-    mi.dispose();
-    return values;
   } finally {
     mask.dispose();
   }

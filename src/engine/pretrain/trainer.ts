@@ -18,6 +18,7 @@ import {
   type CheckpointCommon,
   type Position,
   type StepInput,
+  type StepMetrics,
   type StepOutput,
   type Trainer,
   type TrainingRunOptions,
@@ -124,7 +125,7 @@ class PretrainSession implements TrainingSession {
   async step({ step, lr, iterator }: StepInput): Promise<StepOutput> {
     const { config, params } = this;
     const batch = await iterator.next();
-    if (step === 0) await this.checkPenalty(batch.images);
+    const penalty = step === 0 ? this.penaltyCheck(batch.images) : null;
     const every = config.mi.penaltyGradEvery;
     const result = pretrainStep({
       params,
@@ -135,23 +136,30 @@ class PretrainSession implements TrainingSession {
       measurePenaltyGradient: every > 0 && step % every === 0,
     });
     const { gradNorm } = this.optimizer.applyGradients(result.grads, lr);
-    const [loss, recon, mi, attackLoss, norm, gradRatio] = await Promise.all([
-      result.loss.data(),
-      result.recon.data(),
-      result.mi.data(),
-      result.attackLoss.data(),
-      gradNorm ? gradNorm.data() : Promise.resolve(null),
-      result.penaltyGradRatio ? result.penaltyGradRatio.data() : Promise.resolve(null),
-    ]);
-    result.dispose();
-    gradNorm?.dispose();
-    batch.images.dispose();
-    batch.labels.dispose();
+    tf.dispose([...result.grads.values(), batch.images, batch.labels]);
+    const metrics: Record<string, tf.Tensor> = {
+      loss: result.loss,
+      recon_loss: result.recon,
+      mi: result.mi,
+      attack_loss: result.attackLoss,
+      ...(result.penaltyGradRatio ? { penalty_grad_ratio: result.penaltyGradRatio } : {}),
+      ...(gradNorm ? { grad_norm: gradNorm } : {}),
+      ...(penalty ? { start_recon: penalty.recon, start_mi: penalty.mi } : {}),
+    };
+    return { metrics, settle: (read) => this.settle(read) };
+  }
+
+  /** A step's metrics from its read values (see step()); adds them to the epoch's sums. */
+  private settle(read: Record<string, number>): StepMetrics {
+    const { config } = this;
+    if (read.start_recon !== undefined && read.start_mi !== undefined) {
+      this.reportPenalty(read.start_recon, read.start_mi);
+    }
     const values = {
-      loss: loss[0] ?? NaN,
-      recon_loss: recon[0] ?? NaN,
-      mi: mi[0] ?? NaN,
-      attack_loss: attackLoss[0] ?? NaN,
+      loss: read.loss ?? NaN,
+      recon_loss: read.recon_loss ?? NaN,
+      mi: read.mi ?? NaN,
+      attack_loss: read.attack_loss ?? NaN,
     };
     this.sums.loss += values.loss;
     this.sums.recon += values.recon_loss;
@@ -159,14 +167,18 @@ class PretrainSession implements TrainingSession {
     this.sums.count += 1;
     const extra = {
       ...(penaltyIsOn(config) ? { penalty_share: (config.mi.lambda * values.mi) / values.recon_loss } : {}),
-      ...(gradRatio ? { penalty_grad_ratio: gradRatio[0] ?? NaN } : {}),
-      ...(norm ? { grad_norm: norm[0] ?? 0 } : {}),
+      ...(read.penalty_grad_ratio !== undefined ? { penalty_grad_ratio: read.penalty_grad_ratio } : {}),
+      ...(read.grad_norm !== undefined ? { grad_norm: read.grad_norm } : {}),
     };
     return { values, extra };
   }
 
-  async afterStep(at: Position): Promise<void> {
-    if (this.config.previewEvery > 0 && at.step % this.config.previewEvery === 0) await this.preview(at);
+  previewDue(at: Position): boolean {
+    return this.config.previewEvery > 0 && at.step % this.config.previewEvery === 0;
+  }
+
+  async writePreview(at: Position): Promise<void> {
+    await this.preview(at);
   }
 
   async endEpoch(at: Position): Promise<void> {
@@ -218,17 +230,18 @@ class PretrainSession implements TrainingSession {
     this.emit({ type: 'preview', step, epoch, imageSize: this.modelConfig.imageSize, ...snapshot });
   }
 
-  /** Before the first step of a MIMIR run: say whether its penalty can matter, measured on the first batch. */
-  private async checkPenalty(images: tf.Tensor4D): Promise<void> {
+  /**
+   * Before the first step of a MIMIR run: the untrained model's recon and MI on the first batch, left
+   * on the device with the step's metrics; `reportPenalty` says whether the penalty can matter.
+   */
+  private penaltyCheck(images: tf.Tensor4D): { recon: tf.Scalar; mi: tf.Scalar } | null {
     const { config } = this;
-    if (config.mode !== 'mimir') return;
-    const { recon, mi } = await penaltyAtStart(
-      this.params,
-      this.modelConfig,
-      config,
-      images,
-      new Rng(config.seed).fork(),
-    );
+    if (config.mode !== 'mimir') return null;
+    return penaltyAtStart(this.params, this.modelConfig, config, images, new Rng(config.seed).fork());
+  }
+
+  private reportPenalty(recon: number, mi: number): void {
+    const { config } = this;
     const share = (config.mi.lambda * mi) / recon;
     const settings = { mode: config.mode, estimator: config.mi.estimator, lambda: config.mi.lambda };
     const warning = negligiblePenaltyWarning(settings, share, true);

@@ -10,6 +10,7 @@ import { openExtraData } from '../data/extra-data';
 import { writeFileAtomic } from '../io/atomic-file';
 import { errorMessage } from '@shared/unknown-value';
 import { Rng, type RngState } from '../rng';
+import { PendingMetrics } from './pending-metrics';
 import { learningRateAtIteration, scaledLearningRate } from './schedule';
 import { nonFiniteStop, StepEvents } from './step-events';
 
@@ -19,6 +20,11 @@ import { nonFiniteStop, StepEvents } from './step-events';
  * loop with per-iteration learning rate, step events and NaN stop, checkpoints, then done, cancel or
  * fail. A trainer (engine_pretrain.py's part) supplies its config, its setup (dataset, model,
  * optimiser), one step, the end of an epoch and what a checkpoint holds.
+ *
+ * A step leaves its metrics on the device; the lifecycle reads them every `metricsEvery` steps, in
+ * one transfer, and always before a preview, the end of an epoch (so before held-out passes and
+ * checkpoints), a cancel or a failure report, then emits each step's events in order. A NaN found
+ * late stops the run at the step it happened at, before anything after it is written.
  *
  * Outcomes: `done` (returned and emitted); a cancel (the signal aborted, whatever error the abort
  * caused) logs and throws RunCancelledError; anything else emits `failed` (naming the last good
@@ -60,6 +66,8 @@ export interface TrainingPlan {
   epochs: number;
   batchSize: number;
   logEvery: number;
+  /** Read the steps' metrics every this many steps (absent: defaultMetricsEvery of the backend). */
+  metricsEvery?: number | undefined;
   checkpointEvery: number;
   augmentation: AugmentationConfig;
   optimizer: { baseLr: number; minLr: number; warmupEpochs: number };
@@ -94,10 +102,32 @@ export interface StepInput extends Position {
 }
 
 export interface StepOutput {
+  /** The step's metric scalars, left on the device; the lifecycle reads them later and disposes them. */
+  metrics: Record<string, tf.Tensor>;
+  /** The step's metrics from what was read of `metrics`; called once, in step order (epoch tallies go here). */
+  settle(read: Record<string, number>): StepMetrics;
+}
+
+export interface StepMetrics {
   /** Checked for NaN/Inf (a non-finite one stops the run) and emitted as the step's metrics. */
   values: Record<string, number>;
   /** Emitted after `values`, not checked. */
   extra?: Record<string, number>;
+}
+
+/** Read metrics every step where a read costs nothing; on webgpu a read waits for the GPU to drain. */
+export function defaultMetricsEvery(backend: string): number {
+  return backend === 'webgpu' ? 8 : 1;
+}
+
+/** A step whose metrics are still on the device. */
+interface PendingStep {
+  step: number;
+  epoch: number;
+  batch: number;
+  lr: number;
+  seconds: number;
+  settle: StepOutput['settle'];
 }
 
 /** What a checkpoint holds whatever the trainer: the lifecycle's part of the manifest. */
@@ -119,8 +149,9 @@ export interface TrainingSession {
   /** Before the first step of this attempt (after `started`). */
   begin?(at: Position): Promise<void>;
   step(input: StepInput): Promise<StepOutput>;
-  /** After a step's events (`at.step` counts it). */
-  afterStep?(at: Position): Promise<void>;
+  /** Whether a preview is due after this step (`at.step` counts it); the lifecycle reads the pending metrics first. */
+  previewDue?(at: Position): boolean;
+  writePreview?(at: Position): Promise<void>;
   /** After the last step of an epoch (`at.epoch` counts it): the epoch's metrics. */
   endEpoch(at: Position): Promise<void>;
   /** The latest epoch's values: a checkpoint's metrics and the `done` summary. */
@@ -243,20 +274,44 @@ export async function runTraining<C extends TrainingPlan>(
   const started = performance.now();
   let lastLr = 0;
   const stepEvents = new StepEvents(emit, { ...config, stepsPerEpoch });
+  const metricsEvery = config.metricsEvery ?? defaultMetricsEvery(tf.getBackend());
+  const pending = new PendingMetrics<PendingStep>();
+  /** Reads the pending steps' metrics and emits their events in order; stops the run at the first non-finite value. */
+  const readPending = async (): Promise<void> => {
+    const readStart = performance.now();
+    const steps = await pending.read();
+    // The read waits for the device to finish the steps' work; a step's own share of it is not known
+    // without a read of its own, so it is spread evenly over them (images/s then has no sawtooth).
+    const wait = (performance.now() - readStart) / 1000 / Math.max(steps.length, 1);
+    for (const { item } of steps) item.seconds += wait;
+    for (const { item, values: read } of steps) {
+      const { values, extra } = item.settle(read);
+      const stop = nonFiniteStop(values, item.step, item.epoch, lastCheckpoint);
+      if (stop) {
+        step = item.step;
+        fail(stop, 'run');
+      }
+      stepEvents.after(item.step, item.epoch, item.batch, item.seconds, values, item.lr, extra);
+    }
+  };
   try {
     await session.begin?.({ epoch, step });
     while (epoch < config.epochs) {
       for (let b = 0; b < stepsPerEpoch; b++) {
-        if (signal?.aborted) throw new RunCancelledError();
+        if (signal?.aborted) {
+          await readPending();
+          throw new RunCancelledError();
+        }
         const stepStart = performance.now();
         const lr = learningRateAtIteration(lrConfig, epoch, b, stepsPerEpoch);
-        const { values, extra } = await session.step({ epoch, step, batch: b, lr, iterator });
+        const { metrics, settle } = await session.step({ epoch, step, batch: b, lr, iterator });
         step += 1;
         lastLr = lr;
-        const stop = nonFiniteStop(values, step, epoch, lastCheckpoint);
-        if (stop) fail(stop, 'run');
-        stepEvents.after(step, epoch, b, (performance.now() - stepStart) / 1000, values, lr, extra);
-        await session.afterStep?.({ epoch, step });
+        const seconds = (performance.now() - stepStart) / 1000;
+        pending.add({ step, epoch, batch: b, lr, seconds, settle }, metrics);
+        const previewDue = session.previewDue?.({ epoch, step }) ?? false;
+        if (pending.size >= metricsEvery || previewDue || b === stepsPerEpoch - 1) await readPending();
+        if (previewDue) await session.writePreview?.({ epoch, step });
       }
       epoch += 1;
       await session.endEpoch({ epoch, step });
@@ -283,6 +338,13 @@ export async function runTraining<C extends TrainingPlan>(
     return done;
   } catch (error) {
     if (error instanceof RunFailedError) throw error;
+    // The steps before the error finished: their events come first, and a NaN among them is the cause.
+    if (pending.size > 0) {
+      await readPending().catch((readError: unknown) => {
+        if (readError instanceof RunFailedError) throw readError;
+        // Otherwise the first error is the one to report (below).
+      });
+    }
     // An error on the way out of a cancelled run (a step or a held-out pass seeing the abort) is the cancel.
     if (error instanceof RunCancelledError || signal?.aborted) {
       emit({
@@ -294,6 +356,7 @@ export async function runTraining<C extends TrainingPlan>(
     }
     return fail(`${trainer.title} stopped at step ${step}: ${errorMessage(error)}`, 'run');
   } finally {
+    pending.dispose();
     iterator.close();
     session.dispose();
   }

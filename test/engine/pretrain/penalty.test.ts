@@ -152,7 +152,9 @@ describe('the MI penalty of MIMIR pre-training', () => {
       const params = initMaeParams(config, new Rng(3));
       for (const estimator of MI_ESTIMATORS) {
         const run = PretrainConfig.parse(micro({ mi: { estimator } }));
-        const { recon, mi } = await penaltyAtStart(params, config, run, images, new Rng(5));
+        const start = penaltyAtStart(params, config, run, images, new Rng(5));
+        const [recon, mi] = [(await start.recon.data())[0] ?? NaN, (await start.mi.data())[0] ?? NaN];
+        tf.dispose([start.recon, start.mi]);
         console.log(`${model} ${estimator}: first-batch MI ${mi.toPrecision(3)}, recon ${recon.toPrecision(3)}`);
         expect(mi / TYPICAL_MI[estimator]).toBeGreaterThan(1 / 4);
         expect(mi / TYPICAL_MI[estimator]).toBeLessThan(4);

@@ -104,6 +104,10 @@ const DOCS: Record<string, FieldDoc> = {
   checkpointEvery: { label: 'Checkpoint every (epochs)', help: 'And always at the end.' },
   keepCheckpoints: { label: 'Keep checkpoints' },
   logEvery: { label: 'Log metrics every (steps)' },
+  metricsEvery: {
+    label: 'Read metrics every (steps)',
+    help: 'Metrics stay on the device and are read in one batch every N steps (and before previews, epoch ends and checkpoints); every step is still reported. Empty: 1, or 8 on webgpu, where a read waits for the GPU.',
+  },
 };
 
 export const FINETUNE_FORM: FormSpec = {
@@ -129,7 +133,11 @@ export const FINETUNE_FORM: FormSpec = {
     { id: 'optimizer', title: 'Optimizer (AdamW)', keys: ['optimizer'] },
     { id: 'engine', title: 'Compute engine', keys: ['engine'] },
     { id: 'held-out', title: 'Held-out checks', keys: ['heldOut'] },
-    { id: 'outputs', title: 'Checkpoints and logging', keys: ['checkpointEvery', 'keepCheckpoints', 'logEvery'] },
+    {
+      id: 'outputs',
+      title: 'Checkpoints and logging',
+      keys: ['checkpointEvery', 'keepCheckpoints', 'logEvery', 'metricsEvery'],
+    },
   ]),
   inactiveReason(path, config) {
     const method = getAt(config, ['method']);
