@@ -1,4 +1,5 @@
 import { CIFAR10_CLASSES } from '@engine/data/cifar10';
+import type { HierExportJob } from '@engine/export/hier-encoders';
 import type { PgdSpec } from '@shared/attack-config';
 import {
   BUILTIN_CLASSES,
@@ -35,7 +36,9 @@ export type TorchJob =
       resume?: boolean;
       epochsOverride?: number;
     }
-  | { kind: 'evaluate'; config: TorchEvaluationJob };
+  | { kind: 'evaluate'; config: TorchEvaluationJob }
+  /** A ConvNeXt or Swin export with timm's names (python/mimir_torch/export_run.py; src/torch/export.ts). */
+  | { kind: 'export'; config: HierExportJob };
 
 /** One attack of a PyTorch evaluation, planned here (plan.ts): natural accuracy, or PGD on CE in pixel units. */
 export type TorchPlannedAttack = { key: string; label: string; implementation: string; inWorstCase: boolean } & (
