@@ -86,7 +86,7 @@ export async function hierarchicalExport(input: {
   if (input.naming !== 'timm') {
     throw new Error(
       `A ${encoder} checkpoint holds timm's names and layouts already, so it exports with timm's names only: ` +
-        'leave out --naming native (choose timm names).',
+        'choose timm names (--naming timm, the default).',
     );
   }
   if (input.decoder) {
@@ -101,7 +101,9 @@ export async function hierarchicalExport(input: {
   const kind = manifest.kind;
   const record = kind === 'finetune' ? classifierRecord(manifest.runConfig) : null;
   if (kind === 'finetune' && !record) {
-    throw new Error(`${dir} is a fine-tuning checkpoint without its run record (numClasses, method): it cannot be exported.`);
+    throw new Error(
+      `${dir} is a fine-tuning checkpoint without its run record (numClasses, method): it cannot be exported.`,
+    );
   }
   const outputs = record ? headOutputs(record.method, record.numClasses) : 0;
   const fields: HierExportFields = {
