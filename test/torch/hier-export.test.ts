@@ -32,6 +32,7 @@ interface TimmCheck {
   maxAbsLogit?: number;
   relativeDiff?: number;
   logitStd?: number;
+  differing: string[];
 }
 
 function configFile(dir: string, config: object): string {
@@ -129,6 +130,7 @@ describe('ConvNeXt and Swin exports (mimir export, PyTorch engine) load into tim
       });
       const check = timmCheck(tunedFile);
       expect(check.tensors).toBe(tuned.summary.tensors);
+      expect(check.differing).toEqual([]);
       expect(check.outputShape).toEqual([4, 10]);
       expect(check.logitStd).toBeGreaterThan(0);
       expect(check.maxAbsDiff).toBeLessThanOrEqual(TOLERANCE);
@@ -141,6 +143,7 @@ describe('ConvNeXt and Swin exports (mimir export, PyTorch engine) load into tim
       expect(pre.config).toMatchObject({ architecture, num_classes: 0, mimir: { kind: 'pretrain', headOutputs: 0 } });
       const encoder = timmCheck(preFile);
       expect(encoder.tensors).toBe(pre.summary.tensors);
+      expect(encoder.differing).toEqual([]);
       expect(encoder.outputShape).toEqual([4, lastWidth]);
     }, 600_000);
   }

@@ -6,7 +6,8 @@ Builds timm's model from the config JSON beside the export (its registered name,
 timm.models with model_args) and loads the file with strict=True. A classifier: its logits on fixed
 images ([0, 1] pixels normalised with pretrained_cfg's mean / std) against the workbench's own logits for
 the same images from the checkpoint the JSON names as its source (the PyTorch engine's classifier_forward, as evaluation runs it).
-An encoder (num_classes 0): its pooled features' shape. Prints one JSON object on the last line.
+An encoder (num_classes 0): its pooled features' shape. Either way, which exported tensors differ from
+the checkpoint's. Prints one JSON object on the last line.
 """
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def main(export: str) -> None:
     std = torch.tensor(cfg["std"]).reshape(1, -1, 1, 1)
     with torch.no_grad():
         theirs = model((images.permute(0, 3, 1, 2) - mean) / std)
-        result = {"tensors": len(tensors), "numClasses": config["num_classes"], "outputShape": list(theirs.shape)}
+        # Every exported tensor is the checkpoint's own, bit for bit (the logits of a one-epoch run barely
+        # depend on ConvNeXt's blocks, whose layer scales are still near 1e-6).
+        differing = [k for k, v in tensors.items() if k not in ckpt.params or not torch.equal(v, ckpt.params[k])]
+        result = {"tensors": len(tensors), "numClasses": config["num_classes"], "outputShape": list(theirs.shape), "differing": differing}
         if ckpt.manifest["kind"] == "finetune":
             ours = M.classifier_forward(ckpt.params, c, images)
             diff = float((ours - theirs).abs().max())

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { describeIssues } from '@shared/config-object';
+import { onTorchEngine } from '@shared/engine-choice';
 import { headOutputs } from '@shared/finetune-config';
 import type { ModelConfig } from '@shared/model-config';
 import type { CheckpointManifest } from '@shared/checkpoint';
@@ -99,7 +100,8 @@ export async function hierarchicalExport(input: {
     throw new Error(`A ${encoder} checkpoint is exported by the PyTorch engine, which this caller does not start.`);
   }
   const kind = manifest.kind;
-  const record = kind === 'finetune' ? classifierRecord(manifest.runConfig) : null;
+  // Only the PyTorch engine trains these encoders, though a `--engine torch` run's record does not say so.
+  const record = kind === 'finetune' ? classifierRecord(onTorchEngine(manifest.runConfig)) : null;
   if (kind === 'finetune' && !record) {
     throw new Error(
       `${dir} is a fine-tuning checkpoint without its run record (numClasses, method): it cannot be exported.`,
