@@ -49,13 +49,13 @@ def open_run(out_dir: str, kind: str, resume: bool, has_job_config: bool, emitte
     if resume_from is None and (resume or not has_job_config):
         fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
     stored = load_checkpoint(resume_from) if resume_from else None
+    if stored and stored.manifest["kind"] != kind:  # not this run's to continue: no last checkpoint to offer
+        fail(
+            f"{resume_from} is a {RUN_NAMES.get(stored.manifest['kind'], stored.manifest['kind'])} checkpoint; "
+            f"--resume continues a {RUN_NAMES[kind]} run: give a {RUN_NAMES[kind]} run's folder."
+        )
     if stored:
         state["last"] = resume_from
-        if stored.manifest["kind"] != kind:
-            fail(
-                f"{resume_from} is a {RUN_NAMES.get(stored.manifest['kind'], stored.manifest['kind'])} checkpoint; "
-                f"--resume continues a {RUN_NAMES[kind]} run: give a {RUN_NAMES[kind]} run's folder."
-            )
     return RunOpening(checkpoints, state, fail, resume_from, stored)
 
 

@@ -122,8 +122,9 @@ describe.skipIf(!found.python)('the PyTorch engine on the Compute page and in th
       .toBe('PyTorch · 2 processes · cpu · fp32');
     // ... and the run's own engine on a torch run's page, which that backend did not run.
     await expect
-      .poll(async () => (await page.getByTestId('backend-badge').textContent())?.replace(/\s+/g, ' ').trim())
-      .toBe('this run PyTorch · 2 processes · cpu · fp32');
+      .poll(async () => (await page.getByTestId('backend-name').textContent())?.trim())
+      .toBe('PyTorch · 2 processes · cpu · fp32');
+    expect(await page.getByTestId('backend-badge').getAttribute('title')).toBe('Engine of this run');
     await page.screenshot({ path: screenshotPath('run-header-torch'), fullPage: false });
     expect(problems, problems.join('\n')).toEqual([]);
     await page.close();
