@@ -129,6 +129,7 @@ describe('ConvNeXt and Swin exports (mimir export, PyTorch engine) load into tim
         mimir: { kind: 'finetune', numClasses: 10, headOutputs: 10, method: 'pgd-at' },
       });
       const check = timmCheck(tunedFile);
+      console.info(`${model} fine-tuning export in timm: ${JSON.stringify(check)}`);
       expect(check.tensors).toBe(tuned.summary.tensors);
       expect(check.differing).toEqual([]);
       expect(check.outputShape).toEqual([4, 10]);
