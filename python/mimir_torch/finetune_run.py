@@ -82,10 +82,8 @@ def held_out_accuracy(params: M.Params, c: ModelConfig, run: FinetuneSettings, d
 
 
 def run_finetuning(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
-    opening = open_run(out_dir, resume, job_config is not None, emitter)
+    opening = open_run(out_dir, "finetune", resume, job_config is not None, emitter)
     checkpoints, state, fail, resume_from, stored = opening.checkpoints, opening.state, opening.fail, opening.resume_from, opening.stored
-    if stored and stored.manifest["kind"] != "finetune":
-        fail(f"{resume_from} is a {stored.manifest['kind']} checkpoint; --resume continues a fine-tuning run.")
     record = run_config(opening, {} if stored else job_config["record"], epochs_override)  # type: ignore[index]
     try:
         run = FinetuneSettings.parse(record, "config")

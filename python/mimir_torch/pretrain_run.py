@@ -29,7 +29,7 @@ CONFIG_FILE = "config.json"
 
 
 def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epochs_override: Optional[int], out_dir: str, device: torch.device, precision: Precision, world: World, emitter: Emitter, stop: Stop) -> Dict[str, Any]:
-    opening = open_run(out_dir, resume, job_config is not None, emitter)
+    opening = open_run(out_dir, "pretrain", resume, job_config is not None, emitter)
     checkpoints, state, fail, resume_from, stored = opening.checkpoints, opening.state, opening.fail, opening.resume_from, opening.stored
     config = run_config(opening, job_config or {}, epochs_override)
     try:

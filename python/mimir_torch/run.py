@@ -2,7 +2,7 @@
 
   python3 -m mimir_torch.run --config job.json --out DIR [--device auto|cpu|cuda] [--precision auto|fp32|bf16|fp16]
 
-job.json (written by the workbench, src/torch/job.ts): {"kind": "pretrain" | "finetune" | "evaluate", "config": the
+job.json (written by the workbench, src/torch/job.ts): {"kind": "pretrain" | "finetune" | "evaluate" | "export", "config": the
 run config validated by the Node side's zod schema and filled with every default (model presets and
 the built-in set's size resolved), "epochsOverride"?: raise a resumed run's epochs}. Starts the run in
 DIR, or continues it from DIR/checkpoints' newest checkpoint (the stored config wins, as in the tfjs
@@ -24,6 +24,7 @@ from .checkpoint import find_latest
 from .distributed import close_world, init_world
 from .events import Emitter
 from .evaluate_run import run_evaluation
+from .export_run import run_export
 from .finetune_run import run_finetuning
 from .pretrain_run import run_pretraining
 from .runtime import (
@@ -60,9 +61,9 @@ def main(argv: List[str]) -> int:
     emitter = Emitter(world.rank)
     try:
         kind = job.get("kind")
-        runner = {"pretrain": run_pretraining, "finetune": run_finetuning, "evaluate": run_evaluation}.get(kind)
+        runner = {"pretrain": run_pretraining, "finetune": run_finetuning, "evaluate": run_evaluation, "export": run_export}.get(kind)
         if runner is None:
-            emitter.emit({"type": "failed", "message": f"job kind {kind!r} is not available on the PyTorch engine (pretrain, finetune, evaluate): use --engine tfjs", "step": None, "lastCheckpoint": None})
+            emitter.emit({"type": "failed", "message": f"job kind {kind!r} is not available on the PyTorch engine (pretrain, finetune, evaluate, export): use --engine tfjs", "step": None, "lastCheckpoint": None})
             return EXIT_FAILED
         try:
             precision = make_precision(args.precision, device)

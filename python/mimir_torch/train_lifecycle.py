@@ -32,8 +32,12 @@ class RunOpening:
     stored: Optional[Checkpoint]
 
 
-def open_run(out_dir: str, resume: bool, has_job_config: bool, emitter: Emitter) -> RunOpening:
-    """Finds the checkpoint to continue from; with --resume (or no job config) there must be one."""
+RUN_NAMES = {"pretrain": "pre-training", "finetune": "fine-tuning"}
+
+
+def open_run(out_dir: str, kind: str, resume: bool, has_job_config: bool, emitter: Emitter) -> RunOpening:
+    """Finds the checkpoint to continue from; with --resume (or no job config) there must be one, and of
+    this run's kind (a pre-training does not continue from a fine-tuning's checkpoint, nor the other way)."""
     checkpoints = os.path.join(out_dir, CHECKPOINTS_DIR)
     state: Dict[str, Any] = {"step": 0, "last": None}
 
@@ -45,6 +49,11 @@ def open_run(out_dir: str, resume: bool, has_job_config: bool, emitter: Emitter)
     if resume_from is None and (resume or not has_job_config):
         fail(f"Nothing to resume in {out_dir}: it holds no checkpoint ({checkpoints}).")
     stored = load_checkpoint(resume_from) if resume_from else None
+    if stored and stored.manifest["kind"] != kind:  # not this run's to continue: no last checkpoint to offer
+        fail(
+            f"{resume_from} is a {RUN_NAMES.get(stored.manifest['kind'], stored.manifest['kind'])} checkpoint; "
+            f"--resume continues a {RUN_NAMES[kind]} run: give a {RUN_NAMES[kind]} run's folder."
+        )
     if stored:
         state["last"] = resume_from
     return RunOpening(checkpoints, state, fail, resume_from, stored)

@@ -36,11 +36,11 @@ def timm_from_export(path: str) -> nn.Module:
     """timm's model as the exported config JSON names it, loaded strictly from the safetensors file."""
     with open(path[: -len(".safetensors")] + ".json", encoding="utf-8") as f:
         config = json.load(f)
-    if config["timm_name"]:
-        model = timm.create_model(config["timm_name"], pretrained=False, **config["kwargs"])
+    if config["timm_model"]:
+        model = timm.create_model(config["timm_model"], pretrained=False, **config["model_args"])
     else:
-        module_name, class_name = config["timm_class"].rsplit(".", 1)
-        model = getattr(importlib.import_module(module_name), class_name)(**config["kwargs"])
+        module_name, class_name = config["architecture"].rsplit(".", 1)
+        model = getattr(importlib.import_module(f"timm.models.{module_name}"), class_name)(**config["model_args"])
     tensors, _ = read_safetensors(path)
     model.load_state_dict(tensors, strict=True)
     return model.eval()

@@ -102,10 +102,13 @@ function runDetail(run: Run): string {
 /** The PyTorch snippet the export dialog shows. */
 export function pytorchSnippet(outcome: Omit<ExportOutcome, 'pytorch'>): string {
   const timm = outcome.naming === 'timm';
+  const [module = '', name = ''] = outcome.architecture.split('.');
+  // The ConvStem ViT's own module (docs/export/mimir_convstem_vit.py) sits beside the file, not in timm.
+  const from = module.startsWith('mimir_') ? module : `timm.models.${module}`;
   const lines = [
     'import json',
     'from safetensors.torch import load_file',
-    ...(timm ? ['from timm.models.vision_transformer import VisionTransformer'] : []),
+    ...(timm ? [`from ${from} import ${name}`] : []),
     '',
     `config = json.load(open(${JSON.stringify(outcome.configFile)}))`,
     `state = load_file(${JSON.stringify(outcome.file)})`,
@@ -118,7 +121,7 @@ export function pytorchSnippet(outcome: Omit<ExportOutcome, 'pytorch'>): string 
   } else if (outcome.kind === 'finetune') {
     lines.push(
       '',
-      'model = VisionTransformer(**config["model_args"])',
+      `model = ${name}(**config["model_args"])`,
       'model.load_state_dict(state)  # strict: every name and shape is timm’s',
       'model.eval()',
       '# Inputs: RGB NCHW in [0, 1], normalised with config["pretrained_cfg"]["mean"] / ["std"];',
@@ -127,7 +130,7 @@ export function pytorchSnippet(outcome: Omit<ExportOutcome, 'pytorch'>): string 
   } else if (outcome.withDecoder) {
     lines.push(
       '',
-      'model = VisionTransformer(**config["model_args"])',
+      `model = ${name}(**config["model_args"])`,
       '# The file also holds MAE’s decoder (decoder_*, mask_token): load the encoder part into timm,',
       '# or the whole file into MAE’s models_mae.MaskedAutoencoderViT.',
       'missing, unexpected = model.load_state_dict(state, strict=False)',
@@ -135,7 +138,7 @@ export function pytorchSnippet(outcome: Omit<ExportOutcome, 'pytorch'>): string 
   } else {
     lines.push(
       '',
-      'model = VisionTransformer(**config["model_args"])',
+      `model = ${name}(**config["model_args"])`,
       'model.load_state_dict(state)  # the MAE encoder: a feature extractor (num_classes 0)',
       'model.eval()',
     );
@@ -245,8 +248,13 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
       if ((await statOrNull(folder))?.isDirectory() === false)
         throw new CatalogError(`${folder} is a file, not a folder.`, 'invalid-input');
       await mkdir(folder, { recursive: true });
-      const { exportCheckpoint } = await import('@engine/export/export');
-      const result = await asUserError(() => exportCheckpoint(checkpoint, file, { naming, decoder, overwrite }));
+      const [{ exportCheckpoint }, { torchHierExporter }] = await Promise.all([
+        import('@engine/export/export'),
+        import('@torch/export'),
+      ]);
+      const result = await asUserError(() =>
+        exportCheckpoint(checkpoint, file, { naming, decoder, overwrite, hierarchical: torchHierExporter }),
+      );
       const outcome = {
         file: result.file,
         configFile: result.configFile,
@@ -256,6 +264,7 @@ export function createCheckpointCatalog(options: { store: RunStore; dataDir: str
         tensors: result.tensors.length,
         withDecoder: result.kind === 'pretrain' && decoder,
         numClasses: result.config.mimir?.numClasses ?? result.config.num_classes,
+        architecture: result.config.architecture,
         modelArgs: { ...result.config.model_args },
       };
       return { ...outcome, pytorch: pytorchSnippet(outcome) };

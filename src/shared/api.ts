@@ -110,7 +110,9 @@ export const ExportOutcome = z.object({
   tensors: z.number().int().nonnegative(),
   withDecoder: z.boolean(),
   numClasses: z.number().int().nonnegative(),
-  /** timm's VisionTransformer keyword arguments, as written in the config JSON. */
+  /** The class the file loads into, `module.Class` under timm.models (mimir_convstem_vit: docs/export's module). */
+  architecture: z.string(),
+  /** That class's keyword arguments, as written in the config JSON. */
   modelArgs: z.record(z.string(), z.unknown()),
   /** How to load the file in PyTorch (Python source). */
   pytorch: z.string(),

@@ -22,3 +22,13 @@ export const RunEngine = z.discriminatedUnion(
   { error: "engine.name must be 'tfjs' or 'torch'" },
 );
 export type RunEngine = z.infer<typeof RunEngine>;
+
+/**
+ * A run config (or a checkpoint's run record) validated as a PyTorch run: one that names no engine
+ * (`mimir ... --engine torch` chose it, and its record does not say so) is checked as engine torch, so
+ * a PyTorch-only encoder passes.
+ */
+export function onTorchEngine(input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || Array.isArray(input) || 'engine' in input) return input;
+  return { ...input, engine: { name: 'torch' } };
+}

@@ -1,4 +1,5 @@
 import { CIFAR10_CLASSES } from '@engine/data/cifar10';
+import type { HierExportJob } from '@engine/export/hier-encoders';
 import type { PgdSpec } from '@shared/attack-config';
 import {
   BUILTIN_CLASSES,
@@ -10,6 +11,7 @@ import {
 import type { EvaluationRequest } from '@shared/evaluation';
 import { describeIssues } from '@shared/config-object';
 import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '@shared/finetune-config';
+import { onTorchEngine } from '@shared/engine-choice';
 import { modelConfigFromPreset, withDecoder, type ModelConfig } from '@shared/model-config';
 import { PretrainConfig } from '@shared/pretrain-config';
 
@@ -35,7 +37,9 @@ export type TorchJob =
       resume?: boolean;
       epochsOverride?: number;
     }
-  | { kind: 'evaluate'; config: TorchEvaluationJob };
+  | { kind: 'evaluate'; config: TorchEvaluationJob }
+  /** A ConvNeXt or Swin export with timm's names (python/mimir_torch/export_run.py; src/torch/export.ts). */
+  | { kind: 'export'; config: HierExportJob };
 
 /** One attack of a PyTorch evaluation, planned here (plan.ts): natural accuracy, or PGD on CE in pixel units. */
 export type TorchPlannedAttack = { key: string; label: string; implementation: string; inWorstCase: boolean } & (
@@ -98,15 +102,7 @@ export async function resumeJob(kind: 'pretrain' | 'finetune', epochsOverride?: 
     : { kind, config: null, resume: true, ...(epochsOverride ? { epochsOverride } : {}) };
 }
 
-/**
- * The config validated as a PyTorch run: one that names no engine (`mimir ... --engine torch` chose it)
- * is checked as engine torch, so a PyTorch-only encoder passes; the engine is not added to the result.
- */
-function onTorchEngine(input: unknown): unknown {
-  if (typeof input !== 'object' || input === null || Array.isArray(input) || 'engine' in input) return input;
-  return { ...input, engine: { name: 'torch' } };
-}
-
+/** The engine onTorchEngine added for validation is not part of the job's config. */
 function withoutAddedEngine<T extends { engine?: unknown }>(parsed: T, input: unknown): T {
   if (typeof input === 'object' && input !== null && 'engine' in input) return parsed;
   const { engine: _added, ...rest } = parsed;

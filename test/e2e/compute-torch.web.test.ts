@@ -15,7 +15,8 @@ import { findPythonWithTorch } from '../engine/io/python-torch';
 /**
  * The PyTorch engine in the app (Chromium, web mode, the real service): the Compute page's PyTorch
  * entry (python, torch, devices, collectives, who starts the ranks) from the same discovery as
- * `mimir doctor`, and the run header's compute line for a torch run on 2 processes and a tfjs run.
+ * `mimir doctor`, and the run header's compute line for a torch run on 2 processes and a tfjs run (the top
+ * bar's badge: the run's engine on a torch run's page, the engine process's backend elsewhere).
  */
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-compute-torch-'));
@@ -110,12 +111,20 @@ describe.skipIf(!found.python)('the PyTorch engine on the Compute page and in th
     const compute = page.getByTestId('run-backend');
     await compute.waitFor({ timeout: 60_000 });
     expect((await compute.textContent())?.trim()).toBe(`TensorFlow.js · ${doneTfjs.backend ?? '?'}`);
+    // The top bar's badge: the engine process's backend on a tfjs run's page ...
+    const chosen = (await callApi<{ chosen: string }>('system.report', {})).chosen;
+    await expect.poll(async () => (await page.getByTestId('backend-name').textContent())?.trim()).toBe(chosen);
 
     await page.goto(`${server.url}#/runs/${torch.id}`);
     await page.getByText('torch on 2 processes').first().waitFor({ timeout: 60_000 });
     await expect
       .poll(async () => (await page.getByTestId('run-backend').textContent())?.trim(), { timeout: 60_000 })
       .toBe('PyTorch · 2 processes · cpu · fp32');
+    // ... and the run's own engine on a torch run's page, which that backend did not run.
+    await expect
+      .poll(async () => (await page.getByTestId('backend-name').textContent())?.trim())
+      .toBe('PyTorch · 2 processes · cpu · fp32');
+    expect(await page.getByTestId('backend-badge').getAttribute('title')).toBe('Engine of this run');
     await page.screenshot({ path: screenshotPath('run-header-torch'), fullPage: false });
     expect(problems, problems.join('\n')).toEqual([]);
     await page.close();

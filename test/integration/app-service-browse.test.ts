@@ -12,11 +12,14 @@ import type { ApiMethod, ApiOutput } from '../../src/shared/api';
 import { BUILTIN_CLASSES, BuiltinSource } from '../../src/shared/dataset-config';
 import { useBackend } from '../helpers/backend';
 import { trainedClassifierCheckpoint } from '../engine/export/fixtures';
+import { readSafetensorsHeader } from '../../src/engine/io/safetensors';
+import { runMimir } from '../helpers/cli';
 
 /**
  * The app API's dataset browser and checkpoint catalogue through the service (no window, no jobs): pages
  * hold the right images in the right places, a class filter keeps its class, large images are
- * downsampled, requests for what is not there say so, and an export imported back holds the same weights.
+ * downsampled, requests for what is not there say so, and an export imported back holds the same weights;
+ * a ConvNeXt checkpoint exports through the PyTorch engine with timm's names (its timm parity: test/torch/hier-export.test.ts).
  */
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-browse-'));
@@ -186,4 +189,68 @@ describe('checkpoints and exports', () => {
     );
     expect(await call('checkpoints.list', { kind: 'pretrain' })).toEqual([]);
   });
+});
+
+describe('checkpoints and exports: a ConvNeXt (the PyTorch engine writes it)', () => {
+  it("exports with timm's names and ConvNeXt's snippet, refuses native names and an unasked overwrite", async () => {
+    const tuned = path.join(dataDir, 'convnext');
+    writeFileSync(path.join(dataDir, 'convnext.input.json'), JSON.stringify({ heldOut: { size: 0 } }));
+    const run = runMimir(
+      [
+        'finetune',
+        '--engine',
+        'torch',
+        '--scratch',
+        '--model',
+        'convnext-micro',
+        '--method',
+        'natural',
+        '--image-size',
+        '32',
+        '--dataset-size',
+        '8',
+        '--batch',
+        '8',
+        '--epochs',
+        '1',
+        '--config',
+        path.join(dataDir, 'convnext.input.json'),
+        '--out',
+        tuned,
+      ],
+      { OMP_NUM_THREADS: '1' },
+    );
+    expect(run.status, run.stderr).toBe(0);
+
+    const file = path.join(dataDir, 'out', 'convnext.safetensors');
+    const outcome = await call('exports.write', { checkpoint: tuned, file });
+    expect(outcome).toMatchObject({
+      file,
+      configFile: path.join(dataDir, 'out', 'convnext.json'),
+      kind: 'finetune',
+      naming: 'timm',
+      numClasses: 10,
+      withDecoder: false,
+      architecture: 'convnext.ConvNeXt',
+      modelArgs: { num_classes: 10, dims: [16, 32, 64, 128] },
+    });
+    expect(outcome.tensors).toBe((await readSafetensorsHeader(file)).entries.size);
+    expect(outcome.pytorch).toContain('from timm.models.convnext import ConvNeXt');
+    expect(outcome.pytorch).toContain('model = ConvNeXt(**config["model_args"])');
+    const written = readFileSync(file);
+
+    expect(await failure('exports.write', { checkpoint: tuned, file })).toMatchObject({
+      code: 'invalid-input',
+      message: expect.stringContaining(`${file} exists`),
+    });
+    expect(readFileSync(file)).toEqual(written);
+    expect(
+      await failure('exports.write', {
+        checkpoint: tuned,
+        file: path.join(dataDir, 'out', 'n.safetensors'),
+        naming: 'native',
+      }),
+    ).toMatchObject({ code: 'invalid-input', message: expect.stringMatching(/timm's names only: choose timm names/) });
+    expect((await failure('exports.import', { file })).message).toMatch(/ConvNeXt or Swin export .* loads into timm/);
+  }, 300_000);
 });

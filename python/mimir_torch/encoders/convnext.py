@@ -99,7 +99,8 @@ class NormHead(nn.Module):
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
         self.norm = LayerNorm2d(dim)
-        self.fc = nn.Linear(dim, num_classes)
+        # num_classes 0: features only, as timm (no head.fc in the state dict)
+        self.fc: nn.Module = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.mean(dim=(2, 3), keepdim=True)).flatten(1)
@@ -158,12 +159,13 @@ class ConvNeXt(nn.Module):
         return self.head(self.forward_stages(x)[-1])
 
     def timm_config(self) -> Dict[str, Any]:
-        """timm's model for this size: its registered name (convnext_tiny) or None, and ConvNeXt's kwargs."""
+        """timm's model for this size: its class (under timm.models), its registered name (convnext_tiny)
+        or None, and the keyword arguments that build it."""
         s = self.size
         return {
-            "timm_name": "convnext_tiny" if s == CONVNEXT_SIZES["convnext-t"] else None,
-            "timm_class": "timm.models.convnext.ConvNeXt",
-            "kwargs": {
+            "architecture": "convnext.ConvNeXt",
+            "timm_model": "convnext_tiny" if s == CONVNEXT_SIZES["convnext-t"] else None,
+            "model_args": {
                 "in_chans": self.stem[0].in_channels,
                 "num_classes": self.num_classes,
                 "depths": list(s.depths),

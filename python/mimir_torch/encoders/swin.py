@@ -132,7 +132,8 @@ class PatchEmbed(nn.Module):
 class Head(nn.Module):
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
-        self.fc = nn.Linear(dim, num_classes)
+        # num_classes 0: features only, as timm (no head.fc in the state dict)
+        self.fc: nn.Module = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.mean(dim=(1, 2)))
@@ -210,9 +211,9 @@ class SwinTransformer(nn.Module):
     def timm_config(self) -> Dict[str, Any]:
         s = self.size
         return {
-            "timm_name": "swin_base_patch4_window7_224" if s == SWIN_SIZES["swin-b"] else None,
-            "timm_class": "timm.models.swin_transformer.SwinTransformer",
-            "kwargs": {
+            "architecture": "swin_transformer.SwinTransformer",
+            "timm_model": "swin_base_patch4_window7_224" if s == SWIN_SIZES["swin-b"] else None,
+            "model_args": {
                 "img_size": s.img_size,
                 "patch_size": s.patch_size,
                 "in_chans": self.in_chans,

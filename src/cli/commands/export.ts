@@ -26,13 +26,16 @@ export function registerExport(program: Command): void {
     .option('--json', 'print one JSON object')
     .action(
       commandAction(async (options: ExportOptions, json) => {
-        // Layout conversion only: no backend needed.
+        // Layout conversion only: no backend needed (ConvNeXt and Swin: the PyTorch engine writes them).
         const { exportCheckpoint } = await import('@engine/export');
+        const { torchHierExporter } = await import('@torch/export');
         const result = await exportCheckpoint(options.model, options.to, {
           naming: options.naming,
           decoder: options.decoder === true,
           overwrite: options.overwrite === true,
+          hierarchical: torchHierExporter,
         });
+        const [module = '', name = ''] = result.config.architecture.split('.');
         const summary = {
           file: result.file,
           config: result.configFile,
@@ -46,8 +49,8 @@ export function registerExport(program: Command): void {
             ? `${JSON.stringify(summary)}\n`
             : `wrote ${result.file} (${result.tensors.length} tensors, ${result.naming} names, ${result.kind})\n` +
                 `wrote ${result.configFile}\n` +
-                (result.naming === 'timm' && result.kind === 'finetune'
-                  ? 'PyTorch: timm.models.vision_transformer.VisionTransformer(**config["model_args"]).load_state_dict(safetensors.torch.load_file(file))\n'
+                (result.naming === 'timm' && result.kind === 'finetune' && !module.startsWith('mimir_')
+                  ? `PyTorch: timm.models.${module}.${name}(**config["model_args"]).load_state_dict(safetensors.torch.load_file(file))\n`
                   : ''),
         );
       }),

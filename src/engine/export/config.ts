@@ -73,3 +73,34 @@ export const ExportConfig = z.object({
 });
 export type ExportConfig = z.infer<typeof ExportConfig>;
 export type ExportConfigInput = z.input<typeof ExportConfig>;
+
+/** Input normalisation timm's data config reads, as every export's JSON carries it (mean 0 / std 1: [0, 1] pixels). */
+export const TimmPretrainedCfg = z.object({
+  input_size: z.tuple([z.number().int(), z.number().int(), z.number().int()]),
+  mean: z.array(z.number()),
+  std: z.array(z.number()),
+  num_classes: z.number().int().min(0),
+});
+
+/** What the workbench records beside a timm-named export of an encoder timm has (ConViT, CaiT, ConvNeXt, Swin). */
+export const TimmExportRecord = z.object({
+  kind: z.enum(['finetune', 'pretrain']),
+  modelConfig: ModelConfig,
+  headOutputs: z.number().int().min(0),
+  numClasses: z.number().int().min(0),
+  classNames: z.array(z.string()),
+  method: z.string().nullable(),
+  runConfig: z.json().optional(),
+  source: z.object({ checkpoint: z.string(), epoch: z.number().int(), step: z.number().int() }).optional(),
+});
+export type TimmExportRecord = z.infer<typeof TimmExportRecord>;
+
+/** The model's input as timm's pretrained_cfg describes it (identity normalisation where the model has none). */
+export function pretrainedCfgOf(config: ModelConfig, numClasses: number): z.infer<typeof TimmPretrainedCfg> {
+  return {
+    input_size: [config.channels, config.imageSize, config.imageSize],
+    mean: config.normalize?.mean ?? new Array<number>(config.channels).fill(0),
+    std: config.normalize?.std ?? new Array<number>(config.channels).fill(1),
+    num_classes: numClasses,
+  };
+}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeFileAtomic } from '../io/atomic-file';
 import { ModelConfig, type ModelConfigInput } from '@shared/model-config';
-import { loadCheckpoint, saveCheckpoint, type SavedCheckpoint } from '../checkpoint';
+import { loadCheckpoint, readManifest, saveCheckpoint, type SavedCheckpoint } from '../checkpoint';
 import { readRegularFile } from '../io/read-file';
 import { decodeSafetensors, writeSafetensors, type TensorSource } from '../io/safetensors';
 import { Rng } from '../rng';
@@ -13,11 +13,13 @@ import {
   EXPORT_FORMAT,
   EXPORT_VERSION,
   ExportConfig,
+  pretrainedCfgOf,
   type ExportConfigInput,
   type ExportNaming,
   type TimmModelArgs,
 } from './config';
 import { checkExportTargets, configPathFor } from './targets';
+import { HierExportConfig, hierarchicalExport, isHierarchicalEncoder, type HierExporter } from './hier-encoders';
 import { isTokenEncoder, tokenEncoderExport, TokenExportConfig } from './token-encoders';
 import { fromTorchLayout, isEncoderName, nativeRoles, toTorchLayout, type ExportKind, type Weights } from './layout';
 import { errorMessage } from '@shared/unknown-value';
@@ -34,6 +36,8 @@ export interface ExportOptions {
   decoder?: boolean;
   /** Replace the weights file and its config JSON where they exist (default: refuse). */
   overwrite?: boolean;
+  /** ConvNeXt and Swin: the PyTorch engine's exporter (src/torch/export.ts); without it they are refused. */
+  hierarchical?: HierExporter;
 }
 
 export interface ExportResult {
@@ -42,7 +46,7 @@ export interface ExportResult {
   kind: ExportKind;
   naming: ExportNaming;
   tensors: string[];
-  config: ExportConfig | TokenExportConfig;
+  config: ExportConfig | TokenExportConfig | HierExportConfig;
 }
 
 /**
@@ -57,7 +61,7 @@ function architectureOf(config: ModelConfig): string {
     case 'convstem':
       return 'mimir_convstem_vit.ConvStemViT';
     default:
-      throw new Error(`Export of the ${config.encoder.kind} encoder is not implemented on this engine`);
+      throw new Error(`internal: the ${config.encoder.kind} encoder has its own exporter`);
   }
 }
 
@@ -88,6 +92,20 @@ export async function exportCheckpoint(
   const naming = options.naming ?? 'timm';
   await checkExportTargets(file, options.overwrite === true);
   const dir = await resolveCheckpointPath(checkpoint);
+  const head = await readManifest(dir);
+  const headConfig = ModelConfig.parse(head.modelConfig);
+  if (isHierarchicalEncoder(headConfig)) {
+    const made = await hierarchicalExport({
+      dir,
+      manifest: head,
+      config: headConfig,
+      file,
+      naming,
+      decoder: options.decoder === true,
+      exporter: options.hierarchical,
+    });
+    return { file, configFile: configPathFor(file), kind: head.kind, naming, ...made };
+  }
   const loaded = await loadCheckpoint(dir);
   const { manifest } = loaded;
   const kind: ExportKind = manifest.kind;
@@ -134,12 +152,7 @@ export async function exportCheckpoint(
     num_classes: kind === 'finetune' ? headOutputs : 0,
     global_pool: kind === 'finetune' ? 'avg' : 'token',
     model_args: timmArgs(kind, config, headOutputs),
-    pretrained_cfg: {
-      input_size: [config.channels, config.imageSize, config.imageSize],
-      mean: config.normalize?.mean ?? new Array<number>(config.channels).fill(0),
-      std: config.normalize?.std ?? new Array<number>(config.channels).fill(1),
-      num_classes: kind === 'finetune' ? headOutputs : 0,
-    },
+    pretrained_cfg: pretrainedCfgOf(config, kind === 'finetune' ? headOutputs : 0),
     decoder: decoder
       ? {
           decoder_embed_dim: config.decoderWidth,
@@ -226,9 +239,9 @@ export async function importCheckpoint(file: string, options: { config?: string 
   } catch (error) {
     throw new Error(`${configFile}: cannot read the model config (${errorMessage(error)})`, { cause: error });
   }
-  if (TokenExportConfig.safeParse(json).success) {
+  if (TokenExportConfig.safeParse(json).success || HierExportConfig.safeParse(json).success) {
     throw new Error(
-      `${configFile}: a ConViT or CaiT export (timm's names) loads into timm, not back into the workbench yet: use its checkpoint`,
+      `${configFile}: a ConViT, CaiT, ConvNeXt or Swin export (timm's names) loads into timm, not back into the workbench yet: use its checkpoint`,
     );
   }
   const parsed = ExportConfig.safeParse(json);

@@ -11,6 +11,13 @@ export {
 export { ExportConfig, EXPORT_NAMINGS, type ExportNaming, type TimmModelArgs } from './config';
 export { classifierRecord, placeholderRecord } from './checkpoint-source';
 export {
+  HierExportConfig,
+  isHierarchicalEncoder,
+  type HierExporter,
+  type HierExportJob,
+  type HierExportFields,
+} from './hier-encoders';
+export {
   toTorchLayout,
   fromTorchLayout,
   patchWeightToConv,

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { ModelConfig } from '@shared/model-config';
+import type { ModelConfig } from '@shared/model-config';
 import { convitOf } from '../model/convit';
 import { encoderOfKind } from '../model/encoder-parts';
 import { classifierParamSpecs, maeParamSpecs, type ParamSpec } from '../model/params';
-import { EXPORT_FORMAT, EXPORT_VERSION } from './config';
+import { EXPORT_FORMAT, EXPORT_VERSION, TimmExportRecord, TimmPretrainedCfg, pretrainedCfgOf } from './config';
 import { patchWeightToConv, transpose2d, type Weights } from './layout';
 
 /**
@@ -114,22 +114,8 @@ export const TokenExportConfig = z.object({
   num_classes: z.number().int().min(0),
   global_pool: z.literal('token'),
   model_args: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])),
-  pretrained_cfg: z.object({
-    input_size: z.tuple([z.number().int(), z.number().int(), z.number().int()]),
-    mean: z.array(z.number()),
-    std: z.array(z.number()),
-    num_classes: z.number().int().min(0),
-  }),
-  mimir: z.object({
-    kind: z.enum(['finetune', 'pretrain']),
-    modelConfig: ModelConfig,
-    headOutputs: z.number().int().min(0),
-    numClasses: z.number().int().min(0),
-    classNames: z.array(z.string()),
-    method: z.string().nullable(),
-    runConfig: z.json().optional(),
-    source: z.object({ checkpoint: z.string(), epoch: z.number().int(), step: z.number().int() }).optional(),
-  }),
+  pretrained_cfg: TimmPretrainedCfg,
+  mimir: TimmExportRecord,
 });
 export type TokenExportConfig = z.infer<typeof TokenExportConfig>;
 
@@ -165,12 +151,7 @@ export function tokenEncoderExport(
     num_classes: classes,
     global_pool: 'token',
     model_args: timm.model_args,
-    pretrained_cfg: {
-      input_size: [config.channels, config.imageSize, config.imageSize],
-      mean: config.normalize?.mean ?? new Array<number>(config.channels).fill(0),
-      std: config.normalize?.std ?? new Array<number>(config.channels).fill(1),
-      num_classes: classes,
-    },
+    pretrained_cfg: pretrainedCfgOf(config, classes),
     mimir: { kind, modelConfig: config, headOutputs, ...mimir },
   });
   return { weights: toTimmTokenEncoder(encoderOnly, specs, config), config: exportConfig };
