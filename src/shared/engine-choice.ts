@@ -22,3 +22,10 @@ export const RunEngine = z.discriminatedUnion(
   { error: "engine.name must be 'tfjs' or 'torch'" },
 );
 export type RunEngine = z.infer<typeof RunEngine>;
+
+/**
+ * Precision of the tfjs engine's own GEMM on webgpu: fp32 (the default: numerics never change
+ * silently), or fp16 (tiles staged as f16, f32 accumulation, fp32 results; needs shader-f16).
+ */
+export const WebgpuPrecision = z.enum(['fp32', 'fp16'], { error: "precision must be 'fp32' or 'fp16'" });
+export type WebgpuPrecision = z.infer<typeof WebgpuPrecision>;

@@ -4,6 +4,7 @@ import { isRecord } from '@shared/unknown-value';
 import { dims2, gemmShape } from '../kernels/kernel-args';
 import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram } from './attention-programs';
 import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
+import { kernelVariants } from './variants';
 
 /**
  * The engine's WGSL kernels (programs.ts) registered as tfjs kernels of the "webgpu" backend under
@@ -22,11 +23,28 @@ interface ProgramRunner {
   ): tf.TensorInfo;
 }
 
+/** The shader keys of the engine's programs dispatched in this process, so a test or bench can tell which variant ran. */
+const dispatched = new Set<string>();
+
+export function dispatchedWebgpuShaders(): string[] {
+  return [...dispatched];
+}
+
+export function clearDispatchedWebgpuShaders(): void {
+  dispatched.clear();
+}
+
 function runnerOf(backend: unknown): ProgramRunner {
   if (!isRecord(backend) || typeof backend.runWebGPUProgram !== 'function') {
     throw new Error('the engine WGSL kernels need the tfjs webgpu backend');
   }
-  return backend as unknown as ProgramRunner;
+  const runner = backend as unknown as ProgramRunner;
+  return {
+    runWebGPUProgram: (program, inputs, dtype, uniforms) => {
+      dispatched.add(program.shaderKey);
+      return runner.runWebGPUProgram(program, inputs, dtype, uniforms);
+    },
+  };
 }
 
 function flag(attrs: tf.NamedAttrMap | undefined, name: string): boolean {
@@ -56,7 +74,14 @@ export function registerWebgpuKernels(): void {
     const { m, n, k, aCols: ac, bCols: bc } = gemmShape(a, b, bias, transA, transB);
     if (attrs?.alpha !== undefined && attrs.alpha !== 1) throw new Error('gemm on webgpu: alpha must be 1');
     return runnerOf(backend).runWebGPUProgram(
-      gemmProgram(m, n, { transA, transB, bias: bias !== undefined, vecA: ac % 4 === 0, vecB: bc % 4 === 0 }),
+      gemmProgram(m, n, {
+        transA,
+        transB,
+        bias: bias !== undefined,
+        vecA: ac % 4 === 0,
+        vecB: bc % 4 === 0,
+        f16: kernelVariants().gemmF16,
+      }),
       bias ? [a, b, bias] : [a, b],
       'float32',
       [int(m), int(n), int(k)],
@@ -84,9 +109,10 @@ export function registerWebgpuKernels(): void {
     if (typeof eps !== 'number') throw new Error('layerNorm: attribute eps missing');
     const runner = runnerOf(backend);
     const uniforms: Uniforms = [int(rows), int(cols), { type: 'float32', data: [eps] }];
+    const { subgroups } = kernelVariants();
     return (['y', 'xhat', 'rstd'] as const).map((output) =>
       runner.runWebGPUProgram(
-        layerNormProgram(rows, cols, output),
+        layerNormProgram(rows, cols, output, subgroups),
         output === 'y' ? [x, w, b] : [x],
         'float32',
         uniforms,
@@ -97,10 +123,12 @@ export function registerWebgpuKernels(): void {
   register('MimirLayerNormGrad', ({ inputs, backend }) => {
     const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
     const [rows, cols] = dims2(dy, 'dy');
-    return runnerOf(backend).runWebGPUProgram(layerNormGradProgram(rows, cols), [dy, xhat, rstd, w], 'float32', [
-      int(rows),
-      int(cols),
-    ]);
+    return runnerOf(backend).runWebGPUProgram(
+      layerNormGradProgram(rows, cols, kernelVariants().subgroups),
+      [dy, xhat, rstd, w],
+      'float32',
+      [int(rows), int(cols)],
+    );
   });
 
   register('MimirLayerNormParamGrads', ({ inputs, backend }) => {

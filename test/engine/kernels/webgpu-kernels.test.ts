@@ -12,6 +12,9 @@ import {
   layerNormParamGradsKernel,
 } from '../../../src/engine/kernels';
 import { takeWebgpuDeviceErrors } from '../../../src/engine/webgpu/adapter';
+import { clearDispatchedWebgpuShaders, dispatchedWebgpuShaders } from '../../../src/engine/webgpu/kernels';
+import { setWebgpuKernelSettings } from '../../../src/engine/webgpu/variants';
+import { isRecord } from '../../../src/shared/unknown-value';
 import { GEMM_DEPTH, GEMM_TILE } from '../../../src/engine/webgpu/programs';
 import { Rng } from '../model/fixtures';
 import { useSwiftShader } from '../webgpu/swiftshader';
@@ -105,50 +108,95 @@ describe('the engine WGSL kernels on webgpu (SwiftShader)', () => {
     expect(worstSlope).toBeLessThan(1e-6);
   });
 
-  // Rows of 64 threads: columns below, at and past 64 and 128.
-  it.each([
-    [37, 27],
-    [3, 64],
-    [5, 130],
-  ])('LayerNorm forward, input and parameter gradients match float64 (%i x %i)', async (rows, cols) => {
-    const eps = 1e-6;
-    const rng = new Rng(rows + cols);
-    const x = randomMat(rows, cols, rng);
-    const dy = randomMat(rows, cols, rng);
-    const w = randomMat(1, cols, rng);
-    const b = randomMat(1, cols, rng);
-    const w1 = tf.tensor1d(Float32Array.from(w.data));
-    const b1 = tf.tensor1d(Float32Array.from(b.data));
-    const tx = tensorOf(x);
-    const g = tensorOf(dy);
-    const [out, xhat, rstd] = layerNormKernel(tx, w1, b1, eps);
-    const dx = layerNormGradKernel(g, xhat, rstd, w1);
-    const [dw, db] = layerNormParamGradsKernel(g, xhat);
-    const [y, dxv, dwv, dbv] = await read([out, dx, dw, db, xhat, rstd, w1, b1, tx, g]);
-    const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
-    const wantDw = new Float64Array(cols);
-    const wantDb = new Float64Array(cols);
-    for (let r = 0; r < rows; r++) {
-      const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
-      const mean = xr.reduce((acc, v) => acc + v, 0) / cols;
-      const rs = 1 / Math.sqrt(xr.reduce((acc, v) => acc + (v - mean) ** 2, 0) / cols + eps);
-      const h = xr.map((v) => (v - mean) * rs);
-      const gw = h.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
-      const mg = gw.reduce((acc, v) => acc + v, 0) / cols;
-      const mgx = gw.reduce((acc, v, j) => acc + v * (h[j] ?? 0), 0) / cols;
-      for (let j = 0; j < cols; j++) {
-        const hj = h[j] ?? 0;
-        want.y[r * cols + j] = hj * (w.data[j] ?? 0) + (b.data[j] ?? 0);
-        want.dx[r * cols + j] = rs * ((gw[j] ?? 0) - mg - hj * mgx);
-        wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * hj;
-        wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
-      }
+  it('the device has subgroups; LayerNorm runs its subgroup variant there, and the plain one when turned off', async () => {
+    // tfjs compiles a pipeline per shader key on first dispatch: the key names the variant.
+    const compiled = () => {
+      const backend: unknown = tf.backend();
+      const cache = isRecord(backend) && isRecord(backend.pipelineCache) ? backend.pipelineCache : {};
+      return Object.keys(cache).filter((key) => key.startsWith('mimirLayerNorm'));
+    };
+    const run = async () => {
+      const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]);
+      const w = tf.ones([3]) as tf.Tensor1D;
+      const b = tf.zeros([3]) as tf.Tensor1D;
+      const out = layerNormKernel(x, w, b, 1e-6);
+      const dx = layerNormGradKernel(x, out[1], out[2], w);
+      await read([...out, dx, x, w, b]);
+    };
+    clearDispatchedWebgpuShaders();
+    await run();
+    const subgroupKeys = ['mimirLayerNorm_y', 'mimirLayerNorm_xhat', 'mimirLayerNorm_rstd', 'mimirLayerNormGrad'].map(
+      (k) => `${k}_subgroups`,
+    );
+    expect(dispatchedWebgpuShaders().sort()).toEqual([...subgroupKeys].sort());
+    for (const key of subgroupKeys) expect(compiled().some((c) => c.startsWith(`${key}_`))).toBe(true);
+    setWebgpuKernelSettings({ subgroups: false });
+    try {
+      clearDispatchedWebgpuShaders();
+      await run();
+      expect(dispatchedWebgpuShaders().sort()).toEqual(
+        ['mimirLayerNorm_y', 'mimirLayerNorm_xhat', 'mimirLayerNorm_rstd', 'mimirLayerNormGrad'].sort(),
+      );
+    } finally {
+      setWebgpuKernelSettings({ subgroups: true });
     }
-    expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
-    expect(relativeError(dxv ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
-    expect(relativeError(dwv ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
-    expect(relativeError(dbv ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
   });
+
+  // Rows of 64 threads (SwiftShader's subgroups are 4 wide): columns below, at and past 64 and 128;
+  // both variants of the row sums.
+  it.each([
+    [37, 27, 'subgroups'],
+    [3, 64, 'subgroups'],
+    [5, 130, 'subgroups'],
+    [37, 27, 'plain'],
+    [3, 64, 'plain'],
+    [5, 130, 'plain'],
+  ] as const)(
+    'LayerNorm forward, input and parameter gradients match float64 (%i x %i, %s)',
+    async (rows, cols, variant) => {
+      setWebgpuKernelSettings({ subgroups: variant === 'subgroups' });
+      clearDispatchedWebgpuShaders();
+      const eps = 1e-6;
+      const rng = new Rng(rows + cols);
+      const x = randomMat(rows, cols, rng);
+      const dy = randomMat(rows, cols, rng);
+      const w = randomMat(1, cols, rng);
+      const b = randomMat(1, cols, rng);
+      const w1 = tf.tensor1d(Float32Array.from(w.data));
+      const b1 = tf.tensor1d(Float32Array.from(b.data));
+      const tx = tensorOf(x);
+      const g = tensorOf(dy);
+      const [out, xhat, rstd] = layerNormKernel(tx, w1, b1, eps);
+      const dx = layerNormGradKernel(g, xhat, rstd, w1);
+      const [dw, db] = layerNormParamGradsKernel(g, xhat);
+      const [y, dxv, dwv, dbv] = await read([out, dx, dw, db, xhat, rstd, w1, b1, tx, g]);
+      const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
+      const wantDw = new Float64Array(cols);
+      const wantDb = new Float64Array(cols);
+      for (let r = 0; r < rows; r++) {
+        const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
+        const mean = xr.reduce((acc, v) => acc + v, 0) / cols;
+        const rs = 1 / Math.sqrt(xr.reduce((acc, v) => acc + (v - mean) ** 2, 0) / cols + eps);
+        const h = xr.map((v) => (v - mean) * rs);
+        const gw = h.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
+        const mg = gw.reduce((acc, v) => acc + v, 0) / cols;
+        const mgx = gw.reduce((acc, v, j) => acc + v * (h[j] ?? 0), 0) / cols;
+        for (let j = 0; j < cols; j++) {
+          const hj = h[j] ?? 0;
+          want.y[r * cols + j] = hj * (w.data[j] ?? 0) + (b.data[j] ?? 0);
+          want.dx[r * cols + j] = rs * ((gw[j] ?? 0) - mg - hj * mgx);
+          wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * hj;
+          wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
+        }
+      }
+      expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
+      expect(relativeError(dxv ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
+      expect(relativeError(dwv ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
+      expect(relativeError(dbv ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
+      expect(dispatchedWebgpuShaders().includes('mimirLayerNormGrad_subgroups')).toBe(variant === 'subgroups');
+      setWebgpuKernelSettings({ subgroups: true });
+    },
+  );
 
   // 16 columns per workgroup, 16 row lanes: sizes below, at and past both.
   it.each([
