@@ -48,9 +48,13 @@ export function kernelVariants(): KernelVariants {
   return { subgroups: subgroups && state.features.has('subgroups'), gemmF16: precision === 'fp16' };
 }
 
+export function describeGemmVariant(v: KernelVariants): string {
+  return v.gemmF16 ? 'f16 tiles, f32 accumulation' : 'fp32';
+}
+
 /** One line for doctor and bench: which variants run. */
 export function describeKernelVariants(v: KernelVariants): string {
-  return `GEMM ${v.gemmF16 ? 'f16 tiles, f32 accumulation' : 'fp32'}; reductions by ${v.subgroups ? 'subgroups' : 'workgroup memory'}`;
+  return `GEMM ${describeGemmVariant(v)}; reductions by ${v.subgroups ? 'subgroups' : 'workgroup memory'}`;
 }
 
 /**

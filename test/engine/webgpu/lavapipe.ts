@@ -8,10 +8,15 @@ export const LAVAPIPE_ICD = `${process.env.MIMIR_LAVAPIPE_DIR ?? '/opt/mimir-lav
  * machine without it fails here, saying what to run.
  */
 export function useLavapipe(): void {
+  requireLavapipe();
+  process.env.VK_ICD_FILENAMES = LAVAPIPE_ICD;
+}
+
+/** Fails where lavapipe is missing, saying what to run (no skip). */
+export function requireLavapipe(): void {
   if (!existsSync(LAVAPIPE_ICD)) {
     throw new Error(
       `lavapipe's Vulkan ICD ${LAVAPIPE_ICD} is missing: run scripts/install-lavapipe.sh (Mesa 25 from bookworm-backports; .ci/run does)`,
     );
   }
-  process.env.VK_ICD_FILENAMES = LAVAPIPE_ICD;
 }
