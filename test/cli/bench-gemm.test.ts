@@ -53,7 +53,7 @@ describe('mimir bench --gemm', () => {
     const result = runMimir(['bench', '--backend', 'wasm', '--precision', 'fp16', '--gemm', '8x8x8', '--repeats', '1']);
     expect(result.status).not.toBe(0);
     expect(result.stderr).toMatch(
-      /--precision fp16 applies to the webgpu backend only, and wasm was chosen: add --backend webgpu/,
+      /precision fp16 applies to the webgpu backend only, and wasm was chosen: choose webgpu \(--backend webgpu\) or precision fp32/,
     );
   }, 120_000);
 });

@@ -119,15 +119,8 @@ export function registerBench(program: Command): void {
         }
         const backend = await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
         if (options.precision !== undefined) {
-          const precision = WebgpuPrecision.parse(options.precision);
-          if (precision === 'fp16' && backend.chosen !== 'webgpu') {
-            throw new Error(
-              `--precision fp16 applies to the webgpu backend only, and ${backend.chosen} was chosen: add --backend webgpu`,
-            );
-          }
-          const { kernelVariants, setWebgpuKernelSettings } = await import('@engine/webgpu/variants');
-          setWebgpuKernelSettings({ precision });
-          if (backend.chosen === 'webgpu') kernelVariants(); // refuses fp16 on a device without shader-f16, here
+          const { useWebgpuPrecision } = await import('@engine/webgpu/variants');
+          useWebgpuPrecision(WebgpuPrecision.parse(options.precision), backend.chosen);
         }
         if (options.gemm !== undefined) {
           const { formatGemmTiming, parseGemmSize, timeGemm } = await import('@engine/bench');

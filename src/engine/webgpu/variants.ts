@@ -1,4 +1,4 @@
-import type { WebgpuPrecision } from '@shared/engine-choice';
+import type { RunEngine, WebgpuPrecision } from '@shared/engine-choice';
 
 /**
  * Which variants of the engine's WGSL kernels run: chosen from the WebGPU device's features and the
@@ -68,4 +68,23 @@ export function hoistEnableDirectives(code: string): string {
     return '';
   });
   return directives.size === 0 ? code : `${[...directives].join('\n')}\n${rest}`;
+}
+
+/**
+ * Sets the precision of the engine's GEMM on webgpu for a run or bench on `backend`: fp16 only on
+ * webgpu and where the device has shader-f16, refused otherwise with what to change.
+ */
+export function useWebgpuPrecision(precision: WebgpuPrecision, backend: string): void {
+  if (precision === 'fp16' && backend !== 'webgpu') {
+    throw new Error(
+      `precision fp16 applies to the webgpu backend only, and ${backend} was chosen: choose webgpu (--backend webgpu) or precision fp32`,
+    );
+  }
+  setWebgpuKernelSettings({ precision });
+  if (backend === 'webgpu') kernelVariants();
+}
+
+/** A run's tfjs precision: its config's engine.precision where the engine is tfjs, else fp32. */
+export function runPrecision(engine: RunEngine | undefined): WebgpuPrecision {
+  return engine?.name === 'tfjs' ? (engine.precision ?? 'fp32') : 'fp32';
 }

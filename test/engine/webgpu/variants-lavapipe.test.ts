@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../src/engine/backend';
 import { clearDispatchedWebgpuShaders, dispatchedWebgpuShaders } from '../../../src/engine/webgpu/kernels';
-import { setWebgpuKernelSettings } from '../../../src/engine/webgpu/variants';
+import { runPrecision, useWebgpuPrecision } from '../../../src/engine/webgpu/variants';
 import { multiply, type Mat } from '../kernels/kernel-suite';
 import { useLavapipe } from './lavapipe';
 import {
@@ -50,7 +50,8 @@ describe('the engine WGSL kernel variants on webgpu (lavapipe: shader-f16, 8-wid
   it.each(GEMM_EDGE_SIZES)(
     'gemm %i x %i (depth %i) with f16 tiles matches float64 within the f16 rounding bound, every transpose, with and without bias',
     async (m, n, k) => {
-      setWebgpuKernelSettings({ precision: 'fp16' });
+      // As a run whose config says engine: {name: 'tfjs', precision: 'fp16'} sets it.
+      useWebgpuPrecision(runPrecision({ name: 'tfjs', precision: 'fp16' }), 'webgpu');
       try {
         clearDispatchedWebgpuShaders();
         const c = gemmCase(m, n, k);
@@ -100,7 +101,7 @@ describe('the engine WGSL kernel variants on webgpu (lavapipe: shader-f16, 8-wid
           keys.join(', '),
         ).toBe(true);
       } finally {
-        setWebgpuKernelSettings({ precision: 'fp32' });
+        useWebgpuPrecision('fp32', 'webgpu');
       }
     },
   );
