@@ -7,19 +7,26 @@
 # Mesa is left as it is, and only tests that set VK_ICD_FILENAMES to that file use it.
 set -euo pipefail
 dir="${MIMIR_LAVAPIPE_DIR:-/opt/mimir-lavapipe}"
-version=25.0.7-2~bpo12+1
-if [ -f "$dir/lvp_icd.json" ] && [ "$(cat "$dir/version" 2>/dev/null)" = "$version" ]; then exit 0; fi
+if [ -f "$dir/lvp_icd.json" ] && [ -f "$dir/libvulkan_lvp.so" ]; then exit 0; fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
-echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$work/sources.list"
+printf 'deb http://deb.debian.org/debian %s main\n' bookworm bookworm-backports >"$work/sources.list"
 apt_opts=(-o APT::Sandbox::User=root -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
 apt-get "${apt_opts[@]}" update -qq
-# lavapipe links LLVM 15, as Debian 12 ships it.
-dpkg -s libllvm15 >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libllvm15 >/dev/null
-(cd "$work" && apt-get "${apt_opts[@]}" download -qq "mesa-vulkan-drivers=$version" 2>/dev/null)
-dpkg-deb -x "$work"/mesa-vulkan-drivers_*.deb "$work/root"
+# Whatever Mesa bookworm-backports has now (25.0.7 when this was written); 25.0 or later is needed.
+(cd "$work" && apt-get "${apt_opts[@]}" download -qq mesa-vulkan-drivers/bookworm-backports)
+deb=$(ls "$work"/mesa-vulkan-drivers_*.deb)
+version=$(dpkg-deb -f "$deb" Version)
+dpkg --compare-versions "$version" ge 25.0 || {
+  echo "install-lavapipe.sh: bookworm-backports has Mesa $version; Dawn needs 25.0 or later" >&2
+  exit 1
+}
+# The LLVM that lavapipe links (libllvm15 for 25.0.7, as Debian 12 ships it).
+llvm=$(dpkg-deb -f "$deb" Depends | grep -o 'libllvm[0-9]*' | head -1)
+dpkg -s "$llvm" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq "$llvm" >/dev/null
+dpkg-deb -x "$deb" "$work/root"
 mkdir -p "$dir"
 cp "$work/root/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so" "$dir/"
 cat >"$dir/lvp_icd.json" <<EOF
