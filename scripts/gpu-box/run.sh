@@ -4,7 +4,8 @@
 #   - ViT-S/2 (32 px, patch 2, width 384, depth 12, 6 heads, decoder 128 x 2 x 16), batch 256: the MIMIR
 #     pre-training step and the PGD-AT step (PGD-10) in images/s on webgpu (mimir bench, the engine's
 #     WGSL kernels) and on PyTorch on the GPU (the PyTorch engine, fp32, its images_per_s metrics);
-#   - GEMM TFLOP/s: the engine's WGSL GEMM against torch.matmul (cuBLAS, fp32 with TF32 off and on).
+#   - GEMM TFLOP/s: the engine's WGSL GEMM (fp32, and f16 tiles where the adapter has shader-f16) against
+#     torch.matmul (cuBLAS, fp32 with TF32 off and on).
 # Usage: run.sh [payload.tar.xz] [--micro]   (--micro: tiny sizes, a smoke test of the payload)
 # Env: VK_DRIVER_FILES (default: NVIDIA's ICD where found), MIMIR_BACKEND (default webgpu), PYTHON (python3).
 set -euo pipefail
@@ -48,6 +49,10 @@ echo "== webgpu: MIMIR and PGD-AT steps, batch $batch"
 mimir bench "${model[@]}" --batch "$batch" --pgd-steps "$pgd" --repeats "$repeats" --json > "$results/bench-webgpu.json"
 echo "== webgpu: GEMM"
 mimir bench --gemm "$gemms" --repeats 20 --json > "$results/gemm-webgpu.json"
+if grep -q '"shader-f16"' "$results/doctor.json"; then
+  echo "== webgpu: GEMM with f16 tiles (--precision fp16: f32 accumulation, fp32 results)"
+  mimir bench --gemm "$gemms" --repeats 20 --precision fp16 --json > "$results/gemm-webgpu-f16.json"
+fi
 
 torch_ok=1
 "$PYTHON" -c 'import torch, numpy' 2>/dev/null || { torch_ok=0; echo "== no PyTorch with numpy in $PYTHON: the PyTorch side is skipped"; }
@@ -106,7 +111,10 @@ for (const [name, file] of [['pretrain', 'torch-pretrain.jsonl'], ['pgdat', 'tor
   const median = ips.length ? ips[Math.floor(ips.length / 2)] : NaN;
   console.log(`torch   ${name.padEnd(8)} ${median.toFixed(1).padStart(9)} images/s (median of ${ips.length} steps after the 2nd)`);
 }
-for (const t of JSON.parse(read('gemm-webgpu.json')).gemm) console.log(`webgpu  GEMM ${t.m}x${t.n}x${t.k}: ${t.tflops.toFixed(2)} TFLOP/s`);
+for (const file of ['gemm-webgpu.json', 'gemm-webgpu-f16.json']) {
+  const text = read(file);
+  if (text) for (const t of JSON.parse(text).gemm) console.log(`webgpu  GEMM ${t.m}x${t.n}x${t.k} (${t.variant?.shader}: ${t.variant?.description}): ${t.tflops.toFixed(2)} TFLOP/s`);
+}
 const torchGemm = read('gemm-torch.json');
 if (torchGemm) for (const t of JSON.parse(torchGemm).gemm) console.log(`torch   GEMM ${t.m}x${t.n}x${t.k} (${t.device}${t.tf32 ? ', TF32' : ''}): ${t.tflops.toFixed(2)} TFLOP/s`);
 NODE

@@ -91,7 +91,12 @@ describe('mimir doctor', () => {
 
     const forced = runMimir(['doctor', '--json', '--backend', 'webgpu'], env);
     expect(forced.status, forced.stderr).toBe(0);
-    expect(SystemReport.parse(JSON.parse(forced.stdout))).toMatchObject({ chosen: 'webgpu', forcedBy: 'flag' });
+    const forcedReport = SystemReport.parse(JSON.parse(forced.stdout));
+    expect(forcedReport).toMatchObject({ chosen: 'webgpu', forcedBy: 'flag' });
+    // Which variants of the engine's kernels run: SwiftShader has subgroups, and fp32 is the default.
+    expect(forcedReport.candidates.find((c) => c.backend === 'webgpu')?.reason).toMatch(
+      /; kernels: GEMM fp32; reductions by subgroups$/,
+    );
   }, 120_000);
 
   it('says why WebGPU has no adapter where Dawn finds no Vulkan device it accepts', () => {

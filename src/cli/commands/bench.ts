@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { WebgpuPrecision } from '@shared/engine-choice';
 import { BACKEND_ENV, readForcedBackend } from '@shared/system';
 import { backendOption, positiveInt, commandAction } from '../output';
 
@@ -27,6 +28,7 @@ interface BenchCliOptions {
   json?: boolean;
   backend?: string;
   gemm?: string;
+  precision?: string;
 }
 
 export function registerBench(program: Command): void {
@@ -73,6 +75,12 @@ export function registerBench(program: Command): void {
       '--gemm <sizes>',
       "time only the engine's GEMM instead of the steps: comma-separated MxNxK sizes, e.g. 4096x4096x4096 (TFLOP/s)",
     )
+    .addOption(
+      new Option(
+        '--precision <precision>',
+        "the engine's GEMM on webgpu: fp32 (default), or fp16 (tiles staged as f16, f32 accumulation; needs shader-f16)",
+      ).choices(['fp32', 'fp16']),
+    )
     .option('--json', 'print the whole report as one JSON object')
     .addOption(backendOption())
     .action(
@@ -109,7 +117,11 @@ export function registerBench(program: Command): void {
         if (!parsed.success) {
           throw new Error(parsed.error.issues.map((i) => `${i.path.join('.') || 'settings'}: ${i.message}`).join('; '));
         }
-        await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        const backend = await selectBackend(readForcedBackend(options.backend, process.env[BACKEND_ENV]), 'cli');
+        if (options.precision !== undefined) {
+          const { useWebgpuPrecision } = await import('@engine/webgpu/variants');
+          useWebgpuPrecision(WebgpuPrecision.parse(options.precision), backend.chosen);
+        }
         if (options.gemm !== undefined) {
           const { formatGemmTiming, parseGemmSize, timeGemm } = await import('@engine/bench');
           const timings = [];

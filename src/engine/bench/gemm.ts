@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { gemm } from '../kernels';
+import { clearDispatchedWebgpuShaders, dispatchedWebgpuShaders } from '../webgpu/kernels';
+import { describeGemmVariant, kernelVariants } from '../webgpu/variants';
 
 /** One product size's speed on the active backend through the engine's gemm (its own kernel on wasm and webgpu). */
 export interface GemmTiming {
@@ -7,6 +9,8 @@ export interface GemmTiming {
   n: number;
   k: number;
   backend: string;
+  /** On webgpu: the GEMM shader that ran (its key names the variant) and what it is; null elsewhere. */
+  variant: { shader: string; description: string } | null;
   msPerProduct: number;
   tflops: number;
 }
@@ -34,9 +38,13 @@ export async function timeGemm(m: number, n: number, k: number, repeats = 10): P
     corner.dispose();
   };
   try {
+    const webgpu = tf.getBackend() === 'webgpu';
+    if (webgpu) clearDispatchedWebgpuShaders();
     const warm = gemm(a, b);
     await firstElement(warm);
     warm.dispose();
+    const shader = webgpu ? dispatchedWebgpuShaders().find((key) => key.startsWith('mimirGemm')) : undefined;
+    const variant = shader ? { shader, description: describeGemmVariant(kernelVariants()) } : null;
     const start = performance.now();
     let last: tf.Tensor2D | null = null;
     for (let i = 0; i < repeats; i++) {
@@ -49,12 +57,13 @@ export async function timeGemm(m: number, n: number, k: number, repeats = 10): P
       last.dispose();
     }
     const msPerProduct = (performance.now() - start) / repeats;
-    return { m, n, k, backend: tf.getBackend(), msPerProduct, tflops: (2 * m * n * k) / (msPerProduct * 1e9) };
+    return { m, n, k, backend: tf.getBackend(), variant, msPerProduct, tflops: (2 * m * n * k) / (msPerProduct * 1e9) };
   } finally {
     tf.dispose([a, b]);
   }
 }
 
 export function formatGemmTiming(t: GemmTiming): string {
-  return `GEMM ${t.m}x${t.n}x${t.k} on ${t.backend}: ${t.msPerProduct.toFixed(2)} ms per product, ${t.tflops.toFixed(3)} TFLOP/s`;
+  const variant = t.variant ? ` (${t.variant.shader}: ${t.variant.description})` : '';
+  return `GEMM ${t.m}x${t.n}x${t.k} on ${t.backend}${variant}: ${t.msPerProduct.toFixed(2)} ms per product, ${t.tflops.toFixed(3)} TFLOP/s`;
 }

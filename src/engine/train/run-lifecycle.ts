@@ -3,11 +3,13 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { RUN_CHECKPOINTS_DIR } from '@shared/checkpoint';
 import type { AugmentationConfig, ExtraData } from '@shared/dataset-config';
+import type { RunEngine } from '@shared/engine-choice';
 import type { DoneEvent, FailureCause, RunEvent, RunEventSink } from '@shared/run-events';
 import { describeLatest, findResumeCheckpoint, type GoodCheckpoint } from '../checkpoint';
 import { BatchIterator, BatchIteratorState, type Dataset } from '../data';
 import { openExtraData } from '../data/extra-data';
 import { writeFileAtomic } from '../io/atomic-file';
+import { runPrecision, useWebgpuPrecision } from '../webgpu/variants';
 import { errorMessage } from '@shared/unknown-value';
 import { Rng, type RngState } from '../rng';
 import { PendingMetrics } from './pending-metrics';
@@ -73,6 +75,8 @@ export interface TrainingPlan {
   optimizer: { baseLr: number; minLr: number; warmupEpochs: number };
   /** Generated images mixed into every batch at a ratio (Table XVIII). */
   extraData?: ExtraData | undefined;
+  /** The engine; a tfjs run's precision applies to the webgpu kernels. */
+  engine?: RunEngine | undefined;
 }
 
 /** `config`: the config or its data cannot work (edit a copy); `run`: this attempt stopped (resume may help). */
@@ -214,6 +218,12 @@ export async function runTraining<C extends TrainingPlan>(
       fail(`--epochs ${options.epochsOverride} is below the ${done} epochs the checkpoint has already done.`);
     }
     config = { ...config, epochs: options.epochsOverride };
+  }
+
+  try {
+    useWebgpuPrecision(runPrecision(config.engine), tf.getBackend());
+  } catch (error) {
+    return fail(errorMessage(error));
   }
 
   const rng = new Rng(config.seed);

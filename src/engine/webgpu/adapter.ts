@@ -4,6 +4,7 @@ import type { BackendCandidate, WebgpuAdapter, WebgpuReport } from '@shared/syst
 import { errorMessage } from '@shared/unknown-value';
 import { probeInChild } from './quiet-probe';
 import { useAccurateUnaryKernels } from './kernels';
+import { describeKernelVariants, hoistEnableDirectives, kernelVariants, setWebgpuDeviceFeatures } from './variants';
 
 /**
  * The WebGPU backend: tfjs-backend-webgpu on Dawn (the npm package `webgpu`, prebuilt dawn.node) in
@@ -196,6 +197,11 @@ async function registerWebgpuBackend(gpu: GPU): Promise<void> {
           maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
         },
       });
+      setWebgpuDeviceFeatures(device.features);
+      // The kernels' subgroup and f16 variants carry `enable` directives, which WGSL wants first.
+      const createShaderModule = device.createShaderModule.bind(device);
+      device.createShaderModule = (descriptor) =>
+        createShaderModule({ ...descriptor, code: hoistEnableDirectives(descriptor.code) });
       // A shader or binding the device rejects is reported here, not thrown where it was recorded.
       device.addEventListener('uncapturederror', (event) => {
         const message = (event as GPUUncapturedErrorEvent).error.message.split('\n')[0] ?? 'unknown error';
@@ -239,7 +245,7 @@ export async function probeWebgpuCandidate(
   } catch (error) {
     return unavailable(`failed to initialise on ${adapterName(report.adapter)}: ${errorMessage(error).split('\n')[0]}`);
   }
-  const features = report.adapter.features.length > 0 ? `; ${report.adapter.features.join(', ')}` : '';
+  const features = `${report.adapter.features.length > 0 ? `; ${report.adapter.features.join(', ')}` : ''}; kernels: ${describeKernelVariants(kernelVariants())}`;
   const reason =
     report.status === 'gpu'
       ? `WebGPU on ${adapterName(report.adapter)}${features}`

@@ -6,6 +6,7 @@ import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram 
 import { jacobiEigenProgram } from './eigen-program';
 import { accurateUnaryProgram, type AccurateUnary } from './unary-programs';
 import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
+import { kernelVariants } from './variants';
 
 /**
  * The engine's WGSL kernels (programs.ts) registered as tfjs kernels of the "webgpu" backend under
@@ -25,6 +26,17 @@ interface ProgramRunner {
   disposeData(dataId: tf.DataId): boolean;
 }
 
+/** The shader keys of the engine's programs dispatched in this process, so a test or bench can tell which variant ran. */
+const dispatched = new Set<string>();
+
+export function dispatchedWebgpuShaders(): string[] {
+  return [...dispatched];
+}
+
+export function clearDispatchedWebgpuShaders(): void {
+  dispatched.clear();
+}
+
 function runnerOf(backend: unknown): ProgramRunner {
   if (
     !isRecord(backend) ||
@@ -33,7 +45,13 @@ function runnerOf(backend: unknown): ProgramRunner {
   ) {
     throw new Error('the engine WGSL kernels need the tfjs webgpu backend');
   }
-  return backend as unknown as ProgramRunner;
+  const runner = backend as unknown as ProgramRunner;
+  return {
+    runWebGPUProgram: (program, inputs, dtype, uniforms) => {
+      dispatched.add(program.shaderKey);
+      return runner.runWebGPUProgram(program, inputs, dtype, uniforms);
+    },
+  };
 }
 
 function flag(attrs: tf.NamedAttrMap | undefined, name: string): boolean {
@@ -63,7 +81,14 @@ export function registerWebgpuKernels(): void {
     const { m, n, k, aCols: ac, bCols: bc } = gemmShape(a, b, bias, transA, transB);
     if (attrs?.alpha !== undefined && attrs.alpha !== 1) throw new Error('gemm on webgpu: alpha must be 1');
     return runnerOf(backend).runWebGPUProgram(
-      gemmProgram(m, n, { transA, transB, bias: bias !== undefined, vecA: ac % 4 === 0, vecB: bc % 4 === 0 }),
+      gemmProgram(m, n, {
+        transA,
+        transB,
+        bias: bias !== undefined,
+        vecA: ac % 4 === 0,
+        vecB: bc % 4 === 0,
+        f16: kernelVariants().gemmF16,
+      }),
       bias ? [a, b, bias] : [a, b],
       'float32',
       [int(m), int(n), int(k)],
@@ -91,9 +116,10 @@ export function registerWebgpuKernels(): void {
     if (typeof eps !== 'number') throw new Error('layerNorm: attribute eps missing');
     const runner = runnerOf(backend);
     const uniforms: Uniforms = [int(rows), int(cols), { type: 'float32', data: [eps] }];
+    const { subgroups } = kernelVariants();
     return (['y', 'xhat', 'rstd'] as const).map((output) =>
       runner.runWebGPUProgram(
-        layerNormProgram(rows, cols, output),
+        layerNormProgram(rows, cols, output, subgroups),
         output === 'y' ? [x, w, b] : [x],
         'float32',
         uniforms,
@@ -104,10 +130,12 @@ export function registerWebgpuKernels(): void {
   register('MimirLayerNormGrad', ({ inputs, backend }) => {
     const { dy, xhat, rstd, w } = inputs as Record<'dy' | 'xhat' | 'rstd' | 'w', tf.TensorInfo>;
     const [rows, cols] = dims2(dy, 'dy');
-    return runnerOf(backend).runWebGPUProgram(layerNormGradProgram(rows, cols), [dy, xhat, rstd, w], 'float32', [
-      int(rows),
-      int(cols),
-    ]);
+    return runnerOf(backend).runWebGPUProgram(
+      layerNormGradProgram(rows, cols, kernelVariants().subgroups),
+      [dy, xhat, rstd, w],
+      'float32',
+      [int(rows), int(cols)],
+    );
   });
 
   register('MimirLayerNormParamGrads', ({ inputs, backend }) => {

@@ -19,7 +19,8 @@ export const GEMM_DEPTH = 16;
  * each thread reading along X's contiguous axis: 4 scalars, or one vec4 where `vec` (X bound as vec4:
  * its row length a multiple of 4, so a vec4 never crosses a row or the bounds).
  */
-function tileLoad(x: 'A' | 'B', depthContiguous: boolean, vec: boolean): string {
+function tileLoad(x: 'A' | 'B', depthContiguous: boolean, vec: boolean, f16: boolean): string {
+  const stage = (v: string) => (f16 ? `f16(${v})` : v);
   const T = GEMM_TILE;
   const D = GEMM_DEPTH;
   const [tile, outer0, outerLimit, ld] =
@@ -38,7 +39,7 @@ function tileLoad(x: 'A' | 'B', depthContiguous: boolean, vec: boolean): string 
             let d = k0 + kk;
             var v = 0.0;
             if (o < ${outerLimit} && d < uniforms.K) { v = ${x}[${at('o', 'd')}]; }
-            ${tile}[kk * ${T} + i] = v;
+            ${tile}[kk * ${T} + i] = ${stage('v')};
           }`;
   }
   // One vec4 per thread: 4 depths of one outer index, or 4 outer indices at one depth.
@@ -46,8 +47,8 @@ function tileLoad(x: 'A' | 'B', depthContiguous: boolean, vec: boolean): string 
     ? `let i = li / 4; let kk = (li % 4) * 4;`
     : `let i = (li % ${T / 4}) * 4; let kk = li / ${T / 4};`;
   const store = depthContiguous
-    ? `for (var c = 0; c < 4; c = c + 1) { ${tile}[(kk + c) * ${T} + i] = v[c]; }`
-    : `for (var c = 0; c < 4; c = c + 1) { ${tile}[kk * ${T} + i + c] = v[c]; }`;
+    ? `for (var c = 0; c < 4; c = c + 1) { ${tile}[(kk + c) * ${T} + i] = ${stage('v[c]')}; }`
+    : `for (var c = 0; c < 4; c = c + 1) { ${tile}[kk * ${T} + i + c] = ${stage('v[c]')}; }`;
   return `
           {
             ${index}
@@ -62,17 +63,20 @@ function tileLoad(x: 'A' | 'B', depthContiguous: boolean, vec: boolean): string 
 /**
  * C = op(A) op(B) (+ bias): 64 x 64 output tiles, 16 x 16 threads each computing 4 x 4 outputs;
  * op(A) and op(B) are staged 16 deep in workgroup memory (tileLoad), read as vec4 where `vecA` /
- * `vecB` (the operand's row length a multiple of 4). fp32 throughout.
+ * `vecB` (the operand's row length a multiple of 4). fp32 throughout, or with `f16` (shader-f16)
+ * the tiles staged as f16: inputs rounded to f16, products and sums in f32, fp32 results.
  */
 export function gemmProgram(
   m: number,
   n: number,
-  options: { transA: boolean; transB: boolean; bias: boolean; vecA: boolean; vecB: boolean },
+  options: { transA: boolean; transB: boolean; bias: boolean; vecA: boolean; vecB: boolean; f16: boolean },
 ): WebGPUProgram {
-  const { transA, transB, bias, vecA, vecB } = options;
+  const { transA, transB, bias, vecA, vecB, f16 } = options;
   const T = GEMM_TILE;
   const D = GEMM_DEPTH;
-  const flags = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}${vecA ? '4' : '1'}${vecB ? '4' : '1'}`;
+  const flags = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}${vecA ? '4' : '1'}${vecB ? '4' : '1'}${f16 ? '_f16' : ''}`;
+  const tileType = f16 ? 'f16' : 'f32';
+  const read = (v: string) => (f16 ? `f32(${v})` : v);
   return {
     variableNames: bias ? ['A', 'B', 'bias'] : ['A', 'B'],
     variableComponents: bias ? [vecA ? 4 : 1, vecB ? 4 : 1, 1] : [vecA ? 4 : 1, vecB ? 4 : 1],
@@ -83,8 +87,9 @@ export function gemmProgram(
     dispatch: [Math.ceil(n / T), Math.ceil(m / T), 1],
     shaderKey: `mimirGemm_${flags}${bias ? '_bias' : ''}`,
     getUserCode: () => `
-      var<workgroup> tileA : array<f32, ${D * T}>;
-      var<workgroup> tileB : array<f32, ${D * T}>;
+      ${f16 ? 'enable f16;' : ''}
+      var<workgroup> tileA : array<${tileType}, ${D * T}>;
+      var<workgroup> tileB : array<${tileType}, ${D * T}>;
       fn main() {
         let tx = i32(localId.x);
         let ty = i32(localId.y);
@@ -93,15 +98,15 @@ export function gemmProgram(
         let col0 = i32(workgroupId.x) * ${T};
         var acc : array<array<f32, 4>, 4>;
         for (var k0 = 0; k0 < uniforms.K; k0 = k0 + ${D}) {
-          ${tileLoad('A', !transA, vecA)}
-          ${tileLoad('B', transB, vecB)}
+          ${tileLoad('A', !transA, vecA, f16)}
+          ${tileLoad('B', transB, vecB, f16)}
           workgroupBarrier();
           for (var kk = 0; kk < ${D}; kk = kk + 1) {
             var a : array<f32, 4>;
             var b : array<f32, 4>;
             for (var r = 0; r < 4; r = r + 1) {
-              a[r] = tileA[kk * ${T} + ty + 16 * r];
-              b[r] = tileB[kk * ${T} + tx + 16 * r];
+              a[r] = ${read(`tileA[kk * ${T} + ty + 16 * r]`)};
+              b[r] = ${read(`tileB[kk * ${T} + tx + 16 * r]`)};
             }
             for (var r = 0; r < 4; r = r + 1) {
               for (var c = 0; c < 4; c = c + 1) { acc[r][c] = fma(a[r], b[c], acc[r][c]); }
@@ -167,7 +172,26 @@ export function geluProgram(shape: number[], slope: boolean): WebGPUProgram {
 
 const ROW_THREADS = 64;
 
-/** Sum over a row's 64 threads (every thread gets it); called in uniform control flow. */
+/**
+ * Sum over a row's 64 threads (every thread gets it); called in uniform control flow. With
+ * `subgroups`: subgroupAdd within each subgroup, whose lowest thread leaves the sum in its own slot
+ * (the others 0), then every thread adds the 64 slots in a fixed order. That holds for any subgroup
+ * size and any layout of subgroups in the workgroup, and sums in the same order on every run.
+ */
+const ROW_SUM_SUBGROUPS = `
+  enable subgroups;
+  var<workgroup> rowPartial : array<vec4<f32>, ${ROW_THREADS / 4}>;
+  fn rowSum(v : f32) -> f32 {
+    let li = i32(localIndex);
+    let s = subgroupAdd(v);
+    rowPartial[li / 4][li % 4] = select(0.0, s, subgroupMin(li) == li);
+    workgroupBarrier();
+    var t = vec4<f32>(0.0);
+    for (var j = 0; j < ${ROW_THREADS / 4}; j = j + 1) { t = t + rowPartial[j]; }
+    workgroupBarrier();
+    return (t.x + t.y) + (t.z + t.w);
+  }`;
+
 const ROW_SUM = `
   var<workgroup> rowPartial : array<f32, ${ROW_THREADS}>;
   fn rowSum(v : f32) -> f32 {
@@ -190,6 +214,7 @@ function rowProgram(
   rows: number,
   uniforms: string,
   body: string,
+  subgroups: boolean,
 ): WebGPUProgram {
   return {
     variableNames,
@@ -199,9 +224,9 @@ function rowProgram(
     // Not flat (y given), so main() takes no index; one workgroup per row.
     dispatchLayout: { x: [0], y: [1] },
     dispatch: [rows, 1, 1],
-    shaderKey: name,
+    shaderKey: subgroups ? `${name}_subgroups` : name,
     getUserCode: () => `
-      ${ROW_SUM}
+      ${subgroups ? ROW_SUM_SUBGROUPS : ROW_SUM}
       fn main() {
         let row = ${FLAT_WORKGROUP};
         let li = i32(localIndex);
@@ -216,7 +241,12 @@ function rowProgram(
 export type LayerNormOutput = 'y' | 'xhat' | 'rstd';
 
 /** LayerNorm over the last axis, one output per program: y = xhat w + b, xhat, or rstd; two-pass statistics. */
-export function layerNormProgram(rows: number, cols: number, output: LayerNormOutput): WebGPUProgram {
+export function layerNormProgram(
+  rows: number,
+  cols: number,
+  output: LayerNormOutput,
+  subgroups: boolean,
+): WebGPUProgram {
   const write = {
     y: 'result[base + c] = (X[base + c] - mean) * rstd * W[c] + Bv[c];',
     xhat: 'result[base + c] = (X[base + c] - mean) * rstd;',
@@ -239,11 +269,12 @@ export function layerNormProgram(rows: number, cols: number, output: LayerNormOu
         if (valid) {
           ${output === 'rstd' ? 'if (li == 0) { result[row] = rstd; }' : `for (var c = li; c < cols; c = c + ${ROW_THREADS}) { ${write} }`}
         }`,
+    subgroups,
   );
 }
 
 /** LayerNorm's input gradient: rstd (g - mean(g) - xhat mean(g xhat)), g = dy w. */
-export function layerNormGradProgram(rows: number, cols: number): WebGPUProgram {
+export function layerNormGradProgram(rows: number, cols: number, subgroups: boolean): WebGPUProgram {
   return rowProgram(
     'mimirLayerNormGrad',
     ['DY', 'XH', 'RSTD', 'W'],
@@ -268,6 +299,7 @@ export function layerNormGradProgram(rows: number, cols: number): WebGPUProgram 
             result[base + c] = rstd * (DY[base + c] * W[c] - mg - XH[base + c] * mgx);
           }
         }`,
+    subgroups,
   );
 }
 

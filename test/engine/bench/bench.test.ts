@@ -76,7 +76,7 @@ describe('mimir bench on a micro config', () => {
     const tensorsBefore = tf.memory().numTensors;
     const timing = await timeGemm(70, 50, 30, 2);
     expect(tf.memory().numTensors).toBe(tensorsBefore);
-    expect(timing).toMatchObject({ m: 70, n: 50, k: 30, backend: 'wasm' });
+    expect(timing).toMatchObject({ m: 70, n: 50, k: 30, backend: 'wasm', variant: null });
     expect(timing.tflops).toBeCloseTo((2 * 70 * 50 * 30) / (timing.msPerProduct * 1e9), 12);
     expect(formatGemmTiming(timing)).toMatch(/^GEMM 70x50x30 on wasm: [\d.]+ ms per product, [\d.]+ TFLOP\/s$/);
     expect(parseGemmSize(' 4096X384x1152 ')).toEqual([4096, 384, 1152]);

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,9 +12,10 @@ import { useBackend } from '../../helpers/backend';
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'mimir-lifecycle-'));
 
 const TRAINERS = {
-  pretrain: (options: TrainingRunOptions) =>
+  pretrain: (options: TrainingRunOptions, engine?: object) =>
     runPretraining(
       {
+        ...(engine ? { engine } : {}),
         mode: 'mae',
         model: 'micro',
         dataset: { kind: 'builtin', size: 32, imageSize: 16 },
@@ -23,9 +24,10 @@ const TRAINERS = {
       },
       options,
     ),
-  finetune: (options: TrainingRunOptions) =>
+  finetune: (options: TrainingRunOptions, engine?: object) =>
     runFinetuning(
       {
+        ...(engine ? { engine } : {}),
         method: 'natural',
         source: { kind: 'scratch', model: 'micro' },
         dataset: { kind: 'builtin', size: 32, imageSize: 16 },
@@ -84,6 +86,26 @@ describe('the training lifecycle shared by pre-training and fine-tuning (wasm)',
       ).rejects.toBeInstanceOf(RunCancelledError);
       expect(events.some((e) => e.type === 'metrics')).toBe(false);
       expect(events.at(-1)).toMatchObject({ type: 'log', message: expect.stringMatching(/^Cancelled at step 0;/) });
+    },
+    120_000,
+  );
+
+  it.each(Object.keys(TRAINERS) as Array<keyof typeof TRAINERS>)(
+    '%s: precision fp16 (the webgpu GEMM) is refused on wasm before anything is written, saying what to change',
+    async (kind) => {
+      const outDir = path.join(tmp(), 'run');
+      const events: RunEvent[] = [];
+      await expect(
+        TRAINERS[kind]({ outDir, emit: (e) => events.push(e) }, { name: 'tfjs', precision: 'fp16' }),
+      ).rejects.toThrow(/precision fp16 applies to the webgpu backend only, and wasm was chosen/);
+      expect(events).toEqual([
+        expect.objectContaining({
+          type: 'failed',
+          cause: 'config',
+          message: expect.stringMatching(/or precision fp32$/),
+        }),
+      ]);
+      expect(existsSync(outDir)).toBe(false);
     },
     120_000,
   );
