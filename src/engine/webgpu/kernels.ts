@@ -51,6 +51,7 @@ function runnerOf(backend: unknown): ProgramRunner {
       dispatched.add(program.shaderKey);
       return runner.runWebGPUProgram(program, inputs, dtype, uniforms);
     },
+    disposeData: (dataId) => runner.disposeData(dataId),
   };
 }
 
