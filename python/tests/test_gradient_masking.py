@@ -56,6 +56,23 @@ class GradientMaskingTest(unittest.TestCase):
             ],
         )
 
+    def test_unbounded_radius_stops_once_every_example_is_broken(self) -> None:
+        calls = {"linear": 0, "quantised": 0}
+
+        def counted(name: str, model):
+            def forward(images: torch.Tensor) -> torch.Tensor:
+                calls[name] += 1
+                return model(images)
+
+            return forward
+
+        self.assertEqual(unbounded_eps_check(counted("linear", self.linear), self.x, self.y, "linf")["accuracy"], 0.0)
+        # x itself, then one iterate per step until every example was misclassified at some iterate.
+        self.assertLess(calls["linear"], 10)
+        y = self.quantised(self.x).argmax(dim=1)
+        self.assertEqual(unbounded_eps_check(counted("quantised", self.quantised), self.x, y, "linf")["accuracy"], 1.0)
+        self.assertEqual(calls["quantised"], 51)
+
     def test_zero_gradient_counts_only_the_stuck_examples(self) -> None:
         stuck = torch.tensor([i % 3 == 0 for i in range(self.n)])
 
