@@ -167,6 +167,7 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
     pgds = {a["key"]: PgdSettings.from_spec(a["spec"]) for a in attacks if a["kind"] == "pgd"}
     batch_size = int(request["batchSize"])
     image_budget = int(request["flipped"]["images"])
+    source = f"{request['dataset']['kind']}/{request['dataset']['split']}"
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     total = max(1, len(batches) * (len(pgds) + 1))
     emitter.emit({"type": "started", "runKind": "evaluate", "backend": "torch", "engine": describe_engine(device, precision, world), "outDir": out_dir, "step": 0, "epoch": 0, "totalSteps": total, "stepsPerEpoch": total, "resumedFrom": None})
@@ -200,7 +201,7 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
         labels += y.tolist()
         advance(len(batch))
         if masking is None and pgds and request["maskingChecks"]:
-            masking = {**masking_checks(forward, x, y, request["threat"]), "examples": {"count": len(batch), "ids": batch, "source": f"{request['dataset']['kind']}/{request['dataset']['split']}"}}
+            masking = {**masking_checks(forward, x, y, request["threat"]), "examples": {"count": len(batch), "ids": batch, "source": source}}
         for key, settings in pgds.items():
             if stop.requested:
                 raise Cancelled()
@@ -220,7 +221,6 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
 
     n = len(ids)
     natural = sum(clean) / n if n else 0.0
-    source = f"{request['dataset']['kind']}/{request['dataset']['split']}"
     examples = {"count": n, "ids": ids, "source": source}
     backend = "torch"
     listed = int(request["flipped"]["list"])
