@@ -3,7 +3,7 @@ apgd_train): every example attacked from x itself, step 2 eps, momentum 0.75, Au
 and each example's highest-loss iterate x_best returned."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -34,15 +34,23 @@ def apgd_highest_loss(
     iterations: int,
     rho: float,
     threat: str,
+    observe: Optional[Callable[[torch.Tensor], bool]] = None,
 ) -> torch.Tensor:
+    """`observe`, when given, sees the logits of every iterate (x itself first) and ends the attack early by
+    returning True (the gradient-masking check stops once every example has been misclassified)."""
     n = x.shape[0]
     if labels.shape[0] != n:
         raise ValueError(f"APGD-AT: {labels.shape[0]} labels for {n} images; give one label per image")
     checks: Dict[int, int] = dict(apgd_checkpoints(iterations))
 
+    stopped = False
+
     def loss_and_gradient(v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        nonlocal stopped
         v = v.detach().requires_grad_(True)
         z = forward(v)
+        if observe is not None:
+            stopped = observe(z.detach()) or stopped
         y = torch.nn.functional.one_hot(labels.long(), z.shape[1]).to(z.dtype)
         loss = soft_cross_entropy(z, y)
         (grad,) = torch.autograd.grad(loss.sum(), [v])
@@ -59,6 +67,8 @@ def apgd_highest_loss(
     loss_best_last_check = loss_best.clone()
     reduced_last_check = torch.ones(n, dtype=torch.bool, device=x.device)
     for i in range(iterations):
+        if stopped:
+            break
         a = 0.75 if i > 0 else 1.0
         momentum = x_adv - x_old
         z = project(x, x_adv + step * steepest_direction(grad, threat), eps, threat)

@@ -1,6 +1,7 @@
 """Robust evaluation on the PyTorch engine, for the encoders only it runs (ConvNeXt, Swin) or a run that
 asks for it: natural accuracy and PGD on cross-entropy (l_inf / l_2, steps, step size, restarts, random
-start, best or last iterate), as src/engine/attacks/pgd.ts defines them. The Node side (src/torch/evaluate.ts)
+start, best or last iterate), as src/engine/attacks/pgd.ts defines them, with the gradient-masking checks on
+the first batch (gradient_masking.py) and the flipped examples' PNG strips (flipped/). The Node side (src/torch/evaluate.ts)
 plans the request (defaults resolved, attacks it cannot run here refused by name), picks the example
 ids and validates the report this writes against the EvaluationReport schema (src/shared/evaluation.ts).
 
@@ -13,10 +14,12 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from . import model as M
@@ -26,10 +29,13 @@ from .distributed import World
 from .events import Emitter
 from .finetune_run import resolve_checkpoint
 from .finetune_step import merge_dbat_logits, pgd_start, project, steepest_direction
+from .gradient_masking import masking_checks
+from .png import write_png_strip
 from .precision import Precision
 from .runtime import Stop, Cancelled, RunFailed, describe_engine, open_dataset
 
 REPORT_FILE = "report.json"
+FLIPPED_IMAGES_DIR = "flipped"  # src/shared/evaluation.ts
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -51,53 +57,75 @@ class PgdSettings:
         return PgdSettings(spec["threat"], float(spec["eps"]), float(spec["alpha"]), int(spec["steps"]), int(spec["restarts"]), bool(spec["randomStart"]), spec["keep"], int(spec["seed"]))
 
 
-def _pgd_run(forward: Forward, x: torch.Tensor, y: torch.Tensor, ids: Sequence[int], s: PgdSettings, round_: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _pgd_run(forward: Forward, x: torch.Tensor, y: torch.Tensor, ids: Sequence[int], s: PgdSettings, round_: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One PGD run (pgd.ts pgdRun): per example, whether some observed iterate ('best': every iterate, the
-    start and the final one included; 'last': the final one) is misclassified, and the class it was given
-    there (the first such iterate's; else the final iterate's)."""
+    start and the final one included; 'last': the final one) is misclassified, the class it was given there
+    and that point (the first such iterate's; else the final iterate's)."""
     if s.random_start:
         current = project(x, x + pgd_start(s.seed, ids, tuple(x.shape), s.threat, s.eps, round_).to(x.device, x.dtype), s.eps, s.threat)
     else:
         current = x.clone()
     wrong = torch.zeros(len(ids), dtype=torch.bool, device=x.device)
     predicted = torch.zeros_like(y)
+    points = current.detach().clone()
 
-    def observe(logits: torch.Tensor) -> None:
+    def observe(point: torch.Tensor, logits: torch.Tensor) -> None:
         pred = logits.detach().argmax(dim=1)
         newly = (pred != y) & ~wrong
         predicted[newly] = pred[newly]
+        points[newly] = point.detach()[newly]
         wrong.copy_(wrong | newly)
 
     for _ in range(s.steps):
         current = current.detach().requires_grad_(True)
         logits = forward(current)
         if s.keep == "best":
-            observe(logits)
+            observe(current, logits)
         (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y, reduction="sum"), [current])
         current = project(x, current.detach() + s.alpha * steepest_direction(grad, s.threat), s.eps, s.threat)
     with torch.no_grad():
         final = forward(current)
-    observe(final)
+    observe(current, final)
     predicted[~wrong] = final.argmax(dim=1)[~wrong]
-    return wrong, predicted
+    points[~wrong] = current[~wrong]
+    return wrong, predicted, points
 
 
-def pgd_robust(forward: Forward, x: torch.Tensor, y: torch.Tensor, ids: Sequence[int], s: PgdSettings) -> Tuple[torch.Tensor, torch.Tensor]:
+def pgd_robust(forward: Forward, x: torch.Tensor, y: torch.Tensor, ids: Sequence[int], s: PgdSettings) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per example: still correctly classified after PGD with its restarts (pgd.ts pgd: each restart from a new
     random start, only on the examples correct so far; clean mistakes count as not robust), and the class
-    the attack's point was given."""
+    the attack's point was given, and that point."""
     with torch.no_grad():
         robust = forward(x).argmax(dim=1) == y
-    wrong, predicted = _pgd_run(forward, x, y, ids, s, 0)
+    wrong, predicted, points = _pgd_run(forward, x, y, ids, s, 0)
     robust &= ~wrong
     for round_ in range(1, s.restarts):
         rows = torch.nonzero(robust).flatten()
         if len(rows) == 0:
             break
-        wrong, pred = _pgd_run(forward, x[rows], y[rows], [ids[int(r)] for r in rows], s, round_)
+        wrong, pred, found = _pgd_run(forward, x[rows], y[rows], [ids[int(r)] for r in rows], s, round_)
         robust[rows[wrong]] = False
         predicted[rows[wrong]] = pred[wrong]
-    return robust, predicted
+        points[rows[wrong]] = found[wrong]
+    return robust, predicted, points
+
+
+def write_flipped_images(out_dir: str, key: str, clean: np.ndarray, adversarial: np.ndarray, indices: List[int], s: PgdSettings) -> Optional[Dict[str, Any]]:
+    """An attack's flipped examples as three PNG strips in out_dir/flipped (tally.ts writeFlippedImages): clean,
+    adversarial, and the perturbation shown as 0.5 + scale * delta (l_inf: +-eps fills the range; l_2: the
+    largest |delta| shown does)."""
+    if len(indices) == 0:
+        return None
+    directory = os.path.join(out_dir, FLIPPED_IMAGES_DIR)
+    os.makedirs(directory, exist_ok=True)
+    largest = float(np.abs(adversarial.astype(np.float64) - clean).max())
+    scale = 0.5 / s.eps if s.threat == "linf" else 0.5 / max(largest, 1e-6)
+    base = re.sub(r"[^a-z0-9-]+", "-", key, flags=re.IGNORECASE)
+    files = {"clean": f"{base}-clean.png", "adversarial": f"{base}-adversarial.png", "perturbation": f"{base}-perturbation.png"}
+    strips = {"clean": clean, "adversarial": adversarial, "perturbation": 0.5 + scale * (adversarial.astype(np.float64) - clean)}
+    for kind, name in files.items():
+        write_png_strip(os.path.join(directory, name), strips[kind])
+    return {**files, "indices": indices, "imageSize": int(clean.shape[1]), "perturbationScale": scale}
 
 
 def _fail(emitter: Emitter, message: str) -> None:
@@ -138,6 +166,8 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
     attacks = job["attacks"]
     pgds = {a["key"]: PgdSettings.from_spec(a["spec"]) for a in attacks if a["kind"] == "pgd"}
     batch_size = int(request["batchSize"])
+    image_budget = int(request["flipped"]["images"])
+    source = f"{request['dataset']['kind']}/{request['dataset']['split']}"
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     total = max(1, len(batches) * (len(pgds) + 1))
     emitter.emit({"type": "started", "runKind": "evaluate", "backend": "torch", "engine": describe_engine(device, precision, world), "outDir": out_dir, "step": 0, "epoch": 0, "totalSteps": total, "stepsPerEpoch": total, "resumedFrom": None})
@@ -148,6 +178,9 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
     seconds: Dict[str, float] = {k: 0.0 for k in pgds}
     predictions: List[int] = []
     labels: List[int] = []
+    # Per PGD attack, the clean and adversarial images of the first flipped examples (request.flipped.images).
+    samples: Dict[str, Tuple[List[np.ndarray], List[np.ndarray], List[int]]] = {k: ([], [], []) for k in pgds}
+    masking: Optional[Dict[str, Any]] = None
     done, images, t0 = 0, 0, time.perf_counter()
 
     def advance(count: int) -> None:
@@ -167,19 +200,27 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
         predictions += pred.tolist()
         labels += y.tolist()
         advance(len(batch))
+        if masking is None and pgds and request["maskingChecks"]:
+            masking = {**masking_checks(forward, x, y, request["threat"]), "examples": {"count": len(batch), "ids": batch, "source": source}}
         for key, settings in pgds.items():
             if stop.requested:
                 raise Cancelled()
             t = time.perf_counter()
-            kept, predicted = pgd_robust(forward, x, y, batch, settings)
+            kept, predicted, points = pgd_robust(forward, x, y, batch, settings)
             robust[key] += kept.tolist()
             adversarial[key] += predicted.tolist()
             seconds[key] += time.perf_counter() - t
+            clean_images, adversarial_images, indices = samples[key]
+            for row in torch.nonzero((pred == y) & ~kept).flatten().tolist():
+                if len(indices) >= image_budget:
+                    break
+                clean_images.append(x_np[row])
+                adversarial_images.append(points[row].detach().cpu().numpy())
+                indices.append(batch[row])
             advance(len(batch))
 
     n = len(ids)
     natural = sum(clean) / n if n else 0.0
-    source = f"{request['dataset']['kind']}/{request['dataset']['split']}"
     examples = {"count": n, "ids": ids, "source": source}
     backend = "torch"
     listed = int(request["flipped"]["list"])
@@ -201,21 +242,29 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
             "iterate": s.keep if s else None,
         }
 
+    # As the tfjs evaluator: the zero-gradient, randomness and unbounded-radius warnings go next to every PGD number.
+    masking_warnings = masking["warnings"] if masking else []
     outcomes = []
     for a in attacks:
         kept = robust.get(a["key"], clean)
         flipped = [i for i in range(n) if clean[i] and not kept[i]]
+        images = None
+        if a["key"] in pgds and samples[a["key"]][2]:
+            clean_images, adversarial_images, indices = samples[a["key"]]
+            images = write_flipped_images(out_dir, a["key"], np.stack(clean_images), np.stack(adversarial_images), indices, pgds[a["key"]]) if world.rank == 0 else None
         outcomes.append({
             "key": a["key"],
             "label": a["label"],
             "cleanAccuracy": natural,
             "robustAccuracy": sum(kept) / n if n else 0.0,
             "protocol": protocol(a),
-            "warnings": [],
-            # No PNG strips on this engine (images: null).
-            "flipped": {"count": len(flipped), "listed": [{"index": ids[i], "label": labels[i], "cleanPrediction": predictions[i], "adversarialPrediction": adversarial[a["key"]][i]} for i in flipped[:listed]], "images": None},
+            "warnings": list(masking_warnings) if a["key"] in pgds else [],
+            "flipped": {"count": len(flipped), "listed": [{"index": ids[i], "label": labels[i], "cleanPrediction": predictions[i], "adversarialPrediction": adversarial[a["key"]][i]} for i in flipped[:listed]], "images": images},
             "durationMs": seconds.get(a["key"], 0.0) * 1000,
         })
+    for o in outcomes:
+        said = f" ({' '.join(w['message'] for w in o['warnings'])})" if o["warnings"] else ""
+        emitter.log("warn" if o["warnings"] else "info", f"{o['label']}: {o['robustAccuracy'] * 100:.2f}%{said}")
     counted = [a["key"] for a in attacks if a["kind"] == "pgd" and a["inWorstCase"]]
     worst = None
     if counted:
@@ -236,7 +285,7 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
         "naturalAccuracy": natural,
         "attacks": outcomes,
         "worstCase": worst,
-        "masking": None,
+        "masking": masking,
         "corruptions": None,
         "noEvidence": [],
         "durationMs": (time.perf_counter() - started) * 1000,

@@ -18,7 +18,7 @@ from .precision import Precision, overflow_message
 from .system_metrics import system_metrics
 from .optim import AdamW, learning_rate_at, scaled_learning_rate
 from .pretrain_step import pretrain_step
-from .previews import write_preview_snapshot
+from .previews import write_hier_preview_snapshot, write_preview_snapshot
 from .rng import Rng
 from .data.subset import dataset_fraction
 from .runtime import GRAD_DUMP_ENV, PREVIEWS_DIR, Cancelled, Stop, open_dataset
@@ -105,11 +105,14 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     last_lr = 0.0
 
     def preview() -> None:
-        if world.rank != 0 or hier:
+        if world.rank != 0:
             return
         step = state["step"]
         directory = os.path.join(out_dir, PREVIEWS_DIR, f"step-{step:07d}")
-        snapshot = write_preview_snapshot(params, model_config, run, seed, preview_batch, directory)
+        if hier:
+            snapshot = write_hier_preview_snapshot(hier, run, seed, preview_batch, directory)
+        else:
+            snapshot = write_preview_snapshot(params, model_config, run, seed, preview_batch, directory)
         emitter.emit({"type": "preview", "step": step, "epoch": epoch, "imageSize": model_config.image_size, **snapshot})
 
     def draw_mask():
@@ -123,8 +126,6 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
             return mask[rows].to(device)
         return type(mask)(mask.visible_ids[rows].to(device), mask.masked_ids[rows].to(device))
 
-    if hier:
-        emitter.log("info", f"The {model_config.encoder_kind} encoder pre-trains with its own masked autoencoder; reconstruction previews are not drawn for it yet.")
     if state["step"] == 0:
         preview()
     while epoch < epochs:

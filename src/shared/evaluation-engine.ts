@@ -25,7 +25,7 @@ export function evaluationEngineFor(
   requested?: EvaluationEngine,
 ): { engine: EvaluationEngine; line: string } {
   const torchOnly = encoderKind !== null && TORCH_ONLY_ENCODERS.includes(encoderKind as EncoderKind);
-  const torchLine = `natural accuracy and PGD only: ${TORCH_EVALUATION_ATTACKS.join(', ')}`;
+  const torchLine = `natural accuracy and PGD only (${TORCH_EVALUATION_ATTACKS.join(', ')}), with the gradient-masking checks and flipped-example images`;
   if (requested === 'torch')
     return { engine: 'torch', line: `Evaluated on the PyTorch engine, as asked: ${torchLine}.` };
   if (torchOnly) {

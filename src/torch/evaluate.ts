@@ -24,7 +24,8 @@ import { runTorchJob, type TorchLaunch, type TorchRunOptions } from './launch';
  * An evaluation on the PyTorch engine, for checkpoints the tfjs engine cannot run (ConvNeXt, Swin) or a
  * request that names engine torch: the request validated and planned here as the tfjs evaluator plans it
  * (plan.ts: defaults, keys, labels), the examples picked as it picks them, what the PyTorch engine does not
- * run refused by name before Python starts; evaluate_run.py measures and writes report.json, which is
+ * run refused by name before Python starts; evaluate_run.py measures (with the gradient-masking checks other
+ * than the black-box one, which needs Square) and writes report.json and the flipped PNG strips, which is
  * validated here against the report schema and given its no-evidence flags.
  */
 export async function evaluateOnTorch(
@@ -67,15 +68,6 @@ export async function evaluateOnTorch(
     };
   });
   const { dataset: resolved } = await torchDataset(request.dataset);
-  if (request.maskingChecks) {
-    options.emit({
-      type: 'log',
-      level: 'warn',
-      message:
-        'The gradient-masking checks run on the TensorFlow.js engine only: this report has none (masking: null). ' +
-        'Read its robust accuracies with that in mind.',
-    });
-  }
   // `done` waits until the report is checked and flagged, as the tfjs evaluator emits it last.
   const held: RunEvent[] = [];
   await runTorchJob(

@@ -104,6 +104,10 @@ describe.each([
     const pretrained = await waitDone(page);
     const points = async (key: string) => Number(await page.getByTestId(`chart-${key}`).getAttribute('data-points'));
     await expect.poll(() => points('mi'), { timeout: 30_000 }).toBeGreaterThan(0);
+    // The encoder's own masked autoencoder draws the reconstruction previews, as a ViT's does.
+    const previews = page.getByTestId('preview-panel');
+    await previews.getByTestId('preview-reconstruction').waitFor({ timeout: 30_000 });
+    await expect.poll(() => previews.getByTestId('preview-step').textContent()).toMatch(/^\s*step 2 /);
     await page.screenshot({ path: screenshotPath(`hier-${preset}-pretrain-done`), fullPage: true });
     expect(pretrained.backend).toBe('torch');
     expect((pretrained.config as { model: unknown }).model).toBe(preset);
@@ -162,6 +166,19 @@ describe.each([
       expect((await row.getByTestId('robust-accuracy').textContent())?.trim()).toContain(
         `${(outcome.robustAccuracy * 100).toFixed(2)}%`,
       );
+    }
+    // The gradient-masking checks it ran (not the black-box one, which needs Square) and the flipped examples.
+    const checks = page.getByTestId('masking-checks');
+    await checks.waitFor();
+    const names = (await checks.locator('li strong').allTextContents()).map((t) => t.trim());
+    expect(names).toEqual(['Zero gradients', 'Randomness', 'Unbounded radius']);
+    const flipped = page.getByTestId('flipped-examples');
+    if ((pgd?.flipped.count ?? 0) > 0) {
+      await expect
+        .poll(() => flipped.getByTestId('flipped-example').count())
+        .toBe(Math.min(pgd?.flipped.count ?? 0, 8));
+    } else {
+      await flipped.getByTestId('no-flipped').waitFor();
     }
     await page.screenshot({ path: screenshotPath(`hier-${preset}-evaluation`), fullPage: true });
     expect(problems, problems.join('\n')).toEqual([]);

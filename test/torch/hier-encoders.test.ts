@@ -21,6 +21,10 @@ const MODULES = [
   'tests.test_hier_dispatch',
   // The evaluation's PGD (l_inf, l_2, restarts) against a float64 reference on a linear model.
   'tests.test_evaluate_pgd',
+  // The evaluation's gradient-masking checks on tiny models where each must fire and where none may.
+  'tests.test_gradient_masking',
+  // ConvNeXt (SparK) and Swin (GreenMIM) reconstruction previews: strips, mask, norm_pix mapped back.
+  'tests.test_hier_previews',
 ];
 /** Against timm (PyPI) in the venv of test/helpers/timm-python.ts: counts, strict loads, logits. */
 const TIMM_MODULES = ['tests.test_timm_parity'];

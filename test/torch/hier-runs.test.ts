@@ -33,6 +33,48 @@ function checkpointNames(list: ReturnType<typeof events>): string[] {
   return [...decodeSafetensors(new Uint8Array(readFileSync(path.join(output.path, file)))).tensors.keys()];
 }
 
+/** PNG width and height, from its IHDR chunk. */
+function pngSize(file: string): [number, number] {
+  const bytes = readFileSync(file);
+  expect(bytes.subarray(1, 4).toString('latin1')).toBe('PNG');
+  return [bytes.readUInt32BE(16), bytes.readUInt32BE(20)];
+}
+
+/**
+ * The torch report's gradient-masking checks (those it runs: not the black-box one, which needs Square) on
+ * the first batch, their warnings next to every PGD number, and each attack's flipped examples as PNG strips.
+ */
+function expectMaskingAndImages(report: EvaluationReport, dir: string): void {
+  const masking = report.masking;
+  if (!masking) throw new Error('the torch report has no gradient-masking checks');
+  expect(masking.examples.ids).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  expect(masking.blackBoxBelowWhiteBox).toBeUndefined();
+  expect(masking.zeroGradient).toMatchObject({ total: 8, count: 0, flagged: false });
+  // The evaluated classifier is deterministic.
+  expect(masking.randomness).toMatchObject({ repeats: 5, predictionsChanged: false, flagged: false });
+  const unbounded = masking.unboundedEps;
+  expect(unbounded?.eps).toBe(1);
+  expect(unbounded?.flagged).toBe((unbounded?.accuracy ?? 1) > 0.01);
+  expect(masking.warnings.map((w) => w.kind)).toEqual(unbounded?.flagged ? ['unbounded-eps'] : []);
+  for (const a of report.attacks) expect(a.warnings).toEqual(a.key === 'natural' ? [] : masking.warnings);
+  // Whether PGD flips any of these 8 examples varies between runs (the pre-training's initialisation is not
+  // seeded): images are written exactly where examples were flipped (tests/test_evaluate_pgd.py checks their pixels).
+  for (const a of report.attacks) {
+    const images = a.flipped.images;
+    if (a.flipped.count === 0 || a.key === 'natural') {
+      expect(images).toBeNull();
+      continue;
+    }
+    if (!images) throw new Error(`${a.key} flipped ${a.flipped.count} examples but wrote no images`);
+    expect(images.indices).toEqual(a.flipped.listed.slice(0, 8).map((f) => f.index));
+    expect(images.imageSize).toBe(32);
+    expect(images.perturbationScale).toBeCloseTo(0.5 / (8 / 255), 6);
+    for (const file of [images.clean, images.adversarial, images.perturbation]) {
+      expect(pngSize(path.join(dir, 'flipped', file))).toEqual([32 * images.indices.length, 32]);
+    }
+  }
+}
+
 describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
   const found = findPythonWithTorch();
 
@@ -80,6 +122,20 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
       }
       expect(list.at(-1)).toMatchObject({ type: 'done', epoch: 1, step: 2 });
       expect(checkpointNames(list)).toContain(encoderName);
+      // Reconstruction previews as the ViT's: at the start and at the end of each epoch, five strips each.
+      const previews = list.filter((e) => e.type === 'preview');
+      expect(previews.map((e) => e.step)).toEqual([0, 2]);
+      for (const e of previews) {
+        if (e.type !== 'preview') continue;
+        expect(Object.keys(e.files).sort()).toEqual([
+          'adversarial',
+          'clean',
+          'masked',
+          'perturbation',
+          'reconstruction',
+        ]);
+        for (const file of Object.values(e.files)) expect(pngSize(file)).toEqual([32 * e.count, 32]);
+      }
 
       const tuned = tmp();
       const ft = runMimir(
@@ -132,6 +188,7 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
         expect(a.flipped.count).toBe(Math.round((report.naturalAccuracy - a.robustAccuracy) * 8));
       }
       expect(report.worstCase?.attacks).toEqual(['pgd2', 'pgd20']);
+      expectMaskingAndImages(report, evalDir);
       // The file the done event names is the report printed.
       expect(EvaluationReport.parse(JSON.parse(readFileSync(path.join(evalDir, 'report.json'), 'utf8')))).toEqual(
         report,

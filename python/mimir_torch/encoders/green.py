@@ -74,10 +74,8 @@ class GreenSwin(nn.Module):
             raise ValueError(f"this Swin takes {self.encoder.size.img_size} px images, got {image_size} px")
         return self.grid
 
-    def forward_loss(
-        self, inputs: torch.Tensor, targets: torch.Tensor, active: torch.Tensor, norm_pix: bool, mi_where: str = "tokens"
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(reconstruction loss on masked units, the features MI takes) for NHWC images in [0, 1]."""
+    def _predict(self, inputs: torch.Tensor, active: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(the prediction for every pixel, NHWC in the normalised space; the visible last-stage tokens)."""
         tokens, coords = self.encoder.forward_visible(to_model_input(inputs, self.mean, self.std), active)
         b, g = tokens.shape[0], self.grid
         visible = torch.zeros(g * g, dtype=torch.bool, device=tokens.device)
@@ -88,7 +86,17 @@ class GreenSwin(nn.Module):
         for blk in self.decoder_blocks:
             x = blk(x)
         unit = self.encoder.total_stride
-        pred = unpatchify(self.decoder_pred(self.decoder_norm(x)), unit, self.encoder.in_chans)
+        return unpatchify(self.decoder_pred(self.decoder_norm(x)), unit, self.encoder.in_chans), tokens
+
+    def reconstruct(self, inputs: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        return self._predict(inputs, active)[0]
+
+    def forward_loss(
+        self, inputs: torch.Tensor, targets: torch.Tensor, active: torch.Tensor, norm_pix: bool, mi_where: str = "tokens"
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction loss on masked units, the features MI takes) for NHWC images in [0, 1]."""
+        pred, tokens = self._predict(inputs, active)
+        b, unit = tokens.shape[0], self.encoder.total_stride
         target = to_model_input(targets, self.mean, self.std).permute(0, 2, 3, 1)
         loss = masked_unit_loss(pred, target, active, unit, norm_pix)
         if mi_where == "tokens":

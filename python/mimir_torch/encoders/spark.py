@@ -142,6 +142,10 @@ class SparKConvNeXt(nn.Module):
         out = F.pixel_shuffle(self.pred(x), self.encoder.size.patch_size)
         return out.permute(0, 2, 3, 1)
 
+    def reconstruct(self, inputs: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """The decoder's prediction for every pixel, NHWC in the normalised space (the previews draw it)."""
+        return self.decode(self.encode(inputs, active), active)
+
     def mi_features(self, features: List[torch.Tensor], active: torch.Tensor, where: str) -> torch.Tensor:
         if where == "pooled":
             return pool_visible(features[-1], active)
