@@ -56,17 +56,17 @@ def run_pretraining(job_config: Optional[Mapping[str, Any]], resume: bool, epoch
     # An encoder with its own masked autoencoder (ConvNeXt: SparK, Swin: GreenMIM) supplies pretrainer();
     # its parameters are its module's (initialised as timm's), the ViT's are drawn from the workbench Rng.
     make_pretrainer = getattr(M.encoder_for(model_config), "pretrainer", None)
+    init_rng = rng.fork()  # one fork for the initial weights either way: later draws (masks, attack starts) line up
     try:
-        hier = make_pretrainer(model_config, device) if make_pretrainer else None
+        hier = make_pretrainer(model_config, device, init_rng.seed()) if make_pretrainer else None
     except (ConfigError, ValueError) as error:
         fail(str(error))
         raise
     specs = hier.specs() if hier else M.mae_param_specs(model_config)
     if hier:
-        rng.fork()  # keep the Rng's later draws (masks, attack starts) where a ViT run has them
         params = hier.params
     else:
-        params = M.adjust_init(model_config, M.init_params_rng(specs, rng.fork()))
+        params = M.adjust_init(model_config, M.init_params_rng(specs, init_rng))
         M.check_params(params, specs)
         params = {k: v.detach().to(device).requires_grad_(True) for k, v in params.items()}
     # MAE's pre-training optimiser decays the cls and mask tokens (as the tfjs engine's createPretrainOptimizer).

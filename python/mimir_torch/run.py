@@ -40,6 +40,7 @@ from .runtime import (
 )
 from .config import ConfigError
 from .precision import CHOICES, make_precision
+from .rng import hash_seed
 
 
 def main(argv: List[str]) -> int:
@@ -59,6 +60,11 @@ def main(argv: List[str]) -> int:
         torch.set_num_threads(args.threads)
     world = init_world(device)
     emitter = Emitter(world.rank)
+    # torch's own generator serves what the workbench Rng does not draw (ConvNeXt's and Swin's drop path):
+    # seeded from the run and the rank, so a run repeats and ranks draw different masks.
+    seed = job.get("config", {}).get("seed") if isinstance(job.get("config"), dict) else None
+    if isinstance(seed, int):
+        torch.manual_seed(hash_seed(seed, world.rank))
     try:
         kind = job.get("kind")
         runner = {"pretrain": run_pretraining, "finetune": run_finetuning, "evaluate": run_evaluation, "export": run_export}.get(kind)

@@ -49,6 +49,23 @@ class DispatchTest(unittest.TestCase):
             specs = M.classifier_param_specs(c, 10)
             self.assertEqual([(n, s) for n, s, _ in specs], [(n, list(p.shape)) for n, p in module.named_parameters()])
 
+    def test_pretrainer_weights_follow_the_init_seed_only(self) -> None:
+        """Pre-training starts from weights that the run's seed decides: the same on every rank and on a rerun."""
+        for kind, c in (("convnext", CONVNEXT), ("swin", SWIN)):
+            torch.manual_seed(1)
+            first = {n: p.detach().clone() for n, p in HierPretrainer(kind, c, torch.device("cpu"), 7).params.items()}
+            after_first = torch.rand(3)
+            torch.manual_seed(2)  # another global state: no effect on the weights
+            again = HierPretrainer(kind, c, torch.device("cpu"), 7).params
+            other = HierPretrainer(kind, c, torch.device("cpu"), 8).params
+            for name, value in first.items():
+                self.assertTrue(torch.equal(value, again[name].detach()), f"{kind} {name} differs for the same seed")
+            drawn = [n for n, v in first.items() if v.numel() > 1 and float(v.std()) > 0]
+            self.assertGreater(len(drawn), 3)
+            self.assertTrue(all(not torch.equal(first[n], other[n].detach()) for n in drawn), f"{kind}: seed 8 repeats seed 7's weights")
+            torch.manual_seed(1)
+            self.assertTrue(torch.equal(torch.rand(3), after_first), f"{kind}: building the pretrainer moved the global generator")
+
     def test_init_roles(self) -> None:
         params = M.init_params_rng(M.classifier_param_specs(CONVNEXT, 10), Rng(0), head_init_std=2e-5)
         self.assertTrue(torch.all(params["stages.0.blocks.0.gamma"] == 1e-6))
@@ -85,7 +102,7 @@ class DispatchTest(unittest.TestCase):
     def test_classifier_from_a_pretraining(self) -> None:
         for kind, c in (("convnext", CONVNEXT), ("swin", SWIN)):
             torch.manual_seed(1)
-            pretrained = {n: p.detach() + 0.01 for n, p in HierPretrainer(kind, c, torch.device("cpu")).params.items()}
+            pretrained = {n: p.detach() + 0.01 for n, p in HierPretrainer(kind, c, torch.device("cpu"), 0).params.items()}
             params = M.classifier_from_encoder(pretrained, c, 10, Rng(0), 2e-5)
             for name, value in params.items():
                 if not name.startswith("head."):

@@ -64,7 +64,7 @@ class HierPreviewTest(unittest.TestCase):
 
     def snapshot(self, c: ModelConfig, run: PretrainSettings):
         torch.manual_seed(0)
-        pretrainer = HierPretrainer(c.encoder["kind"], c, torch.device("cpu"))
+        pretrainer = HierPretrainer(c.encoder["kind"], c, torch.device("cpu"), 0)
         directory = tempfile.mkdtemp()
         return pretrainer, write_hier_preview_snapshot(pretrainer, run, 11, self.clean, directory)
 
@@ -108,7 +108,7 @@ class HierPreviewTest(unittest.TestCase):
             with self.subTest(c.encoder["kind"]):
                 normalised = ModelConfig.parse({**BASE, **NORMALISED, "patchSize": c.patch_size, "width": c.width, "encoder": c.encoder})
                 torch.manual_seed(0)
-                pretrainer = HierPretrainer(c.encoder["kind"], normalised, torch.device("cpu"))
+                pretrainer = HierPretrainer(c.encoder["kind"], normalised, torch.device("cpu"), 0)
                 model = pretrainer.module
                 unit = 32 // pretrainer.grid
                 mean = torch.tensor(model.mean).reshape(1, 1, 1, 3)

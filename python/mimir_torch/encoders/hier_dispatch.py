@@ -108,9 +108,9 @@ class HierarchicalEncoder:
     def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
         return False
 
-    def pretrainer(self, c: ModelConfig, device: torch.device) -> "HierPretrainer":
+    def pretrainer(self, c: ModelConfig, device: torch.device, init_seed: int) -> "HierPretrainer":
         """This encoder's own masked autoencoder (pretrain_run.py uses it in place of the ViT MAE)."""
-        return HierPretrainer(self.kind, c, device)
+        return HierPretrainer(self.kind, c, device, init_seed)
 
     def _no_vit_mae(self) -> ConfigError:
         return ConfigError(
@@ -135,16 +135,21 @@ class HierPretrainer:
     are the module's own tensors, named as in checkpoints: the encoder's under timm's names (so
     fine-tuning's classifier_from_encoder copies them as it copies a ViT's), the decoder's beside them."""
 
-    def __init__(self, kind: str, c: ModelConfig, device: torch.device) -> None:
+    def __init__(self, kind: str, c: ModelConfig, device: torch.device, init_seed: int) -> None:
         self.kind = kind
         norm = c.normalize
         mean, std = (norm.mean, norm.std) if norm else (None, None)
-        if kind == "convnext":
-            encoder = ConvNeXt(convnext_size(c), num_classes=1, in_chans=c.channels)
-            self.module: nn.Module = SparKConvNeXt(encoder, decoder_width=c.decoder_width, mean=mean, std=std)
-        else:
-            encoder_s = SwinTransformer(swin_size(c), num_classes=1, in_chans=c.channels)
-            self.module = GreenSwin(encoder_s, c.decoder_width, c.decoder_depth, c.decoder_heads, mean=mean, std=std)
+        # The modules initialise themselves as timm's do, from torch's global generator: seeded from the
+        # run (so a run repeats, and every rank of a distributed run starts from the same weights), and
+        # forked so the caller's stream is left as it was.
+        with torch.random.fork_rng():
+            torch.manual_seed(init_seed)
+            if kind == "convnext":
+                encoder = ConvNeXt(convnext_size(c), num_classes=1, in_chans=c.channels)
+                self.module: nn.Module = SparKConvNeXt(encoder, decoder_width=c.decoder_width, mean=mean, std=std)
+            else:
+                encoder_s = SwinTransformer(swin_size(c), num_classes=1, in_chans=c.channels)
+                self.module = GreenSwin(encoder_s, c.decoder_width, c.decoder_depth, c.decoder_heads, mean=mean, std=std)
         self.module.to(device)
         self.grid = self.module.mask_grid_for(c.image_size)
         if self.grid * self.grid < 2:
