@@ -1,21 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../../src/engine/backend';
-import {
-  columnSums,
-  engineKernelsAvailable,
-  gelu,
-  geluWithSlope,
-  gemm,
-  layerNormGradKernel,
-  layerNormKernel,
-  layerNormParamGradsKernel,
-} from '../../../src/engine/kernels';
+import { columnSums, engineKernelsAvailable, gelu, geluWithSlope } from '../../../src/engine/kernels';
 import { takeWebgpuDeviceErrors } from '../../../src/engine/webgpu/adapter';
 import { GEMM_DEPTH, GEMM_TILE } from '../../../src/engine/webgpu/programs';
 import { Rng } from '../model/fixtures';
 import { useSwiftShader } from '../webgpu/swiftshader';
-import { erf64, multiply, randomMat, relativeError, tensorOf, transpose } from './kernel-suite';
+import { erf64, kernelSuite, randomMat, relativeError, tensorOf } from './kernel-suite';
 
 /** Reads tensors asynchronously (webgpu under Node has no synchronous read) and disposes them. */
 async function read(tensors: tf.Tensor[]): Promise<Float32Array[]> {
@@ -38,48 +29,27 @@ describe('the engine WGSL kernels on webgpu (SwiftShader)', () => {
     expect(engineKernelsAvailable()).toBe(true);
   });
 
-  // Sizes cross every edge of the GEMM tiling: 64 x 64 output tiles, 16-deep K steps; operands with
-  // row lengths that are multiples of 4 are read as vec4, the others as scalars.
-  it.each([
-    [1, 1, 1],
-    [5, 7, 3],
-    [GEMM_TILE, GEMM_TILE, GEMM_DEPTH],
-    [GEMM_TILE + 1, 2 * GEMM_TILE + 1, GEMM_DEPTH + 1],
-    [130, 63, 47],
-    [70, 200, 300],
-    // Row lengths that are multiples of 4 (vec4 loads) while crossing the tile edges.
-    [68, 132, 20],
-    [4, 8, 4],
-  ])('gemm %i x %i (depth %i) in every transpose matches float64, with and without bias', async (m, n, k) => {
-    const rng = new Rng(m * 1000 + n + k);
-    const a = randomMat(m, k, rng);
-    const b = randomMat(k, n, rng);
-    const bias = randomMat(1, n, rng);
-    const want = multiply(a, b);
-    const withBias = Float64Array.from(want.data, (v, i) => v + (bias.data[i % n] ?? 0));
-    for (const [transposeA, transposeB] of [
-      [false, false],
-      [true, false],
-      [false, true],
-      [true, true],
-    ] as const) {
-      const ta = tensorOf(transposeA ? transpose(a) : a);
-      const tb = tensorOf(transposeB ? transpose(b) : b);
-      const tbias = tf.tensor1d(Float32Array.from(bias.data));
-      const plain = gemm(ta, tb, { transposeA, transposeB });
-      expect(plain.shape).toEqual([m, n]);
-      const biased = gemm(ta, tb, { transposeA, transposeB, bias: tbias });
-      const [p, q] = await read([plain, biased, ta, tb, tbias]);
-      const where = `transposeA ${transposeA}, transposeB ${transposeB}`;
-      expect(relativeError(p ?? new Float32Array(), want.data), where).toBeLessThan(1e-6);
-      expect(relativeError(q ?? new Float32Array(), withBias), where).toBeLessThan(1e-6);
-    }
-  });
-
-  it('gemm refuses operands whose inner dimensions differ', () => {
-    tf.tidy(() => {
-      expect(() => gemm(tf.zeros([3, 4]), tf.zeros([5, 2]))).toThrow(/inner dimensions 4 and 5/);
-    });
+  kernelSuite({
+    read,
+    // Sizes cross every edge of the GEMM tiling: 64 x 64 output tiles, 16-deep K steps; operands with
+    // row lengths that are multiples of 4 are read as vec4, the others as scalars.
+    gemmSizes: [
+      [1, 1, 1],
+      [5, 7, 3],
+      [GEMM_TILE, GEMM_TILE, GEMM_DEPTH],
+      [GEMM_TILE + 1, 2 * GEMM_TILE + 1, GEMM_DEPTH + 1],
+      [130, 63, 47],
+      [70, 200, 300],
+      // Row lengths that are multiples of 4 (vec4 loads) while crossing the tile edges.
+      [68, 132, 20],
+      [4, 8, 4],
+    ],
+    // Rows of 64 threads: columns below, at and past 64 and 128.
+    layerNormSizes: [
+      [37, 27],
+      [3, 64],
+      [5, 130],
+    ],
   });
 
   it('GELU and its slope match float64 over [-10, 10]', async () => {
@@ -103,51 +73,6 @@ describe('the engine WGSL kernels on webgpu (SwiftShader)', () => {
     );
     expect(worstY).toBeLessThan(1e-6);
     expect(worstSlope).toBeLessThan(1e-6);
-  });
-
-  // Rows of 64 threads: columns below, at and past 64 and 128.
-  it.each([
-    [37, 27],
-    [3, 64],
-    [5, 130],
-  ])('LayerNorm forward, input and parameter gradients match float64 (%i x %i)', async (rows, cols) => {
-    const eps = 1e-6;
-    const rng = new Rng(rows + cols);
-    const x = randomMat(rows, cols, rng);
-    const dy = randomMat(rows, cols, rng);
-    const w = randomMat(1, cols, rng);
-    const b = randomMat(1, cols, rng);
-    const w1 = tf.tensor1d(Float32Array.from(w.data));
-    const b1 = tf.tensor1d(Float32Array.from(b.data));
-    const tx = tensorOf(x);
-    const g = tensorOf(dy);
-    const [out, xhat, rstd] = layerNormKernel(tx, w1, b1, eps);
-    const dx = layerNormGradKernel(g, xhat, rstd, w1);
-    const [dw, db] = layerNormParamGradsKernel(g, xhat);
-    const [y, dxv, dwv, dbv] = await read([out, dx, dw, db, xhat, rstd, w1, b1, tx, g]);
-    const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
-    const wantDw = new Float64Array(cols);
-    const wantDb = new Float64Array(cols);
-    for (let r = 0; r < rows; r++) {
-      const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
-      const mean = xr.reduce((acc, v) => acc + v, 0) / cols;
-      const rs = 1 / Math.sqrt(xr.reduce((acc, v) => acc + (v - mean) ** 2, 0) / cols + eps);
-      const h = xr.map((v) => (v - mean) * rs);
-      const gw = h.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
-      const mg = gw.reduce((acc, v) => acc + v, 0) / cols;
-      const mgx = gw.reduce((acc, v, j) => acc + v * (h[j] ?? 0), 0) / cols;
-      for (let j = 0; j < cols; j++) {
-        const hj = h[j] ?? 0;
-        want.y[r * cols + j] = hj * (w.data[j] ?? 0) + (b.data[j] ?? 0);
-        want.dx[r * cols + j] = rs * ((gw[j] ?? 0) - mg - hj * mgx);
-        wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * hj;
-        wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
-      }
-    }
-    expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
-    expect(relativeError(dxv ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
-    expect(relativeError(dwv ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
-    expect(relativeError(dbv ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
   });
 
   // 16 columns per workgroup, 16 row lanes: sizes below, at and past both.
