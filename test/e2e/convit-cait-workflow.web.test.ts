@@ -1,9 +1,9 @@
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EvaluationReport } from '../../src/shared/evaluation';
-import type { Evaluation, Run } from '../../src/shared/store-types';
+import { describe, expect, it } from 'vitest';
+import type { Run } from '../../src/shared/store-types';
 import { screenshotPath } from '../helpers/browser';
-import { WebApp } from '../helpers/web-app';
+import { fillFields, startRun, waitRunStatus } from '../helpers/run-page';
+import { MICRO_FORM, microFinetuneAndEvaluate, microMimirForm, webAppForFile } from '../helpers/web-app';
 
 /**
  * ConViT and CaiT end to end in Chromium with the real engine (issue 17): for each, a micro MIMIR
@@ -12,46 +12,21 @@ import { WebApp } from '../helpers/web-app';
  * pre-training side by side.
  */
 
-const app = new WebApp();
+const app = webAppForFile();
 let page: Page;
 const pretrained = new Map<string, string>();
-
-beforeAll(async () => {
-  await app.start();
-});
-afterAll(async () => {
-  await app.stop();
-});
-
-function idFromUrl(): string {
-  return decodeURIComponent(new URL(page.url()).hash.replace('#/runs/', ''));
-}
-
-async function waitStatus(status: string, timeout = 240_000): Promise<void> {
-  await page
-    .getByTestId('run-view')
-    .getByTestId('run-status')
-    .and(page.locator(`[data-status="${status}"]`))
-    .waitFor({ timeout });
-}
+const RUN_TIMEOUT = 240_000;
 
 /** A micro MIMIR pre-training of `preset` from the New-run form; returns its run id. */
 async function pretrainFromForm(preset: string, name: string, help: RegExp): Promise<string> {
-  page = await app.openPage('#/new?preset=quick-demo-mimir');
-  await expect.poll(() => page.getByTestId('field-mode').inputValue()).toBe('mimir');
-  await page.getByTestId('field-dataset.size').fill('128');
-  await page.getByTestId('field-dataset.imageSize').fill('16');
-  await page.getByTestId('field-model').selectOption(preset);
+  page = await microMimirForm(app, preset);
   await expect.poll(() => page.getByText(help).count()).toBeGreaterThan(0);
-  await page.getByTestId('field-epochs').fill('2');
-  await page.getByTestId('field-batchSize').fill('32');
+  await fillFields(page, MICRO_FORM);
   await page.getByTestId('run-name-input').fill(name);
   await page.getByTestId('form-valid').waitFor();
   await page.screenshot({ path: screenshotPath(`${preset}-new-form`), fullPage: true });
-  await page.getByTestId('start-run').click();
-  await page.getByTestId('run-view').waitFor();
-  const id = idFromUrl();
-  await waitStatus('done');
+  const id = await startRun(page);
+  await waitRunStatus(page, 'done', RUN_TIMEOUT);
   for (const kind of ['clean', 'masked', 'adversarial', 'perturbation', 'reconstruction']) {
     await page.getByTestId(`preview-${kind}`).locator('img').waitFor();
   }
@@ -71,42 +46,7 @@ describe.each([
   });
 
   it('fine-tunes it with PGD-AT and evaluates the result', async () => {
-    await page.getByTestId('action-finetune').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="finetune"]')).waitFor();
-    expect(await page.getByTestId('field-method').inputValue()).toBe('pgd-at');
-    await page.getByTestId('field-epochs').fill('2');
-    await page.getByTestId('field-batchSize').fill('32');
-    await page.getByTestId('field-heldOut.size').fill('16');
-    await page.getByTestId('form-valid').waitFor();
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    const finetuneId = idFromUrl();
-    await waitStatus('done');
-    await expect.poll(() => page.getByTestId('chart-heldout_pgd_acc').getAttribute('data-points')).toBe('2');
-    const finetune = await app.call<Run>('runs.get', { id: finetuneId });
-    expect(finetune.parentRunId).toBe(pretrained.get(preset));
-
-    await page.getByTestId('action-evaluate').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="evaluate"]')).waitFor();
-    await expect.poll(() => page.getByTestId('field-checkpoint').inputValue()).toBe(finetune.lastCheckpoint);
-    await page.getByTestId('field-examples.count').fill('16');
-    await page.getByTestId('form-valid').waitFor();
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    const evaluationId = idFromUrl();
-    await waitStatus('done');
-    const [stored] = await app.call<Evaluation[]>('evaluations.list', { runId: evaluationId });
-    const report = stored?.results as EvaluationReport;
-    expect(report.examples.count).toBe(16);
-    expect(report.attacks.map((a) => a.key)).toEqual(['natural', 'pgd20']);
-    const table = page.getByTestId('attack-table');
-    await table.waitFor();
-    for (const outcome of report.attacks) {
-      const row = table.locator(`[data-attack="${outcome.key}"]`);
-      expect((await row.getByTestId('robust-accuracy').textContent())?.trim()).toContain(
-        `${(outcome.robustAccuracy * 100).toFixed(2)}%`,
-      );
-    }
+    await microFinetuneAndEvaluate(app, page, pretrained.get(preset), RUN_TIMEOUT);
     await page.screenshot({ path: screenshotPath(`${preset}-evaluation`), fullPage: true });
     expect(app.problems, app.problems.join('\n')).toEqual([]);
     await page.close();

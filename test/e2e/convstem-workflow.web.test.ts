@@ -1,11 +1,11 @@
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EvaluationReport } from '../../src/shared/evaluation';
+import { describe, expect, it } from 'vitest';
 import { modelConfigFromPreset } from '../../src/shared/model-config';
 import { formatModelSummary } from '../../src/shared/model-summary';
-import type { Evaluation, Run } from '../../src/shared/store-types';
+import type { Run } from '../../src/shared/store-types';
 import { screenshotPath } from '../helpers/browser';
-import { WebApp } from '../helpers/web-app';
+import { fillFields, startRun, waitRunStatus } from '../helpers/run-page';
+import { MICRO_FORM, microFinetuneAndEvaluate, microMimirForm, webAppForFile } from '../helpers/web-app';
 
 /**
  * A ViT + ConvStem end to end in Chromium with the real engine: a micro MIMIR pre-training started from
@@ -13,37 +13,14 @@ import { WebApp } from '../helpers/web-app';
  * checkpoint, and an evaluation of the fine-tuned model.
  */
 
-const app = new WebApp();
+const app = webAppForFile();
 let page: Page;
 let pretrainId = '';
-let finetuneId = '';
-
-beforeAll(async () => {
-  await app.start();
-});
-afterAll(async () => {
-  await app.stop();
-});
-
-function idFromUrl(): string {
-  return decodeURIComponent(new URL(page.url()).hash.replace('#/runs/', ''));
-}
-
-async function waitStatus(status: string, timeout = 120_000): Promise<void> {
-  await page
-    .getByTestId('run-view')
-    .getByTestId('run-status')
-    .and(page.locator(`[data-status="${status}"]`))
-    .waitFor({ timeout });
-}
+const RUN_TIMEOUT = 120_000;
 
 describe('ViT + ConvStem from the New-run form in Chromium (web mode, real engine)', () => {
   it('pre-trains a micro ConvStem with MIMIR from the form', async () => {
-    page = await app.openPage('#/new?preset=quick-demo-mimir');
-    await expect.poll(() => page.getByTestId('field-mode').inputValue()).toBe('mimir');
-    await page.getByTestId('field-dataset.size').fill('128');
-    await page.getByTestId('field-dataset.imageSize').fill('16');
-    await page.getByTestId('field-model').selectOption('convstem-micro');
+    page = await microMimirForm(app, 'convstem-micro');
     // The preset explains itself and gives its size at the dataset's image size.
     await expect
       .poll(() => page.getByText(/ConvStem .*parameters, .*FLOPs per 16 px image/).count())
@@ -56,8 +33,7 @@ describe('ViT + ConvStem from the New-run form in Chromium (web mode, real engin
     await page.getByTestId('field-model-option-preset').click();
     await page.getByTestId('field-model').selectOption('convstem-micro');
 
-    await page.getByTestId('field-epochs').fill('2');
-    await page.getByTestId('field-batchSize').fill('32');
+    await fillFields(page, MICRO_FORM);
     await page.getByTestId('run-name-input').fill('e2e ConvStem MIMIR');
     await page.getByTestId('form-valid').waitFor();
     // The run summary beside the form gives the model's size too.
@@ -65,10 +41,8 @@ describe('ViT + ConvStem from the New-run form in Chromium (web mode, real engin
       formatModelSummary(modelConfigFromPreset('convstem-micro', 16)),
     );
     await page.screenshot({ path: screenshotPath('convstem-new-form'), fullPage: true });
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    pretrainId = idFromUrl();
-    await waitStatus('done');
+    pretrainId = await startRun(page);
+    await waitRunStatus(page, 'done', RUN_TIMEOUT);
     for (const kind of ['clean', 'masked', 'adversarial', 'perturbation', 'reconstruction']) {
       await page.getByTestId(`preview-${kind}`).locator('img').waitFor();
     }
@@ -79,42 +53,7 @@ describe('ViT + ConvStem from the New-run form in Chromium (web mode, real engin
   });
 
   it('fine-tunes it with PGD-AT and evaluates the result', async () => {
-    await page.getByTestId('action-finetune').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="finetune"]')).waitFor();
-    expect(await page.getByTestId('field-method').inputValue()).toBe('pgd-at');
-    await page.getByTestId('field-epochs').fill('2');
-    await page.getByTestId('field-batchSize').fill('32');
-    await page.getByTestId('field-heldOut.size').fill('16');
-    await page.getByTestId('form-valid').waitFor();
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    finetuneId = idFromUrl();
-    await waitStatus('done');
-    await expect.poll(() => page.getByTestId('chart-heldout_pgd_acc').getAttribute('data-points')).toBe('2');
-    const finetune = await app.call<Run>('runs.get', { id: finetuneId });
-    expect(finetune.parentRunId).toBe(pretrainId);
-
-    await page.getByTestId('action-evaluate').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="evaluate"]')).waitFor();
-    await expect.poll(() => page.getByTestId('field-checkpoint').inputValue()).toBe(finetune.lastCheckpoint);
-    await page.getByTestId('field-examples.count').fill('16');
-    await page.getByTestId('form-valid').waitFor();
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    const evaluationId = idFromUrl();
-    await waitStatus('done');
-    const [stored] = await app.call<Evaluation[]>('evaluations.list', { runId: evaluationId });
-    const report = stored?.results as EvaluationReport;
-    expect(report.examples.count).toBe(16);
-    const table = page.getByTestId('attack-table');
-    await table.waitFor();
-    for (const outcome of report.attacks) {
-      const row = table.locator(`[data-attack="${outcome.key}"]`);
-      expect((await row.getByTestId('robust-accuracy').textContent())?.trim()).toContain(
-        `${(outcome.robustAccuracy * 100).toFixed(2)}%`,
-      );
-    }
-    expect(report.attacks.map((a) => a.key)).toEqual(['natural', 'pgd20']);
+    await microFinetuneAndEvaluate(app, page, pretrainId, RUN_TIMEOUT);
     await page.screenshot({ path: screenshotPath('convstem-evaluation'), fullPage: true });
     expect(app.problems, app.problems.join('\n')).toEqual([]);
     await page.close();

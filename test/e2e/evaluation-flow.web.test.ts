@@ -1,9 +1,10 @@
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { EvaluationReport } from '../../src/shared/evaluation';
 import type { Evaluation, Run } from '../../src/shared/store-types';
 import { screenshotPath } from '../helpers/browser';
-import { microPretrain, WebApp } from '../helpers/web-app';
+import { fillFields, openActionForm, startRun, waitRunStatus } from '../helpers/run-page';
+import { MICRO_FINETUNE_FORM, microPretrain, webAppForFile } from '../helpers/web-app';
 
 /**
  * From a pre-training run to robust accuracy in Chromium, with the real engine: "Fine-tune" on a done
@@ -12,38 +13,22 @@ import { microPretrain, WebApp } from '../helpers/web-app';
  * match its stored report; "Loss landscape" maps the loss around the same checkpoint.
  */
 
-const app = new WebApp();
+const app = webAppForFile();
 let page: Page;
 let pretrain: Run;
 let finetuneId = '';
 let evaluationId = '';
+const RUN_TIMEOUT = 60_000;
 
 beforeAll(async () => {
-  await app.start();
   pretrain = await app.createRun('pretrain', 'e2e MIMIR to fine-tune', microPretrain('mimir'));
 });
-afterAll(async () => {
-  await app.stop();
-});
-
-function idFromUrl(): string {
-  return decodeURIComponent(new URL(page.url()).hash.replace('#/runs/', ''));
-}
-
-async function waitStatus(status: string, timeout = 60_000): Promise<void> {
-  await page
-    .getByTestId('run-view')
-    .getByTestId('run-status')
-    .and(page.locator(`[data-status="${status}"]`))
-    .waitFor({ timeout });
-}
 
 describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)', () => {
   it('fine-tunes a done pre-training run from its page, on its last checkpoint', async () => {
     const done = await app.waitDone(pretrain.id);
     page = await app.openPage(`#/runs/${pretrain.id}`);
-    await page.getByTestId('action-finetune').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="finetune"]')).waitFor();
+    await openActionForm(page, 'finetune');
     await expect.poll(() => page.getByTestId('field-source.checkpoint').inputValue()).toBe(done.lastCheckpoint);
     expect(await page.getByTestId('new-run-source').textContent()).toContain('e2e MIMIR to fine-tune');
     // The pre-training run's data, and the method's own settings only.
@@ -54,26 +39,21 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
     await page.getByTestId('field-trades').waitFor();
     await page.getByTestId('field-method').selectOption('pgd-at');
 
-    await page.getByTestId('field-epochs').fill('2');
-    await page.getByTestId('field-batchSize').fill('32');
-    await page.getByTestId('field-heldOut.size').fill('16');
+    await fillFields(page, MICRO_FINETUNE_FORM);
     await page.getByTestId('form-valid').waitFor();
     expect(await page.getByTestId('summary-steps').textContent()).toContain('8 (4 per epoch)');
     await page.screenshot({ path: screenshotPath('evaluation-finetune-form'), fullPage: true });
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    finetuneId = idFromUrl();
+    finetuneId = await startRun(page);
     const finetune = await app.call<Run>('runs.get', { id: finetuneId });
     expect(finetune.kind).toBe('finetune');
     expect(finetune.parentRunId).toBe(pretrain.id);
-    await waitStatus('done');
+    await waitRunStatus(page, 'done', RUN_TIMEOUT);
     await expect.poll(() => page.getByTestId('chart-heldout_pgd_acc').getAttribute('data-points')).toBe('2');
   });
 
   it('evaluates the fine-tuned checkpoint and shows per-attack robust accuracy with its protocol', async () => {
     const finetune = await app.call<Run>('runs.get', { id: finetuneId });
-    await page.getByTestId('action-evaluate').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="evaluate"]')).waitFor();
+    await openActionForm(page, 'evaluate');
     await expect.poll(() => page.getByTestId('field-checkpoint').inputValue()).toBe(finetune.lastCheckpoint);
     expect(await page.getByTestId('field-dataset.split').inputValue()).toBe('test');
     expect(await page.getByTestId('field-eps').inputValue()).toBe('8');
@@ -87,10 +67,8 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
     await page.getByTestId('form-valid').waitFor();
     expect(await page.getByTestId('summary-attacks').textContent()).toBe('natural, pgd20, corruptions');
     await page.getByTestId('section-attacks').screenshot({ path: screenshotPath('evaluation-attack-picker') });
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    evaluationId = idFromUrl();
-    await waitStatus('done');
+    evaluationId = await startRun(page);
+    await waitRunStatus(page, 'done', RUN_TIMEOUT);
 
     const [stored] = await app.call<Evaluation[]>('evaluations.list', { runId: evaluationId });
     const report = stored?.results as EvaluationReport;
@@ -138,15 +116,13 @@ describe('evaluating a fine-tuned checkpoint in Chromium (web mode, real engine)
   });
 
   it('maps the loss landscape around the fine-tuned checkpoint', async () => {
-    await page.getByTestId('action-landscape').click();
-    await page.getByTestId('new-run-view').and(page.locator('[data-kind="landscape"]')).waitFor();
+    await openActionForm(page, 'landscape');
     await page.getByTestId('field-grid').fill('5');
     await page.getByTestId('field-examples').fill('32');
     await page.getByTestId('form-valid').waitFor();
     expect(await page.getByTestId('summary-grid').textContent()).toContain('5 × 5 = 25 points');
-    await page.getByTestId('start-run').click();
-    await page.getByTestId('run-view').waitFor();
-    await waitStatus('done');
+    await startRun(page);
+    await waitRunStatus(page, 'done', RUN_TIMEOUT);
     const plot = page.getByTestId('landscape-plot');
     await expect.poll(() => plot.getAttribute('data-points')).toBe('25');
     expect(Number(await page.getByTestId('landscape-centre').textContent())).toBeGreaterThan(0);

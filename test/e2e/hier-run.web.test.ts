@@ -1,15 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forkLauncher } from '../../src/jobs/channel';
-import { startWebServer, type WebServer } from '../../src/server/web-server';
-import { createAppService, type AppService } from '../../src/service/app-service';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import type { EvaluationReport } from '../../src/shared/evaluation';
 import type { Evaluation, Run } from '../../src/shared/store-types';
-import { requireBuilt } from '../helpers/build';
-import { launchChromium, screenshotPath } from '../helpers/browser';
+import { screenshotPath } from '../helpers/browser';
+import { runIdFromUrl } from '../helpers/run-page';
+import { webAppForFile } from '../helpers/web-app';
 import { findPythonWithTorch } from '../engine/io/python-torch';
 
 /**
@@ -20,25 +15,7 @@ import { findPythonWithTorch } from '../engine/io/python-torch';
  * the PyTorch engine evaluates that checkpoint, and the evaluation runs there.
  */
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-hier-e2e-'));
-let service: AppService;
-let server: WebServer;
-let browser: Browser;
-
-async function callApi<T>(method: string, input: unknown): Promise<T> {
-  const response = await fetch(`http://127.0.0.1:${server.port}/api/call`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${server.token}` },
-    body: JSON.stringify({ method, input }),
-  });
-  const body = (await response.json()) as { ok: boolean; value: T; error?: { message: string } };
-  if (!body.ok) throw new Error(body.error?.message);
-  return body.value;
-}
-
-function idFromUrl(page: Page): string {
-  return decodeURIComponent(new URL(page.url()).hash.replace('#/runs/', ''));
-}
+const app = webAppForFile();
 
 /** Waits for the run page to show a finished run; a failed one fails the test with its error. */
 async function waitDone(page: Page): Promise<Run> {
@@ -47,24 +24,12 @@ async function waitDone(page: Page): Promise<Run> {
     .getByTestId('run-status')
     .and(page.locator('[data-status="done"], [data-status="failed"]'))
     .waitFor({ timeout: 300_000 });
-  const run = await callApi<Run>('runs.get', { id: idFromUrl(page) });
+  const run = await app.call<Run>('runs.get', { id: runIdFromUrl(page) });
   expect(run.status, run.error ?? '').toBe('done');
   return run;
 }
 
 const found = findPythonWithTorch();
-
-beforeAll(async () => {
-  service = createAppService({ launch: forkLauncher, forced: null, dataDir });
-  server = await startWebServer({ service, rendererDir: requireBuilt('renderer'), port: 0 });
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  await browser?.close();
-  await server?.close();
-  service?.close();
-  rmSync(dataDir, { recursive: true, force: true });
-});
 
 describe.each([
   {
@@ -77,12 +42,12 @@ describe.each([
 ])('a $title run from the form (Chromium, web mode)', ({ preset, encoder, title, help }) => {
   it('is refused on tfjs naming the PyTorch engine, pre-trains with MIMIR, fine-tunes with PGD-AT and evaluates, all on torch from the form', async () => {
     if (!found.python) throw new Error(found.reason);
-    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    const page = await app.newPage({ width: 1440, height: 900 });
     const problems: string[] = [];
     page.on('pageerror', (error) => problems.push(error.message));
 
     // Pre-training from the New-run form.
-    await page.goto(`${server.url}#/new`);
+    await page.goto(`${app.url}#/new`);
     await page.getByTestId('preset-quick-demo-mimir').click();
     await page.getByTestId('field-model').selectOption(preset);
     await page.getByTestId('field-dataset.size').fill('16');
@@ -151,7 +116,7 @@ describe.each([
     await page.getByTestId('run-view').waitFor();
     const evaluated = await waitDone(page);
     expect(evaluated.backend).toBe('torch');
-    const [stored] = await callApi<Evaluation[]>('evaluations.list', { runId: evaluated.id });
+    const [stored] = await app.call<Evaluation[]>('evaluations.list', { runId: evaluated.id });
     const report = stored?.results as EvaluationReport;
     expect(report.examples.count).toBe(8);
     expect(report.attacks.map((a) => a.key)).toEqual(['natural', 'pgd20']);

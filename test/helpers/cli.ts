@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import path from 'node:path';
+import { expect } from 'vitest';
 import { RunEvent } from '../../src/shared/run-events';
 import { ROOT, requireBuilt } from './build';
 
@@ -47,4 +48,44 @@ export function runAndKillAfterCheckpoint(args: string[], epoch: number): Promis
       else resolve(seen);
     });
   });
+}
+
+/** Run a `mimir ... --json` command that must succeed (else the test fails with its stderr); its run events. */
+export function runEvents(args: string[], env: NodeJS.ProcessEnv = {}): RunEvent[] {
+  const run = runMimir(args, env);
+  expect(run.status, run.stderr).toBe(0);
+  return events(run.stdout);
+}
+
+/**
+ * `mimir finetune --from <from> --method pgd-at --json` on the builtin dataset at micro size (32 images
+ * of 16 px, batch 8) for `epochs` epochs, settings from the `config` file, into `out`.
+ */
+export function pgdAtFinetuneArgs(
+  from: string,
+  config: string,
+  out: string,
+  { epochs = 1, engine }: { epochs?: number; engine?: 'torch' } = {},
+): string[] {
+  return [
+    'finetune',
+    ...(engine ? ['--engine', engine] : []),
+    '--from',
+    from,
+    '--method',
+    'pgd-at',
+    '--dataset-size',
+    '32',
+    '--image-size',
+    '16',
+    '--batch',
+    '8',
+    '--epochs',
+    String(epochs),
+    '--config',
+    config,
+    '--out',
+    out,
+    '--json',
+  ];
 }

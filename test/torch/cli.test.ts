@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeSafetensors } from '../../src/engine/io/safetensors';
 import { RunEvent } from '../../src/shared/run-events';
-import { events, runAndKillAfterCheckpoint, runMimir } from '../helpers/cli';
+import { events, pgdAtFinetuneArgs, runAndKillAfterCheckpoint, runEvents, runMimir } from '../helpers/cli';
 import { ROOT } from '../helpers/build';
 import { findPythonWithTorch } from '../engine/io/python-torch';
 import { relativeNorm } from './golden';
@@ -45,7 +45,7 @@ describe('mimir pretrain and finetune --engine torch', () => {
 
   it('runs MIMIR to done with valid events; its checkpoint fine-tunes with PGD-AT and is evaluated on the tfjs engine', () => {
     const dir = tmp();
-    const run = runMimir(
+    const list = runEvents(
       [
         'pretrain',
         '--engine',
@@ -63,8 +63,6 @@ describe('mimir pretrain and finetune --engine torch', () => {
       ],
       THREADS,
     );
-    expect(run.status, run.stderr).toBe(0);
-    const list = events(run.stdout);
     expect(list[0]).toMatchObject({ type: 'started', runKind: 'pretrain', backend: 'torch', step: 0, totalSteps: 8 });
     expect(list[0]?.type === 'started' && list[0].engine).toMatchObject({ name: 'torch', device: 'cpu', worldSize: 1 });
     const metrics = list.filter((e) => e.type === 'metrics' && e.values.mi !== undefined);
@@ -90,28 +88,13 @@ describe('mimir pretrain and finetune --engine torch', () => {
     if (done?.type !== 'done') throw new Error('not done');
 
     const finetuned = tmp();
-    const ft = runMimir([
-      'finetune',
-      '--from',
-      done.output?.path ?? '',
-      '--method',
-      'pgd-at',
-      '--dataset-size',
-      '32',
-      '--image-size',
-      '16',
-      '--batch',
-      '8',
-      '--epochs',
-      '1',
-      '--config',
-      configFile(finetuned, { attack: { steps: 2 }, heldOut: { size: 0 } }),
-      '--out',
-      finetuned,
-      '--json',
-    ]);
-    expect(ft.status, ft.stderr).toBe(0);
-    const ftDone = events(ft.stdout).at(-1);
+    const ftDone = runEvents(
+      pgdAtFinetuneArgs(
+        done.output?.path ?? '',
+        configFile(finetuned, { attack: { steps: 2 }, heldOut: { size: 0 } }),
+        finetuned,
+      ),
+    ).at(-1);
     expect(ftDone).toMatchObject({ type: 'done', epoch: 1 });
     if (ftDone?.type !== 'done') throw new Error('fine-tuning did not finish');
     const ev = runMimir([
@@ -148,9 +131,8 @@ describe('mimir pretrain and finetune --engine torch', () => {
       '--json',
     ];
     const whole = tmp();
-    const a = runMimir(args(whole), THREADS);
-    expect(a.status, a.stderr).toBe(0);
-    expect(events(a.stdout).at(-1)).toMatchObject({ type: 'done', epoch: 3, step: 12 });
+    const uninterrupted = runEvents(args(whole), THREADS);
+    expect(uninterrupted.at(-1)).toMatchObject({ type: 'done', epoch: 3, step: 12 });
 
     const killed = tmp();
     process.env.OMP_NUM_THREADS = '1';
@@ -161,9 +143,7 @@ describe('mimir pretrain and finetune --engine torch', () => {
       delete process.env.OMP_NUM_THREADS;
     }
     expect(before.some((e) => e.type === 'done')).toBe(false);
-    const resumed = runMimir(['pretrain', '--engine', 'torch', '--resume', killed, '--json'], THREADS);
-    expect(resumed.status, resumed.stderr).toBe(0);
-    const after = events(resumed.stdout);
+    const after = runEvents(['pretrain', '--engine', 'torch', '--resume', killed, '--json'], THREADS);
     expect(after[0]).toMatchObject({
       type: 'started',
       backend: 'torch',
@@ -178,7 +158,7 @@ describe('mimir pretrain and finetune --engine torch', () => {
         const { images_per_s: _timing, ...values } = e.values;
         return [{ step: e.step, values }];
       });
-    expect(lastSteps(after)).toEqual(lastSteps(events(a.stdout)));
+    expect(lastSteps(after)).toEqual(lastSteps(uninterrupted));
     const weights = (dir: string) =>
       decodeSafetensors(readFileSync(path.join(dir, 'checkpoints', 'epoch-0003', 'model.safetensors'))).tensors;
     const [x, y] = [weights(whole), weights(killed)];
@@ -279,32 +259,10 @@ describe('mimir pretrain and finetune --engine torch', () => {
     const tfjs = runMimir(['pretrain', ...MICRO, '--mode', 'mae', '--epochs', '1', '--out', pre, '--json']);
     expect(tfjs.status, tfjs.stderr).toBe(0);
     const settings = { checkpointEvery: 1, attack: { steps: 2 }, heldOut: { size: 8, pgdSteps: 2 } };
-    const args = (dir: string) => [
-      'finetune',
-      '--engine',
-      'torch',
-      '--from',
-      pre,
-      '--method',
-      'pgd-at',
-      '--dataset-size',
-      '32',
-      '--image-size',
-      '16',
-      '--batch',
-      '8',
-      '--epochs',
-      '2',
-      '--config',
-      configFile(dir, settings),
-      '--out',
-      dir,
-      '--json',
-    ];
+    const args = (dir: string) =>
+      pgdAtFinetuneArgs(pre, configFile(dir, settings), dir, { epochs: 2, engine: 'torch' });
     const whole = tmp();
-    const a = runMimir(args(whole), THREADS);
-    expect(a.status, a.stderr).toBe(0);
-    const list = events(a.stdout);
+    const list = runEvents(args(whole), THREADS);
     expect(list[0]).toMatchObject({ type: 'started', runKind: 'finetune', backend: 'torch', totalSteps: 8 });
     const epochMetrics = list.filter((e) => e.type === 'metrics' && e.values.train_loss !== undefined);
     expect(epochMetrics).toHaveLength(2);
@@ -323,9 +281,8 @@ describe('mimir pretrain and finetune --engine torch', () => {
     } finally {
       delete process.env.OMP_NUM_THREADS;
     }
-    const resumed = runMimir(['finetune', '--engine', 'torch', '--resume', killed, '--json'], THREADS);
-    expect(resumed.status, resumed.stderr).toBe(0);
-    expect(events(resumed.stdout)[0]).toMatchObject({ type: 'started', step: 4, epoch: 1 });
+    const resumed = runEvents(['finetune', '--engine', 'torch', '--resume', killed, '--json'], THREADS);
+    expect(resumed[0]).toMatchObject({ type: 'started', step: 4, epoch: 1 });
     const weights = (dir: string) =>
       decodeSafetensors(readFileSync(path.join(dir, 'checkpoints', 'epoch-0002', 'model.safetensors'))).tensors;
     const [x, y] = [weights(whole), weights(killed)];

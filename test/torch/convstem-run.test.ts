@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeSafetensors } from '../../src/engine/io/safetensors';
 import { ModelConfig, modelConfigFromPreset } from '../../src/shared/model-config';
-import { events, runMimir } from '../helpers/cli';
+import { pgdAtFinetuneArgs, runEvents } from '../helpers/cli';
 import { findPythonWithTorch } from '../engine/io/python-torch';
 
 /**
@@ -43,9 +43,11 @@ describe('ViT + ConvStem on the PyTorch engine (mimir pretrain / finetune --engi
         optimizer: { warmupEpochs: 1, baseLr: 2e-3 },
       }),
     );
-    const run = runMimir(['pretrain', '--engine', 'torch', '--config', config, '--out', dir, '--json'], THREADS);
-    expect(run.status, run.stderr).toBe(0);
-    const done = events(run.stdout).at(-1);
+    const pretrained = runEvents(
+      ['pretrain', '--engine', 'torch', '--config', config, '--out', dir, '--json'],
+      THREADS,
+    );
+    const done = pretrained.at(-1);
     expect(done).toMatchObject({ type: 'done', epoch: 2, step: 8 });
     const first = weights(path.join(dir, 'checkpoints', 'epoch-0001', 'model.safetensors'));
     const second = weights(path.join(dir, 'checkpoints', 'epoch-0002', 'model.safetensors'));
@@ -57,33 +59,12 @@ describe('ViT + ConvStem on the PyTorch engine (mimir pretrain / finetune --engi
     const finetuned = tmp();
     const ftConfig = path.join(finetuned, 'config.input.json');
     writeFileSync(ftConfig, JSON.stringify({ attack: { steps: 2 }, heldOut: { size: 0 } }));
-    const ft = runMimir(
-      [
-        'finetune',
-        '--engine',
-        'torch',
-        '--from',
-        done?.type === 'done' ? (done.output?.path ?? '') : '',
-        '--method',
-        'pgd-at',
-        '--dataset-size',
-        '32',
-        '--image-size',
-        '16',
-        '--batch',
-        '8',
-        '--epochs',
-        '1',
-        '--config',
-        ftConfig,
-        '--out',
-        finetuned,
-        '--json',
-      ],
+    const ftEvents = runEvents(
+      pgdAtFinetuneArgs(done?.type === 'done' ? (done.output?.path ?? '') : '', ftConfig, finetuned, {
+        engine: 'torch',
+      }),
       THREADS,
     );
-    expect(ft.status, ft.stderr).toBe(0);
-    const ftEvents = events(ft.stdout);
     expect(ftEvents[0]).toMatchObject({ type: 'started', backend: 'torch' });
     const ftDone = ftEvents.at(-1);
     expect(ftDone).toMatchObject({ type: 'done', epoch: 1 });

@@ -10,20 +10,15 @@ from typing import List, Optional
 import torch
 
 from ..config import ModelConfig
-from .. import model as M
 from ..model import Params, layer_norm, linear
 from ..rng import Rng
 from .common import (
     EncoderPass,
     Spec,
+    TokenEncoderImpl,
     dense,
     embed,
-    embedding_specs,
     from_heads,
-    sincos_pos_embed_init,
-    token_classifier_forward,
-    token_encode_visible_with_layer,
-    token_head_specs,
     linear_specs,
     mlp,
     mlp_specs,
@@ -55,9 +50,10 @@ def _layer_scale(prefix: str, width: int) -> List[Spec]:
     return [(f"{prefix}.gamma_1", [width], "norm"), (f"{prefix}.gamma_2", [width], "norm")]
 
 
-def _backbone_specs(c: ModelConfig, enc: CaitEncoder) -> List[Spec]:
+def _block_specs(c: ModelConfig) -> List[Spec]:
+    enc = cait_of(c)
     d, h = c.width, c.heads
-    specs = embedding_specs(c)
+    specs: List[Spec] = []
     for i in range(c.depth):
         p = f"blocks.{i}"
         specs += (norm_specs(f"{p}.norm1", d) + linear_specs(f"{p}.attn.qkv", d, 3 * d, enc.qkv_bias)
@@ -123,37 +119,14 @@ def cait_encoder(c: ModelConfig):
     return encode
 
 
-class CaitImpl:
-    """CaiT behind encoders.encoder_for (the tfjs twin: cait.ts caitEncoderImpl)."""
-
-    def backbone_specs(self, c: ModelConfig) -> List[Spec]:
-        return _backbone_specs(c, cait_of(c))
-
-    def head_specs(self, c: ModelConfig, outputs: int) -> List[Spec]:
-        return token_head_specs(c, outputs)
-
-    def mae_input(self, c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
-        return M.gather_rows(M.patchify(images, c.patch_size), visible_ids)
-
-    def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
-        return False
-
-    def encode_visible_with_layer(self, params: Params, c: ModelConfig, inp: torch.Tensor, visible_ids: torch.Tensor,
-                                  block_number: int, final_norm: bool):
-        return token_encode_visible_with_layer(cait_encoder(c), params, c, inp, visible_ids, block_number, final_norm)
-
-    def classifier_forward(self, params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0,
-                           rng: Optional[Rng] = None) -> torch.Tensor:
-        return token_classifier_forward(cait_encoder(c), params, c, images, drop_path, rng)
-
-    def adjust_init(self, c: ModelConfig, params: Params) -> None:
-        """pos_embed the sin-cos table, every LayerScale gamma layerScaleInit, as cait.ts."""
-        enc = cait_of(c)
-        sincos_pos_embed_init(c, params)
-        with torch.no_grad():
-            for name, value in params.items():
-                if name.endswith(".gamma_1") or name.endswith(".gamma_2"):
-                    value.fill_(enc.init_values)
+def _adjust_blocks(c: ModelConfig, params: Params) -> None:
+    """Every LayerScale gamma layerScaleInit, as cait.ts."""
+    enc = cait_of(c)
+    with torch.no_grad():
+        for name, value in params.items():
+            if name.endswith(".gamma_1") or name.endswith(".gamma_2"):
+                value.fill_(enc.init_values)
 
 
-CAIT = CaitImpl()
+# CaiT behind encoders.encoder_for (the tfjs twin: cait.ts caitEncoderImpl).
+CAIT = TokenEncoderImpl(cait_encoder, _block_specs, _adjust_blocks)

@@ -1,6 +1,7 @@
 """Pieces shared by the token encoders (src/engine/model/encoder-parts.ts): learned pos_embed [1, L, D]
 without a cls row, linear layers with or without bias, pre-norm blocks with optional LayerScale, the
-token-pooled classifier and the MAE pass over an encoder."""
+token-pooled classifier, the MAE pass over an encoder and TokenEncoderImpl, the encoder_for entry ConViT and
+CaiT share."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -145,6 +146,42 @@ def token_encode_visible_with_layer(
         return run.tokens, run.tokens
     tapped = run.outputs[(block_number or c.depth) - 1]
     return run.tokens, (layer_norm(params, "norm", tapped) if final_norm else tapped)
+
+
+class TokenEncoderImpl:
+    """A token encoder (ConViT, CaiT) behind encoders.encoder_for, as encoder-parts.ts tokenEncoderImpl: the
+    encoder's `encoder(c)` pass, `block_specs(c)` (its specs after the embedding) and `adjust_blocks(c, params)`
+    (its initial values after the sin-cos pos_embed); the embedding, the head and the MAE input are shared."""
+
+    def __init__(self, encoder: Callable[[ModelConfig], TokenEncoder], block_specs: Callable[[ModelConfig], List[Spec]],
+                 adjust_blocks: Callable[[ModelConfig, Params], None]) -> None:
+        self._encoder = encoder
+        self._block_specs = block_specs
+        self._adjust_blocks = adjust_blocks
+
+    def backbone_specs(self, c: ModelConfig) -> List[Spec]:
+        return embedding_specs(c) + self._block_specs(c)
+
+    def head_specs(self, c: ModelConfig, outputs: int) -> List[Spec]:
+        return token_head_specs(c, outputs)
+
+    def mae_input(self, c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
+        return gather_rows(patchify(images, c.patch_size), visible_ids)
+
+    def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
+        return False
+
+    def encode_visible_with_layer(self, params: Params, c: ModelConfig, inp: torch.Tensor, visible_ids: torch.Tensor,
+                                  block_number: int, final_norm: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        return token_encode_visible_with_layer(self._encoder(c), params, c, inp, visible_ids, block_number, final_norm)
+
+    def classifier_forward(self, params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0,
+                           rng: Optional[Rng] = None) -> torch.Tensor:
+        return token_classifier_forward(self._encoder(c), params, c, images, drop_path, rng)
+
+    def adjust_init(self, c: ModelConfig, params: Params) -> None:
+        sincos_pos_embed_init(c, params)
+        self._adjust_blocks(c, params)
 
 
 def to_timm_state_dict(params: Params, specs: Sequence[Spec], c: ModelConfig) -> Dict[str, torch.Tensor]:

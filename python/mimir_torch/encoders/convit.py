@@ -10,20 +10,15 @@ from typing import List, Optional
 import torch
 
 from ..config import ModelConfig
-from .. import model as M
 from ..model import Params, attention, drop_path_rates, layer_norm, linear
 from ..rng import Rng
 from .common import (
     EncoderPass,
     Spec,
+    TokenEncoderImpl,
     dense,
     embed,
-    embedding_specs,
     from_heads,
-    sincos_pos_embed_init,
-    token_classifier_forward,
-    token_encode_visible_with_layer,
-    token_head_specs,
     linear_specs,
     mlp_specs,
     norm_specs,
@@ -68,8 +63,9 @@ def _block_specs(prefix: str, c: ModelConfig, enc: ConvitEncoder, gpsa: bool) ->
     return norm_specs(f"{prefix}.norm1", d) + attn + norm_specs(f"{prefix}.norm2", d) + mlp_specs(f"{prefix}.mlp", d, c.mlp_ratio)
 
 
-def _backbone_specs(c: ModelConfig, enc: ConvitEncoder) -> List[Spec]:
-    specs = embedding_specs(c)
+def _all_block_specs(c: ModelConfig) -> List[Spec]:
+    enc = convit_of(c)
+    specs: List[Spec] = []
     for i in range(c.depth):
         specs += _block_specs(f"blocks.{i}", c, enc, i < enc.local_up_to_layer)
     return specs
@@ -137,39 +133,16 @@ def convit_encoder(c: ModelConfig):
     return encode
 
 
-class ConvitImpl:
-    """ConViT behind encoders.encoder_for (the tfjs twin: convit.ts convitEncoderImpl)."""
-
-    def backbone_specs(self, c: ModelConfig) -> List[Spec]:
-        return _backbone_specs(c, convit_of(c))
-
-    def head_specs(self, c: ModelConfig, outputs: int) -> List[Spec]:
-        return token_head_specs(c, outputs)
-
-    def mae_input(self, c: ModelConfig, images: torch.Tensor, visible_ids: torch.Tensor) -> torch.Tensor:
-        return M.gather_rows(M.patchify(images, c.patch_size), visible_ids)
-
-    def frozen_in_pretraining(self, c: ModelConfig, name: str) -> bool:
-        return False
-
-    def encode_visible_with_layer(self, params: Params, c: ModelConfig, inp: torch.Tensor, visible_ids: torch.Tensor,
-                                  block_number: int, final_norm: bool):
-        return token_encode_visible_with_layer(convit_encoder(c), params, c, inp, visible_ids, block_number, final_norm)
-
-    def classifier_forward(self, params: Params, c: ModelConfig, images: torch.Tensor, drop_path: float = 0.0,
-                           rng: Optional[Rng] = None) -> torch.Tensor:
-        return token_classifier_forward(convit_encoder(c), params, c, images, drop_path, rng)
-
-    def adjust_init(self, c: ModelConfig, params: Params) -> None:
-        """pos_embed the sin-cos table, then timm's GPSA local_init (v the identity) and gating_param 1, as convit.ts."""
-        enc = convit_of(c)
-        sincos_pos_embed_init(c, params)
-        with torch.no_grad():
-            for i in range(enc.local_up_to_layer):
-                prefix = f"blocks.{i}.attn"
-                local_init(params[f"{prefix}.pos_proj.weight"], c.heads, enc.locality_strength)
-                params[f"{prefix}.v.weight"].copy_(torch.eye(c.width))
-                params[f"{prefix}.gating_param"].fill_(1.0)
+def _adjust_blocks(c: ModelConfig, params: Params) -> None:
+    """timm's GPSA local_init (v the identity) and gating_param 1, as convit.ts."""
+    enc = convit_of(c)
+    with torch.no_grad():
+        for i in range(enc.local_up_to_layer):
+            prefix = f"blocks.{i}.attn"
+            local_init(params[f"{prefix}.pos_proj.weight"], c.heads, enc.locality_strength)
+            params[f"{prefix}.v.weight"].copy_(torch.eye(c.width))
+            params[f"{prefix}.gating_param"].fill_(1.0)
 
 
-CONVIT = ConvitImpl()
+# ConViT behind encoders.encoder_for (the tfjs twin: convit.ts convitEncoderImpl).
+CONVIT = TokenEncoderImpl(convit_encoder, _all_block_specs, _adjust_blocks)

@@ -83,11 +83,135 @@ export function erf64(x: number): number {
   return (2 / Math.sqrt(Math.PI)) * sum;
 }
 
+/** Reads the tensors' values and disposes them (webgpu under Node has no synchronous read). */
+export type ReadTensors = (tensors: tf.Tensor[]) => Promise<Float32Array[]>;
+
+/** gemm m x n (depth k) in every transpose, with and without bias, against float64 within 1e-6 relative. */
+export async function checkGemm(read: ReadTensors, m: number, n: number, k: number): Promise<void> {
+  const rng = new Rng(m * 1000 + n + k);
+  const a = randomMat(m, k, rng);
+  const b = randomMat(k, n, rng);
+  const bias = randomMat(1, n, rng);
+  const want = multiply(a, b);
+  const withBias = Float64Array.from(want.data, (v, i) => v + (bias.data[i % n] ?? 0));
+  for (const [transposeA, transposeB] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
+    const ta = tensorOf(transposeA ? transpose(a) : a);
+    const tb = tensorOf(transposeB ? transpose(b) : b);
+    const tbias = tf.tensor1d(Float32Array.from(bias.data));
+    const plain = gemm(ta, tb, { transposeA, transposeB });
+    expect(plain.shape).toEqual([m, n]);
+    const biased = gemm(ta, tb, { transposeA, transposeB, bias: tbias });
+    const [p, q] = await read([plain, biased, ta, tb, tbias]);
+    const where = `transposeA ${transposeA}, transposeB ${transposeB}`;
+    expect(relativeError(p ?? new Float32Array(), want.data), where).toBeLessThan(1e-6);
+    expect(relativeError(q ?? new Float32Array(), withBias), where).toBeLessThan(1e-6);
+  }
+}
+
+/** LayerNorm forward, input gradient and parameter gradients of rows x cols against float64. */
+export async function checkLayerNorm(read: ReadTensors, rows: number, cols: number): Promise<void> {
+  const eps = 1e-6;
+  const rng = new Rng(rows + cols);
+  const x = randomMat(rows, cols, rng);
+  const dy = randomMat(rows, cols, rng);
+  const w = randomMat(1, cols, rng);
+  const b = randomMat(1, cols, rng);
+  const w1 = tf.tensor1d(Float32Array.from(w.data));
+  const b1 = tf.tensor1d(Float32Array.from(b.data));
+  const tx = tensorOf(x);
+  const g = tensorOf(dy);
+  const [out, xhat, rstd] = layerNormKernel(tx, w1, b1, eps);
+  const dx = layerNormGradKernel(g, xhat, rstd, w1);
+  const [dw, db] = layerNormParamGradsKernel(g, xhat);
+  const [y, dxv, dwv, dbv] = await read([out, dx, dw, db, xhat, rstd, w1, b1, tx, g]);
+  const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
+  const wantDw = new Float64Array(cols);
+  const wantDb = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
+    const mean = xr.reduce((acc, v) => acc + v, 0) / cols;
+    const rs = 1 / Math.sqrt(xr.reduce((acc, v) => acc + (v - mean) ** 2, 0) / cols + eps);
+    const h = xr.map((v) => (v - mean) * rs);
+    const gw = h.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
+    const mg = gw.reduce((acc, v) => acc + v, 0) / cols;
+    const mgx = gw.reduce((acc, v, j) => acc + v * (h[j] ?? 0), 0) / cols;
+    for (let j = 0; j < cols; j++) {
+      const hj = h[j] ?? 0;
+      want.y[r * cols + j] = hj * (w.data[j] ?? 0) + (b.data[j] ?? 0);
+      want.dx[r * cols + j] = rs * ((gw[j] ?? 0) - mg - hj * mgx);
+      wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * hj;
+      wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
+    }
+  }
+  expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
+  expect(relativeError(dxv ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
+  expect(relativeError(dwv ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
+  expect(relativeError(dbv ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
+}
+
+/** Where kernelSuite runs the engine kernels: the backend, already set up by the caller's beforeAll. */
+export interface KernelBackend {
+  read: ReadTensors;
+  /** gemm sizes [m, n, k] that cross every blocking edge of the backend's GEMM. */
+  gemmSizes: readonly (readonly [number, number, number])[];
+  /** LayerNorm sizes [rows, columns] that cross the backend's row blocking. */
+  layerNormSizes: readonly (readonly [number, number])[];
+}
+
+/**
+ * The float64 checks every backend's engine kernels pass (checkGemm, gemm's refusal of mismatched
+ * operands, checkLayerNorm), registered in the caller's describe.
+ */
+export function kernelSuite(backend: KernelBackend): void {
+  it.each(backend.gemmSizes)(
+    'gemm %i x %i (depth %i) in every transpose matches float64, with and without bias',
+    (m, n, k) => checkGemm(backend.read, m, n, k),
+  );
+
+  it('gemm refuses operands whose inner dimensions differ', () => {
+    tf.tidy(() => {
+      expect(() => gemm(tf.zeros([3, 4]), tf.zeros([5, 2]))).toThrow(/inner dimensions 4 and 5/);
+    });
+  });
+
+  it.each(backend.layerNormSizes)(
+    'LayerNorm forward, input and parameter gradients match float64 (%i x %i)',
+    (rows, cols) => checkLayerNorm(backend.read, rows, cols),
+  );
+}
+
+/**
+ * The wasm backend's kernelSuite: synchronous reads; gemm sizes cross every blocking edge of kernels.c
+ * (MR 4, NR 8, KC 256, MC 128, NC 384).
+ */
+const wasmBackend: KernelBackend = {
+  read: async (tensors) => {
+    const out = tensors.map((t) => Float32Array.from(t.dataSync()));
+    tf.dispose(tensors);
+    return out;
+  },
+  gemmSizes: [
+    [1, 1, 1],
+    [5, 7, 3],
+    [130, 390, 260],
+    [257, 257, 64],
+    [257, 64, 257],
+    [300, 200, 520],
+    [2100, 24, 40],
+  ],
+  layerNormSizes: [[37, 27]],
+};
+
 /**
  * The kernels' tests, on one thread (tfjs-wasm's stock build) or on `threads` threads (its
  * multi-threaded build, shared memory; one test file per setting: the build is chosen once per process).
  */
-export function kernelSuite(threads: number): void {
+export function wasmKernelSuite(threads: number): void {
   describe(`the engine wasm kernels on ${threads} thread(s)`, () => {
     beforeAll(async () => {
       if (threads > 1) {
@@ -106,43 +230,7 @@ export function kernelSuite(threads: number): void {
       expect(wasmKernelThreads()).toBe(threads);
     });
 
-    // Sizes cross every blocking edge of kernels.c: MR 4, NR 8, KC 256, MC 128, NC 384.
-    it.each([
-      [1, 1, 1],
-      [5, 7, 3],
-      [130, 390, 260],
-      [257, 257, 64],
-      [257, 64, 257],
-      [300, 200, 520],
-      [2100, 24, 40],
-    ])('gemm %i x %i (depth %i) in every transpose matches float64, with and without bias', (m, n, k) => {
-      const rng = new Rng(m * 1000 + n + k);
-      const a = randomMat(m, k, rng);
-      const b = randomMat(k, n, rng);
-      const bias = randomMat(1, n, rng);
-      const want = multiply(a, b);
-      const withBias = Float64Array.from(want.data, (v, i) => v + (bias.data[i % n] ?? 0));
-      for (const [transposeA, transposeB] of [
-        [false, false],
-        [true, false],
-        [false, true],
-        [true, true],
-      ] as const) {
-        const got = tf.tidy(() => {
-          const ta = tensorOf(transposeA ? transpose(a) : a);
-          const tb = tensorOf(transposeB ? transpose(b) : b);
-          const plain = gemm(ta, tb, { transposeA, transposeB });
-          const biased = gemm(ta, tb, { transposeA, transposeB, bias: tf.tensor1d(Float32Array.from(bias.data)) });
-          expect(plain.shape).toEqual([m, n]);
-          return [plain.dataSync(), biased.dataSync()];
-        });
-        const [plain, biased] = got as [Float32Array, Float32Array];
-        expect(relativeError(plain, want.data), `transposeA ${transposeA}, transposeB ${transposeB}`).toBeLessThan(
-          1e-6,
-        );
-        expect(relativeError(biased, withBias)).toBeLessThan(1e-6);
-      }
-    });
+    kernelSuite(wasmBackend);
 
     it('GELU and its gradient match float64 (erf by series, exp by Math.exp) over [-10, 10]', () => {
       const n = 4003; // not a multiple of 4: the tail is handled too
@@ -174,46 +262,6 @@ export function kernelSuite(threads: number): void {
       expect(worstY).toBeLessThan(1e-6);
       expect(worstDx).toBeLessThan(1e-6);
       expect(worstSlope).toBeLessThan(1e-6);
-    });
-
-    it('LayerNorm forward, input gradient and parameter gradients match float64', () => {
-      const [rows, cols, eps] = [37, 27, 1e-6];
-      const rng = new Rng(3);
-      const x = randomMat(rows, cols, rng);
-      const dy = randomMat(rows, cols, rng);
-      const w = randomMat(1, cols, rng);
-      const b = randomMat(1, cols, rng);
-      const [y, dx, dw, db] = tf.tidy(() => {
-        const w1 = tf.tensor1d(Float32Array.from(w.data));
-        const [out, xhat, rstd] = layerNormKernel(tensorOf(x), w1, tf.tensor1d(Float32Array.from(b.data)), eps);
-        const g = tensorOf(dy);
-        return [out, layerNormGradKernel(g, xhat, rstd, w1), ...layerNormParamGradsKernel(g, xhat)].map((t) =>
-          t.dataSync(),
-        );
-      }) as Float32Array[];
-      const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
-      const wantDw = new Float64Array(cols);
-      const wantDb = new Float64Array(cols);
-      for (let r = 0; r < rows; r++) {
-        const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
-        const mean = xr.reduce((a, v) => a + v, 0) / cols;
-        const rstd = 1 / Math.sqrt(xr.reduce((a, v) => a + (v - mean) ** 2, 0) / cols + eps);
-        const xhat = xr.map((v) => (v - mean) * rstd);
-        const g = xhat.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
-        const mg = g.reduce((a, v) => a + v, 0) / cols;
-        const mgx = g.reduce((a, v, j) => a + v * (xhat[j] ?? 0), 0) / cols;
-        for (let j = 0; j < cols; j++) {
-          const h = xhat[j] ?? 0;
-          want.y[r * cols + j] = h * (w.data[j] ?? 0) + (b.data[j] ?? 0);
-          want.dx[r * cols + j] = rstd * ((g[j] ?? 0) - mg - h * mgx);
-          wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * h;
-          wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
-        }
-      }
-      expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
-      expect(relativeError(dx ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
-      expect(relativeError(dw ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
-      expect(relativeError(db ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
     });
 
     it('softmax over rows and column sums match float64 (rows of 257 and 8, large logits)', () => {
@@ -249,12 +297,6 @@ export function kernelSuite(threads: number): void {
         }
         expect(relativeError(soft, wantSoft), `softmax ${tokens} x ${tokens}`).toBeLessThan(1e-6);
       }
-    });
-
-    it('gemm refuses operands whose inner dimensions differ', () => {
-      tf.tidy(() => {
-        expect(() => gemm(tf.zeros([3, 4]), tf.zeros([5, 2]))).toThrow(/inner dimensions 4 and 5/);
-      });
     });
 
     it('attention probabilities, output and backward pass match float64 per sample and head', () => {

@@ -1,4 +1,4 @@
-import { kernelSuite } from './kernel-suite';
+import { wasmKernelSuite } from './kernel-suite';
 
 // tfjs-wasm's multi-threaded build: the kernels split their work over two threads.
-kernelSuite(2);
+wasmKernelSuite(2);

@@ -1,3 +1,3 @@
-import { kernelSuite } from './kernel-suite';
+import { wasmKernelSuite } from './kernel-suite';
 
-kernelSuite(1);
+wasmKernelSuite(1);

@@ -9,20 +9,26 @@ import {
   encodeVisible,
   encoderInput,
   im2colStride2,
-  initMaeParams,
   maeForward,
   orderedTargets,
-  randomMasking,
   reconstructionLoss,
   type ParamMap,
-  type PatchMask,
 } from '../../../src/engine/model';
 import { pretrainStep } from '../../../src/engine/pretrain/step';
 import { ModelConfig } from '../../../src/shared/model-config';
 import { PretrainConfig } from '../../../src/shared/pretrain-config';
 import { useBackend } from '../../helpers/backend';
-import { flat, maxAbsDiff, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
+import { flat, maxAbsDiff, randomizeParams, Rng, toRefParams } from './fixtures';
 import * as ref from './reference';
+import {
+  centralDiff,
+  disposeProbeSubject,
+  expectClose,
+  probeClassifier,
+  probeParams,
+  probeSubject,
+  type ProbeSubject,
+} from './gradient-check';
 
 /**
  * ViT + ConvStem on the tfjs engine against the float64 reference (a direct convolution written from
@@ -42,31 +48,6 @@ const config = ModelConfig.parse({
 });
 const L = 9;
 const K = 8 * 8 * 3;
-const H = 1e-5;
-
-function centralDiff(f: (shift: number) => number): number {
-  return (f(H) - f(-H)) / (2 * H);
-}
-
-function expectClose(analytic: number[], numeric: number[], label: string): void {
-  const norm = Math.sqrt(numeric.reduce((a, v) => a + v * v, 0));
-  const err = Math.sqrt(analytic.reduce((a, v, i) => a + (v - (numeric[i] ?? 0)) ** 2, 0));
-  console.info(`${label}: |fd| ${norm.toExponential(2)}, relative error ${(err / norm).toExponential(2)}`);
-  expect(norm).toBeGreaterThan(1e-4);
-  expect(err / norm).toBeLessThan(2e-3);
-  analytic.forEach((g, i) =>
-    expect(Math.abs(g - (numeric[i] ?? 0)), `${label} #${i}`).toBeLessThan(1e-4 + 1e-2 * Math.abs(numeric[i] ?? 0)),
-  );
-}
-
-function withShift(params: ref.RefParams, name: string, index: number, shift: number): ref.RefParams {
-  const copy = new Map(params);
-  const values = Float64Array.from(params.get(name) ?? []);
-  values[index] = (values[index] ?? 0) + shift;
-  copy.set(name, values);
-  return copy;
-}
-
 /** randomizeParams, then stem kernels at the scale of their fan-in and stem LayerNorm weights near 1. */
 function randomizeStem(params: ParamMap, rng: Rng): void {
   randomizeParams(params, rng);
@@ -102,30 +83,17 @@ const STEM_PROBES: [string, number[]][] = [
 
 describe.each(['cpu', 'wasm'] as const)('ViT + ConvStem on %s', (backend) => {
   const n = 2;
-  let params: ParamMap;
-  let refParams: ref.RefParams;
-  let images: ReturnType<typeof randomImages>;
-  let mask: PatchMask;
-  let visible: number[][];
+  let probe: ProbeSubject;
 
   beforeAll(async () => {
     await useBackend(backend);
-    const rng = new Rng(5);
-    params = initMaeParams(config, rng);
-    randomizeStem(params, rng);
-    refParams = toRefParams(params);
-    images = randomImages(rng, n, config);
-    mask = randomMasking(rng, n, L, 0.5);
-    visible = mask.visible.map((v) => Array.from(v));
+    probe = probeSubject(config, n, { seed: 5, maskRatio: 0.5, randomize: randomizeStem });
   });
 
-  afterAll(() => {
-    disposeParams(params);
-    images.tensor.dispose();
-    mask.dispose();
-  });
+  afterAll(() => disposeProbeSubject(probe));
 
   it("names its parameters as the authors' ConvBlock, kernels HWIO", () => {
+    const { params } = probe;
     const stem = [...params].filter(([name]) => name.startsWith('patch_embed.'));
     expect(stem.map(([name, v]) => [name, v.shape])).toEqual([
       ['patch_embed.proj.stem.0.weight', [3, 3, 3, 5]],
@@ -146,6 +114,7 @@ describe.each(['cpu', 'wasm'] as const)('ViT + ConvStem on %s', (backend) => {
   });
 
   it('stem tokens, MAE latent and loss, and classifier logits match the float64 reference', () => {
+    const { params, refParams, images, mask, visible } = probe;
     const tokens = convStemForward(params, config, images.tensor);
     expect(tokens.shape).toEqual([n, L, 36]);
     const refTokens = images.arrays.flatMap((image) => flat(ref.convStem(refParams, config, image)));
@@ -207,24 +176,21 @@ describe.each(['cpu', 'wasm'] as const)('ViT + ConvStem on %s', (backend) => {
   });
 
   it('MAE loss: every parameter, the stem included, gets the finite-difference gradient', () => {
+    const { params, refParams, images, mask, visible } = probe;
     const { value, grads } = tf.variableGrads(() => maeForward(params, config, images.tensor, mask).loss);
     expect(Object.keys(grads).length).toBe(params.size);
-    const analytic: number[] = [];
-    const numeric: number[] = [];
-    for (const [name, indices] of STEM_PROBES) {
-      const g = grads[params.get(name)?.name ?? '']?.dataSync();
-      for (const index of indices) {
-        analytic.push(g?.[index] ?? NaN);
-        numeric.push(
-          centralDiff((s) => ref.maeLoss(withShift(refParams, name, index, s), config, images.arrays, visible)),
-        );
-      }
-    }
-    expectClose(analytic, numeric, `${backend} ConvStem MAE params`);
+    const { analytic, numeric } = probeParams(
+      STEM_PROBES,
+      (name) => grads[params.get(name)?.name ?? '']?.dataSync(),
+      refParams,
+      (p) => ref.maeLoss(p, config, images.arrays, visible),
+    );
+    expectClose(analytic, numeric, `${backend} ConvStem MAE params`, { minNorm: 1e-4 });
     tf.dispose([value, grads]);
   });
 
   it('a perturbation of the encoder input (every patch: the stem sees the whole image) gets its gradient', () => {
+    const { params, refParams, images, mask, visible } = probe;
     const input = encoderInput(config, images.tensor, mask);
     expect(input.shape).toEqual([n, L, K]);
     const rng = new Rng(3);
@@ -254,64 +220,34 @@ describe.each(['cpu', 'wasm'] as const)('ViT + ConvStem on %s', (backend) => {
       coords.map((c) => g[c] ?? NaN),
       numeric,
       `${backend} ConvStem input delta`,
+      { minNorm: 1e-4 },
     );
     tf.dispose([input, delta, targets, grad]);
   });
 
   it('classifier: gradients w.r.t. pixels and stem parameters match finite differences', () => {
+    const { params, images } = probe;
     const rng = new Rng(8);
     const cls = classifierParamsFromEncoder(params, config, 4, rng, { headInitStd: 0.5 });
-    const refCls = toRefParams(cls);
-    const weights = Array.from({ length: n * 4 }, () => rng.normal());
-    const w = tf.tensor2d(weights, [n, 4]);
-    const objective = (logits: ArrayLike<number>[]) =>
-      logits.reduce(
-        (acc, row, s) => acc + Array.from(row).reduce((a, v, j) => a + v * (weights[s * 4 + j] ?? 0), 0),
-        0,
-      );
-    const { value, grads } = tf.variableGrads(() =>
-      tf.sum(tf.mul(classifierForward(cls, config, images.tensor).logits, w)),
-    );
-    const probes: [string, number][] = [
-      ['patch_embed.proj.stem.0.weight', 100],
-      ['patch_embed.proj.stem.4.weight', 6],
-      ['patch_embed.proj.stem.9.weight', 300],
-      ['head.weight', 7],
-    ];
-    const analytic = probes.map(([name, i]) => grads[cls.get(name)?.name ?? '']?.dataSync()[i] ?? NaN);
-    const numeric = probes.map(([name, i]) =>
-      centralDiff((s) => objective(ref.classifierLogits(withShift(refCls, name, i, s), config, images.arrays))),
-    );
-    expectClose(analytic, numeric, `${backend} ConvStem classifier params`);
-
-    const gx = tf
-      .grad((x) => tf.sum(tf.mul(classifierForward(cls, config, x as tf.Tensor4D, { trainParams: false }).logits, w)))(
-        images.tensor,
-      )
-      .dataSync();
     const size = 24 * 24 * 3;
-    const coords = [0, 77, 1000, size + 1727];
-    const numericX = coords.map((c) =>
-      centralDiff((s) =>
-        objective(
-          ref.classifierLogits(
-            refCls,
-            config,
-            images.arrays.map((a, si) => a.map((v, i) => v + (si * size + i === c ? s : 0))),
-          ),
-        ),
-      ),
-    );
-    expectClose(
-      coords.map((c) => gx[c] ?? NaN),
-      numericX,
-      `${backend} ConvStem classifier pixels`,
-    );
-    tf.dispose([value, grads, w]);
+    const probed = probeClassifier(cls, config, images, rng, {
+      classes: 4,
+      params: [
+        ['patch_embed.proj.stem.0.weight', [100]],
+        ['patch_embed.proj.stem.4.weight', [6]],
+        ['patch_embed.proj.stem.9.weight', [300]],
+        ['head.weight', [7]],
+      ],
+      pixels: [0, 77, 1000, size + 1727],
+    });
+    const minNorm = 1e-4;
+    expectClose(probed.params.analytic, probed.params.numeric, `${backend} ConvStem classifier params`, { minNorm });
+    expectClose(probed.pixels.analytic, probed.pixels.numeric, `${backend} ConvStem classifier pixels`, { minNorm });
     disposeParams(cls);
   });
 
   it.each([true, false])('pre-training with pretrainStem %s trains the stem or leaves it at init', (pretrainStem) => {
+    const { params, images, mask } = probe;
     const frozenConfig = ModelConfig.parse({ ...config, encoder: { ...config.encoder, pretrainStem } });
     const run = PretrainConfig.parse({ mode: 'mae', model: frozenConfig });
     const result = pretrainStep({

@@ -2,51 +2,42 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   attentionSettings,
-  classifierForward,
   decode,
   disposeParams,
   encodeVisible,
   initClassifierParams,
-  initMaeParams,
   maeForward,
   orderedTargets,
-  randomMasking,
   reconstructionLoss,
   visiblePatches,
   type AttentionStrategy,
-  type ParamMap,
-  type PatchMask,
 } from '../../../src/engine/model';
 import { useBackend } from '../../helpers/backend';
-import { microConfig, randomImages, randomizeParams, Rng, toRefParams } from './fixtures';
+import { microConfig, randomizeParams, Rng } from './fixtures';
 import * as ref from './reference';
-import { centralDiff, expectClose, PROBES, withShift } from './gradient-check';
+import {
+  centralDiff,
+  checkedGradients,
+  disposeProbeSubject,
+  expectClose,
+  probeClassifier,
+  probeParams,
+  probeSubject,
+  PROBES,
+  type ProbeSubject,
+} from './gradient-check';
 
 describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
   const config = microConfig();
   const n = 2;
-  let params: ParamMap;
-  let refParams: ref.RefParams;
-  let images: ReturnType<typeof randomImages>;
-  let mask: PatchMask;
-  let visible: number[][];
+  let probe: ProbeSubject;
 
   beforeAll(async () => {
     await useBackend(backend);
-    const rng = new Rng(21);
-    params = initMaeParams(config, rng);
-    randomizeParams(params, rng);
-    refParams = toRefParams(params);
-    images = randomImages(rng, n, config);
-    mask = randomMasking(rng, n, 16, 0.75);
-    visible = mask.visible.map((v) => Array.from(v));
+    probe = probeSubject(config, n, { seed: 21, maskRatio: 0.75 });
   });
 
-  afterAll(() => {
-    disposeParams(params);
-    images.tensor.dispose();
-    mask.dispose();
-  });
+  afterAll(() => disposeProbeSubject(probe));
 
   it.each([
     ...(backend === 'wasm'
@@ -60,33 +51,19 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
     ['batched', ''],
   ] as [AttentionStrategy, string][])(
     'MAE loss: every parameter gets a gradient, matching finite differences (%s attention %s)',
-    (attention, probabilities) => {
+    async (attention, probabilities) => {
+      const { params, refParams, images, mask, visible } = probe;
       attentionSettings.savedProbabilitiesBudget = probabilities === 'recomputed' ? 0 : 64 * 1024 * 1024;
       const { value, grads } = tf.variableGrads(
         () => maeForward(params, config, images.tensor, mask, { attention }).loss,
       );
-      expect(Object.keys(grads).length).toBe(params.size);
-      const byName = new Map<string, Float32Array>();
-      for (const [name, v] of params) {
-        const g = grads[v.name];
-        expect(g, name).toBeDefined();
-        if (!g) continue;
-        expect(g.shape).toEqual(v.shape);
-        const data = g.dataSync() as Float32Array;
-        expect(data.every(Number.isFinite), name).toBe(true);
-        expect(Math.max(...Array.from(data, Math.abs)), `${name} has a zero gradient`).toBeGreaterThan(0);
-        byName.set(name, data);
-      }
-      const analytic: number[] = [];
-      const numeric: number[] = [];
-      for (const [name, indices] of PROBES) {
-        for (const index of indices) {
-          analytic.push(byName.get(name)?.[index] ?? NaN);
-          numeric.push(
-            centralDiff((s) => ref.maeLoss(withShift(refParams, name, index, s), config, images.arrays, visible)),
-          );
-        }
-      }
+      const byName = await checkedGradients(params, grads);
+      const { analytic, numeric } = probeParams(
+        PROBES,
+        (name) => byName.get(name),
+        refParams,
+        (p) => ref.maeLoss(p, config, images.arrays, visible),
+      );
       expectClose(analytic, numeric, `${backend} MAE params (${attention} ${probabilities})`);
       attentionSettings.savedProbabilitiesBudget = 64 * 1024 * 1024;
       tf.dispose([value, grads]);
@@ -96,6 +73,7 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
   it.each([true, false])(
     'gradient w.r.t. a visible-patch perturbation matches finite differences (trainParams %s)',
     (trainParams) => {
+      const { params, refParams, images, mask, visible } = probe;
       const rng = new Rng(3);
       const k = 48;
       const deltaValues = Array.from({ length: n * mask.numVisible * k }, () => (rng.uniform() * 2 - 1) * (8 / 255));
@@ -132,6 +110,7 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
   );
 
   it('gradient w.r.t. a whole-image perturbation flows through the patch gather (zero on masked patches)', () => {
+    const { params, refParams, images, mask, visible } = probe;
     const size = config.imageSize;
     const delta = tf.randomUniform([n, size, size, 3], -8 / 255, 8 / 255, 'float32', 4) as tf.Tensor4D;
     const deltaValues = Array.from(delta.dataSync());
@@ -170,65 +149,30 @@ describe.each(['cpu', 'wasm'] as const)('gradients on %s', (backend) => {
   });
 
   it('classifier: gradients w.r.t. pixels and parameters match finite differences', () => {
+    const { images } = probe;
     const rng = new Rng(8);
     const cls = initClassifierParams(config, 5, rng);
     randomizeParams(cls, rng);
-    const refCls = toRefParams(cls);
-    const weights = Array.from({ length: n * 5 }, () => rng.normal());
-    const w = tf.tensor2d(weights, [n, 5]);
-    const objective = (logits: ArrayLike<number>[]) =>
-      logits.reduce(
-        (acc, row, s) => acc + Array.from(row).reduce((a, v, j) => a + v * (weights[s * 5 + j] ?? 0), 0),
-        0,
-      );
-
-    const { value, grads } = tf.variableGrads(() =>
-      tf.sum(tf.mul(classifierForward(cls, config, images.tensor).logits, w)),
-    );
-    const names: [string, number][] = [
-      ['head.weight', 7],
-      ['head.bias', 2],
-      ['fc_norm.weight', 5],
-      ['blocks.1.attn.qkv.weight', 999],
-      ['patch_embed.proj.weight', 1234],
-      ['cls_token', 0],
-    ];
-    const analytic = names.map(([name, i]) => {
-      const v = cls.get(name);
-      return v ? (grads[v.name]?.dataSync()[i] ?? NaN) : NaN;
+    const probed = probeClassifier(cls, config, images, rng, {
+      classes: 5,
+      params: [
+        ['head.weight', [7]],
+        ['head.bias', [2]],
+        ['fc_norm.weight', [5]],
+        ['blocks.1.attn.qkv.weight', [999]],
+        ['patch_embed.proj.weight', [1234]],
+        ['cls_token', [0]],
+      ],
+      pixels: [0, 100, 767, 1500],
     });
-    const numeric = names.map(([name, i]) =>
-      centralDiff((s) => objective(ref.classifierLogits(withShift(refCls, name, i, s), config, images.arrays))),
-    );
-    expectClose(analytic, numeric, `${backend} classifier params`);
-    expect(Object.keys(grads).length).toBe(cls.size);
-
-    const f = (x: tf.Tensor) =>
-      tf.sum(tf.mul(classifierForward(cls, config, x as tf.Tensor4D, { trainParams: false }).logits, w));
-    const gx = tf.grad(f)(images.tensor).dataSync();
-    const coords = [0, 100, 767, 1500];
-    const imageSize = config.imageSize ** 2 * 3;
-    const numericX = coords.map((c) =>
-      centralDiff((s) =>
-        objective(
-          ref.classifierLogits(
-            refCls,
-            config,
-            images.arrays.map((a, si) => a.map((v, i) => v + (si * imageSize + i === c ? s : 0))),
-          ),
-        ),
-      ),
-    );
-    expectClose(
-      coords.map((c) => gx[c] ?? NaN),
-      numericX,
-      `${backend} classifier pixels`,
-    );
-    tf.dispose([value, grads, w]);
+    expectClose(probed.params.analytic, probed.params.numeric, `${backend} classifier params`);
+    expect(probed.gradients).toBe(cls.size);
+    expectClose(probed.pixels.analytic, probed.pixels.numeric, `${backend} classifier pixels`);
     disposeParams(cls);
   });
 
   it('a forward + backward step leaks no tensor', () => {
+    const { params, images, mask } = probe;
     const step = () => {
       const { value, grads } = tf.variableGrads(() => maeForward(params, config, images.tensor, mask).loss);
       tf.dispose([value, grads]);

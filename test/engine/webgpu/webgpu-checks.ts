@@ -1,9 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { gemm, layerNormGradKernel, layerNormKernel, layerNormParamGradsKernel } from '../../../src/engine/kernels';
+import { gemm, layerNormGradKernel, layerNormKernel } from '../../../src/engine/kernels';
 import { takeWebgpuDeviceErrors } from '../../../src/engine/webgpu/adapter';
 import { GEMM_DEPTH, GEMM_TILE } from '../../../src/engine/webgpu/programs';
-import { multiply, randomMat, relativeError, tensorOf, transpose, type Mat } from '../kernels/kernel-suite';
+import {
+  checkGemm,
+  checkLayerNorm as checkLayerNormOn,
+  randomMat,
+  tensorOf,
+  transpose,
+  type Mat,
+} from '../kernels/kernel-suite';
 import { isRecord } from '../../../src/shared/unknown-value';
 import { Rng } from '../model/fixtures';
 
@@ -76,16 +83,8 @@ export async function runGemm(
 export const withBias = (product: Mat, bias: Mat) =>
   Float64Array.from(product.data, (v, i) => v + (bias.data[i % product.cols] ?? 0));
 
-/** fp32 GEMM in every transpose against float64, within 1e-6 relative. */
-export async function checkGemmFp32(m: number, n: number, k: number): Promise<void> {
-  const c = gemmCase(m, n, k);
-  const want = multiply(c.a, c.b);
-  for (const r of await runGemm(c)) {
-    const where = `transposeA ${r.transposeA}, transposeB ${r.transposeB}`;
-    expect(relativeError(r.plain, want.data), where).toBeLessThan(1e-6);
-    expect(relativeError(r.biased, withBias(want, c.bias)), where).toBeLessThan(1e-6);
-  }
-}
+/** fp32 GEMM in every transpose against float64, within 1e-6 relative (the kernel suite's check). */
+export const checkGemmFp32 = (m: number, n: number, k: number): Promise<void> => checkGemm(read, m, n, k);
 
 /** Row sizes of LayerNorm's 64-thread rows: columns below, at and past 64 and 128. */
 export const LAYERNORM_EDGE_SIZES: [number, number][] = [
@@ -94,46 +93,8 @@ export const LAYERNORM_EDGE_SIZES: [number, number][] = [
   [5, 130],
 ];
 
-/** LayerNorm forward, input and parameter gradients against float64. */
-export async function checkLayerNorm(rows: number, cols: number): Promise<void> {
-  const eps = 1e-6;
-  const rng = new Rng(rows + cols);
-  const x = randomMat(rows, cols, rng);
-  const dy = randomMat(rows, cols, rng);
-  const w = randomMat(1, cols, rng);
-  const b = randomMat(1, cols, rng);
-  const w1 = tf.tensor1d(Float32Array.from(w.data));
-  const b1 = tf.tensor1d(Float32Array.from(b.data));
-  const tx = tensorOf(x);
-  const g = tensorOf(dy);
-  const [out, xhat, rstd] = layerNormKernel(tx, w1, b1, eps);
-  const dx = layerNormGradKernel(g, xhat, rstd, w1);
-  const [dw, db] = layerNormParamGradsKernel(g, xhat);
-  const [y, dxv, dwv, dbv] = await read([out, dx, dw, db, xhat, rstd, w1, b1, tx, g]);
-  const want = { y: new Float64Array(rows * cols), dx: new Float64Array(rows * cols) };
-  const wantDw = new Float64Array(cols);
-  const wantDb = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) {
-    const xr = Array.from(x.data.subarray(r * cols, (r + 1) * cols));
-    const mean = xr.reduce((acc, v) => acc + v, 0) / cols;
-    const rs = 1 / Math.sqrt(xr.reduce((acc, v) => acc + (v - mean) ** 2, 0) / cols + eps);
-    const h = xr.map((v) => (v - mean) * rs);
-    const gw = h.map((_, j) => (dy.data[r * cols + j] ?? 0) * (w.data[j] ?? 0));
-    const mg = gw.reduce((acc, v) => acc + v, 0) / cols;
-    const mgx = gw.reduce((acc, v, j) => acc + v * (h[j] ?? 0), 0) / cols;
-    for (let j = 0; j < cols; j++) {
-      const hj = h[j] ?? 0;
-      want.y[r * cols + j] = hj * (w.data[j] ?? 0) + (b.data[j] ?? 0);
-      want.dx[r * cols + j] = rs * ((gw[j] ?? 0) - mg - hj * mgx);
-      wantDw[j] = (wantDw[j] ?? 0) + (dy.data[r * cols + j] ?? 0) * hj;
-      wantDb[j] = (wantDb[j] ?? 0) + (dy.data[r * cols + j] ?? 0);
-    }
-  }
-  expect(relativeError(y ?? new Float32Array(), want.y)).toBeLessThan(1e-6);
-  expect(relativeError(dxv ?? new Float32Array(), want.dx)).toBeLessThan(1e-5);
-  expect(relativeError(dwv ?? new Float32Array(), wantDw)).toBeLessThan(1e-6);
-  expect(relativeError(dbv ?? new Float32Array(), wantDb)).toBeLessThan(1e-6);
-}
+/** LayerNorm forward, input and parameter gradients against float64 (the kernel suite's check). */
+export const checkLayerNorm = (rows: number, cols: number): Promise<void> => checkLayerNormOn(read, rows, cols);
 
 const LAYERNORM_SHADERS = ['mimirLayerNorm_y', 'mimirLayerNorm_xhat', 'mimirLayerNorm_rstd', 'mimirLayerNormGrad'];
 
