@@ -204,7 +204,7 @@ async function apgdRun(
         const restart = tf.tidy(() => {
           const rows = rowsOf(reduce);
           return {
-            stepSize: tf.where(rows, tf.div(stepSize, 2), stepSize),
+            stepSize: tf.where(rows, tf.div<tf.Tensor4D>(stepSize, 2), stepSize),
             xAdv: tf.where(rows, xBest, xAdv),
             grad: tf.where(rows, gradBest, grad),
           };
