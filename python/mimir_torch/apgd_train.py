@@ -3,6 +3,7 @@ apgd_train): every example attacked from x itself, step 2 eps, momentum 0.75, Au
 and each example's highest-loss iterate x_best returned."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -87,12 +88,13 @@ def apgd_highest_loss(
         for c in range(k):
             now = loss_steps[i - c] if i - c >= 0 else torch.zeros_like(loss)
             increases += (now > loss_steps[(i - c - 1 + iterations) % iterations]).long()
-        reduce = (increases <= k * rho) | (~reduced_last_check & (loss_best_last_check >= loss_best))
+        # The count is an integer: at most k rho is at most floor(k rho), compared exactly (as apgd.ts).
+        reduce = (increases <= math.floor(k * rho)) | (~reduced_last_check & (loss_best_last_check >= loss_best))
         reduced_last_check = reduce
         loss_best_last_check = loss_best.clone()
-        if bool(reduce.any()):
-            rows = reduce.reshape(-1, 1, 1, 1)
-            step = torch.where(rows, step / 2, step)
-            x_adv = torch.where(rows, x_best, x_adv)
-            grad = torch.where(rows, grad_best, grad)
+        # Applied to every row under the mask, never tested with reduce.any(): nothing is read back.
+        rows = reduce.reshape(-1, 1, 1, 1)
+        step = torch.where(rows, step / 2, step)
+        x_adv = torch.where(rows, x_best, x_adv)
+        grad = torch.where(rows, grad_best, grad)
     return x_best.detach()

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ThreatBall, steepestDirection } from './geometry';
 import { logitLoss, minClassesFor, type LogitLossName } from './losses';
-import { QueryCounter, exampleMask, finishAttack, lossAndGradient, oneHot, predictions, startAttack } from './oracle';
+import { QueryCounter, finishAttack, lossAndGradient, oneHot, startAttack } from './oracle';
 import type { AttackStart } from './oracle';
 import { apgdStart } from './start';
 import { exampleStreams } from './streams';
-import { pick, replaceRows, replaceWhere, takeRows } from './tracking';
+import { pick, replaceRows, takeRows } from './tracking';
 import {
   throwIfAborted,
   type AttackResult,
@@ -92,12 +92,26 @@ interface RunResult {
   xBest: tf.Tensor4D;
   /** Latest misclassified point per example (the start where none was found). */
   xBestAdv: tf.Tensor4D;
-  /** Still correctly classified at every iterate. */
-  robust: boolean[];
-  lossBest: Float32Array;
+  /** [N] bool: still correctly classified at every iterate. */
+  robust: tf.Tensor1D;
+  /** [N] the highest loss per example. */
+  lossBest: tf.Tensor1D;
 }
 
-/** One APGD run from `start` (a perturbation) on a batch; mirrors attack_single_run for l_inf and l_2. */
+/** `next`, with `old` (the value it replaces) disposed. */
+function replace<T extends tf.Tensor>(old: T, next: T): T {
+  old.dispose();
+  return next;
+}
+
+/** A per-example [N] bool as a mask over images [N, 1, 1, 1]. */
+const rowsOf = (flags: tf.Tensor1D): tf.Tensor4D => tf.reshape(flags, [flags.shape[0], 1, 1, 1]);
+
+/**
+ * One APGD run from `start` (a perturbation) on a batch; mirrors attack_single_run for l_inf and l_2.
+ * Its per-example bookkeeping (step sizes, best points and losses, the checkpoint decisions) stays in
+ * tensors, as the reference keeps it, so no iteration reads a value back from the backend.
+ */
 async function apgdRun(
   model: Classifier,
   x: tf.Tensor4D,
@@ -111,6 +125,8 @@ async function apgdRun(
   const nIter = s.iterations;
   const checkpoints = new Map(apgdCheckpoints(nIter).map((c) => [c.at, c.interval]));
   const ball = new ThreatBall(x, s.eps, s.threat);
+  const labels = tf.tensor1d(y, 'int32');
+  const misclassified = (logits: tf.Tensor2D) => tf.notEqual(tf.argMax(logits, 1), labels) as tf.Tensor1D;
 
   let xAdv = tf.tidy(() => tf.clipByValue(tf.add(x, start), 0, 1) as tf.Tensor4D);
   let xBest = tf.clone(xAdv);
@@ -118,19 +134,17 @@ async function apgdRun(
   const first = lossAndGradient(model, xAdv, loss, counter);
   let grad = first.grad;
   let gradBest = tf.clone(grad);
-  const firstPred = await predictions(first.logits);
-  const robust = Array.from(y, (label, i) => firstPred[i] === label);
-  const lossBest = Float32Array.from(await first.loss.data());
-  tf.dispose([first.logits, first.loss]);
+  let robust = tf.tidy(() => tf.logicalNot(misclassified(first.logits))) as tf.Tensor1D;
+  let lossBest = first.loss;
+  first.logits.dispose();
 
-  const stepSize = new Float32Array(n).fill(2 * s.eps);
-  let stepTensor = tf.tensor4d(stepSize, [n, 1, 1, 1]);
+  let stepSize = tf.fill([n, 1, 1, 1], 2 * s.eps) as tf.Tensor4D;
   let xAdvOld = tf.clone(xAdv);
   // Losses of every iteration; AutoAttack compares the first step with row -1 of this zero-initialised
-  // buffer (Python indexing), so the comparison wraps around the same way here.
-  const lossSteps = Array.from({ length: nIter }, () => new Float32Array(n));
-  let lossBestLastCheck = Float32Array.from(lossBest);
-  let reducedLastCheck = new Array<boolean>(n).fill(true);
+  // buffer (Python indexing), so the comparison wraps around the same way here (absent rows are zeros).
+  const lossSteps: (tf.Tensor1D | undefined)[] = new Array<tf.Tensor1D | undefined>(nIter);
+  let lossBestLastCheck = tf.clone(lossBest);
+  let reducedLastCheck = tf.fill([n], 1, 'bool') as tf.Tensor1D;
 
   try {
     for (let i = 0; i < nIter; i++) {
@@ -138,7 +152,7 @@ async function apgdRun(
       const a = i > 0 ? 0.75 : 1.0;
       const next = tf.tidy(() => {
         const momentum = tf.sub(xAdv, xAdvOld);
-        const z = ball.project(tf.add(xAdv, tf.mul(stepTensor, steepestDirection(grad, s.threat))));
+        const z = ball.project(tf.add(xAdv, tf.mul(stepSize, steepestDirection(grad, s.threat))));
         return ball.project(tf.add(tf.add(xAdv, tf.mul(tf.sub(z, xAdv), a)), tf.mul(momentum, 1 - a)));
       });
       xAdvOld.dispose();
@@ -148,66 +162,80 @@ async function apgdRun(
       const g = lossAndGradient(model, xAdv, loss, counter);
       grad.dispose();
       grad = g.grad;
-      const [pred, values] = await Promise.all([predictions(g.logits), g.loss.data()]);
-      tf.dispose([g.logits, g.loss]);
-      const wrong = Array.from(y, (label, j) => pred[j] !== label);
-      wrong.forEach((w, j) => {
-        if (w) robust[j] = false;
+      lossSteps[i] = g.loss;
+      const now = g.loss;
+      const kept = tf.tidy(() => {
+        const wrong = misclassified(g.logits);
+        const improved = tf.greater(now, lossBest) as tf.Tensor1D;
+        return {
+          robust: tf.logicalAnd(robust, tf.logicalNot(wrong)) as tf.Tensor1D,
+          xBestAdv: tf.where(rowsOf(wrong), xAdv, xBestAdv),
+          xBest: tf.where(rowsOf(improved), xAdv, xBest),
+          gradBest: tf.where(rowsOf(improved), grad, gradBest),
+          lossBest: tf.where(improved, now, lossBest),
+        };
       });
-      if (wrong.some(Boolean)) xBestAdv = replaceWhere(xBestAdv, wrong, xAdv);
-
-      const row = lossSteps[i] ?? new Float32Array(n);
-      row.set(values);
-      const improved = Array.from(row, (v, j) => v > lossBest[j]);
-      if (improved.some(Boolean)) {
-        xBest = replaceWhere(xBest, improved, xAdv);
-        gradBest = replaceWhere(gradBest, improved, grad);
-        improved.forEach((up, j) => {
-          if (up) lossBest[j] = row[j];
-        });
-      }
+      g.logits.dispose();
+      robust = replace(robust, kept.robust);
+      xBestAdv = replace(xBestAdv, kept.xBestAdv);
+      xBest = replace(xBest, kept.xBest);
+      gradBest = replace(gradBest, kept.gradBest);
+      lossBest = replace(lossBest, kept.lossBest);
 
       const k = checkpoints.get(i);
       if (k !== undefined) {
-        const reduce = new Array<boolean>(n);
-        for (let j = 0; j < n; j++) {
-          let increases = 0;
+        const reduce = tf.tidy(() => {
+          const lossAt = (step: number) => lossSteps[step] ?? tf.zeros([n]);
+          let increases = tf.zeros([n], 'int32');
           for (let c = 0; c < k; c++) {
-            const now = lossSteps[i - c]?.[j] ?? 0;
-            const before = lossSteps[(i - c - 1 + nIter) % nIter]?.[j] ?? 0;
-            if (now > before) increases++;
+            const rose = tf.greater(lossAt(i - c), lossAt((i - c - 1 + nIter) % nIter));
+            increases = tf.add(increases, tf.cast(rose, 'int32'));
           }
-          const oscillation = increases <= k * s.rho;
-          const noImprovement = !reducedLastCheck[j] && lossBestLastCheck[j] >= lossBest[j];
-          reduce[j] = oscillation || noImprovement;
-        }
-        reducedLastCheck = reduce;
-        lossBestLastCheck = Float32Array.from(lossBest);
-        if (reduce.some(Boolean)) {
-          reduce.forEach((r, j) => {
-            if (r) stepSize[j] /= 2;
-          });
-          stepTensor.dispose();
-          stepTensor = tf.tensor4d(stepSize, [n, 1, 1, 1]);
-          const mask = exampleMask(reduce);
-          const restartFrom = tf.where(mask, xBest, xAdv);
-          const restartGrad = tf.where(mask, gradBest, grad);
-          mask.dispose();
-          tf.dispose([xAdv, grad]);
-          xAdv = restartFrom;
-          grad = restartGrad;
-        }
+          // The count is an integer: at most k rho is at most floor(k rho), compared exactly.
+          const oscillation = tf.lessEqual(increases, Math.floor(k * s.rho));
+          const noImprovement = tf.logicalAnd(
+            tf.logicalNot(reducedLastCheck),
+            tf.greaterEqual(lossBestLastCheck, lossBest),
+          );
+          return tf.logicalOr(oscillation, noImprovement) as tf.Tensor1D;
+        });
+        reducedLastCheck = replace(reducedLastCheck, reduce);
+        lossBestLastCheck = replace(lossBestLastCheck, tf.clone(lossBest));
+        const restart = tf.tidy(() => {
+          const rows = rowsOf(reduce);
+          return {
+            stepSize: tf.where(rows, tf.div<tf.Tensor4D>(stepSize, 2), stepSize),
+            xAdv: tf.where(rows, xBest, xAdv),
+            grad: tf.where(rows, gradBest, grad),
+          };
+        });
+        stepSize = replace(stepSize, restart.stepSize);
+        xAdv = replace(xAdv, restart.xAdv);
+        grad = replace(grad, restart.grad);
       }
       s.report?.(i + 1);
     }
     return { xBest, xBestAdv, robust, lossBest };
   } catch (error) {
-    tf.dispose([xBest, xBestAdv]);
+    tf.dispose([xBest, xBestAdv, robust, lossBest]);
     throw error;
   } finally {
-    tf.dispose([xAdv, xAdvOld, grad, gradBest, stepTensor]);
+    tf.dispose([xAdv, xAdvOld, grad, gradBest, stepSize, labels, lossBestLastCheck, reducedLastCheck]);
+    tf.dispose(lossSteps.filter((t): t is tf.Tensor1D => t !== undefined));
     ball.dispose();
   }
+}
+
+/** A run's per-example outcome, read once after its iterations (evaluation merges runs on the CPU). */
+interface RunOutcome {
+  robust: boolean[];
+  lossBest: Float32Array;
+}
+
+async function readOutcome(run: RunResult): Promise<RunOutcome> {
+  const [robust, lossBest] = await Promise.all([run.robust.data(), run.lossBest.data()]);
+  tf.dispose([run.robust, run.lossBest]);
+  return { robust: Array.from(robust, Boolean), lossBest: Float32Array.from(lossBest) };
 }
 
 interface Merged {
@@ -218,16 +246,16 @@ interface Merged {
 }
 
 /** Fold one run on `rows` into the overall result: broken examples take x_best_adv, robust ones the higher-loss x_best. */
-function mergeRun(merged: Merged, rows: number[], run: RunResult): void {
-  const broken = run.robust.map((r) => !r);
+function mergeRun(merged: Merged, rows: number[], run: RunResult, outcome: RunOutcome): void {
+  const broken = outcome.robust.map((r) => !r);
   const betterLoss = rows.map(
-    (r, j) => run.robust[j] === true && (run.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity),
+    (r, j) => outcome.robust[j] === true && (outcome.lossBest[j] ?? -Infinity) > (merged.keptLoss[r] ?? -Infinity),
   );
   merged.xAdv = replaceRows(merged.xAdv, rows, run.xBestAdv, broken);
   merged.xAdv = replaceRows(merged.xAdv, rows, run.xBest, betterLoss);
   rows.forEach((r, j) => {
     if (broken[j]) merged.robust[r] = false;
-    if (betterLoss[j]) merged.keptLoss[r] = run.lossBest[j] ?? Number.NaN;
+    if (betterLoss[j]) merged.keptLoss[r] = outcome.lossBest[j] ?? Number.NaN;
   });
   tf.dispose([run.xBest, run.xBestAdv]);
 }
@@ -243,7 +271,7 @@ interface RoundLoss {
   /** Disposed after the round. */
   tensors: tf.Tensor[];
   /** Sees the round's run before it is merged (APGD-T: which target produced an example's point). */
-  beforeMerge?: (rows: number[], run: RunResult, kept: Merged) => void;
+  beforeMerge?: (rows: number[], outcome: RunOutcome, kept: Merged) => void;
 }
 
 interface Rounds {
@@ -307,8 +335,9 @@ async function attackInRounds(
         },
         counter,
       );
-      roundLoss.beforeMerge?.(rows, run, merged);
-      mergeRun(merged, rows, run);
+      const outcome = await readOutcome(run);
+      roundLoss.beforeMerge?.(rows, outcome, merged);
+      mergeRun(merged, rows, run, outcome);
     } finally {
       tf.dispose([xs, yOneHot, startPoint, ...roundLoss.tensors]);
     }
@@ -444,7 +473,7 @@ export async function apgdHighestLoss(
       },
       new QueryCounter(),
     );
-    run.xBestAdv.dispose();
+    tf.dispose([run.xBestAdv, run.robust, run.lossBest]);
     return run.xBest;
   } finally {
     tf.dispose([yIds, start]);

@@ -216,7 +216,7 @@ describe('metrics read every few steps (wasm)', () => {
     expect(counted.metricReads).toBe(4);
   });
 
-  it("no fine-tuning method's step reads a tensor but APGD-AT's (its attack's per-example bookkeeping)", async () => {
+  it("no fine-tuning method's step reads a tensor, APGD-AT's included (its attack's bookkeeping stays in tensors)", async () => {
     const reads: Record<string, number> = {};
     const methods = [
       ...FINETUNE_METHODS.map((method) => ({ method })),
@@ -229,6 +229,7 @@ describe('metrics read every few steps (wasm)', () => {
         ...DATA,
         epochs: 1,
         attack: { steps: 1 },
+        // 2 iterations: the attack checks its step size (AutoAttack's checkpoints) after each.
         apgdAt: { steps: 2 },
         heldOut: { size: 0 },
         metricsEvery: 8,
@@ -240,9 +241,7 @@ describe('metrics read every few steps (wasm)', () => {
       reads[JSON.stringify(settings)] = counted.readsInStep.reduce((a, b) => a + b, 0);
     }
     console.log('reads inside the 6 steps of each method:', reads);
-    for (const [settings, count] of Object.entries(reads)) {
-      if (settings.includes('apgd-at')) expect(count, settings).toBeGreaterThan(0);
-      else expect(count, settings).toBe(0);
-    }
+    expect(Object.keys(reads).some((settings) => settings.includes('apgd-at'))).toBe(true);
+    for (const [settings, count] of Object.entries(reads)) expect(count, settings).toBe(0);
   });
 });
