@@ -146,10 +146,18 @@ const ERF = `
     return p / q;
   }`;
 
-/** Exact GELU x Phi(x) (`slope`: false), or its slope Phi(x) + x phi(x) (true), element-wise. */
-export function geluProgram(shape: number[], slope: boolean): WebGPUProgram {
+/**
+ * A float32 program over every element of X (one thread each), `value` its result from `x` = X[index];
+ * `functions` are WGSL helpers it calls. tfjs folds a dispatch past the per-dimension limit and
+ * unfolds the flat index.
+ */
+export function elementwiseProgram(
+  shape: number[],
+  shaderKey: string,
+  functions: string,
+  value: string,
+): WebGPUProgram {
   const size = shape.reduce((a, b) => a * b, 1);
-  const value = slope ? 'cdf + x * exp(-0.5 * x * x) * 0.39894228040143268' : 'x * cdf';
   return {
     variableNames: ['X'],
     outputShape: shape,
@@ -157,17 +165,23 @@ export function geluProgram(shape: number[], slope: boolean): WebGPUProgram {
     workgroupSize: [256, 1, 1],
     dispatchLayout: { x: shape.map((_, i) => i) },
     dispatch: [Math.ceil(size / 256), 1, 1],
-    shaderKey: slope ? 'mimirGeluSlope' : 'mimirGelu',
+    shaderKey,
     getUserCode: () => `
-      ${ERF}
+      ${functions}
       fn main(index : i32) {
         if (index < uniforms.size) {
           let x = X[index];
-          let cdf = fma(mimirErf(x * 0.70710678118654752), 0.5, 0.5);
           result[index] = ${value};
         }
       }`,
   };
+}
+
+/** Exact GELU x Phi(x) (`slope`: false), or its slope Phi(x) + x phi(x) (true), element-wise. */
+export function geluProgram(shape: number[], slope: boolean): WebGPUProgram {
+  const cdf = 'fma(mimirErf(x * 0.70710678118654752), 0.5, 0.5)';
+  const value = slope ? `${cdf} + x * exp(-0.5 * x * x) * 0.39894228040143268` : `x * ${cdf}`;
+  return elementwiseProgram(shape, slope ? 'mimirGeluSlope' : 'mimirGelu', ERF, value);
 }
 
 const ROW_THREADS = 64;

@@ -1,4 +1,5 @@
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import { elementwiseProgram } from './programs';
 
 /**
  * Element-wise expm1, log1p and log for float32 on webgpu, in place of tfjs-backend-webgpu's:
@@ -61,22 +62,6 @@ const FUNCTIONS = `
   }`;
 
 export function accurateUnaryProgram(op: AccurateUnary, shape: number[]): WebGPUProgram {
-  const size = shape.reduce((a, b) => a * b, 1);
-  // Past WebGPU's 65535 workgroups per dimension the flat dispatch folds into y (tfjs's flat index unfolds it).
-  const groups = Math.ceil(size / 256);
   const call = { expm1: 'mimirExpm1', log1p: 'mimirLog1p', log: 'mimirLog' }[op];
-  return {
-    variableNames: ['X'],
-    outputShape: shape,
-    size: true,
-    workgroupSize: [256, 1, 1],
-    dispatchLayout: { x: shape.map((_, i) => i) },
-    dispatch: [Math.min(groups, 65535), Math.ceil(groups / 65535), 1],
-    shaderKey: `mimirAccurate_${op}`,
-    getUserCode: () => `
-      ${FUNCTIONS}
-      fn main(index : i32) {
-        if (index < uniforms.size) { result[index] = ${call}(X[index]); }
-      }`,
-  };
+  return elementwiseProgram(shape, `mimirAccurate_${op}`, FUNCTIONS, `${call}(x)`);
 }
