@@ -23,9 +23,15 @@ dpkg --compare-versions "$version" ge 25.0 || {
   echo "install-lavapipe.sh: bookworm-backports has Mesa $version; Dawn needs 25.0 or later" >&2
   exit 1
 }
-# The LLVM that lavapipe links (libllvm15 for 25.0.7, as Debian 12 ships it).
-llvm=$(dpkg-deb -f "$deb" Depends | grep -o 'libllvm[0-9]*' | head -1)
-dpkg -s "$llvm" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq "$llvm" >/dev/null
+# The libraries lavapipe links (libllvm15 for 25.0.7, libxcb-*, ...), from Debian 12 where missing
+# (bookworm's, not backports', by apt's default priorities).
+missing=()
+for dep in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//; s/ //g'); do
+  dpkg -s "$dep" >/dev/null 2>&1 || missing+=("$dep")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq "${missing[@]}" >/dev/null
+fi
 dpkg-deb -x "$deb" "$work/root"
 mkdir -p "$dir"
 cp "$work/root/usr/lib/x86_64-linux-gnu/libvulkan_lvp.so" "$dir/"
