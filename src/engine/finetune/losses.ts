@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { logSoftmaxRows, softmaxRows } from '../kernels';
 
 /**
  * The fine-tuning objectives on logits, batch means unless said otherwise. Targets are rows of
@@ -9,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /** Per-example cross-entropy against probability rows: -sum_k t_k log softmax(z)_k, [N]. */
 export function softCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor2D): tf.Tensor1D {
-  return tf.tidy(() => tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), 1)) as tf.Tensor1D);
+  return tf.tidy(() => tf.neg(tf.sum(tf.mul(targets, logSoftmaxRows(logits)), 1)) as tf.Tensor1D);
 }
 
 /** Label smoothing over K outputs (PyTorch's and timm's): (1 - s) t + s / K. */
@@ -22,8 +23,8 @@ export function smoothTargets(targets: tf.Tensor2D, smoothing: number): tf.Tenso
 /** KL(softmax(p) || softmax(q)) per example, [N], from logits (log-softmax for both: no log of 0). */
 export function klFromLogits(pLogits: tf.Tensor2D, qLogits: tf.Tensor2D): tf.Tensor1D {
   return tf.tidy(() => {
-    const logP = tf.logSoftmax(pLogits);
-    return tf.sum(tf.mul(tf.exp(logP), tf.sub(logP, tf.logSoftmax(qLogits))), 1) as tf.Tensor1D;
+    const logP = logSoftmaxRows(pLogits);
+    return tf.sum(tf.mul(tf.exp(logP), tf.sub(logP, logSoftmaxRows(qLogits))), 1) as tf.Tensor1D;
   });
 }
 
@@ -67,11 +68,11 @@ export function martLoss(
   beta: number,
 ): { loss: tf.Scalar; boosted: tf.Scalar; robust: tf.Scalar } {
   return tf.tidy(() => {
-    const advProbs = tf.softmax(adversarial);
+    const advProbs = softmaxRows(adversarial);
     const wrong = bestOtherClass(adversarial, labels);
     const margin = tf.neg(tf.log(tf.add(tf.sub(1.0001, tf.sum(tf.mul(advProbs, wrong), 1)), 1e-12)));
     const boosted = tf.mean(tf.add(softCrossEntropy(adversarial, targets), margin)) as tf.Scalar;
-    const logClean = tf.logSoftmax(clean);
+    const logClean = logSoftmaxRows(clean);
     const cleanProbs = tf.exp(logClean);
     const kl = tf.sum(tf.mul(cleanProbs, tf.sub(logClean, tf.log(tf.add(advProbs, 1e-12)))), 1);
     const trueProbs = tf.sum(tf.mul(cleanProbs, labels), 1);

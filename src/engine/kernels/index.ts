@@ -4,6 +4,7 @@ import { registerWasmKernels, wasmKernelsAvailable } from './wasm-kernels';
 
 export { wasmKernelsAvailable, wasmKernelThreads } from './wasm-kernels';
 export { webgpuKernelsAvailable } from '../webgpu/kernels';
+export { logSoftmaxRows, softmaxRows } from './softmax';
 
 registerWasmKernels();
 registerWebgpuKernels();

@@ -5,6 +5,7 @@ import {
   attentionProbabilities,
   flashAttention,
   flashAttentionGrad,
+  softmaxRows,
   wasmKernelsAvailable,
   webgpuKernelsAvailable,
 } from '../kernels';
@@ -120,7 +121,7 @@ function attentionBatched(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionS
     const all = tf.transpose(tf.reshape(qkv, [batch, tokens, 3 * heads, headDim]), [0, 2, 1, 3]);
     const [q, k, v] = tf.split(all, 3, 1) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
     const scores = tf.matMul(tf.mul(q, 1 / Math.sqrt(headDim)), k, false, true);
-    const out = tf.matMul(tf.softmax(scores), v);
+    const out = tf.matMul(softmaxRows(scores), v);
     return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch * tokens, width]);
   });
 }
@@ -162,7 +163,7 @@ function attentionSliced(qkv: tf.Tensor2D, { batch, tokens, heads }: AttentionSh
       const cols = tf.transpose(scaled, [0, 2, 3, 1]).dataSync() as Float32Array;
       const row = (off: number) => tf.tensor2d(rows.subarray(off, off + block), [T, d]);
       const col = (off: number) => tf.tensor2d(cols.subarray(off, off + block), [d, T]);
-      const probabilities = (b: number, h: number) => tf.softmax(tf.matMul(row(slot(b, h)), col(slot(b, heads + h))));
+      const probabilities = (b: number, h: number) => softmaxRows(tf.matMul(row(slot(b, h)), col(slot(b, heads + h))));
 
       const outs: tf.Tensor2D[] = [];
       const kept: tf.Tensor2D[] = [];

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { EncoderConfig } from '@shared/encoder-config';
 import type { ModelConfig } from '@shared/model-config';
+import { softmaxRows } from '../kernels';
 import {
   dense,
   embedTokens,
@@ -121,7 +122,7 @@ function talkingHeads(
   const attn = mixHeads(
     params,
     `${prefix}.proj_w`,
-    tf.softmax(mixHeads(params, `${prefix}.proj_l`, scores, options)),
+    softmaxRows(mixHeads(params, `${prefix}.proj_l`, scores, options)),
     options,
   );
   return fromHeads(tf.matMul(attn, v));
@@ -150,7 +151,7 @@ function classAttentionBlock(
   const q = tf.reshape(dense(params, `${prefix}.attn.q`, uCls as tf.Tensor2D, options, qkvBias), [batch, heads, 1, d]);
   const k = toHeads(dense(params, `${prefix}.attn.k`, u, options, qkvBias), batch, m + 1, heads);
   const v = toHeads(dense(params, `${prefix}.attn.v`, u, options, qkvBias), batch, m + 1, heads);
-  const attn = tf.softmax(tf.matMul(tf.mul(q, 1 / Math.sqrt(d)), k, false, true));
+  const attn = softmaxRows(tf.matMul(tf.mul(q, 1 / Math.sqrt(d)), k, false, true));
   const out = tf.reshape(tf.matMul(attn, v), [batch, width]) as tf.Tensor2D;
   const gamma = (kk: 1 | 2) => vec(params, `${prefix}.gamma_${kk}`);
   const c1 = tf.add(cls, tf.mul(gamma(1), linearLayer(params, `${prefix}.attn.proj`, out, options))) as tf.Tensor2D;

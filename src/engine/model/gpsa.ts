@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { softmaxRows } from '../kernels';
 
 /**
  * Gated positional self-attention (ConViT, d'Ascoli et al. 2021; timm's convit.GPSA), from the
@@ -93,10 +94,10 @@ export function gatedPositionalAttention(
   return tf.tidy(() => {
     const d = width / heads;
     const [q, k] = tf.split(toHeads(qk, batch, tokens, 2 * heads), 2, 1) as [tf.Tensor4D, tf.Tensor4D];
-    const patch = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)));
+    const patch = softmaxRows(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)));
     const r = rel.shape[0];
     const posLogits = tf.add(tf.matMul(tf.reshape(rel, [r * tokens * tokens, 3]), p.posWeight), p.posBias);
-    const pos = tf.softmax(tf.transpose(tf.reshape(posLogits, [r, tokens, tokens, heads]), [0, 3, 1, 2]));
+    const pos = softmaxRows(tf.transpose(tf.reshape(posLogits, [r, tokens, tokens, heads]), [0, 3, 1, 2]));
     const gate = tf.reshape(tf.sigmoid(p.gating), [1, heads, 1, 1]);
     const mixed = tf.add(tf.mul(tf.sub(1, gate), patch), tf.mul(gate, pos));
     const attn = tf.div(mixed, tf.sum(mixed, -1, true)) as tf.Tensor4D;

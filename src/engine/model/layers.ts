@@ -11,6 +11,7 @@ import {
   layerNormParamGradsKernel,
   engineKernelsAvailable,
 } from '../kernels';
+import { asSave, savedAt, type GradSave } from '../kernels/grad-save';
 
 /**
  * Linear layer, LayerNorm and GELU with hand-written gradients. Why: tfjs's own gradient of matMul
@@ -24,8 +25,6 @@ import {
  * them, which saves a third of the backward work when only input gradients are wanted (attacks).
  */
 
-type GradSave = (tensors: tf.Tensor[]) => void;
-
 function asTensor2D(t: tf.Tensor | GradSave): tf.Tensor2D {
   if (!(t instanceof tf.Tensor) || t.rank !== 2) throw new Error('expected a 2-D tensor');
   return t as tf.Tensor2D;
@@ -34,17 +33,6 @@ function asTensor2D(t: tf.Tensor | GradSave): tf.Tensor2D {
 function asTensor1D(t: tf.Tensor | GradSave): tf.Tensor1D {
   if (!(t instanceof tf.Tensor) || t.rank !== 1) throw new Error('expected a 1-D tensor');
   return t as tf.Tensor1D;
-}
-
-function asSave(t: tf.Tensor | GradSave): GradSave {
-  if (t instanceof tf.Tensor) throw new Error('expected the save function');
-  return t;
-}
-
-function savedAt(saved: tf.Tensor[], i: number): tf.Tensor {
-  const t = saved[i];
-  if (!t) throw new Error(`saved tensor ${i} missing`);
-  return t;
 }
 
 /** x [R, in] @ w [in, out] + b [out]. */

@@ -5,7 +5,15 @@ import { dims2, gemmShape } from '../kernels/kernel-args';
 import { flashAttentionGradProgram, flashAttentionGroups, flashAttentionProgram } from './attention-programs';
 import { jacobiEigenProgram } from './eigen-program';
 import { accurateUnaryProgram, type AccurateUnary } from './unary-programs';
-import { columnSumProgram, gemmProgram, geluProgram, layerNormGradProgram, layerNormProgram } from './programs';
+import {
+  columnSumProgram,
+  gemmProgram,
+  geluProgram,
+  layerNormGradProgram,
+  layerNormProgram,
+  softmaxGradProgram,
+  softmaxProgram,
+} from './programs';
 import { kernelVariants } from './variants';
 
 /**
@@ -147,6 +155,30 @@ export function registerWebgpuKernels(): void {
       runner.runWebGPUProgram(columnSumProgram(cols, true), [dy, xhat], 'float32', [int(rows), int(cols)]),
       runner.runWebGPUProgram(columnSumProgram(cols, false), [dy], 'float32', [int(rows), int(cols)]),
     ];
+  });
+
+  register('MimirSoftmax', ({ inputs, backend, attrs }) => {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const [rows, cols] = dims2(x, 'x');
+    return runnerOf(backend).runWebGPUProgram(
+      softmaxProgram(rows, cols, flag(attrs, 'log'), kernelVariants().subgroups),
+      [x],
+      'float32',
+      [int(rows), int(cols)],
+    );
+  });
+
+  register('MimirSoftmaxGrad', ({ inputs, backend, attrs }) => {
+    const { dy, y } = inputs as Record<'dy' | 'y', tf.TensorInfo>;
+    const [rows, cols] = dims2(y, 'y');
+    const [dr, dc] = dims2(dy, 'dy');
+    if (dr !== rows || dc !== cols) throw new Error(`softmax grad: dy [${dr}, ${dc}] must match y [${rows}, ${cols}]`);
+    return runnerOf(backend).runWebGPUProgram(
+      softmaxGradProgram(rows, cols, flag(attrs, 'log'), kernelVariants().subgroups),
+      [dy, y],
+      'float32',
+      [int(rows), int(cols)],
+    );
   });
 
   register('MimirColumnSums', ({ inputs, backend }) => {

@@ -221,6 +221,36 @@ const ROW_SUM = `
     return total;
   }`;
 
+/** -FLT_MAX: the identity of rowMax (WGSL constants cannot be infinite). */
+const LOWEST = '-0x1.fffffep+127f';
+
+/** Max over a row's 64 threads (every thread gets it), as ROW_SUM_SUBGROUPS; shares its workgroup memory. */
+const ROW_MAX_SUBGROUPS = `
+  fn rowMax(v : f32) -> f32 {
+    let li = i32(localIndex);
+    let s = subgroupMax(v);
+    rowPartial[li / 4][li % 4] = select(${LOWEST}, s, subgroupMin(li) == li);
+    workgroupBarrier();
+    var t = rowPartial[0];
+    for (var j = 1; j < ${ROW_THREADS / 4}; j = j + 1) { t = max(t, rowPartial[j]); }
+    workgroupBarrier();
+    return max(max(t.x, t.y), max(t.z, t.w));
+  }`;
+
+const ROW_MAX = `
+  fn rowMax(v : f32) -> f32 {
+    let li = i32(localIndex);
+    rowPartial[li] = v;
+    workgroupBarrier();
+    for (var s = ${ROW_THREADS / 2}; s > 0; s = s >> 1u) {
+      if (li < s) { rowPartial[li] = max(rowPartial[li], rowPartial[li + s]); }
+      workgroupBarrier();
+    }
+    let m = rowPartial[0];
+    workgroupBarrier();
+    return m;
+  }`;
+
 function rowProgram(
   name: string,
   variableNames: string[],
@@ -229,6 +259,7 @@ function rowProgram(
   uniforms: string,
   body: string,
   subgroups: boolean,
+  withMax = false,
 ): WebGPUProgram {
   return {
     variableNames,
@@ -241,6 +272,7 @@ function rowProgram(
     shaderKey: subgroups ? `${name}_subgroups` : name,
     getUserCode: () => `
       ${subgroups ? ROW_SUM_SUBGROUPS : ROW_SUM}
+      ${withMax ? (subgroups ? ROW_MAX_SUBGROUPS : ROW_MAX) : ''}
       fn main() {
         let row = ${FLAT_WORKGROUP};
         let li = i32(localIndex);
@@ -313,6 +345,57 @@ export function layerNormGradProgram(rows: number, cols: number, subgroups: bool
             result[base + c] = rstd * (DY[base + c] * W[c] - mg - XH[base + c] * mgx);
           }
         }`,
+    subgroups,
+  );
+}
+
+/**
+ * Softmax (or, with `log`, log-softmax) over the last axis of X [rows, cols], one workgroup per row:
+ * the row max subtracted before exp, so no logit overflows it.
+ */
+export function softmaxProgram(rows: number, cols: number, log: boolean, subgroups: boolean): WebGPUProgram {
+  const [shift, write] = log
+    ? ['let logTotal = log(total);', '(X[base + c] - m) - logTotal']
+    : ['', 'exp(X[base + c] - m) / total'];
+  return rowProgram(
+    log ? 'mimirLogSoftmax' : 'mimirSoftmax',
+    ['X'],
+    [rows, cols],
+    rows,
+    'rows : i32, cols : i32,',
+    `
+        var v = ${LOWEST};
+        if (valid) { for (var c = li; c < cols; c = c + ${ROW_THREADS}) { v = max(v, X[base + c]); } }
+        let m = rowMax(v);
+        var s = 0.0;
+        if (valid) { for (var c = li; c < cols; c = c + ${ROW_THREADS}) { s = s + exp(X[base + c] - m); } }
+        let total = rowSum(s);
+        ${shift}
+        if (valid) { for (var c = li; c < cols; c = c + ${ROW_THREADS}) { result[base + c] = ${write}; } }`,
+    subgroups,
+    true,
+  );
+}
+
+/**
+ * The input gradient of softmaxProgram from its output Y and DY: Y (DY - sum(DY Y)) for softmax,
+ * DY - exp(Y) sum(DY) for log-softmax.
+ */
+export function softmaxGradProgram(rows: number, cols: number, log: boolean, subgroups: boolean): WebGPUProgram {
+  const [term, write] = log
+    ? ['DY[base + c]', 'DY[base + c] - exp(Y[base + c]) * total']
+    : ['DY[base + c] * Y[base + c]', 'Y[base + c] * (DY[base + c] - total)'];
+  return rowProgram(
+    log ? 'mimirLogSoftmaxGrad' : 'mimirSoftmaxGrad',
+    ['DY', 'Y'],
+    [rows, cols],
+    rows,
+    'rows : i32, cols : i32,',
+    `
+        var s = 0.0;
+        if (valid) { for (var c = li; c < cols; c = c + ${ROW_THREADS}) { s = s + ${term}; } }
+        let total = rowSum(s);
+        if (valid) { for (var c = li; c < cols; c = c + ${ROW_THREADS}) { result[base + c] = ${write}; } }`,
     subgroups,
   );
 }

@@ -2,7 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dbatLoss, klFromLogits, martLoss, smoothTargets, tradesLoss } from '../../../src/engine/finetune';
 import { Rng } from '../../../src/engine/rng';
+import { selectBackend } from '../../../src/engine/backend';
+import { clearDispatchedWebgpuShaders, dispatchedWebgpuShaders } from '../../../src/engine/webgpu/kernels';
 import { useBackend } from '../../helpers/backend';
+import { softmaxShaders } from '../webgpu/softmax-checks';
+import { useSwiftShader } from '../webgpu/swiftshader';
 
 /** Float64 references of the formulas, on plain arrays. */
 function logSoftmax(z: number[]): number[] {
@@ -70,9 +74,12 @@ async function value(t: tf.Scalar): Promise<number> {
   return v;
 }
 
-describe('fine-tuning losses against float64 references', () => {
+// On webgpu (SwiftShader) the losses' softmax and log-softmax are the engine's kernels (kernels/softmax.ts).
+describe.each(['cpu', 'webgpu'] as const)('fine-tuning losses against float64 references on %s', (backend) => {
   beforeAll(async () => {
-    await useBackend('cpu');
+    if (backend === 'cpu') return useBackend('cpu');
+    useSwiftShader();
+    expect((await selectBackend({ backend: 'webgpu', forcedBy: 'env' }, 'cli')).chosen).toBe('webgpu');
   });
 
   const rng = new Rng(7);
@@ -127,6 +134,7 @@ describe('fine-tuning losses against float64 references', () => {
 
   it('MART and TRADES gradients w.r.t. both logit inputs match central differences of the float64 formula', async () => {
     const beta = 6;
+    clearDispatchedWebgpuShaders();
     const hard = tf.tensor2d(oneHotRows(labels, c));
     const t = tf.tensor2d(targets);
     for (const [name, loss, ref] of [
@@ -169,6 +177,7 @@ describe('fine-tuning losses against float64 references', () => {
       expect(worst).toBeLessThan(2e-4);
     }
     tf.dispose([hard, t]);
+    if (backend === 'webgpu') expect(dispatchedWebgpuShaders()).toEqual(expect.arrayContaining(softmaxShaders(true)));
   });
 
   it('DBAT: CE over [clean; adversarial] with labels [y; y + C] and smoothing over 2C outputs', async () => {

@@ -4,6 +4,7 @@ import { clearDispatchedWebgpuShaders, dispatchedWebgpuShaders } from '../../../
 import { runPrecision, useWebgpuPrecision } from '../../../src/engine/webgpu/variants';
 import { multiply, type Mat } from '../kernels/kernel-suite';
 import { useLavapipe } from './lavapipe';
+import { checkSoftmax, SOFTMAX_ROW_LENGTHS, softmaxShaders } from './softmax-checks';
 import {
   checkLayerNorm,
   gemmCase,
@@ -118,6 +119,16 @@ describe('the engine WGSL kernel variants on webgpu (lavapipe: shader-f16, 8-wid
       clearDispatchedWebgpuShaders();
       await checkLayerNorm(rows, cols);
       expect(dispatchedWebgpuShaders()).toContain('mimirLayerNormGrad_subgroups');
+    },
+  );
+
+  it.each(SOFTMAX_ROW_LENGTHS)(
+    'softmax and log-softmax (subgroup variant), values and gradients, match float64 (row length %i)',
+    async (cols) => {
+      clearDispatchedWebgpuShaders();
+      const errors = await checkSoftmax(cols);
+      console.log(`lavapipe softmax ${cols} vs float64: ${JSON.stringify(errors)}`);
+      expect(dispatchedWebgpuShaders().sort()).toEqual(softmaxShaders(true));
     },
   );
 });
