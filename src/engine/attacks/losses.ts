@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { logSoftmaxRows } from '../kernels';
 
 /**
  * Per-example attack losses on logits, all to be maximised by the attacker. Sorting logits has no
@@ -49,7 +50,7 @@ function column(t: tf.Tensor2D, j: number): tf.Tensor1D {
 }
 
 export function crossEntropyLoss(z: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor1D {
-  return tf.neg(tf.sum(tf.mul(y, tf.logSoftmax(z)), 1)) as tf.Tensor1D;
+  return tf.neg(tf.sum(tf.mul(y, logSoftmaxRows(z)), 1)) as tf.Tensor1D;
 }
 
 /** z_y and the largest other logit, differentiable. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { logSoftmaxRows } from '../kernels';
 import type { Classifier, ThreatModel } from '../attacks';
 import { ThreatBall, steepestDirection } from '../attacks/geometry';
 import { QueryCounter, lossAndGradient } from '../attacks/oracle';
@@ -91,5 +92,5 @@ export function ascend(
 
 /** Cross-entropy against probability rows (one-hot or mixed): the objective of PGD-AT's attack. */
 export function crossEntropyObjective(targets: tf.Tensor2D): (logits: tf.Tensor2D) => tf.Tensor1D {
-  return (z) => tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(z)), 1)) as tf.Tensor1D;
+  return (z) => tf.neg(tf.sum(tf.mul(targets, logSoftmaxRows(z)), 1)) as tf.Tensor1D;
 }
