@@ -81,11 +81,11 @@ export async function evaluateOnTorch(
     plan.corruptions && (options.nodeRank ?? 0) === 0
       ? await mkdtemp(path.join(os.tmpdir(), 'mimir-corrupted-'))
       : null;
+  // Python is stopped by the caller's signal or by a feed that fails.
   const run = new AbortController();
-  const cancel = () => run.abort();
-  options.signal?.addEventListener('abort', cancel, { once: true });
+  const signal = options.signal ? AbortSignal.any([options.signal, run.signal]) : run.signal;
   const feedStop = new AbortController();
-  let feedError: unknown = null;
+  let feedError: Error | null = null;
   const feeding =
     plan.corruptions && folder
       ? feedCorruptions({
@@ -98,7 +98,9 @@ export async function evaluateOnTorch(
           signal: feedStop.signal,
         }).catch((error: unknown) => {
           if (feedStop.signal.aborted) return;
-          feedError = error;
+          feedError = new Error(`Corrupting the images for the PyTorch engine failed: ${errorMessage(error)}`, {
+            cause: error,
+          });
           run.abort();
         })
       : null;
@@ -119,17 +121,14 @@ export async function evaluateOnTorch(
       },
       {
         ...options,
-        signal: run.signal,
+        signal,
         emit: (event) => (event.type === 'done' ? held.push(event) : options.emit(event)),
       },
     );
   } catch (error) {
-    if (feedError !== null && !options.signal?.aborted) {
-      throw new Error(`Corrupting the images for the PyTorch engine failed: ${errorMessage(feedError)}`);
-    }
+    if (feedError !== null && !options.signal?.aborted) throw feedError;
     throw error;
   } finally {
-    options.signal?.removeEventListener('abort', cancel);
     feedStop.abort();
     await feeding;
     if (folder) await rm(folder, { recursive: true, force: true });
