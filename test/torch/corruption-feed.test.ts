@@ -9,6 +9,7 @@ import { evaluate, requestedExamples } from '../../src/engine/evaluate/evaluate'
 import { planEvaluation } from '../../src/engine/evaluate/plan';
 import { EvaluationRequest, type EvaluationRequestInput } from '../../src/shared/evaluation';
 import { feedCorruptions } from '../../src/torch/corruption-feed';
+import { evaluateOnTorch } from '../../src/torch/evaluate';
 import { useBackend } from '../helpers/backend';
 import { cachedTrainedClassifier } from '../engine/export/fixtures';
 import { findPythonWithTorch } from '../engine/io/python-torch';
@@ -17,16 +18,19 @@ import { PYTHON_DIR } from './golden';
 /**
  * The PyTorch engine evaluates the corrupted images the tfjs evaluator evaluates, byte for byte: the Node
  * side makes them with the one implementation (corruption-feed.ts) and Python reads them in turn
- * (corruption_feed.py), the feed never more than its byte budget ahead of the reader.
+ * (corruption_feed.py), the feed never more than its byte budget ahead of the reader. The same checkpoint
+ * (a ViT, which both engines run) gets the same corruption table from both; a feed that fails stops Python.
  */
 
-// Every batch of corrupted images the tfjs evaluator builds, keyed by cell and example ids.
+// Every batch of corrupted images made, keyed by cell and example ids; `failing` makes the next one throw.
 const made = vi.hoisted(() => new Map<string, string>());
+const failing = vi.hoisted(() => ({ on: false }));
 vi.mock('../../src/engine/evaluate/corrupted-batch', async (original) => {
   const actual = await original<typeof import('../../src/engine/evaluate/corrupted-batch')>();
   return {
     ...actual,
     corruptBatch: async (...args: Parameters<typeof actual.corruptBatch>) => {
+      if (failing.on) throw new Error('no sharp today');
       const images = await actual.corruptBatch(...args);
       const [, ids, , cell] = args;
       made.set(`${cell.type}/${cell.severity}/${ids.join(',')}`, sha256(images));
@@ -144,5 +148,51 @@ describe('the corrupted images of a PyTorch evaluation', () => {
     expect(new Set(expected).size).toBe(18);
     expect(Math.max(...read.map((r) => r.waiting))).toBe(1);
     expect(readdirSync(folder)).toEqual([]);
+  }, 300_000);
+  it('fill the same corruption table on the PyTorch engine as on tfjs for the same checkpoint', async () => {
+    const input: EvaluationRequestInput = {
+      checkpoint,
+      dataset: DATASET,
+      examples: { count: 10 },
+      attacks: [{ attack: 'natural' }, { attack: 'corruptions', types: ['gaussian-noise', 'jpeg', 'contrast'] }],
+      seed: 3,
+      batchSize: 4,
+    };
+    const tfjs = await evaluate(input, { outDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-')) });
+    const before = new Set(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-')));
+    const torch = await evaluateOnTorch(
+      { ...input, engine: 'torch' },
+      { outDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-')), emit: () => undefined, device: 'cpu', threads: 1 },
+    );
+    expect(torch.backend).toBe('torch');
+    expect(torch.naturalAccuracy).toBe(tfjs.naturalAccuracy);
+    expect(torch.corruptions?.cells).toEqual(tfjs.corruptions?.cells);
+    expect(torch.corruptions?.cells).toHaveLength(15);
+    expect(torch.corruptions?.mean).toBeCloseTo(tfjs.corruptions?.mean ?? -1, 12);
+    expect(torch.corruptions).toMatchObject({ table: 'cifar10', seed: 3, backend: 'torch' });
+    // The feed's folder is gone.
+    expect(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-') && !before.has(f))).toEqual([]);
+  }, 300_000);
+
+  it('stop Python and say so when corrupting fails, leaving no folder behind', async () => {
+    const before = new Set(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-')));
+    failing.on = true;
+    try {
+      await expect(
+        evaluateOnTorch(
+          {
+            checkpoint,
+            dataset: DATASET,
+            examples: { count: 4 },
+            attacks: [{ attack: 'natural' }, { attack: 'corruptions', types: ['jpeg'], severities: [1] }],
+            engine: 'torch',
+          },
+          { outDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-')), emit: () => undefined, device: 'cpu' },
+        ),
+      ).rejects.toThrow(/^Corrupting the images for the PyTorch engine failed: no sharp today$/);
+    } finally {
+      failing.on = false;
+    }
+    expect(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-') && !before.has(f))).toEqual([]);
   }, 300_000);
 });
