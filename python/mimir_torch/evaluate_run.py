@@ -1,13 +1,15 @@
 """Robust evaluation on the PyTorch engine, for the encoders only it runs (ConvNeXt, Swin) or a run that
 asks for it: natural accuracy and PGD on cross-entropy (l_inf / l_2, steps, step size, restarts, random
 start, best or last iterate), as src/engine/attacks/pgd.ts defines them, with the gradient-masking checks on
-the first batch (gradient_masking.py) and the flipped examples' PNG strips (flipped/). The Node side (src/torch/evaluate.ts)
-plans the request (defaults resolved, attacks it cannot run here refused by name), picks the example
-ids and validates the report this writes against the EvaluationReport schema (src/shared/evaluation.ts).
+the first batch (gradient_masking.py), the flipped examples' PNG strips (flipped/) and the accuracy under
+common corruptions, on images the Node side corrupts and feeds in (corruption_feed.py). The Node side
+(src/torch/evaluate.ts) plans the request (defaults resolved, attacks it cannot run here refused by name), picks
+the example ids and validates the report this writes against the EvaluationReport schema (src/shared/evaluation.ts).
 
 job config: {"request": the parsed request, "ids": [split indices], "description": the dataset's, "attacks": [{"kind": "natural" |
 "pgd", "key", "label", "implementation", "inWorstCase", "spec"?: the PGD spec in pixel units}],
-"naturalImplementation", "worstCaseImplementation"}.
+"worstCaseImplementation", "corruptions": null | {"types", "severities", "table", "implementation", "folder": the
+feed's folder, null where this machine holds no rank 0}}.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 
 from . import model as M
 from .checkpoint import load_checkpoint
+from .corruption_feed import CorruptionFeed
 from .config import ConfigError, ModelConfig
 from .distributed import World
 from .events import Emitter
@@ -128,6 +131,24 @@ def write_flipped_images(out_dir: str, key: str, clean: np.ndarray, adversarial:
     return {**files, "indices": indices, "imageSize": int(clean.shape[1]), "perturbationScale": scale}
 
 
+def corruption_report(plan: Mapping[str, Any], right: Mapping[Tuple[str, int], int], n: int, seed: int, examples: Mapping[str, Any], backend: str, seconds: float) -> Dict[str, Any]:
+    """The report's corruption table, as evaluate.ts corruptionReportOf builds it: accuracy per cell, the mean
+    over severities per type and the mean over every cell."""
+    cells = [{"type": t, "severity": int(s), "accuracy": right[(t, int(s))] / max(n, 1)} for t in plan["types"] for s in plan["severities"]]
+    by_type = {t: sum(c["accuracy"] for c in cells if c["type"] == t) / len(plan["severities"]) for t in plan["types"]}
+    return {
+        "table": plan["table"],
+        "implementation": plan["implementation"],
+        "seed": seed,
+        "examples": examples,
+        "backend": backend,
+        "cells": cells,
+        "meanByType": by_type,
+        "mean": sum(c["accuracy"] for c in cells) / max(len(cells), 1),
+        "durationMs": seconds * 1000,
+    }
+
+
 def _fail(emitter: Emitter, message: str) -> None:
     emitter.emit({"type": "failed", "message": message, "step": None, "lastCheckpoint": None, "cause": "config"})
     raise RunFailed(message)
@@ -169,9 +190,16 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
     image_budget = int(request["flipped"]["images"])
     source = f"{request['dataset']['kind']}/{request['dataset']['split']}"
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
-    total = max(1, len(batches) * (len(pgds) + 1))
+    corruptions = job.get("corruptions")
+    cells: List[Tuple[str, int]] = [(t, int(s)) for t in corruptions["types"] for s in corruptions["severities"]] if corruptions else []
+    feed: Optional[CorruptionFeed] = None
+    if corruptions and world.rank == 0:
+        if not corruptions.get("folder"):
+            _fail(emitter, "internal: corruptions were asked for without the folder of the corrupted images")
+        feed = CorruptionFeed(corruptions["folder"], lambda: stop.requested)
+    total = max(1, len(batches) * (len(pgds) + 1 + (1 if corruptions else 0)))
     emitter.emit({"type": "started", "runKind": "evaluate", "backend": "torch", "engine": describe_engine(device, precision, world), "outDir": out_dir, "step": 0, "epoch": 0, "totalSteps": total, "stepsPerEpoch": total, "resumedFrom": None})
-    emitter.log("info", f"Evaluating {path} ({method}, {num_classes} classes) on {len(ids)} examples on the PyTorch engine ({device.type}); attacks: {', '.join(a['label'] for a in attacks)}.")
+    emitter.log("info", f"Evaluating {path} ({method}, {num_classes} classes) on {len(ids)} examples on the PyTorch engine ({device.type}); attacks: {', '.join([*(a['label'] for a in attacks), *(['corruptions'] if corruptions else [])])}.")
     clean: List[bool] = []
     robust: Dict[str, List[bool]] = {k: [] for k in pgds}
     adversarial: Dict[str, List[int]] = {k: [] for k in pgds}
@@ -181,6 +209,8 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
     # Per PGD attack, the clean and adversarial images of the first flipped examples (request.flipped.images).
     samples: Dict[str, Tuple[List[np.ndarray], List[np.ndarray], List[int]]] = {k: ([], [], []) for k in pgds}
     masking: Optional[Dict[str, Any]] = None
+    corrupted_right: Dict[Tuple[str, int], int] = {cell: 0 for cell in cells}
+    corruption_seconds = 0.0
     done, images, t0 = 0, 0, time.perf_counter()
 
     def advance(count: int) -> None:
@@ -217,6 +247,15 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
                 clean_images.append(x_np[row])
                 adversarial_images.append(points[row].detach().cpu().numpy())
                 indices.append(batch[row])
+            advance(len(batch))
+        if corruptions:
+            t = time.perf_counter()
+            # Rank 0 evaluates them (the feed is read once); the other ranks write no report.
+            for cell in cells if feed is not None else []:
+                xc = torch.from_numpy(feed.take(len(batch), dataset.image_size)).to(device)
+                with torch.no_grad():
+                    corrupted_right[cell] += int((forward(xc).argmax(dim=1) == y).sum())
+            corruption_seconds += time.perf_counter() - t
             advance(len(batch))
 
     n = len(ids)
@@ -286,7 +325,7 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
         "attacks": outcomes,
         "worstCase": worst,
         "masking": masking,
-        "corruptions": None,
+        "corruptions": corruption_report(corruptions, corrupted_right, n, int(request["seed"]), examples, backend, corruption_seconds) if corruptions else None,
         "noEvidence": [],
         "durationMs": (time.perf_counter() - started) * 1000,
     }
@@ -300,6 +339,8 @@ def run_evaluation(job: Mapping[str, Any], _resume: bool, _epochs: Optional[int]
     summary = {"natural_accuracy": natural, **{f"robust_accuracy/{o['key']}": o["robustAccuracy"] for o in outcomes if o["key"] in pgds}}
     if worst:
         summary["robust_accuracy/worst_case"] = worst["robustAccuracy"]
+    if report["corruptions"]:
+        summary["corruption_accuracy/mean"] = report["corruptions"]["mean"]
     emitter.emit({"type": "metrics", "step": total, "epoch": 1, "values": summary})
     emitter.emit({"type": "done", "step": total, "epoch": 1, "output": {"kind": "report", "path": file}, "seconds": time.perf_counter() - started, "summary": summary})
     return summary

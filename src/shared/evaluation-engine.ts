@@ -5,7 +5,7 @@ export const EVALUATION_ENGINES = ['tfjs', 'torch'] as const;
 export type EvaluationEngine = (typeof EVALUATION_ENGINES)[number];
 
 /** The request attacks the PyTorch engine's evaluation runs; others are refused by name. */
-export const TORCH_EVALUATION_ATTACKS = ['natural', 'pgd20', 'pgd'] as const;
+export const TORCH_EVALUATION_ATTACKS = ['natural', 'pgd20', 'pgd', 'corruptions'] as const;
 
 /** The encoder kind a checkpoint's modelConfig names (a plain ViT where it names none), or null if unreadable. */
 export function encoderKindOf(modelConfig: unknown): string | null {
@@ -25,7 +25,7 @@ export function evaluationEngineFor(
   requested?: EvaluationEngine,
 ): { engine: EvaluationEngine; line: string } {
   const torchOnly = encoderKind !== null && TORCH_ONLY_ENCODERS.includes(encoderKind as EncoderKind);
-  const torchLine = `natural accuracy and PGD only (${TORCH_EVALUATION_ATTACKS.join(', ')}), with the gradient-masking checks and flipped-example images`;
+  const torchLine = `natural accuracy, PGD and corruptions only (${TORCH_EVALUATION_ATTACKS.join(', ')}), with the gradient-masking checks and flipped-example images`;
   if (requested === 'torch')
     return { engine: 'torch', line: `Evaluated on the PyTorch engine, as asked: ${torchLine}.` };
   if (torchOnly) {

@@ -236,7 +236,7 @@ export const EvaluationRequest = z.object({
   maskingChecks: z.boolean().default(true),
   /**
    * Which engine evaluates: absent, the checkpoint's encoder decides (PyTorch for the encoders only it runs,
-   * evaluation-engine.ts); 'torch' runs natural accuracy and PGD only (with the masking checks and flipped
+   * evaluation-engine.ts); 'torch' runs natural accuracy, PGD and corruptions only (with the masking checks and flipped
    * images), and refuses other attacks by name.
    */
   engine: z.enum(EVALUATION_ENGINES, { error: "engine must be 'tfjs' or 'torch'" }).optional(),

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { PgdSpec } from '@shared/attack-config';
 import { describeIssues } from '@shared/config-object';
@@ -17,6 +18,8 @@ import {
 } from '@shared/evaluation-engine';
 import { writeFileAtomic } from '@engine/io/atomic-file';
 import type { RunEvent } from '@shared/run-events';
+import { errorMessage } from '@shared/unknown-value';
+import { feedCorruptions } from './corruption-feed';
 import { torchDataset, type TorchPlannedAttack } from './job';
 import { runTorchJob, type TorchLaunch, type TorchRunOptions } from './launch';
 
@@ -26,7 +29,8 @@ import { runTorchJob, type TorchLaunch, type TorchRunOptions } from './launch';
  * (plan.ts: defaults, keys, labels), the examples picked as it picks them, what the PyTorch engine does not
  * run refused by name before Python starts; evaluate_run.py measures (with the gradient-masking checks other
  * than the black-box one, which needs Square) and writes report.json and the flipped PNG strips, which is
- * validated here against the report schema and given its no-evidence flags.
+ * validated here against the report schema and given its no-evidence flags. Corrupted images are made here,
+ * by the one implementation of the corruptions, and fed to Python while it runs (corruption-feed.ts).
  */
 export async function evaluateOnTorch(
   input: EvaluationRequestInput,
@@ -56,7 +60,9 @@ export async function evaluateOnTorch(
     }
     const spec = planned.kind === 'single' && planned.spec.attack === 'pgd' ? PgdSpec.parse(planned.spec) : null;
     if (planned.kind !== 'single' || spec === null || spec.loss !== 'ce') {
-      throw new Error(`internal: ${planned.label} was planned for the PyTorch engine, which runs natural and PGD only`);
+      throw new Error(
+        `internal: ${planned.label} was planned for the PyTorch engine, which runs natural accuracy, PGD and corruptions only`,
+      );
     }
     return {
       kind: 'pgd',
@@ -70,19 +76,63 @@ export async function evaluateOnTorch(
   const { dataset: resolved } = await torchDataset(request.dataset);
   // `done` waits until the report is checked and flagged, as the tfjs evaluator emits it last.
   const held: RunEvent[] = [];
-  await runTorchJob(
-    {
-      kind: 'evaluate',
-      config: {
-        request: { ...request, dataset: resolved },
-        ids,
-        description: dataset.description,
-        attacks,
-        worstCaseImplementation: EVALUATION_VERSIONS.worstCase,
+  // The corrupted images are made here (corruption-feed.ts), on the machine of rank 0, which evaluates them.
+  const folder =
+    plan.corruptions && (options.nodeRank ?? 0) === 0
+      ? await mkdtemp(path.join(os.tmpdir(), 'mimir-corrupted-'))
+      : null;
+  // Python is stopped by the caller's signal or by a feed that fails.
+  const run = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, run.signal]) : run.signal;
+  const feedStop = new AbortController();
+  let feedError: Error | null = null;
+  const feeding =
+    plan.corruptions && folder
+      ? feedCorruptions({
+          folder,
+          dataset,
+          ids,
+          batchSize: request.batchSize,
+          plan: plan.corruptions,
+          seed: request.seed,
+          signal: feedStop.signal,
+        }).catch((error: unknown) => {
+          if (feedStop.signal.aborted) return;
+          feedError = new Error(`Corrupting the images for the PyTorch engine failed: ${errorMessage(error)}`, {
+            cause: error,
+          });
+          run.abort();
+        })
+      : null;
+  try {
+    await runTorchJob(
+      {
+        kind: 'evaluate',
+        config: {
+          request: { ...request, dataset: resolved },
+          ids,
+          description: dataset.description,
+          attacks,
+          worstCaseImplementation: EVALUATION_VERSIONS.worstCase,
+          corruptions: plan.corruptions
+            ? { ...plan.corruptions, implementation: EVALUATION_VERSIONS.corruptions, folder }
+            : null,
+        },
       },
-    },
-    { ...options, emit: (event) => (event.type === 'done' ? held.push(event) : options.emit(event)) },
-  );
+      {
+        ...options,
+        signal,
+        emit: (event) => (event.type === 'done' ? held.push(event) : options.emit(event)),
+      },
+    );
+  } catch (error) {
+    if (feedError !== null && !options.signal?.aborted) throw feedError;
+    throw error;
+  } finally {
+    feedStop.abort();
+    await feeding;
+    if (folder) await rm(folder, { recursive: true, force: true });
+  }
   const file = path.join(options.outDir, EVALUATION_REPORT_FILE);
   const written = EvaluationReport.safeParse(JSON.parse(await readFile(file, 'utf8')));
   if (!written.success) {

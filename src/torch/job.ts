@@ -9,6 +9,7 @@ import {
   type ExtraData,
 } from '@shared/dataset-config';
 import type { EvaluationRequest } from '@shared/evaluation';
+import type { CorruptionPlan } from '@engine/evaluate/plan';
 import { describeIssues } from '@shared/config-object';
 import { FinetuneConfig, resolveFinetuneConfig, type FinetuneRecord } from '@shared/finetune-config';
 import { onTorchEngine } from '@shared/engine-choice';
@@ -56,6 +57,11 @@ export interface TorchEvaluationJob {
   description: DatasetDescription;
   attacks: TorchPlannedAttack[];
   worstCaseImplementation: string;
+  /**
+   * The corruption table, when asked: its cells, and the folder of the corrupted batches' .npy files
+   * (corruption-feed.ts; null on the machines that do not hold rank 0, which evaluates them).
+   */
+  corruptions: (CorruptionPlan & { implementation: string; folder: string | null }) | null;
 }
 
 /**

@@ -185,6 +185,8 @@ export async function runTorchJob(job: TorchJob, options: TorchRunOptions): Prom
   }
   const cancel = () => children.forEach((child) => child.exitCode === null && child.kill('SIGTERM'));
   options.signal?.addEventListener('abort', cancel, { once: true });
+  // Aborted while the ranks were being started: the event has come and gone.
+  if (options.signal?.aborted) cancel();
   // One rank dying (killed, crashed) leaves the others waiting in a collective: stop them too.
   exits.forEach((exit) =>
     exit.then(({ code }) => {

@@ -109,7 +109,12 @@ describe.each([
       .poll(() => line.textContent(), { timeout: 30_000 })
       .toMatch(new RegExp(`^Evaluated on the PyTorch engine: the ${encoder} encoder runs there only`));
     await page.getByTestId('field-examples.count').fill('8');
+    // The corruptions run there too (images corrupted on the Node side), here at severity 2.
+    await page.getByTestId('attack-corruptions').check();
+    await page.getByTestId('field-attacks.2.severities').fill('2');
+    await page.getByTestId('field-attacks.2.severities').press('Tab');
     await page.getByTestId('form-valid').waitFor();
+    expect(await page.getByTestId('summary-attacks').textContent()).toBe('natural, pgd20, corruptions');
     await line.scrollIntoViewIfNeeded();
     await page.screenshot({ path: screenshotPath(`hier-${preset}-evaluate-form`), fullPage: true });
     await page.getByTestId('start-run').click();
@@ -145,6 +150,11 @@ describe.each([
     } else {
       await flipped.getByTestId('no-flipped').waitFor();
     }
+    // The corruption table, as a ViT's: every type at the severity asked for, with its mean.
+    expect(report.corruptions?.cells.map((c) => c.severity)).toEqual(Array<number>(9).fill(2));
+    const corruptions = page.getByTestId('corruption-table');
+    expect(await corruptions.locator('tbody tr').count()).toBe(9);
+    expect(await corruptions.locator('thead th').allTextContents()).toEqual(['Corruption', 'Severity 2', 'Mean']);
     await page.screenshot({ path: screenshotPath(`hier-${preset}-evaluation`), fullPage: true });
     expect(problems, problems.join('\n')).toEqual([]);
     await page.close();

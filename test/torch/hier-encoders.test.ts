@@ -23,6 +23,8 @@ const MODULES = [
   'tests.test_evaluate_pgd',
   // The evaluation's gradient-masking checks on tiny models where each must fire and where none may.
   'tests.test_gradient_masking',
+  // The evaluation's reader of the corrupted images the Node side writes, and its corruption table.
+  'tests.test_corruption_feed',
   // ConvNeXt (SparK) and Swin (GreenMIM) reconstruction previews: strips, mask, norm_pix mapped back.
   'tests.test_hier_previews',
 ];

@@ -2,16 +2,20 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { corruptImages } from '../../src/engine/corruptions';
+import { openDataset } from '../../src/engine/data';
+import { writeNpy } from '../../src/engine/io/npy';
 import { decodeSafetensors } from '../../src/engine/io/safetensors';
-import { EvaluationReport } from '../../src/shared/evaluation';
+import { CORRUPTION_TYPES, EvaluationReport } from '../../src/shared/evaluation';
 import { events, runMimir } from '../helpers/cli';
-import { findPythonWithTorch } from '../engine/io/python-torch';
+import { findPythonWithTorch, runPython, type PythonWithTorch } from '../engine/io/python-torch';
+import { PYTHON_DIR } from './golden';
 
 /**
  * Issue 18 through `mimir pretrain|finetune --engine torch`: a micro ConvNeXt (SparK) and a micro Swin
  * (GreenMIM) run MIMIR pre-training to done, their checkpoints hold the encoder under timm's names,
- * PGD-AT fine-tunes from them and `mimir eval` evaluates the result on the PyTorch engine (natural and
- * PGD); the tfjs engine refuses to train them, naming the PyTorch engine.
+ * PGD-AT fine-tunes from them and `mimir eval` evaluates the result on the PyTorch engine (natural, PGD and
+ * the common corruptions); the tfjs engine refuses to train them, naming the PyTorch engine.
  */
 
 const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'mimir-hier-'));
@@ -75,6 +79,66 @@ function expectMaskingAndImages(report: EvaluationReport, dir: string): void {
   }
 }
 
+/**
+ * The report's corruption table against the checkpoint's accuracy on the same corrupted images computed apart
+ * from the evaluation: each (type, severity) batch corrupted here with corruptImages (the CIFAR-10-C table,
+ * the request's seed, the split indices as ids), written as .npy, and classified by the model in Python.
+ */
+async function expectCorruptionTable(report: EvaluationReport, python: PythonWithTorch): Promise<void> {
+  const table = report.corruptions;
+  if (!table) throw new Error('the torch report has no corruption table');
+  const cells = CORRUPTION_TYPES.flatMap((type) => [1, 2, 3, 4, 5].map((severity) => ({ type, severity })));
+  expect(table.cells.map((c) => [c.type, c.severity])).toEqual(cells.map((c) => [c.type, c.severity]));
+  const { count, ids, source } = report.examples;
+  expect(table).toMatchObject({ table: 'cifar10', seed: 0, backend: 'torch', examples: { count, ids, source } });
+  for (const c of table.cells) {
+    expect(c.accuracy).toBeGreaterThanOrEqual(0);
+    expect(c.accuracy).toBeLessThanOrEqual(1);
+  }
+  const accuracies = table.cells.map((c) => c.accuracy);
+  expect(table.mean).toBeCloseTo(accuracies.reduce((a, b) => a + b, 0) / accuracies.length, 12);
+  for (const type of CORRUPTION_TYPES) {
+    const own = table.cells.filter((c) => c.type === type).map((c) => c.accuracy);
+    expect(table.meanByType[type]).toBeCloseTo(own.reduce((a, b) => a + b, 0) / own.length, 12);
+  }
+
+  const dataset = await openDataset(report.request.dataset);
+  const clean = await dataset.get(ids);
+  const dir = tmp();
+  const files: string[] = [];
+  for (const { type, severity } of cells) {
+    const images = await corruptImages(clean.images, ids.length, 32, type, severity, {
+      table: 'cifar10',
+      seed: 0,
+      ids,
+    });
+    const file = path.join(dir, `${type}-${severity}.npy`);
+    await writeNpy(file, { dtype: 'float32', shape: [ids.length, 32, 32, 3], data: images });
+    files.push(file);
+  }
+  const script = [
+    'import json, sys, numpy as np, torch',
+    'from mimir_torch import model as M',
+    'from mimir_torch.checkpoint import load_checkpoint',
+    'from mimir_torch.config import ModelConfig',
+    'ckpt = load_checkpoint(sys.argv[1])',
+    "config = ModelConfig.parse(ckpt.manifest['modelConfig'], 'modelConfig')",
+    'labels = torch.tensor(json.loads(sys.argv[2]))',
+    'out = []',
+    'with torch.no_grad():',
+    '    for file in json.loads(sys.argv[3]):',
+    '        logits = M.classifier_forward(ckpt.params, config, torch.from_numpy(np.load(file)))',
+    '        out.append(float((logits.argmax(dim=1) == labels).double().mean()))',
+    "print(json.dumps({'ok': True, 'accuracies': out}))",
+  ].join('\n');
+  const result = runPython<{ ok: boolean; accuracies: number[] }>(
+    python,
+    ['-c', script, report.model.checkpoint, JSON.stringify(Array.from(clean.labels)), JSON.stringify(files)],
+    { env: { ...process.env, PYTHONPATH: PYTHON_DIR, ...THREADS } },
+  );
+  expect(accuracies).toEqual(result.accuracies);
+}
+
 describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
   const found = findPythonWithTorch();
 
@@ -88,7 +152,7 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
     ['convnext-micro', 'stages.3.blocks.0.mlp.fc2.weight'],
     ['swin-micro', 'layers.2.blocks.1.attn.relative_position_bias_table'],
   ] as const) {
-    it(`${model}: MIMIR pre-training to done, PGD-AT fine-tuning from its checkpoint, evaluation on the PyTorch engine`, () => {
+    it(`${model}: MIMIR pre-training to done, PGD-AT fine-tuning from its checkpoint, evaluation on the PyTorch engine`, async () => {
       if (!found.python) throw new Error(found.reason);
       const pre = tmp();
       const run = runMimir(
@@ -169,7 +233,18 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
       const heldOut = epoch?.type === 'metrics' ? epoch.values : {};
       const evalDir = tmp();
       const evaluated = runMimir(
-        ['eval', '--model', tuned, '--attacks', 'natural,pgd:2,pgd20', '--n', '8', '--out', evalDir, '--json'],
+        [
+          'eval',
+          '--model',
+          tuned,
+          '--attacks',
+          'natural,pgd:2,pgd20,corruptions',
+          '--n',
+          '8',
+          '--out',
+          evalDir,
+          '--json',
+        ],
         THREADS,
       );
       expect(evaluated.status, evaluated.stderr).toBe(0);
@@ -189,6 +264,7 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
       }
       expect(report.worstCase?.attacks).toEqual(['pgd2', 'pgd20']);
       expectMaskingAndImages(report, evalDir);
+      await expectCorruptionTable(report, found.python);
       // The file the done event names is the report printed.
       expect(EvaluationReport.parse(JSON.parse(readFileSync(path.join(evalDir, 'report.json'), 'utf8')))).toEqual(
         report,
@@ -199,7 +275,7 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
         '--model',
         tuned,
         '--attacks',
-        'natural,autoattack,cw',
+        'natural,autoattack,cw,corruptions',
         '--n',
         '8',
         '--out',
@@ -207,7 +283,7 @@ describe('ConvNeXt and Swin runs on the PyTorch engine', () => {
       ]);
       expect(refused.status).not.toBe(0);
       expect(refused.stderr).toMatch(
-        /PyTorch engine evaluates natural, pgd20, pgd so far; autoattack, cw run on the TensorFlow\.js engine only/,
+        /PyTorch engine evaluates natural, pgd20, pgd, corruptions so far; autoattack, cw run on the TensorFlow\.js engine only/,
       );
     }, 600_000);
   }

@@ -181,7 +181,7 @@ export function registerEval(program: Command): void {
     .addOption(
       new Option(
         '--engine <engine>',
-        'tfjs or torch (natural and PGD only); default: torch for the encoders only it runs (ConvNeXt, Swin), else tfjs',
+        'tfjs or torch (natural, PGD and corruptions only); default: torch for the encoders only it runs (ConvNeXt, Swin), else tfjs',
       ).choices(EVALUATION_ENGINES),
     )
     .addOption(new Option('--device <device>', 'torch: auto, cpu or cuda').choices(['auto', 'cpu', 'cuda']))

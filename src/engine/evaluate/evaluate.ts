@@ -28,13 +28,13 @@ import {
   zeroGradientCheck,
   type BlackBoxCheck,
 } from '../attacks';
-import { corruptImages } from '../corruptions';
 import { openDataset, type Dataset } from '../data';
 import { distinctSample } from '../rng';
 import { noEvidenceFlags } from './evidence';
 import { EvaluatedClassifier } from './model';
 import { planEvaluation, type EvaluationPlan, type PlannedAttack } from './plan';
 import { predictionsAt, runPlanned, type BatchContext } from './batch';
+import { corruptBatch, corruptionCells } from './corrupted-batch';
 import { AttackTally } from './tally';
 
 export interface EvaluateOptions {
@@ -201,21 +201,15 @@ async function runEvaluation(
 
         if (plan.corruptions) {
           const t0 = performance.now();
-          for (const type of plan.corruptions.types) {
-            for (const severity of plan.corruptions.severities) {
-              throwIfCancelled(options.signal);
-              const corrupted = await corruptImages(data.images, n, size, type, severity, {
-                table: plan.corruptions.table,
-                seed: request.seed,
-                ids: batchIds,
-              });
-              const xc = tf.tensor4d(corrupted, [n, size, size, 3], 'float32');
-              const pred = await predictionsAt(model, xc);
-              xc.dispose();
-              const key = `${type}/${severity}`;
-              const right = Array.from(data.labels).filter((label, i) => pred[i] === label).length;
-              corruptionCorrect.set(key, (corruptionCorrect.get(key) ?? 0) + right);
-            }
+          for (const cell of corruptionCells(plan.corruptions)) {
+            throwIfCancelled(options.signal);
+            const corrupted = await corruptBatch(data.images, batchIds, size, cell, plan.corruptions, request.seed);
+            const xc = tf.tensor4d(corrupted, [n, size, size, 3], 'float32');
+            const pred = await predictionsAt(model, xc);
+            xc.dispose();
+            const key = `${cell.type}/${cell.severity}`;
+            const right = Array.from(data.labels).filter((label, i) => pred[i] === label).length;
+            corruptionCorrect.set(key, (corruptionCorrect.get(key) ?? 0) + right);
           }
           corruptionMs += performance.now() - t0;
           progress.advance(n);

@@ -59,7 +59,7 @@ const DOCS: Record<string, FieldDoc> = {
   threat: { label: 'Threat model' },
   engine: {
     label: 'Engine',
-    help: 'Leave empty to let the checkpoint decide: PyTorch for ConvNeXt and Swin (natural and PGD only), else TensorFlow.js (every attack).',
+    help: 'Leave empty to let the checkpoint decide: PyTorch for ConvNeXt and Swin (natural, PGD and corruptions only), else TensorFlow.js (every attack).',
   },
   eps: { label: 'ε (/255)', help: 'Radius in 1/255 units: 8 means 8/255.' },
   seed: { label: 'Seed', help: 'Random starts, random picks and corruptions repeat with it.' },
