@@ -1,4 +1,3 @@
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileAtomic } from '@engine/io/atomic-file';
@@ -6,6 +5,7 @@ import { encodeNpy } from '@engine/io/npy';
 import type { Dataset } from '@engine/data';
 import { corruptBatch, corruptionCells } from '@engine/evaluate/corrupted-batch';
 import type { CorruptionPlan } from '@engine/evaluate/plan';
+import { pathExists } from '@engine/io/exists';
 
 /**
  * The corrupted images of a PyTorch evaluation, made here by the engine's one implementation of the
@@ -37,15 +37,6 @@ export interface CorruptionFeed {
   budgetBytes?: number;
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Write every file of the feed, waiting while the reader is `budgetBytes` behind. */
 export async function feedCorruptions(feed: CorruptionFeed): Promise<void> {
   const { folder, dataset, ids, batchSize, plan, seed, signal } = feed;
@@ -60,7 +51,7 @@ export async function feedCorruptions(feed: CorruptionFeed): Promise<void> {
     for (const cell of cells) {
       signal.throwIfAborted();
       const waitFor = path.join(folder, feedFileName(index - ahead));
-      while (index >= ahead && (await exists(waitFor))) await sleep(POLL_MS, undefined, { signal });
+      while (index >= ahead && (await pathExists(waitFor))) await sleep(POLL_MS, undefined, { signal });
       const images = await corruptBatch(data.images, batchIds, size, cell, plan, seed);
       const shape = [batchIds.length, size, size, 3];
       await writeFileAtomic(

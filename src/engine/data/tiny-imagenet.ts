@@ -1,21 +1,13 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TinyImageNetSource } from '@shared/dataset-config';
 import { DatasetError } from './dataset';
 import { listImages, splitDataset, type ImageFileDataset, type ImageRecord } from './image-folder';
 import { errorMessage } from '@shared/unknown-value';
+import { pathExists } from '../io/exists';
 
 const LAYOUT =
   'expected the Tiny-ImageNet layout: wnids.txt, words.txt, train/<wnid>/images/*.JPEG, val/images/*.JPEG and val/val_annotations.txt';
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function readText(file: string, what: string): Promise<string> {
   try {
@@ -47,7 +39,7 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
   const given = path.resolve(source.root);
   const candidates = [given, path.join(given, 'tiny-imagenet-200')];
   let root: string | null = null;
-  for (const dir of candidates) if (await exists(path.join(dir, 'wnids.txt'))) root = root ?? dir;
+  for (const dir of candidates) if (await pathExists(path.join(dir, 'wnids.txt'))) root = root ?? dir;
   if (!root) {
     throw new DatasetError(
       'missing',
@@ -59,7 +51,7 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
   const wnids = lines(await readText(path.join(root, 'wnids.txt'), 'the class list')).sort();
   const names = new Map<string, string>();
   const wordsFile = path.join(root, 'words.txt');
-  if (await exists(wordsFile)) {
+  if (await pathExists(wordsFile)) {
     for (const line of lines(await readText(wordsFile, 'the class names'))) {
       const [wnid, words] = line.split('\t');
       if (wnid && words) names.set(wnid, (words.split(',')[0] as string).trim());
@@ -74,7 +66,7 @@ export async function openTinyImageNet(source: TinyImageNetSource): Promise<Imag
     location = path.join(root, 'train');
     for (const [label, wnid] of wnids.entries()) {
       const dir = path.join(location, wnid, 'images');
-      if (!(await exists(dir))) {
+      if (!(await pathExists(dir))) {
         throw new DatasetError(
           'missing',
           `Tiny-ImageNet: ${dir} is missing (class ${wnid} of wnids.txt; ${LAYOUT}).`,
