@@ -9,7 +9,7 @@ import { describeLatest, findResumeCheckpoint, type GoodCheckpoint } from '../ch
 import { BatchIterator, BatchIteratorState, type Dataset } from '../data';
 import { openExtraData } from '../data/extra-data';
 import { writeFileAtomic } from '../io/atomic-file';
-import { runPrecision, useWebgpuPrecision } from '../webgpu/variants';
+import { runPrecision, setWebgpuKernelSettings, useWebgpuPrecision } from '../webgpu/variants';
 import { errorMessage } from '@shared/unknown-value';
 import { Rng, type RngState } from '../rng';
 import { PendingMetrics } from './pending-metrics';
@@ -178,6 +178,19 @@ export interface Trainer<C extends TrainingPlan> {
 export const CONFIG_FILE = 'config.json';
 
 export async function runTraining<C extends TrainingPlan>(
+  trainer: Trainer<C>,
+  configInput: unknown,
+  options: TrainingRunOptions,
+): Promise<DoneEvent> {
+  try {
+    return await trainOnce(trainer, configInput, options);
+  } finally {
+    // A run's precision is the run's own: the next run, evaluation or bench in this process starts from fp32.
+    setWebgpuKernelSettings({ precision: 'fp32' });
+  }
+}
+
+async function trainOnce<C extends TrainingPlan>(
   trainer: Trainer<C>,
   configInput: unknown,
   options: TrainingRunOptions,

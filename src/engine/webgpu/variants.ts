@@ -37,14 +37,18 @@ export function webgpuKernelSettings(): KernelSettings {
   return { ...state.settings };
 }
 
-/** The variants to run now; precision fp16 on a device without shader-f16 is an error, never a silent fp32. */
-export function kernelVariants(): KernelVariants {
-  const { precision, subgroups } = state.settings;
+function requireF16(precision: WebgpuPrecision): void {
   if (precision === 'fp16' && !state.features.has('shader-f16')) {
     throw new Error(
       "precision fp16 needs a WebGPU device with the 'shader-f16' feature, and this one lacks it: use precision fp32",
     );
   }
+}
+
+/** The variants to run now; precision fp16 on a device without shader-f16 is an error, never a silent fp32. */
+export function kernelVariants(): KernelVariants {
+  const { precision, subgroups } = state.settings;
+  requireF16(precision);
   return { subgroups: subgroups && state.features.has('subgroups'), gemmF16: precision === 'fp16' };
 }
 
@@ -80,8 +84,9 @@ export function useWebgpuPrecision(precision: WebgpuPrecision, backend: string):
       `precision fp16 applies to the webgpu backend only, and ${backend} was chosen: choose webgpu (--backend webgpu) or precision fp32`,
     );
   }
+  // Checked before it is set: a refused fp16 must not stay behind for the process's next GEMM.
+  if (backend === 'webgpu') requireF16(precision);
   setWebgpuKernelSettings({ precision });
-  if (backend === 'webgpu') kernelVariants();
 }
 
 /** A run's tfjs precision: its config's engine.precision where the engine is tfjs, else fp32. */

@@ -7,6 +7,7 @@ import {
   setWebgpuDeviceFeatures,
   setWebgpuKernelSettings,
   useWebgpuPrecision,
+  webgpuKernelSettings,
 } from '../../../src/engine/webgpu/variants';
 
 describe('the choice of the webgpu kernel variants', () => {
@@ -37,6 +38,13 @@ describe('the choice of the webgpu kernel variants', () => {
       'precision fp16 applies to the webgpu backend only, and wasm was chosen: choose webgpu (--backend webgpu) or precision fp32',
     );
     useWebgpuPrecision('fp32', 'wasm');
+  });
+
+  it('leaves the precision as it was when fp16 is refused for want of shader-f16', () => {
+    setWebgpuDeviceFeatures(['subgroups']);
+    expect(() => useWebgpuPrecision('fp16', 'webgpu')).toThrow(/needs a WebGPU device with the 'shader-f16' feature/);
+    expect(webgpuKernelSettings().precision).toBe('fp32');
+    expect(kernelVariants()).toEqual({ subgroups: true, gemmF16: false });
   });
 
   it('moves enable directives above the preamble tfjs writes first, once each', () => {
