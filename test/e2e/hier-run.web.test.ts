@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { EvaluationReport } from '../../src/shared/evaluation';
 import type { Evaluation, Run } from '../../src/shared/store-types';
 import { screenshotPath } from '../helpers/browser';
-import { runIdFromUrl } from '../helpers/run-page';
+import { expectAttackTable, runIdFromUrl } from '../helpers/run-page';
 import { webAppForFile } from '../helpers/web-app';
 import { findPythonWithTorch } from '../engine/io/python-torch';
 
@@ -129,14 +129,7 @@ describe.each([
     expect(evaluated.summary?.natural_accuracy).toBe(finetuned.summary?.heldout_natural_acc);
     const [natural, pgd] = report.attacks;
     expect(pgd?.robustAccuracy).toBeLessThanOrEqual(natural?.robustAccuracy ?? -1);
-    const table = page.getByTestId('attack-table');
-    await table.waitFor();
-    for (const outcome of report.attacks) {
-      const row = table.locator(`[data-attack="${outcome.key}"]`);
-      expect((await row.getByTestId('robust-accuracy').textContent())?.trim()).toContain(
-        `${(outcome.robustAccuracy * 100).toFixed(2)}%`,
-      );
-    }
+    await expectAttackTable(page, report);
     // The gradient-masking checks it ran (not the black-box one, which needs Square) and the flipped examples.
     const checks = page.getByTestId('masking-checks');
     await checks.waitFor();

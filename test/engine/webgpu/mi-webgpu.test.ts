@@ -42,6 +42,36 @@ function normDifference(got: number[], want: number[]): number {
   return Math.sqrt(diff / norm);
 }
 
+/** The estimator's gradients on webgpu against central differences of its float64 reference, for each options. */
+async function expectGradientsMatch(
+  estimator: 'nhsic' | 'renyi',
+  reference: (a: number[][], b: number[][], opts: RefOptions) => number,
+  rng: Rng,
+  optionSets: Array<Partial<RefOptions>>,
+): Promise<void> {
+  for (const options of optionSets) {
+    const [a, b] = dependentPair(rng, 8, 4, 3);
+    const opts = { ...DEFAULTS, ...options };
+    const fdA = finiteDifferenceGradient((x) => reference(x, b, opts), a, 1e-4).flat();
+    const fdB = finiteDifferenceGradient((x) => reference(a, x, opts), b, 1e-4).flat();
+    const grads = tf.tidy(() =>
+      tf.grads((x: tf.Tensor, y: tf.Tensor) => mutualInformation(estimator, x, y, options))([
+        tf.tensor2d(a),
+        tf.tensor2d(b),
+      ]),
+    );
+    const [gA, gB] = await Promise.all(grads.map(async (g) => Array.from(await g.data())));
+    tf.dispose(grads);
+    const errA = normDifference(gA ?? [], fdA);
+    const errB = normDifference(gB ?? [], fdB);
+    console.log(
+      `webgpu ${estimator} ${JSON.stringify(options)} gradient vs central differences: A ${errA.toExponential(2)}, B ${errB.toExponential(2)}`,
+    );
+    expect(errA).toBeLessThan(1e-2);
+    expect(errB).toBeLessThan(1e-2);
+  }
+}
+
 describe('nHSIC on webgpu (SwiftShader), with no synchronous read', () => {
   beforeAll(async () => {
     useSwiftShader();
@@ -69,28 +99,7 @@ describe('nHSIC on webgpu (SwiftShader), with no synchronous read', () => {
   }, 300_000);
 
   it('has the gradient of the reference (central differences) for both inputs', async () => {
-    const rng = new Rng(23);
-    for (const options of [{}, { sigma: 1.5 }] as Array<Partial<RefOptions>>) {
-      const [a, b] = dependentPair(rng, 8, 4, 3);
-      const opts = { ...DEFAULTS, ...options };
-      const fdA = finiteDifferenceGradient((x) => nhsicRef(x, b, opts), a, 1e-4).flat();
-      const fdB = finiteDifferenceGradient((x) => nhsicRef(a, x, opts), b, 1e-4).flat();
-      const grads = tf.tidy(() =>
-        tf.grads((x: tf.Tensor, y: tf.Tensor) => mutualInformation('nhsic', x, y, options))([
-          tf.tensor2d(a),
-          tf.tensor2d(b),
-        ]),
-      );
-      const [gA, gB] = await Promise.all(grads.map(async (g) => Array.from(await g.data())));
-      tf.dispose(grads);
-      const errA = normDifference(gA ?? [], fdA);
-      const errB = normDifference(gB ?? [], fdB);
-      console.log(
-        `webgpu nhsic ${JSON.stringify(options)} gradient vs central differences: A ${errA.toExponential(2)}, B ${errB.toExponential(2)}`,
-      );
-      expect(errA).toBeLessThan(1e-2);
-      expect(errB).toBeLessThan(1e-2);
-    }
+    await expectGradientsMatch('nhsic', nhsicRef, new Rng(23), [{}, { sigma: 1.5 }]);
     expect(takeWebgpuDeviceErrors()).toEqual([]);
   }, 300_000);
 
@@ -205,28 +214,7 @@ describe('Renyi entropy and MI on webgpu (SwiftShader): the eigendecomposition o
   });
 
   it('has the gradient of the reference (central differences) for both inputs', async () => {
-    const rng = new Rng(37);
-    for (const options of [{}, { sigma: 1.5, alpha: 2 }] as Array<Partial<RefOptions>>) {
-      const [a, b] = dependentPair(rng, 8, 4, 3);
-      const opts = { ...DEFAULTS, ...options };
-      const fdA = finiteDifferenceGradient((x) => renyiRef(x, b, opts), a, 1e-4).flat();
-      const fdB = finiteDifferenceGradient((x) => renyiRef(a, x, opts), b, 1e-4).flat();
-      const grads = tf.tidy(() =>
-        tf.grads((x: tf.Tensor, y: tf.Tensor) => mutualInformation('renyi', x, y, options))([
-          tf.tensor2d(a),
-          tf.tensor2d(b),
-        ]),
-      );
-      const [gA, gB] = await Promise.all(grads.map(async (g) => Array.from(await g.data())));
-      tf.dispose(grads);
-      const errA = normDifference(gA ?? [], fdA);
-      const errB = normDifference(gB ?? [], fdB);
-      console.log(
-        `webgpu renyi ${JSON.stringify(options)} gradient vs central differences: A ${errA.toExponential(2)}, B ${errB.toExponential(2)}`,
-      );
-      expect(errA).toBeLessThan(1e-2);
-      expect(errB).toBeLessThan(1e-2);
-    }
+    await expectGradientsMatch('renyi', renyiRef, new Rng(37), [{}, { sigma: 1.5, alpha: 2 }]);
     expect(takeWebgpuDeviceErrors()).toEqual([]);
   }, 300_000);
 
