@@ -82,6 +82,23 @@ function pythonReader(folder: string, sizes: number[]): Promise<{ sha: string; w
   );
 }
 
+/**
+ * A temp folder of this test's own as os.tmpdir() (TMPDIR) until restore(): the feed's folder is made
+ * there, so other test files' evaluations running at the same time do not show in feedFolders().
+ */
+function privateTmpDir(): { restore: () => void; feedFolders: () => string[] } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-tmp-'));
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = dir;
+  return {
+    restore: () => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    },
+    feedFolders: () => readdirSync(dir).filter((f) => f.startsWith('mimir-corrupted-')),
+  };
+}
+
 describe('the corrupted images of a PyTorch evaluation', () => {
   let checkpoint: string;
 
@@ -159,11 +176,12 @@ describe('the corrupted images of a PyTorch evaluation', () => {
       batchSize: 4,
     };
     const tfjs = await evaluate(input, { outDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-')) });
-    const before = new Set(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-')));
+    const outDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-'));
+    const tmp = privateTmpDir();
     const torch = await evaluateOnTorch(
       { ...input, engine: 'torch' },
-      { outDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-')), emit: () => undefined, device: 'cpu', threads: 1 },
-    );
+      { outDir, emit: () => undefined, device: 'cpu', threads: 1 },
+    ).finally(tmp.restore);
     expect(torch.backend).toBe('torch');
     expect(torch.naturalAccuracy).toBe(tfjs.naturalAccuracy);
     expect(torch.corruptions?.cells).toEqual(tfjs.corruptions?.cells);
@@ -171,11 +189,12 @@ describe('the corrupted images of a PyTorch evaluation', () => {
     expect(torch.corruptions?.mean).toBeCloseTo(tfjs.corruptions?.mean ?? -1, 12);
     expect(torch.corruptions).toMatchObject({ table: 'cifar10', seed: 3, backend: 'torch' });
     // The feed's folder is gone.
-    expect(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-') && !before.has(f))).toEqual([]);
+    expect(tmp.feedFolders()).toEqual([]);
   }, 300_000);
 
   it('stop Python and say so when corrupting fails, leaving no folder behind', async () => {
-    const before = new Set(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-')));
+    const outDir = mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-'));
+    const tmp = privateTmpDir();
     failing.on = true;
     try {
       await expect(
@@ -187,12 +206,13 @@ describe('the corrupted images of a PyTorch evaluation', () => {
             attacks: [{ attack: 'natural' }, { attack: 'corruptions', types: ['jpeg'], severities: [1] }],
             engine: 'torch',
           },
-          { outDir: mkdtempSync(path.join(os.tmpdir(), 'mimir-feed-')), emit: () => undefined, device: 'cpu' },
+          { outDir, emit: () => undefined, device: 'cpu' },
         ),
       ).rejects.toThrow(/^Corrupting the images for the PyTorch engine failed: no sharp today$/);
     } finally {
       failing.on = false;
+      tmp.restore();
     }
-    expect(readdirSync(os.tmpdir()).filter((f) => f.startsWith('mimir-corrupted-') && !before.has(f))).toEqual([]);
+    expect(tmp.feedFolders()).toEqual([]);
   }, 300_000);
 });
